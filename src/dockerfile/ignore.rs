@@ -1,0 +1,302 @@
+//! `.dockerignore` files and the glob patterns docker uses.
+//!
+//! Docker's rules (moby's `ignorefile` and `patternmatcher`): a line starting
+//! with `#` is a comment, patterns are trimmed and cleaned (`./` and a leading
+//! `/` removed), `!` makes an exception, the last matching pattern wins, `**`
+//! matches any number of directories, and a pattern that matches a parent
+//! directory matches everything below it. This module only matches strings;
+//! walking the context is the engine's job.
+
+use crate::lexpath;
+
+/// An error in a `.dockerignore` line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IgnoreError {
+    #[error("line {line}: illegal exclusion pattern: \"!\"")]
+    EmptyExclusion { line: usize },
+    #[error("line {line}: syntax error in pattern {pattern:?}")]
+    BadPattern { line: usize, pattern: String },
+}
+
+/// How a glob treats `/` and `**`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// Shell pattern in `${V#pattern}`: `*` matches anything.
+    Shell,
+    /// Go's `filepath.Match` (COPY sources): `*` and `?` stop at `/`.
+    GoPath,
+    /// `.dockerignore`: like `GoPath`, plus `**` for any depth.
+    DockerIgnore,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Lit(char),
+    /// `?`
+    One,
+    /// `*`
+    Star,
+    /// `**` followed by more pattern: any run of whole directories, or none.
+    AnyDirs,
+    /// `**` at the end: anything.
+    AnyTail,
+    Class { negated: bool, items: Vec<(char, char)> },
+}
+
+/// A compiled glob pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Glob {
+    toks: Vec<Tok>,
+    flavor: Flavor,
+}
+
+impl Glob {
+    /// Compiles `pattern`; `None` when its syntax is bad (an unclosed class).
+    pub(crate) fn new(pattern: &str, flavor: Flavor) -> Option<Glob> {
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut toks = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            i += 1;
+            match c {
+                '*' if flavor == Flavor::DockerIgnore && chars.get(i) == Some(&'*') => {
+                    i += 1;
+                    if chars.get(i) == Some(&'/') {
+                        i += 1;
+                    }
+                    toks.push(if i >= chars.len() { Tok::AnyTail } else { Tok::AnyDirs });
+                }
+                '*' => {
+                    if toks.last() != Some(&Tok::Star) {
+                        toks.push(Tok::Star);
+                    }
+                }
+                '?' => toks.push(Tok::One),
+                '\\' => match chars.get(i) {
+                    Some(&n) => {
+                        i += 1;
+                        toks.push(Tok::Lit(n));
+                    }
+                    None => {
+                        if flavor == Flavor::GoPath {
+                            return None;
+                        }
+                        toks.push(Tok::Lit('\\'));
+                    }
+                },
+                '[' => {
+                    let (tok, next) = parse_class(&chars, i)?;
+                    toks.push(tok);
+                    i = next;
+                }
+                c => toks.push(Tok::Lit(c)),
+            }
+        }
+        Some(Glob { toks, flavor })
+    }
+
+    pub(crate) fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        let mut failed = std::collections::HashSet::new();
+        self.match_at(0, &text, 0, &mut failed)
+    }
+
+    fn stops_at_slash(&self) -> bool {
+        self.flavor != Flavor::Shell
+    }
+
+    fn match_at(
+        &self,
+        ti: usize,
+        text: &[char],
+        si: usize,
+        failed: &mut std::collections::HashSet<(usize, usize)>,
+    ) -> bool {
+        if failed.contains(&(ti, si)) {
+            return false;
+        }
+        let ok = match self.toks.get(ti) {
+            None => si == text.len(),
+            Some(Tok::Lit(c)) => text.get(si) == Some(c) && self.match_at(ti + 1, text, si + 1, failed),
+            Some(Tok::One) => match text.get(si) {
+                Some('/') if self.stops_at_slash() => false,
+                Some(_) => self.match_at(ti + 1, text, si + 1, failed),
+                None => false,
+            },
+            Some(Tok::Star) => {
+                let mut end = si;
+                loop {
+                    if self.match_at(ti + 1, text, end, failed) {
+                        break true;
+                    }
+                    match text.get(end) {
+                        Some('/') if self.stops_at_slash() => break false,
+                        Some(_) => end += 1,
+                        None => break false,
+                    }
+                }
+            }
+            Some(Tok::AnyTail) => true,
+            Some(Tok::AnyDirs) => {
+                // `(.*/)?`: nothing, or anything that ends with a slash
+                self.match_at(ti + 1, text, si, failed)
+                    || (si..text.len())
+                        .filter(|&k| text[k] == '/')
+                        .any(|k| self.match_at(ti + 1, text, k + 1, failed))
+            }
+            Some(Tok::Class { negated, items }) => match text.get(si) {
+                Some('/') if self.stops_at_slash() => false,
+                Some(&c) => {
+                    let inside = items.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                    inside != *negated && self.match_at(ti + 1, text, si + 1, failed)
+                }
+                None => false,
+            },
+        };
+        if !ok {
+            failed.insert((ti, si));
+        }
+        ok
+    }
+}
+
+/// Parses a class after its `[`; returns the token and the index after `]`.
+fn parse_class(chars: &[char], mut i: usize) -> Option<(Tok, usize)> {
+    let mut negated = false;
+    if chars.get(i) == Some(&'^') {
+        negated = true;
+        i += 1;
+    }
+    let mut items = Vec::new();
+    let mut first = true;
+    loop {
+        let c = *chars.get(i)?;
+        i += 1;
+        if c == ']' && !first {
+            break;
+        }
+        first = false;
+        let lo = if c == '\\' {
+            let e = *chars.get(i)?;
+            i += 1;
+            e
+        } else {
+            c
+        };
+        let mut hi = lo;
+        if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|&n| n != ']') {
+            i += 1;
+            let h = *chars.get(i)?;
+            i += 1;
+            hi = if h == '\\' {
+                let e = *chars.get(i)?;
+                i += 1;
+                e
+            } else {
+                h
+            };
+            if hi < lo {
+                return None;
+            }
+        }
+        items.push((lo, hi));
+    }
+    Some((Tok::Class { negated, items }, i))
+}
+
+/// Whole-string match of a shell pattern (`${V#pattern}`).
+pub(crate) fn glob_match(pattern: &[char], text: &[char], path: bool) -> bool {
+    let p: String = pattern.iter().collect();
+    let t: String = text.iter().collect();
+    let flavor = if path { Flavor::GoPath } else { Flavor::Shell };
+    Glob::new(&p, flavor).is_some_and(|g| g.matches(&t))
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    glob: Glob,
+    exclusion: bool,
+}
+
+/// The patterns of one `.dockerignore` file.
+#[derive(Debug, Clone, Default)]
+pub struct DockerIgnore {
+    patterns: Vec<Pattern>,
+}
+
+impl DockerIgnore {
+    /// Parses the text of a `.dockerignore` file.
+    pub fn parse(text: &str) -> Result<Self, IgnoreError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut patterns = Vec::new();
+        for (idx, raw) in text.lines().enumerate() {
+            let line = idx + 1;
+            if raw.starts_with('#') {
+                continue;
+            }
+            let mut p = raw.trim();
+            if p.is_empty() {
+                continue;
+            }
+            let exclusion = p.starts_with('!');
+            if exclusion {
+                p = p[1..].trim();
+                if p.is_empty() {
+                    return Err(IgnoreError::EmptyExclusion { line });
+                }
+            }
+            let mut cleaned = lexpath::clean(p);
+            if cleaned.len() > 1 && cleaned.starts_with('/') {
+                cleaned.remove(0);
+            }
+            let glob = Glob::new(&cleaned, Flavor::DockerIgnore)
+                .ok_or_else(|| IgnoreError::BadPattern { line, pattern: raw.trim().to_string() })?;
+            patterns.push(Pattern { glob, exclusion });
+        }
+        Ok(Self { patterns })
+    }
+
+    /// True when there are no patterns at all.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// True when some pattern is an exception (`!…`): an excluded directory
+    /// may then still hold included files, so it must be walked.
+    pub fn has_exceptions(&self) -> bool {
+        self.patterns.iter().any(|p| p.exclusion)
+    }
+
+    /// Whether the context path `rel` (slash-separated, relative to the
+    /// context root, no leading `./`) is excluded.
+    pub fn is_excluded(&self, rel: &str) -> bool {
+        let rel = lexpath::clean(rel);
+        let parents: Vec<&str> = match rel.rfind('/') {
+            Some(i) => rel[..i].split('/').collect(),
+            None => Vec::new(),
+        };
+        let mut matched = false;
+        for pattern in &self.patterns {
+            if pattern.exclusion != matched {
+                continue;
+            }
+            let mut hit = pattern.glob.matches(&rel);
+            if !hit {
+                for n in 1..=parents.len() {
+                    if pattern.glob.matches(&parents[..n].join("/")) {
+                        hit = true;
+                        break;
+                    }
+                }
+            }
+            if hit {
+                matched = !pattern.exclusion;
+            }
+        }
+        matched
+    }
+}
+
+#[cfg(test)]
+mod tests;

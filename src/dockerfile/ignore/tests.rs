@@ -1,0 +1,71 @@
+//! `.dockerignore` table: (patterns, path, excluded). Cases written for
+//! smelt from docker's documented rules.
+
+use super::*;
+
+const CASES: &[(&str, &str, bool)] = &[
+    ("*.tmp", "top.tmp", true),
+    ("*.tmp", "a/b.tmp", false),
+    ("**/*.tmp", "a/b/c.tmp", true),
+    ("**/*.tmp", "top.tmp", true),
+    ("**", "anything/at/all", true),
+    ("a/**", "a/b/c", true),
+    ("a/**", "b/a/c", false),
+    ("a/**/c", "a/c", true),
+    ("a/**/c", "a/x/y/c", true),
+    ("a/**/c", "a/x/y/d", false),
+    ("drop", "drop/deep/d2", true),
+    ("drop", "dropped", false),
+    ("/drop", "drop/d1", true),
+    ("./drop", "drop/d1", true),
+    ("drop/", "drop/d1", true),
+    ("logs/*.log\n!logs/important.log", "logs/x.log", true),
+    ("logs/*.log\n!logs/important.log", "logs/important.log", false),
+    ("!logs/important.log\nlogs/*.log", "logs/important.log", true),
+    ("*\n!keep", "keep/k1", false),
+    ("*\n!keep", "other", true),
+    ("# comment\n*.md", "README.md", true),
+    ("# *.md", "README.md", false),
+    (" *.md ", "README.md", true),
+    ("?.txt", "a.txt", true),
+    ("?.txt", "ab.txt", false),
+    ("[a-c].txt", "b.txt", true),
+    ("[a-c].txt", "d.txt", false),
+    ("[^a-c].txt", "d.txt", true),
+    ("\\*.txt", "*.txt", true),
+    ("\\*.txt", "a.txt", false),
+    ("a/*/c", "a/b/c", true),
+    ("a/*/c", "a/b/x/c", false),
+    ("*/b", "a/b/c", true),
+    ("nested/a/b/*.tmp", "nested/a/b/c.tmp", true),
+    ("../x", "x", false),
+    ("", "x", false),
+    ("x\n!x/y", "x/y", false),
+    ("x\n!x/y", "x/z", true),
+    ("*.log\n!*.log\nkeep/k2.log", "keep/k2.log", true),
+    ("Dockerfile", "Dockerfile", true),
+];
+
+#[test]
+fn dockerignore_table() {
+    for (patterns, path, want) in CASES {
+        let ig = DockerIgnore::parse(patterns).unwrap_or_else(|e| panic!("{patterns:?}: {e}"));
+        assert_eq!(ig.is_excluded(path), *want, "patterns {patterns:?} path {path:?}");
+    }
+}
+
+#[test]
+fn dockerignore_errors() {
+    assert_eq!(DockerIgnore::parse("ok\n!").unwrap_err(), IgnoreError::EmptyExclusion { line: 2 });
+    assert!(matches!(DockerIgnore::parse("[a-").unwrap_err(), IgnoreError::BadPattern { line: 1, .. }));
+    assert!(DockerIgnore::parse("a\n!b").is_ok_and(|i| i.has_exceptions()));
+}
+
+#[test]
+fn copy_globs_do_not_cross_slashes() {
+    let g = Glob::new("dir/*.txt", Flavor::GoPath).expect("valid");
+    assert!(g.matches("dir/a.txt"));
+    assert!(!g.matches("dir/sub/a.txt"));
+    let g = Glob::new("**.txt", Flavor::GoPath).expect("valid");
+    assert!(!g.matches("a/b.txt"));
+}

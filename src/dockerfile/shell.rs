@@ -1,0 +1,490 @@
+//! Shell-word processing as docker applies it to Dockerfile arguments: quote
+//! removal, escapes, and `$VAR` / `${VAR…}` expansion, with or without word
+//! splitting.
+//!
+//! This is not a shell: there is no command substitution, globbing or
+//! arithmetic, exactly as in BuildKit's `shell.Lex`. It must not know about
+//! instructions; the parser decides which arguments are expanded.
+
+use std::collections::BTreeMap;
+
+/// Where variable values come from.
+pub trait Vars {
+    /// The value of `name`, or `None` when it is unset.
+    fn lookup(&self, name: &str) -> Option<&str>;
+}
+
+impl Vars for BTreeMap<String, String> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+impl Vars for std::collections::HashMap<String, String> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+/// `KEY=value` pairs, the first match wins (as in an environment list).
+impl Vars for [(String, String)] {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Vars for Vec<(String, String)> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.as_slice().lookup(name)
+    }
+}
+
+/// An expansion error; the caller adds the file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShellError {
+    #[error("unexpected end of statement while looking for matching single-quote")]
+    UnterminatedSingleQuote,
+    #[error("unexpected end of statement while looking for matching double-quote")]
+    UnterminatedDoubleQuote,
+    #[error("missing '}}' in substitution")]
+    MissingBrace,
+    #[error("unsupported modifier ({0}) in substitution")]
+    BadModifier(char),
+    #[error("{name}: {message}")]
+    Unset { name: String, message: String },
+    #[error("bad substitution: {0}")]
+    BadSubstitution(String),
+}
+
+/// Word processor for one escape character (`\` or `` ` ``).
+#[derive(Debug, Clone, Copy)]
+pub struct Lexer {
+    escape: char,
+    /// Keep quotes and escapes in the output.
+    raw: bool,
+    /// Leave unset variables as written instead of expanding them to "".
+    skip_unset: bool,
+}
+
+/// How a word is processed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Mode {
+    /// Keep quote characters in the output (heredoc bodies).
+    raw_quotes: bool,
+    /// Keep escape characters in the output (heredoc bodies).
+    raw_escapes: bool,
+    /// Split into words on unquoted whitespace.
+    split: bool,
+    skip_unset: bool,
+}
+
+impl Lexer {
+    pub fn new(escape: char) -> Self {
+        Self { escape, raw: false, skip_unset: false }
+    }
+
+    /// Keeps quotes and escape characters in the output (heredoc bodies).
+    pub fn with_raw(mut self) -> Self {
+        self.raw = true;
+        self
+    }
+
+    /// Leaves unset variables as written (`$X` stays `$X`).
+    pub fn with_skip_unset(mut self) -> Self {
+        self.skip_unset = true;
+        self
+    }
+
+    fn mode(&self, split: bool) -> Mode {
+        Mode { raw_quotes: self.raw, raw_escapes: self.raw, split, skip_unset: self.skip_unset }
+    }
+
+    /// Expands variables and removes quotes; the result is one word.
+    pub fn process_word(&self, word: &str, vars: &dyn Vars) -> Result<String, ShellError> {
+        let words = self.run(word, vars, self.mode(false))?;
+        Ok(words.into_iter().next().unwrap_or_default())
+    }
+
+    /// Expands variables and removes quotes, then splits on unquoted
+    /// whitespace (also whitespace that came from an unquoted expansion).
+    pub fn process_words(&self, word: &str, vars: &dyn Vars) -> Result<Vec<String>, ShellError> {
+        self.run(word, vars, self.mode(true))
+    }
+
+    fn run(&self, word: &str, vars: &dyn Vars, mode: Mode) -> Result<Vec<String>, ShellError> {
+        let chars: Vec<char> = word.chars().collect();
+        let mut state = Scan { chars: &chars, pos: 0, escape: self.escape, vars, mode };
+        let mut words = Words::default();
+        state.process(None, &mut words)?;
+        Ok(words.finish(mode.split))
+    }
+}
+
+/// The words being built; tracks whether the current word has begun so
+/// that `""` yields an empty word rather than none.
+#[derive(Default)]
+struct Words {
+    done: Vec<String>,
+    cur: String,
+    started: bool,
+}
+
+impl Words {
+    fn push_raw(&mut self, s: &str) {
+        self.cur.push_str(s);
+        self.started = true;
+    }
+    fn push_char(&mut self, c: char) {
+        self.cur.push(c);
+        self.started = true;
+    }
+    /// Text from an unquoted expansion: whitespace in it separates words.
+    fn push_split(&mut self, s: &str, split: bool) {
+        if !split {
+            self.push_raw(s);
+            return;
+        }
+        for c in s.chars() {
+            if c.is_whitespace() {
+                self.end_word();
+            } else {
+                self.push_char(c);
+            }
+        }
+    }
+    fn end_word(&mut self) {
+        if self.started {
+            self.done.push(std::mem::take(&mut self.cur));
+            self.started = false;
+        }
+    }
+    fn finish(mut self, split: bool) -> Vec<String> {
+        if split {
+            self.end_word();
+            self.done
+        } else {
+            vec![self.cur]
+        }
+    }
+}
+
+struct Scan<'a> {
+    chars: &'a [char],
+    pos: usize,
+    escape: char,
+    vars: &'a dyn Vars,
+    mode: Mode,
+}
+
+impl Scan<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+
+    /// Processes until `stop` (consumed) or the end of input.
+    fn process(&mut self, stop: Option<char>, out: &mut Words) -> Result<bool, ShellError> {
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                self.pos += 1;
+                return Ok(true);
+            }
+            match c {
+                '\'' => self.single_quote(out)?,
+                '"' => self.double_quote(out)?,
+                '$' => {
+                    let value = self.dollar()?;
+                    out.push_split(&value, self.mode.split);
+                }
+                c if c == self.escape => {
+                    self.pos += 1;
+                    match self.next() {
+                        // a trailing escape character is dropped
+                        None => {}
+                        Some(n) => {
+                            if self.mode.raw_escapes {
+                                out.push_char(c);
+                            }
+                            out.push_char(n);
+                        }
+                    }
+                }
+                c if self.mode.split && c.is_whitespace() => {
+                    self.pos += 1;
+                    out.end_word();
+                }
+                c => {
+                    self.pos += 1;
+                    out.push_char(c);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn single_quote(&mut self, out: &mut Words) -> Result<(), ShellError> {
+        self.pos += 1;
+        out.started = true;
+        if self.mode.raw_quotes {
+            out.push_char('\'');
+        }
+        loop {
+            match self.next() {
+                None => return Err(ShellError::UnterminatedSingleQuote),
+                Some('\'') => {
+                    if self.mode.raw_quotes {
+                        out.push_char('\'');
+                    }
+                    return Ok(());
+                }
+                Some(c) => out.push_char(c),
+            }
+        }
+    }
+
+    fn double_quote(&mut self, out: &mut Words) -> Result<(), ShellError> {
+        self.pos += 1;
+        out.started = true;
+        if self.mode.raw_quotes {
+            out.push_char('"');
+        }
+        loop {
+            match self.peek() {
+                None => return Err(ShellError::UnterminatedDoubleQuote),
+                Some('"') => {
+                    self.pos += 1;
+                    if self.mode.raw_quotes {
+                        out.push_char('"');
+                    }
+                    return Ok(());
+                }
+                Some('$') => {
+                    let value = self.dollar()?;
+                    out.push_raw(&value);
+                }
+                Some(c) if c == self.escape => {
+                    self.pos += 1;
+                    match self.peek() {
+                        None => {}
+                        Some(n) if n == '"' || n == '$' || n == self.escape => {
+                            self.pos += 1;
+                            if self.mode.raw_escapes {
+                                out.push_char(c);
+                            }
+                            out.push_char(n);
+                        }
+                        Some(_) => out.push_char(c),
+                    }
+                }
+                Some(c) => {
+                    self.pos += 1;
+                    out.push_char(c);
+                }
+            }
+        }
+    }
+
+    /// Reads a variable name: letters, digits and `_`; a leading digit run
+    /// or one special parameter character is a name of its own.
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if name.is_empty() && c.is_ascii_digit() {
+                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
+                    name.push(d);
+                    self.pos += 1;
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!') {
+                self.pos += 1;
+                name.push(c);
+                return name;
+            }
+            if !(c.is_alphanumeric() || c == '_') {
+                break;
+            }
+            self.pos += 1;
+            name.push(c);
+        }
+        name
+    }
+
+    /// The text of a word inside `${…}` up to the closing brace.
+    fn inner_word(&mut self) -> Result<String, ShellError> {
+        let mut w = Words::default();
+        let mode = self.mode;
+        self.mode.split = false;
+        let found = self.process(Some('}'), &mut w);
+        self.mode = mode;
+        if !found? {
+            return Err(ShellError::MissingBrace);
+        }
+        Ok(w.cur)
+    }
+
+    fn dollar(&mut self) -> Result<String, ShellError> {
+        self.pos += 1; // the '$'
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                return Ok("$".to_string());
+            }
+            return Ok(match self.vars.lookup(&name) {
+                Some(v) => v.to_string(),
+                None if self.mode.skip_unset => format!("${name}"),
+                None => String::new(),
+            });
+        }
+        self.pos += 1; // the '{'
+        let name = self.name();
+        if name.is_empty() {
+            return Err(ShellError::BadSubstitution(self.rest_of_brace()));
+        }
+        let value = self.vars.lookup(&name).map(str::to_string);
+        match self.next() {
+            None => Err(ShellError::MissingBrace),
+            Some('}') => Ok(match value {
+                Some(v) => v,
+                None if self.mode.skip_unset => format!("${{{name}}}"),
+                None => String::new(),
+            }),
+            Some(':') => {
+                let modifier = self.next().ok_or(ShellError::MissingBrace)?;
+                let word = self.inner_word()?;
+                let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
+                match modifier {
+                    '-' => Ok(if set_nonempty { value.unwrap_or_default() } else { word }),
+                    '+' => Ok(if set_nonempty { word } else { String::new() }),
+                    '?' if set_nonempty => Ok(value.unwrap_or_default()),
+                    '?' => Err(unset_error(name, word)),
+                    other => Err(ShellError::BadModifier(other)),
+                }
+            }
+            Some('-') => {
+                let word = self.inner_word()?;
+                Ok(value.unwrap_or(word))
+            }
+            Some('+') => {
+                let word = self.inner_word()?;
+                Ok(if value.is_some() { word } else { String::new() })
+            }
+            Some('?') => {
+                let word = self.inner_word()?;
+                value.ok_or_else(|| unset_error(name, word))
+            }
+            Some(op @ ('#' | '%')) => {
+                let longest = self.peek() == Some(op);
+                if longest {
+                    self.pos += 1;
+                }
+                let pattern = self.inner_word()?;
+                let value = value.unwrap_or_default();
+                Ok(if op == '#' {
+                    trim_prefix(&value, &pattern, longest)
+                } else {
+                    trim_suffix(&value, &pattern, longest)
+                })
+            }
+            Some('/') => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.pos += 1;
+                }
+                let spec = self.inner_word()?;
+                let (pattern, replacement) = spec.split_once('/').unwrap_or((spec.as_str(), ""));
+                Ok(replace_pattern(&value.unwrap_or_default(), pattern, replacement, all))
+            }
+            Some(other) => {
+                let mut text = format!("${{{name}{other}");
+                text.push_str(&self.rest_of_brace());
+                Err(ShellError::BadSubstitution(text))
+            }
+        }
+    }
+
+    fn rest_of_brace(&mut self) -> String {
+        let mut s = String::new();
+        while let Some(c) = self.next() {
+            s.push(c);
+            if c == '}' {
+                break;
+            }
+        }
+        s
+    }
+}
+
+fn unset_error(name: String, word: String) -> ShellError {
+    let message = if word.is_empty() { "is not allowed to be unset".to_string() } else { word };
+    ShellError::Unset { name, message }
+}
+
+/// Shell pattern match of a whole string (`*`, `?`, `[…]`, `\` escapes).
+fn shell_match(pattern: &[char], text: &[char]) -> bool {
+    crate::dockerfile::ignore::glob_match(pattern, text, false)
+}
+
+fn trim_prefix(value: &str, pattern: &str, longest: bool) -> String {
+    let v: Vec<char> = value.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    let mut ends: Vec<usize> = (0..=v.len()).collect();
+    if longest {
+        ends.reverse();
+    }
+    for end in ends {
+        if shell_match(&p, &v[..end]) {
+            return v[end..].iter().collect();
+        }
+    }
+    value.to_string()
+}
+
+fn trim_suffix(value: &str, pattern: &str, longest: bool) -> String {
+    let v: Vec<char> = value.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    let mut starts: Vec<usize> = (0..=v.len()).collect();
+    if !longest {
+        starts.reverse();
+    }
+    for start in starts {
+        if shell_match(&p, &v[start..]) {
+            return v[..start].iter().collect();
+        }
+    }
+    value.to_string()
+}
+
+fn replace_pattern(value: &str, pattern: &str, replacement: &str, all: bool) -> String {
+    let v: Vec<char> = value.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    if p.is_empty() {
+        return value.to_string();
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    let mut replaced = false;
+    while i < v.len() {
+        if !(replaced && !all) {
+            // longest match starting at i
+            if let Some(end) = (i + 1..=v.len()).rev().find(|&end| shell_match(&p, &v[i..end])) {
+                out.push_str(replacement);
+                i = end;
+                replaced = true;
+                continue;
+            }
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

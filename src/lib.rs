@@ -1,0 +1,8 @@
+//! smelt: builds OCI container images from Dockerfiles without a daemon, as
+//! a drop-in replacement for the kaniko executor.
+//!
+//! The binary (`src/main.rs`) only parses flags and maps errors to exit
+//! codes; everything else lives here. See ARCHITECTURE.md for the map.
+
+pub mod dockerfile;
+pub mod lexpath;
