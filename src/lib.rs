@@ -4,5 +4,10 @@
 //! The binary (`src/main.rs`) only parses flags and maps errors to exit
 //! codes; everything else lives here. See ARCHITECTURE.md for the map.
 
+pub mod cli;
 pub mod dockerfile;
+pub mod engine;
+pub mod fs;
+pub mod image;
 pub mod lexpath;
+pub mod registry;

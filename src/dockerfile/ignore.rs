@@ -40,7 +40,10 @@ enum Tok {
     AnyDirs,
     /// `**` at the end: anything.
     AnyTail,
-    Class { negated: bool, items: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
 }
 
 /// A compiled glob pattern.
@@ -65,7 +68,11 @@ impl Glob {
                     if chars.get(i) == Some(&'/') {
                         i += 1;
                     }
-                    toks.push(if i >= chars.len() { Tok::AnyTail } else { Tok::AnyDirs });
+                    toks.push(if i >= chars.len() {
+                        Tok::AnyTail
+                    } else {
+                        Tok::AnyDirs
+                    });
                 }
                 '*' => {
                     if toks.last() != Some(&Tok::Star) {
@@ -118,7 +125,9 @@ impl Glob {
         }
         let ok = match self.toks.get(ti) {
             None => si == text.len(),
-            Some(Tok::Lit(c)) => text.get(si) == Some(c) && self.match_at(ti + 1, text, si + 1, failed),
+            Some(Tok::Lit(c)) => {
+                text.get(si) == Some(c) && self.match_at(ti + 1, text, si + 1, failed)
+            }
             Some(Tok::One) => match text.get(si) {
                 Some('/') if self.stops_at_slash() => false,
                 Some(_) => self.match_at(ti + 1, text, si + 1, failed),
@@ -250,8 +259,12 @@ impl DockerIgnore {
             if cleaned.len() > 1 && cleaned.starts_with('/') {
                 cleaned.remove(0);
             }
-            let glob = Glob::new(&cleaned, Flavor::DockerIgnore)
-                .ok_or_else(|| IgnoreError::BadPattern { line, pattern: raw.trim().to_string() })?;
+            let glob = Glob::new(&cleaned, Flavor::DockerIgnore).ok_or_else(|| {
+                IgnoreError::BadPattern {
+                    line,
+                    pattern: raw.trim().to_string(),
+                }
+            })?;
             patterns.push(Pattern { glob, exclusion });
         }
         Ok(Self { patterns })

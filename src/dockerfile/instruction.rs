@@ -35,7 +35,11 @@ pub struct Run {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Path(String),
-    Inline { name: String, content: String, expand: bool },
+    Inline {
+        name: String,
+        content: String,
+        expand: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -89,7 +93,10 @@ pub enum Instruction {
     Shell(Vec<String>),
     StopSignal(String),
     Healthcheck(Healthcheck),
-    Onbuild { expression: String, trigger: Box<Instruction> },
+    Onbuild {
+        expression: String,
+        trigger: Box<Instruction>,
+    },
     Maintainer(String),
 }
 
@@ -120,8 +127,24 @@ impl Instruction {
 }
 
 const KEYWORDS: [&str; 18] = [
-    "from", "run", "copy", "add", "env", "arg", "label", "expose", "volume", "user", "workdir", "cmd",
-    "entrypoint", "shell", "stopsignal", "healthcheck", "onbuild", "maintainer",
+    "from",
+    "run",
+    "copy",
+    "add",
+    "env",
+    "arg",
+    "label",
+    "expose",
+    "volume",
+    "user",
+    "workdir",
+    "cmd",
+    "entrypoint",
+    "shell",
+    "stopsignal",
+    "healthcheck",
+    "onbuild",
+    "maintainer",
 ];
 
 /// Flags an instruction accepts, and which of them are booleans or lists.
@@ -182,7 +205,11 @@ fn parse_flags(node: &Node, spec: &FlagSpec) -> Result<Flags, String> {
     Ok(flags)
 }
 
-const NO_FLAGS: FlagSpec = FlagSpec { strings: &[], bools: &[], lists: &[] };
+const NO_FLAGS: FlagSpec = FlagSpec {
+    strings: &[],
+    bools: &[],
+    lists: &[],
+};
 
 fn is_blank(c: char) -> bool {
     c.is_whitespace()
@@ -190,7 +217,10 @@ fn is_blank(c: char) -> bool {
 
 /// The arguments split on blanks (docker's `parseStringsWhitespaceDelimited`).
 fn fields(rest: &str) -> Vec<String> {
-    rest.split(is_blank).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    rest.split(is_blank)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A JSON array of strings, if `rest` is one. `Err` when it is a JSON array
@@ -206,7 +236,10 @@ fn json_array(rest: &str) -> Result<Option<Vec<String>>, String> {
             .into_iter()
             .map(|v| match v {
                 serde_json::Value::String(s) => Ok(s),
-                _ => Err("when using JSON array syntax, arrays must be comprised of strings only".to_string()),
+                _ => Err(
+                    "when using JSON array syntax, arrays must be comprised of strings only"
+                        .to_string(),
+                ),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
@@ -251,7 +284,9 @@ fn name_values(rest: &str, keyword: &str, escape: char) -> Result<Vec<(String, S
         .map(|w| match w.split_once('=') {
             Some((k, _)) if k.is_empty() => Err(format!("{keyword} names can not be blank")),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(format!("syntax error - can't find = in {w:?}. Must be of the form: name=value")),
+            None => Err(format!(
+                "syntax error - can't find = in {w:?}. Must be of the form: name=value"
+            )),
         })
         .collect()
 }
@@ -270,7 +305,14 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
     let no_flags = || parse_flags(node, &NO_FLAGS).map(|_| ());
     Ok(match node.cmd.as_str() {
         "from" => {
-            let flags = parse_flags(node, &FlagSpec { strings: &["platform"], bools: &[], lists: &[] })?;
+            let flags = parse_flags(
+                node,
+                &FlagSpec {
+                    strings: &["platform"],
+                    bools: &[],
+                    lists: &[],
+                },
+            )?;
             let words = fields(rest);
             let name = match words.len() {
                 1 => None,
@@ -278,12 +320,20 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
                 0 => return Err("FROM requires either one or three arguments".to_string()),
                 _ => return Err("FROM requires either one or three arguments".to_string()),
             };
-            Instruction::From(From { image: words[0].clone(), platform: flags.string("platform"), name })
+            Instruction::From(From {
+                image: words[0].clone(),
+                platform: flags.string("platform"),
+                name,
+            })
         }
         "run" => {
             let flags = parse_flags(
                 node,
-                &FlagSpec { strings: &["network", "security"], bools: &[], lists: &["mount"] },
+                &FlagSpec {
+                    strings: &["network", "security"],
+                    bools: &[],
+                    lists: &["mount"],
+                },
             )?;
             if rest.trim().is_empty() {
                 return Err("RUN requires at least one argument".to_string());
@@ -305,7 +355,11 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
                     lists: &["exclude"],
                 }
             } else {
-                FlagSpec { strings: &["from", "chown", "chmod"], bools: &["link", "parents"], lists: &["exclude"] }
+                FlagSpec {
+                    strings: &["from", "chown", "chmod"],
+                    bools: &["link", "parents"],
+                    lists: &["exclude"],
+                }
             };
             let flags = parse_flags(node, &spec)?;
             let (args, json) = json_or_fields(rest)?;
@@ -313,20 +367,32 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             if args.len() < 2 {
                 return Err(format!(
                     "{keyword} requires at least two arguments, but only {} provided. Destination could not be determined",
-                    if args.is_empty() { "none was".to_string() } else { "one was".to_string() }
+                    if args.is_empty() {
+                        "none was".to_string()
+                    } else {
+                        "one was".to_string()
+                    }
                 ));
             }
             let (dest, srcs) = args.split_last().ok_or("missing destination")?;
             if !json && parse_heredoc_word(dest)?.is_some() {
-                return Err(format!("{keyword} cannot accept a heredoc as a destination"));
+                return Err(format!(
+                    "{keyword} cannot accept a heredoc as a destination"
+                ));
             }
             let mut heredocs = node.heredocs.iter();
             let mut sources = Vec::new();
             for src in srcs {
                 match (json, parse_heredoc_word(src)?) {
                     (false, Some(_)) => {
-                        let h = heredocs.next().ok_or_else(|| format!("heredoc {src} has no body"))?;
-                        sources.push(Source::Inline { name: h.name.clone(), content: h.body(), expand: h.expand });
+                        let h = heredocs
+                            .next()
+                            .ok_or_else(|| format!("heredoc {src} has no body"))?;
+                        sources.push(Source::Inline {
+                            name: h.name.clone(),
+                            content: h.body(),
+                            expand: h.expand,
+                        });
                     }
                     _ => sources.push(Source::Path(src.clone())),
                 }
@@ -436,9 +502,14 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
                 return Err("ONBUILD requires at least one argument".to_string());
             };
             match first.value.cmd.as_str() {
-                "onbuild" => return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string()),
+                "onbuild" => {
+                    return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string());
+                }
                 c @ ("maintainer" | "from") => {
-                    return Err(format!("{} isn't allowed as an ONBUILD trigger", c.to_ascii_uppercase()));
+                    return Err(format!(
+                        "{} isn't allowed as an ONBUILD trigger",
+                        c.to_ascii_uppercase()
+                    ));
                 }
                 _ => {}
             }
@@ -449,7 +520,10 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
                 expression.push_str(&h.content);
                 expression.push_str(&h.name);
             }
-            Instruction::Onbuild { expression, trigger: Box::new(trigger) }
+            Instruction::Onbuild {
+                expression,
+                trigger: Box::new(trigger),
+            }
         }
         other => {
             let upper = other.to_ascii_uppercase();
@@ -465,7 +539,11 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
 
 fn onbuild_expression(original: &str) -> String {
     let t = original.trim_start();
-    let rest = if t.len() >= 7 && t[..7].eq_ignore_ascii_case("onbuild") { &t[7..] } else { t };
+    let rest = if t.len() >= 7 && t[..7].eq_ignore_ascii_case("onbuild") {
+        &t[7..]
+    } else {
+        t
+    };
     rest.trim_start().to_string()
 }
 
@@ -484,12 +562,21 @@ fn healthcheck(node: &Node) -> Result<Instruction, String> {
             return Err("HEALTHCHECK NONE takes no arguments".to_string());
         }
         parse_flags(node, &NO_FLAGS)?;
-        return Ok(Instruction::Healthcheck(Healthcheck { test: vec!["NONE".to_string()], ..Healthcheck::default() }));
+        return Ok(Instruction::Healthcheck(Healthcheck {
+            test: vec!["NONE".to_string()],
+            ..Healthcheck::default()
+        }));
     }
     let flags = parse_flags(
         node,
         &FlagSpec {
-            strings: &["interval", "timeout", "start-period", "start-interval", "retries"],
+            strings: &[
+                "interval",
+                "timeout",
+                "start-period",
+                "start-interval",
+                "retries",
+            ],
             bools: &[],
             lists: &[],
         },
@@ -498,7 +585,9 @@ fn healthcheck(node: &Node) -> Result<Instruction, String> {
         return Err(format!("unknown type {typ:?} in HEALTHCHECK (try CMD)"));
     }
     let test = match command_form(args)? {
-        CommandForm::Exec(v) if v.is_empty() => return Err("missing command after HEALTHCHECK CMD".to_string()),
+        CommandForm::Exec(v) if v.is_empty() => {
+            return Err("missing command after HEALTHCHECK CMD".to_string());
+        }
         CommandForm::Exec(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
         CommandForm::Shell(s) if s.trim().is_empty() => {
             return Err("missing command after HEALTHCHECK CMD".to_string());
@@ -506,8 +595,11 @@ fn healthcheck(node: &Node) -> Result<Instruction, String> {
         CommandForm::Shell(s) => vec!["CMD-SHELL".to_string(), s],
     };
     let duration = |name: &str| -> Result<Option<u64>, String> {
-        let Some(v) = flags.string(name) else { return Ok(None) };
-        let ns = parse_go_duration(&v).ok_or_else(|| format!("invalid duration {v:?} for --{name}"))?;
+        let Some(v) = flags.string(name) else {
+            return Ok(None);
+        };
+        let ns =
+            parse_go_duration(&v).ok_or_else(|| format!("invalid duration {v:?} for --{name}"))?;
         if ns != 0 && ns < 1_000_000 {
             return Err(format!("--{name} {v:?} cannot be less than 1ms"));
         }
@@ -516,7 +608,9 @@ fn healthcheck(node: &Node) -> Result<Instruction, String> {
     let retries = match flags.string("retries") {
         None => None,
         Some(v) => {
-            let n: i64 = v.parse().map_err(|_| format!("invalid value {v:?} for --retries"))?;
+            let n: i64 = v
+                .parse()
+                .map_err(|_| format!("invalid value {v:?} for --retries"))?;
             if n < 0 {
                 return Err(format!("--retries cannot be negative ({n})"));
             }
@@ -544,13 +638,17 @@ pub fn parse_go_duration(s: &str) -> Option<u64> {
         return None;
     }
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let value: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,

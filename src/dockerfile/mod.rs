@@ -27,7 +27,11 @@ pub struct Located<T> {
 #[derive(Debug, thiserror::Error)]
 pub enum DockerfileError {
     #[error("{file}:{line}: {message}")]
-    Parse { file: String, line: usize, message: String },
+    Parse {
+        file: String,
+        line: usize,
+        message: String,
+    },
     #[error("{file}:{line}: {source}")]
     Expand {
         file: String,
@@ -70,23 +74,38 @@ impl Dockerfile {
     pub fn parse(text: &str, file: &str) -> Result<Dockerfile, DockerfileError> {
         let parsed = parser::parse(text, file)?;
         let escape = parsed.directives.escape;
-        let err = |line: usize, message: String| DockerfileError::Parse { file: file.to_string(), line, message };
+        let err = |line: usize, message: String| DockerfileError::Parse {
+            file: file.to_string(),
+            line,
+            message,
+        };
         let mut meta_args = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
         for node in &parsed.nodes {
-            let inst = instruction::from_node(&node.value, escape).map_err(|m| err(node.line, m))?;
+            let inst =
+                instruction::from_node(&node.value, escape).map_err(|m| err(node.line, m))?;
             match inst {
                 Instruction::From(from) => {
                     let name = from.name.as_ref().map(|n| n.to_ascii_lowercase());
                     if let Some(n) = &name {
                         if !valid_stage_name(n) {
-                            return Err(err(node.line, format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols")));
+                            return Err(err(
+                                node.line,
+                                format!(
+                                    "invalid name for build stage: {n:?}, name can't start with a number or contain symbols"
+                                ),
+                            ));
                         }
                         if stages.iter().any(|s| s.name.as_deref() == Some(n)) {
                             return Err(err(node.line, format!("duplicate stage name {n:?}")));
                         }
                     }
-                    stages.push(Stage { index: stages.len(), name, from: at(node, from), steps: Vec::new() });
+                    stages.push(Stage {
+                        index: stages.len(),
+                        name,
+                        from: at(node, from),
+                        steps: Vec::new(),
+                    });
                 }
                 Instruction::Arg(args) if stages.is_empty() => meta_args.push(at(node, args)),
                 other => match stages.last_mut() {
@@ -94,7 +113,10 @@ impl Dockerfile {
                     None => {
                         return Err(err(
                             node.line,
-                            format!("{} before the first FROM: no build stage in current context", other.keyword()),
+                            format!(
+                                "{} before the first FROM: no build stage in current context",
+                                other.keyword()
+                            ),
                         ));
                     }
                 },
@@ -109,7 +131,13 @@ impl Dockerfile {
             };
             return Err(err(line, message));
         }
-        Ok(Dockerfile { file: file.to_string(), directives: parsed.directives, meta_args, stages, warnings: parsed.warnings })
+        Ok(Dockerfile {
+            file: file.to_string(),
+            directives: parsed.directives,
+            meta_args,
+            stages,
+            warnings: parsed.warnings,
+        })
     }
 
     /// A lexer using this file's escape character.
@@ -119,7 +147,11 @@ impl Dockerfile {
 }
 
 fn at<T, U>(node: &Located<U>, value: T) -> Located<T> {
-    Located { line: node.line, end_line: node.end_line, value }
+    Located {
+        line: node.line,
+        end_line: node.end_line,
+        value,
+    }
 }
 
 /// Stage names: a letter, then letters, digits, `-`, `_` and `.`. Upper

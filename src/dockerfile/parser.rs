@@ -19,7 +19,11 @@ pub struct Directives {
 
 impl Default for Directives {
     fn default() -> Self {
-        Self { syntax: None, escape: '\\', check: None }
+        Self {
+            syntax: None,
+            escape: '\\',
+            check: None,
+        }
     }
 }
 
@@ -84,7 +88,9 @@ fn directive(line: &str) -> Option<(String, String)> {
     let eq = body.find('=')?;
     let name = body[..eq].trim_end_matches(is_space);
     let mut chars = name.chars();
-    if !chars.next().is_some_and(|c| c.is_ascii_alphabetic()) || !chars.all(|c| c.is_ascii_alphanumeric()) {
+    if !chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        || !chars.all(|c| c.is_ascii_alphanumeric())
+    {
         return None;
     }
     let value = body[eq + 1..].trim_matches(is_space);
@@ -111,26 +117,47 @@ fn is_comment(line: &str) -> bool {
 /// Reads Dockerfile text. `file` names the file in errors.
 pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches(['\r', '\n'])).collect();
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.trim_end_matches(['\r', '\n']))
+        .collect();
     // a final newline does not start another line
-    let count = if text.ends_with('\n') { lines.len() - 1 } else { lines.len() };
-    let err = |line: usize, message: String| DockerfileError::Parse { file: file.to_string(), line, message };
+    let count = if text.ends_with('\n') {
+        lines.len() - 1
+    } else {
+        lines.len()
+    };
+    let err = |line: usize, message: String| DockerfileError::Parse {
+        file: file.to_string(),
+        line,
+        message,
+    };
 
     let mut directives = Directives::default();
     let mut seen = std::collections::BTreeSet::new();
     let mut i = 0;
     // directives: only a run of `# key=value` lines at the very top
     while i < count {
-        let Some((name, value)) = directive(lines[i]) else { break };
+        let Some((name, value)) = directive(lines[i]) else {
+            break;
+        };
         if matches!(name.as_str(), "escape" | "syntax" | "check") && !seen.insert(name.clone()) {
-            return Err(err(i + 1, format!("only one {name} parser directive can be used")));
+            return Err(err(
+                i + 1,
+                format!("only one {name} parser directive can be used"),
+            ));
         }
         match name.as_str() {
             "escape" => {
                 directives.escape = match value.as_str() {
                     "\\" => '\\',
                     "`" => '`',
-                    _ => return Err(err(i + 1, format!("invalid escape token '{value}' does not match ` or \\"))),
+                    _ => {
+                        return Err(err(
+                            i + 1,
+                            format!("invalid escape token '{value}' does not match ` or \\"),
+                        ));
+                    }
                 }
             }
             "syntax" => directives.syntax = Some(value),
@@ -173,7 +200,10 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
             continue;
         }
         let mut node = split_node(&line).map_err(|m| err(start, m))?;
-        if HEREDOC_COMMANDS.contains(&node.cmd.as_str()) && !node.rest.trim_start().starts_with('[') && line.contains("<<") {
+        if HEREDOC_COMMANDS.contains(&node.cmd.as_str())
+            && !node.rest.trim_start().starts_with('[')
+            && line.contains("<<")
+        {
             let markers = heredoc_markers(&line).map_err(|m| err(start, m))?;
             for (name, chomp, expand) in markers {
                 let mut content = String::new();
@@ -181,7 +211,11 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
                 while i < count {
                     let body = lines[i];
                     i += 1;
-                    let candidate = if chomp { body.trim_start_matches('\t') } else { body };
+                    let candidate = if chomp {
+                        body.trim_start_matches('\t')
+                    } else {
+                        body
+                    };
                     if candidate == name {
                         terminated = true;
                         break;
@@ -192,12 +226,25 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
                 if !terminated {
                     return Err(err(start, format!("unterminated heredoc {name}")));
                 }
-                node.heredocs.push(Heredoc { name, content, chomp, expand });
+                node.heredocs.push(Heredoc {
+                    name,
+                    content,
+                    chomp,
+                    expand,
+                });
             }
         }
-        nodes.push(Located { line: start, end_line: i.max(start), value: node });
+        nodes.push(Located {
+            line: start,
+            end_line: i.max(start),
+            value: node,
+        });
     }
-    Ok(Parsed { directives, nodes, warnings })
+    Ok(Parsed {
+        directives,
+        nodes,
+        warnings,
+    })
 }
 
 /// Splits a logical line into keyword, flags and the rest.
@@ -275,7 +322,9 @@ fn extract_flags(rest: &str) -> Result<(Vec<(String, Option<String>)>, &str), St
 /// order: (name, chomp, expand).
 fn heredoc_markers(line: &str) -> Result<Vec<(String, bool, bool)>, String> {
     let raw = Lexer::new('\\').with_raw().with_skip_unset();
-    let words = raw.process_words(line, &Vec::new()).map_err(|e| e.to_string())?;
+    let words = raw
+        .process_words(line, &Vec::new())
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for word in words {
         if let Some(h) = parse_heredoc_word(&word)? {
@@ -288,7 +337,9 @@ fn heredoc_markers(line: &str) -> Result<Vec<(String, bool, bool)>, String> {
 /// Whether `word` is a heredoc marker; returns (name, chomp, expand).
 pub(crate) fn parse_heredoc_word(word: &str) -> Result<Option<(String, bool, bool)>, String> {
     let digits = word.chars().take_while(char::is_ascii_digit).count();
-    let Some(after) = word[digits..].strip_prefix("<<") else { return Ok(None) };
+    let Some(after) = word[digits..].strip_prefix("<<") else {
+        return Ok(None);
+    };
     let (chomp, rest) = match after.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, after),
@@ -297,12 +348,16 @@ pub(crate) fn parse_heredoc_word(word: &str) -> Result<Option<(String, bool, boo
         return Ok(None);
     }
     let plain = Lexer::new('\\').with_skip_unset();
-    let words = plain.process_words(rest, &Vec::new()).map_err(|e| e.to_string())?;
+    let words = plain
+        .process_words(rest, &Vec::new())
+        .map_err(|e| e.to_string())?;
     if words.len() != 1 {
         return Ok(None);
     }
     let raw = Lexer::new('\\').with_raw().with_skip_unset();
-    let raw_words = raw.process_words(rest, &Vec::new()).map_err(|e| e.to_string())?;
+    let raw_words = raw
+        .process_words(rest, &Vec::new())
+        .map_err(|e| e.to_string())?;
     let quotes = |s: &str| s.matches(['\'', '"']).count();
     let expand = raw_words.len() == 1 && quotes(&words[0]) == quotes(&raw_words[0]);
     Ok(Some((words[0].clone(), chomp, expand)))

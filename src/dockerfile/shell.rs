@@ -29,7 +29,9 @@ impl Vars for std::collections::HashMap<String, String> {
 /// `KEY=value` pairs, the first match wins (as in an environment list).
 impl Vars for [(String, String)] {
     fn lookup(&self, name: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -80,7 +82,11 @@ struct Mode {
 
 impl Lexer {
     pub fn new(escape: char) -> Self {
-        Self { escape, raw: false, skip_unset: false }
+        Self {
+            escape,
+            raw: false,
+            skip_unset: false,
+        }
     }
 
     /// Keeps quotes and escape characters in the output (heredoc bodies).
@@ -96,7 +102,12 @@ impl Lexer {
     }
 
     fn mode(&self, split: bool) -> Mode {
-        Mode { raw_quotes: self.raw, raw_escapes: self.raw, split, skip_unset: self.skip_unset }
+        Mode {
+            raw_quotes: self.raw,
+            raw_escapes: self.raw,
+            split,
+            skip_unset: self.skip_unset,
+        }
     }
 
     /// Expands variables and removes quotes; the result is one word.
@@ -113,7 +124,13 @@ impl Lexer {
 
     fn run(&self, word: &str, vars: &dyn Vars, mode: Mode) -> Result<Vec<String>, ShellError> {
         let chars: Vec<char> = word.chars().collect();
-        let mut state = Scan { chars: &chars, pos: 0, escape: self.escape, vars, mode };
+        let mut state = Scan {
+            chars: &chars,
+            pos: 0,
+            escape: self.escape,
+            vars,
+            mode,
+        };
         let mut words = Words::default();
         state.process(None, &mut words)?;
         Ok(words.finish(mode.split))
@@ -360,7 +377,11 @@ impl Scan<'_> {
                 let word = self.inner_word()?;
                 let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
                 match modifier {
-                    '-' => Ok(if set_nonempty { value.unwrap_or_default() } else { word }),
+                    '-' => Ok(if set_nonempty {
+                        value.unwrap_or_default()
+                    } else {
+                        word
+                    }),
                     '+' => Ok(if set_nonempty { word } else { String::new() }),
                     '?' if set_nonempty => Ok(value.unwrap_or_default()),
                     '?' => Err(unset_error(name, word)),
@@ -399,7 +420,12 @@ impl Scan<'_> {
                 }
                 let spec = self.inner_word()?;
                 let (pattern, replacement) = spec.split_once('/').unwrap_or((spec.as_str(), ""));
-                Ok(replace_pattern(&value.unwrap_or_default(), pattern, replacement, all))
+                Ok(replace_pattern(
+                    &value.unwrap_or_default(),
+                    pattern,
+                    replacement,
+                    all,
+                ))
             }
             Some(other) => {
                 let mut text = format!("${{{name}{other}");
@@ -422,7 +448,11 @@ impl Scan<'_> {
 }
 
 fn unset_error(name: String, word: String) -> ShellError {
-    let message = if word.is_empty() { "is not allowed to be unset".to_string() } else { word };
+    let message = if word.is_empty() {
+        "is not allowed to be unset".to_string()
+    } else {
+        word
+    };
     ShellError::Unset { name, message }
 }
 
@@ -473,7 +503,10 @@ fn replace_pattern(value: &str, pattern: &str, replacement: &str, all: bool) -> 
     while i < v.len() {
         if !(replaced && !all) {
             // longest match starting at i
-            if let Some(end) = (i + 1..=v.len()).rev().find(|&end| shell_match(&p, &v[i..end])) {
+            if let Some(end) = (i + 1..=v.len())
+                .rev()
+                .find(|&end| shell_match(&p, &v[i..end]))
+            {
                 out.push_str(replacement);
                 i = end;
                 replaced = true;

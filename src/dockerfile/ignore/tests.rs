@@ -20,8 +20,16 @@ const CASES: &[(&str, &str, bool)] = &[
     ("./drop", "drop/d1", true),
     ("drop/", "drop/d1", true),
     ("logs/*.log\n!logs/important.log", "logs/x.log", true),
-    ("logs/*.log\n!logs/important.log", "logs/important.log", false),
-    ("!logs/important.log\nlogs/*.log", "logs/important.log", true),
+    (
+        "logs/*.log\n!logs/important.log",
+        "logs/important.log",
+        false,
+    ),
+    (
+        "!logs/important.log\nlogs/*.log",
+        "logs/important.log",
+        true,
+    ),
     ("*\n!keep", "keep/k1", false),
     ("*\n!keep", "other", true),
     ("# comment\n*.md", "README.md", true),
@@ -50,14 +58,24 @@ const CASES: &[(&str, &str, bool)] = &[
 fn dockerignore_table() {
     for (patterns, path, want) in CASES {
         let ig = DockerIgnore::parse(patterns).unwrap_or_else(|e| panic!("{patterns:?}: {e}"));
-        assert_eq!(ig.is_excluded(path), *want, "patterns {patterns:?} path {path:?}");
+        assert_eq!(
+            ig.is_excluded(path),
+            *want,
+            "patterns {patterns:?} path {path:?}"
+        );
     }
 }
 
 #[test]
 fn dockerignore_errors() {
-    assert_eq!(DockerIgnore::parse("ok\n!").unwrap_err(), IgnoreError::EmptyExclusion { line: 2 });
-    assert!(matches!(DockerIgnore::parse("[a-").unwrap_err(), IgnoreError::BadPattern { line: 1, .. }));
+    assert_eq!(
+        DockerIgnore::parse("ok\n!").unwrap_err(),
+        IgnoreError::EmptyExclusion { line: 2 }
+    );
+    assert!(matches!(
+        DockerIgnore::parse("[a-").unwrap_err(),
+        IgnoreError::BadPattern { line: 1, .. }
+    ));
     assert!(DockerIgnore::parse("a\n!b").is_ok_and(|i| i.has_exceptions()));
 }
 

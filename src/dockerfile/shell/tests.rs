@@ -4,10 +4,17 @@
 use super::*;
 
 fn vars() -> Vec<(String, String)> {
-    [("A", "a"), ("B", "two words"), ("EMPTY", ""), ("PATH", "/usr/bin:/bin"), ("X_1", "x1"), ("FILE", "archive.tar.gz")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("A", "a"),
+        ("B", "two words"),
+        ("EMPTY", ""),
+        ("PATH", "/usr/bin:/bin"),
+        ("X_1", "x1"),
+        ("FILE", "archive.tar.gz"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 const WORD: &[(&str, &str)] = &[
@@ -68,7 +75,11 @@ fn process_word_table() {
     let lex = Lexer::new('\\');
     let v = vars();
     for (input, want) in WORD {
-        assert_eq!(lex.process_word(input, &v).as_deref(), Ok(*want), "input {input:?}");
+        assert_eq!(
+            lex.process_word(input, &v).as_deref(),
+            Ok(*want),
+            "input {input:?}"
+        );
     }
 }
 
@@ -90,7 +101,9 @@ fn process_words_table() {
     let lex = Lexer::new('\\');
     let v = vars();
     for (input, want) in WORDS {
-        let got = lex.process_words(input, &v).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+        let got = lex
+            .process_words(input, &v)
+            .unwrap_or_else(|e| panic!("{input:?}: {e}"));
         assert_eq!(got, *want, "input {input:?}");
     }
 }
@@ -112,7 +125,10 @@ fn expansion_errors_table() {
     let v = vars();
     for (input, want) in ERRORS {
         let err = lex.process_word(input, &v).expect_err(input).to_string();
-        assert!(err.contains(want), "input {input:?}: error {err:?} lacks {want:?}");
+        assert!(
+            err.contains(want),
+            "input {input:?}: error {err:?} lacks {want:?}"
+        );
     }
 }
 
@@ -121,9 +137,18 @@ fn backtick_escape_and_raw_mode() {
     let lex = Lexer::new('`');
     let v = vars();
     assert_eq!(lex.process_word("`$A", &v).as_deref(), Ok("$A"));
-    assert_eq!(lex.process_word("c:\\dir\\$A", &v).as_deref(), Ok("c:\\dir\\a"));
+    assert_eq!(
+        lex.process_word("c:\\dir\\$A", &v).as_deref(),
+        Ok("c:\\dir\\a")
+    );
     let raw = Lexer::new('\\').with_raw();
-    assert_eq!(raw.process_word("\"q $A\" \\$A", &v).as_deref(), Ok("\"q a\" \\$A"));
+    assert_eq!(
+        raw.process_word("\"q $A\" \\$A", &v).as_deref(),
+        Ok("\"q a\" \\$A")
+    );
     let skip = Lexer::new('\\').with_skip_unset();
-    assert_eq!(skip.process_word("$NOPE ${NOPE} $A", &v).as_deref(), Ok("$NOPE ${NOPE} a"));
+    assert_eq!(
+        skip.process_word("$NOPE ${NOPE} $A", &v).as_deref(),
+        Ok("$NOPE ${NOPE} a")
+    );
 }

@@ -1,0 +1,299 @@
+//! kaniko's executor flags, with kaniko's spelling, defaults and meaning.
+//! Booleans take `--flag` or `--flag=true|false` as pflag does (hence
+//! `require_equals` and a default missing value on each). A flag that
+//! smelt does not implement yet is accepted by the parser but refused by
+//! [`ExecutorFlags::unsupported`] when set to anything but its default, so
+//! it is never silently ignored.
+
+use clap::{ArgAction, Args};
+
+#[derive(Debug, Clone, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct ExecutorFlags {
+    /// Path to the Dockerfile to be built (absolute, or relative to the context).
+    #[arg(short = 'f', long, default_value = "Dockerfile")]
+    pub dockerfile: String,
+    /// Path to the build context (a directory; `dir://` prefix accepted).
+    #[arg(short = 'c', long, default_value = "/workspace/")]
+    pub context: String,
+    /// Sub path within the given context.
+    #[arg(long, default_value = "")]
+    pub context_sub_path: String,
+    /// Name of the GCS bucket holding the context (kaniko's hidden flag).
+    #[arg(short = 'b', long, hide = true, default_value = "")]
+    pub bucket: String,
+    /// Registry reference the image is tagged and pushed as; repeatable.
+    #[arg(short = 'd', long = "destination", action = ArgAction::Append)]
+    pub destinations: Vec<String>,
+    /// Snapshot mode after RUN: full, redo or time.
+    #[arg(long, default_value = "full")]
+    pub snapshot_mode: String,
+    #[arg(long = "snapshotMode", hide = true, default_value = "")]
+    pub snapshot_mode_deprecated: String,
+    /// Build platform, e.g. linux/arm64 (default: the host's).
+    #[arg(long, default_value = "")]
+    pub custom_platform: String,
+    #[arg(long = "customPlatform", hide = true, default_value = "")]
+    pub custom_platform_deprecated: String,
+    /// ARG values: NAME=value, or NAME to take the value from the environment; repeatable.
+    #[arg(long = "build-arg", action = ArgAction::Append)]
+    pub build_args: Vec<String>,
+    /// Push to insecure registries over plain HTTP.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub insecure: bool,
+    /// Push ignoring TLS verification.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_tls_verify: bool,
+    /// Pull from insecure registries over plain HTTP.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub insecure_pull: bool,
+    /// Pull ignoring TLS verification.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_tls_verify_pull: bool,
+    /// Number of retries for the push.
+    #[arg(long, default_value_t = 0)]
+    pub push_retry: u32,
+    /// Treat known tag-immutability errors on push as success.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub push_ignore_immutable_tag_errors: bool,
+    /// Number of retries for image FS extraction.
+    #[arg(long, default_value_t = 0)]
+    pub image_fs_extract_retry: u32,
+    /// Number of retries for downloading the remote image.
+    #[arg(long, default_value_t = 0)]
+    pub image_download_retry: u32,
+    /// Work directory for build state (kaniko's own directory).
+    #[arg(long, default_value = "/kaniko")]
+    pub kaniko_dir: String,
+    /// Write the image as a docker-archive tarball to this path.
+    #[arg(long, default_value = "")]
+    pub tar_path: String,
+    #[arg(long = "tarPath", hide = true, default_value = "")]
+    pub tar_path_deprecated: String,
+    /// Take a single snapshot at the end of the build.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub single_snapshot: bool,
+    /// Strip timestamps out of the image to make it reproducible.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub reproducible: bool,
+    /// The stage to build (the last one by default).
+    #[arg(long, default_value = "")]
+    pub target: String,
+    /// Do not push the image to the registry.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub no_push: bool,
+    /// Do not push cache layers to the registry.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub no_push_cache: bool,
+    /// Repository for cached layers (default: inferred from the destination).
+    #[arg(long, default_value = "")]
+    pub cache_repo: String,
+    /// Local directory of base images filled by the warmer.
+    #[arg(long, default_value = "/cache")]
+    pub cache_dir: String,
+    /// File to write the image digest to.
+    #[arg(long, default_value = "")]
+    pub digest_file: String,
+    /// File to write `repository@digest` lines to.
+    #[arg(long = "image-name-with-digest-file", default_value = "")]
+    pub image_name_with_digest_file: String,
+    /// File to write `repository:tag@digest` lines to.
+    #[arg(long = "image-name-tag-with-digest-file", default_value = "")]
+    pub image_name_tag_with_digest_file: String,
+    /// Write the image as an OCI image layout to this directory.
+    #[arg(long, default_value = "")]
+    pub oci_layout_path: String,
+    /// Layer compression: gzip or zstd.
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+    /// Compression level (-1: the algorithm's default).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub compression_level: i32,
+    /// Use the layer cache.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub cache: bool,
+    /// Compress cached layers.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
+    pub compressed_caching: bool,
+    /// Clean the filesystem at the end of the build.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub cleanup: bool,
+    /// Cache entries older than this are ignored (e.g. 6h; default two weeks).
+    #[arg(long, default_value = "336h0m0s")]
+    pub cache_ttl: String,
+    /// Registries reached over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry", action = ArgAction::Append)]
+    pub insecure_registries: Vec<String>,
+    /// Registries whose TLS certificates are not verified; repeatable.
+    #[arg(long = "skip-tls-verify-registry", action = ArgAction::Append)]
+    pub skip_tls_verify_registries: Vec<String>,
+    /// `registry=/path/to/cert` for a registry's TLS; repeatable.
+    #[arg(long = "registry-certificate", action = ArgAction::Append)]
+    pub registry_certificates: Vec<String>,
+    /// `registry=/cert,/key` for mutual TLS; repeatable.
+    #[arg(long = "registry-client-cert", action = ArgAction::Append)]
+    pub registry_client_certs: Vec<String>,
+    /// `original=mirror;other=mirror2` registry remapping; repeatable.
+    #[arg(long = "registry-map", action = ArgAction::Append)]
+    pub registry_maps: Vec<String>,
+    /// Registry mirror used instead of docker.io; repeatable.
+    #[arg(long = "registry-mirror", action = ArgAction::Append)]
+    pub registry_mirrors: Vec<String>,
+    /// Do not fall back to the default registry when mirrors miss.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_default_registry_fallback: bool,
+    /// Leave /var/run out of snapshots.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
+    pub ignore_var_run: bool,
+    #[arg(hide = true)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
+    pub whitelist_var_run: bool,
+    /// Label for the image, key=value; repeatable.
+    #[arg(long = "label", action = ArgAction::Append)]
+    pub labels: Vec<String>,
+    /// Build only the stages the target needs (smelt always does).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_unused_stages: bool,
+    /// kaniko's experimental RUN without full snapshots.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub use_new_run: bool,
+    /// Git options for a git context: branch=, single-branch=, recurse-submodules=, insecure-skip-tls=.
+    #[arg(long, default_value = "")]
+    pub git: String,
+    /// Cache COPY layers.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub cache_copy_layers: bool,
+    /// Cache RUN layers.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
+    pub cache_run_layers: bool,
+    /// Paths left out of snapshots; repeatable.
+    #[arg(long = "ignore-path", action = ArgAction::Append)]
+    pub ignore_paths: Vec<String>,
+    /// Add metadata-only layers to the image.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub force_build_metadata: bool,
+    /// Skip the check of push permissions.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_push_permission_check: bool,
+    /// Keep a copy of the context for later stages (kaniko 1.22+).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub preserve_context: bool,
+    /// Log level: trace, debug, info, warn, error, fatal, panic.
+    #[arg(short = 'v', long, default_value = "info")]
+    pub verbosity: String,
+    /// Log format: text, color or json.
+    #[arg(long, default_value = "color")]
+    pub log_format: String,
+    /// Timestamps in log lines.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub log_timestamp: bool,
+    /// Build outside of a container (kaniko refuses without it; smelt does not need it).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub force: bool,
+}
+
+impl ExecutorFlags {
+    /// Flags set to something smelt cannot honour yet, with why.
+    pub fn unsupported(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |set: bool, flag: &str, why: &str| {
+            if set {
+                out.push(format!("--{flag}: {why}"));
+            }
+        };
+        let registry = "talking to registries is not implemented yet";
+        let cache = "the layer cache is not implemented yet";
+        let snapshot = "RUN and snapshots are not implemented yet";
+        let ctx = "only local directory contexts are implemented yet";
+        check(
+            !self.destinations.is_empty() && !self.no_push,
+            "destination",
+            "pushing is not implemented yet; add --no-push and write the image with --tar-path or --oci-layout-path",
+        );
+        check(self.insecure, "insecure", registry);
+        check(self.skip_tls_verify, "skip-tls-verify", registry);
+        check(self.insecure_pull, "insecure-pull", registry);
+        check(self.skip_tls_verify_pull, "skip-tls-verify-pull", registry);
+        check(self.push_retry != 0, "push-retry", registry);
+        check(
+            self.push_ignore_immutable_tag_errors,
+            "push-ignore-immutable-tag-errors",
+            registry,
+        );
+        check(
+            self.image_download_retry != 0,
+            "image-download-retry",
+            registry,
+        );
+        check(
+            !self.insecure_registries.is_empty(),
+            "insecure-registry",
+            registry,
+        );
+        check(
+            !self.skip_tls_verify_registries.is_empty(),
+            "skip-tls-verify-registry",
+            registry,
+        );
+        check(
+            !self.registry_certificates.is_empty(),
+            "registry-certificate",
+            registry,
+        );
+        check(
+            !self.registry_client_certs.is_empty(),
+            "registry-client-cert",
+            registry,
+        );
+        check(!self.registry_maps.is_empty(), "registry-map", registry);
+        check(
+            !self.registry_mirrors.is_empty(),
+            "registry-mirror",
+            registry,
+        );
+        check(
+            self.skip_default_registry_fallback,
+            "skip-default-registry-fallback",
+            registry,
+        );
+        check(
+            self.skip_push_permission_check,
+            "skip-push-permission-check",
+            registry,
+        );
+        check(
+            self.image_fs_extract_retry != 0,
+            "image-fs-extract-retry",
+            "base image extraction is not implemented yet",
+        );
+        check(self.cache, "cache", cache);
+        check(!self.cache_repo.is_empty(), "cache-repo", cache);
+        check(self.cache_dir != "/cache", "cache-dir", cache);
+        check(self.cache_ttl != "336h0m0s", "cache-ttl", cache);
+        check(self.cache_copy_layers, "cache-copy-layers", cache);
+        check(!self.cache_run_layers, "cache-run-layers", cache);
+        check(!self.compressed_caching, "compressed-caching", cache);
+        check(self.no_push_cache, "no-push-cache", cache);
+        check(
+            self.single_snapshot,
+            "single-snapshot",
+            "merging all steps into one layer is not implemented yet",
+        );
+        check(!self.ignore_paths.is_empty(), "ignore-path", snapshot);
+        check(
+            !self.ignore_var_run || !self.whitelist_var_run,
+            "ignore-var-run",
+            snapshot,
+        );
+        check(self.use_new_run, "use-new-run", snapshot);
+        check(
+            self.force_build_metadata,
+            "force-build-metadata",
+            "metadata-only layers are not implemented yet",
+        );
+        check(!self.git.is_empty(), "git", ctx);
+        check(!self.bucket.is_empty(), "bucket", ctx);
+        check(self.preserve_context, "preserve-context", snapshot);
+        out
+    }
+}

@@ -1,0 +1,251 @@
+//! The command line: `smelt build` (and the same binary called `executor`)
+//! with kaniko's flags, `smelt warm` (the cache warmer, reserved), flags
+//! turned into [`BuildOptions`], and exit codes: 0 success, 1 build
+//! failure, 2 usage error.
+
+pub mod flags;
+pub mod log;
+
+use crate::engine::{self, BuildOptions, Platform};
+use crate::fs::Compression;
+use clap::{Parser, Subcommand};
+use flags::ExecutorFlags;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_BUILD: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smelt",
+    version,
+    about = "Builds container images from Dockerfiles without a daemon (kaniko-compatible)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build an image (kaniko executor flags).
+    Build(Box<ExecutorFlags>),
+    /// Fill a local base-image cache (kaniko's warmer).
+    Warm {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "executor",
+    version,
+    about = "smelt, called as the kaniko executor"
+)]
+struct Executor {
+    #[command(flatten)]
+    flags: Box<ExecutorFlags>,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let invoked = args
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    let flags = if invoked == "executor" {
+        if args.get(1).is_some_and(|a| a == "version") {
+            println!("smelt {}", env!("CARGO_PKG_VERSION"));
+            return EXIT_OK;
+        }
+        match Executor::try_parse_from(&args) {
+            Ok(e) => e.flags,
+            Err(e) => return clap_exit(&e),
+        }
+    } else {
+        match Cli::try_parse_from(&args) {
+            Ok(Cli {
+                command: Command::Build(flags),
+            }) => flags,
+            Ok(Cli {
+                command: Command::Version,
+            }) => {
+                println!("smelt {}", env!("CARGO_PKG_VERSION"));
+                return EXIT_OK;
+            }
+            Ok(Cli {
+                command: Command::Warm { .. },
+            }) => {
+                eprintln!("smelt warm: the cache warmer is not implemented yet");
+                return EXIT_USAGE;
+            }
+            Err(e) => return clap_exit(&e),
+        }
+    };
+    if let Err(e) = log::init(&flags.verbosity, &flags.log_format, flags.log_timestamp) {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    let opts = match to_options(&flags) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match engine::build(&opts) {
+        Ok(outcome) => {
+            if flags.no_push {
+                ::log::info!("Skipping push to container registry due to --no-push flag");
+            }
+            println!("{}", outcome.digest);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error building image: {e}");
+            EXIT_BUILD
+        }
+    }
+}
+
+fn clap_exit(e: &clap::Error) -> i32 {
+    let _ = e.print();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_OK,
+        _ => EXIT_USAGE,
+    }
+}
+
+fn non_empty(s: &str) -> Option<PathBuf> {
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+/// Turns flags into build options, refusing what is not implemented.
+pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
+    let unsupported = f.unsupported();
+    if !unsupported.is_empty() {
+        return Err(format!(
+            "not implemented yet:\n  {}",
+            unsupported.join("\n  ")
+        ));
+    }
+    if !f.no_push && f.destinations.is_empty() {
+        return Err("you must provide --destination, or use --no-push".to_string());
+    }
+    let context = match f.context.split_once("://") {
+        None => f.context.clone(),
+        Some(("dir", path)) => path.to_string(),
+        Some((scheme, _)) => {
+            return Err(format!(
+                "--context {}: {scheme}:// contexts are not implemented yet (only local directories)",
+                f.context
+            ));
+        }
+    };
+    let mut context = PathBuf::from(context);
+    if !f.context_sub_path.is_empty() {
+        context = context.join(&f.context_sub_path);
+    }
+    if !context.is_dir() {
+        return Err(format!("--context {}: not a directory", context.display()));
+    }
+    let context = std::path::absolute(&context)
+        .map_err(|e| format!("--context {}: {e}", context.display()))?;
+    if f.dockerfile == "-" {
+        return Err(
+            "--dockerfile -: reading the Dockerfile from stdin is not implemented yet".to_string(),
+        );
+    }
+    let dockerfile = {
+        let given = PathBuf::from(&f.dockerfile);
+        if given.is_file() {
+            given
+        } else if context.join(&given).is_file() {
+            context.join(&given)
+        } else {
+            return Err(format!(
+                "--dockerfile {}: not found (please provide a valid path to a Dockerfile within the build context with --dockerfile)",
+                f.dockerfile
+            ));
+        }
+    };
+    let platform_flag = if f.custom_platform.is_empty() {
+        &f.custom_platform_deprecated
+    } else {
+        &f.custom_platform
+    };
+    let platform = if platform_flag.is_empty() {
+        Platform::host()
+    } else {
+        Platform::parse(platform_flag).map_err(|e| format!("--custom-platform: {e}"))?
+    };
+    let snapshot_mode = if f.snapshot_mode_deprecated.is_empty() {
+        &f.snapshot_mode
+    } else {
+        &f.snapshot_mode_deprecated
+    };
+    if !matches!(snapshot_mode.as_str(), "full" | "redo" | "time") {
+        return Err(format!(
+            "--snapshot-mode {snapshot_mode:?}: use full, redo or time"
+        ));
+    }
+    let compression = Compression::from_flags(&f.compression, f.compression_level)?;
+    let mut build_args = Vec::new();
+    for a in &f.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => build_args.push((k.to_string(), v.to_string())),
+            None => build_args.push((a.clone(), std::env::var(a).unwrap_or_default())),
+        }
+    }
+    let mut labels = Vec::new();
+    for l in &f.labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| format!("--label {l:?}: want key=value"))?;
+        labels.push((k.to_string(), v.to_string()));
+    }
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse::<i64>()
+                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+        ),
+        _ => None,
+    };
+    let tar_path = if f.tar_path.is_empty() {
+        &f.tar_path_deprecated
+    } else {
+        &f.tar_path
+    };
+    let kaniko_dir = (f.kaniko_dir != "/kaniko")
+        .then(|| PathBuf::from(&f.kaniko_dir))
+        .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from));
+    Ok(BuildOptions {
+        context,
+        dockerfile,
+        destinations: f.destinations.clone(),
+        build_args,
+        target: (!f.target.is_empty()).then(|| f.target.clone()),
+        tar_path: non_empty(tar_path),
+        oci_layout_path: non_empty(&f.oci_layout_path),
+        digest_file: non_empty(&f.digest_file),
+        image_name_with_digest_file: non_empty(&f.image_name_with_digest_file),
+        image_name_tag_with_digest_file: non_empty(&f.image_name_tag_with_digest_file),
+        reproducible: f.reproducible,
+        source_date_epoch,
+        labels,
+        platform,
+        compression,
+        work_dir: kaniko_dir,
+    })
+}

@@ -1,0 +1,43 @@
+//! The build engine: plans the stages, runs each step (metadata, COPY/ADD,
+//! WORKDIR), makes layers from what each step changed, and writes the
+//! finished image to its outputs.
+
+pub mod build;
+pub mod context;
+pub mod copy;
+pub mod options;
+pub mod platform;
+pub mod scope;
+pub mod stage;
+pub mod users;
+
+pub use build::{BuildOutcome, build};
+pub use options::BuildOptions;
+pub use platform::Platform;
+
+/// Errors of a build. Each names what failed: the Dockerfile line, the
+/// path, the output.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Dockerfile(#[from] crate::dockerfile::DockerfileError),
+    /// A step failed; `file:line` and the instruction are in the message.
+    #[error("{file}:{line}: {instruction}: {message}")]
+    Step {
+        file: String,
+        line: usize,
+        instruction: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A feature the build needs that smelt does not have yet.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,58 @@
+//! What a build is asked to do, independent of how the flags were spelled.
+
+use super::Platform;
+use crate::fs::Compression;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile (absolute, or relative to the current directory).
+    pub dockerfile: PathBuf,
+    /// Image references the result is tagged (and later pushed) as.
+    pub destinations: Vec<String>,
+    /// `--build-arg NAME=value` (a bare NAME takes the value from the environment).
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub tar_path: Option<PathBuf>,
+    pub oci_layout_path: Option<PathBuf>,
+    pub digest_file: Option<PathBuf>,
+    pub image_name_with_digest_file: Option<PathBuf>,
+    pub image_name_tag_with_digest_file: Option<PathBuf>,
+    /// `--reproducible`: timestamps stripped (set to the epoch).
+    pub reproducible: bool,
+    /// `SOURCE_DATE_EPOCH`: the time used for created fields and clamping.
+    pub source_date_epoch: Option<i64>,
+    /// `--label key=value`, applied to the final image.
+    pub labels: Vec<(String, String)>,
+    pub platform: Platform,
+    pub compression: Compression,
+    /// Where temporary build state lives (`--kaniko-dir`); a fresh temporary
+    /// directory under it (or the system's) is used and removed afterwards.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl BuildOptions {
+    /// Options for building `context` with its `Dockerfile` and nothing else.
+    pub fn new(context: PathBuf, dockerfile: PathBuf) -> Self {
+        Self {
+            context,
+            dockerfile,
+            destinations: Vec::new(),
+            build_args: Vec::new(),
+            target: None,
+            tar_path: None,
+            oci_layout_path: None,
+            digest_file: None,
+            image_name_with_digest_file: None,
+            image_name_tag_with_digest_file: None,
+            reproducible: false,
+            source_date_epoch: None,
+            labels: Vec::new(),
+            platform: Platform::host(),
+            compression: Compression::default(),
+            work_dir: None,
+        }
+    }
+}

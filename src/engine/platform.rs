@@ -1,0 +1,124 @@
+//! Target platforms (`os/arch[/variant]`), normalised as containerd does, and
+//! the automatic platform build args (`TARGETPLATFORM`, `BUILDARCH`, …).
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The machine smelt runs on.
+    pub fn host() -> Platform {
+        let arch = normalize_arch(std::env::consts::ARCH, None);
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            arch: arch.0,
+            variant: arch.1,
+        }
+    }
+
+    /// Parses `os/arch[/variant]` (or just `arch`, taken as linux).
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let (os, arch, variant) = match parts.as_slice() {
+            [arch] if !arch.is_empty() => ("linux", *arch, None),
+            [os, arch] => (*os, *arch, None),
+            [os, arch, variant] => (*os, *arch, Some(*variant)),
+            _ => return Err(format!("invalid platform {s:?}: want os/arch[/variant]")),
+        };
+        if os.is_empty() || arch.is_empty() || variant.is_some_and(str::is_empty) {
+            return Err(format!("invalid platform {s:?}: want os/arch[/variant]"));
+        }
+        let (arch, variant) = normalize_arch(
+            &arch.to_ascii_lowercase(),
+            variant.map(str::to_ascii_lowercase),
+        );
+        Ok(Platform {
+            os: os.to_ascii_lowercase(),
+            arch,
+            variant,
+        })
+    }
+
+    /// The automatic platform args for this target on this build machine.
+    pub fn build_args(&self) -> Vec<(String, String)> {
+        let build = Platform::host();
+        let mut out = Vec::new();
+        for (prefix, p) in [("BUILD", &build), ("TARGET", self)] {
+            out.push((format!("{prefix}PLATFORM"), p.to_string()));
+            out.push((format!("{prefix}OS"), p.os.clone()));
+            out.push((format!("{prefix}ARCH"), p.arch.clone()));
+            out.push((
+                format!("{prefix}VARIANT"),
+                p.variant.clone().unwrap_or_default(),
+            ));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+fn normalize_arch(arch: &str, variant: Option<String>) -> (String, Option<String>) {
+    match arch {
+        "x86_64" | "x86-64" | "amd64" => ("amd64".to_string(), variant.filter(|v| v != "v1")),
+        "aarch64" | "arm64" => (
+            "arm64".to_string(),
+            variant.filter(|v| v != "v8" && v != "8"),
+        ),
+        "armhf" => ("arm".to_string(), Some("v7".to_string())),
+        "armel" => ("arm".to_string(), Some("v6".to_string())),
+        "arm" => (
+            "arm".to_string(),
+            Some(variant.map_or("v7".to_string(), |v| {
+                if v.starts_with('v') {
+                    v
+                } else {
+                    format!("v{v}")
+                }
+            })),
+        ),
+        "i386" | "i686" | "386" => ("386".to_string(), variant),
+        other => (other.to_string(), variant),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalises() {
+        let cases = [
+            ("linux/amd64", "linux/amd64"),
+            ("linux/x86_64", "linux/amd64"),
+            ("linux/arm64/v8", "linux/arm64"),
+            ("linux/aarch64", "linux/arm64"),
+            ("linux/arm", "linux/arm/v7"),
+            ("linux/arm/6", "linux/arm/v6"),
+            ("arm64", "linux/arm64"),
+            ("Linux/AMD64", "linux/amd64"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                Platform::parse(input).expect(input).to_string(),
+                want,
+                "{input}"
+            );
+        }
+        assert!(Platform::parse("linux/").is_err());
+        assert!(Platform::parse("a/b/c/d").is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! Which variables an instruction sees: build args and ENV, scoped as docker
+//! scopes them. ARGs before the first FROM are visible only in FROM lines
+//! unless a stage declares them again; `--build-arg` overrides a declared
+//! ARG's default; ENV wins over an ARG of the same name; the proxy args are
+//! predefined; the platform args are automatic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Args that need no ARG line (docker's predefined args).
+pub const PREDEFINED: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The args given on the command line, and which of them were used.
+#[derive(Debug, Clone, Default)]
+pub struct BuildArgs {
+    given: BTreeMap<String, String>,
+    used: BTreeSet<String>,
+}
+
+impl BuildArgs {
+    pub fn new(given: BTreeMap<String, String>) -> Self {
+        Self {
+            given,
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// The value given for `name`, marking it used.
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        let v = self.given.get(name).cloned();
+        if v.is_some() {
+            self.used.insert(name.to_string());
+        }
+        v
+    }
+
+    /// Given args no ARG declared (docker warns about them).
+    pub fn unused(&self) -> Vec<String> {
+        self.given
+            .keys()
+            .filter(|k| !self.used.contains(*k) && !PREDEFINED.contains(&k.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Predefined proxy args that were given (they reach RUN without ARG).
+    pub fn predefined(&self) -> Vec<(String, String)> {
+        self.given
+            .iter()
+            .filter(|(k, _)| PREDEFINED.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// The variables of one stage: declared args (in order) with their values.
+#[derive(Debug, Clone, Default)]
+pub struct StageScope {
+    /// Declared args; `None` is declared without a value.
+    pub args: Vec<(String, Option<String>)>,
+}
+
+impl StageScope {
+    /// Declares `name` (again); a later declaration replaces the value.
+    pub fn declare(&mut self, name: &str, value: Option<String>) {
+        match self.args.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.args.push((name.to_string(), value)),
+        }
+    }
+
+    /// Variables for expansion: args with values, then ENV on top.
+    pub fn vars(&self, env: &[(String, String)]) -> BTreeMap<String, String> {
+        let mut vars: BTreeMap<String, String> = self
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        for (k, v) in env {
+            vars.insert(k.clone(), v.clone());
+        }
+        vars
+    }
+}

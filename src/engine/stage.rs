@@ -1,0 +1,555 @@
+//! Running the steps of one stage: each instruction is expanded with the
+//! variables it can see, then changes the image config (metadata), or
+//! writes into the stage's root and becomes a layer (COPY, ADD, WORKDIR).
+
+use super::context::SourceTree;
+use super::copy::{self, Chmod, CopyJob, InlineFile};
+use super::scope::{BuildArgs, StageScope};
+use super::{EngineError, Platform, users};
+use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
+use crate::fs::{ChangeSet, LayerOptions, write_layer};
+use crate::image::config::{Empty, HealthConfig};
+use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
+use crate::image::{BlobStore, Descriptor, History, ImageConfig, MediaTypes};
+use crate::lexpath;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Settings shared by every stage of a build.
+#[derive(Debug)]
+pub struct BuildEnv<'a> {
+    pub dockerfile: &'a Dockerfile,
+    pub store: &'a BlobStore,
+    pub context: &'a SourceTree,
+    pub layer: LayerOptions,
+    pub media_types: MediaTypes,
+    pub platform: &'a Platform,
+    /// Value for `created` fields; `None` means the current time.
+    pub epoch: Option<i64>,
+    /// Global (pre-FROM) args after expansion.
+    pub global_args: &'a BTreeMap<String, String>,
+}
+
+impl BuildEnv<'_> {
+    pub fn now(&self) -> i64 {
+        self.epoch
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second())
+    }
+
+    pub fn created(&self) -> String {
+        match self.epoch {
+            Some(t) => jiff::Timestamp::from_second(t)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            None => jiff::Timestamp::now().to_string(),
+        }
+    }
+}
+
+/// The state of a stage while its steps run.
+#[derive(Debug)]
+pub struct StageState {
+    /// How the stage is named in logs and errors.
+    pub label: String,
+    pub root: PathBuf,
+    pub config: ImageConfig,
+    pub layers: Vec<Descriptor>,
+    pub scope: StageScope,
+    cmd_set: bool,
+}
+
+/// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
+pub fn scratch_config(platform: &Platform) -> ImageConfig {
+    let mut config = ImageConfig {
+        architecture: platform.arch.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        ..ImageConfig::default()
+    };
+    config.config.working_dir = "/".to_string();
+    config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+    config
+}
+
+impl StageState {
+    pub fn new(label: String, root: PathBuf, config: ImageConfig, layers: Vec<Descriptor>) -> Self {
+        Self {
+            label,
+            root,
+            config,
+            layers,
+            scope: StageScope::default(),
+            cmd_set: false,
+        }
+    }
+
+    /// Runs one step.
+    pub fn run_step(
+        &mut self,
+        env: &BuildEnv<'_>,
+        args: &mut BuildArgs,
+        step: &Located<Instruction>,
+        stages: &[(Option<String>, PathBuf)],
+    ) -> Result<(), EngineError> {
+        let file = &env.dockerfile.file;
+        let fail = |message: String| EngineError::Step {
+            file: file.clone(),
+            line: step.line,
+            instruction: step.value.keyword().to_string(),
+            message,
+        };
+        let lexer = env.dockerfile.lexer();
+        let vars = self.scope.vars(&self.config.config.env_pairs());
+        let word = |w: &str| {
+            lexer
+                .process_word(w, &vars)
+                .map_err(|e| fail(e.to_string()))
+        };
+        let mut created_by = String::new();
+        let mut changes: Option<ChangeSet> = None;
+        match &step.value {
+            Instruction::Env(pairs) => {
+                let mut parts = Vec::new();
+                let mut expanded = Vec::new();
+                for (k, v) in pairs {
+                    let (k, v) = (word(k)?, word(v)?);
+                    parts.push(format!("{k}={v}"));
+                    expanded.push((k, v));
+                }
+                for (k, v) in expanded {
+                    self.config.config.env_set(&k, &v);
+                }
+                created_by = format!("ENV {}", parts.join(" "));
+            }
+            Instruction::Arg(decls) => {
+                let mut parts = Vec::new();
+                for (name, default) in decls {
+                    let value = match args.take(name) {
+                        Some(v) => Some(v),
+                        None => match default {
+                            Some(d) => Some(word(d)?),
+                            None => env.global_args.get(name).cloned().or_else(|| {
+                                env.platform
+                                    .build_args()
+                                    .into_iter()
+                                    .find(|(k, _)| k == name)
+                                    .map(|(_, v)| v)
+                            }),
+                        },
+                    };
+                    parts.push(match &value {
+                        Some(v) => format!("{name}={v}"),
+                        None => name.clone(),
+                    });
+                    self.scope.declare(name, value);
+                }
+                created_by = format!("ARG {}", parts.join(" "));
+            }
+            Instruction::Label(pairs) => {
+                let labels = self.config.config.labels.get_or_insert_with(BTreeMap::new);
+                let mut parts = Vec::new();
+                for (k, v) in pairs {
+                    let (k, v) = (word(k)?, word(v)?);
+                    parts.push(format!("{k}={v}"));
+                    labels.insert(k, v);
+                }
+                created_by = format!("LABEL {}", parts.join(" "));
+            }
+            Instruction::Expose(ports) => {
+                let mut all = Vec::new();
+                for p in ports {
+                    for w in lexer
+                        .process_words(p, &vars)
+                        .map_err(|e| fail(e.to_string()))?
+                    {
+                        all.extend(port_specs(&w).map_err(fail)?);
+                    }
+                }
+                let exposed = self
+                    .config
+                    .config
+                    .exposed_ports
+                    .get_or_insert_with(BTreeMap::new);
+                for p in &all {
+                    exposed.insert(p.clone(), Empty {});
+                }
+                created_by = format!("EXPOSE {}", all.join(" "));
+            }
+            Instruction::Volume(vols) => {
+                let mut expanded = Vec::new();
+                for v in vols {
+                    let v = word(v)?;
+                    if v.is_empty() {
+                        return Err(fail(
+                            "VOLUME specified can not be an empty string".to_string(),
+                        ));
+                    }
+                    expanded.push(v);
+                }
+                let volumes = self.config.config.volumes.get_or_insert_with(BTreeMap::new);
+                for v in &expanded {
+                    volumes.insert(v.clone(), Empty {});
+                }
+                created_by = format!("VOLUME [{}]", expanded.join(" "));
+            }
+            Instruction::User(u) => {
+                let u = word(u)?;
+                created_by = format!("USER {u}");
+                self.config.config.user = u;
+            }
+            Instruction::StopSignal(s) => {
+                let s = word(s)?;
+                check_signal(&s).map_err(fail)?;
+                created_by = format!("STOPSIGNAL {s}");
+                self.config.config.stop_signal = s;
+            }
+            Instruction::Maintainer(m) => {
+                created_by = format!("MAINTAINER {m}");
+                self.config.author = Some(m.clone());
+            }
+            Instruction::Shell(sh) => {
+                created_by = format!("SHELL [{}]", sh.join(" "));
+                self.config.config.shell = Some(sh.clone());
+            }
+            Instruction::Cmd(form) => {
+                let args = self.with_shell(form);
+                created_by = format!("CMD {}", go_quoted(&args));
+                self.config.config.cmd = Some(args);
+                self.config.config.args_escaped = true;
+                self.cmd_set = true;
+            }
+            Instruction::Entrypoint(form) => {
+                let args = self.with_shell(form);
+                created_by = format!("ENTRYPOINT {}", go_quoted(&args));
+                self.config.config.entrypoint = Some(args);
+                if !self.cmd_set {
+                    self.config.config.cmd = None;
+                }
+            }
+            Instruction::Healthcheck(h) => {
+                self.config.config.healthcheck = Some(HealthConfig {
+                    test: h.test.clone(),
+                    interval: h.interval.unwrap_or(0),
+                    timeout: h.timeout.unwrap_or(0),
+                    start_period: h.start_period.unwrap_or(0),
+                    start_interval: h.start_interval.unwrap_or(0),
+                    retries: h.retries.unwrap_or(0),
+                });
+                created_by = format!("HEALTHCHECK {}", go_quoted(&h.test));
+            }
+            Instruction::Onbuild { expression, .. } => {
+                self.config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(expression.clone());
+            }
+            Instruction::Workdir(w) => {
+                let w = word(w)?;
+                let current = if self.config.config.working_dir.is_empty() {
+                    "/"
+                } else {
+                    &self.config.config.working_dir
+                };
+                let wd = lexpath::join(current, &w);
+                created_by = format!("WORKDIR {wd}");
+                self.config.config.working_dir = wd.clone();
+                if wd != "/" {
+                    let owner = match self.config.config.user.as_str() {
+                        "" => (0, 0),
+                        u => users::resolve(&self.root, u).map_err(fail)?,
+                    };
+                    changes = Some(mkdir_all(&self.root, &wd, owner, env.now()).map_err(fail)?);
+                }
+            }
+            Instruction::Copy(c) => {
+                let mut sources = Vec::new();
+                let mut inline = Vec::new();
+                for s in &c.sources {
+                    match s {
+                        Source::Path(p) => sources.push(word(p)?),
+                        Source::Inline {
+                            name,
+                            content,
+                            expand,
+                        } => {
+                            let content = if *expand {
+                                lexer
+                                    .with_raw()
+                                    .process_word(content, &vars)
+                                    .map_err(|e| fail(e.to_string()))?
+                            } else {
+                                content.clone()
+                            };
+                            inline.push(InlineFile {
+                                name: name.clone(),
+                                content,
+                            });
+                        }
+                    }
+                }
+                let dest_word = word(&c.dest)?;
+                let dir = if self.config.config.working_dir.is_empty() {
+                    "/"
+                } else {
+                    &self.config.config.working_dir
+                };
+                let mut dest = lexpath::join(dir, &dest_word);
+                if (dest_word.ends_with('/') || dest_word.ends_with("/.") || dest_word == ".")
+                    && !dest.ends_with('/')
+                {
+                    dest.push('/');
+                }
+                if c.parents {
+                    return Err(fail("--parents is not implemented yet".to_string()));
+                }
+                if !c.excludes.is_empty() {
+                    return Err(fail("--exclude is not implemented yet".to_string()));
+                }
+                if c.checksum.is_some() {
+                    return Err(fail("--checksum requires an HTTP(S) or git source, which ADD does not fetch yet".to_string()));
+                }
+                let owner = match &c.chown {
+                    Some(spec) => Some(users::resolve(&self.root, &word(spec)?).map_err(fail)?),
+                    None => None,
+                };
+                let chmod = match &c.chmod {
+                    Some(m) => Some(Chmod::parse(&word(m)?).map_err(fail)?),
+                    None => None,
+                };
+                let stage_tree;
+                let src = match &c.from {
+                    None => env.context,
+                    Some(from) => {
+                        let from = word(from)?;
+                        let root = find_stage(stages, &from).ok_or_else(|| {
+                            fail(format!(
+                                "COPY --from={from}: no earlier stage has that name or index (copying from an image is not implemented yet)"
+                            ))
+                        })?;
+                        stage_tree = SourceTree::stage(root, format!("stage {from}"));
+                        &stage_tree
+                    }
+                };
+                let job = CopyJob {
+                    src,
+                    root: &self.root,
+                    sources,
+                    inline,
+                    dest,
+                    owner,
+                    chmod,
+                    is_add: c.is_add,
+                    now: env.now(),
+                };
+                changes = Some(copy::run(&job).map_err(fail)?);
+                created_by = step_text(step);
+            }
+            Instruction::Run(_) => {
+                return Err(fail(
+                    "RUN is not implemented yet: smelt builds FROM-scratch images from COPY, ADD and metadata instructions for now"
+                        .to_string(),
+                ));
+            }
+            Instruction::From(_) => return Err(fail("FROM inside a stage".to_string())),
+        }
+        self.commit(env, created_by, changes, &step.value)
+    }
+
+    fn with_shell(&self, form: &CommandForm) -> Vec<String> {
+        match form {
+            CommandForm::Exec(v) => v.clone(),
+            CommandForm::Shell(s) => {
+                let mut sh = self
+                    .config
+                    .config
+                    .shell
+                    .clone()
+                    .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()]);
+                sh.push(s.clone());
+                sh
+            }
+        }
+    }
+
+    /// Adds the history entry and, when files changed, the layer.
+    fn commit(
+        &mut self,
+        env: &BuildEnv<'_>,
+        created_by: String,
+        changes: Option<ChangeSet>,
+        inst: &Instruction,
+    ) -> Result<(), EngineError> {
+        if matches!(inst, Instruction::Onbuild { .. }) {
+            return Ok(());
+        }
+        let mut history = History {
+            created: Some(env.created()),
+            created_by: Some(created_by),
+            ..History::default()
+        };
+        match changes.filter(|c| !c.is_empty()) {
+            Some(changes) => {
+                let blob = write_layer(&self.root, &changes, env.store, env.layer)?;
+                let media_type = match (env.media_types, blob.compression.is_zstd()) {
+                    (_, true) => OCI_LAYER_ZSTD,
+                    (MediaTypes::Docker, false) => DOCKER_LAYER_GZIP,
+                    (MediaTypes::Oci, false) => OCI_LAYER_GZIP,
+                };
+                log::info!(
+                    "[{}] layer {} ({} entries, {} bytes)",
+                    self.label,
+                    &blob.digest.hex()[..12],
+                    blob.entries,
+                    blob.size
+                );
+                self.config.rootfs.diff_ids.push(blob.diff_id.clone());
+                self.layers
+                    .push(Descriptor::new(media_type, blob.digest, blob.size));
+            }
+            None => history.empty_layer = true,
+        }
+        self.config.history.push(history);
+        Ok(())
+    }
+}
+
+/// The instruction as written, for history and logs.
+fn step_text(step: &Located<Instruction>) -> String {
+    match &step.value {
+        Instruction::Copy(c) => {
+            let srcs: Vec<String> = c
+                .sources
+                .iter()
+                .map(|s| match s {
+                    Source::Path(p) => p.clone(),
+                    Source::Inline { name, .. } => format!("<<{name}"),
+                })
+                .collect();
+            format!("{} {} {}", step.value.keyword(), srcs.join(" "), c.dest)
+        }
+        other => other.keyword().to_string(),
+    }
+}
+
+fn find_stage(stages: &[(Option<String>, PathBuf)], from: &str) -> Option<PathBuf> {
+    let lower = from.to_ascii_lowercase();
+    if let Some((_, root)) = stages
+        .iter()
+        .find(|(n, _)| n.as_deref() == Some(lower.as_str()))
+    {
+        return Some(root.clone());
+    }
+    from.parse::<usize>()
+        .ok()
+        .and_then(|i| stages.get(i))
+        .map(|(_, r)| r.clone())
+}
+
+/// `mkdir -p` inside the root, recording what was created.
+fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<ChangeSet, String> {
+    let rel = crate::fs::scope::resolve(root, abs, true).map_err(|e| e.to_string())?;
+    let mut changes = ChangeSet::default();
+    let mut cur = String::new();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        cur = if cur.is_empty() {
+            part.to_string()
+        } else {
+            format!("{cur}/{part}")
+        };
+        let full = root.join(&cur);
+        match full.symlink_metadata() {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => return Err(format!("/{cur} is not a directory")),
+            Err(_) => {}
+        }
+        fs_err::create_dir(&full).map_err(|e| e.to_string())?;
+        std::os::unix::fs::lchown(&full, Some(owner.0), Some(owner.1))
+            .map_err(|e| format!("/{cur}: {e}"))?;
+        fs_err::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        let t = filetime::FileTime::from_unix_time(now, 0);
+        filetime::set_file_times(&full, t, t).map_err(|e| format!("/{cur}: {e}"))?;
+        changes.add(&cur);
+    }
+    Ok(changes)
+}
+
+/// EXPOSE's `port[-end][/proto]` into `port/proto` entries.
+fn port_specs(spec: &str) -> Result<Vec<String>, String> {
+    let (ports, proto) = match spec.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {proto}"));
+    }
+    let parse = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("invalid containerPort: {spec}"))
+    };
+    let (start, end) = match ports.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let p = parse(ports)?;
+            (p, p)
+        }
+    };
+    if end < start {
+        return Err(format!(
+            "invalid range specified for container port: {spec}"
+        ));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+fn check_signal(s: &str) -> Result<(), String> {
+    const NAMES: [&str; 31] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+        "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
+        "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR",
+    ];
+    if s.contains('$') {
+        return Ok(());
+    }
+    if let Ok(n) = s.parse::<u32>() {
+        return if n > 0 && n <= 64 {
+            Ok(())
+        } else {
+            Err(format!("invalid signal: {s}"))
+        };
+    }
+    let name = s.strip_prefix("SIG").unwrap_or(s);
+    if NAMES.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX") {
+        Ok(())
+    } else {
+        Err(format!("invalid signal: {s}"))
+    }
+}
+
+/// Formats like Go's `%q` on a string slice (BuildKit's history text).
+fn go_quoted(args: &[String]) -> String {
+    let parts: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    format!("[{}]", parts.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes() {
+        assert_eq!(port_specs("80"), Ok(vec!["80/tcp".to_string()]));
+        assert_eq!(port_specs("53/UDP"), Ok(vec!["53/udp".to_string()]));
+        assert_eq!(port_specs("8000-8002/tcp").map(|v| v.len()), Ok(3));
+        assert!(port_specs("http").is_err());
+        assert!(port_specs("80/icmp").is_err());
+        assert!(
+            check_signal("SIGTERM").is_ok()
+                && check_signal("9").is_ok()
+                && check_signal("SIGNOPE").is_err()
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Layer compression: gzip through flate2 on the zlib-rs backend, zstd with
+//! libzstd's own worker threads. Both stream; neither holds a layer.
+
+use std::io::{self, Write};
+
+/// How layer blobs are compressed (kaniko's `--compression` and
+/// `--compression-level`; a level of -1 means the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip { level: i32 },
+    Zstd { level: i32 },
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Gzip { level: -1 }
+    }
+}
+
+impl Compression {
+    /// Parses kaniko's flag values.
+    pub fn from_flags(name: &str, level: i32) -> Result<Compression, String> {
+        match name {
+            "gzip" => {
+                if !(-1..=9).contains(&level) {
+                    return Err(format!(
+                        "--compression-level {level} is out of range for gzip (-1..9)"
+                    ));
+                }
+                Ok(Compression::Gzip { level })
+            }
+            "zstd" => {
+                if !(-1..=22).contains(&level) {
+                    return Err(format!(
+                        "--compression-level {level} is out of range for zstd (-1..22)"
+                    ));
+                }
+                Ok(Compression::Zstd { level })
+            }
+            other => Err(format!("unknown --compression {other:?}: use gzip or zstd")),
+        }
+    }
+
+    pub fn is_zstd(self) -> bool {
+        matches!(self, Compression::Zstd { .. })
+    }
+
+    /// Starts a compressed stream into `w`.
+    pub fn encoder<W: Write>(self, w: W) -> io::Result<Encoder<W>> {
+        Ok(match self {
+            Compression::Gzip { level } => {
+                // go-containerregistry (and so kaniko) defaults to BestSpeed: compression
+                // bounds push throughput, and level 1 costs little in size for layers.
+                let level = if level < 0 { 1 } else { level as u32 };
+                Encoder::Gzip(
+                    flate2::GzBuilder::new()
+                        .mtime(0)
+                        .write(w, flate2::Compression::new(level)),
+                )
+            }
+            Compression::Zstd { level } => {
+                let level = if level < 0 { 3 } else { level };
+                let mut enc = zstd::stream::write::Encoder::new(w, level)?;
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+                if workers > 1 {
+                    enc.multithread(workers)?;
+                }
+                enc.include_checksum(false)?;
+                Encoder::Zstd(enc)
+            }
+        })
+    }
+}
+
+/// A compressing writer; [`Encoder::finish`] flushes the trailer.
+pub enum Encoder<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> std::fmt::Debug for Encoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encoder::Gzip(_) => "Encoder::Gzip",
+            Encoder::Zstd(_) => "Encoder::Zstd",
+        })
+    }
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// Opens a possibly compressed stream, recognising gzip, bzip2, xz and zstd
+/// by their magic bytes; anything else passes through unchanged.
+pub fn decompressor<'a, R: io::BufRead + 'a>(mut r: R) -> io::Result<Box<dyn io::Read + 'a>> {
+    let head = r.fill_buf()?;
+    Ok(match head {
+        [0x1f, 0x8b, ..] => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        [b'B', b'Z', b'h', ..] => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => {
+            Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r))
+        }
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+        _ => Box::new(r),
+    })
+}

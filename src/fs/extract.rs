@@ -1,0 +1,252 @@
+//! Extracts a tar stream into a directory of a build root, safely: every
+//! name is cleaned and resolved inside the root (a `..`, an absolute name, a
+//! symlinked parent or a hard link can never reach outside it), a path of
+//! another type is replaced, symlinks are made after everything else and
+//! directory times are set last. Whiteouts are applied when asked (image
+//! layers); ADD of a local archive extracts without them.
+
+use super::{ChangeSet, FsError, io_at, scope};
+use crate::lexpath;
+use std::io::Read;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtractOptions {
+    /// Apply `.wh.` whiteouts and `.wh..wh..opq` opaque markers.
+    pub whiteouts: bool,
+    /// Give every entry this owner instead of the archive's.
+    pub chown: Option<(u32, u32)>,
+}
+
+struct Deferred {
+    rel: String,
+    target: Vec<u8>,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+}
+
+/// Extracts `reader` (an uncompressed tar) under `dest` (relative to `root`).
+/// Returns what changed, relative to the root.
+pub fn extract_tar<R: Read>(
+    reader: R,
+    root: &Path,
+    dest: &str,
+    opts: ExtractOptions,
+) -> Result<ChangeSet, FsError> {
+    let dest = scope::resolve(root, dest, true)?;
+    let mut changes = ChangeSet::default();
+    let mut archive = tar::Archive::new(reader);
+    let mut symlinks: Vec<Deferred> = Vec::new();
+    let mut dir_times: Vec<(String, i64)> = Vec::new();
+    let bad =
+        |e: std::io::Error| FsError::path(format!("/{dest}"), format!("reading archive: {e}"));
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = lexpath::in_root(&raw_name);
+        if name.is_empty() {
+            continue;
+        }
+        let (parent, base) = match name.rfind('/') {
+            Some(i) => (&name[..i], &name[i + 1..]),
+            None => ("", name.as_str()),
+        };
+        let parent_rel = scope::resolve(root, &join(&dest, parent), true)?;
+        if opts.whiteouts {
+            if base == ".wh..wh..opq" {
+                empty_dir(root, &parent_rel, &changes)?;
+                changes.opaque.insert(parent_rel.clone());
+                continue;
+            }
+            if let Some(gone) = base.strip_prefix(".wh.") {
+                let rel = join(&parent_rel, gone);
+                remove_any(&root.join(&rel))?;
+                changes
+                    .changed
+                    .retain(|c| c != &rel && !c.starts_with(&format!("{rel}/")));
+                changes.deleted.insert(rel);
+                continue;
+            }
+        }
+        let rel = join(&parent_rel, base);
+        let full = root.join(&rel);
+        ensure_dir(root, &parent_rel)?;
+        let header = entry.header().clone();
+        let (uid, gid) = match opts.chown {
+            Some(ids) => ids,
+            None => (
+                header.uid().map_err(bad)? as u32,
+                header.gid().map_err(bad)? as u32,
+            ),
+        };
+        let mode = header.mode().map_err(bad)? & 0o7777;
+        let mtime = header.mtime().map_err(bad)? as i64;
+        let existing = full.symlink_metadata().ok();
+        let kind = header.entry_type();
+        let is_dir = kind.is_dir();
+        if let Some(m) = &existing {
+            if !(is_dir && m.is_dir()) {
+                remove_any(&full)?;
+            }
+        }
+        match kind {
+            tar::EntryType::Directory => {
+                if !full.is_dir() {
+                    fs_err::create_dir(&full)?;
+                }
+                dir_times.push((rel.clone(), mtime));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let mut out = fs_err::File::create(&full)?;
+                std::io::copy(&mut entry, &mut out).map_err(io_at(&full, "writing"))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
+                symlinks.push(Deferred {
+                    rel: rel.clone(),
+                    target,
+                    uid,
+                    gid,
+                    mtime,
+                });
+                changes.add(&rel);
+                continue;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
+                let target = lexpath::in_root(&String::from_utf8_lossy(&target));
+                let (tp, tb) = match target.rfind('/') {
+                    Some(i) => (&target[..i], &target[i + 1..]),
+                    None => ("", target.as_str()),
+                };
+                let target_rel = join(&scope::resolve(root, &join(&dest, tp), true)?, tb);
+                let target_full = root.join(&target_rel);
+                match target_full.symlink_metadata() {
+                    Ok(m) if !m.is_dir() => {}
+                    _ => {
+                        return Err(FsError::path(
+                            format!("/{rel}"),
+                            format!("hard link to /{target_rel}, which is not a file in the image"),
+                        ));
+                    }
+                }
+                fs_err::hard_link(&target_full, &full)?;
+                changes.add(&rel);
+                continue;
+            }
+            tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
+                let file_type = match kind {
+                    tar::EntryType::Fifo => rustix::fs::FileType::Fifo,
+                    tar::EntryType::Char => rustix::fs::FileType::CharacterDevice,
+                    _ => rustix::fs::FileType::BlockDevice,
+                };
+                let major = header.device_major().map_err(bad)?.unwrap_or(0);
+                let minor = header.device_minor().map_err(bad)?.unwrap_or(0);
+                let dev = rustix::fs::makedev(major, minor);
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &full,
+                    file_type,
+                    rustix::fs::Mode::from_raw_mode(mode),
+                    dev,
+                )
+                .map_err(|e| io_at(&full, "mknod")(e.into()))?;
+            }
+            // pax/gnu metadata entries are consumed by the tar reader; others are skipped
+            _ => continue,
+        }
+        std::os::unix::fs::lchown(&full, Some(uid), Some(gid)).map_err(io_at(&full, "chown"))?;
+        fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
+        if let Some(exts) = entry.pax_extensions().map_err(bad)? {
+            for ext in exts {
+                let ext = ext.map_err(bad)?;
+                if let Some(key) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    xattr::set(&full, key, ext.value_bytes())
+                        .map_err(io_at(&full, "setting xattr"))?;
+                }
+            }
+        }
+        if !is_dir {
+            set_mtime(&full, mtime)?;
+        }
+        changes.add(&rel);
+    }
+    for link in symlinks {
+        let full = root.join(&link.rel);
+        if full.symlink_metadata().is_ok() {
+            remove_any(&full)?;
+        }
+        let target = std::ffi::OsString::from_vec(link.target);
+        std::os::unix::fs::symlink(target, &full).map_err(io_at(&full, "creating symlink"))?;
+        std::os::unix::fs::lchown(&full, Some(link.uid), Some(link.gid))
+            .map_err(io_at(&full, "chown"))?;
+        set_mtime(&full, link.mtime)?;
+    }
+    // children first, so setting a parent's time is not undone
+    dir_times.sort_by(|a, b| b.0.cmp(&a.0));
+    for (rel, mtime) in dir_times {
+        set_mtime(&root.join(rel), mtime)?;
+    }
+    Ok(changes)
+}
+
+fn join(parent: &str, name: &str) -> String {
+    match (parent.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (_, true) => parent.to_string(),
+        _ => format!("{parent}/{name}"),
+    }
+}
+
+fn set_mtime(path: &Path, mtime: i64) -> Result<(), FsError> {
+    let t = filetime::FileTime::from_unix_time(mtime, 0);
+    filetime::set_symlink_file_times(path, t, t).map_err(io_at(path, "setting mtime"))
+}
+
+/// Makes sure `rel` is a directory (creating parents as root-owned 0755).
+fn ensure_dir(root: &Path, rel: &str) -> Result<(), FsError> {
+    let full = root.join(rel);
+    match full.symlink_metadata() {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(FsError::path(format!("/{rel}"), "is not a directory")),
+        Err(_) => {
+            fs_err::create_dir_all(&full)?;
+            Ok(())
+        }
+    }
+}
+
+/// Removes a file, link or whole directory tree; a missing path is fine.
+pub(crate) fn remove_any(path: &Path) -> Result<(), FsError> {
+    match path.symlink_metadata() {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => Ok(fs_err::remove_dir_all(path)?),
+        Ok(_) => Ok(fs_err::remove_file(path)?),
+    }
+}
+
+/// Opaque marker: removes everything under `rel` that this extraction did
+/// not write itself.
+fn empty_dir(root: &Path, rel: &str, written: &ChangeSet) -> Result<(), FsError> {
+    let full = root.join(rel);
+    let Ok(entries) = fs_err::read_dir(&full) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        let child = join(rel, &entry.file_name().to_string_lossy());
+        if !written.changed.contains(&child) {
+            remove_any(&entry.path())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! Writes a layer blob from a change set: a deterministic tar (sorted
+//! entries, PAX records for long names, large ids and xattrs, hard links as
+//! links, whiteouts for deletions) streamed through the compressor into the
+//! blob store, with the diff ID (uncompressed digest) and the blob digest
+//! computed in the same pass. No layer is ever held in memory.
+
+use super::{ChangeSet, Compression, FsError, io_at};
+use crate::image::{BlobStore, Digest, HashingWriter};
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// What file modification times go into the tar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MtimePolicy {
+    /// As on disk (whole seconds).
+    #[default]
+    Keep,
+    /// Every entry gets this time (`--reproducible`).
+    Fixed(i64),
+    /// Times after this one are clamped to it (`SOURCE_DATE_EPOCH`).
+    Clamp(i64),
+}
+
+impl MtimePolicy {
+    fn apply(self, mtime: i64) -> i64 {
+        match self {
+            MtimePolicy::Keep => mtime,
+            MtimePolicy::Fixed(t) => t,
+            MtimePolicy::Clamp(t) => mtime.min(t),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerOptions {
+    pub compression: Compression,
+    pub mtime: MtimePolicy,
+}
+
+/// A finished layer blob in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    /// Digest of the compressed blob.
+    pub digest: Digest,
+    /// Size of the compressed blob.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+    pub compression: Compression,
+    /// Number of tar entries.
+    pub entries: usize,
+}
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// One tar entry to write.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Item {
+    /// A path present in the root.
+    Path(String),
+    /// An empty marker file (whiteout or opaque marker) with its parent's owner.
+    Marker { rel: String, parent: String },
+}
+
+impl Item {
+    fn rel(&self) -> &str {
+        match self {
+            Item::Path(r) | Item::Marker { rel: r, .. } => r,
+        }
+    }
+}
+
+/// Writes the layer for `changes` (paths relative to `root`) into `store`.
+pub fn write_layer(
+    root: &Path,
+    changes: &ChangeSet,
+    store: &BlobStore,
+    opts: LayerOptions,
+) -> Result<LayerBlob, FsError> {
+    let mut paths: BTreeSet<String> = BTreeSet::new();
+    let add_parents = |rel: &str, paths: &mut BTreeSet<String>| {
+        let mut cur = rel;
+        while let Some(i) = cur.rfind('/') {
+            cur = &cur[..i];
+            if !paths.insert(cur.to_string()) {
+                break;
+            }
+        }
+    };
+    for rel in &changes.changed {
+        paths.insert(rel.clone());
+        add_parents(rel, &mut paths);
+    }
+    let mut items: Vec<Item> = Vec::new();
+    for rel in &changes.deleted {
+        let (parent, name) = split_parent(rel);
+        add_parents(rel, &mut paths);
+        items.push(Item::Marker {
+            rel: join(parent, &format!("{WHITEOUT_PREFIX}{name}")),
+            parent: parent.to_string(),
+        });
+    }
+    for dir in &changes.opaque {
+        paths.insert(dir.clone());
+        add_parents(dir, &mut paths);
+        items.push(Item::Marker {
+            rel: join(dir, OPAQUE_MARKER),
+            parent: dir.clone(),
+        });
+    }
+    items.extend(paths.into_iter().map(Item::Path));
+    items.sort_by(|a, b| a.rel().cmp(b.rel()));
+
+    let tmp = store.temp_file()?;
+    let file = tmp
+        .reopen()
+        .map_err(io_at(tmp.path(), "opening temporary blob"))?;
+    let blob_hasher = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+    let encoder = opts
+        .compression
+        .encoder(blob_hasher)
+        .map_err(io_at(tmp.path(), "starting compression"))?;
+    let mut tar = tar::Builder::new(HashingWriter::new(encoder));
+    let mut writer = EntryWriter {
+        root,
+        opts,
+        links: HashMap::new(),
+    };
+    for item in &items {
+        writer.write(&mut tar, item)?;
+    }
+    let done = |e: io::Error| FsError::path(tmp.path().display(), format!("finishing layer: {e}"));
+    let diff_hasher = tar.into_inner().map_err(done)?;
+    let (encoder, diff_id, _) = diff_hasher.finish();
+    let blob_hasher = encoder.finish().map_err(done)?;
+    let (mut buf, digest, size) = blob_hasher.finish();
+    buf.flush().map_err(done)?;
+    drop(buf);
+    store.commit(tmp, &digest)?;
+    Ok(LayerBlob {
+        digest,
+        size,
+        diff_id,
+        compression: opts.compression,
+        entries: items.len(),
+    })
+}
+
+fn split_parent(rel: &str) -> (&str, &str) {
+    match rel.rfind('/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => ("", rel),
+    }
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+struct EntryWriter<'a> {
+    root: &'a Path,
+    opts: LayerOptions,
+    /// (device, inode) of multiply-linked files already written → their name.
+    links: HashMap<(u64, u64), String>,
+}
+
+impl EntryWriter<'_> {
+    fn write<W: Write>(&mut self, tar: &mut tar::Builder<W>, item: &Item) -> Result<(), FsError> {
+        let (rel, meta_path) = match item {
+            Item::Path(rel) => (rel.as_str(), rel.as_str()),
+            Item::Marker { rel, parent } => (rel.as_str(), parent.as_str()),
+        };
+        let full = self.root.join(meta_path);
+        let meta = fs_err::symlink_metadata(&full)?;
+        let mut header = tar::Header::new_ustar();
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        header.set_mtime(0);
+        set_ids(&mut header, &mut pax, meta.uid(), meta.gid());
+        let mtime = self.opts.mtime.apply(meta.mtime());
+        if (0..0o77777777777).contains(&mtime) {
+            header.set_mtime(mtime as u64);
+        } else {
+            pax.push(("mtime".to_string(), mtime.to_string().into_bytes()));
+        }
+
+        if let Item::Marker { .. } = item {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_size(0);
+            return finish(tar, header, pax, rel, io::empty());
+        }
+
+        let ft = meta.file_type();
+        header.set_mode(meta.mode() & 0o7777);
+        let mut name = rel.to_string();
+        if ft.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            name.push('/');
+        } else if ft.is_symlink() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            let target = fs_err::read_link(&full)?;
+            set_link(&mut header, &mut pax, target.as_os_str().as_encoded_bytes());
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = self.links.get(&key) {
+                    header.set_entry_type(tar::EntryType::Link);
+                    header.set_size(0);
+                    let first = first.clone();
+                    set_link(&mut header, &mut pax, first.as_bytes());
+                    add_xattrs(&full, &mut pax)?;
+                    return finish(tar, header, pax, &name, io::empty());
+                }
+                self.links.insert(key, rel.to_string());
+            }
+            header.set_entry_type(tar::EntryType::Regular);
+            let size = meta.len();
+            if size > 0o77777777777 {
+                pax.push(("size".to_string(), size.to_string().into_bytes()));
+                header.set_size(0);
+            } else {
+                header.set_size(size);
+            }
+            add_xattrs(&full, &mut pax)?;
+            let file = fs_err::File::open(&full)?;
+            let reader = ExactReader {
+                inner: file,
+                left: size,
+                path: full.display().to_string(),
+            };
+            return finish(tar, header, pax, &name, reader);
+        } else if ft.is_fifo() {
+            header.set_entry_type(tar::EntryType::Fifo);
+        } else if ft.is_char_device() || ft.is_block_device() {
+            header.set_entry_type(if ft.is_char_device() {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            });
+            let dev = meta.rdev();
+            header
+                .set_device_major(rustix::fs::major(dev))
+                .map_err(io_at(&full, "device number"))?;
+            header
+                .set_device_minor(rustix::fs::minor(dev))
+                .map_err(io_at(&full, "device number"))?;
+        } else {
+            // sockets cannot be archived; docker skips them too
+            return Ok(());
+        }
+        header.set_size(0);
+        add_xattrs(&full, &mut pax)?;
+        finish(tar, header, pax, &name, io::empty())
+    }
+}
+
+fn set_ids(header: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, uid: u32, gid: u32) {
+    const MAX: u32 = 0o7777777;
+    header.set_uid(u64::from(uid.min(MAX)));
+    header.set_gid(u64::from(gid.min(MAX)));
+    if uid > MAX {
+        pax.push(("uid".to_string(), uid.to_string().into_bytes()));
+    }
+    if gid > MAX {
+        pax.push(("gid".to_string(), gid.to_string().into_bytes()));
+    }
+}
+
+fn fits_ustar(bytes: &[u8]) -> bool {
+    bytes.len() <= 100 && bytes.is_ascii()
+}
+
+fn set_link(header: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, target: &[u8]) {
+    let field = &mut header.as_old_mut().linkname;
+    field.fill(0);
+    let n = target.len().min(100);
+    field[..n].copy_from_slice(&target[..n]);
+    if !fits_ustar(target) {
+        pax.push(("linkpath".to_string(), target.to_vec()));
+    }
+}
+
+fn add_xattrs(path: &Path, pax: &mut Vec<(String, Vec<u8>)>) -> Result<(), FsError> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        // filesystems without xattr support have none to copy
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
+            return Ok(());
+        }
+        Err(e) => return Err(io_at(path, "listing xattrs")(e)),
+    };
+    let mut found = Vec::new();
+    for name in names {
+        let key = name.to_string_lossy().into_owned();
+        if key == "security.selinux" {
+            continue;
+        }
+        if let Some(value) = xattr::get(path, &name).map_err(io_at(path, "reading xattr"))? {
+            found.push((format!("SCHILY.xattr.{key}"), value));
+        }
+    }
+    found.sort();
+    pax.extend(found);
+    Ok(())
+}
+
+fn finish<W: Write, R: Read>(
+    tar: &mut tar::Builder<W>,
+    mut header: tar::Header,
+    mut pax: Vec<(String, Vec<u8>)>,
+    name: &str,
+    data: R,
+) -> Result<(), FsError> {
+    let bytes = name.as_bytes();
+    {
+        let field = &mut header.as_old_mut().name;
+        field.fill(0);
+        let n = bytes.len().min(100);
+        field[..n].copy_from_slice(&bytes[..n]);
+    }
+    if !fits_ustar(bytes) {
+        pax.push(("path".to_string(), bytes.to_vec()));
+    }
+    let err = |e: io::Error| {
+        FsError::path(
+            format!("/{}", name.trim_end_matches('/')),
+            format!("writing layer entry: {e}"),
+        )
+    };
+    if !pax.is_empty() {
+        pax.sort_by(|a, b| a.0.cmp(&b.0));
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(err)?;
+    }
+    header.set_cksum();
+    tar.append(&header, data).map_err(err)
+}
+
+/// Yields exactly `left` bytes of a file; a file that shrank while being
+/// read is an error instead of a corrupt tar.
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+    path: String,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while it was being archived", self.path),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
