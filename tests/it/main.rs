@@ -1,1 +1,11 @@
+//! smelt's integration tests: each builds a real context with the real
+//! binary and checks the result with independent tools (skopeo, umoci).
+//! Run as root (COPY --chown) with skopeo and umoci installed; the README's
+//! test command sets that up.
 
+mod harness;
+
+mod build_outputs;
+mod cli;
+mod dockerfile_semantics;
+mod reproducible;

@@ -1,0 +1,211 @@
+//! The test harness: a temporary context with a Dockerfile, a way to run
+//! `smelt build` on it, and readers for what it wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct TestContext {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code(), 0, "smelt failed:\n{}", self.stderr());
+        self
+    }
+}
+
+pub fn smelt_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_smelt"))
+}
+
+/// Runs an outside tool; panics with its stderr when it fails.
+#[track_caller]
+pub fn tool(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
+        panic!("{cmd} is needed by the tests (the README's test command installs it): {e}")
+    });
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl TestContext {
+    pub fn new(dockerfile: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("ctx")).expect("mkdir ctx");
+        std::fs::write(dir.path().join("ctx/Dockerfile"), dockerfile).expect("write Dockerfile");
+        TestContext { dir }
+    }
+
+    pub fn ctx(&self) -> PathBuf {
+        self.dir.path().join("ctx")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a context file (parents created).
+    pub fn file(&self, rel: &str, content: &str) -> &Self {
+        let p = self.ctx().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, content).expect("write");
+        self
+    }
+
+    /// Runs `smelt build` on the context with extra flags.
+    pub fn build(&self, extra: &[&str]) -> Run {
+        self.build_with(smelt_bin(), &["build"], extra, &[])
+    }
+
+    pub fn build_with(
+        &self,
+        bin: PathBuf,
+        pre: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
+        let ctx = self.ctx();
+        let mut cmd = Command::new(bin);
+        cmd.args(pre)
+            .arg("--context")
+            .arg(&ctx)
+            .args(extra)
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run {
+            output: cmd.output().expect("run smelt"),
+        }
+    }
+
+    /// Builds into an OCI layout and docker archive; returns the digest printed.
+    pub fn build_outputs(&self, extra: &[&str]) -> String {
+        let layout = self.path("oci");
+        let tar = self.path("image.tar");
+        let mut args = vec![
+            "--no-push",
+            "--destination",
+            "example.test/smelt/it:t1",
+            "--oci-layout-path",
+            layout.to_str().expect("utf8"),
+            "--tar-path",
+            tar.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        let run = self.build(&args).ok();
+        run.stdout().trim().to_string()
+    }
+
+    /// Unpacks the OCI layout's layers with umoci (`raw unpack`: the root
+    /// filesystem only, no runtime config); returns the rootfs.
+    pub fn unpack(&self) -> PathBuf {
+        let rootfs = self.path("rootfs");
+        let image = format!("{}:t1", self.path("oci").display());
+        tool(
+            "umoci",
+            &[
+                "raw",
+                "unpack",
+                "--image",
+                &image,
+                rootfs.to_str().expect("utf8"),
+            ],
+        );
+        rootfs
+    }
+
+    /// The image config blob, as written in the OCI layout (skopeo's
+    /// `inspect --config` would drop the Docker fields: Healthcheck, OnBuild, Shell).
+    pub fn config(&self) -> serde_json::Value {
+        // skopeo must accept the layout too
+        tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--config",
+                &format!("oci:{}:t1", self.path("oci").display()),
+            ],
+        );
+        let blob = |digest: &str| -> serde_json::Value {
+            let p = self.path(&format!(
+                "oci/blobs/sha256/{}",
+                digest.trim_start_matches("sha256:")
+            ));
+            serde_json::from_slice(&std::fs::read(p).expect("blob")).expect("json")
+        };
+        let index = serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(self.path("oci/index.json")).expect("index"),
+        )
+        .expect("json");
+        let manifest = blob(index["manifests"][0]["digest"].as_str().expect("digest"));
+        blob(manifest["config"]["digest"].as_str().expect("digest"))
+    }
+}
+
+/// A listing of a tree: path, type, mode, owner, links, size, content or
+/// link target; one line per entry, sorted.
+pub fn tree(root: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut lines = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).expect("lstat");
+            let rel = path
+                .strip_prefix(root)
+                .expect("prefix")
+                .display()
+                .to_string();
+            let ft = meta.file_type();
+            let what = if ft.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!(
+                    "link -> {}",
+                    std::fs::read_link(&path).expect("readlink").display()
+                )
+            } else if ft.is_file() {
+                let content = std::fs::read(&path).expect("read");
+                let shown = if content.len() <= 40 {
+                    format!("{:?}", String::from_utf8_lossy(&content))
+                } else {
+                    format!("{} bytes", content.len())
+                };
+                format!("file n={} {shown}", meta.nlink())
+            } else {
+                "other".to_string()
+            };
+            lines.push(format!(
+                "/{rel} {:o} {}:{} {what}",
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid()
+            ));
+        }
+    }
+    lines.sort();
+    lines.join("\n")
+}
