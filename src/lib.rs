@@ -4,6 +4,8 @@
 //! The binary (`src/main.rs`) only parses flags and maps errors to exit
 //! codes; everything else lives here. See ARCHITECTURE.md for the map.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cli;
 pub mod dockerfile;
 pub mod engine;

@@ -2,5 +2,5 @@
 //! library, exit with its code. Nothing else lives here.
 
 fn main() {
-    std::process::exit(smelt::cli::run(std::env::args_os().collect()));
+    std::process::exit(smelt::cli::run(&std::env::args_os().collect::<Vec<_>>()));
 }

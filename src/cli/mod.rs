@@ -53,7 +53,7 @@ struct Executor {
 }
 
 /// Runs the command line; returns the process exit code.
-pub fn run(args: Vec<OsString>) -> i32 {
+pub fn run(args: &[OsString]) -> i32 {
     let invoked = args
         .first()
         .map(|a| {
@@ -69,12 +69,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
             println!("smelt {}", env!("CARGO_PKG_VERSION"));
             return EXIT_OK;
         }
-        match Executor::try_parse_from(&args) {
+        match Executor::try_parse_from(args) {
             Ok(e) => e.flags,
             Err(e) => return clap_exit(&e),
         }
     } else {
-        match Cli::try_parse_from(&args) {
+        match Cli::try_parse_from(args) {
             Ok(Cli {
                 command: Command::Build(flags),
             }) => flags,

@@ -282,7 +282,7 @@ fn name_values(rest: &str, keyword: &str, escape: char) -> Result<Vec<(String, S
     words
         .into_iter()
         .map(|w| match w.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(format!("{keyword} names can not be blank")),
+            Some(("", _)) => Err(format!("{keyword} names can not be blank")),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Err(format!(
                 "syntax error - can't find = in {w:?}. Must be of the form: name=value"

@@ -15,6 +15,9 @@ pub use instruction::{CommandForm, Copy, From, Healthcheck, Instruction, Run, So
 pub use parser::{Directives, Heredoc};
 pub use shell::{Lexer, ShellError, Vars};
 
+/// ARG declarations: names with optional (unexpanded) defaults.
+pub type ArgDecls = Vec<(String, Option<String>)>;
+
 /// A value with the Dockerfile lines it came from (1-based, inclusive).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located<T> {
@@ -64,7 +67,7 @@ pub struct Dockerfile {
     pub file: String,
     pub directives: Directives,
     /// `ARG`s before the first `FROM`: visible in FROM lines only.
-    pub meta_args: Vec<Located<Vec<(String, Option<String>)>>>,
+    pub meta_args: Vec<Located<ArgDecls>>,
     pub stages: Vec<Stage>,
     pub warnings: Vec<String>,
 }

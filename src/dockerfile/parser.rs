@@ -59,7 +59,7 @@ pub struct Node {
     /// The instruction keyword, lower case.
     pub cmd: String,
     /// `--name[=value]` flags in order, quotes removed.
-    pub flags: Vec<(String, Option<String>)>,
+    pub flags: FlagList,
     /// Everything after the keyword and flags, continuations joined.
     pub rest: String,
     /// The whole logical line as written (continuations joined).
@@ -266,7 +266,10 @@ fn split_node(line: &str) -> Result<Node, String> {
 
 /// Leading `--flag[=value]` words; quotes inside them are removed and `\`
 /// escapes the next character. A bare `--` ends the flags.
-fn extract_flags(rest: &str) -> Result<(Vec<(String, Option<String>)>, &str), String> {
+/// Builder flags in order: name and value (`None` for a bare `--name`).
+pub type FlagList = Vec<(String, Option<String>)>;
+
+fn extract_flags(rest: &str) -> Result<(FlagList, &str), String> {
     let mut flags = Vec::new();
     let mut pos;
     let bytes: Vec<(usize, char)> = rest.char_indices().collect();

@@ -501,7 +501,7 @@ fn replace_pattern(value: &str, pattern: &str, replacement: &str, all: bool) -> 
     let mut i = 0;
     let mut replaced = false;
     while i < v.len() {
-        if !(replaced && !all) {
+        if !replaced || all {
             // longest match starting at i
             if let Some(end) = (i + 1..=v.len())
                 .rev()

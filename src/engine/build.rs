@@ -217,14 +217,14 @@ fn needed_stages(
             out.push(i);
         }
         for step in &stage.steps {
-            if let Instruction::Copy(c) = &step.value {
-                if let Some(from) = &c.from {
-                    let from = lexer
-                        .process_word(from, global)
-                        .unwrap_or_else(|_| from.clone());
-                    if let Some(i) = stage_index(df, &from).filter(|&i| i < stage.index) {
-                        out.push(i);
-                    }
+            if let Instruction::Copy(c) = &step.value
+                && let Some(from) = &c.from
+            {
+                let from = lexer
+                    .process_word(from, global)
+                    .unwrap_or_else(|_| from.clone());
+                if let Some(i) = stage_index(df, &from).filter(|&i| i < stage.index) {
+                    out.push(i);
                 }
             }
         }

@@ -334,10 +334,10 @@ impl Writer<'_, '_> {
     ) -> Result<(), String> {
         let full = self.job.root.join(dest_rel);
         let ft = meta.file_type();
-        if let Ok(existing) = full.symlink_metadata() {
-            if !(ft.is_dir() && existing.is_dir()) {
-                remove_any(&full).map_err(|e| e.to_string())?;
-            }
+        if let Ok(existing) = full.symlink_metadata()
+            && !(ft.is_dir() && existing.is_dir())
+        {
+            remove_any(&full).map_err(|e| e.to_string())?;
         }
         if ft.is_dir() {
             if !full.is_dir() {

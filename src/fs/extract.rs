@@ -87,10 +87,10 @@ pub fn extract_tar<R: Read>(
         let existing = full.symlink_metadata().ok();
         let kind = header.entry_type();
         let is_dir = kind.is_dir();
-        if let Some(m) = &existing {
-            if !(is_dir && m.is_dir()) {
-                remove_any(&full)?;
-            }
+        if let Some(m) = &existing
+            && !(is_dir && m.is_dir())
+        {
+            remove_any(&full)?;
         }
         match kind {
             tar::EntryType::Directory => {

@@ -30,7 +30,7 @@ fn docker_archive_is_read_by_skopeo() {
     );
     // the OCI layout holds the very manifest whose digest was printed
     let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(t.path("oci/index.json")).expect("index"))
+        serde_json::from_slice(&fs_err::read(t.path("oci/index.json")).expect("index"))
             .expect("json");
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
     assert_eq!(
@@ -61,13 +61,13 @@ fn digest_files_as_kaniko_writes_them() {
         ])
         .ok();
     let digest = run.stdout().trim().to_string();
-    assert_eq!(std::fs::read_to_string(&d).expect("digest file"), digest);
+    assert_eq!(fs_err::read_to_string(&d).expect("digest file"), digest);
     assert_eq!(
-        std::fs::read_to_string(&n).expect("file"),
+        fs_err::read_to_string(&n).expect("file"),
         format!("index.docker.io/library/busybox@{digest}\n127.0.0.1:5000/app@{digest}\n")
     );
     assert_eq!(
-        std::fs::read_to_string(&nt).expect("file"),
+        fs_err::read_to_string(&nt).expect("file"),
         format!(
             "index.docker.io/library/busybox:latest@{digest}\n127.0.0.1:5000/app:v2@{digest}\n"
         )
@@ -81,7 +81,7 @@ fn zstd_layers() {
     t.build_outputs(&["--compression", "zstd", "--compression-level", "9"]);
     let manifest_digest = {
         let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(t.path("oci/index.json")).expect("index"))
+            serde_json::from_slice(&fs_err::read(t.path("oci/index.json")).expect("index"))
                 .expect("json");
         index["manifests"][0]["digest"]
             .as_str()
@@ -89,7 +89,7 @@ fn zstd_layers() {
             .to_string()
     };
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(t.path(&format!("oci/blobs/sha256/{}", &manifest_digest[7..])))
+        &fs_err::read(t.path(&format!("oci/blobs/sha256/{}", &manifest_digest[7..])))
             .expect("manifest"),
     )
     .expect("json");

@@ -279,7 +279,7 @@ fn hard_links_and_symlinks_survive_copy() {
     let t = TestContext::new("FROM scratch\nCOPY tree /t/\n");
     t.file("tree/real", "data\n");
     let ctx = t.ctx();
-    std::fs::hard_link(ctx.join("tree/real"), ctx.join("tree/hard")).expect("link");
+    fs_err::hard_link(ctx.join("tree/real"), ctx.join("tree/hard")).expect("link");
     std::os::unix::fs::symlink("real", ctx.join("tree/rel")).expect("symlink");
     std::os::unix::fs::symlink("/nonexistent", ctx.join("tree/dangling")).expect("symlink");
     let long = "d".repeat(120);

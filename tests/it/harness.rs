@@ -50,8 +50,8 @@ pub fn tool(cmd: &str, args: &[&str]) -> String {
 impl TestContext {
     pub fn new(dockerfile: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("ctx")).expect("mkdir ctx");
-        std::fs::write(dir.path().join("ctx/Dockerfile"), dockerfile).expect("write Dockerfile");
+        fs_err::create_dir_all(dir.path().join("ctx")).expect("mkdir ctx");
+        fs_err::write(dir.path().join("ctx/Dockerfile"), dockerfile).expect("write Dockerfile");
         TestContext { dir }
     }
 
@@ -66,8 +66,8 @@ impl TestContext {
     /// Writes a context file (parents created).
     pub fn file(&self, rel: &str, content: &str) -> &Self {
         let p = self.ctx().join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&p, content).expect("write");
+        fs_err::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs_err::write(&p, content).expect("write");
         self
     }
 
@@ -151,10 +151,10 @@ impl TestContext {
                 "oci/blobs/sha256/{}",
                 digest.trim_start_matches("sha256:")
             ));
-            serde_json::from_slice(&std::fs::read(p).expect("blob")).expect("json")
+            serde_json::from_slice(&fs_err::read(p).expect("blob")).expect("json")
         };
         let index = serde_json::from_slice::<serde_json::Value>(
-            &std::fs::read(self.path("oci/index.json")).expect("index"),
+            &fs_err::read(self.path("oci/index.json")).expect("index"),
         )
         .expect("json");
         let manifest = blob(index["manifests"][0]["digest"].as_str().expect("digest"));
@@ -169,10 +169,10 @@ pub fn tree(root: &Path) -> String {
     let mut lines = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+        for entry in fs_err::read_dir(&dir).expect("read_dir") {
             let entry = entry.expect("entry");
             let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).expect("lstat");
+            let meta = fs_err::symlink_metadata(&path).expect("lstat");
             let rel = path
                 .strip_prefix(root)
                 .expect("prefix")
@@ -185,10 +185,10 @@ pub fn tree(root: &Path) -> String {
             } else if ft.is_symlink() {
                 format!(
                     "link -> {}",
-                    std::fs::read_link(&path).expect("readlink").display()
+                    fs_err::read_link(&path).expect("readlink").display()
                 )
             } else if ft.is_file() {
-                let content = std::fs::read(&path).expect("read");
+                let content = fs_err::read(&path).expect("read");
                 let shown = if content.len() <= 40 {
                     format!("{:?}", String::from_utf8_lossy(&content))
                 } else {

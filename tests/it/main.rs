@@ -3,6 +3,8 @@
 //! Run as root (COPY --chown) with skopeo and umoci installed; the README's
 //! test command sets that up.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod harness;
 
 mod build_outputs;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (Debian packages;
+# run as root), then the quality gates and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(skopeo umoci zstd xz-utils tar)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi
