@@ -51,6 +51,24 @@ pub fn in_root(path: &str) -> String {
     c.trim_start_matches('/').to_string()
 }
 
+/// `name` under `parent`, both relative and clean; either may be empty
+/// (the empty string is the root).
+pub fn child(parent: &str, name: &str) -> String {
+    match (parent.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (_, true) => parent.to_string(),
+        _ => format!("{parent}/{name}"),
+    }
+}
+
+/// Splits a relative path into its parent (`""` at the top) and last element.
+pub fn split_last(rel: &str) -> (&str, &str) {
+    match rel.rfind('/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => ("", rel),
+    }
+}
+
 /// The last element of a cleaned path (`"/"` for the root).
 pub fn base_name(path: &str) -> &str {
     let trimmed = path.trim_end_matches('/');
@@ -92,5 +110,10 @@ mod tests {
         assert_eq!(join("/srv", "/x/../y"), "/y");
         assert_eq!(base_name("/a/b/"), "b");
         assert_eq!(base_name("/"), "/");
+        assert_eq!(child("", "a"), "a");
+        assert_eq!(child("a", ""), "a");
+        assert_eq!(child("a", "b"), "a/b");
+        assert_eq!(split_last("a/b/c"), ("a/b", "c"));
+        assert_eq!(split_last("c"), ("", "c"));
     }
 }

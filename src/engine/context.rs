@@ -72,7 +72,7 @@ impl SourceTree {
             let mut next = Vec::new();
             for dir in &found {
                 if !has_glob(part) {
-                    let cand = join(dir, &unescape(part));
+                    let cand = lexpath::child(dir, &unescape(part));
                     if self.root.join(&cand).symlink_metadata().is_ok() {
                         next.push(cand);
                     }
@@ -89,7 +89,7 @@ impl SourceTree {
                     .filter(|n| glob.matches(n))
                     .collect();
                 names.sort();
-                next.extend(names.into_iter().map(|n| join(dir, &n)));
+                next.extend(names.into_iter().map(|n| lexpath::child(dir, &n)));
             }
             found = next;
         }
@@ -121,14 +121,6 @@ fn unescape(s: &str) -> String {
         }
     }
     out
-}
-
-pub(crate) fn join(parent: &str, name: &str) -> String {
-    match (parent.is_empty(), name.is_empty()) {
-        (true, _) => name.to_string(),
-        (_, true) => parent.to_string(),
-        _ => format!("{parent}/{name}"),
-    }
 }
 
 /// Reads `.dockerignore` for a context: `<Dockerfile>.dockerignore` next to

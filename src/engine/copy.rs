@@ -6,7 +6,7 @@
 //! Writes go into the build root through `fs::scope`, and every path
 //! written is recorded, so the layer is made from exactly what changed.
 
-use super::context::{SourceTree, join};
+use super::context::SourceTree;
 use crate::fs::extract::{ExtractOptions, extract_tar, remove_any};
 use crate::fs::{ChangeSet, compress, scope};
 use crate::lexpath;
@@ -153,7 +153,7 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
     };
     for inline in &job.inline {
         let target = if into {
-            join(&dest_clean, &inline.name)
+            lexpath::child(&dest_clean, &inline.name)
         } else {
             dest_clean.clone()
         };
@@ -170,7 +170,7 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
             w.extract(&full, &dest_rel)?;
         } else {
             let target = if into {
-                join(&dest_clean, lexpath::base_name(&rel))
+                lexpath::child(&dest_clean, lexpath::base_name(&rel))
             } else {
                 dest_clean.clone()
             };
@@ -237,13 +237,10 @@ impl Writer<'_, '_> {
     /// Resolves a destination file path: parents through symlinks (inside the
     /// root), the last element as written; creates missing parents.
     fn target(&mut self, abs: &str) -> Result<String, String> {
-        let (parent, base) = match abs.rfind('/') {
-            Some(i) => (&abs[..i], &abs[i + 1..]),
-            None => ("", abs),
-        };
+        let (parent, base) = lexpath::split_last(abs);
         let parent_rel = scope::resolve(self.job.root, parent, true).map_err(|e| e.to_string())?;
         self.mkdir_parents(&parent_rel)?;
-        Ok(join(&parent_rel, base))
+        Ok(lexpath::child(&parent_rel, base))
     }
 
     /// Makes sure the destination directory exists; a new one takes the
@@ -257,9 +254,7 @@ impl Writer<'_, '_> {
         if full.symlink_metadata().is_ok() {
             remove_any(&full).map_err(|e| e.to_string())?;
         }
-        if let Some(i) = rel.rfind('/') {
-            self.mkdir_parents(&rel[..i])?;
-        }
+        self.mkdir_parents(lexpath::split_last(&rel).0)?;
         let meta = fs_err::metadata(src_dir).map_err(|e| e.to_string())?;
         fs_err::create_dir(&full).map_err(|e| e.to_string())?;
         self.apply_meta(&rel, &meta, true)?;
@@ -271,7 +266,7 @@ impl Writer<'_, '_> {
     fn mkdir_parents(&mut self, rel: &str) -> Result<(), String> {
         let mut cur = String::new();
         for part in rel.split('/').filter(|p| !p.is_empty()) {
-            cur = join(&cur, part);
+            cur = lexpath::child(&cur, part);
             let full = self.job.root.join(&cur);
             match full.symlink_metadata() {
                 Ok(m) if m.is_dir() => continue,
@@ -393,8 +388,8 @@ impl Writer<'_, '_> {
         entries.sort();
         for name in entries {
             let name = name.to_string_lossy().into_owned();
-            let child_src = join(src_rel, &name);
-            let child_dest = join(dest_rel, &name);
+            let child_src = lexpath::child(src_rel, &name);
+            let child_dest = lexpath::child(dest_rel, &name);
             let path = self.job.src.path(&child_src);
             let meta = fs_err::symlink_metadata(&path).map_err(|e| e.to_string())?;
             if self.job.src.is_excluded(&child_src) {

@@ -50,11 +50,8 @@ pub fn extract_tar<R: Read>(
         if name.is_empty() {
             continue;
         }
-        let (parent, base) = match name.rfind('/') {
-            Some(i) => (&name[..i], &name[i + 1..]),
-            None => ("", name.as_str()),
-        };
-        let parent_rel = scope::resolve(root, &join(&dest, parent), true)?;
+        let (parent, base) = lexpath::split_last(&name);
+        let parent_rel = scope::resolve(root, &lexpath::child(&dest, parent), true)?;
         if opts.whiteouts {
             if base == ".wh..wh..opq" {
                 empty_dir(root, &parent_rel, &changes)?;
@@ -62,7 +59,7 @@ pub fn extract_tar<R: Read>(
                 continue;
             }
             if let Some(gone) = base.strip_prefix(".wh.") {
-                let rel = join(&parent_rel, gone);
+                let rel = lexpath::child(&parent_rel, gone);
                 remove_any(&root.join(&rel))?;
                 changes
                     .changed
@@ -71,7 +68,7 @@ pub fn extract_tar<R: Read>(
                 continue;
             }
         }
-        let rel = join(&parent_rel, base);
+        let rel = lexpath::child(&parent_rel, base);
         let full = root.join(&rel);
         ensure_dir(root, &parent_rel)?;
         let header = entry.header().clone();
@@ -124,11 +121,9 @@ pub fn extract_tar<R: Read>(
                     .map(|b| b.into_owned())
                     .unwrap_or_default();
                 let target = lexpath::in_root(&String::from_utf8_lossy(&target));
-                let (tp, tb) = match target.rfind('/') {
-                    Some(i) => (&target[..i], &target[i + 1..]),
-                    None => ("", target.as_str()),
-                };
-                let target_rel = join(&scope::resolve(root, &join(&dest, tp), true)?, tb);
+                let (tp, tb) = lexpath::split_last(&target);
+                let target_rel =
+                    lexpath::child(&scope::resolve(root, &lexpath::child(&dest, tp), true)?, tb);
                 let target_full = root.join(&target_rel);
                 match target_full.symlink_metadata() {
                     Ok(m) if !m.is_dir() => {}
@@ -199,14 +194,6 @@ pub fn extract_tar<R: Read>(
     Ok(changes)
 }
 
-fn join(parent: &str, name: &str) -> String {
-    match (parent.is_empty(), name.is_empty()) {
-        (true, _) => name.to_string(),
-        (_, true) => parent.to_string(),
-        _ => format!("{parent}/{name}"),
-    }
-}
-
 fn set_mtime(path: &Path, mtime: i64) -> Result<(), FsError> {
     let t = filetime::FileTime::from_unix_time(mtime, 0);
     filetime::set_symlink_file_times(path, t, t).map_err(io_at(path, "setting mtime"))
@@ -243,7 +230,7 @@ fn empty_dir(root: &Path, rel: &str, written: &ChangeSet) -> Result<(), FsError>
     };
     for entry in entries {
         let entry = entry?;
-        let child = join(rel, &entry.file_name().to_string_lossy());
+        let child = lexpath::child(rel, &entry.file_name().to_string_lossy());
         if !written.changed.contains(&child) {
             remove_any(&entry.path())?;
         }

@@ -6,6 +6,7 @@
 
 use super::{ChangeSet, Compression, FsError, io_at};
 use crate::image::{BlobStore, Digest, HashingWriter};
+use crate::lexpath;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -96,10 +97,10 @@ pub fn write_layer(
     }
     let mut items: Vec<Item> = Vec::new();
     for rel in &changes.deleted {
-        let (parent, name) = split_parent(rel);
+        let (parent, name) = lexpath::split_last(rel);
         add_parents(rel, &mut paths);
         items.push(Item::Marker {
-            rel: join(parent, &format!("{WHITEOUT_PREFIX}{name}")),
+            rel: lexpath::child(parent, &format!("{WHITEOUT_PREFIX}{name}")),
             parent: parent.to_string(),
         });
     }
@@ -107,7 +108,7 @@ pub fn write_layer(
         paths.insert(dir.clone());
         add_parents(dir, &mut paths);
         items.push(Item::Marker {
-            rel: join(dir, OPAQUE_MARKER),
+            rel: lexpath::child(dir, OPAQUE_MARKER),
             parent: dir.clone(),
         });
     }
@@ -147,21 +148,6 @@ pub fn write_layer(
         compression: opts.compression,
         entries: items.len(),
     })
-}
-
-fn split_parent(rel: &str) -> (&str, &str) {
-    match rel.rfind('/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => ("", rel),
-    }
-}
-
-fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
-    }
 }
 
 struct EntryWriter<'a> {
