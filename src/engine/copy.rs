@@ -7,7 +7,8 @@
 //! written is recorded, so the layer is made from exactly what changed.
 
 use super::context::SourceTree;
-use crate::fs::extract::{ExtractOptions, extract_tar, remove_any};
+use crate::fs::extract::{ExtractOptions, extract_tar};
+use crate::fs::tree::{self, remove_any};
 use crate::fs::{ChangeSet, compress, scope};
 use crate::lexpath;
 use std::collections::HashMap;
@@ -264,23 +265,10 @@ impl Writer<'_, '_> {
     /// `mkdir -p` of a root-relative directory: new ones are 0755, owned by
     /// the `--chown` owner, stamped with the build time.
     fn mkdir_parents(&mut self, rel: &str) -> Result<(), String> {
-        let mut cur = String::new();
-        for part in rel.split('/').filter(|p| !p.is_empty()) {
-            cur = lexpath::child(&cur, part);
-            let full = self.job.root.join(&cur);
-            match full.symlink_metadata() {
-                Ok(m) if m.is_dir() => continue,
-                Ok(_) => return Err(self.err(&cur, "is not a directory")),
-                Err(_) => {}
-            }
-            fs_err::create_dir(&full).map_err(|e| e.to_string())?;
-            let (uid, gid) = self.job.owner.unwrap_or((0, 0));
-            std::os::unix::fs::lchown(&full, Some(uid), Some(gid))
-                .map_err(|e| self.err(&cur, e))?;
-            fs_err::set_permissions(&full, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| e.to_string())?;
-            self.dir_times.push((cur.clone(), self.job.now));
-            self.changes.add(&cur);
+        let owner = self.job.owner.unwrap_or((0, 0));
+        for dir in tree::mkdir_all(self.job.root, rel, owner, 0o755).map_err(|e| e.to_string())? {
+            self.dir_times.push((dir.clone(), self.job.now));
+            self.changes.add(&dir);
         }
         Ok(())
     }
@@ -314,7 +302,7 @@ impl Writer<'_, '_> {
         if is_dir {
             self.dir_times.push((rel.to_string(), meta.mtime()));
         } else {
-            set_mtime(&full, meta.mtime()).map_err(|e| self.err(rel, e))?;
+            tree::set_mtime(&full, meta.mtime()).map_err(|e| e.to_string())?;
         }
         self.changes.add(rel);
         Ok(())
@@ -445,7 +433,7 @@ impl Writer<'_, '_> {
             .map_or(0o644, |c| c.apply(0o644, false));
         fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))
             .map_err(|e| e.to_string())?;
-        set_mtime(&full, self.job.now).map_err(|e| self.err(&rel, e))?;
+        tree::set_mtime(&full, self.job.now).map_err(|e| e.to_string())?;
         self.changes.add(&rel);
         Ok(())
     }
@@ -470,15 +458,10 @@ impl Writer<'_, '_> {
     fn finish(&mut self) -> Result<(), String> {
         self.dir_times.sort_by(|a, b| b.0.cmp(&a.0));
         for (rel, t) in std::mem::take(&mut self.dir_times) {
-            set_mtime(&self.job.root.join(&rel), t).map_err(|e| self.err(&rel, e))?;
+            tree::set_mtime(&self.job.root.join(&rel), t).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
-}
-
-fn set_mtime(path: &Path, t: i64) -> std::io::Result<()> {
-    let t = filetime::FileTime::from_unix_time(t, 0);
-    filetime::set_symlink_file_times(path, t, t)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::scope::{BuildArgs, StageScope};
 use super::{EngineError, Platform, users};
 use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
-use crate::fs::{ChangeSet, LayerOptions, write_layer};
+use crate::fs::{ChangeSet, LayerOptions, tree, write_layer};
 use crate::image::config::{Empty, HealthConfig};
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, History, ImageConfig, MediaTypes};
@@ -448,31 +448,15 @@ fn find_stage(stages: &[(Option<String>, PathBuf)], from: &str) -> Option<PathBu
         .map(|(_, r)| r.clone())
 }
 
-/// `mkdir -p` inside the root, recording what was created.
+/// WORKDIR's `mkdir -p` inside the root, recording what was created; times
+/// are set deepest first, once nothing more is created inside.
 fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<ChangeSet, String> {
     let rel = crate::fs::scope::resolve(root, abs, true).map_err(|e| e.to_string())?;
+    let created = tree::mkdir_all(root, &rel, owner, 0o755).map_err(|e| e.to_string())?;
     let mut changes = ChangeSet::default();
-    let mut cur = String::new();
-    for part in rel.split('/').filter(|p| !p.is_empty()) {
-        cur = if cur.is_empty() {
-            part.to_string()
-        } else {
-            format!("{cur}/{part}")
-        };
-        let full = root.join(&cur);
-        match full.symlink_metadata() {
-            Ok(m) if m.is_dir() => continue,
-            Ok(_) => return Err(format!("/{cur} is not a directory")),
-            Err(_) => {}
-        }
-        fs_err::create_dir(&full).map_err(|e| e.to_string())?;
-        std::os::unix::fs::lchown(&full, Some(owner.0), Some(owner.1))
-            .map_err(|e| format!("/{cur}: {e}"))?;
-        fs_err::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(|e| e.to_string())?;
-        let t = filetime::FileTime::from_unix_time(now, 0);
-        filetime::set_file_times(&full, t, t).map_err(|e| format!("/{cur}: {e}"))?;
-        changes.add(&cur);
+    for dir in created.iter().rev() {
+        tree::set_mtime(&root.join(dir), now).map_err(|e| e.to_string())?;
+        changes.add(dir);
     }
     Ok(changes)
 }

@@ -5,6 +5,7 @@
 //! directory times are set last. Whiteouts are applied when asked (image
 //! layers); ADD of a local archive extracts without them.
 
+use super::tree::{mkdir_all, remove_any, set_mtime};
 use super::{ChangeSet, FsError, io_at, scope};
 use crate::lexpath;
 use std::io::Read;
@@ -70,7 +71,7 @@ pub fn extract_tar<R: Read>(
         }
         let rel = lexpath::child(&parent_rel, base);
         let full = root.join(&rel);
-        ensure_dir(root, &parent_rel)?;
+        mkdir_all(root, &parent_rel, (0, 0), 0o755)?;
         let header = entry.header().clone();
         let (uid, gid) = match opts.chown {
             Some(ids) => ids,
@@ -192,33 +193,6 @@ pub fn extract_tar<R: Read>(
         set_mtime(&root.join(rel), mtime)?;
     }
     Ok(changes)
-}
-
-fn set_mtime(path: &Path, mtime: i64) -> Result<(), FsError> {
-    let t = filetime::FileTime::from_unix_time(mtime, 0);
-    filetime::set_symlink_file_times(path, t, t).map_err(io_at(path, "setting mtime"))
-}
-
-/// Makes sure `rel` is a directory (creating parents as root-owned 0755).
-fn ensure_dir(root: &Path, rel: &str) -> Result<(), FsError> {
-    let full = root.join(rel);
-    match full.symlink_metadata() {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(FsError::path(format!("/{rel}"), "is not a directory")),
-        Err(_) => {
-            fs_err::create_dir_all(&full)?;
-            Ok(())
-        }
-    }
-}
-
-/// Removes a file, link or whole directory tree; a missing path is fine.
-pub(crate) fn remove_any(path: &Path) -> Result<(), FsError> {
-    match path.symlink_metadata() {
-        Err(_) => Ok(()),
-        Ok(m) if m.is_dir() => Ok(fs_err::remove_dir_all(path)?),
-        Ok(_) => Ok(fs_err::remove_file(path)?),
-    }
 }
 
 /// Opaque marker: removes everything under `rel` that this extraction did

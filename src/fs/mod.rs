@@ -10,6 +10,7 @@ pub mod compress;
 pub mod extract;
 pub mod layer;
 pub mod scope;
+pub mod tree;
 
 pub use changes::ChangeSet;
 pub use compress::Compression;

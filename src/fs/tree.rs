@@ -1,0 +1,50 @@
+//! Small operations on a tree inside a build root that several writers
+//! share: `mkdir -p` that reports what it created, setting a time without
+//! following symlinks, and removing whatever is at a path.
+
+use super::{FsError, io_at};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Creates the missing directories of `rel` (relative to `root`, already
+/// resolved) with `owner` and `mode`; returns those it created, parents
+/// first. A non-directory in the way is an error.
+pub fn mkdir_all(
+    root: &Path,
+    rel: &str,
+    owner: (u32, u32),
+    mode: u32,
+) -> Result<Vec<String>, FsError> {
+    let mut created = Vec::new();
+    let mut cur = String::new();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        cur = crate::lexpath::child(&cur, part);
+        let full = root.join(&cur);
+        match full.symlink_metadata() {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => return Err(FsError::path(format!("/{cur}"), "is not a directory")),
+            Err(_) => {}
+        }
+        fs_err::create_dir(&full)?;
+        std::os::unix::fs::lchown(&full, Some(owner.0), Some(owner.1))
+            .map_err(io_at(&full, "chown"))?;
+        fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
+        created.push(cur.clone());
+    }
+    Ok(created)
+}
+
+/// Sets access and modification time of `path` (a symlink itself, not its target).
+pub fn set_mtime(path: &Path, secs: i64) -> Result<(), FsError> {
+    let t = filetime::FileTime::from_unix_time(secs, 0);
+    filetime::set_symlink_file_times(path, t, t).map_err(io_at(path, "setting mtime"))
+}
+
+/// Removes a file, link or whole directory tree; a missing path is fine.
+pub fn remove_any(path: &Path) -> Result<(), FsError> {
+    match path.symlink_metadata() {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => Ok(fs_err::remove_dir_all(path)?),
+        Ok(_) => Ok(fs_err::remove_file(path)?),
+    }
+}
