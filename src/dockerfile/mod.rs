@@ -143,6 +143,20 @@ impl Dockerfile {
         })
     }
 
+    /// The stage a `FROM` or `COPY --from` word names: its `AS` name
+    /// (case-insensitively) or its index.
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        self.stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+            .or_else(|| {
+                name.parse::<usize>()
+                    .ok()
+                    .filter(|&i| i < self.stages.len())
+            })
+    }
+
     /// A lexer using this file's escape character.
     pub fn lexer(&self) -> Lexer {
         Lexer::new(self.directives.escape)

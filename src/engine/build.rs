@@ -80,7 +80,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
 
     let target = match &opts.target {
         None => df.stages.len() - 1,
-        Some(t) => stage_index(&df, t).ok_or_else(|| {
+        Some(t) => df.stage_index(t).ok_or_else(|| {
             EngineError::Invalid(format!("failed to reach build target {t} in {file}"))
         })?,
     };
@@ -112,8 +112,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         global_args: &global,
     };
 
-    // finished stages: (name, root), indexed by stage number
-    let mut done: Vec<(Option<String>, PathBuf)> = Vec::new();
+    // roots of the stages so far, indexed by stage number
+    let mut done: Vec<PathBuf> = Vec::new();
     let mut states: BTreeMap<usize, StageState> = BTreeMap::new();
     let mut last = None;
     for stage in &df.stages[..=target] {
@@ -127,7 +127,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
                 "[{label}] skipping stage {}: the target does not use it",
                 stage.index
             );
-            done.push((stage.name.clone(), root));
+            done.push(root);
             continue;
         }
         let mut state = start_stage(
@@ -149,7 +149,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
             );
             state.run_step(&env, &mut args, step, &done)?;
         }
-        done.push((stage.name.clone(), root));
+        done.push(root);
         last = Some(stage.index);
         states.insert(stage.index, state);
     }
@@ -193,14 +193,6 @@ fn step_summary(text: &str, line: usize, end: usize) -> String {
     }
 }
 
-fn stage_index(df: &Dockerfile, name: &str) -> Option<usize> {
-    let lower = name.to_ascii_lowercase();
-    df.stages
-        .iter()
-        .position(|s| s.name.as_deref() == Some(lower.as_str()))
-        .or_else(|| name.parse::<usize>().ok().filter(|&i| i < df.stages.len()))
-}
-
 /// Stages the target depends on (through FROM and COPY --from), itself included.
 fn needed_stages(
     df: &Dockerfile,
@@ -213,7 +205,7 @@ fn needed_stages(
         let image = lexer
             .process_word(&stage.from.value.image, global)
             .unwrap_or_default();
-        if let Some(i) = stage_index(df, &image).filter(|&i| i < stage.index) {
+        if let Some(i) = df.stage_index(&image).filter(|&i| i < stage.index) {
             out.push(i);
         }
         for step in &stage.steps {
@@ -223,7 +215,7 @@ fn needed_stages(
                 let from = lexer
                     .process_word(from, global)
                     .unwrap_or_else(|_| from.clone());
-                if let Some(i) = stage_index(df, &from).filter(|&i| i < stage.index) {
+                if let Some(i) = df.stage_index(&from).filter(|&i| i < stage.index) {
                     out.push(i);
                 }
             }
@@ -283,7 +275,7 @@ fn start_stage(
             Vec::new(),
         ));
     }
-    if let Some(parent) = stage_index(df, &image).filter(|&i| i < stage.index) {
+    if let Some(parent) = df.stage_index(&image).filter(|&i| i < stage.index) {
         let Some(base) = states.get(&parent) else {
             return Err(EngineError::Invalid(format!(
                 "{file}:{}: stage {image} was not built",

@@ -85,13 +85,22 @@ impl StageState {
         }
     }
 
-    /// Runs one step.
+    /// The working directory steps run in (`/` when the config has none).
+    fn workdir(&self) -> &str {
+        match self.config.config.working_dir.as_str() {
+            "" => "/",
+            wd => wd,
+        }
+    }
+
+    /// Runs one step; `stages` are the roots of the stages before this one,
+    /// by index, for `COPY --from`.
     pub fn run_step(
         &mut self,
         env: &BuildEnv<'_>,
         args: &mut BuildArgs,
         step: &Located<Instruction>,
-        stages: &[(Option<String>, PathBuf)],
+        stages: &[PathBuf],
     ) -> Result<(), EngineError> {
         let file = &env.dockerfile.file;
         let fail = |message: String| EngineError::Step {
@@ -248,12 +257,7 @@ impl StageState {
             }
             Instruction::Workdir(w) => {
                 let w = word(w)?;
-                let current = if self.config.config.working_dir.is_empty() {
-                    "/"
-                } else {
-                    &self.config.config.working_dir
-                };
-                let wd = lexpath::join(current, &w);
+                let wd = lexpath::join(self.workdir(), &w);
                 created_by = format!("WORKDIR {wd}");
                 self.config.config.working_dir = wd.clone();
                 if wd != "/" {
@@ -291,12 +295,7 @@ impl StageState {
                     }
                 }
                 let dest_word = word(&c.dest)?;
-                let dir = if self.config.config.working_dir.is_empty() {
-                    "/"
-                } else {
-                    &self.config.config.working_dir
-                };
-                let mut dest = lexpath::join(dir, &dest_word);
+                let mut dest = lexpath::join(self.workdir(), &dest_word);
                 if (dest_word.ends_with('/') || dest_word.ends_with("/.") || dest_word == ".")
                     && !dest.ends_with('/')
                 {
@@ -324,7 +323,11 @@ impl StageState {
                     None => env.context,
                     Some(from) => {
                         let from = word(from)?;
-                        let root = find_stage(stages, &from).ok_or_else(|| {
+                        let earlier = env
+                            .dockerfile
+                            .stage_index(&from)
+                            .and_then(|i| stages.get(i));
+                        let root = earlier.cloned().ok_or_else(|| {
                             fail(format!(
                                 "COPY --from={from}: no earlier stage has that name or index (copying from an image is not implemented yet)"
                             ))
@@ -432,20 +435,6 @@ fn step_text(step: &Located<Instruction>) -> String {
         }
         other => other.keyword().to_string(),
     }
-}
-
-fn find_stage(stages: &[(Option<String>, PathBuf)], from: &str) -> Option<PathBuf> {
-    let lower = from.to_ascii_lowercase();
-    if let Some((_, root)) = stages
-        .iter()
-        .find(|(n, _)| n.as_deref() == Some(lower.as_str()))
-    {
-        return Some(root.clone());
-    }
-    from.parse::<usize>()
-        .ok()
-        .and_then(|i| stages.get(i))
-        .map(|(_, r)| r.clone())
 }
 
 /// WORKDIR's `mkdir -p` inside the root, recording what was created; times
