@@ -71,10 +71,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
                     None => None,
                 },
             };
-            match value {
-                Some(v) => global.insert(name.clone(), v),
-                None => global.remove(name),
-            };
+            // a declaration without a value keeps an automatic one (ARG TARGETPLATFORM)
+            if let Some(v) = value {
+                global.insert(name.clone(), v);
+            }
         }
     }
 

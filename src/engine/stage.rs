@@ -28,7 +28,8 @@ pub struct BuildEnv<'a> {
     pub platform: &'a Platform,
     /// Value for `created` fields; `None` means the current time.
     pub epoch: Option<i64>,
-    /// Global (pre-FROM) args after expansion.
+    /// Global (pre-FROM) args after expansion, on top of the automatic
+    /// platform args.
     pub global_args: &'a BTreeMap<String, String>,
 }
 
@@ -139,13 +140,8 @@ impl StageState {
                         Some(v) => Some(v),
                         None => match default {
                             Some(d) => Some(word(d)?),
-                            None => env.global_args.get(name).cloned().or_else(|| {
-                                env.platform
-                                    .build_args()
-                                    .into_iter()
-                                    .find(|(k, _)| k == name)
-                                    .map(|(_, v)| v)
-                            }),
+                            // global ARGs, the automatic platform args among them
+                            None => env.global_args.get(name).cloned(),
                         },
                     };
                     parts.push(match &value {
