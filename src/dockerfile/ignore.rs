@@ -270,11 +270,6 @@ impl DockerIgnore {
         Ok(Self { patterns })
     }
 
-    /// True when there are no patterns at all.
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
     /// True when some pattern is an exception (`!…`): an excluded directory
     /// may then still hold included files, so it must be walked.
     pub fn has_exceptions(&self) -> bool {

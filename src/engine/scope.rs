@@ -52,15 +52,6 @@ impl BuildArgs {
             .cloned()
             .collect()
     }
-
-    /// Predefined proxy args that were given (they reach RUN without ARG).
-    pub fn predefined(&self) -> Vec<(String, String)> {
-        self.given
-            .iter()
-            .filter(|(k, _)| PREDEFINED.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
 }
 
 /// The variables of one stage: declared args (in order) with their values.

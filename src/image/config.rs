@@ -74,14 +74,6 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// The value of `key` in `Env`.
-    pub fn env_get(&self, key: &str) -> Option<&str> {
-        self.env
-            .as_ref()?
-            .iter()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-    }
-
     /// Sets `key=value` in `Env`, replacing an earlier value in place.
     pub fn env_set(&mut self, key: &str, value: &str) {
         let env = self.env.get_or_insert_with(Vec::new);

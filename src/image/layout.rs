@@ -56,7 +56,7 @@ pub fn write_oci_layout(
 
 /// Hard-links `from` to `to` (same filesystem), else copies; an existing
 /// `to` is left alone (same digest, same bytes).
-pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<(), ImageError> {
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), ImageError> {
     if to.exists() {
         return Ok(());
     }

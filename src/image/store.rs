@@ -25,10 +25,6 @@ impl BlobStore {
         self.dir.join(digest.algorithm()).join(digest.hex())
     }
 
-    pub fn contains(&self, digest: &Digest) -> bool {
-        self.path(digest).is_file()
-    }
-
     /// A new temporary file inside the store, to be committed with
     /// [`BlobStore::commit`] once its digest is known.
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, ImageError> {
