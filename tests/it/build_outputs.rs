@@ -29,9 +29,7 @@ fn docker_archive_is_read_by_skopeo() {
         ],
     );
     // the OCI layout holds the very manifest whose digest was printed
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs_err::read(t.path("oci/index.json")).expect("index"))
-            .expect("json");
+    let index = t.index();
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
     assert_eq!(
         index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
@@ -79,29 +77,13 @@ fn zstd_layers() {
     let t = TestContext::new("FROM scratch\nCOPY f /\n");
     t.file("f", &"zstd ".repeat(1000));
     t.build_outputs(&["--compression", "zstd", "--compression-level", "9"]);
-    let manifest_digest = {
-        let index: serde_json::Value =
-            serde_json::from_slice(&fs_err::read(t.path("oci/index.json")).expect("index"))
-                .expect("json");
-        index["manifests"][0]["digest"]
-            .as_str()
-            .expect("digest")
-            .to_string()
-    };
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &fs_err::read(t.path(&format!("oci/blobs/sha256/{}", &manifest_digest[7..])))
-            .expect("manifest"),
-    )
-    .expect("json");
+    let manifest = t.manifest();
     assert_eq!(
         manifest["layers"][0]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
     // umoci 0.4 predates zstd layers: decompress with the zstd tool and read the tar
-    let blob = t.path(&format!(
-        "oci/blobs/sha256/{}",
-        &manifest["layers"][0]["digest"].as_str().expect("digest")[7..]
-    ));
+    let blob = t.blob_path(manifest["layers"][0]["digest"].as_str().expect("digest"));
     let raw = t.path("layer.tar");
     tool(
         "zstd",

@@ -1,7 +1,7 @@
 //! COPY/ADD/WORKDIR/metadata semantics, checked on the unpacked image
 //! (umoci) and the config read back by skopeo.
 
-use crate::harness::{TestContext, tree};
+use crate::harness::{TestContext, assert_has_lines, tree};
 
 #[test]
 fn copy_rules_match_docker() {
@@ -129,17 +129,15 @@ fn add_extracts_local_archives_and_chowns() {
     );
     t.build_outputs(&[]);
     let listing = tree(&t.unpack());
-    for want in [
-        "/unpacked/inner/file 644 0:0 file n=1 \"f\\n\"",
-        "/xz/inner/file 644 0:0 file n=1 \"f\\n\"",
-        "/owned.txt 644 1234:5678 file n=1 \"p\\n\"",
-        "/kept/notatar.gz 644 0:0 file n=1 \"just text\\n\"",
-    ] {
-        assert!(
-            listing.lines().any(|l| l == want),
-            "missing {want:?} in:\n{listing}"
-        );
-    }
+    assert_has_lines(
+        &listing,
+        &[
+            "/unpacked/inner/file 644 0:0 file n=1 \"f\\n\"",
+            "/xz/inner/file 644 0:0 file n=1 \"f\\n\"",
+            "/owned.txt 644 1234:5678 file n=1 \"p\\n\"",
+            "/kept/notatar.gz 644 0:0 file n=1 \"just text\\n\"",
+        ],
+    );
 }
 
 #[test]
@@ -231,17 +229,15 @@ fn heredoc_copy_expands_unless_quoted() {
     );
     t.build_outputs(&[]);
     let listing = tree(&t.unpack());
-    for want in [
-        "/h 755 0:0 dir",
-        "/h/two 644 0:0 file n=1 \"literal world\\n\"",
-        "/h/three 644 0:0 file n=1 \"not expanded $NAME\\n\"",
-        "/h/four 644 0:0 file n=1 \"stripped\\n\"",
-    ] {
-        assert!(
-            listing.lines().any(|l| l == want),
-            "missing {want:?} in:\n{listing}"
-        );
-    }
+    assert_has_lines(
+        &listing,
+        &[
+            "/h 755 0:0 dir",
+            "/h/two 644 0:0 file n=1 \"literal world\\n\"",
+            "/h/three 644 0:0 file n=1 \"not expanded $NAME\\n\"",
+            "/h/four 644 0:0 file n=1 \"stripped\\n\"",
+        ],
+    );
 }
 
 #[test]
@@ -252,16 +248,14 @@ fn stages_copy_from_earlier_stages_and_skip_unused_ones() {
     t.file("a.txt", "a\n").file("b.txt", "b\n");
     t.build_outputs(&[]);
     let listing = tree(&t.unpack());
-    for want in [
-        "/artifacts/artifact 644 0:0 file n=1 \"a\\n\"",
-        "/artifacts/more 644 0:0 file n=1 \"b\\n\"",
-        "/from-index 644 0:0 file n=1 \"a\\n\"",
-    ] {
-        assert!(
-            listing.lines().any(|l| l == want),
-            "missing {want:?} in:\n{listing}"
-        );
-    }
+    assert_has_lines(
+        &listing,
+        &[
+            "/artifacts/artifact 644 0:0 file n=1 \"a\\n\"",
+            "/artifacts/more 644 0:0 file n=1 \"b\\n\"",
+            "/from-index 644 0:0 file n=1 \"a\\n\"",
+        ],
+    );
     // --target of a middle stage
     let out = t.path("middle.tar");
     t.build(&[
@@ -286,16 +280,14 @@ fn hard_links_and_symlinks_survive_copy() {
     t.file(&format!("tree/{long}/f"), "long\n");
     t.build_outputs(&[]);
     let listing = tree(&t.unpack());
-    for want in [
-        "/t/hard 644 0:0 file n=2 \"data\\n\"".to_string(),
-        "/t/real 644 0:0 file n=2 \"data\\n\"".to_string(),
-        "/t/rel 777 0:0 link -> real".to_string(),
-        "/t/dangling 777 0:0 link -> /nonexistent".to_string(),
-        format!("/t/{long}/f 644 0:0 file n=1 \"long\\n\""),
-    ] {
-        assert!(
-            listing.lines().any(|l| l == want),
-            "missing {want:?} in:\n{listing}"
-        );
-    }
+    assert_has_lines(
+        &listing,
+        &[
+            "/t/hard 644 0:0 file n=2 \"data\\n\"".to_string(),
+            "/t/real 644 0:0 file n=2 \"data\\n\"".to_string(),
+            "/t/rel 777 0:0 link -> real".to_string(),
+            "/t/dangling 777 0:0 link -> /nonexistent".to_string(),
+            format!("/t/{long}/f 644 0:0 file n=1 \"long\\n\""),
+        ],
+    );
 }

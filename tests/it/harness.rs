@@ -146,19 +146,47 @@ impl TestContext {
                 &format!("oci:{}:t1", self.path("oci").display()),
             ],
         );
-        let blob = |digest: &str| -> serde_json::Value {
-            let p = self.path(&format!(
-                "oci/blobs/sha256/{}",
-                digest.trim_start_matches("sha256:")
-            ));
-            serde_json::from_slice(&fs_err::read(p).expect("blob")).expect("json")
-        };
-        let index = serde_json::from_slice::<serde_json::Value>(
-            &fs_err::read(self.path("oci/index.json")).expect("index"),
+        let manifest = self.manifest();
+        self.json_blob(manifest["config"]["digest"].as_str().expect("digest"))
+    }
+
+    /// Where a blob of the OCI layout lives.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.path(&format!(
+            "oci/blobs/sha256/{}",
+            digest.trim_start_matches("sha256:")
+        ))
+    }
+
+    fn json_blob(&self, digest: &str) -> serde_json::Value {
+        serde_json::from_slice(&fs_err::read(self.blob_path(digest)).expect("blob")).expect("json")
+    }
+
+    /// The OCI layout's `index.json`.
+    pub fn index(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs_err::read(self.path("oci/index.json")).expect("index"))
+            .expect("json")
+    }
+
+    /// The manifest the OCI layout's index points at.
+    pub fn manifest(&self) -> serde_json::Value {
+        self.json_blob(
+            self.index()["manifests"][0]["digest"]
+                .as_str()
+                .expect("digest"),
         )
-        .expect("json");
-        let manifest = blob(index["manifests"][0]["digest"].as_str().expect("digest"));
-        blob(manifest["config"]["digest"].as_str().expect("digest"))
+    }
+}
+
+/// Asserts that every line of `wants` is a line of `listing`.
+#[track_caller]
+pub fn assert_has_lines<S: AsRef<str>>(listing: &str, wants: &[S]) {
+    for want in wants {
+        let want = want.as_ref();
+        assert!(
+            listing.lines().any(|l| l == want),
+            "missing {want:?} in:\n{listing}"
+        );
     }
 }
 
