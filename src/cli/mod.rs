@@ -66,8 +66,7 @@ pub fn run(args: &[OsString]) -> i32 {
         .unwrap_or_default();
     let flags = if invoked == "executor" {
         if args.get(1).is_some_and(|a| a == "version") {
-            println!("smelt {}", env!("CARGO_PKG_VERSION"));
-            return EXIT_OK;
+            return print_version();
         }
         match Executor::try_parse_from(args) {
             Ok(e) => e.flags,
@@ -80,10 +79,7 @@ pub fn run(args: &[OsString]) -> i32 {
             }) => flags,
             Ok(Cli {
                 command: Command::Version,
-            }) => {
-                println!("smelt {}", env!("CARGO_PKG_VERSION"));
-                return EXIT_OK;
-            }
+            }) => return print_version(),
             Ok(Cli {
                 command: Command::Warm { .. },
             }) => {
@@ -117,6 +113,11 @@ pub fn run(args: &[OsString]) -> i32 {
             EXIT_BUILD
         }
     }
+}
+
+fn print_version() -> i32 {
+    println!("smelt {}", env!("CARGO_PKG_VERSION"));
+    EXIT_OK
 }
 
 fn clap_exit(e: &clap::Error) -> i32 {
