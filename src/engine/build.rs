@@ -168,7 +168,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         }
     }
     config.created = Some(env.created());
-    let image = BuiltImage::assemble(&store, config, final_state.layers, media_types)?;
+    let image = BuiltImage::assemble(&store, &config, final_state.layers, media_types)?;
     let digest = image.manifest_digest.clone();
     log::info!(
         "built image {digest} ({} layers)",

@@ -6,7 +6,7 @@ use super::{BlobStore, Digest, ImageConfig, ImageError};
 /// An image whose blobs are all in the local store.
 #[derive(Debug, Clone)]
 pub struct BuiltImage {
-    pub config: ImageConfig,
+    /// The serialised config, as stored (and digested).
     pub config_bytes: Vec<u8>,
     pub manifest: Manifest,
     pub manifest_bytes: Vec<u8>,
@@ -18,11 +18,11 @@ impl BuiltImage {
     /// (whose blobs must already be in `store`).
     pub fn assemble(
         store: &BlobStore,
-        config: ImageConfig,
+        config: &ImageConfig,
         layers: Vec<Descriptor>,
         types: MediaTypes,
     ) -> Result<BuiltImage, ImageError> {
-        let config_bytes = serde_json::to_vec(&config)?;
+        let config_bytes = serde_json::to_vec(config)?;
         let config_digest = store.put(&config_bytes)?;
         let manifest = Manifest {
             schema_version: 2,
@@ -34,7 +34,6 @@ impl BuiltImage {
         let manifest_bytes = serde_json::to_vec(&manifest)?;
         let manifest_digest = store.put(&manifest_bytes)?;
         Ok(BuiltImage {
-            config,
             config_bytes,
             manifest,
             manifest_bytes,
