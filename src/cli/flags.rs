@@ -201,65 +201,13 @@ impl ExecutorFlags {
                 out.push(format!("--{flag}: {why}"));
             }
         };
-        let registry = "talking to registries is not implemented yet";
         let cache = "the layer cache is not implemented yet";
         let snapshot = "RUN and snapshots are not implemented yet";
         let ctx = "only local directory contexts are implemented yet";
         check(
-            !self.destinations.is_empty() && !self.no_push,
-            "destination",
-            "pushing is not implemented yet; add --no-push and write the image with --tar-path or --oci-layout-path",
-        );
-        check(self.insecure, "insecure", registry);
-        check(self.skip_tls_verify, "skip-tls-verify", registry);
-        check(self.insecure_pull, "insecure-pull", registry);
-        check(self.skip_tls_verify_pull, "skip-tls-verify-pull", registry);
-        check(self.push_retry != 0, "push-retry", registry);
-        check(
             self.push_ignore_immutable_tag_errors,
             "push-ignore-immutable-tag-errors",
-            registry,
-        );
-        check(
-            self.image_download_retry != 0,
-            "image-download-retry",
-            registry,
-        );
-        check(
-            !self.insecure_registries.is_empty(),
-            "insecure-registry",
-            registry,
-        );
-        check(
-            !self.skip_tls_verify_registries.is_empty(),
-            "skip-tls-verify-registry",
-            registry,
-        );
-        check(
-            !self.registry_certificates.is_empty(),
-            "registry-certificate",
-            registry,
-        );
-        check(
-            !self.registry_client_certs.is_empty(),
-            "registry-client-cert",
-            registry,
-        );
-        check(!self.registry_maps.is_empty(), "registry-map", registry);
-        check(
-            !self.registry_mirrors.is_empty(),
-            "registry-mirror",
-            registry,
-        );
-        check(
-            self.skip_default_registry_fallback,
-            "skip-default-registry-fallback",
-            registry,
-        );
-        check(
-            self.skip_push_permission_check,
-            "skip-push-permission-check",
-            registry,
+            "telling tag-immutability errors apart is not implemented yet",
         );
         check(
             self.image_fs_extract_retry != 0,

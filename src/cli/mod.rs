@@ -228,6 +228,7 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
     } else {
         &f.tar_path
     };
+    let registry = registry_settings(f)?;
     let kaniko_dir = (f.kaniko_dir != "/kaniko")
         .then(|| PathBuf::from(&f.kaniko_dir))
         .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from));
@@ -248,5 +249,64 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
         platform,
         compression,
         work_dir: kaniko_dir,
+        push: !f.no_push,
+        registry,
     })
+}
+
+/// kaniko's registry flags as the registry client's settings.
+fn registry_settings(f: &ExecutorFlags) -> Result<crate::registry::Settings, String> {
+    let mut s = crate::registry::Settings {
+        insecure_push: f.insecure,
+        insecure_pull: f.insecure_pull,
+        insecure_registries: f.insecure_registries.clone(),
+        skip_verify_push: f.skip_tls_verify,
+        skip_verify_pull: f.skip_tls_verify_pull,
+        skip_verify_registries: f.skip_tls_verify_registries.clone(),
+        mirrors: f.registry_mirrors.clone(),
+        skip_default_fallback: f.skip_default_registry_fallback,
+        download_retries: f.image_download_retry,
+        push_retries: f.push_retry,
+        progress_bars: std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && f.log_format != "json",
+        ..Default::default()
+    };
+    for c in &f.registry_certificates {
+        let (host, path) = c
+            .split_once('=')
+            .filter(|(h, p)| !h.is_empty() && !p.is_empty())
+            .ok_or_else(|| {
+                format!("--registry-certificate {c:?}: want registry=/path/to/ca.pem")
+            })?;
+        s.certificates.push((host.to_string(), PathBuf::from(path)));
+    }
+    for c in &f.registry_client_certs {
+        let parsed = c.split_once('=').and_then(|(host, files)| {
+            let (cert, key) = files.split_once(',')?;
+            (!host.is_empty() && !cert.is_empty() && !key.is_empty())
+                .then(|| (host.to_string(), PathBuf::from(cert), PathBuf::from(key)))
+        });
+        s.client_certs.push(parsed.ok_or_else(|| {
+            format!(
+                "--registry-client-cert {c:?}: want registry=/path/to/cert.pem,/path/to/key.pem"
+            )
+        })?);
+    }
+    for m in &f.registry_maps {
+        for pair in m.split(';').filter(|p| !p.is_empty()) {
+            let (from, to) = pair
+                .split_once('=')
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                .ok_or_else(|| {
+                    format!("--registry-map {m:?}: want original=mirror[;other=mirror]")
+                })?;
+            match s.registry_maps.iter_mut().find(|(f, _)| f == from) {
+                Some((_, list)) => list.push(to.to_string()),
+                None => s
+                    .registry_maps
+                    .push((from.to_string(), vec![to.to_string()])),
+            }
+        }
+    }
+    Ok(s)
 }

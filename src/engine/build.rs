@@ -3,15 +3,16 @@
 //! it to every output asked for (docker-archive, OCI layout, digest files).
 
 use super::context::{SourceTree, load_ignore};
+use super::remote::{Remote, extract_layers};
 use super::scope::BuildArgs;
 use super::stage::{BuildEnv, StageState, scratch_config};
 use super::{BuildOptions, EngineError};
-use crate::dockerfile::{Dockerfile, Instruction, Stage};
+use crate::dockerfile::{Dockerfile, Instruction, Located, Stage};
 use crate::fs::{LayerOptions, MtimePolicy};
 use crate::image::{
     BlobStore, BuiltImage, Digest, MediaTypes, write_docker_archive, write_oci_layout,
 };
-use crate::registry::Reference;
+use crate::registry::{PushBlob, PushImage, Reference};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
             ))
         })?;
     let store = BlobStore::open(&work.path().join("blobs"))?;
+    let remote = Remote::new(opts.registry.clone());
 
     let ignore = load_ignore(&opts.context, &opts.dockerfile)?;
     let context = SourceTree::context(opts.context.clone(), ignore);
@@ -85,6 +87,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         })?,
     };
     let needed = needed_stages(&df, target, &global);
+    // stages a later stage starts from or copies from: their files are read
+    let referenced: BTreeSet<usize> = needed
+        .iter()
+        .flat_map(|&i| stage_refs(&df, &df.stages[i], &global))
+        .collect();
 
     let epoch = match (opts.reproducible, opts.source_date_epoch) {
         (true, sde) => Some(sde.unwrap_or(0)),
@@ -130,16 +137,24 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
             done.push(root);
             continue;
         }
-        let mut state = start_stage(
+        let reads_files = referenced.contains(&stage.index) || steps_read_files(&stage.steps);
+        let (mut state, triggers) = start_stage(
             &env,
+            &remote,
             stage,
             &label,
             root.clone(),
             &mut states,
-            &df,
-            &file,
+            reads_files,
             &global,
         )?;
+        for step in &triggers {
+            log::info!(
+                "[{label}] running ONBUILD trigger of the base image: {}",
+                step.value.keyword()
+            );
+            state.run_step(&env, &mut args, step, &done)?;
+        }
         let count = stage.steps.len();
         for (n, step) in stage.steps.iter().enumerate() {
             log::info!(
@@ -174,7 +189,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         "built image {digest} ({} layers)",
         image.manifest.layers.len()
     );
-    write_outputs(opts, &store, &image, &destinations)?;
+    if opts.tar_path.is_some() || opts.oci_layout_path.is_some() {
+        // the archive and layout carry every layer: fetch bases not unpacked
+        remote.fetch(&image.manifest.layers, &store)?;
+    }
+    write_images(opts, &store, &image, &destinations)?;
+    if opts.push && !destinations.is_empty() {
+        push(&remote, &store, &image, &destinations)?;
+    }
+    write_digest_files(opts, &image, &destinations)?;
     Ok(BuildOutcome { image, digest })
 }
 
@@ -199,50 +222,86 @@ fn needed_stages(
     target: usize,
     global: &BTreeMap<String, String>,
 ) -> BTreeSet<usize> {
-    let lexer = df.lexer();
-    let refers = |stage: &Stage| -> Vec<usize> {
-        let mut out = Vec::new();
-        let image = lexer
-            .process_word(&stage.from.value.image, global)
-            .unwrap_or_default();
-        if let Some(i) = df.stage_index(&image).filter(|&i| i < stage.index) {
-            out.push(i);
-        }
-        for step in &stage.steps {
-            if let Instruction::Copy(c) = &step.value
-                && let Some(from) = &c.from
-            {
-                let from = lexer
-                    .process_word(from, global)
-                    .unwrap_or_else(|_| from.clone());
-                if let Some(i) = df.stage_index(&from).filter(|&i| i < stage.index) {
-                    out.push(i);
-                }
-            }
-        }
-        out
-    };
     let mut needed = BTreeSet::new();
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
         if needed.insert(i) {
-            todo.extend(refers(&df.stages[i]));
+            todo.extend(stage_refs(df, &df.stages[i], global));
         }
     }
     needed
 }
 
+/// The earlier stages `stage` starts from (FROM) or copies from (COPY --from).
+fn stage_refs(df: &Dockerfile, stage: &Stage, global: &BTreeMap<String, String>) -> Vec<usize> {
+    let lexer = df.lexer();
+    let mut out = Vec::new();
+    let image = lexer
+        .process_word(&stage.from.value.image, global)
+        .unwrap_or_default();
+    if let Some(i) = df.stage_index(&image).filter(|&i| i < stage.index) {
+        out.push(i);
+    }
+    for step in &stage.steps {
+        if let Instruction::Copy(c) = &step.value
+            && let Some(from) = &c.from
+        {
+            let from = lexer
+                .process_word(from, global)
+                .unwrap_or_else(|_| from.clone());
+            if let Some(i) = df.stage_index(&from).filter(|&i| i < stage.index) {
+                out.push(i);
+            }
+        }
+    }
+    out
+}
+
+/// Whether any of `steps` reads the files of the image it runs on: RUN, or
+/// a user or group given by name (looked up in /etc/passwd and /etc/group).
+/// A stage whose steps do not, on a registry base, never downloads the
+/// base's layers unless an output needs their bytes (kaniko does the same).
+fn steps_read_files(steps: &[Located<Instruction>]) -> bool {
+    let numeric = |spec: &str| {
+        spec.split(':')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    };
+    steps.iter().any(|s| match &s.value {
+        Instruction::Run(_) | Instruction::Onbuild { .. } => true,
+        Instruction::User(u) => !numeric(u),
+        Instruction::Copy(c) => c.chown.as_deref().is_some_and(|o| !numeric(o)),
+        _ => false,
+    })
+}
+
+/// ONBUILD triggers of a base image, parsed as the steps they stand for.
+fn parse_triggers(
+    image: &str,
+    triggers: &[String],
+) -> Result<Vec<Located<Instruction>>, EngineError> {
+    let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+    let df = Dockerfile::parse(&text, &format!("ONBUILD triggers of {image}"))?;
+    Ok(df
+        .stages
+        .into_iter()
+        .next()
+        .map(|s| s.steps)
+        .unwrap_or_default())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn start_stage(
     env: &BuildEnv<'_>,
+    remote: &Remote,
     stage: &Stage,
     label: &str,
     root: PathBuf,
     states: &mut BTreeMap<usize, StageState>,
-    df: &Dockerfile,
-    file: &str,
+    reads_files: bool,
     global: &BTreeMap<String, String>,
-) -> Result<StageState, EngineError> {
+) -> Result<(StageState, Vec<Located<Instruction>>), EngineError> {
+    let df = env.dockerfile;
+    let file = df.file.as_str();
     let lexer = df.lexer();
     let from = &stage.from;
     let expand_err = |source| crate::dockerfile::DockerfileError::Expand {
@@ -268,10 +327,13 @@ fn start_stage(
     log::info!("[{label}] FROM {image}");
     if image.eq_ignore_ascii_case("scratch") {
         fs_err::create_dir_all(&root)?;
-        return Ok(StageState::new(
-            label.to_string(),
-            root,
-            scratch_config(&platform),
+        return Ok((
+            StageState::new(
+                label.to_string(),
+                root,
+                scratch_config(&platform),
+                Vec::new(),
+            ),
             Vec::new(),
         ));
     }
@@ -290,12 +352,33 @@ fn start_stage(
             base.layers.clone(),
         );
         state.config.config.on_build = None;
-        return Ok(state);
+        return Ok((state, Vec::new()));
     }
-    Err(EngineError::Unsupported(format!(
-        "{file}:{}: FROM {image}: pulling base images from a registry is not implemented yet (only FROM scratch and earlier stages)",
-        from.line
-    )))
+    let base = remote
+        .resolve(&image, &platform)
+        .map_err(|e| EngineError::Step {
+            file: file.to_string(),
+            line: from.line,
+            instruction: "FROM".to_string(),
+            message: e.to_string(),
+        })?;
+    let mut config = base.config;
+    let triggers = match config.config.on_build.take() {
+        Some(t) if !t.is_empty() => parse_triggers(&image, &t)?,
+        _ => Vec::new(),
+    };
+    fs_err::create_dir_all(&root)?;
+    if reads_files || !triggers.is_empty() {
+        remote.fetch(&base.layers, env.store)?;
+        extract_layers(&base.layers, env.store, &root)?;
+        log::info!("[{label}] unpacked {} layers of {image}", base.layers.len());
+    } else {
+        log::info!("[{label}] not unpacking {image}: no step reads its files");
+    }
+    Ok((
+        StageState::new(label.to_string(), root, config, base.layers),
+        triggers,
+    ))
 }
 
 /// Copies a stage root for a child stage, keeping owners, modes, times,
@@ -324,7 +407,35 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn write_outputs(
+/// Pushes the image: layers from the local store, or mounted from (or
+/// fetched out of) the repository a base layer came from.
+fn push(
+    remote: &Remote,
+    store: &BlobStore,
+    image: &BuiltImage,
+    destinations: &[Reference],
+) -> Result<(), EngineError> {
+    let mut blobs = vec![PushBlob {
+        descriptor: image.manifest.config.clone(),
+        source: None,
+    }];
+    for l in &image.manifest.layers {
+        blobs.push(PushBlob {
+            descriptor: l.clone(),
+            source: remote.source_of(&l.digest),
+        });
+    }
+    let push = PushImage {
+        manifest_bytes: image.manifest_bytes.clone(),
+        manifest_media_type: image.manifest.media_type.clone(),
+        blobs,
+    };
+    remote.push(destinations, &push, store)?;
+    Ok(())
+}
+
+/// The docker-archive and OCI layout outputs.
+fn write_images(
     opts: &BuildOptions,
     store: &BlobStore,
     image: &BuiltImage,
@@ -344,6 +455,15 @@ fn write_outputs(
         write_oci_layout(dir, store, image, &tags)?;
         log::info!("wrote OCI layout {}", dir.display());
     }
+    Ok(())
+}
+
+/// kaniko's digest files, written once the image is wherever it goes.
+fn write_digest_files(
+    opts: &BuildOptions,
+    image: &BuiltImage,
+    destinations: &[Reference],
+) -> Result<(), EngineError> {
     let digest = image.manifest_digest.as_str();
     if let Some(path) = &opts.digest_file {
         fs_err::write(path, digest)?;

@@ -7,6 +7,7 @@ pub mod context;
 pub mod copy;
 pub mod options;
 pub mod platform;
+pub mod remote;
 pub mod scope;
 pub mod stage;
 pub mod users;
@@ -35,6 +36,8 @@ pub enum EngineError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// A feature the build needs that smelt does not have yet.
     #[error("{0}")]
     Unsupported(String),

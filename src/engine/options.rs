@@ -31,6 +31,10 @@ pub struct BuildOptions {
     /// Where temporary build state lives (`--kaniko-dir`); a fresh temporary
     /// directory under it (or the system's) is used and removed afterwards.
     pub work_dir: Option<PathBuf>,
+    /// Push to the destinations (kaniko's default; `--no-push` turns it off).
+    pub push: bool,
+    /// How to reach registries (pulls of base images, pushes).
+    pub registry: crate::registry::Settings,
 }
 
 impl BuildOptions {
@@ -53,6 +57,8 @@ impl BuildOptions {
             platform: Platform::host(),
             compression: Compression::default(),
             work_dir: None,
+            push: false,
+            registry: crate::registry::Settings::default(),
         }
     }
 }

@@ -1,8 +1,22 @@
-//! Talking to registries. For now: image references as docker parses them.
-//! Pulling and pushing over the distribution API come next (issue 4).
+//! Talking to registries over the distribution API: image references,
+//! auth (docker's config.json, credential helpers, basic and bearer),
+//! pulls (index → the platform's manifest → config and layer blobs) and
+//! pushes (blobs first, manifests last), with retries and progress.
 //!
-//! It must not know about the engine or the filesystem.
+//! It must not know about the engine or the filesystem: it moves blobs
+//! between registries and the [`crate::image::BlobStore`], nothing more.
 
+pub mod auth;
+pub mod client;
+pub mod error;
+mod progress;
+pub mod pull;
+pub mod push;
 pub mod reference;
 
+pub use auth::Credential;
+pub use client::{Direction, Registry, Settings};
+pub use error::RegistryError;
+pub use pull::RemoteImage;
+pub use push::{PushBlob, PushImage};
 pub use reference::Reference;

@@ -43,11 +43,10 @@ fn unimplemented_flags_are_refused_by_name() {
         "{}",
         run.stderr()
     );
-    let run = t.build(&["--destination", "x.test/a"]);
+    let run = t.build(&["--no-push", "--push-ignore-immutable-tag-errors"]);
     assert_eq!(run.code(), 2);
     assert!(
-        run.stderr()
-            .contains("--destination: pushing is not implemented yet"),
+        run.stderr().contains("--push-ignore-immutable-tag-errors:"),
         "{}",
         run.stderr()
     );

@@ -1,0 +1,201 @@
+//! The engine's side of registries: a tokio runtime started on first use
+//! (a build with no registry image and no push never starts one), base
+//! images resolved for the stage's platform, their layers fetched and
+//! extracted in order, and the push of the finished image.
+
+use super::{EngineError, Platform};
+use crate::fs::compress::decompressor;
+use crate::fs::extract::{ExtractOptions, extract_tar};
+use crate::image::manifest::{
+    DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, Platform as ImagePlatform,
+};
+use crate::image::{BlobStore, Descriptor, Digest, ImageConfig};
+use crate::registry::{PushImage, Reference, Registry, Settings};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// A base image from a registry, ready to start a stage from.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    /// The repository its blobs live in (a mirror, or the one named).
+    pub source: Reference,
+    pub digest: Digest,
+    pub config: ImageConfig,
+    /// Its layers, with OCI media types.
+    pub layers: Vec<Descriptor>,
+}
+
+/// Registry access for one build.
+#[derive(Debug)]
+pub struct Remote {
+    registry: Registry,
+    runtime: OnceLock<tokio::runtime::Runtime>,
+    /// Blobs that live in a registry rather than (yet) in the local store:
+    /// digest → the repository holding them.
+    pub remote_blobs: std::sync::Mutex<BTreeMap<Digest, Reference>>,
+}
+
+impl Remote {
+    pub fn new(settings: Settings) -> Remote {
+        Remote {
+            registry: Registry::new(settings),
+            runtime: OnceLock::new(),
+            remote_blobs: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> Result<F::Output, EngineError> {
+        if self.runtime.get().is_none() {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("smelt-net")
+                .enable_all()
+                .build()
+                .map_err(|e| EngineError::Invalid(format!("starting the network runtime: {e}")))?;
+            // set once: a second value (impossible here, one thread) is dropped
+            let _ = self.runtime.set(rt);
+        }
+        match self.runtime.get() {
+            Some(rt) => Ok(rt.block_on(f)),
+            None => Err(EngineError::Invalid(
+                "the network runtime did not start".to_string(),
+            )),
+        }
+    }
+
+    fn remember(&self, layers: &[Descriptor], source: &Reference) {
+        let mut map = self
+            .remote_blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for l in layers {
+            map.entry(l.digest.clone())
+                .or_insert_with(|| source.clone());
+        }
+    }
+
+    /// Resolves `image` for `platform`: manifest and config, no layers yet.
+    pub fn resolve(&self, image: &str, platform: &Platform) -> Result<BaseImage, EngineError> {
+        let reference = Reference::parse(image).map_err(EngineError::Invalid)?;
+        let want = ImagePlatform {
+            architecture: platform.arch.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+        };
+        let remote = self.block_on(self.registry.resolve(&reference, &want))??;
+        let name = remote.source.to_string();
+        let config: ImageConfig = serde_json::from_slice(&remote.config_bytes).map_err(|e| {
+            EngineError::Invalid(format!("{name}: the image config is malformed: {e}"))
+        })?;
+        if config.rootfs.diff_ids.len() != remote.manifest.layers.len() {
+            return Err(EngineError::Invalid(format!(
+                "{name}: the config lists {} layers, the manifest {}",
+                config.rootfs.diff_ids.len(),
+                remote.manifest.layers.len()
+            )));
+        }
+        if config.architecture != platform.arch || config.os != platform.os {
+            log::warn!(
+                "{name} is {}/{}, not the requested {platform}",
+                config.os,
+                config.architecture
+            );
+        }
+        let mut layers = Vec::new();
+        for l in &remote.manifest.layers {
+            let media_type = match l.media_type.as_str() {
+                DOCKER_LAYER_GZIP | OCI_LAYER_GZIP => OCI_LAYER_GZIP,
+                OCI_LAYER_ZSTD => OCI_LAYER_ZSTD,
+                OCI_LAYER_TAR | "application/vnd.docker.image.rootfs.diff.tar" => OCI_LAYER_TAR,
+                other => {
+                    return Err(EngineError::Unsupported(format!(
+                        "{name}: layer {} has media type {other:?}, which smelt cannot use",
+                        l.digest
+                    )));
+                }
+            };
+            layers.push(Descriptor::new(media_type, l.digest.clone(), l.size));
+        }
+        self.remember(&layers, &remote.source);
+        log::info!("resolved {image} to {}@{}", remote.source, remote.digest);
+        Ok(BaseImage {
+            source: remote.source,
+            digest: remote.digest,
+            config,
+            layers,
+        })
+    }
+
+    /// Makes sure every one of `layers` is in the local store, fetching the
+    /// missing ones (from wherever they were found) a few at a time.
+    pub fn fetch(&self, layers: &[Descriptor], store: &BlobStore) -> Result<(), EngineError> {
+        let map = self
+            .remote_blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut by_source: BTreeMap<String, (Reference, Vec<Descriptor>)> = BTreeMap::new();
+        for l in layers {
+            if store.path(&l.digest).exists() {
+                continue;
+            }
+            let source = map.get(&l.digest).ok_or_else(|| {
+                EngineError::Invalid(format!("layer {} is in no store and no registry", l.digest))
+            })?;
+            by_source
+                .entry(source.to_string())
+                .or_insert_with(|| (source.clone(), Vec::new()))
+                .1
+                .push(l.clone());
+        }
+        for (source, descs) in by_source.values() {
+            self.block_on(self.registry.fetch_blobs(source, descs, store))??;
+        }
+        Ok(())
+    }
+
+    /// Pushes the image to every destination, base layers mounted or
+    /// uploaded from wherever they are.
+    pub fn push(
+        &self,
+        destinations: &[Reference],
+        image: &PushImage,
+        store: &BlobStore,
+    ) -> Result<Digest, EngineError> {
+        Ok(self.block_on(self.registry.push(destinations, image, store))??)
+    }
+
+    /// The repository a blob that is not local can be had from.
+    pub fn source_of(&self, digest: &Digest) -> Option<Reference> {
+        self.remote_blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(digest)
+            .cloned()
+    }
+}
+
+/// Applies `layers` (all in `store`) to `root`, in order, with whiteouts.
+pub fn extract_layers(
+    layers: &[Descriptor],
+    store: &BlobStore,
+    root: &Path,
+) -> Result<(), EngineError> {
+    for l in layers {
+        let path = store.path(&l.digest);
+        let file = fs_err::File::open(&path)?;
+        let reader = decompressor(std::io::BufReader::with_capacity(256 << 10, file))
+            .map_err(|e| EngineError::Invalid(format!("layer {}: {e}", l.digest)))?;
+        extract_tar(
+            reader,
+            root,
+            "",
+            ExtractOptions {
+                whiteouts: true,
+                chown: None,
+            },
+        )?;
+    }
+    Ok(())
+}

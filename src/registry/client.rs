@@ -1,0 +1,342 @@
+//! One HTTP client per registry and direction, as kaniko's flags configure
+//! it (plain HTTP, TLS verification, extra CA certificates, client
+//! certificates), the request loop that answers auth challenges, and
+//! retries with backoff.
+//!
+//! Pull and push live in their own files; this one knows how to reach a
+//! registry and be let in, nothing about images.
+
+use super::RegistryError;
+use super::auth::{Authenticator, Credential, parse_challenge};
+use super::error::registry_message;
+use super::progress::Progress;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whether a request reads from a registry or writes to it; kaniko's
+/// `--insecure` and `--skip-tls-verify` are for pushes, the `-pull`
+/// variants for pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Pull,
+    Push,
+}
+
+/// How to reach registries: kaniko's registry flags.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `--insecure`: push over plain HTTP.
+    pub insecure_push: bool,
+    /// `--insecure-pull`: pull over plain HTTP.
+    pub insecure_pull: bool,
+    /// `--insecure-registry`: plain HTTP for these registries both ways.
+    pub insecure_registries: Vec<String>,
+    /// `--skip-tls-verify`
+    pub skip_verify_push: bool,
+    /// `--skip-tls-verify-pull`
+    pub skip_verify_pull: bool,
+    /// `--skip-tls-verify-registry`
+    pub skip_verify_registries: Vec<String>,
+    /// `--registry-certificate host=ca.pem`
+    pub certificates: Vec<(String, PathBuf)>,
+    /// `--registry-client-cert host=cert.pem,key.pem`
+    pub client_certs: Vec<(String, PathBuf, PathBuf)>,
+    /// `--registry-mirror`: tried in order for Docker Hub images.
+    pub mirrors: Vec<String>,
+    /// `--registry-map from=to1;to2`: tried in order for `from`'s images.
+    pub registry_maps: Vec<(String, Vec<String>)>,
+    /// `--skip-default-registry-fallback`: do not fall back to the
+    /// original registry when every mirror failed.
+    pub skip_default_fallback: bool,
+    /// `--image-download-retry`: extra attempts per download.
+    pub download_retries: u32,
+    /// `--push-retry`: extra attempts per upload.
+    pub push_retries: u32,
+    /// Draw progress bars (stderr is a terminal) instead of log lines.
+    pub progress_bars: bool,
+    /// Credentials to use instead of docker's config.json, by registry
+    /// (for embedding smelt; the CLI leaves this empty).
+    pub credentials: Vec<(String, Credential)>,
+}
+
+/// Attempts every request gets before the `--*-retry` flags add more
+/// (go-containerregistry, under kaniko, retries transient errors 3 times).
+pub(crate) const BUILT_IN_ATTEMPTS: u32 = 3;
+
+/// Where one registry is reached in one direction.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    /// `https://host:port` or `http://host:port`
+    pub base: String,
+    pub http: reqwest::Client,
+    /// The registry as references name it (`docker.io`), the key for auth.
+    pub registry: String,
+}
+
+/// A registry client shared by every pull and push of a build.
+#[derive(Debug)]
+pub struct Registry {
+    pub(crate) settings: Settings,
+    pub(crate) auth: Authenticator,
+    endpoints: tokio::sync::Mutex<HashMap<(String, Direction), Arc<Endpoint>>>,
+    pub(crate) progress: Progress,
+}
+
+/// The host that serves a registry's API.
+pub(crate) fn api_host(registry: &str) -> &str {
+    match registry {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Registry {
+    pub fn new(settings: Settings) -> Registry {
+        let auth = Authenticator::default();
+        for (registry, credential) in &settings.credentials {
+            auth.set_credential(registry, Some(credential.clone()));
+        }
+        let progress = Progress::new(settings.progress_bars);
+        Registry {
+            settings,
+            auth,
+            endpoints: tokio::sync::Mutex::new(HashMap::new()),
+            progress,
+        }
+    }
+
+    fn listed(list: &[String], registry: &str) -> bool {
+        list.iter()
+            .any(|r| r == registry || api_host(r) == api_host(registry))
+    }
+
+    fn http_client(
+        &self,
+        registry: &str,
+        dir: Direction,
+    ) -> Result<reqwest::Client, RegistryError> {
+        let s = &self.settings;
+        let what = format!("setting up a client for {registry}");
+        let skip_verify = Self::listed(&s.skip_verify_registries, registry)
+            || match dir {
+                Direction::Pull => s.skip_verify_pull,
+                Direction::Push => s.skip_verify_push,
+            };
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("smelt/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            .tls_danger_accept_invalid_certs(skip_verify);
+        for (host, path) in &s.certificates {
+            if host == registry {
+                let pem = fs_err::read(path).map_err(|e| RegistryError::io(&what, e))?;
+                let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                    RegistryError::invalid(&what, format!("reading {}: {e}", path.display()))
+                })?;
+                b = b.tls_certs_merge([cert]);
+            }
+        }
+        for (host, cert, key) in &s.client_certs {
+            if host == registry {
+                let mut pem = fs_err::read(cert).map_err(|e| RegistryError::io(&what, e))?;
+                pem.push(b'\n');
+                pem.extend(fs_err::read(key).map_err(|e| RegistryError::io(&what, e))?);
+                let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    RegistryError::invalid(
+                        &what,
+                        format!("reading {} and {}: {e}", cert.display(), key.display()),
+                    )
+                })?;
+                b = b.identity(id);
+            }
+        }
+        b.build().map_err(|e| RegistryError::transport(&what, &e))
+    }
+
+    /// The endpoint for `registry`, pinged once to learn its scheme and
+    /// auth challenge.
+    pub(crate) async fn endpoint(
+        &self,
+        registry: &str,
+        dir: Direction,
+    ) -> Result<Arc<Endpoint>, RegistryError> {
+        let mut endpoints = self.endpoints.lock().await;
+        if let Some(e) = endpoints.get(&(registry.to_string(), dir)) {
+            return Ok(e.clone());
+        }
+        let http = self.http_client(registry, dir)?;
+        let host = api_host(registry);
+        let insecure = Self::listed(&self.settings.insecure_registries, registry)
+            || match dir {
+                Direction::Pull => self.settings.insecure_pull,
+                Direction::Push => self.settings.insecure_push,
+            };
+        // plain HTTP only when allowed (a flag or a loopback registry, as
+        // go-containerregistry does), and only after HTTPS failed to connect
+        let schemes: &[&str] = if insecure || is_loopback(host) {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        let what = format!("reaching {registry}");
+        let mut last = None;
+        for scheme in schemes {
+            let base = format!("{scheme}://{host}");
+            match http.get(format!("{base}/v2/")).send().await {
+                Ok(response) => {
+                    let challenge = if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                        response
+                            .headers()
+                            .get(reqwest::header::WWW_AUTHENTICATE)
+                            .and_then(|h| h.to_str().ok())
+                            .and_then(parse_challenge)
+                    } else {
+                        None
+                    };
+                    if self.auth.challenge(registry).is_none() {
+                        self.auth.set_challenge(registry, challenge);
+                    }
+                    let e = Arc::new(Endpoint {
+                        base,
+                        http,
+                        registry: registry.to_string(),
+                    });
+                    endpoints.insert((registry.to_string(), dir), e.clone());
+                    return Ok(e);
+                }
+                Err(e) => last = Some(RegistryError::transport(&what, &e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| RegistryError::invalid(&what, "no scheme to try")))
+    }
+
+    /// Sends the request `build` makes, with the auth `scopes` need; on a
+    /// 401 learns the new challenge, drops the token and sends once more.
+    pub(crate) async fn send<F>(
+        &self,
+        ep: &Endpoint,
+        scopes: &[String],
+        what: &str,
+        build: F,
+    ) -> Result<reqwest::Response, RegistryError>
+    where
+        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, RegistryError>,
+    {
+        let mut fresh = false;
+        loop {
+            let header = self.auth.header(&ep.http, &ep.registry, scopes).await?;
+            let mut request = build(&ep.http)?;
+            if let Some(h) = header {
+                request = request.header(reqwest::header::AUTHORIZATION, h);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| RegistryError::transport(what, &e))?;
+            if response.status() != reqwest::StatusCode::UNAUTHORIZED || fresh {
+                return Ok(response);
+            }
+            fresh = true;
+            let challenge = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|h| h.to_str().ok())
+                .and_then(parse_challenge);
+            if challenge.is_none() {
+                return Ok(response);
+            }
+            self.auth.set_challenge(&ep.registry, challenge);
+            self.auth.forget_token(&ep.registry, scopes);
+        }
+    }
+}
+
+/// Turns a response with an unexpected status into an error carrying what
+/// the registry said.
+pub(crate) async fn fail(response: reqwest::Response, what: &str) -> RegistryError {
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    let message = registry_message(&body);
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        RegistryError::Unauthorized {
+            what: what.to_string(),
+            status: status.as_u16(),
+            message,
+        }
+    } else {
+        RegistryError::Status {
+            what: what.to_string(),
+            status: status.as_u16(),
+            message,
+        }
+    }
+}
+
+/// Runs `op` up to `attempts` times while it fails with a retryable
+/// error, waiting 0.25 s, 0.5 s, 1 s, … (at most 8 s) between tries.
+pub(crate) async fn retrying<T, F, Fut>(
+    attempts: u32,
+    what: &str,
+    mut op: F,
+) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RegistryError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && tried < attempts.max(1) => {
+                log::warn!(
+                    "{e}; retrying {what} in {:.2} s (attempt {} of {attempts})",
+                    delay.as_secs_f64(),
+                    tried + 1
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The distribution API's scope for a repository.
+pub(crate) fn scope(repository: &str, push: bool) -> String {
+    if push {
+        format!("repository:{repository}:pull,push")
+    } else {
+        format!("repository:{repository}:pull")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("127.1.2.3"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("registry.example.com"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+    }
+}

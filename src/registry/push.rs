@@ -1,0 +1,257 @@
+//! Pushing an image to one or more destinations: every blob is put in
+//! place first (HEAD to skip what the registry has, a cross-repository
+//! mount when the blob is known to live in another repository of the same
+//! registry, otherwise a streamed upload), several at a time; the manifests
+//! go last, so a failed push never leaves a tag on half an image.
+
+use super::client::{BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, retrying, scope};
+use super::{Reference, Registry, RegistryError};
+use crate::image::{BlobStore, Descriptor, Digest};
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+
+/// One blob of an image to push.
+#[derive(Debug, Clone)]
+pub struct PushBlob {
+    pub descriptor: Descriptor,
+    /// A repository already holding the blob (a base image's), to mount
+    /// from or, on another registry, to download from when it is not in
+    /// the local store.
+    pub source: Option<Reference>,
+}
+
+/// An image ready to push: its manifest and every blob it names.
+#[derive(Debug, Clone)]
+pub struct PushImage {
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_media_type: String,
+    /// The config first, then the layers.
+    pub blobs: Vec<PushBlob>,
+}
+
+/// How a blob got into a repository.
+enum Placed {
+    Existed,
+    Mounted,
+    Uploaded,
+}
+
+impl Registry {
+    /// Pushes `image` to every destination. Blobs go once per registry
+    /// (other repositories of that registry mount them); then each tag
+    /// gets the manifest. Returns the manifest digest.
+    pub async fn push(
+        &self,
+        destinations: &[Reference],
+        image: &PushImage,
+        store: &BlobStore,
+    ) -> Result<Digest, RegistryError> {
+        let digest = Digest::sha256(&image.manifest_bytes);
+        for d in destinations {
+            log::info!("Pushing image to {d}");
+        }
+        // registry → its repositories, in the order given
+        let mut by_registry: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for d in destinations {
+            let repos = by_registry.entry(&d.registry).or_default();
+            if !repos.contains(&d.repository.as_str()) {
+                repos.push(&d.repository);
+            }
+        }
+        for (registry, repos) in &by_registry {
+            let ep = self.endpoint(registry, Direction::Push).await?;
+            for (n, repo) in repos.iter().enumerate() {
+                // after the first repository, the registry has every blob
+                let sibling = (n > 0).then(|| Reference {
+                    registry: (*registry).to_string(),
+                    repository: repos[0].to_string(),
+                    tag: None,
+                    digest: None,
+                });
+                let mut jobs = futures_util::stream::iter(&image.blobs)
+                    .map(|b| self.place_blob(&ep, repo, b, sibling.as_ref(), store))
+                    .buffer_unordered(3);
+                while let Some(r) = jobs.next().await {
+                    r?;
+                }
+            }
+        }
+        for d in destinations {
+            let ep = self.endpoint(&d.registry, Direction::Push).await?;
+            self.put_manifest(&ep, d, image).await?;
+            log::info!("Pushed {}@{digest}", d.kaniko_repository());
+        }
+        Ok(digest)
+    }
+
+    async fn place_blob(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        blob: &PushBlob,
+        sibling: Option<&Reference>,
+        store: &BlobStore,
+    ) -> Result<(), RegistryError> {
+        let desc = &blob.descriptor;
+        let what = format!("blob {} to {}/{repo}", desc.digest, ep.registry);
+        let attempts = BUILT_IN_ATTEMPTS + self.settings.push_retries;
+        let mount_from = sibling.or(blob
+            .source
+            .as_ref()
+            .filter(|s| s.registry == ep.registry && s.repository != repo));
+        let transfer = self.progress.start("uploaded", &desc.digest, desc.size);
+        let placed = retrying(attempts, &what, || {
+            self.place_blob_once(ep, repo, blob, mount_from, store, &what, &transfer)
+        })
+        .await?;
+        match placed {
+            Placed::Existed => transfer.finish(0, Some(&format!("already in {repo}"))),
+            Placed::Mounted => transfer.finish(
+                0,
+                Some(&format!(
+                    "mounted from {}",
+                    mount_from.map(|m| m.repository.as_str()).unwrap_or("?")
+                )),
+            ),
+            Placed::Uploaded => transfer.finish(desc.size, None),
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn place_blob_once(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        blob: &PushBlob,
+        mount_from: Option<&Reference>,
+        store: &BlobStore,
+        what: &str,
+        transfer: &super::progress::Transfer,
+    ) -> Result<Placed, RegistryError> {
+        let desc = &blob.descriptor;
+        let mut scopes = vec![scope(repo, true)];
+        if let Some(m) = mount_from {
+            scopes.push(scope(&m.repository, false));
+        }
+        let head = format!("{}/v2/{repo}/blobs/{}", ep.base, desc.digest);
+        let response = self
+            .send(ep, &scopes, what, |http| Ok(http.head(&head)))
+            .await?;
+        if response.status().is_success() {
+            return Ok(Placed::Existed);
+        }
+        if response.status() != reqwest::StatusCode::NOT_FOUND {
+            return Err(fail(response, what).await);
+        }
+        let mut start = format!("{}/v2/{repo}/blobs/uploads/", ep.base);
+        if let Some(m) = mount_from {
+            start = format!("{start}?mount={}&from={}", desc.digest, m.repository);
+        }
+        let response = self
+            .send(ep, &scopes, what, |http| {
+                Ok(http.post(&start).header(reqwest::header::CONTENT_LENGTH, 0))
+            })
+            .await?;
+        match response.status() {
+            reqwest::StatusCode::CREATED if mount_from.is_some() => return Ok(Placed::Mounted),
+            reqwest::StatusCode::ACCEPTED => {}
+            _ => return Err(fail(response, what).await),
+        }
+        let location = upload_location(&response, &ep.base, &desc.digest, what)?;
+        // the bytes: from the local store, or fetched from the base's registry
+        let path = store.path(&desc.digest);
+        if !path.exists() {
+            match &blob.source {
+                Some(src) => {
+                    self.fetch_blob(src, desc, store).await?;
+                }
+                None => {
+                    return Err(RegistryError::invalid(
+                        what,
+                        "the blob is neither in the local store nor in a known repository",
+                    ));
+                }
+            }
+        }
+        let size = desc.size;
+        let response = self
+            .send(ep, &scopes, what, |http| {
+                let file = fs_err::File::open(&path).map_err(|e| RegistryError::io(what, e))?;
+                let bar = transfer.bar();
+                let stream = tokio_util::io::ReaderStream::with_capacity(
+                    tokio::fs::File::from_std(file.into_parts().0),
+                    256 << 10,
+                )
+                .inspect(move |chunk| {
+                    if let (Some(b), Ok(c)) = (&bar, chunk) {
+                        b.inc(c.len() as u64);
+                    }
+                });
+                Ok(http
+                    .put(location.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(stream)))
+            })
+            .await?;
+        if response.status() != reqwest::StatusCode::CREATED {
+            return Err(fail(response, what).await);
+        }
+        Ok(Placed::Uploaded)
+    }
+
+    async fn put_manifest(
+        &self,
+        ep: &Endpoint,
+        dest: &Reference,
+        image: &PushImage,
+    ) -> Result<(), RegistryError> {
+        let what = format!("pushing the manifest of {dest}");
+        let url = format!(
+            "{}/v2/{}/manifests/{}",
+            ep.base,
+            dest.repository,
+            dest.tag_or_latest()
+        );
+        let scopes = [scope(&dest.repository, true)];
+        let attempts = BUILT_IN_ATTEMPTS + self.settings.push_retries;
+        retrying(attempts, &what, || async {
+            let response = self
+                .send(ep, &scopes, &what, |http| {
+                    Ok(http
+                        .put(&url)
+                        .header(reqwest::header::CONTENT_TYPE, &image.manifest_media_type)
+                        .body(image.manifest_bytes.clone()))
+                })
+                .await?;
+            if !response.status().is_success() {
+                return Err(fail(response, &what).await);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The upload URL from a 202's `Location` (absolute or relative to the
+/// registry), with the digest that completes it.
+fn upload_location(
+    response: &reqwest::Response,
+    base: &str,
+    digest: &Digest,
+    what: &str,
+) -> Result<reqwest::Url, RegistryError> {
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| RegistryError::invalid(what, "the upload response has no Location"))?;
+    let base = reqwest::Url::parse(base)
+        .map_err(|e| RegistryError::invalid(what, format!("bad registry URL: {e}")))?;
+    let mut url = base
+        .join(location)
+        .map_err(|e| RegistryError::invalid(what, format!("bad upload Location: {e}")))?;
+    url.query_pairs_mut().append_pair("digest", digest.as_str());
+    Ok(url)
+}
