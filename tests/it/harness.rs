@@ -89,7 +89,9 @@ impl TestContext {
             .arg("--context")
             .arg(&ctx)
             .args(extra)
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            // no credentials from the machine running the tests
+            .env("DOCKER_CONFIG", self.path("no-docker-config"));
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -6,8 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
+mod registry_server;
 
 mod build_outputs;
 mod cli;
 mod dockerfile_semantics;
+mod push_pull;
 mod reproducible;

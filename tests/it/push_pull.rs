@@ -1,0 +1,322 @@
+//! Pulls and pushes against a real registry (Debian's docker-registry):
+//! FROM a registry image, pushes checked with skopeo, auth, platforms.
+
+use crate::harness::{TestContext, assert_has_lines, tool, tree};
+use crate::registry_server::{Auth, PASSWORD, TestRegistry, USER};
+
+fn app(base: &str, steps: &str) -> TestContext {
+    let t = TestContext::new(&format!("FROM {base}\n{steps}"));
+    t.file("hello.txt", "hello from smelt\n");
+    t
+}
+
+#[test]
+fn from_a_registry_image_pushes_without_downloading_the_base() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = app(
+        &base,
+        "COPY hello.txt /app/hello.txt\nENV APP=1\nCMD [\"/bin/busybox\",\"cat\",\"/app/hello.txt\"]\n",
+    );
+    let digest_file = t.path("digest");
+    let dest1 = format!("{}/app:1", reg.host);
+    let dest2 = format!("{}/other/app:2", reg.host);
+    let run = t
+        .build(&[
+            "--custom-platform=linux/amd64",
+            "-d",
+            &dest1,
+            "-d",
+            &dest2,
+            "--digest-file",
+            digest_file.to_str().unwrap(),
+        ])
+        .ok();
+    let err = run.stderr();
+    assert!(err.contains("not unpacking"), "{err}");
+    assert!(
+        !err.contains("downloaded"),
+        "a base layer was downloaded:\n{err}"
+    );
+    assert!(err.contains("mounted from base"), "{err}");
+    assert!(
+        err.contains(&format!("Pushed {}/app@sha256:", reg.host)),
+        "{err}"
+    );
+
+    let base_info = reg.inspect("base:1", &[]);
+    let info = reg.inspect("app:1", &[]);
+    let digest = fs_err::read_to_string(&digest_file).unwrap();
+    assert_eq!(info["Digest"].as_str(), Some(digest.as_str()));
+    assert_eq!(reg.inspect("other/app:2", &[])["Digest"], info["Digest"]);
+    let layers = info["Layers"].as_array().unwrap();
+    let base_layers = base_info["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), base_layers.len() + 1);
+    assert_eq!(&layers[..base_layers.len()], &base_layers[..]);
+    let env: Vec<&str> = info["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        env.contains(&"BASE=yes") && env.contains(&"APP=1"),
+        "{env:?}"
+    );
+
+    // the pushed image is whole: skopeo copies it out and umoci unpacks it
+    let layout = t.path("pulled");
+    let mut args = vec!["copy".to_string(), "-q".to_string()];
+    args.extend(reg.skopeo_flags("src-"));
+    args.push(format!("docker://{dest1}"));
+    args.push(format!("oci:{}:app", layout.display()));
+    tool(
+        "skopeo",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let rootfs = t.path("pulled-rootfs");
+    tool(
+        "umoci",
+        &[
+            "raw",
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:app", layout.display()),
+            rootfs.to_str().unwrap(),
+        ],
+    );
+    let listing = tree(&rootfs);
+    assert_has_lines(
+        &listing,
+        &["/app/hello.txt 644 0:0 file n=1 \"hello from smelt\\n\""],
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("/bin/busybox 755 0:0 file")),
+        "{listing}"
+    );
+}
+
+#[test]
+fn named_owners_unpack_the_base_and_read_its_passwd() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = app(
+        &base,
+        "COPY --chown=app:app hello.txt /home/app/hello.txt\n",
+    );
+    // the owner can only come from the base's /etc/passwd
+    t.build_outputs(&["--custom-platform=linux/amd64"]);
+    let rootfs = t.unpack();
+    let listing = tree(&rootfs);
+    assert_has_lines(
+        &listing,
+        &["/home/app/hello.txt 644 1234:4321 file n=1 \"hello from smelt\\n\""],
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("/etc/passwd 644 0:0 file")),
+        "{listing}"
+    );
+}
+
+#[test]
+fn an_index_gives_the_requested_platform() {
+    let reg = TestRegistry::start(Auth::None);
+    reg.push_base("multi-amd64:1", "linux/amd64");
+    reg.push_base("multi-arm64:1", "linux/arm64/v8");
+    // an index over the two, put with skopeo's raw manifests
+    let mut entries = Vec::new();
+    for (name, arch) in [("multi-amd64:1", "amd64"), ("multi-arm64:1", "arm64")] {
+        let digest = reg.inspect(name, &[])["Digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": manifest_size(&reg, name),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+        // the index's manifests must live in its repository
+        let mut args = vec!["copy".to_string(), "-q".to_string()];
+        args.extend(reg.skopeo_flags("src-"));
+        args.extend(reg.skopeo_flags("dest-"));
+        args.push(format!("docker://{}/{name}", reg.host));
+        args.push(format!("docker://{}/multi:{arch}", reg.host));
+        tool(
+            "skopeo",
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let status = tool(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.index.v1+json",
+            "--data-binary",
+            &index.to_string(),
+            &format!("http://{}/v2/multi/manifests/1", reg.host),
+        ],
+    );
+    assert_eq!(status, "201");
+
+    let arm = reg.inspect("multi-arm64:1", &[]);
+    let t = app(
+        &format!("{}/multi:1", reg.host),
+        "COPY hello.txt /hello.txt\n",
+    );
+    let dest = format!("{}/app:arm", reg.host);
+    t.build(&["--custom-platform=linux/arm64", "-d", &dest])
+        .ok();
+    let mut args = vec!["inspect".to_string(), "--config".to_string()];
+    args.extend(reg.skopeo_flags(""));
+    args.push(format!("docker://{dest}"));
+    let config: serde_json::Value = serde_json::from_str(&tool(
+        "skopeo",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .unwrap();
+    assert_eq!(config["architecture"], "arm64");
+    let layers = reg.inspect("app:arm", &[])["Layers"].clone();
+    assert_eq!(layers[0], arm["Layers"][0]);
+
+    let run = t.build(&["--custom-platform=linux/s390x", "--no-push"]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr().contains("no image for platform linux/s390x")
+            && run.stderr().contains("linux/amd64, linux/arm64"),
+        "{}",
+        run.stderr()
+    );
+}
+
+fn manifest_size(reg: &TestRegistry, name: &str) -> u64 {
+    let (repo, tag) = name.split_once(':').unwrap();
+    let out = tool(
+        "curl",
+        &[
+            "-s",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("http://{}/v2/{repo}/manifests/{tag}", reg.host),
+        ],
+    );
+    out.len() as u64
+}
+
+#[test]
+fn htpasswd_auth_from_docker_config_and_secrets_stay_out_of_logs() {
+    let reg = TestRegistry::start(Auth::Htpasswd);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = app(&base, "COPY hello.txt /hello.txt\n");
+    let dest = format!("{}/app:1", reg.host);
+    let config = reg.docker_config();
+    let run = t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &[
+            "--custom-platform=linux/amd64",
+            "-d",
+            &dest,
+            "--verbosity=trace",
+        ],
+        &[("DOCKER_CONFIG", config.to_str().unwrap())],
+    );
+    let err = run.stderr();
+    assert_eq!(run.code(), 0, "{err}");
+    assert_secrets_absent(&err);
+    assert_eq!(
+        reg.inspect("app:1", &[])["Layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // without credentials the registry's refusal is named
+    let run = t.build(&["--custom-platform=linux/amd64", "-d", &dest]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr().contains(&reg.host) && run.stderr().contains("unauthorized"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn bearer_tokens_from_a_token_server() {
+    let reg = TestRegistry::start(Auth::Token);
+    let base = reg.push_base("base:1", "linux/amd64");
+    reg.token_requests.lock().unwrap().clear();
+    let t = app(&base, "COPY hello.txt /hello.txt\n");
+    let dest = format!("{}/app:1", reg.host);
+    let config = reg.docker_config();
+    let run = t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &[
+            "--custom-platform=linux/amd64",
+            "-d",
+            &dest,
+            "--verbosity=trace",
+        ],
+        &[("DOCKER_CONFIG", config.to_str().unwrap())],
+    );
+    let err = run.stderr();
+    assert_eq!(run.code(), 0, "{err}");
+    assert_secrets_absent(&err);
+    let requests = reg.token_requests.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .all(|(service, _, authed)| service == "smelt-test" && *authed)
+    );
+    let scopes: Vec<String> = requests.iter().flat_map(|(_, s, _)| s.clone()).collect();
+    assert!(
+        scopes.contains(&"repository:base:pull".to_string()),
+        "{scopes:?}"
+    );
+    assert!(
+        scopes.contains(&"repository:app:pull,push".to_string()),
+        "{scopes:?}"
+    );
+    // tokens are cached: a handful of requests, not one per blob
+    assert!(requests.len() <= 4, "{requests:?}");
+    assert_eq!(
+        reg.inspect("app:1", &[])["Layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+fn assert_secrets_absent(log: &str) {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert!(
+        !log.contains(PASSWORD),
+        "the password is in the log:\n{log}"
+    );
+    assert!(
+        !log.contains(&basic),
+        "the basic credential is in the log:\n{log}"
+    );
+    assert!(!log.contains("eyJ"), "a JWT is in the log:\n{log}");
+}

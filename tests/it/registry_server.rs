@@ -1,0 +1,410 @@
+//! Real registries for the tests: Debian's `docker-registry` (the reference
+//! distribution registry) on a free loopback port, plain, with htpasswd
+//! basic auth, or behind a token server written here (RS256 JWTs signed by
+//! `openssl`, with the certificate in the `x5c` header). Base images are
+//! built by smelt from `busybox-static` and pushed with skopeo.
+
+use crate::harness::{TestContext, tool};
+use base64::Engine;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "smelt-user";
+pub const PASSWORD: &str = "s3cret-Pa55word";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    Htpasswd,
+    Token,
+}
+
+pub struct TestRegistry {
+    /// `127.0.0.1:port`
+    pub host: String,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub auth: Auth,
+    /// What the token server was asked: (service, scopes, had credentials).
+    pub token_requests: Arc<Mutex<Vec<(String, Vec<String>, bool)>>>,
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for(host: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(host).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "docker-registry did not start on {host}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl TestRegistry {
+    pub fn start(auth: Auth) -> TestRegistry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let token_requests = Arc::new(Mutex::new(Vec::new()));
+        let auth_yaml = match auth {
+            Auth::None => String::new(),
+            Auth::Htpasswd => {
+                let line = tool("htpasswd", &["-Bbn", USER, PASSWORD]);
+                let path = dir.path().join("htpasswd");
+                fs_err::write(&path, line).expect("write htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: smelt-test\n    path: {}\n",
+                    path.display()
+                )
+            }
+            Auth::Token => {
+                let key = dir.path().join("key.pem");
+                let cert = dir.path().join("cert.pem");
+                tool(
+                    "openssl",
+                    &[
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-subj",
+                        "/CN=smelt-test-token",
+                        "-days",
+                        "2",
+                        "-keyout",
+                        key.to_str().expect("utf8"),
+                        "-out",
+                        cert.to_str().expect("utf8"),
+                    ],
+                );
+                let realm_port = start_token_server(&key, &cert, token_requests.clone());
+                format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{realm_port}/token\n    service: smelt-test\n    issuer: smelt-test-issuer\n    rootcertbundle: {}\n",
+                    cert.display()
+                )
+            }
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth_yaml}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        fs_err::write(&config_path, config).expect("write registry config");
+        let log = fs_err::File::create(dir.path().join("registry.log")).expect("log file");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(log.into_parts().0)
+            .spawn()
+            .expect(
+                "docker-registry is needed by the tests (the README's test command installs it)",
+            );
+        wait_for(&host);
+        TestRegistry {
+            host,
+            dir,
+            child,
+            auth,
+            token_requests,
+        }
+    }
+
+    /// A docker config directory holding this registry's credentials.
+    pub fn docker_config(&self) -> PathBuf {
+        let dir = self.dir.path().join("docker-config");
+        fs_err::create_dir_all(&dir).expect("mkdir");
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+        fs_err::write(
+            dir.join("config.json"),
+            format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, self.host),
+        )
+        .expect("write config.json");
+        dir
+    }
+
+    /// skopeo's flags to reach this registry.
+    pub fn skopeo_flags(&self, prefix: &str) -> Vec<String> {
+        let mut out = vec![format!("--{prefix}tls-verify=false")];
+        if self.auth != Auth::None {
+            out.push(format!("--{prefix}creds={USER}:{PASSWORD}"));
+        }
+        out
+    }
+
+    /// Copies an OCI layout into this registry as `name` (repo:tag).
+    pub fn push_layout(&self, layout: &Path, name: &str) {
+        let mut args: Vec<String> = vec!["copy".into(), "-q".into()];
+        args.extend(self.skopeo_flags("dest-"));
+        args.push(format!("oci:{}", layout.display()));
+        args.push(format!("docker://{}/{name}", self.host));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tool("skopeo", &args);
+    }
+
+    /// `skopeo inspect` (raw manifest when `raw`) of `name` here, as JSON.
+    pub fn inspect(&self, name: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args: Vec<String> = vec!["inspect".into()];
+        args.extend(self.skopeo_flags(""));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(format!("docker://{}/{name}", self.host));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        serde_json::from_str(&tool("skopeo", &args)).expect("skopeo inspect JSON")
+    }
+
+    /// Builds a busybox base image (busybox, /etc/passwd with an `app`
+    /// user, ENV and CMD) for `platform` and pushes it as `name`.
+    pub fn push_base(&self, name: &str, platform: &str) -> String {
+        let t = base_context();
+        let layout = t.path("base-oci");
+        t.build(&[
+            "--no-push",
+            "--custom-platform",
+            platform,
+            "--oci-layout-path",
+            layout.to_str().expect("utf8"),
+        ])
+        .ok();
+        self.push_layout(&layout, name);
+        format!("{}/{name}", self.host)
+    }
+}
+
+pub fn base_context() -> TestContext {
+    let t = TestContext::new(
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY etc/ /etc/\nENV BASE=yes\nCMD [\"/bin/busybox\",\"sh\"]\n",
+    );
+    t.file(
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321::/home/app:/bin/sh\n",
+    )
+    .file("etc/group", "root:x:0:\napp:x:4321:\n");
+    fs_err::copy(busybox(), t.ctx().join("busybox")).expect("copy busybox");
+    t
+}
+
+/// Debian's busybox-static binary.
+pub fn busybox() -> &'static str {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return p;
+        }
+    }
+    panic!("busybox-static is needed by the tests (the README's test command installs it)");
+}
+
+// ---- the token server ------------------------------------------------------
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn sign(key: &Path, data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write to openssl");
+    let out = child.wait_with_output().expect("openssl output");
+    assert!(out.status.success(), "openssl dgst -sign failed");
+    out.stdout
+}
+
+fn cert_der(cert: &Path) -> Vec<u8> {
+    let pem = fs_err::read_to_string(cert).expect("read cert");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("cert base64")
+}
+
+/// Starts the token server; returns its port. It checks the service, asks
+/// for basic credentials, and grants what the scopes ask for.
+fn start_token_server(
+    key: &Path,
+    cert: &Path,
+    requests: Arc<Mutex<Vec<(String, Vec<String>, bool)>>>,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
+    let port = listener.local_addr().expect("addr").port();
+    let key = key.to_path_buf();
+    let x5c = base64::engine::general_purpose::STANDARD.encode(cert_der(cert));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = serve_token(stream, &key, &x5c, &requests);
+        }
+    });
+    port
+}
+
+fn serve_token(
+    stream: TcpStream,
+    key: &Path,
+    x5c: &str,
+    requests: &Mutex<Vec<(String, Vec<String>, bool)>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut lines = head.lines();
+    let target = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string();
+    let authorization = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.trim().to_string());
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut service = String::new();
+    let mut scopes = Vec::new();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "service" => service = v,
+            "scope" => scopes.push(v),
+            _ => {}
+        }
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let authed = authorization.as_deref() == Some(expected.as_str());
+    requests
+        .lock()
+        .expect("lock")
+        .push((service.clone(), scopes.clone(), authed));
+    let mut out = stream;
+    if !target.starts_with("/token") || service != "smelt-test" {
+        return out.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    }
+    if !authed {
+        let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+        write!(
+            out,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        return out.write_all(body);
+    }
+    let access: Vec<serde_json::Value> = scopes
+        .iter()
+        .filter_map(|s| {
+            let mut parts = s.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(serde_json::json!({
+                "type": kind,
+                "name": name,
+                "actions": actions.split(',').collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": "smelt-test-issuer",
+        "sub": USER,
+        "aud": "smelt-test",
+        "exp": now + 300,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": format!("{now}-{}", rand_suffix()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let signature = sign(key, signing_input.as_bytes());
+    let token = format!("{signing_input}.{}", b64url(&signature));
+    let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+    write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    // drain anything else the client sent
+    let _ = reader.read(&mut [0u8; 0]);
+    Ok(())
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
