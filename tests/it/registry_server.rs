@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "smelt-user";
 pub const PASSWORD: &str = "s3cret-Pa55word";
 
+/// What the token server was asked: (service, scopes, had credentials).
+pub type TokenRequest = (String, Vec<String>, bool);
+type TokenLog = Arc<Mutex<Vec<TokenRequest>>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
     None,
@@ -29,8 +33,7 @@ pub struct TestRegistry {
     pub dir: tempfile::TempDir,
     child: Child,
     pub auth: Auth,
-    /// What the token server was asked: (service, scopes, had credentials).
-    pub token_requests: Arc<Mutex<Vec<(String, Vec<String>, bool)>>>,
+    pub token_requests: TokenLog,
 }
 
 impl Drop for TestRegistry {
@@ -250,7 +253,7 @@ fn cert_der(cert: &Path) -> Vec<u8> {
 fn start_token_server(
     key: &Path,
     cert: &Path,
-    requests: Arc<Mutex<Vec<(String, Vec<String>, bool)>>>,
+    requests: TokenLog,
 ) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
     let port = listener.local_addr().expect("addr").port();
@@ -268,7 +271,7 @@ fn serve_token(
     stream: TcpStream,
     key: &Path,
     x5c: &str,
-    requests: &Mutex<Vec<(String, Vec<String>, bool)>>,
+    requests: &Mutex<Vec<TokenRequest>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut head = String::new();
