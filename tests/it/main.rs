@@ -11,5 +11,6 @@ mod registry_server;
 mod build_outputs;
 mod cli;
 mod dockerfile_semantics;
+mod faults;
 mod push_pull;
 mod reproducible;

@@ -250,11 +250,7 @@ fn cert_der(cert: &Path) -> Vec<u8> {
 
 /// Starts the token server; returns its port. It checks the service, asks
 /// for basic credentials, and grants what the scopes ask for.
-fn start_token_server(
-    key: &Path,
-    cert: &Path,
-    requests: TokenLog,
-) -> u16 {
+fn start_token_server(key: &Path, cert: &Path, requests: TokenLog) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
     let port = listener.local_addr().expect("addr").port();
     let key = key.to_path_buf();
