@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(skopeo umoci zstd xz-utils tar docker-registry apache2-utils busybox-static openssl curl)
+pkgs=(skopeo umoci podman zstd xz-utils tar docker-registry apache2-utils busybox-static openssl curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -109,3 +109,34 @@ fn zstd_layers() {
         ],
     );
 }
+
+#[test]
+fn podman_loads_the_docker_archive() {
+    let t = TestContext::new("FROM scratch\nCOPY hello.txt /\nENV GREETING=hi\nCMD [\"/hello\"]\n");
+    t.file("hello.txt", "hello\n");
+    t.build_outputs(&[]);
+    let tar = t.path("image.tar");
+    let (root, runroot) = (t.path("podman-root"), t.path("podman-run"));
+    let podman = |args: &[&str]| {
+        let mut all = vec![
+            "--storage-driver",
+            "vfs",
+            "--root",
+            root.to_str().unwrap(),
+            "--runroot",
+            runroot.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        tool("podman", &all)
+    };
+    let loaded = podman(&["load", "-q", "-i", tar.to_str().unwrap()]);
+    assert!(loaded.contains("example.test/smelt/it:t1"), "{loaded}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&podman(&["image", "inspect", "example.test/smelt/it:t1"]))
+            .expect("json");
+    assert_eq!(inspect[0]["Config"]["Cmd"][0], "/hello");
+    assert_eq!(
+        inspect[0]["RootFS"]["Layers"].as_array().map(Vec::len),
+        Some(1)
+    );
+}

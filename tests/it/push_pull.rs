@@ -320,3 +320,48 @@ fn assert_secrets_absent(log: &str) {
     );
     assert!(!log.contains("eyJ"), "a JWT is in the log:\n{log}");
 }
+
+#[test]
+fn mirrors_and_registry_maps_stand_in_for_the_named_registry() {
+    let reg = TestRegistry::start(Auth::None);
+    reg.push_base("library/busybox:latest", "linux/amd64");
+    reg.push_base("team/base:1", "linux/amd64");
+    // Docker Hub's busybox, from the mirror only (no Docker Hub here)
+    let t = app("busybox", "COPY hello.txt /hello.txt\n");
+    let run = t
+        .build(&[
+            "--custom-platform=linux/amd64",
+            "--no-push",
+            "--registry-mirror",
+            &reg.host,
+            "--skip-default-registry-fallback",
+        ])
+        .ok();
+    assert!(
+        run.stderr()
+            .contains(&format!("resolved busybox to {}/library/busybox", reg.host)),
+        "{}",
+        run.stderr()
+    );
+    // a map from a registry that is down: the first entry fails, the next serves
+    let down = format!("127.0.0.1:{}", crate::registry_server::free_port());
+    let t = app(
+        &format!("{down}/team/base:1"),
+        "COPY hello.txt /hello.txt\n",
+    );
+    let run = t
+        .build(&[
+            "--custom-platform=linux/amd64",
+            "--no-push",
+            &format!("--registry-map={down}={down};{down}={}", reg.host),
+        ])
+        .ok();
+    assert!(
+        run.stderr().contains("trying the next source")
+            && run
+                .stderr()
+                .contains(&format!("to {}/team/base:1@sha256:", reg.host)),
+        "{}",
+        run.stderr()
+    );
+}
