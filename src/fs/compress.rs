@@ -1,5 +1,6 @@
-//! Layer compression: gzip through flate2 on the zlib-rs backend, zstd with
-//! libzstd's own worker threads. Both stream; neither holds a layer.
+//! Layer compression: gzip through flate2 on the zlib-rs backend, in
+//! parallel blocks ([`super::pargz`]), zstd with libzstd's own worker
+//! threads. Both stream; neither holds a layer.
 
 use std::io::{self, Write};
 
@@ -52,11 +53,8 @@ impl Compression {
                 // go-containerregistry (and so kaniko) defaults to BestSpeed: compression
                 // bounds push throughput, and level 1 costs little in size for layers.
                 let level = if level < 0 { 1 } else { level as u32 };
-                Encoder::Gzip(
-                    flate2::GzBuilder::new()
-                        .mtime(0)
-                        .write(w, flate2::Compression::new(level)),
-                )
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+                Encoder::Gzip(super::pargz::ParallelGzEncoder::new(w, level, threads)?)
             }
             Compression::Zstd { level } => {
                 let level = if level < 0 { 3 } else { level };
@@ -74,7 +72,7 @@ impl Compression {
 
 /// A compressing writer; [`Encoder::finish`] flushes the trailer.
 pub enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(super::pargz::ParallelGzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 

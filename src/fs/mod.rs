@@ -9,6 +9,7 @@ pub mod changes;
 pub mod compress;
 pub mod extract;
 pub mod layer;
+pub mod pargz;
 pub mod scope;
 pub mod tree;
 
