@@ -217,7 +217,20 @@ impl Registry {
                     endpoints.insert((registry.to_string(), dir), e.clone());
                     return Ok(e);
                 }
-                Err(e) => last = Some(RegistryError::transport(&what, &e)),
+                Err(e) => {
+                    let err = RegistryError::transport(&what, &e);
+                    // a TLS server we do not trust: plain HTTP would not help
+                    if *scheme == "https" && err.to_string().contains("certificate") {
+                        return Err(RegistryError::invalid(
+                            &what,
+                            format!(
+                                "{err}; trust its CA with --registry-certificate={registry}=ca.pem, \
+                                 or skip verification with --skip-tls-verify-registry={registry}"
+                            ),
+                        ));
+                    }
+                    last = Some(err);
+                }
             }
         }
         Err(last.unwrap_or_else(|| RegistryError::invalid(&what, "no scheme to try")))

@@ -365,3 +365,75 @@ fn mirrors_and_registry_maps_stand_in_for_the_named_registry() {
         run.stderr()
     );
 }
+
+#[test]
+fn tls_registries_with_kaniko_certificate_flags() {
+    use crate::registry_server::TestCa;
+    let ca = TestCa::new();
+    let reg = TestRegistry::start_with(Auth::None, Some((&ca, false)));
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = app(&base, "COPY hello.txt /hello.txt\n");
+    let dest = format!("{}/app:1", reg.host);
+    // an unknown CA is an error that says so (no fallback to plain HTTP)
+    let run = t.build(&["--custom-platform=linux/amd64", "-d", &dest]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr().contains("certificate") && run.stderr().contains("--registry-certificate"),
+        "{}",
+        run.stderr()
+    );
+    let ca_flag = format!(
+        "--registry-certificate={}={}",
+        reg.host,
+        ca.ca_cert.display()
+    );
+    t.build(&["--custom-platform=linux/amd64", "-d", &dest, &ca_flag])
+        .ok();
+    let dest2 = format!("{}/app:2", reg.host);
+    t.build(&[
+        "--custom-platform=linux/amd64",
+        "-d",
+        &dest2,
+        "--skip-tls-verify",
+        "--skip-tls-verify-pull",
+    ])
+    .ok();
+    assert_eq!(
+        reg.inspect("app:2", &[])["Layers"],
+        reg.inspect("app:1", &[])["Layers"]
+    );
+
+    // mutual TLS: the client certificate is asked for
+    let reg = TestRegistry::start_with(Auth::None, Some((&ca, true)));
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = app(&base, "COPY hello.txt /hello.txt\n");
+    let dest = format!("{}/app:1", reg.host);
+    let ca_flag = format!(
+        "--registry-certificate={}={}",
+        reg.host,
+        ca.ca_cert.display()
+    );
+    let run = t.build(&["--custom-platform=linux/amd64", "-d", &dest, &ca_flag]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let client_flag = format!(
+        "--registry-client-cert={}={},{}",
+        reg.host,
+        ca.client_cert.display(),
+        ca.client_key.display()
+    );
+    t.build(&[
+        "--custom-platform=linux/amd64",
+        "-d",
+        &dest,
+        &ca_flag,
+        &client_flag,
+    ])
+    .ok();
+    assert_eq!(
+        reg.inspect("app:1", &[])["Layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}

@@ -34,6 +34,8 @@ pub struct TestRegistry {
     child: Child,
     pub auth: Auth,
     pub token_requests: TokenLog,
+    /// skopeo's certificate directory, for a TLS registry.
+    pub cert_dir: Option<PathBuf>,
 }
 
 impl Drop for TestRegistry {
@@ -63,6 +65,12 @@ fn wait_for(host: &str) {
 
 impl TestRegistry {
     pub fn start(auth: Auth) -> TestRegistry {
+        Self::start_with(auth, None)
+    }
+
+    /// With `tls`, serves HTTPS with a certificate from [`TestCa`] (and asks
+    /// for client certificates when `tls.1`).
+    pub fn start_with(auth: Auth, tls: Option<(&TestCa, bool)>) -> TestRegistry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -106,8 +114,25 @@ impl TestRegistry {
                 )
             }
         };
+        let tls_yaml = match tls {
+            None => String::new(),
+            Some((ca, client_auth)) => {
+                let mut y = format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    ca.server_cert.display(),
+                    ca.server_key.display()
+                );
+                if client_auth {
+                    y.push_str(&format!(
+                        "    clientcas:\n      - {}\n",
+                        ca.ca_cert.display()
+                    ));
+                }
+                y
+            }
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{tls_yaml}{auth_yaml}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -129,6 +154,7 @@ impl TestRegistry {
             child,
             auth,
             token_requests,
+            cert_dir: tls.map(|(ca, _)| ca.cert_dir.clone()),
         }
     }
 
@@ -147,7 +173,10 @@ impl TestRegistry {
 
     /// skopeo's flags to reach this registry.
     pub fn skopeo_flags(&self, prefix: &str) -> Vec<String> {
-        let mut out = vec![format!("--{prefix}tls-verify=false")];
+        let mut out = match &self.cert_dir {
+            Some(d) => vec![format!("--{prefix}cert-dir={}", d.display())],
+            None => vec![format!("--{prefix}tls-verify=false")],
+        };
         if self.auth != Auth::None {
             out.push(format!("--{prefix}creds={USER}:{PASSWORD}"));
         }
@@ -189,6 +218,115 @@ impl TestRegistry {
         .ok();
         self.push_layout(&layout, name);
         format!("{}/{name}", self.host)
+    }
+}
+
+/// A test CA with a server certificate for 127.0.0.1 and a client
+/// certificate, made with openssl; `cert_dir` is skopeo's `--cert-dir`.
+pub struct TestCa {
+    /// Holds the files while the CA lives.
+    _dir: tempfile::TempDir,
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub cert_dir: PathBuf,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = |n: &str| dir.path().join(n);
+        let s = |p: &Path| p.to_str().expect("utf8").to_string();
+        let (ca_key, ca_cert) = (p("ca.key"), p("ca.pem"));
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=smelt-test-ca",
+                "-keyout",
+                &s(&ca_key),
+                "-out",
+                &s(&ca_cert),
+            ],
+        );
+        let issue = |name: &str, subject: &str, ext: &str| -> (PathBuf, PathBuf) {
+            let (key, csr, cert, extfile) = (
+                p(&format!("{name}.key")),
+                p(&format!("{name}.csr")),
+                p(&format!("{name}.pem")),
+                p(&format!("{name}.ext")),
+            );
+            fs_err::write(&extfile, ext).expect("write ext");
+            tool(
+                "openssl",
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    subject,
+                    "-keyout",
+                    &s(&key),
+                    "-out",
+                    &s(&csr),
+                ],
+            );
+            tool(
+                "openssl",
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &s(&csr),
+                    "-CA",
+                    &s(&ca_cert),
+                    "-CAkey",
+                    &s(&ca_key),
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-out",
+                    &s(&cert),
+                    "-extfile",
+                    &s(&extfile),
+                ],
+            );
+            (cert, key)
+        };
+        let (server_cert, server_key) = issue(
+            "server",
+            "/CN=127.0.0.1",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        );
+        let (client_cert, client_key) = issue(
+            "client",
+            "/CN=smelt-client",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        );
+        let cert_dir = p("skopeo-certs");
+        fs_err::create_dir_all(&cert_dir).expect("mkdir");
+        fs_err::copy(&ca_cert, cert_dir.join("ca.crt")).expect("copy");
+        fs_err::copy(&client_cert, cert_dir.join("client.cert")).expect("copy");
+        fs_err::copy(&client_key, cert_dir.join("client.key")).expect("copy");
+        TestCa {
+            _dir: dir,
+            ca_cert,
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+            cert_dir,
+        }
     }
 }
 
