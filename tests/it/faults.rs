@@ -31,7 +31,7 @@ struct Rule {
 }
 
 #[derive(Clone, Default)]
-struct Rules(Arc<Mutex<Vec<Rule>>>);
+struct Rules(Arc<Mutex<Vec<Rule>>>, Arc<Mutex<Vec<String>>>);
 
 impl Rules {
     fn add(&self, method: &'static str, path: &str, fault: Fault, times: usize) {
@@ -44,6 +44,7 @@ impl Rules {
     }
 
     fn take(&self, method: &str, path: &str) -> Option<Fault> {
+        self.1.lock().unwrap().push(format!("{method} {path}"));
         let mut rules = self.0.lock().unwrap();
         let rule = rules
             .iter_mut()
@@ -297,5 +298,35 @@ fn a_failed_push_leaves_no_manifest_behind() {
             .unwrap()
             .len(),
         3
+    );
+}
+
+#[test]
+fn http_proxy_from_the_environment_is_used() {
+    let reg = TestRegistry::start(Auth::None);
+    reg.push_base("base:1", "linux/amd64");
+    // the proxy relays absolute-form requests too: a forward proxy for HTTP
+    let proxy = Proxy::start(&reg.host);
+    let t = TestContext::new(&format!(
+        "FROM {}/base:1\nCOPY hello.txt /hello.txt\n",
+        reg.host
+    ));
+    t.file("hello.txt", "hi\n");
+    let dest = format!("{}/app:1", reg.host);
+    let proxy_url = format!("http://{}", proxy.host);
+    t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &["--custom-platform=linux/amd64", "-d", &dest],
+        &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "")],
+    )
+    .ok();
+    let seen = proxy.rules.1.lock().unwrap().clone();
+    let via = |needle: &str| seen.iter().any(|r| r.contains(needle));
+    assert!(
+        via(&format!("GET http://{}/v2/base/manifests/1", reg.host))
+            && via("PUT http://")
+            && via("/v2/app/manifests/1"),
+        "{seen:#?}"
     );
 }

@@ -437,3 +437,56 @@ fn tls_registries_with_kaniko_certificate_flags() {
         3
     );
 }
+
+#[test]
+fn credential_helpers_named_in_docker_config() {
+    let reg = TestRegistry::start(Auth::Htpasswd);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = app(&base, "COPY hello.txt /hello.txt\n");
+    // docker-credential-smelt-test answers `get` with the registry's credentials
+    let bin = t.path("bin");
+    fs_err::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-smelt-test");
+    fs_err::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = \"{}\" ] || exit 1\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    fs_err::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = t.path("docker-config");
+    fs_err::create_dir_all(&config).unwrap();
+    fs_err::write(
+        config.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"smelt-test"}}}}"#, reg.host),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dest = format!("{}/app:1", reg.host);
+    let run = t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &[
+            "--custom-platform=linux/amd64",
+            "-d",
+            &dest,
+            "--verbosity=debug",
+        ],
+        &[("DOCKER_CONFIG", config.to_str().unwrap()), ("PATH", &path)],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_secrets_absent(&run.stderr());
+    assert_eq!(
+        reg.inspect("app:1", &[])["Layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
