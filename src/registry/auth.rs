@@ -303,7 +303,15 @@ async fn fetch_token(
     }
     let request = match credential {
         Some(Credential::IdentityToken(refresh)) => {
-            let mut form = query.clone();
+            // the OAuth2 form takes one space-separated scope
+            let joined = scopes.join(" ");
+            let mut form: Vec<(&str, &str)> = Vec::new();
+            if let Some(s) = &challenge.service {
+                form.push(("service", s));
+            }
+            if !joined.is_empty() {
+                form.push(("scope", &joined));
+            }
             form.extend([
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh.as_str()),

@@ -307,6 +307,40 @@ fn bearer_tokens_from_a_token_server() {
     );
 }
 
+#[test]
+fn identity_tokens_are_exchanged_with_the_oauth2_form() {
+    let reg = TestRegistry::start(Auth::Token);
+    let base = reg.push_base("base:1", "linux/amd64");
+    reg.token_requests.lock().unwrap().clear();
+    let t = app(&base, "COPY hello.txt /hello.txt\n");
+    let dest = format!("{}/app:1", reg.host);
+    let config = reg.docker_config_identity_token();
+    let run = t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &[
+            "--custom-platform=linux/amd64",
+            "-d",
+            &dest,
+            "--verbosity=trace",
+        ],
+        &[("DOCKER_CONFIG", config.to_str().unwrap())],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(
+        !run.stderr()
+            .contains(crate::registry_server::IDENTITY_TOKEN)
+    );
+    let requests = reg.token_requests.lock().unwrap().clone();
+    assert!(!requests.is_empty() && requests.iter().all(|(_, _, authed)| *authed));
+    assert!(
+        requests
+            .iter()
+            .any(|(_, s, _)| s.contains(&"repository:app:pull,push".to_string())),
+        "{requests:?}"
+    );
+}
+
 fn assert_secrets_absent(log: &str) {
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub const USER: &str = "smelt-user";
 pub const PASSWORD: &str = "s3cret-Pa55word";
+/// The refresh token the token server accepts (config.json `identitytoken`).
+pub const IDENTITY_TOKEN: &str = "refresh-me-9f8e7d";
 
 /// What the token server was asked: (service, scopes, had credentials).
 pub type TokenRequest = (String, Vec<String>, bool);
@@ -156,6 +158,21 @@ impl TestRegistry {
             token_requests,
             cert_dir: tls.map(|(ca, _)| ca.cert_dir.clone()),
         }
+    }
+
+    /// A docker config directory holding an identity token for this registry.
+    pub fn docker_config_identity_token(&self) -> PathBuf {
+        let dir = self.dir.path().join("docker-config-identity");
+        fs_err::create_dir_all(&dir).expect("mkdir");
+        fs_err::write(
+            dir.join("config.json"),
+            format!(
+                r#"{{"auths":{{"{}":{{"auth":"","identitytoken":"{IDENTITY_TOKEN}"}}}}}}"#,
+                self.host
+            ),
+        )
+        .expect("write config.json");
+        dir
     }
 
     /// A docker config directory holding this registry's credentials.
@@ -417,24 +434,49 @@ fn serve_token(
         head.push_str(&line);
     }
     let mut lines = head.lines();
-    let target = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
+    let request_line = lines.next().unwrap_or("").to_string();
+    let method = request_line.split_whitespace().next().unwrap_or("");
+    let target = request_line
+        .split_whitespace()
+        .nth(1)
         .unwrap_or("")
         .to_string();
-    let authorization = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| v.trim().to_string());
-    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    // GET: query parameters and basic credentials; POST: the OAuth2 form
+    // with a refresh token (docker's identity token), scopes space-separated
+    let form = if method == "POST" {
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        String::from_utf8_lossy(&body).into_owned()
+    } else {
+        target
+            .split_once('?')
+            .map(|(_, q)| q.to_string())
+            .unwrap_or_default()
+    };
     let mut service = String::new();
     let mut scopes = Vec::new();
-    for pair in query.split('&') {
+    let mut grant = (String::new(), String::new());
+    for pair in form.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
         match k {
             "service" => service = v,
-            "scope" => scopes.push(v),
+            "scope" => scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_string)),
+            "grant_type" => grant.0 = v,
+            "refresh_token" => grant.1 = v,
             _ => {}
         }
     }
@@ -442,7 +484,11 @@ fn serve_token(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
     );
-    let authed = authorization.as_deref() == Some(expected.as_str());
+    let authed = if method == "POST" {
+        grant.0 == "refresh_token" && grant.1 == IDENTITY_TOKEN
+    } else {
+        header("authorization").as_deref() == Some(expected.as_str())
+    };
     requests
         .lock()
         .expect("lock")
@@ -496,7 +542,11 @@ fn serve_token(
     );
     let signature = sign(key, signing_input.as_bytes());
     let token = format!("{signing_input}.{}", b64url(&signature));
-    let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+    let body = if method == "POST" {
+        serde_json::json!({"access_token": token, "expires_in": 300}).to_string()
+    } else {
+        serde_json::json!({"token": token, "expires_in": 300}).to_string()
+    };
     write!(
         out,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
