@@ -58,3 +58,15 @@ hyperfine --runs "$runs" --warmup 1 --export-markdown "${OUT:-$work}/push.md" \
   -n smelt-build-only "$smelt build -c $ctx -v error --no-push" \
   -n skopeo-copy --prepare "rm -f /var/lib/containers/cache/blob-info-cache-v1*" "skopeo copy -q --dest-tls-verify=false oci:$work/layout docker://$reg/skopeo-\$($work/next):1"
 cat "${OUT:-$work}/push.md"
+
+# smelt's push phase alone, from its own log timestamps ("Pushing image to"
+# → "Pushed"), over the same number of runs to fresh repositories
+for i in $(seq "$runs"); do
+  "$smelt" build -c "$ctx" --log-timestamp --log-format text -d "$reg/phase-$i:1" 2>&1 >/dev/null |
+    grep -E 'Pushing image to|Pushed ' | sed -E 's/^[A-Z]+\[([^]]+)\].*/\1/'
+done | python3 -c '
+import sys, datetime, statistics
+ts = [datetime.datetime.fromisoformat(l.strip()[:26]) for l in sys.stdin if l.strip()]
+d = [(b - a).total_seconds() for a, b in zip(ts[0::2], ts[1::2])]
+print(f"smelt push phase: mean {statistics.mean(d):.3f} s, min {min(d):.3f} s, max {max(d):.3f} s over {len(d)} runs")
+'
