@@ -227,7 +227,6 @@ impl ExecutorFlags {
             "single-snapshot",
             "merging all steps into one layer is not implemented yet",
         );
-        check(!self.ignore_paths.is_empty(), "ignore-path", snapshot);
         check(
             !self.ignore_var_run || !self.whitelist_var_run,
             "ignore-var-run",

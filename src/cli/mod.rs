@@ -54,6 +54,17 @@ struct Executor {
 
 /// Runs the command line; returns the process exit code.
 pub fn run(args: &[OsString]) -> i32 {
+    // the RUN sandbox: smelt starts itself with a spec (engine/sandbox.rs)
+    if args.get(1).is_some_and(|a| a == "__sandbox") {
+        let spec = args.get(2).map(|s| s.to_string_lossy()).unwrap_or_default();
+        return match engine::sandbox::sandbox_main(&spec) {
+            Ok(never) => match never {},
+            Err(e) => {
+                eprintln!("smelt sandbox: {e}");
+                engine::sandbox::SETUP_FAILED
+            }
+        };
+    }
     let invoked = args
         .first()
         .map(|a| {
@@ -196,11 +207,7 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
     } else {
         &f.snapshot_mode_deprecated
     };
-    if !matches!(snapshot_mode.as_str(), "full" | "redo" | "time") {
-        return Err(format!(
-            "--snapshot-mode {snapshot_mode:?}: use full, redo or time"
-        ));
-    }
+    let snapshot_mode = crate::fs::snapshot::SnapshotMode::parse(snapshot_mode)?;
     let compression = Compression::from_flags(&f.compression, f.compression_level)?;
     let mut build_args = Vec::new();
     for a in &f.build_args {
@@ -250,6 +257,13 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
         compression,
         work_dir: kaniko_dir,
         push: !f.no_push,
+        snapshot_mode,
+        ignore_paths: f
+            .ignore_paths
+            .iter()
+            .map(|p| crate::lexpath::in_root(p))
+            .filter(|p| !p.is_empty())
+            .collect(),
         registry,
     })
 }

@@ -117,6 +117,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         platform: &opts.platform,
         epoch,
         global_args: &global,
+        snapshot_mode: opts.snapshot_mode,
+        ignore_paths: opts.ignore_paths.clone(),
     };
 
     // roots of the stages so far, indexed by stage number

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod options;
 pub mod platform;
 pub mod remote;
+pub mod sandbox;
 pub mod scope;
 pub mod stage;
 pub mod users;

@@ -31,6 +31,10 @@ pub struct BuildOptions {
     /// Where temporary build state lives (`--kaniko-dir`); a fresh temporary
     /// directory under it (or the system's) is used and removed afterwards.
     pub work_dir: Option<PathBuf>,
+    /// `--snapshot-mode`: what a RUN's snapshot counts as a change.
+    pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
+    /// `--ignore-path`s, relative to the root, left out of snapshots.
+    pub ignore_paths: Vec<String>,
     /// Push to the destinations (kaniko's default; `--no-push` turns it off).
     pub push: bool,
     /// How to reach registries (pulls of base images, pushes).
@@ -58,6 +62,8 @@ impl BuildOptions {
             compression: Compression::default(),
             work_dir: None,
             push: false,
+            snapshot_mode: crate::fs::snapshot::SnapshotMode::Full,
+            ignore_paths: Vec::new(),
             registry: crate::registry::Settings::default(),
         }
     }

@@ -4,10 +4,12 @@
 
 use super::context::SourceTree;
 use super::copy::{self, Chmod, CopyJob, InlineFile};
+use super::sandbox;
 use super::scope::{BuildArgs, StageScope};
 use super::{EngineError, Platform, users};
 use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
-use crate::fs::{ChangeSet, LayerOptions, tree, write_layer};
+use crate::fs::snapshot::{self, SnapshotMode};
+use crate::fs::{ChangeSet, LayerOptions, scope, tree, write_layer};
 use crate::image::config::{Empty, HealthConfig};
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, History, ImageConfig, MediaTypes};
@@ -31,6 +33,10 @@ pub struct BuildEnv<'a> {
     /// Global (pre-FROM) args after expansion, on top of the automatic
     /// platform args.
     pub global_args: &'a BTreeMap<String, String>,
+    /// What a RUN's snapshot counts as a change.
+    pub snapshot_mode: SnapshotMode,
+    /// `--ignore-path`s, relative to the root.
+    pub ignore_paths: Vec<String>,
 }
 
 impl BuildEnv<'_> {
@@ -59,6 +65,19 @@ pub struct StageState {
     pub layers: Vec<Descriptor>,
     pub scope: StageScope,
     cmd_set: bool,
+    /// The root's metadata after the last RUN, while nothing else wrote.
+    index: Option<snapshot::Index>,
+}
+
+/// Paths a snapshot never looks at: the sandbox's mount points and
+/// `--ignore-path`s.
+fn snapshot_ignores(env: &BuildEnv<'_>) -> std::collections::BTreeSet<String> {
+    let mut out: std::collections::BTreeSet<String> = ["proc", "sys", "dev"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    out.extend(env.ignore_paths.iter().cloned());
+    out
 }
 
 /// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
@@ -83,6 +102,7 @@ impl StageState {
             layers,
             scope: StageScope::default(),
             cmd_set: false,
+            index: None,
         }
     }
 
@@ -346,15 +366,112 @@ impl StageState {
                 changes = Some(copy::run(&job).map_err(fail)?);
                 created_by = step_text(step);
             }
-            Instruction::Run(_) => {
-                return Err(fail(
-                    "RUN is not implemented yet: smelt builds FROM-scratch images from COPY, ADD and metadata instructions for now"
-                        .to_string(),
-                ));
+            Instruction::Run(run) => {
+                if !run.mounts.is_empty() {
+                    return Err(fail("RUN --mount is not implemented yet".to_string()));
+                }
+                let argv = self.run_argv(run);
+                created_by = format!("RUN {} # buildkit", argv.join(" "));
+                changes = Some(self.run(env, &argv).map_err(fail)?);
             }
             Instruction::From(_) => return Err(fail("FROM inside a stage".to_string())),
         }
+        if !matches!(step.value, Instruction::Run(_)) && changes.is_some() {
+            // COPY, ADD, WORKDIR wrote without a walk: the index is stale
+            self.index = None;
+        }
         self.commit(env, created_by, changes, &step.value)
+    }
+
+    /// The argv of a RUN: exec form as is; shell form through SHELL, with
+    /// heredoc bodies as the shell would read them (a RUN that is only a
+    /// heredoc runs its body as the script).
+    fn run_argv(&self, run: &crate::dockerfile::Run) -> Vec<String> {
+        match &run.command {
+            CommandForm::Shell(cmd) if !run.heredocs.is_empty() => {
+                let body = |h: &crate::dockerfile::Heredoc| {
+                    if h.chomp {
+                        h.content
+                            .lines()
+                            .map(|l| format!("{}\n", l.trim_start_matches('\t')))
+                            .collect::<String>()
+                    } else {
+                        h.content.clone()
+                    }
+                };
+                let only = cmd.trim().trim_start_matches("<<").trim_start_matches('-');
+                let only = only.trim_matches(|c| c == '"' || c == '\'');
+                let script = if run.heredocs.len() == 1 && only == run.heredocs[0].name {
+                    body(&run.heredocs[0])
+                } else {
+                    let mut s = format!("{cmd}\n");
+                    for h in &run.heredocs {
+                        s.push_str(&h.content);
+                        s.push_str(&h.name);
+                        s.push('\n');
+                    }
+                    s
+                };
+                self.with_shell(&CommandForm::Shell(script))
+            }
+            form => self.with_shell(form),
+        }
+    }
+
+    /// Runs a command in the sandbox and snapshots what it changed.
+    fn run(&mut self, env: &BuildEnv<'_>, argv: &[String]) -> Result<ChangeSet, String> {
+        let (uid, gid, groups) = users::run_user(&self.root, &self.config.config.user)?;
+        let workdir = self.workdir().to_string();
+        let rel = scope::resolve(&self.root, &workdir, true).map_err(|e| e.to_string())?;
+        tree::mkdir_all(&self.root, &rel, (0, 0), 0o755).map_err(|e| e.to_string())?;
+        let env_pairs = self.config.config.env_pairs();
+        let mut run_env = env_pairs.clone();
+        for (k, v) in &self.scope.args {
+            if let Some(v) = v
+                && !env_pairs.iter().any(|(e, _)| e == k)
+            {
+                run_env.push((k.clone(), v.clone()));
+            }
+        }
+        if !run_env.iter().any(|(k, _)| k == "PATH") {
+            run_env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
+        }
+        let ignored = snapshot_ignores(env);
+        let before = match self.index.take() {
+            Some(i) => i,
+            None => snapshot::walk(&self.root, &ignored).map_err(|e| e.to_string())?,
+        };
+        let spec = sandbox::Spec {
+            root: self.root.clone(),
+            workdir,
+            argv: argv.to_vec(),
+            env: run_env,
+            uid,
+            gid,
+            groups,
+        };
+        let code = sandbox::run(&spec, &format!("[{}] ", self.label))?;
+        if code != 0 {
+            let shown = argv.join(" ");
+            return Err(if code == sandbox::SETUP_FAILED {
+                format!("the sandbox for \"{shown}\" failed to start (exit code {code})")
+            } else {
+                format!("process \"{shown}\" did not complete successfully: exit code: {code}")
+            });
+        }
+        let started = std::time::Instant::now();
+        let after = snapshot::walk(&self.root, &ignored).map_err(|e| e.to_string())?;
+        let changes = snapshot::diff(&before, &after, env.snapshot_mode);
+        log::debug!(
+            "[{}] snapshot of {} paths in {:.3} s: {} changed, {} deleted",
+            self.label,
+            after.len(),
+            started.elapsed().as_secs_f64(),
+            changes.changed.len(),
+            changes.deleted.len()
+        );
+        self.index = Some(after);
+        Ok(changes)
     }
 
     fn with_shell(&self, form: &CommandForm) -> Vec<String> {
@@ -436,7 +553,7 @@ fn step_text(step: &Located<Instruction>) -> String {
 /// WORKDIR's `mkdir -p` inside the root, recording what was created; times
 /// are set deepest first, once nothing more is created inside.
 fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<ChangeSet, String> {
-    let rel = crate::fs::scope::resolve(root, abs, true).map_err(|e| e.to_string())?;
+    let rel = scope::resolve(root, abs, true).map_err(|e| e.to_string())?;
     let created = tree::mkdir_all(root, &rel, owner, 0o755).map_err(|e| e.to_string())?;
     let mut changes = ChangeSet::default();
     for dir in created.iter().rev() {

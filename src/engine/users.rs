@@ -43,6 +43,81 @@ pub fn resolve(root: &Path, spec: &str) -> Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
+/// The identity a RUN step runs as, resolved as runc/BuildKit do for
+/// USER: a name must exist in the image's passwd; a number need not (its
+/// primary group is then 0); without an explicit group the user's
+/// supplementary groups come from /etc/group.
+pub fn run_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), String> {
+    let spec = if spec.is_empty() { "0" } else { spec };
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entry = match user.parse::<u32>() {
+        Ok(uid) => lookup(root, "etc/passwd", &uid.to_string(), 2),
+        Err(_) => Some(lookup(root, "etc/passwd", user, 0).ok_or_else(|| {
+            format!("unable to find user {user}: no matching entries in passwd file")
+        })?),
+    };
+    let uid = match user.parse::<u32>() {
+        Ok(uid) => uid,
+        Err(_) => entry
+            .as_ref()
+            .and_then(|e| e.get(2))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad passwd entry for {user}"))?,
+    };
+    let primary: u32 = entry
+        .as_ref()
+        .and_then(|e| e.get(3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let name = entry.as_ref().and_then(|e| e.first().cloned());
+    match group.filter(|g| !g.is_empty()) {
+        Some(g) => {
+            let gid = match g.parse::<u32>() {
+                Ok(gid) => gid,
+                Err(_) => lookup(root, "etc/group", g, 0)
+                    .and_then(|e| e.get(2).and_then(|s| s.parse().ok()))
+                    .ok_or_else(|| {
+                        format!("unable to find group {g}: no matching entries in group file")
+                    })?,
+            };
+            Ok((uid, gid, vec![gid]))
+        }
+        None => {
+            let mut groups = vec![primary];
+            if let Some(name) = name {
+                for g in group_entries(root) {
+                    let member = g
+                        .get(3)
+                        .is_some_and(|m| m.split(',').any(|u| u.trim() == name));
+                    if let Some(gid) = g.get(2).and_then(|s| s.parse::<u32>().ok())
+                        && member
+                        && !groups.contains(&gid)
+                    {
+                        groups.push(gid);
+                    }
+                }
+            }
+            Ok((uid, primary, groups))
+        }
+    }
+}
+
+fn group_entries(root: &Path) -> Vec<Vec<String>> {
+    let Ok(rel) = scope::resolve(root, "etc/group", true) else {
+        return Vec::new();
+    };
+    fs_err::read_to_string(root.join(rel))
+        .map(|text| {
+            text.lines()
+                .map(|l| l.split(':').map(str::to_string).collect())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The `:`-separated fields of the entry whose field `key_field` is `name`.
 fn lookup(root: &Path, file: &str, name: &str, key_field: usize) -> Option<Vec<String>> {
     let rel = scope::resolve(root, file, true).ok()?;
@@ -77,6 +152,12 @@ mod tests {
                 .unwrap_err()
                 .contains("unable to find user ghost")
         );
+        assert_eq!(run_user(r, ""), Ok((0, 0, vec![0])));
+        assert_eq!(run_user(r, "nobody"), Ok((65534, 65533, vec![65533])));
+        assert_eq!(run_user(r, "4242"), Ok((4242, 0, vec![0])));
+        assert_eq!(run_user(r, "65534"), Ok((65534, 65533, vec![65533])));
+        assert_eq!(run_user(r, "nobody:root"), Ok((65534, 0, vec![0])));
+        assert!(run_user(r, "ghost").is_err());
         assert!(
             resolve(r, "root:ghosts")
                 .unwrap_err()

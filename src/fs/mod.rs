@@ -11,6 +11,7 @@ pub mod extract;
 pub mod layer;
 pub mod pargz;
 pub mod scope;
+pub mod snapshot;
 pub mod tree;
 
 pub use changes::ChangeSet;

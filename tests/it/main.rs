@@ -14,3 +14,4 @@ mod dockerfile_semantics;
 mod faults;
 mod push_pull;
 mod reproducible;
+mod run;

@@ -347,16 +347,27 @@ impl TestCa {
     }
 }
 
+/// Busybox applets the base image links to /bin/busybox (the shell and
+/// what the RUN tests call).
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "ls", "rm", "mkdir", "id", "touch", "chmod", "chown", "ln", "mv", "cp",
+    "env", "true", "false", "sleep", "printf", "test", "pwd", "mknod", "mkfifo", "stat",
+];
+
 pub fn base_context() -> TestContext {
     let t = TestContext::new(
-        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY etc/ /etc/\nENV BASE=yes\nCMD [\"/bin/busybox\",\"sh\"]\n",
+        "FROM scratch\nCOPY bin/ /bin/\nCOPY etc/ /etc/\nENV BASE=yes\nCMD [\"/bin/busybox\",\"sh\"]\n",
     );
     t.file(
         "etc/passwd",
         "root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321::/home/app:/bin/sh\n",
     )
-    .file("etc/group", "root:x:0:\napp:x:4321:\n");
-    fs_err::copy(busybox(), t.ctx().join("busybox")).expect("copy busybox");
+    .file("etc/group", "root:x:0:\napp:x:4321:\nextra:x:777:app\n");
+    fs_err::create_dir_all(t.ctx().join("bin")).expect("mkdir bin");
+    fs_err::copy(busybox(), t.ctx().join("bin/busybox")).expect("copy busybox");
+    for a in APPLETS {
+        std::os::unix::fs::symlink("busybox", t.ctx().join("bin").join(a)).expect("symlink");
+    }
     t
 }
 

@@ -1,0 +1,123 @@
+//! RUN in the sandbox: commands add, change and delete files (whiteouts
+//! checked after umoci unpacks the image), switch users, see ENV and ARG,
+//! and fail on purpose.
+
+use crate::harness::{TestContext, assert_has_lines, tree};
+use crate::registry_server::{Auth, TestRegistry};
+
+fn build(reg: &TestRegistry, steps: &str, extra: &[&str]) -> (TestContext, String) {
+    let t = TestContext::new(&format!("FROM {}/base:1\n{steps}", reg.host));
+    let mut args = vec!["--custom-platform=linux/amd64"];
+    args.extend_from_slice(extra);
+    t.build_outputs(&args);
+    let listing = tree(&t.unpack());
+    (t, listing)
+}
+
+fn read(t: &TestContext, path: &str) -> String {
+    fs_err::read_to_string(t.path("rootfs").join(path)).unwrap()
+}
+
+#[test]
+fn run_adds_changes_and_deletes_files() {
+    let reg = TestRegistry::start(Auth::None);
+    reg.push_base("base:1", "linux/amd64");
+    let (t, listing) = build(
+        &reg,
+        "RUN echo hi > /hello && mkdir -p /a/b && touch /a/b/c && rm /etc/group && chmod 600 /etc/passwd\n\
+         RUN rm -r /a/b && echo more >> /hello && ln -s hello /link && mkfifo /fifo\n",
+        &[],
+    );
+    assert_has_lines(
+        &listing,
+        &[
+            "/hello 644 0:0 file n=1 \"hi\\nmore\\n\"",
+            "/a 755 0:0 dir",
+            "/link 777 0:0 link -> hello",
+            "/etc/passwd 600 0:0 file n=1 65 bytes",
+        ],
+    );
+    for gone in [
+        "/a/b",
+        "/etc/group ",
+        "/proc",
+        "/dev",
+        "/sys",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    ] {
+        assert!(
+            !listing.lines().any(|l| l.starts_with(gone)),
+            "{gone} should not be in the image:\n{listing}"
+        );
+    }
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("/fifo 644 0:0 other")),
+        "{listing}"
+    );
+    // two RUNs, two layers on top of the base's two
+    assert_eq!(t.manifest()["layers"].as_array().map(Vec::len), Some(4));
+    let history = t.config()["history"].clone();
+    let created: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    assert!(
+        created
+            .iter()
+            .any(|c| c.starts_with("RUN /bin/sh -c echo hi > /hello")),
+        "{created:?}"
+    );
+}
+
+#[test]
+fn run_sees_env_args_user_and_workdir() {
+    let reg = TestRegistry::start(Auth::None);
+    reg.push_base("base:1", "linux/amd64");
+    let (t, listing) = build(
+        &reg,
+        "ARG A=1\nENV B=2 A=env-wins-not\nARG C=3\nRUN echo \"$C-$B\" > /vars\n\
+         USER app\nWORKDIR /home/app\nRUN id > ids && pwd > where\n\
+         USER 4242\nRUN id -u > /home/app/numeric 2>/dev/null || echo denied > /tmp-denied; true\n\
+         USER root\nRUN <<EOF\necho from a heredoc > /heredoc\nEOF\n",
+        &["--build-arg", "C=override"],
+    );
+    assert_has_lines(
+        &listing,
+        &[
+            "/vars 644 0:0 file n=1 \"override-2\\n\"",
+            "/home/app/ids 644 1234:4321 file n=1 56 bytes",
+            "/home/app/where 644 1234:4321 file n=1 \"/home/app\\n\"",
+            "/heredoc 644 0:0 file n=1 \"from a heredoc\\n\"",
+        ],
+    );
+    // supplementary groups come from the image's /etc/group
+    assert_eq!(
+        read(&t, "home/app/ids"),
+        "uid=1234(app) gid=4321(app) groups=777(extra),4321(app)\n"
+    );
+}
+
+#[test]
+fn a_failing_run_names_the_line_and_exit_code() {
+    let reg = TestRegistry::start(Auth::None);
+    reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {}/base:1\nRUN echo visible-output\nRUN echo before; exit 3\n",
+        reg.host
+    ));
+    let run = t.build(&["--custom-platform=linux/amd64", "--no-push"]);
+    assert_eq!(run.code(), 1);
+    let err = run.stderr();
+    assert!(err.contains("[0] visible-output"), "{err}");
+    assert!(
+        err.contains(
+            "Dockerfile:3: RUN: process \"/bin/sh -c echo before; exit 3\" did not complete successfully: exit code: 3"
+        ),
+        "{err}"
+    );
+}
