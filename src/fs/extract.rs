@@ -211,3 +211,175 @@ fn empty_dir(root: &Path, rel: &str, written: &ChangeSet) -> Result<(), FsError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Crafted layers: whatever names, links and PAX records a tar holds,
+    //! nothing is written outside the root.
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A tar entry with a raw name (no checks), as an attacker would write it.
+    fn raw(
+        b: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        link: &str,
+        body: &[u8],
+    ) {
+        let mut h = tar::Header::new_ustar();
+        h.as_mut_bytes()[..100].fill(0);
+        h.as_mut_bytes()[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_size(body.len() as u64);
+        if !link.is_empty() {
+            h.as_mut_bytes()[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_cksum();
+        b.append(&h, body).expect("append");
+    }
+
+    fn layer(entries: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        entries(&mut b);
+        b.into_inner().expect("tar")
+    }
+
+    /// `outer/root`: after extraction, `outer` must hold `root` only.
+    fn sandbox() -> (tempfile::TempDir, PathBuf) {
+        let outer = tempfile::tempdir().expect("tempdir");
+        let root = outer.path().join("root");
+        fs_err::create_dir(&root).expect("mkdir");
+        (outer, root)
+    }
+
+    fn assert_contained(outer: &Path) {
+        let names: Vec<String> = fs_err::read_dir(outer)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["root"], "something was written outside the root");
+    }
+
+    fn apply(root: &Path, tar: &[u8]) -> Result<ChangeSet, FsError> {
+        extract_tar(
+            tar,
+            root,
+            "",
+            ExtractOptions {
+                whiteouts: true,
+                chown: None,
+            },
+        )
+    }
+
+    #[test]
+    fn dot_dot_and_absolute_names_stay_inside() {
+        let (outer, root) = sandbox();
+        let t = layer(|b| {
+            raw(b, "../../outside", tar::EntryType::Regular, "", b"x");
+            raw(b, "/abs", tar::EntryType::Regular, "", b"y");
+            raw(b, "a/../../../up", tar::EntryType::Regular, "", b"z");
+        });
+        apply(&root, &t).expect("extract");
+        assert_contained(outer.path());
+        assert_eq!(fs_err::read(root.join("outside")).expect("read"), b"x");
+        assert_eq!(fs_err::read(root.join("abs")).expect("read"), b"y");
+        assert_eq!(fs_err::read(root.join("up")).expect("read"), b"z");
+    }
+
+    #[test]
+    fn a_symlinked_parent_pointing_outside_is_followed_inside() {
+        let (outer, root) = sandbox();
+        let first = layer(|b| {
+            raw(b, "rel", tar::EntryType::Symlink, "../../..", b"");
+            raw(b, "abs", tar::EntryType::Symlink, "/", b"");
+        });
+        apply(&root, &first).expect("extract");
+        let second = layer(|b| {
+            raw(b, "rel/escaped", tar::EntryType::Regular, "", b"1");
+            raw(b, "abs/escaped2", tar::EntryType::Regular, "", b"2");
+        });
+        apply(&root, &second).expect("extract");
+        assert_contained(outer.path());
+        assert_eq!(fs_err::read(root.join("escaped")).expect("read"), b"1");
+        assert_eq!(fs_err::read(root.join("escaped2")).expect("read"), b"2");
+    }
+
+    #[test]
+    fn hard_links_cannot_reach_outside() {
+        let (outer, root) = sandbox();
+        fs_err::write(outer.path().join("secret"), "s").expect("write");
+        let t = layer(|b| {
+            raw(b, "hl", tar::EntryType::Link, "../secret", b"");
+        });
+        let err = apply(&root, &t).expect_err("a link to a file not in the image");
+        assert!(err.to_string().contains("not a file in the image"), "{err}");
+        // through a symlinked parent: resolved inside the root
+        let t = layer(|b| {
+            raw(b, "etc", tar::EntryType::Directory, "", b"");
+            raw(b, "etc/passwd", tar::EntryType::Regular, "", b"root");
+            raw(b, "up", tar::EntryType::Symlink, "../../..", b"");
+        });
+        apply(&root, &t).expect("extract");
+        let t = layer(|b| {
+            raw(b, "hl2", tar::EntryType::Link, "up/etc/passwd", b"");
+        });
+        apply(&root, &t).expect("extract");
+        use std::os::unix::fs::MetadataExt;
+        let a = fs_err::metadata(root.join("hl2")).expect("stat");
+        let b = fs_err::metadata(root.join("etc/passwd")).expect("stat");
+        assert_eq!(a.ino(), b.ino());
+        fs_err::remove_file(outer.path().join("secret")).expect("rm");
+        assert_contained(outer.path());
+    }
+
+    #[test]
+    fn a_pax_path_that_disagrees_with_the_header_is_cleaned_too() {
+        let (outer, root) = sandbox();
+        let t = layer(|b| {
+            b.append_pax_extensions([("path", b"../../pax-evil".as_slice())])
+                .expect("pax");
+            raw(b, "benign", tar::EntryType::Regular, "", b"p");
+        });
+        apply(&root, &t).expect("extract");
+        assert_contained(outer.path());
+        assert_eq!(fs_err::read(root.join("pax-evil")).expect("read"), b"p");
+        assert!(!root.join("benign").exists());
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_and_type_changes() {
+        let (_outer, root) = sandbox();
+        let first = layer(|b| {
+            raw(b, "d", tar::EntryType::Directory, "", b"");
+            raw(b, "d/old", tar::EntryType::Regular, "", b"o");
+            raw(b, "gone", tar::EntryType::Regular, "", b"g");
+            raw(b, "was-file", tar::EntryType::Regular, "", b"f");
+            raw(b, "o", tar::EntryType::Directory, "", b"");
+            raw(b, "o/a", tar::EntryType::Regular, "", b"a");
+        });
+        apply(&root, &first).expect("extract");
+        let second = layer(|b| {
+            raw(b, ".wh.gone", tar::EntryType::Regular, "", b"");
+            raw(b, "was-file", tar::EntryType::Directory, "", b"");
+            raw(b, "o/.wh..wh..opq", tar::EntryType::Regular, "", b"");
+            raw(b, "o/b", tar::EntryType::Regular, "", b"b");
+            raw(b, "d", tar::EntryType::Symlink, "o", b"");
+        });
+        let changes = apply(&root, &second).expect("extract");
+        assert!(!root.join("gone").exists());
+        assert!(root.join("was-file").is_dir());
+        assert!(!root.join("o/a").exists());
+        assert_eq!(fs_err::read(root.join("o/b")).expect("read"), b"b");
+        assert_eq!(
+            fs_err::read_link(root.join("d")).expect("link"),
+            Path::new("o")
+        );
+        assert!(changes.deleted.contains("gone"));
+    }
+}
