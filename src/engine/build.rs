@@ -3,7 +3,7 @@
 //! it to every output asked for (docker-archive, OCI layout, digest files).
 
 use super::context::{SourceTree, load_ignore};
-use super::remote::{Remote, extract_layers};
+use super::remote::Remote;
 use super::scope::BuildArgs;
 use super::stage::{BuildEnv, StageState, scratch_config};
 use super::{BuildOptions, EngineError};
@@ -364,15 +364,14 @@ fn start_stage(
             instruction: "FROM".to_string(),
             message: e.to_string(),
         })?;
-    let mut config = base.config;
+    let mut config = base.config.clone();
     let triggers = match config.config.on_build.take() {
         Some(t) if !t.is_empty() => parse_triggers(&image, &t)?,
         _ => Vec::new(),
     };
     fs_err::create_dir_all(&root)?;
     if reads_files || !triggers.is_empty() {
-        remote.fetch(&base.layers, env.store)?;
-        extract_layers(&base.layers, env.store, &root)?;
+        remote.fetch_and_extract(&base, env.store, &root)?;
         log::info!("[{label}] unpacked {} layers of {image}", base.layers.len());
     } else {
         log::info!("[{label}] not unpacking {image}: no step reads its files");

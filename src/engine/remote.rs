@@ -155,6 +155,63 @@ impl Remote {
         Ok(())
     }
 
+    /// Downloads a base's layers (four at a time) and applies each to
+    /// `root` as soon as it and every layer below it are in the store, so
+    /// extraction runs while later layers still download.
+    pub fn fetch_and_extract(
+        &self,
+        base: &BaseImage,
+        store: &BlobStore,
+        root: &Path,
+    ) -> Result<(), EngineError> {
+        use futures_util::StreamExt;
+        let layers = &base.layers;
+        let (ready, arrivals) = std::sync::mpsc::channel::<usize>();
+        std::thread::scope(|s| {
+            let extractor = s.spawn(move || -> Result<usize, EngineError> {
+                let mut arrived = std::collections::BTreeSet::new();
+                let mut next = 0;
+                for i in arrivals {
+                    arrived.insert(i);
+                    while arrived.remove(&next) {
+                        extract_layers(&layers[next..=next], store, root)?;
+                        next += 1;
+                    }
+                }
+                Ok(next)
+            });
+            let fetched = self.block_on(async {
+                let mut jobs = futures_util::stream::iter(layers.iter().enumerate())
+                    .map(|(i, d)| async move {
+                        self.registry
+                            .fetch_blob(&base.source, d, store)
+                            .await
+                            .map(|_| i)
+                    })
+                    .buffered(4);
+                while let Some(r) = jobs.next().await {
+                    // the extractor stops only on an error, which join reports
+                    let _ = ready.send(r?);
+                }
+                Ok::<(), crate::registry::RegistryError>(())
+            });
+            drop(ready);
+            let extracted = extractor
+                .join()
+                .map_err(|_| EngineError::Invalid("the layer extractor panicked".to_string()))?;
+            fetched??;
+            let n = extracted?;
+            if n != layers.len() {
+                return Err(EngineError::Invalid(format!(
+                    "{}: only {n} of {} layers were applied",
+                    base.source,
+                    layers.len()
+                )));
+            }
+            Ok(())
+        })
+    }
+
     /// Pushes the image to every destination, base layers mounted or
     /// uploaded from wherever they are.
     pub fn push(
