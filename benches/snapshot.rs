@@ -17,7 +17,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     let ignored = BTreeSet::new();
-    let before = walk(dir.path(), &ignored).expect("walk");
+    let before = walk(dir.path(), &ignored, &ignored).expect("walk");
     assert_eq!(before.len(), 100_000 + 1000 + 2);
     let mut n = 0u64;
     let mut group = c.benchmark_group("snapshot");
@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             fs_err::write(dir.path().join("usr/share/d0500/f050"), n.to_string()).expect("write");
-            let after = walk(dir.path(), &ignored).expect("walk");
+            let after = walk(dir.path(), &ignored, &ignored).expect("walk");
             let changes = diff(&before, &after, SnapshotMode::Full);
             assert!(changes.changed.contains("usr/share/d0500/f050"));
             changes

@@ -152,7 +152,9 @@ fn enter(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
-/// Paths the parent created in the root as mount points, removed after.
+/// Paths the parent created in the root as mount points. Files are
+/// removed after the command; directories stay, as they do in BuildKit's
+/// images (`/proc`, `/dev` and `/sys` then appear, empty, in the layer).
 #[derive(Debug, Default)]
 struct MountPoints {
     created: Vec<PathBuf>,
@@ -162,12 +164,18 @@ struct MountPoints {
 
 impl MountPoints {
     fn ensure(&mut self, path: &Path, dir: bool) -> std::io::Result<()> {
+        if dir {
+            if path.symlink_metadata().is_err() {
+                fs_err::create_dir_all(path)?;
+            }
+            return Ok(());
+        }
         if path.symlink_metadata().is_ok() {
             return Ok(());
         }
         if let Some(parent) = path.parent() {
             if !parent.exists() {
-                self.ensure(parent, true)?;
+                fs_err::create_dir_all(parent)?;
             }
             let meta = fs_err::metadata(parent)?;
             if !self.times.iter().any(|(p, _)| p == parent) {
@@ -177,11 +185,7 @@ impl MountPoints {
                 ));
             }
         }
-        if dir {
-            fs_err::create_dir(path)?;
-        } else {
-            fs_err::write(path, b"")?;
-        }
+        fs_err::write(path, b"")?;
         self.created.push(path.to_path_buf());
         Ok(())
     }

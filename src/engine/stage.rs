@@ -14,7 +14,7 @@ use crate::image::config::{Empty, HealthConfig};
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, History, ImageConfig, MediaTypes};
 use crate::lexpath;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -69,15 +69,15 @@ pub struct StageState {
     index: Option<snapshot::Index>,
 }
 
-/// Paths a snapshot never looks at: the sandbox's mount points and
-/// `--ignore-path`s.
-fn snapshot_ignores(env: &BuildEnv<'_>) -> std::collections::BTreeSet<String> {
-    let mut out: std::collections::BTreeSet<String> = ["proc", "sys", "dev"]
+/// Paths a snapshot leaves out (`--ignore-path`s), and the sandbox's mount
+/// points, recorded but never entered.
+fn snapshot_ignores(env: &BuildEnv<'_>) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ignored = env.ignore_paths.iter().cloned().collect();
+    let shallow = ["proc", "sys", "dev"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    out.extend(env.ignore_paths.iter().cloned());
-    out
+    (ignored, shallow)
 }
 
 /// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
@@ -433,13 +433,17 @@ impl StageState {
                 run_env.push((k.clone(), v.clone()));
             }
         }
+        if !run_env.iter().any(|(k, _)| k == "HOME") {
+            // as runc does: the user's home from passwd, else /
+            run_env.push(("HOME".to_string(), users::home_dir(&self.root, uid)));
+        }
         if !run_env.iter().any(|(k, _)| k == "PATH") {
             run_env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
         }
-        let ignored = snapshot_ignores(env);
+        let (ignored, shallow) = snapshot_ignores(env);
         let before = match self.index.take() {
             Some(i) => i,
-            None => snapshot::walk(&self.root, &ignored).map_err(|e| e.to_string())?,
+            None => snapshot::walk(&self.root, &ignored, &shallow).map_err(|e| e.to_string())?,
         };
         let spec = sandbox::Spec {
             root: self.root.clone(),
@@ -460,7 +464,7 @@ impl StageState {
             });
         }
         let started = std::time::Instant::now();
-        let after = snapshot::walk(&self.root, &ignored).map_err(|e| e.to_string())?;
+        let after = snapshot::walk(&self.root, &ignored, &shallow).map_err(|e| e.to_string())?;
         let changes = snapshot::diff(&before, &after, env.snapshot_mode);
         log::debug!(
             "[{}] snapshot of {} paths in {:.3} s: {} changed, {} deleted",

@@ -105,6 +105,14 @@ pub fn run_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), String>
     }
 }
 
+/// The home directory of `uid` in the image's passwd, `/` when none.
+pub fn home_dir(root: &Path, uid: u32) -> String {
+    lookup(root, "etc/passwd", &uid.to_string(), 2)
+        .and_then(|e| e.get(5).cloned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
+}
+
 fn group_entries(root: &Path) -> Vec<Vec<String>> {
     let Ok(rel) = scope::resolve(root, "etc/group", true) else {
         return Vec::new();

@@ -103,9 +103,14 @@ impl Index {
 }
 
 /// Walks `root` in parallel. `ignored` holds relative paths (and their
-/// subtrees) left out: `proc`, `sys`, `dev`, mount points, `--ignore-path`.
-pub fn walk(root: &Path, ignored: &BTreeSet<String>) -> Result<Index, FsError> {
-    let entries = walk_dir(root, "", ignored)?;
+/// subtrees) left out (`--ignore-path`); a path in `shallow` is recorded
+/// but not entered (the sandbox's mount points: `proc`, `sys`, `dev`).
+pub fn walk(
+    root: &Path,
+    ignored: &BTreeSet<String>,
+    shallow: &BTreeSet<String>,
+) -> Result<Index, FsError> {
+    let entries = walk_dir(root, "", ignored, shallow)?;
     Ok(Index {
         entries: entries.into_iter().collect(),
     })
@@ -115,6 +120,7 @@ fn walk_dir(
     root: &Path,
     rel: &str,
     ignored: &BTreeSet<String>,
+    shallow: &BTreeSet<String>,
 ) -> Result<Vec<(String, Meta)>, FsError> {
     let dir = if rel.is_empty() {
         root.to_path_buf()
@@ -135,14 +141,14 @@ fn walk_dir(
         let meta = fs_err::symlink_metadata(entry.path())
             .map_err(|e| FsError::path(format!("/{child}"), format!("snapshot: {e}")))?;
         let m = Meta::of(&meta);
-        if meta.is_dir() {
+        if meta.is_dir() && !shallow.contains(&child) {
             subdirs.push(child.clone());
         }
         here.push((child, m));
     }
     let nested: Vec<Vec<(String, Meta)>> = subdirs
         .par_iter()
-        .map(|d| walk_dir(root, d, ignored))
+        .map(|d| walk_dir(root, d, ignored, shallow))
         .collect::<Result<_, _>>()?;
     for n in nested {
         here.extend(n);
@@ -192,7 +198,12 @@ mod tests {
     use super::*;
 
     fn snap(root: &Path) -> Index {
-        walk(root, &BTreeSet::from(["proc".to_string()])).unwrap()
+        walk(
+            root,
+            &BTreeSet::from(["proc".to_string()]),
+            &BTreeSet::new(),
+        )
+        .unwrap()
     }
 
     #[test]

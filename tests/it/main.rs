@@ -10,6 +10,7 @@ mod registry_server;
 
 mod build_outputs;
 mod cli;
+mod conformance;
 mod dockerfile_semantics;
 mod faults;
 mod push_pull;

@@ -1,0 +1,309 @@
+//! Differential tests: each case under `tests/conformance/` is built by
+//! smelt and by `docker build` (BuildKit, in Debian's docker.io daemon,
+//! started here on a private socket with no bridge), from the same busybox
+//! base in a test registry; both images are unpacked by umoci and must give
+//! the same file tree (paths, types, modes, owners, link counts, sizes,
+//! contents, link targets) and the same config fields.
+
+use crate::harness::{tool, tree};
+use crate::registry_server::{Auth, TestRegistry, busybox};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SOCKET: &str = "unix:///var/run/smelt-oracle.sock";
+const STATE: &str = "/var/tmp/smelt-oracle";
+
+fn docker() -> Command {
+    let mut c = Command::new("/usr/bin/docker");
+    c.env("DOCKER_HOST", SOCKET).env("DOCKER_BUILDKIT", "1");
+    c
+}
+
+fn oracle_up() -> bool {
+    docker()
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts the reference dockerd once for all test processes (a file lock
+/// keeps two from starting it); it keeps running after the tests.
+fn ensure_oracle() {
+    if oracle_up() {
+        return;
+    }
+    fs_err::create_dir_all(STATE).expect("oracle state dir");
+    let lock = fs_err::File::create(format!("{STATE}/start.lock")).expect("lock file");
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+    if oracle_up() {
+        return;
+    }
+    let log = fs_err::File::create(format!("{STATE}/dockerd.log")).expect("log");
+    // setsid --fork: dockerd outlives this test process; setsid itself returns
+    let started = Command::new("setsid")
+        .args([
+            "--fork",
+            "/usr/sbin/dockerd",
+            "--host",
+            SOCKET,
+            "--data-root",
+            &format!("{STATE}/data"),
+            "--exec-root",
+            "/var/run/smelt-oracle",
+            "--pidfile",
+            "/var/run/smelt-oracle.pid",
+            "--iptables=false",
+            "--bridge=none",
+            "--ip-forward=false",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log").into_parts().0)
+        .stderr(log.into_parts().0)
+        .status()
+        .expect("dockerd is needed by the tests (the README's test command installs docker.io)");
+    assert!(started.success(), "setsid --fork dockerd failed");
+    let start = Instant::now();
+    while !oracle_up() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "dockerd did not come up; see {STATE}/dockerd.log"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A busybox base as Docker Hub's is laid out: every applet a hard link to
+/// /bin/busybox, /tmp sticky, /root, /home, /etc/passwd and /etc/group with
+/// root and nobody.
+fn push_busybox(reg: &TestRegistry) -> String {
+    let t = crate::harness::TestContext::new(
+        "FROM scratch\nCOPY bin/ /bin/\nCOPY root/ /\nCMD [\"sh\"]\n",
+    );
+    let bin = t.ctx().join("bin");
+    fs_err::create_dir_all(&bin).unwrap();
+    fs_err::copy(busybox(), bin.join("busybox")).unwrap();
+    let list = tool(busybox(), &["--list"]);
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        fs_err::hard_link(bin.join("busybox"), bin.join(applet)).unwrap();
+    }
+    let root = t.ctx().join("root");
+    for d in ["tmp", "root", "home", "etc", "var"] {
+        fs_err::create_dir_all(root.join(d)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    fs_err::set_permissions(root.join("root"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    fs_err::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+    )
+    .unwrap();
+    fs_err::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    let layout = t.path("oci");
+    t.build(&["--no-push", "--oci-layout-path", layout.to_str().unwrap()])
+        .ok();
+    reg.push_layout(&layout, "busybox:latest");
+    format!("{}/busybox:latest", reg.host)
+}
+
+fn case_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/conformance")
+        .join(name)
+}
+
+/// The config fields compared (Docker's names; empty counts as absent).
+fn compared(config: &serde_json::Value) -> serde_json::Value {
+    let keys = [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "OnBuild",
+        "Shell",
+    ];
+    let mut fields = serde_json::Map::new();
+    for k in keys {
+        let v = &config["config"][k];
+        let empty = v.is_null()
+            || v.as_str() == Some("")
+            || v.as_array().is_some_and(Vec::is_empty)
+            || v.as_object().is_some_and(serde_json::Map::is_empty);
+        if !empty {
+            fields.insert(k.to_string(), v.clone());
+        }
+    }
+    serde_json::Value::Object(fields)
+}
+
+/// The config inside a `docker save` archive, as docker wrote it (skopeo's
+/// OCI conversion would drop Healthcheck, OnBuild and Shell).
+fn archive_config(archive: &Path) -> serde_json::Value {
+    let manifest: serde_json::Value = serde_json::from_str(&tool(
+        "tar",
+        &["-xOf", archive.to_str().unwrap(), "manifest.json"],
+    ))
+    .unwrap();
+    let name = manifest[0]["Config"].as_str().unwrap().to_string();
+    serde_json::from_str(&tool("tar", &["-xOf", archive.to_str().unwrap(), &name])).unwrap()
+}
+
+/// The file tree and the compared config fields of an OCI layout's image.
+fn unpack(layout: &Path, tag: &str, rootfs: &Path) -> (String, serde_json::Value) {
+    tool(
+        "umoci",
+        &[
+            "raw",
+            "unpack",
+            "--image",
+            &format!("{}:{tag}", layout.display()),
+            rootfs.to_str().unwrap(),
+        ],
+    );
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
+    };
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let index = read(layout.join("index.json"));
+    let manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let config = read(blob(manifest["config"]["digest"].as_str().unwrap()));
+    (tree(rootfs), compared(&config))
+}
+
+fn differential(name: &str) {
+    ensure_oracle();
+    let reg = TestRegistry::start(Auth::None);
+    let base = push_busybox(&reg);
+    let dir = case_dir(name);
+    let context = if dir.join("context").is_dir() {
+        dir.join("context")
+    } else {
+        dir.clone()
+    };
+    let dockerfile = dir.join("Dockerfile");
+    let work = tempfile::tempdir().unwrap();
+    let base_arg = format!("BASE={base}");
+
+    // smelt
+    let ours = work.path().join("smelt-oci");
+    let out = Command::new(crate::harness::smelt_bin())
+        .args(["build", "--no-push", "-d", "conformance/case:t1"])
+        .arg("--context")
+        .arg(&context)
+        .arg("--dockerfile")
+        .arg(&dockerfile)
+        .args(["--build-arg", &base_arg, "--oci-layout-path"])
+        .arg(&ours)
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", work.path().join("no-config"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "smelt failed on {name}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // the reference
+    let tag = format!("smelt-oracle/{name}:{}", reg.host.replace([':', '.'], "-"));
+    let out = docker()
+        .args([
+            "build",
+            "-q",
+            "--network",
+            "host",
+            "--build-arg",
+            &base_arg,
+            "-t",
+            &tag,
+            "-f",
+        ])
+        .arg(&dockerfile)
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker build failed on {name}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = work.path().join("oracle.tar");
+    let out = docker()
+        .args(["save", "-o"])
+        .arg(&saved)
+        .arg(&tag)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker save: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = docker().args(["rmi", "-f", &tag]).output();
+    let theirs = work.path().join("oracle-oci");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            &format!("docker-archive:{}", saved.display()),
+            &format!("oci:{}:t1", theirs.display()),
+        ],
+    );
+
+    let (our_tree, our_config) = unpack(&ours, "t1", &work.path().join("smelt-rootfs"));
+    let (their_tree, _) = unpack(&theirs, "t1", &work.path().join("oracle-rootfs"));
+    let their_config = compared(&archive_config(&saved));
+    if our_tree != their_tree {
+        let mut diff = String::new();
+        for l in our_tree
+            .lines()
+            .filter(|l| !their_tree.lines().any(|t| t == *l))
+        {
+            writeln!(diff, "smelt only:  {l}").unwrap();
+        }
+        for l in their_tree
+            .lines()
+            .filter(|l| !our_tree.lines().any(|t| t == *l))
+        {
+            writeln!(diff, "docker only: {l}").unwrap();
+        }
+        panic!("{name}: the file trees differ:\n{diff}");
+    }
+    assert_eq!(our_config, their_config, "{name}: the configs differ");
+}
+
+macro_rules! cases {
+    ($($test:ident => $dir:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                differential($dir);
+            }
+        )*
+    };
+}
+
+cases! {
+    deletions_match_docker => "deletions",
+    run_environment_matches_docker => "run-environment",
+    links_match_docker => "links",
+    special_files_match_docker => "special-files",
+    metadata_matches_docker => "metadata",
+    copy_from_context_matches_docker => "copy-from-context",
+    multi_stage_matches_docker => "multi-stage",
+}
