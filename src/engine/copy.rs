@@ -244,8 +244,10 @@ impl Writer<'_, '_> {
         Ok(lexpath::child(&parent_rel, base))
     }
 
-    /// Makes sure the destination directory exists; a new one takes the
-    /// metadata of `src_dir` (docker copies it onto a directory it creates).
+    /// Makes sure the destination directory exists. A new one takes the
+    /// owner and times of `src_dir` but mode 0755 (after `--chmod`), as
+    /// BuildKit creates it (checked against docker build: a 0555 source
+    /// directory still gives a 0755 destination).
     fn prepare_dir(&mut self, abs: &str, src_dir: &Path) -> Result<String, String> {
         let rel = scope::resolve(self.job.root, abs, true).map_err(|e| e.to_string())?;
         let full = self.job.root.join(&rel);
@@ -259,6 +261,12 @@ impl Writer<'_, '_> {
         let meta = fs_err::metadata(src_dir).map_err(|e| e.to_string())?;
         fs_err::create_dir(&full).map_err(|e| e.to_string())?;
         self.apply_meta(&rel, &meta, true)?;
+        let mode = match &self.job.chmod {
+            Some(c) => c.apply(0o755, true),
+            None => 0o755,
+        };
+        fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| e.to_string())?;
         Ok(rel)
     }
 

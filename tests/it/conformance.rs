@@ -111,6 +111,9 @@ fn push_busybox(reg: &TestRegistry) -> String {
 }
 
 fn case_dir(name: &str) -> PathBuf {
+    if Path::new(name).is_absolute() {
+        return PathBuf::from(name);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/conformance")
         .join(name)
@@ -219,7 +222,11 @@ fn differential(name: &str) {
     );
 
     // the reference
-    let tag = format!("smelt-oracle/{name}:{}", reg.host.replace([':', '.'], "-"));
+    let short = Path::new(name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tag = format!("smelt-oracle/{short}:{}", reg.host.replace([':', '.'], "-"));
     let out = docker()
         .args([
             "build",
@@ -306,4 +313,33 @@ cases! {
     metadata_matches_docker => "metadata",
     copy_from_context_matches_docker => "copy-from-context",
     multi_stage_matches_docker => "multi-stage",
+}
+
+/// An extra check, not part of the suite: every case folder under
+/// `$SMELT_EXTRA_CONFORMANCE` (e.g. ../shared/conformance) that does not
+/// say it fails, against the same reference. Run with `--run-ignored all`.
+#[test]
+#[ignore = "needs SMELT_EXTRA_CONFORMANCE"]
+fn extra_conformance_cases() {
+    let Ok(dir) = std::env::var("SMELT_EXTRA_CONFORMANCE") else {
+        panic!("set SMELT_EXTRA_CONFORMANCE to a folder of cases");
+    };
+    let mut failed = Vec::new();
+    for entry in fs_err::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let expect = fs_err::read_to_string(path.join("expect")).unwrap_or_default();
+        if !path.join("Dockerfile").is_file() || expect.contains("fails") {
+            continue;
+        }
+        let name = path.display().to_string();
+        if let Err(e) = std::panic::catch_unwind(|| differential(&name)) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{name}: {msg}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
