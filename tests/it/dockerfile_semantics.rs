@@ -297,9 +297,7 @@ fn hard_links_and_symlinks_survive_copy() {
 #[test]
 fn copy_creates_destination_directories_0755() {
     use std::os::unix::fs::PermissionsExt;
-    let t = TestContext::new(
-        "FROM scratch\nCOPY ro /dst/ro\nCOPY --chmod=750 ro /dst/chmodded\n",
-    );
+    let t = TestContext::new("FROM scratch\nCOPY ro /dst/ro\nCOPY --chmod=750 ro /dst/chmodded\n");
     t.file("ro/f.txt", "f\n");
     fs_err::set_permissions(t.ctx().join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
     t.build_outputs(&[]);
