@@ -223,11 +223,6 @@ impl ExecutorFlags {
         check(!self.compressed_caching, "compressed-caching", cache);
         check(self.no_push_cache, "no-push-cache", cache);
         check(
-            self.single_snapshot,
-            "single-snapshot",
-            "merging all steps into one layer is not implemented yet",
-        );
-        check(
             !self.ignore_var_run || !self.whitelist_var_run,
             "ignore-var-run",
             snapshot,

@@ -258,6 +258,7 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
         work_dir: kaniko_dir,
         push: !f.no_push,
         snapshot_mode,
+        single_snapshot: f.single_snapshot,
         ignore_paths: f
             .ignore_paths
             .iter()

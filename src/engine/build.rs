@@ -119,6 +119,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         global_args: &global,
         snapshot_mode: opts.snapshot_mode,
         ignore_paths: opts.ignore_paths.clone(),
+        single_snapshot: opts.single_snapshot,
     };
 
     // roots of the stages so far, indexed by stage number
@@ -166,6 +167,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
             );
             state.run_step(&env, &mut args, step, &done)?;
         }
+        state.finish_snapshot(&env)?;
         done.push(root);
         last = Some(stage.index);
         states.insert(stage.index, state);

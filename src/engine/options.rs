@@ -35,6 +35,8 @@ pub struct BuildOptions {
     pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
     /// `--ignore-path`s, relative to the root, left out of snapshots.
     pub ignore_paths: Vec<String>,
+    /// `--single-snapshot`: one layer per stage, taken at its end.
+    pub single_snapshot: bool,
     /// Push to the destinations (kaniko's default; `--no-push` turns it off).
     pub push: bool,
     /// How to reach registries (pulls of base images, pushes).
@@ -64,6 +66,7 @@ impl BuildOptions {
             push: false,
             snapshot_mode: crate::fs::snapshot::SnapshotMode::Full,
             ignore_paths: Vec::new(),
+            single_snapshot: false,
             registry: crate::registry::Settings::default(),
         }
     }

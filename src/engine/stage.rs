@@ -37,6 +37,8 @@ pub struct BuildEnv<'a> {
     pub snapshot_mode: SnapshotMode,
     /// `--ignore-path`s, relative to the root.
     pub ignore_paths: Vec<String>,
+    /// `--single-snapshot`: one layer per stage, taken at its end.
+    pub single_snapshot: bool,
 }
 
 impl BuildEnv<'_> {
@@ -67,6 +69,8 @@ pub struct StageState {
     cmd_set: bool,
     /// The root's metadata after the last RUN, while nothing else wrote.
     index: Option<snapshot::Index>,
+    /// `--single-snapshot`: what the steps so far changed.
+    pending: Option<ChangeSet>,
 }
 
 /// Paths a snapshot leaves out (`--ignore-path`s), and the sandbox's mount
@@ -103,6 +107,7 @@ impl StageState {
             scope: StageScope::default(),
             cmd_set: false,
             index: None,
+            pending: None,
         }
     }
 
@@ -510,28 +515,61 @@ impl StageState {
             created_by: Some(created_by),
             ..History::default()
         };
-        match changes.filter(|c| !c.is_empty()) {
+        let changes = changes.filter(|c| !c.is_empty());
+        if env.single_snapshot {
+            // one layer at the end of the stage (`finish_snapshot`)
+            if let Some(c) = changes {
+                self.pending
+                    .get_or_insert_with(ChangeSet::default)
+                    .extend(c);
+            }
+            history.empty_layer = true;
+            self.config.history.push(history);
+            return Ok(());
+        }
+        match changes {
             Some(changes) => {
-                let blob = write_layer(&self.root, &changes, env.store, env.layer)?;
-                let media_type = match (env.media_types, blob.compression.is_zstd()) {
-                    (_, true) => OCI_LAYER_ZSTD,
-                    (MediaTypes::Docker, false) => DOCKER_LAYER_GZIP,
-                    (MediaTypes::Oci, false) => OCI_LAYER_GZIP,
-                };
-                log::info!(
-                    "[{}] layer {} ({} entries, {} bytes)",
-                    self.label,
-                    &blob.digest.hex()[..12],
-                    blob.entries,
-                    blob.size
-                );
-                self.config.rootfs.diff_ids.push(blob.diff_id.clone());
-                self.layers
-                    .push(Descriptor::new(media_type, blob.digest, blob.size));
+                self.add_layer(env, &changes)?;
             }
             None => history.empty_layer = true,
         }
         self.config.history.push(history);
+        Ok(())
+    }
+
+    /// With `--single-snapshot`: the stage's one layer, of everything its
+    /// steps changed, with a history entry of its own.
+    pub fn finish_snapshot(&mut self, env: &BuildEnv<'_>) -> Result<(), EngineError> {
+        let Some(changes) = self.pending.take().filter(|c| !c.is_empty()) else {
+            return Ok(());
+        };
+        self.add_layer(env, &changes)?;
+        self.config.history.push(History {
+            created: Some(env.created()),
+            created_by: Some("smelt --single-snapshot".to_string()),
+            ..History::default()
+        });
+        Ok(())
+    }
+
+    /// Writes `changes` as a layer and adds it to the image.
+    fn add_layer(&mut self, env: &BuildEnv<'_>, changes: &ChangeSet) -> Result<(), EngineError> {
+        let blob = write_layer(&self.root, changes, env.store, env.layer)?;
+        let media_type = match (env.media_types, blob.compression.is_zstd()) {
+            (_, true) => OCI_LAYER_ZSTD,
+            (MediaTypes::Docker, false) => DOCKER_LAYER_GZIP,
+            (MediaTypes::Oci, false) => OCI_LAYER_GZIP,
+        };
+        log::info!(
+            "[{}] layer {} ({} entries, {} bytes)",
+            self.label,
+            &blob.digest.hex()[..12],
+            blob.entries,
+            blob.size
+        );
+        self.config.rootfs.diff_ids.push(blob.diff_id.clone());
+        self.layers
+            .push(Descriptor::new(media_type, blob.digest, blob.size));
         Ok(())
     }
 }

@@ -127,3 +127,35 @@ fn a_failing_run_names_the_line_and_exit_code() {
         "{err}"
     );
 }
+
+#[test]
+fn single_snapshot_makes_one_layer_of_the_stage() {
+    let reg = TestRegistry::start(Auth::None);
+    reg.push_base("base:1", "linux/amd64");
+    let (t, listing) = build(
+        &reg,
+        "RUN echo a > /a && echo gone > /gone\nWORKDIR /made-by-workdir\nRUN rm /gone && rm /etc/group\nENV X=1\n",
+        &["--single-snapshot"],
+    );
+    // the base's two layers and one more
+    assert_eq!(t.manifest()["layers"].as_array().map(Vec::len), Some(3));
+    assert_has_lines(&listing, &["/a 644 0:0 file n=1 \"a\\n\""]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("/made-by-workdir 755")),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("/gone") && !listing.contains("/etc/group"),
+        "{listing}"
+    );
+    let history = t.config()["history"].clone();
+    let layered = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["empty_layer"].as_bool().unwrap_or(false))
+        .count();
+    assert_eq!(layered, 3, "{history:#}");
+}
