@@ -44,6 +44,16 @@ impl BuildArgs {
         v
     }
 
+    /// The predefined (proxy) args given: RUN sees them without an ARG line,
+    /// and they stay out of the history, as in docker.
+    pub fn predefined(&self) -> Vec<(String, String)> {
+        self.given
+            .iter()
+            .filter(|(k, _)| PREDEFINED.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Given args no ARG declared (docker warns about them).
     pub fn unused(&self) -> Vec<String> {
         self.given

@@ -377,7 +377,7 @@ impl StageState {
                 }
                 let argv = self.run_argv(run);
                 created_by = format!("RUN {} # buildkit", argv.join(" "));
-                changes = Some(self.run(env, &argv).map_err(fail)?);
+                changes = Some(self.run(env, &argv, &args.predefined()).map_err(fail)?);
             }
             Instruction::From(_) => return Err(fail("FROM inside a stage".to_string())),
         }
@@ -424,7 +424,12 @@ impl StageState {
     }
 
     /// Runs a command in the sandbox and snapshots what it changed.
-    fn run(&mut self, env: &BuildEnv<'_>, argv: &[String]) -> Result<ChangeSet, String> {
+    fn run(
+        &mut self,
+        env: &BuildEnv<'_>,
+        argv: &[String],
+        proxies: &[(String, String)],
+    ) -> Result<ChangeSet, String> {
         let (uid, gid, groups) = users::run_user(&self.root, &self.config.config.user)?;
         let workdir = self.workdir().to_string();
         let rel = scope::resolve(&self.root, &workdir, true).map_err(|e| e.to_string())?;
@@ -435,6 +440,11 @@ impl StageState {
             if let Some(v) = v
                 && !env_pairs.iter().any(|(e, _)| e == k)
             {
+                run_env.push((k.clone(), v.clone()));
+            }
+        }
+        for (k, v) in proxies {
+            if !run_env.iter().any(|(e, _)| e == k) {
                 run_env.push((k.clone(), v.clone()));
             }
         }

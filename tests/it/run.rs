@@ -89,8 +89,14 @@ fn run_sees_env_args_user_and_workdir() {
         "ARG A=1\nENV B=2 A=env-wins-not\nARG C=3\nRUN echo \"$C-$B\" > /vars\n\
          USER app\nWORKDIR /home/app\nRUN id > ids && pwd > where\n\
          USER 4242\nRUN id -u > /home/app/numeric 2>/dev/null || echo denied > /tmp-denied; true\n\
-         USER root\nRUN <<EOF\necho from a heredoc > /heredoc\nEOF\n",
-        &["--build-arg", "C=override"],
+         USER root\nRUN <<EOF\necho from a heredoc > /heredoc\nEOF\n\
+         RUN echo \"$no_proxy\" > /proxy\n",
+        &[
+            "--build-arg",
+            "C=override",
+            "--build-arg",
+            "no_proxy=.example",
+        ],
     );
     assert_has_lines(
         &listing,
@@ -99,6 +105,7 @@ fn run_sees_env_args_user_and_workdir() {
             "/home/app/ids 644 1234:4321 file n=1 56 bytes",
             "/home/app/where 644 1234:4321 file n=1 \"/home/app\\n\"",
             "/heredoc 644 0:0 file n=1 \"from a heredoc\\n\"",
+            "/proxy 644 0:0 file n=1 \".example\\n\"",
         ],
     );
     // supplementary groups come from the image's /etc/group
