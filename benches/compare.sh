@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# End to end, cold, in one hyperfine run: the bench-small Dockerfile built
+# and pushed by smelt, by BuildKit (`docker build` in Debian's docker.io,
+# a daemon this script starts on a private socket) and by buildah
+# (`buildah build --isolation chroot --layers`), all FROM the same
+# debootstrap'd Debian base in a registry on loopback.
+#
+# bench-small: FROM debian; RUN making 2,000 files; COPY of 500 context
+# files (64..4095 bytes, fixed seed); RUN deleting some; ENV, WORKDIR, CMD.
+#
+# Cold means: every builder starts with no image and no cache. Each one's
+# prepare step empties its store (BuildKit: image and builder prune;
+# buildah: rmi -af; smelt keeps nothing between builds), so deletions stay
+# out of the timed window (see ../shared/bench/README.md about this disk).
+# Each run pushes to a repository of its own. Peak RSS: one
+# `/usr/bin/time -v` run each, after the timed series.
+#
+# Needs root and Debian's packages (installed here): docker-registry,
+# debootstrap, buildah, docker.io, hyperfine, skopeo, time, curl, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-5}
+state=${BENCH_STATE:-/var/tmp/smelt-compare}
+suite=${DEBIAN_SUITE:-bookworm}
+
+pkgs=(docker-registry debootstrap buildah docker.io hyperfine skopeo time curl python3)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+cargo build --locked --release -q
+smelt=$PWD/target/release/smelt
+mkdir -p "$state"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# a registry on loopback
+port=$((20000 + RANDOM % 20000))
+reg=127.0.0.1:$port
+cat > "$work/registry.yml" <<YAML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/registry}}
+http: {addr: $reg}
+YAML
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -fs "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
+
+# the Debian base: debootstrap once (kept in $state), pushed by smelt
+rootfs=$state/debian-$suite
+if [ ! -x "$rootfs/bin/sh" ]; then
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  debootstrap --variant=minbase "$suite" "$rootfs.tmp" "${mirror:-http://deb.debian.org/debian}" >"$state/debootstrap.log"
+  mv "$rootfs.tmp" "$rootfs"
+fi
+tar -C "$rootfs" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -cf "$work/rootfs.tar" .
+mkdir -p "$work/base"
+mv "$work/rootfs.tar" "$work/base/"
+printf 'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n' > "$work/base/Dockerfile"
+"$smelt" build -c "$work/base" -v error -d "$reg/debian:$suite" >/dev/null
+base=$reg/debian:$suite
+
+# bench-small
+ctx=$work/small
+mkdir -p "$ctx/ctx"
+python3 - "$ctx/ctx" <<'PY'
+import os, random, sys
+random.seed(42)
+for i in range(500):
+    n = random.randint(64, 4095)
+    with open(os.path.join(sys.argv[1], "file-%03d.txt" % i), "wb") as f:
+        f.write(bytes(random.getrandbits(8) for _ in range(n)))
+PY
+cat > "$ctx/Dockerfile" <<DF
+FROM $base
+RUN mkdir -p /data/gen && for i in \$(seq 1 2000); do echo "generated file \$i" > /data/gen/f\$i.txt; done
+COPY ctx/ /data/ctx/
+RUN rm -f /data/gen/f1*.txt /data/ctx/file-0[0-4]*.txt && ls /data/gen | wc -l > /data/count
+ENV APP_HOME=/data BENCH=1
+WORKDIR /data
+CMD ["ls", "-l", "/data"]
+DF
+
+# the BuildKit reference on a private socket
+sock=unix:///var/run/smelt-compare-docker.sock
+docker_() { DOCKER_HOST=$sock DOCKER_BUILDKIT=1 /usr/bin/docker "$@"; }
+if ! docker_ version >/dev/null 2>&1; then
+  setsid --fork /usr/sbin/dockerd --host "$sock" --data-root "$state/docker" \
+    --exec-root /var/run/smelt-compare-docker --pidfile /var/run/smelt-compare-docker.pid \
+    --iptables=false --bridge=none --ip-forward=false >"$state/dockerd.log" 2>&1 </dev/null
+  for _ in $(seq 150); do docker_ version >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+buildah_store=(--root "$state/buildah" --runroot /run/smelt-compare-buildah)
+
+# each run gets a repository of its own
+echo 0 > "$work/n"
+cat > "$work/next" <<SH
+#!/bin/sh
+n=\$(cat $work/n); echo \$((n + 1)) > $work/n; echo \$n
+SH
+chmod +x "$work/next"
+cat > "$work/docker-build" <<SH
+#!/bin/sh
+set -e
+export DOCKER_HOST=$sock DOCKER_BUILDKIT=1
+tag=$reg/buildkit-\$($work/next):1
+/usr/bin/docker build -q --network host -t "\$tag" $ctx >/dev/null
+/usr/bin/docker push -q "\$tag" >/dev/null
+SH
+cat > "$work/docker-reset" <<SH
+#!/bin/sh
+export DOCKER_HOST=$sock
+/usr/bin/docker image prune -af >/dev/null 2>&1 || true
+/usr/bin/docker builder prune -af >/dev/null 2>&1 || true
+SH
+cat > "$work/buildah-build" <<SH
+#!/bin/sh
+set -e
+tag=$reg/buildah-\$($work/next):1
+buildah ${buildah_store[*]} build -q --isolation chroot --layers --tls-verify=false -t "\$tag" $ctx >/dev/null
+buildah ${buildah_store[*]} push -q --tls-verify=false "\$tag" "docker://\$tag"
+SH
+cat > "$work/buildah-reset" <<SH
+#!/bin/sh
+buildah ${buildah_store[*]} rm -a >/dev/null 2>&1 || true
+buildah ${buildah_store[*]} rmi -af >/dev/null 2>&1 || true
+SH
+cat > "$work/smelt-build" <<SH
+#!/bin/sh
+set -e
+$smelt build -c $ctx -v error -d $reg/smelt-\$($work/next):1 >/dev/null
+SH
+chmod +x "$work"/docker-build "$work"/docker-reset "$work"/buildah-build "$work"/buildah-reset "$work"/smelt-build
+
+out=${OUT:-$work}
+hyperfine --runs "$runs" --warmup 1 --export-markdown "$out/compare.md" \
+  --prepare "$work/docker-reset" -n buildkit "$work/docker-build" \
+  --prepare "$work/buildah-reset" -n buildah "$work/buildah-build" \
+  --prepare true -n smelt "$work/smelt-build"
+cat "$out/compare.md"
+
+echo "peak RSS (one run each, /usr/bin/time -v):"
+"$work/docker-reset"; "$work/buildah-reset"
+for b in smelt buildah; do
+  kb=$(/usr/bin/time -v "$work/$b-build" 2>&1 >/dev/null | awk -F': ' '/Maximum resident/ {print $2}')
+  echo "  $b: $kb kB"
+done
+pid=$(cat /var/run/smelt-compare-docker.pid 2>/dev/null || true)
+if [ -n "$pid" ]; then
+  before=$(awk '/VmHWM/ {print $2}' /proc/"$pid"/status)
+  "$work/docker-build"
+  after=$(awk '/VmHWM/ {print $2}' /proc/"$pid"/status)
+  echo "  buildkit (dockerd's high-water mark, before and after one build): $before kB -> $after kB"
+fi
