@@ -6,6 +6,7 @@
 //! layers); ADD of a local archive extracts without them.
 
 use super::tree::{mkdir_all, remove_any, set_mtime};
+use super::writers::{self, BUFFERED_MAX, FileJob, Writers};
 use super::{ChangeSet, FsError, io_at, scope};
 use crate::lexpath;
 use std::io::Read;
@@ -30,12 +31,31 @@ struct Deferred {
 }
 
 /// Extracts `reader` (an uncompressed tar) under `dest` (relative to `root`).
-/// Returns what changed, relative to the root.
+/// Returns what changed, relative to the root. Small files are written by
+/// several threads ([`super::writers`]).
 pub fn extract_tar<R: Read>(
     reader: R,
     root: &Path,
     dest: &str,
     opts: ExtractOptions,
+) -> Result<ChangeSet, FsError> {
+    std::thread::scope(|scope| {
+        let mut writers = Writers::start(scope, writers::threads());
+        let result = extract_with(reader, root, dest, opts, &mut writers);
+        let flushed = writers.flush();
+        drop(writers);
+        let changes = result?;
+        flushed?;
+        Ok(changes)
+    })
+}
+
+fn extract_with<R: Read>(
+    reader: R,
+    root: &Path,
+    dest: &str,
+    opts: ExtractOptions,
+    writers: &mut Writers,
 ) -> Result<ChangeSet, FsError> {
     let dest = scope::resolve(root, dest, true)?;
     let mut changes = ChangeSet::default();
@@ -53,7 +73,9 @@ pub fn extract_tar<R: Read>(
         }
         let (parent, base) = lexpath::split_last(&name);
         let parent_rel = scope::resolve(root, &lexpath::child(&dest, parent), true)?;
-        if opts.whiteouts {
+        if opts.whiteouts && base.starts_with(".wh.") {
+            // nothing may be half-written under what is about to go
+            writers.flush()?;
             if base == ".wh..wh..opq" {
                 empty_dir(root, &parent_rel, &changes)?;
                 changes.opaque.insert(parent_rel.clone());
@@ -71,6 +93,10 @@ pub fn extract_tar<R: Read>(
         }
         let rel = lexpath::child(&parent_rel, base);
         let full = root.join(&rel);
+        if writers.pending(&full) {
+            // a second entry for a path a worker may still be writing
+            writers.flush()?;
+        }
         mkdir_all(root, &parent_rel, (0, 0), 0o755)?;
         let header = entry.header().clone();
         let (uid, gid) = match opts.chown {
@@ -88,6 +114,10 @@ pub fn extract_tar<R: Read>(
         if let Some(m) = &existing
             && !(is_dir && m.is_dir())
         {
+            if m.is_dir() {
+                // workers may be writing inside the tree about to go
+                writers.flush()?;
+            }
             remove_any(&full)?;
         }
         match kind {
@@ -96,6 +126,24 @@ pub fn extract_tar<R: Read>(
                     fs_err::create_dir(&full)?;
                 }
                 dir_times.push((rel.clone(), mtime));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous
+                if writers.parallel() && header.size().map_err(bad)? <= BUFFERED_MAX =>
+            {
+                let mut data = Vec::with_capacity(header.size().map_err(bad)? as usize);
+                entry.read_to_end(&mut data).map_err(bad)?;
+                let xattrs = pax_xattrs(&mut entry).map_err(bad)?;
+                writers.dispatch(FileJob {
+                    full,
+                    data,
+                    uid,
+                    gid,
+                    mode,
+                    mtime,
+                    xattrs,
+                })?;
+                changes.add(&rel);
+                continue;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let mut out = fs_err::File::create(&full)?;
@@ -117,6 +165,8 @@ pub fn extract_tar<R: Read>(
                 continue;
             }
             tar::EntryType::Link => {
+                // the target may be a file a worker is writing
+                writers.flush()?;
                 let target = entry
                     .link_name_bytes()
                     .map(|b| b.into_owned())
@@ -162,20 +212,15 @@ pub fn extract_tar<R: Read>(
         }
         std::os::unix::fs::lchown(&full, Some(uid), Some(gid)).map_err(io_at(&full, "chown"))?;
         fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
-        if let Some(exts) = entry.pax_extensions().map_err(bad)? {
-            for ext in exts {
-                let ext = ext.map_err(bad)?;
-                if let Some(key) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                    xattr::set(&full, key, ext.value_bytes())
-                        .map_err(io_at(&full, "setting xattr"))?;
-                }
-            }
+        for (key, value) in pax_xattrs(&mut entry).map_err(bad)? {
+            xattr::set(&full, &key, &value).map_err(io_at(&full, "setting xattr"))?;
         }
         if !is_dir {
             set_mtime(&full, mtime)?;
         }
         changes.add(&rel);
     }
+    writers.flush()?;
     for link in symlinks {
         let full = root.join(&link.rel);
         if full.symlink_metadata().is_ok() {
@@ -193,6 +238,20 @@ pub fn extract_tar<R: Read>(
         set_mtime(&root.join(rel), mtime)?;
     }
     Ok(changes)
+}
+
+/// The xattrs an entry's PAX records carry (`SCHILY.xattr.<name>`).
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Some(key) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                out.push((key.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Opaque marker: removes everything under `rel` that this extraction did

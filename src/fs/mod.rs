@@ -13,6 +13,7 @@ pub mod pargz;
 pub mod scope;
 pub mod snapshot;
 pub mod tree;
+mod writers;
 
 pub use changes::ChangeSet;
 pub use compress::Compression;
