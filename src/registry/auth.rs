@@ -211,11 +211,20 @@ impl Authenticator {
         locked(&self.credentials).insert(registry.to_string(), credential);
     }
 
-    fn credential(&self, registry: &str) -> Option<Credential> {
+    /// The credential for `registry`, looked up once. The lookup may run a
+    /// credential helper and wait for it, so it runs on tokio's blocking
+    /// pool, not on a worker.
+    async fn credential(&self, registry: &str) -> Option<Credential> {
         if let Some(c) = locked(&self.credentials).get(registry) {
             return c.clone();
         }
-        let c = lookup_credential(registry);
+        let owned = registry.to_string();
+        let c = tokio::task::spawn_blocking(move || lookup_credential(&owned))
+            .await
+            .unwrap_or_else(|e| {
+                log::debug!("credential lookup for {registry} did not finish: {e}");
+                None
+            });
         locked(&self.credentials).insert(registry.to_string(), c.clone());
         c
     }
@@ -236,7 +245,7 @@ impl Authenticator {
         let Some(Some(challenge)) = self.challenge(registry) else {
             return Ok(None);
         };
-        let credential = self.credential(registry);
+        let credential = self.credential(registry).await;
         match challenge.scheme {
             Scheme::Basic => Ok(credential.as_ref().and_then(Credential::basic_header)),
             Scheme::Bearer => {
