@@ -206,11 +206,6 @@ impl Authenticator {
         locked(&self.challenges).insert(registry.to_string(), challenge);
     }
 
-    /// Uses `credential` for `registry` instead of what config.json says.
-    pub(crate) fn set_credential(&self, registry: &str, credential: Option<Credential>) {
-        locked(&self.credentials).insert(registry.to_string(), credential);
-    }
-
     /// The credential for `registry`, looked up once. The lookup may run a
     /// credential helper and wait for it, so it runs on tokio's blocking
     /// pool, not on a worker.

@@ -7,7 +7,7 @@
 //! registry and be let in, nothing about images.
 
 use super::RegistryError;
-use super::auth::{Authenticator, Credential, parse_challenge};
+use super::auth::{Authenticator, parse_challenge};
 use super::error::registry_message;
 use super::progress::Progress;
 use std::collections::HashMap;
@@ -56,9 +56,6 @@ pub struct Settings {
     pub push_retries: u32,
     /// Draw progress bars (stderr is a terminal) instead of log lines.
     pub progress_bars: bool,
-    /// Credentials to use instead of docker's config.json, by registry
-    /// (for embedding smelt; the CLI leaves this empty).
-    pub credentials: Vec<(String, Credential)>,
 }
 
 /// Attempts every request gets before the `--*-retry` flags add more
@@ -106,9 +103,6 @@ fn is_loopback(host: &str) -> bool {
 impl Registry {
     pub fn new(settings: Settings) -> Registry {
         let auth = Authenticator::default();
-        for (registry, credential) in &settings.credentials {
-            auth.set_credential(registry, Some(credential.clone()));
-        }
         let progress = Progress::new(settings.progress_bars);
         Registry {
             settings,
