@@ -17,6 +17,7 @@ pub(crate) struct Transfer {
     bar: Option<ProgressBar>,
     verb: &'static str,
     label: String,
+    size: u64,
     started: Instant,
 }
 
@@ -44,6 +45,7 @@ impl Progress {
             bar,
             verb,
             label,
+            size,
             started: Instant::now(),
         }
     }
@@ -68,9 +70,10 @@ impl Transfer {
         }
     }
 
-    /// The transfer is done: `size` bytes went over the wire (0 when the
-    /// registry already had it or mounted it, said by `how`).
-    pub(crate) fn finish(self, size: u64, how: Option<&str>) {
+    /// The transfer is done: the blob went over the wire, or, when `how`
+    /// says so, the registry already had it or mounted it.
+    pub(crate) fn finish(self, how: Option<&str>) {
+        let size = self.size;
         let secs = self.started.elapsed().as_secs_f64();
         if let Some(b) = self.bar {
             b.finish_and_clear();

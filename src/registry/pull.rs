@@ -293,6 +293,25 @@ impl Registry {
         .await
     }
 
+    /// GETs a blob of `r`: the response, once its status says it is coming.
+    async fn get_blob(
+        &self,
+        ep: &Endpoint,
+        r: &Reference,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", ep.base, r.repository);
+        let scopes = [scope(&r.repository, false)];
+        let response = self
+            .send(ep, &scopes, what, |http| Ok(http.get(&url)))
+            .await?;
+        if !response.status().is_success() {
+            return Err(fail(response, what).await);
+        }
+        Ok(response)
+    }
+
     /// A small blob (a config) read into memory and verified.
     async fn small_blob(
         &self,
@@ -301,14 +320,7 @@ impl Registry {
         desc: &Descriptor,
         what: &str,
     ) -> Result<Vec<u8>, RegistryError> {
-        let url = format!("{}/v2/{}/blobs/{}", ep.base, r.repository, desc.digest);
-        let scopes = [scope(&r.repository, false)];
-        let response = self
-            .send(ep, &scopes, what, |http| Ok(http.get(&url)))
-            .await?;
-        if !response.status().is_success() {
-            return Err(fail(response, what).await);
-        }
+        let response = self.get_blob(ep, r, &desc.digest, what).await?;
         let bytes = read_capped(response, MAX_CONFIG, what).await?;
         let actual = Digest::sha256(&bytes);
         if actual != desc.digest {
@@ -347,7 +359,7 @@ impl Registry {
         .await;
         match result {
             Ok(path) => {
-                transfer.finish(desc.size, None);
+                transfer.finish(None);
                 Ok(path)
             }
             Err(e) => Err(e),
@@ -363,14 +375,7 @@ impl Registry {
         what: &str,
         transfer: &super::progress::Transfer,
     ) -> Result<PathBuf, RegistryError> {
-        let url = format!("{}/v2/{}/blobs/{}", ep.base, source.repository, desc.digest);
-        let scopes = [scope(&source.repository, false)];
-        let response = self
-            .send(ep, &scopes, what, |http| Ok(http.get(&url)))
-            .await?;
-        if !response.status().is_success() {
-            return Err(fail(response, what).await);
-        }
+        let response = self.get_blob(ep, source, &desc.digest, what).await?;
         let tmp = store.temp_file()?;
         let file = tmp
             .as_file()

@@ -105,15 +105,12 @@ impl Registry {
         })
         .await?;
         match placed {
-            Placed::Existed => transfer.finish(0, Some(&format!("already in {repo}"))),
-            Placed::Mounted => transfer.finish(
-                0,
-                Some(&format!(
-                    "mounted from {}",
-                    mount_from.map(|m| m.repository.as_str()).unwrap_or("?")
-                )),
-            ),
-            Placed::Uploaded => transfer.finish(desc.size, None),
+            Placed::Existed => transfer.finish(Some(&format!("already in {repo}"))),
+            Placed::Mounted => transfer.finish(Some(&format!(
+                "mounted from {}",
+                mount_from.map(|m| m.repository.as_str()).unwrap_or("?")
+            ))),
+            Placed::Uploaded => transfer.finish(None),
         }
         Ok(())
     }
