@@ -8,37 +8,17 @@ use std::path::Path;
 /// user's primary group; a numeric uid without a group uses the same number
 /// as gid (docker's documented rule).
 pub fn resolve(root: &Path, spec: &str) -> Result<(u32, u32), String> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
+    let (user, group) = split_spec(spec);
     let (uid, primary) = match user.parse::<u32>() {
         Ok(uid) => (uid, uid),
         Err(_) => {
-            let entry = lookup(root, "etc/passwd", user, 0).ok_or_else(|| {
-                format!("unable to find user {user}: no matching entries in passwd file")
-            })?;
-            let uid = entry
-                .get(2)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| format!("bad passwd entry for {user}"))?;
-            let gid = entry
-                .get(3)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| format!("bad passwd entry for {user}"))?;
+            let (uid, gid, _) = named_user(root, user)?;
             (uid, gid)
         }
     };
     let gid = match group {
         None | Some("") => primary,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => lookup(root, "etc/group", g, 0)
-                .and_then(|e| e.get(2).and_then(|s| s.parse().ok()))
-                .ok_or_else(|| {
-                    format!("unable to find group {g}: no matching entries in group file")
-                })?,
-        },
+        Some(g) => group_id(root, g)?,
     };
     Ok((uid, gid))
 }
@@ -48,60 +28,74 @@ pub fn resolve(root: &Path, spec: &str) -> Result<(u32, u32), String> {
 /// primary group is then 0); without an explicit group the user's
 /// supplementary groups come from /etc/group.
 pub fn run_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), String> {
-    let spec = if spec.is_empty() { "0" } else { spec };
-    let (user, group) = match spec.split_once(':') {
+    let (user, group) = split_spec(if spec.is_empty() { "0" } else { spec });
+    let (uid, primary, name) = match user.parse::<u32>() {
+        Ok(uid) => {
+            let entry = lookup(root, "etc/passwd", &uid.to_string(), 2);
+            let primary = entry
+                .as_ref()
+                .and_then(|e| e.get(3))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            (uid, primary, entry.and_then(|e| e.first().cloned()))
+        }
+        Err(_) => {
+            let (uid, gid, entry) = named_user(root, user)?;
+            (uid, gid, entry.first().cloned())
+        }
+    };
+    if let Some(g) = group.filter(|g| !g.is_empty()) {
+        let gid = group_id(root, g)?;
+        return Ok((uid, gid, vec![gid]));
+    }
+    let mut groups = vec![primary];
+    if let Some(name) = name {
+        for g in entries(root, "etc/group") {
+            let member = g
+                .get(3)
+                .is_some_and(|m| m.split(',').any(|u| u.trim() == name));
+            if let Some(gid) = g.get(2).and_then(|s| s.parse::<u32>().ok())
+                && member
+                && !groups.contains(&gid)
+            {
+                groups.push(gid);
+            }
+        }
+    }
+    Ok((uid, primary, groups))
+}
+
+/// `user[:group]`
+fn split_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
-    };
-    let entry = match user.parse::<u32>() {
-        Ok(uid) => lookup(root, "etc/passwd", &uid.to_string(), 2),
-        Err(_) => Some(lookup(root, "etc/passwd", user, 0).ok_or_else(|| {
-            format!("unable to find user {user}: no matching entries in passwd file")
-        })?),
-    };
-    let uid = match user.parse::<u32>() {
-        Ok(uid) => uid,
-        Err(_) => entry
-            .as_ref()
-            .and_then(|e| e.get(2))
+    }
+}
+
+/// A user that must be in the image's passwd: uid, primary gid, the entry.
+fn named_user(root: &Path, user: &str) -> Result<(u32, u32, Vec<String>), String> {
+    let entry = lookup(root, "etc/passwd", user, 0)
+        .ok_or_else(|| format!("unable to find user {user}: no matching entries in passwd file"))?;
+    let field = |i: usize| {
+        entry
+            .get(i)
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad passwd entry for {user}"))?,
+            .ok_or_else(|| format!("bad passwd entry for {user}"))
     };
-    let primary: u32 = entry
-        .as_ref()
-        .and_then(|e| e.get(3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let name = entry.as_ref().and_then(|e| e.first().cloned());
-    match group.filter(|g| !g.is_empty()) {
-        Some(g) => {
-            let gid = match g.parse::<u32>() {
-                Ok(gid) => gid,
-                Err(_) => lookup(root, "etc/group", g, 0)
-                    .and_then(|e| e.get(2).and_then(|s| s.parse().ok()))
-                    .ok_or_else(|| {
-                        format!("unable to find group {g}: no matching entries in group file")
-                    })?,
-            };
-            Ok((uid, gid, vec![gid]))
-        }
-        None => {
-            let mut groups = vec![primary];
-            if let Some(name) = name {
-                for g in group_entries(root) {
-                    let member = g
-                        .get(3)
-                        .is_some_and(|m| m.split(',').any(|u| u.trim() == name));
-                    if let Some(gid) = g.get(2).and_then(|s| s.parse::<u32>().ok())
-                        && member
-                        && !groups.contains(&gid)
-                    {
-                        groups.push(gid);
-                    }
-                }
-            }
-            Ok((uid, primary, groups))
-        }
+    let (uid, gid) = (field(2)?, field(3)?);
+    Ok((uid, gid, entry))
+}
+
+/// A group given by number, or by a name the image's /etc/group has.
+fn group_id(root: &Path, group: &str) -> Result<u32, String> {
+    match group.parse::<u32>() {
+        Ok(gid) => Ok(gid),
+        Err(_) => lookup(root, "etc/group", group, 0)
+            .and_then(|e| e.get(2).and_then(|s| s.parse().ok()))
+            .ok_or_else(|| {
+                format!("unable to find group {group}: no matching entries in group file")
+            }),
     }
 }
 
@@ -113,8 +107,10 @@ pub fn home_dir(root: &Path, uid: u32) -> String {
         .unwrap_or_else(|| "/".to_string())
 }
 
-fn group_entries(root: &Path) -> Vec<Vec<String>> {
-    let Ok(rel) = scope::resolve(root, "etc/group", true) else {
+/// The `:`-separated fields of every line of an image file (none when the
+/// image has no such file).
+fn entries(root: &Path, file: &str) -> Vec<Vec<String>> {
+    let Ok(rel) = scope::resolve(root, file, true) else {
         return Vec::new();
     };
     fs_err::read_to_string(root.join(rel))
@@ -128,10 +124,8 @@ fn group_entries(root: &Path) -> Vec<Vec<String>> {
 
 /// The `:`-separated fields of the entry whose field `key_field` is `name`.
 fn lookup(root: &Path, file: &str, name: &str, key_field: usize) -> Option<Vec<String>> {
-    let rel = scope::resolve(root, file, true).ok()?;
-    let text = fs_err::read_to_string(root.join(rel)).ok()?;
-    text.lines()
-        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+    entries(root, file)
+        .into_iter()
         .find(|f| f.get(key_field).map(String::as_str) == Some(name))
 }
 
