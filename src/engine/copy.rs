@@ -260,13 +260,7 @@ impl Writer<'_, '_> {
         self.mkdir_parents(lexpath::split_last(&rel).0)?;
         let meta = fs_err::metadata(src_dir).map_err(|e| e.to_string())?;
         fs_err::create_dir(&full).map_err(|e| e.to_string())?;
-        self.apply_meta(&rel, &meta, true)?;
-        let mode = match &self.job.chmod {
-            Some(c) => c.apply(0o755, true),
-            None => 0o755,
-        };
-        fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| e.to_string())?;
+        self.apply_meta(&rel, &meta, 0o755, true)?;
         Ok(rel)
     }
 
@@ -290,10 +284,13 @@ impl Writer<'_, '_> {
     }
 
     /// Owner, mode (after `--chmod`) and, for files, times.
+    /// `mode` is the mode before `--chmod`: the source's, or 0755 for a
+    /// directory COPY creates.
     fn apply_meta(
         &mut self,
         rel: &str,
         meta: &std::fs::Metadata,
+        mode: u32,
         is_dir: bool,
     ) -> Result<(), String> {
         let full = self.job.root.join(rel);
@@ -301,8 +298,8 @@ impl Writer<'_, '_> {
         std::os::unix::fs::lchown(&full, Some(uid), Some(gid)).map_err(|e| self.err(rel, e))?;
         if !meta.file_type().is_symlink() {
             let mode = match &self.job.chmod {
-                Some(c) => c.apply(meta.mode(), is_dir),
-                None => meta.mode() & 0o7777,
+                Some(c) => c.apply(mode, is_dir),
+                None => mode & 0o7777,
             };
             fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| e.to_string())?;
@@ -369,7 +366,7 @@ impl Writer<'_, '_> {
             // sockets are not copied
             return Ok(());
         }
-        self.apply_meta(dest_rel, meta, ft.is_dir())
+        self.apply_meta(dest_rel, meta, meta.mode(), ft.is_dir())
     }
 
     /// Copies the contents of source directory `src_rel` into `dest_rel`,
@@ -422,7 +419,7 @@ impl Writer<'_, '_> {
             }
             return Ok(());
         }
-        self.apply_meta(dest_rel, meta, true)
+        self.apply_meta(dest_rel, meta, meta.mode(), true)
     }
 
     fn write_inline(&mut self, abs: &str, inline: &InlineFile) -> Result<(), String> {
