@@ -6,12 +6,11 @@
 //! layers); ADD of a local archive extracts without them.
 
 use super::tree::{mkdir_all, remove_any, set_mtime};
-use super::writers::{self, BUFFERED_MAX, FileJob, Writers};
+use super::writers::{self, BUFFERED_MAX, FileJob, Writers, set_metadata};
 use super::{ChangeSet, FsError, io_at, scope};
 use crate::lexpath;
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -210,14 +209,8 @@ fn extract_with<R: Read>(
             // pax/gnu metadata entries are consumed by the tar reader; others are skipped
             _ => continue,
         }
-        std::os::unix::fs::lchown(&full, Some(uid), Some(gid)).map_err(io_at(&full, "chown"))?;
-        fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
-        for (key, value) in pax_xattrs(&mut entry).map_err(bad)? {
-            xattr::set(&full, &key, &value).map_err(io_at(&full, "setting xattr"))?;
-        }
-        if !is_dir {
-            set_mtime(&full, mtime)?;
-        }
+        let xattrs = pax_xattrs(&mut entry).map_err(bad)?;
+        set_metadata(&full, (uid, gid), mode, &xattrs, (!is_dir).then_some(mtime))?;
         changes.add(&rel);
     }
     writers.flush()?;

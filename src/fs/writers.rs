@@ -15,7 +15,7 @@ use crossbeam_channel::{Sender, bounded};
 use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Files larger than this are written by the reading thread, streaming.
@@ -34,20 +34,41 @@ pub(crate) struct FileJob {
 }
 
 impl FileJob {
-    /// Creates the file and sets its metadata: chown before chmod (chown
-    /// clears setuid bits), xattrs after chown (it clears capabilities).
+    /// Creates the file and sets its metadata.
     pub(crate) fn write(&self) -> Result<(), FsError> {
-        let at = |what: &'static str| super::io_at(&self.full, what);
         let mut f = fs_err::File::create(&self.full)?;
-        f.write_all(&self.data).map_err(at("writing"))?;
+        f.write_all(&self.data)
+            .map_err(super::io_at(&self.full, "writing"))?;
         drop(f);
-        std::os::unix::fs::lchown(&self.full, Some(self.uid), Some(self.gid))
-            .map_err(at("chown"))?;
-        fs_err::set_permissions(&self.full, std::fs::Permissions::from_mode(self.mode))?;
-        for (k, v) in &self.xattrs {
-            xattr::set(&self.full, k, v).map_err(at("setting xattr"))?;
-        }
-        set_mtime(&self.full, self.mtime)
+        set_metadata(
+            &self.full,
+            (self.uid, self.gid),
+            self.mode,
+            &self.xattrs,
+            Some(self.mtime),
+        )
+    }
+}
+
+/// What an extracted entry (not a symlink) gets after it is made: owner,
+/// then mode (chown clears setuid bits), then xattrs (chown clears
+/// capabilities), then the time (`None` for directories, whose times are
+/// set once their contents are in).
+pub(crate) fn set_metadata(
+    full: &Path,
+    (uid, gid): (u32, u32),
+    mode: u32,
+    xattrs: &[(String, Vec<u8>)],
+    mtime: Option<i64>,
+) -> Result<(), FsError> {
+    std::os::unix::fs::lchown(full, Some(uid), Some(gid)).map_err(super::io_at(full, "chown"))?;
+    fs_err::set_permissions(full, std::fs::Permissions::from_mode(mode))?;
+    for (k, v) in xattrs {
+        xattr::set(full, k, v).map_err(super::io_at(full, "setting xattr"))?;
+    }
+    match mtime {
+        Some(t) => set_mtime(full, t),
+        None => Ok(()),
     }
 }
 
