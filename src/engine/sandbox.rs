@@ -205,6 +205,24 @@ impl MountPoints {
     }
 }
 
+/// Logs each line `stream` gives, after `prefix`, on a thread of its own.
+fn pump<R: std::io::Read + Send + 'static>(
+    stream: Option<R>,
+    prefix: &str,
+) -> std::thread::JoinHandle<()> {
+    let prefix = prefix.to_string();
+    std::thread::spawn(move || {
+        if let Some(s) = stream {
+            for line in std::io::BufReader::new(s)
+                .split(b'\n')
+                .map_while(Result::ok)
+            {
+                log::info!("{prefix}{}", String::from_utf8_lossy(&line).trim_end());
+            }
+        }
+    })
+}
+
 /// Runs `spec` in the sandbox; `log_prefix` goes before each output line.
 /// Returns the exit code (or 128 + signal).
 pub fn run(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
@@ -239,32 +257,8 @@ fn spawn(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting the RUN sandbox ({}): {e}", exe.display()))?;
-    let pump = |stream: Option<Box<dyn std::io::Read + Send>>, prefix: String| {
-        std::thread::spawn(move || {
-            if let Some(s) = stream {
-                for line in std::io::BufReader::new(s)
-                    .split(b'\n')
-                    .map_while(Result::ok)
-                {
-                    log::info!("{prefix}{}", String::from_utf8_lossy(&line).trim_end());
-                }
-            }
-        })
-    };
-    let out = pump(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        log_prefix.to_string(),
-    );
-    let err = pump(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        log_prefix.to_string(),
-    );
+    let out = pump(child.stdout.take(), log_prefix);
+    let err = pump(child.stderr.take(), log_prefix);
     let status = child.wait().map_err(|e| format!("waiting for RUN: {e}"))?;
     let _ = out.join();
     let _ = err.join();
