@@ -3,7 +3,7 @@
 //! it to every output asked for (docker-archive, OCI layout, digest files).
 
 use super::context::{SourceTree, load_ignore};
-use super::remote::Remote;
+use super::remote::{BaseImage, Remote};
 use super::scope::BuildArgs;
 use super::stage::{BuildEnv, StageState, scratch_config};
 use super::{BuildOptions, EngineError};
@@ -358,7 +358,11 @@ fn start_stage(
         state.config.config.on_build = None;
         return Ok((state, Vec::new()));
     }
-    let base = remote
+    let BaseImage {
+        source,
+        mut config,
+        layers,
+    } = remote
         .resolve(&image, &platform)
         .map_err(|e| EngineError::Step {
             file: file.to_string(),
@@ -366,20 +370,19 @@ fn start_stage(
             instruction: "FROM".to_string(),
             message: e.to_string(),
         })?;
-    let mut config = base.config.clone();
     let triggers = match config.config.on_build.take() {
         Some(t) if !t.is_empty() => parse_triggers(&image, &t)?,
         _ => Vec::new(),
     };
     fs_err::create_dir_all(&root)?;
     if reads_files || !triggers.is_empty() {
-        remote.fetch_and_extract(&base, env.store, &root)?;
-        log::info!("[{label}] unpacked {} layers of {image}", base.layers.len());
+        remote.fetch_and_extract(&source, &layers, env.store, &root)?;
+        log::info!("[{label}] unpacked {} layers of {image}", layers.len());
     } else {
         log::info!("[{label}] not unpacking {image}: no step reads its files");
     }
     Ok((
-        StageState::new(label.to_string(), root, config, base.layers),
+        StageState::new(label.to_string(), root, config, layers),
         triggers,
     ))
 }

@@ -20,7 +20,6 @@ use std::sync::OnceLock;
 pub struct BaseImage {
     /// The repository its blobs live in (a mirror, or the one named).
     pub source: Reference,
-    pub digest: Digest,
     pub config: ImageConfig,
     /// Its layers, with OCI media types.
     pub layers: Vec<Descriptor>,
@@ -121,7 +120,6 @@ impl Remote {
         log::info!("resolved {image} to {}@{}", remote.source, remote.digest);
         Ok(BaseImage {
             source: remote.source,
-            digest: remote.digest,
             config,
             layers,
         })
@@ -160,12 +158,12 @@ impl Remote {
     /// extraction runs while later layers still download.
     pub fn fetch_and_extract(
         &self,
-        base: &BaseImage,
+        source: &Reference,
+        layers: &[Descriptor],
         store: &BlobStore,
         root: &Path,
     ) -> Result<(), EngineError> {
         use futures_util::StreamExt;
-        let layers = &base.layers;
         let (ready, arrivals) = std::sync::mpsc::channel::<usize>();
         std::thread::scope(|s| {
             let extractor = s.spawn(move || -> Result<usize, EngineError> {
@@ -174,7 +172,7 @@ impl Remote {
                 for i in arrivals {
                     arrived.insert(i);
                     while arrived.remove(&next) {
-                        extract_layers(&layers[next..=next], store, root)?;
+                        extract_layer(&layers[next], store, root)?;
                         next += 1;
                     }
                 }
@@ -183,10 +181,7 @@ impl Remote {
             let fetched = self.block_on(async {
                 let mut jobs = futures_util::stream::iter(layers.iter().enumerate())
                     .map(|(i, d)| async move {
-                        self.registry
-                            .fetch_blob(&base.source, d, store)
-                            .await
-                            .map(|_| i)
+                        self.registry.fetch_blob(source, d, store).await.map(|_| i)
                     })
                     .buffered(4);
                 while let Some(r) = jobs.next().await {
@@ -203,8 +198,7 @@ impl Remote {
             let n = extracted?;
             if n != layers.len() {
                 return Err(EngineError::Invalid(format!(
-                    "{}: only {n} of {} layers were applied",
-                    base.source,
+                    "{source}: only {n} of {} layers were applied",
                     layers.len()
                 )));
             }
@@ -233,26 +227,19 @@ impl Remote {
     }
 }
 
-/// Applies `layers` (all in `store`) to `root`, in order, with whiteouts.
-pub fn extract_layers(
-    layers: &[Descriptor],
-    store: &BlobStore,
-    root: &Path,
-) -> Result<(), EngineError> {
-    for l in layers {
-        let path = store.path(&l.digest);
-        let file = fs_err::File::open(&path)?;
-        let reader = decompressor(std::io::BufReader::with_capacity(256 << 10, file))
-            .map_err(|e| EngineError::Invalid(format!("layer {}: {e}", l.digest)))?;
-        extract_tar(
-            reader,
-            root,
-            "",
-            ExtractOptions {
-                whiteouts: true,
-                chown: None,
-            },
-        )?;
-    }
+/// Applies one layer (in `store`) to `root`, with whiteouts.
+fn extract_layer(layer: &Descriptor, store: &BlobStore, root: &Path) -> Result<(), EngineError> {
+    let file = fs_err::File::open(store.path(&layer.digest))?;
+    let reader = decompressor(std::io::BufReader::with_capacity(256 << 10, file))
+        .map_err(|e| EngineError::Invalid(format!("layer {}: {e}", layer.digest)))?;
+    extract_tar(
+        reader,
+        root,
+        "",
+        ExtractOptions {
+            whiteouts: true,
+            chown: None,
+        },
+    )?;
     Ok(())
 }
