@@ -23,21 +23,8 @@ runs=${RUNS:-5}
 state=${BENCH_STATE:-/var/tmp/smelt-compare}
 suite=${DEBIAN_SUITE:-bookworm}
 
-pkgs=(docker-registry debootstrap buildah docker.io hyperfine skopeo time curl python3)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  own_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    own_policy=1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-fi
+. scripts/lib.sh
+install_missing docker-registry debootstrap buildah docker.io hyperfine skopeo time curl python3
 
 cargo build --locked --release -q
 smelt=$PWD/target/release/smelt
@@ -50,18 +37,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# a registry on loopback
-port=$((20000 + RANDOM % 20000))
-reg=127.0.0.1:$port
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/registry}}
-http: {addr: $reg}
-YAML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -fs "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
+start_registry "$work/registry"
+pids+=("$REGISTRY_PID")
+reg=$REGISTRY
 
 # the Debian base: debootstrap once (kept in $state), pushed by smelt
 rootfs=$state/debian-$suite
@@ -110,12 +88,7 @@ fi
 buildah_store=(--root "$state/buildah" --runroot /run/smelt-compare-buildah)
 
 # each run gets a repository of its own
-echo 0 > "$work/n"
-cat > "$work/next" <<SH
-#!/bin/sh
-n=\$(cat $work/n); echo \$((n + 1)) > $work/n; echo \$n
-SH
-chmod +x "$work/next"
+make_counter "$work/next"
 cat > "$work/docker-build" <<SH
 #!/bin/sh
 set -e

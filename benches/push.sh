@@ -14,25 +14,18 @@
 # Needs: docker-registry, skopeo, hyperfine, curl (Debian packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+install_missing docker-registry skopeo hyperfine curl python3
 runs=${RUNS:-5}
 size_mb=${SIZE_MB:-200}
 cargo build --locked --release -q
 smelt=$PWD/target/release/smelt
 
 work=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-port=$((20000 + RANDOM % 20000))
-reg=127.0.0.1:$port
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/registry}}
-http: {addr: $reg}
-YAML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -fs "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
+REGISTRY_PID=
+trap '[ -n "$REGISTRY_PID" ] && kill $REGISTRY_PID 2>/dev/null; rm -rf "$work"' EXIT
+start_registry "$work/registry"
+reg=$REGISTRY
 
 # the context: four files, half random (incompressible) and half text
 ctx=$work/ctx
@@ -47,12 +40,7 @@ printf 'FROM scratch\nCOPY data1 /d/1\nCOPY data2 /d/2\nCOPY data3 /d/3\nCOPY da
 echo "image: $(du -sh "$work/layout/blobs" | cut -f1) compressed, context $(du -sh "$ctx" | cut -f1)"
 
 # each run pushes to a repository of its own
-echo 0 > "$work/n"
-cat > "$work/next" <<SH
-#!/bin/sh
-n=\$(cat $work/n); echo \$((n + 1)) > $work/n; echo \$n
-SH
-chmod +x "$work/next"
+make_counter "$work/next"
 hyperfine --runs "$runs" --warmup 1 --export-markdown "${OUT:-$work}/push.md" \
   -n smelt-build-push "$smelt build -c $ctx -v error -d $reg/smelt-\$($work/next):1" \
   -n smelt-build-only "$smelt build -c $ctx -v error --no-push" \

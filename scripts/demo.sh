@@ -8,23 +8,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(busybox-static skopeo docker-registry curl)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. scripts/lib.sh
+install_missing busybox-static skopeo docker-registry curl
 
 cargo build --locked --release
 out=${OUT:-out}
 mkdir -p "$out"
 ctx=$(mktemp -d)
-registry_pid=
+REGISTRY_PID=
 cleanup() {
-  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
+  [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null || true
   rm -rf "$ctx"
 }
 trap cleanup EXIT
@@ -48,24 +41,8 @@ skopeo inspect "oci:$out/hello-oci:latest" | head -5
 echo "digest: $(cat "$out/hello.digest")"
 
 echo "== a registry on loopback"
-port=$((20000 + RANDOM % 20000))
-reg=127.0.0.1:$port
-cat > "$ctx/registry.yml" <<YAML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $ctx/registry
-http:
-  addr: $reg
-YAML
-docker-registry serve "$ctx/registry.yml" >"$ctx/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do
-  curl -fs "http://$reg/v2/" >/dev/null && break
-  sleep 0.1
-done
+start_registry "$ctx/registry"
+reg=$REGISTRY
 
 ./target/release/smelt build --context "$ctx" --dockerfile Dockerfile \
   --reproducible --destination "$reg/smelt/hello:latest"
