@@ -5,7 +5,7 @@
 //! the same file tree (paths, types, modes, owners, link counts, sizes,
 //! contents, link targets) and the same config fields.
 
-use crate::harness::{tool, tree};
+use crate::harness::{Layout, tool, tree};
 use crate::registry_server::{Auth, TestRegistry, busybox};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -163,28 +163,9 @@ fn archive_config(archive: &Path) -> serde_json::Value {
 
 /// The file tree and the compared config fields of an OCI layout's image.
 fn unpack(layout: &Path, tag: &str, rootfs: &Path) -> (String, serde_json::Value) {
-    tool(
-        "umoci",
-        &[
-            "raw",
-            "unpack",
-            "--image",
-            &format!("{}:{tag}", layout.display()),
-            rootfs.to_str().unwrap(),
-        ],
-    );
-    let read = |p: PathBuf| -> serde_json::Value {
-        serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
-    };
-    let blob = |digest: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    };
-    let index = read(layout.join("index.json"));
-    let manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
-    let config = read(blob(manifest["config"]["digest"].as_str().unwrap()));
-    (tree(rootfs), compared(&config))
+    let layout = Layout(layout.to_path_buf());
+    layout.unpack(tag, rootfs);
+    (tree(rootfs), compared(&layout.config()))
 }
 
 fn differential(name: &str) {

@@ -103,30 +103,20 @@ fn add_extracts_local_archives_and_chowns() {
         .file("plain.txt", "p\n")
         .file("notatar.gz", "just text\n");
     let ctx = t.ctx();
-    crate::harness::tool(
-        "tar",
-        &[
-            "-C",
-            ctx.to_str().expect("utf8"),
-            "--owner=0",
-            "--group=0",
-            "-czf",
-            ctx.join("bundle.tar.gz").to_str().expect("utf8"),
-            "inner",
-        ],
-    );
-    crate::harness::tool(
-        "tar",
-        &[
-            "-C",
-            ctx.to_str().expect("utf8"),
-            "--owner=0",
-            "--group=0",
-            "-cJf",
-            ctx.join("bundle.tar.xz").to_str().expect("utf8"),
-            "inner",
-        ],
-    );
+    for (flags, name) in [("-czf", "bundle.tar.gz"), ("-cJf", "bundle.tar.xz")] {
+        crate::harness::tool(
+            "tar",
+            &[
+                "-C",
+                ctx.to_str().expect("utf8"),
+                "--owner=0",
+                "--group=0",
+                flags,
+                ctx.join(name).to_str().expect("utf8"),
+                "inner",
+            ],
+        );
+    }
     t.build_outputs(&[]);
     let listing = tree(&t.unpack());
     assert_has_lines(

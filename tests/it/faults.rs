@@ -4,9 +4,9 @@
 //! requests a rule matches. Builds retry, or fail naming the blob, and a
 //! failed push leaves no manifest behind.
 
-use crate::harness::{TestContext, tool};
-use crate::registry_server::{Auth, TestRegistry};
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::harness::{TestContext, http_status, tool};
+use crate::registry_server::{Auth, TestRegistry, read_head};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
@@ -76,21 +76,6 @@ impl Proxy {
         });
         Proxy { host, rules }
     }
-}
-
-fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<Vec<String>> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            break;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        lines.push(line.trim_end().to_string());
-    }
-    Ok(lines)
 }
 
 fn relay(client: TcpStream, upstream: &str, rules: &Rules) -> std::io::Result<()> {
@@ -269,17 +254,7 @@ fn a_failed_push_leaves_no_manifest_behind() {
             .is_some_and(|l| l.contains("blob sha256:") && l.contains("500")),
         "{err}"
     );
-    let status = tool(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{}/v2/app/manifests/1", reg.host),
-        ],
-    );
+    let status = http_status(&[&format!("http://{}/v2/app/manifests/1", reg.host)]);
     assert_eq!(status, "404", "a manifest was pushed after a failed upload");
 
     // a transient failure is retried and the push completes
@@ -292,13 +267,7 @@ fn a_failed_push_leaves_no_manifest_behind() {
         .build(&["--custom-platform=linux/amd64", "-d", &dest])
         .ok();
     assert!(run.stderr().contains("retrying"), "{}", run.stderr());
-    assert_eq!(
-        reg.inspect("app:1", &[])["Layers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(reg.layer_count("app:1"), 3);
 }
 
 #[test]

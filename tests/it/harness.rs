@@ -47,6 +47,13 @@ pub fn tool(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The HTTP status of a curl request (`args`: method, headers, body, URL).
+pub fn http_status(args: &[&str]) -> String {
+    let mut all = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
+    all.extend_from_slice(args);
+    tool("curl", &all)
+}
+
 impl TestContext {
     pub fn new(dockerfile: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -118,21 +125,15 @@ impl TestContext {
         run.stdout().trim().to_string()
     }
 
-    /// Unpacks the OCI layout's layers with umoci (`raw unpack`: the root
-    /// filesystem only, no runtime config); returns the rootfs.
+    /// The OCI layout the build wrote.
+    pub fn layout(&self) -> Layout {
+        Layout(self.path("oci"))
+    }
+
+    /// Unpacks the OCI layout's layers with umoci; returns the rootfs.
     pub fn unpack(&self) -> PathBuf {
         let rootfs = self.path("rootfs");
-        let image = format!("{}:t1", self.path("oci").display());
-        tool(
-            "umoci",
-            &[
-                "raw",
-                "unpack",
-                "--image",
-                &image,
-                rootfs.to_str().expect("utf8"),
-            ],
-        );
+        self.layout().unpack("t1", &rootfs);
         rootfs
     }
 
@@ -148,35 +149,70 @@ impl TestContext {
                 &format!("oci:{}:t1", self.path("oci").display()),
             ],
         );
-        let manifest = self.manifest();
-        self.json_blob(manifest["config"]["digest"].as_str().expect("digest"))
+        self.layout().config()
     }
 
     /// Where a blob of the OCI layout lives.
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.path(&format!(
-            "oci/blobs/sha256/{}",
-            digest.trim_start_matches("sha256:")
-        ))
-    }
-
-    fn json_blob(&self, digest: &str) -> serde_json::Value {
-        serde_json::from_slice(&fs_err::read(self.blob_path(digest)).expect("blob")).expect("json")
+        self.layout().blob_path(digest)
     }
 
     /// The OCI layout's `index.json`.
     pub fn index(&self) -> serde_json::Value {
-        serde_json::from_slice(&fs_err::read(self.path("oci/index.json")).expect("index"))
-            .expect("json")
+        self.layout().index()
     }
 
     /// The manifest the OCI layout's index points at.
     pub fn manifest(&self) -> serde_json::Value {
-        self.json_blob(
-            self.index()["manifests"][0]["digest"]
-                .as_str()
-                .expect("digest"),
-        )
+        self.layout().manifest()
+    }
+}
+
+/// An OCI image layout on disk, read without smelt's own code.
+pub struct Layout(pub PathBuf);
+
+impl Layout {
+    /// Where a blob lives.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.0
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+
+    fn json(path: &Path) -> serde_json::Value {
+        serde_json::from_slice(&fs_err::read(path).expect("read")).expect("json")
+    }
+
+    /// `index.json`.
+    pub fn index(&self) -> serde_json::Value {
+        Self::json(&self.0.join("index.json"))
+    }
+
+    /// The manifest the index points at (the first).
+    pub fn manifest(&self) -> serde_json::Value {
+        let index = self.index();
+        Self::json(&self.blob_path(index["manifests"][0]["digest"].as_str().expect("digest")))
+    }
+
+    /// The config blob of that manifest.
+    pub fn config(&self) -> serde_json::Value {
+        let manifest = self.manifest();
+        Self::json(&self.blob_path(manifest["config"]["digest"].as_str().expect("digest")))
+    }
+
+    /// Unpacks the image tagged `tag` with umoci (`raw unpack`: the root
+    /// filesystem only, no runtime config) into `rootfs`.
+    pub fn unpack(&self, tag: &str, rootfs: &Path) {
+        tool(
+            "umoci",
+            &[
+                "raw",
+                "unpack",
+                "--image",
+                &format!("{}:{tag}", self.0.display()),
+                rootfs.to_str().expect("utf8"),
+            ],
+        );
     }
 }
 

@@ -1,8 +1,9 @@
 //! Pulls and pushes against a real registry (Debian's docker-registry):
 //! FROM a registry image, pushes checked with skopeo, auth, platforms.
 
-use crate::harness::{TestContext, assert_has_lines, tool, tree};
+use crate::harness::{Layout, Run, TestContext, assert_has_lines, http_status, tool, tree};
 use crate::registry_server::{Auth, PASSWORD, TestRegistry, USER};
+use std::path::Path;
 
 fn app(base: &str, steps: &str) -> TestContext {
     let t = TestContext::new(&format!("FROM {base}\n{steps}"));
@@ -66,26 +67,17 @@ fn from_a_registry_image_pushes_without_downloading_the_base() {
 
     // the pushed image is whole: skopeo copies it out and umoci unpacks it
     let layout = t.path("pulled");
-    let mut args = vec!["copy".to_string(), "-q".to_string()];
-    args.extend(reg.skopeo_flags("src-"));
-    args.push(format!("docker://{dest1}"));
-    args.push(format!("oci:{}:app", layout.display()));
-    tool(
-        "skopeo",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let rootfs = t.path("pulled-rootfs");
-    tool(
-        "umoci",
+    reg.skopeo(
+        "copy",
+        &["src-"],
         &[
-            "raw",
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:app", layout.display()),
-            rootfs.to_str().unwrap(),
+            "-q",
+            &format!("docker://{dest1}"),
+            &format!("oci:{}:app", layout.display()),
         ],
     );
+    let rootfs = t.path("pulled-rootfs");
+    Layout(layout).unpack("app", &rootfs);
     let listing = tree(&rootfs);
     assert_has_lines(
         &listing,
@@ -142,14 +134,14 @@ fn an_index_gives_the_requested_platform() {
             "platform": {"architecture": arch, "os": "linux"},
         }));
         // the index's manifests must live in its repository
-        let mut args = vec!["copy".to_string(), "-q".to_string()];
-        args.extend(reg.skopeo_flags("src-"));
-        args.extend(reg.skopeo_flags("dest-"));
-        args.push(format!("docker://{}/{name}", reg.host));
-        args.push(format!("docker://{}/multi:{arch}", reg.host));
-        tool(
-            "skopeo",
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        reg.skopeo(
+            "copy",
+            &["src-", "dest-"],
+            &[
+                "-q",
+                &format!("docker://{}/{name}", reg.host),
+                &format!("docker://{}/multi:{arch}", reg.host),
+            ],
         );
     }
     let index = serde_json::json!({
@@ -157,23 +149,15 @@ fn an_index_gives_the_requested_platform() {
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": entries,
     });
-    let status = tool(
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.index.v1+json",
-            "--data-binary",
-            &index.to_string(),
-            &format!("http://{}/v2/multi/manifests/1", reg.host),
-        ],
-    );
+    let status = http_status(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.index.v1+json",
+        "--data-binary",
+        &index.to_string(),
+        &format!("http://{}/v2/multi/manifests/1", reg.host),
+    ]);
     assert_eq!(status, "201");
 
     let arm = reg.inspect("multi-arm64:1", &[]);
@@ -184,12 +168,10 @@ fn an_index_gives_the_requested_platform() {
     let dest = format!("{}/app:arm", reg.host);
     t.build(&["--custom-platform=linux/arm64", "-d", &dest])
         .ok();
-    let mut args = vec!["inspect".to_string(), "--config".to_string()];
-    args.extend(reg.skopeo_flags(""));
-    args.push(format!("docker://{dest}"));
-    let config: serde_json::Value = serde_json::from_str(&tool(
-        "skopeo",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    let config: serde_json::Value = serde_json::from_str(&reg.skopeo(
+        "inspect",
+        &[""],
+        &["--config", &format!("docker://{dest}")],
     ))
     .unwrap();
     assert_eq!(config["architecture"], "arm64");
@@ -227,27 +209,11 @@ fn htpasswd_auth_from_docker_config_and_secrets_stay_out_of_logs() {
     let t = app(&base, "COPY hello.txt /hello.txt\n");
     let dest = format!("{}/app:1", reg.host);
     let config = reg.docker_config();
-    let run = t.build_with(
-        crate::harness::smelt_bin(),
-        &["build"],
-        &[
-            "--custom-platform=linux/amd64",
-            "-d",
-            &dest,
-            "--verbosity=trace",
-        ],
-        &[("DOCKER_CONFIG", config.to_str().unwrap())],
-    );
+    let run = push_with_config(&t, &dest, &config, "trace", &[]);
     let err = run.stderr();
     assert_eq!(run.code(), 0, "{err}");
     assert_secrets_absent(&err);
-    assert_eq!(
-        reg.inspect("app:1", &[])["Layers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(reg.layer_count("app:1"), 3);
 
     // without credentials the registry's refusal is named
     let run = t.build(&["--custom-platform=linux/amd64", "-d", &dest]);
@@ -267,17 +233,7 @@ fn bearer_tokens_from_a_token_server() {
     let t = app(&base, "COPY hello.txt /hello.txt\n");
     let dest = format!("{}/app:1", reg.host);
     let config = reg.docker_config();
-    let run = t.build_with(
-        crate::harness::smelt_bin(),
-        &["build"],
-        &[
-            "--custom-platform=linux/amd64",
-            "-d",
-            &dest,
-            "--verbosity=trace",
-        ],
-        &[("DOCKER_CONFIG", config.to_str().unwrap())],
-    );
+    let run = push_with_config(&t, &dest, &config, "trace", &[]);
     let err = run.stderr();
     assert_eq!(run.code(), 0, "{err}");
     assert_secrets_absent(&err);
@@ -298,13 +254,7 @@ fn bearer_tokens_from_a_token_server() {
     );
     // tokens are cached: a handful of requests, not one per blob
     assert!(requests.len() <= 4, "{requests:?}");
-    assert_eq!(
-        reg.inspect("app:1", &[])["Layers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(reg.layer_count("app:1"), 3);
 }
 
 #[test]
@@ -315,17 +265,7 @@ fn identity_tokens_are_exchanged_with_the_oauth2_form() {
     let t = app(&base, "COPY hello.txt /hello.txt\n");
     let dest = format!("{}/app:1", reg.host);
     let config = reg.docker_config_identity_token();
-    let run = t.build_with(
-        crate::harness::smelt_bin(),
-        &["build"],
-        &[
-            "--custom-platform=linux/amd64",
-            "-d",
-            &dest,
-            "--verbosity=trace",
-        ],
-        &[("DOCKER_CONFIG", config.to_str().unwrap())],
-    );
+    let run = push_with_config(&t, &dest, &config, "trace", &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert!(
         !run.stderr()
@@ -339,6 +279,25 @@ fn identity_tokens_are_exchanged_with_the_oauth2_form() {
             .any(|(_, s, _)| s.contains(&"repository:app:pull,push".to_string())),
         "{requests:?}"
     );
+}
+
+/// Builds `t` and pushes it to `dest` with `config` as DOCKER_CONFIG.
+fn push_with_config(
+    t: &TestContext,
+    dest: &str,
+    config: &Path,
+    verbosity: &str,
+    env: &[(&str, &str)],
+) -> Run {
+    let verbosity = format!("--verbosity={verbosity}");
+    let mut vars = vec![("DOCKER_CONFIG", config.to_str().unwrap())];
+    vars.extend_from_slice(env);
+    t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &["--custom-platform=linux/amd64", "-d", dest, &verbosity],
+        &vars,
+    )
 }
 
 fn assert_secrets_absent(log: &str) {
@@ -463,13 +422,7 @@ fn tls_registries_with_kaniko_certificate_flags() {
         &client_flag,
     ])
     .ok();
-    assert_eq!(
-        reg.inspect("app:1", &[])["Layers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(reg.layer_count("app:1"), 3);
 }
 
 #[test]
@@ -503,24 +456,8 @@ fn credential_helpers_named_in_docker_config() {
         std::env::var("PATH").unwrap_or_default()
     );
     let dest = format!("{}/app:1", reg.host);
-    let run = t.build_with(
-        crate::harness::smelt_bin(),
-        &["build"],
-        &[
-            "--custom-platform=linux/amd64",
-            "-d",
-            &dest,
-            "--verbosity=debug",
-        ],
-        &[("DOCKER_CONFIG", config.to_str().unwrap()), ("PATH", &path)],
-    );
+    let run = push_with_config(&t, &dest, &config, "debug", &[("PATH", &path)]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_secrets_absent(&run.stderr());
-    assert_eq!(
-        reg.inspect("app:1", &[])["Layers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(reg.layer_count("app:1"), 3);
 }

@@ -91,24 +91,7 @@ impl TestRegistry {
             Auth::Token => {
                 let key = dir.path().join("key.pem");
                 let cert = dir.path().join("cert.pem");
-                tool(
-                    "openssl",
-                    &[
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "rsa:2048",
-                        "-nodes",
-                        "-subj",
-                        "/CN=smelt-test-token",
-                        "-days",
-                        "2",
-                        "-keyout",
-                        key.to_str().expect("utf8"),
-                        "-out",
-                        cert.to_str().expect("utf8"),
-                    ],
-                );
+                self_signed("/CN=smelt-test-token", &key, &cert);
                 let realm_port = start_token_server(&key, &cert, token_requests.clone());
                 format!(
                     "auth:\n  token:\n    realm: http://127.0.0.1:{realm_port}/token\n    service: smelt-test\n    issuer: smelt-test-issuer\n    rootcertbundle: {}\n",
@@ -189,7 +172,7 @@ impl TestRegistry {
     }
 
     /// skopeo's flags to reach this registry.
-    pub fn skopeo_flags(&self, prefix: &str) -> Vec<String> {
+    fn skopeo_flags(&self, prefix: &str) -> Vec<String> {
         let mut out = match &self.cert_dir {
             Some(d) => vec![format!("--{prefix}cert-dir={}", d.display())],
             None => vec![format!("--{prefix}tls-verify=false")],
@@ -200,24 +183,46 @@ impl TestRegistry {
         out
     }
 
+    /// Runs `skopeo VERB` with this registry's flags for each of `sides`
+    /// (`""` for inspect, `"src-"`, `"dest-"` for copy), then `args`.
+    pub fn skopeo(&self, verb: &str, sides: &[&str], args: &[&str]) -> String {
+        let mut all = vec![verb.to_string()];
+        for side in sides {
+            all.extend(self.skopeo_flags(side));
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
+        tool(
+            "skopeo",
+            &all.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    }
+
     /// Copies an OCI layout into this registry as `name` (repo:tag).
     pub fn push_layout(&self, layout: &Path, name: &str) {
-        let mut args: Vec<String> = vec!["copy".into(), "-q".into()];
-        args.extend(self.skopeo_flags("dest-"));
-        args.push(format!("oci:{}", layout.display()));
-        args.push(format!("docker://{}/{name}", self.host));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        tool("skopeo", &args);
+        self.skopeo(
+            "copy",
+            &["dest-"],
+            &[
+                "-q",
+                &format!("oci:{}", layout.display()),
+                &format!("docker://{}/{name}", self.host),
+            ],
+        );
     }
 
     /// `skopeo inspect` (raw manifest when `raw`) of `name` here, as JSON.
     pub fn inspect(&self, name: &str, extra: &[&str]) -> serde_json::Value {
-        let mut args: Vec<String> = vec!["inspect".into()];
-        args.extend(self.skopeo_flags(""));
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(format!("docker://{}/{name}", self.host));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        serde_json::from_str(&tool("skopeo", &args)).expect("skopeo inspect JSON")
+        let target = format!("docker://{}/{name}", self.host);
+        let mut args = extra.to_vec();
+        args.push(&target);
+        serde_json::from_str(&self.skopeo("inspect", &[""], &args)).expect("skopeo inspect JSON")
+    }
+
+    /// How many layers the image `name` here has.
+    pub fn layer_count(&self, name: &str) -> usize {
+        self.inspect(name, &[])["Layers"]
+            .as_array()
+            .map_or(0, Vec::len)
     }
 
     /// Builds a busybox base image (busybox, /etc/passwd with an `app`
@@ -257,24 +262,7 @@ impl TestCa {
         let p = |n: &str| dir.path().join(n);
         let s = |p: &Path| p.to_str().expect("utf8").to_string();
         let (ca_key, ca_cert) = (p("ca.key"), p("ca.pem"));
-        tool(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=smelt-test-ca",
-                "-keyout",
-                &s(&ca_key),
-                "-out",
-                &s(&ca_cert),
-            ],
-        );
+        self_signed("/CN=smelt-test-ca", &ca_key, &ca_cert);
         let issue = |name: &str, subject: &str, ext: &str| -> (PathBuf, PathBuf) {
             let (key, csr, cert, extfile) = (
                 p(&format!("{name}.key")),
@@ -354,6 +342,28 @@ const APPLETS: &[&str] = &[
     "env", "true", "false", "sleep", "printf", "test", "pwd", "mknod", "mkfifo", "stat",
 ];
 
+/// A new RSA key and a self-signed certificate for `subject`, by openssl.
+fn self_signed(subject: &str, key: &Path, cert: &Path) {
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            subject,
+            "-keyout",
+            key.to_str().expect("utf8"),
+            "-out",
+            cert.to_str().expect("utf8"),
+        ],
+    );
+}
+
 pub fn base_context() -> TestContext {
     let t = TestContext::new(
         "FROM scratch\nCOPY bin/ /bin/\nCOPY etc/ /etc/\nENV BASE=yes\nCMD [\"/bin/busybox\",\"sh\"]\n",
@@ -382,6 +392,20 @@ pub fn busybox() -> &'static str {
 }
 
 // ---- the token server ------------------------------------------------------
+
+/// The request or status line and headers of an HTTP/1.1 message, up to
+/// the blank line (the body stays in `r`).
+pub fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    Ok(lines)
+}
 
 fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -436,15 +460,8 @@ fn serve_token(
     requests: &Mutex<Vec<TokenRequest>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let mut lines = head.lines();
+    let head = read_head(&mut reader)?;
+    let mut lines = head.iter().map(String::as_str);
     let request_line = lines.next().unwrap_or("").to_string();
     let method = request_line.split_whitespace().next().unwrap_or("");
     let target = request_line

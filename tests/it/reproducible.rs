@@ -37,24 +37,17 @@ fn source_date_epoch_sets_created_and_is_stable() {
     let t = TestContext::new(df);
     make(&t);
     let env = [("SOURCE_DATE_EPOCH", "1700000000")];
-    let one = t
-        .build_with(
+    let build = || {
+        t.build_with(
             smelt_bin(),
             &["build"],
             &["--no-push", "--reproducible"],
             &env,
         )
         .ok()
-        .stdout();
-    let two = t
-        .build_with(
-            smelt_bin(),
-            &["build"],
-            &["--no-push", "--reproducible"],
-            &env,
-        )
-        .ok()
-        .stdout();
+        .stdout()
+    };
+    let (one, two) = (build(), build());
     assert_eq!(one, two);
     let layout = t.path("oci");
     t.build_with(
