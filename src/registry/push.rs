@@ -141,6 +141,10 @@ impl Registry {
         if response.status() != reqwest::StatusCode::NOT_FOUND {
             return Err(fail(response, what).await);
         }
+        if mount_from.is_none() {
+            // have the bytes before an upload session is opened for them
+            self.local_bytes(blob, store, what).await?;
+        }
         let mut start = format!("{}/v2/{repo}/blobs/uploads/", ep.base);
         if let Some(m) = mount_from {
             start = format!("{start}?mount={}&from={}", desc.digest, m.repository);
@@ -156,21 +160,9 @@ impl Registry {
             _ => return Err(fail(response, what).await),
         }
         let location = upload_location(&response, &ep.base, &desc.digest, what)?;
-        // the bytes: from the local store, or fetched from the base's registry
-        let path = store.path(&desc.digest);
-        if !path.exists() {
-            match &blob.source {
-                Some(src) => {
-                    self.fetch_blob(src, desc, store).await?;
-                }
-                None => {
-                    return Err(RegistryError::invalid(
-                        what,
-                        "the blob is neither in the local store nor in a known repository",
-                    ));
-                }
-            }
-        }
+        // after a refused mount the bytes are only fetched now (once: a
+        // blob in the store is not fetched again)
+        let path = self.local_bytes(blob, store, what).await?;
         let size = desc.size;
         let response = self
             .send(ep, &scopes, what, |http| {
@@ -196,6 +188,27 @@ impl Registry {
             return Err(fail(response, what).await);
         }
         Ok(Placed::Uploaded)
+    }
+
+    /// The blob's bytes in the local store: there already, or fetched from
+    /// the repository it is known to live in (a base layer).
+    async fn local_bytes(
+        &self,
+        blob: &PushBlob,
+        store: &BlobStore,
+        what: &str,
+    ) -> Result<std::path::PathBuf, RegistryError> {
+        let path = store.path(&blob.descriptor.digest);
+        if path.exists() {
+            return Ok(path);
+        }
+        match &blob.source {
+            Some(src) => self.fetch_blob(src, &blob.descriptor, store).await,
+            None => Err(RegistryError::invalid(
+                what,
+                "the blob is neither in the local store nor in a known repository",
+            )),
+        }
     }
 
     async fn put_manifest(
