@@ -48,6 +48,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
                 base.display()
             ))
         })?;
+    crate::fs::tree::mark_top_dir(work.path());
     let store = BlobStore::open(&work.path().join("blobs"))?;
     let remote = Remote::new(opts.registry.clone());
 
@@ -131,8 +132,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
             .name
             .clone()
             .unwrap_or_else(|| stage.index.to_string());
-        let root = work.path().join(format!("stage-{}", stage.index));
         if !needed.contains(&stage.index) {
+            let root = work.path().join(format!("stage-{}", stage.index));
             log::info!(
                 "[{label}] skipping stage {}: the target does not use it",
                 stage.index
@@ -140,6 +141,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
             done.push(root);
             continue;
         }
+        let root = stage_root(work.path(), stage.index)?;
         let reads_files = referenced.contains(&stage.index) || steps_read_files(&stage.steps);
         let (mut state, triggers) = start_stage(
             &env,
@@ -203,6 +205,24 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     }
     write_digest_files(opts, &image, &destinations)?;
     Ok(BuildOutcome { image, digest })
+}
+
+/// Makes the root directory of stage `index` in the work directory. Its
+/// name ends in a random part: ext4 places a directory made under a
+/// top-of-hierarchy directory (`tree::mark_top_dir`) by a hash of its name,
+/// so a fixed name would land every build in the block group the last
+/// build just freed.
+fn stage_root(work: &Path, index: usize) -> Result<PathBuf, EngineError> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("stage-{index}-"))
+        .tempdir_in(work)
+        .map_err(|e| {
+            EngineError::Invalid(format!("creating a stage root in {}: {e}", work.display()))
+        })?;
+    let root = dir.keep();
+    // a root as `mkdir` makes it, not tempfile's 0700
+    fs_err::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(root)
 }
 
 /// The first lines of a step, for the log.
@@ -387,13 +407,15 @@ fn start_stage(
     ))
 }
 
-/// Copies a stage root for a child stage, keeping owners, modes, times,
+/// Copies a stage root into a child stage's (empty) root, keeping owners, modes, times,
 /// links and xattrs (`cp -a`).
 fn copy_tree(from: &Path, to: &Path) -> Result<(), EngineError> {
+    // `from/.` into the existing `to`: the contents, and the root's own
+    // owner, mode and times
     let status = std::process::Command::new("cp")
         .arg("-a")
         .arg("--reflink=auto")
-        .arg(from)
+        .arg(from.join("."))
         .arg(to)
         .status()
         .map_err(|e| {
