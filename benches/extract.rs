@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
                     "",
                     ExtractOptions {
                         whiteouts: true,
-                        chown: None,
+                        ..ExtractOptions::default()
                     },
                 )
                 .expect("extract");

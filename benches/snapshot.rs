@@ -4,8 +4,8 @@
 //! taken before, with one file changed. Target: ≤ 0.3 s on 2 cores.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use smelt::fs::ignore::RootIgnores;
 use smelt::fs::snapshot::{SnapshotMode, diff, walk};
-use std::collections::BTreeSet;
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -16,8 +16,8 @@ fn bench(c: &mut Criterion) {
             fs_err::write(sub.join(format!("f{f:03}")), b"x").expect("write");
         }
     }
-    let ignored = BTreeSet::new();
-    let before = walk(dir.path(), &ignored, &ignored).expect("walk");
+    let ignores = RootIgnores::new(&[]);
+    let before = walk(dir.path(), &ignores).expect("walk");
     assert_eq!(before.len(), 100_000 + 1000 + 2);
     let mut n = 0u64;
     let mut group = c.benchmark_group("snapshot");
@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             fs_err::write(dir.path().join("usr/share/d0500/f050"), n.to_string()).expect("write");
-            let after = walk(dir.path(), &ignored, &ignored).expect("walk");
+            let after = walk(dir.path(), &ignores).expect("walk");
             let changes = diff(&before, &after, SnapshotMode::Full);
             assert!(changes.changed.contains("usr/share/d0500/f050"));
             changes

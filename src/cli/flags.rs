@@ -142,7 +142,8 @@ pub struct ExecutorFlags {
     /// Do not fall back to the default registry when mirrors miss.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub skip_default_registry_fallback: bool,
-    /// Leave /var/run out of snapshots.
+    /// Leave /var/run out of snapshots (in place; a root of its own has
+    /// nothing of the host's there).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
     pub ignore_var_run: bool,
     #[arg(hide = true)]
@@ -154,7 +155,8 @@ pub struct ExecutorFlags {
     /// Build only the stages the target needs (smelt always does).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub skip_unused_stages: bool,
-    /// kaniko's experimental RUN without full snapshots.
+    /// kaniko's experimental RUN without full snapshots (accepted: smelt's
+    /// snapshot is always a metadata walk).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub use_new_run: bool,
     /// Git options for a git context: branch=, single-branch=, recurse-submodules=, insecure-skip-tls=.
@@ -175,7 +177,8 @@ pub struct ExecutorFlags {
     /// Skip the check of push permissions.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub skip_push_permission_check: bool,
-    /// Keep a copy of the context for later stages (kaniko 1.22+).
+    /// Keep a copy of the context for later stages (kaniko 1.22+; accepted:
+    /// the context is never cleared between stages).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub preserve_context: bool,
     /// Log level: trace, debug, info, warn, error, fatal, panic.
@@ -187,9 +190,14 @@ pub struct ExecutorFlags {
     /// Timestamps in log lines.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub log_timestamp: bool,
-    /// Build outside of a container (kaniko refuses without it; smelt does not need it).
+    /// Build in place outside of a container (an in-place build rewrites `/`).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub force: bool,
+    /// smelt: build in `/` and run RUN directly, as kaniko does (the
+    /// default when smelt is `/kaniko/executor`); otherwise each stage
+    /// gets a root of its own and RUN a chroot sandbox.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub in_place: Option<bool>,
 }
 
 impl ExecutorFlags {
@@ -202,17 +210,11 @@ impl ExecutorFlags {
             }
         };
         let cache = "the layer cache is not implemented yet";
-        let snapshot = "RUN and snapshots are not implemented yet";
         let ctx = "only local directory contexts are implemented yet";
         check(
             self.push_ignore_immutable_tag_errors,
             "push-ignore-immutable-tag-errors",
             "telling tag-immutability errors apart is not implemented yet",
-        );
-        check(
-            self.image_fs_extract_retry != 0,
-            "image-fs-extract-retry",
-            "base image extraction is not implemented yet",
         );
         check(self.cache, "cache", cache);
         check(!self.cache_repo.is_empty(), "cache-repo", cache);
@@ -223,19 +225,12 @@ impl ExecutorFlags {
         check(!self.compressed_caching, "compressed-caching", cache);
         check(self.no_push_cache, "no-push-cache", cache);
         check(
-            !self.ignore_var_run || !self.whitelist_var_run,
-            "ignore-var-run",
-            snapshot,
-        );
-        check(self.use_new_run, "use-new-run", snapshot);
-        check(
             self.force_build_metadata,
             "force-build-metadata",
             "metadata-only layers are not implemented yet",
         );
         check(!self.git.is_empty(), "git", ctx);
         check(!self.bucket.is_empty(), "bucket", ctx);
-        check(self.preserve_context, "preserve-context", snapshot);
         out
     }
 }

@@ -239,6 +239,14 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
     let kaniko_dir = (f.kaniko_dir != "/kaniko")
         .then(|| PathBuf::from(&f.kaniko_dir))
         .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from));
+    let in_place = f.in_place.unwrap_or_else(is_executor_image);
+    if in_place && !f.force && !in_container() {
+        return Err(
+            "an in-place build replaces the files of / with the image's and runs RUN there; \
+             this does not look like a container (use --force if it is one, or --in-place=false)"
+                .to_string(),
+        );
+    }
     Ok(BuildOptions {
         context,
         dockerfile,
@@ -257,8 +265,12 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
         compression,
         work_dir: kaniko_dir,
         push: !f.no_push,
+        in_place,
+        ignore_var_run: f.ignore_var_run && f.whitelist_var_run,
+        cleanup: f.cleanup,
         snapshot_mode,
         single_snapshot: f.single_snapshot,
+        extract_retries: f.image_fs_extract_retry,
         ignore_paths: f
             .ignore_paths
             .iter()
@@ -267,6 +279,29 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
             .collect(),
         registry,
     })
+}
+
+/// Whether this binary is the executor of a kaniko-style image
+/// (`/kaniko/executor`), where builds happen in place.
+fn is_executor_image() -> bool {
+    std::env::current_exe().is_ok_and(|p| p.starts_with("/kaniko"))
+}
+
+/// Whether this process looks like it runs in a container (kaniko's test,
+/// widened to podman and Kubernetes).
+fn in_container() -> bool {
+    let marker = ["/.dockerenv", "/run/.containerenv"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    let env = ["container", "KUBERNETES_SERVICE_HOST"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    let cgroup = fs_err::read_to_string("/proc/1/cgroup").is_ok_and(|c| {
+        ["docker", "kubepods", "containerd", "libpod", "lxc"]
+            .iter()
+            .any(|k| c.contains(k))
+    });
+    marker || env || cgroup
 }
 
 /// kaniko's registry flags as the registry client's settings.

@@ -8,6 +8,7 @@ use super::scope::BuildArgs;
 use super::stage::{BuildEnv, StageState, scratch_config};
 use super::{BuildOptions, EngineError};
 use crate::dockerfile::{Dockerfile, Instruction, Located, Stage};
+use crate::fs::ignore::RootIgnores;
 use crate::fs::{LayerOptions, MtimePolicy};
 use crate::image::{
     BlobStore, BuiltImage, Digest, MediaTypes, write_docker_archive, write_oci_layout,
@@ -37,7 +38,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         log::warn!("{w}");
     }
 
-    let base = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    // in place, the executor's own directory, as kaniko's /kaniko
+    let base = match &opts.work_dir {
+        Some(d) => d.clone(),
+        None if opts.in_place => PathBuf::from(IN_PLACE_WORK_DIR),
+        None => std::env::temp_dir(),
+    };
     fs_err::create_dir_all(&base)?;
     let work = tempfile::Builder::new()
         .prefix("smelt-build-")
@@ -52,6 +58,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     let store = BlobStore::open(&work.path().join("blobs"))?;
     let remote = Remote::new(opts.registry.clone());
 
+    let ignores = root_ignores(opts, &base)?;
     let ignore = load_ignore(&opts.context, &opts.dockerfile)?;
     let context = SourceTree::context(opts.context.clone(), ignore);
     let mut args = BuildArgs::new(opts.build_args.iter().cloned().collect());
@@ -119,8 +126,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         epoch,
         global_args: &global,
         snapshot_mode: opts.snapshot_mode,
-        ignore_paths: opts.ignore_paths.clone(),
+        ignores,
+        in_place: opts.in_place,
         single_snapshot: opts.single_snapshot,
+        extract_retries: opts.extract_retries,
     };
 
     // roots of the stages so far, indexed by stage number
@@ -141,7 +150,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
             done.push(root);
             continue;
         }
-        let root = stage_root(work.path(), stage.index)?;
+        let root = if opts.in_place {
+            let root = PathBuf::from("/");
+            if last.is_some() {
+                // the stage before lived here (kaniko's DeleteFilesystem)
+                log::info!("[{label}] clearing / of the previous stage");
+                crate::fs::ignore::wipe(&root, &env.ignores)?;
+            }
+            root
+        } else {
+            stage_root(work.path(), stage.index)?
+        };
         let reads_files = referenced.contains(&stage.index) || steps_read_files(&stage.steps);
         let (mut state, triggers) = start_stage(
             &env,
@@ -170,7 +189,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
             state.run_step(&env, &mut args, step, &done)?;
         }
         state.finish_snapshot(&env)?;
-        done.push(root);
+        if opts.in_place && referenced.contains(&stage.index) {
+            // `/` goes to the next stage: later COPY --from read a copy
+            let saved = stage_root(work.path(), stage.index)?;
+            remote.unpack(&state.layers, &store, &saved, None)?;
+            log::info!("[{label}] kept the stage's files for later stages");
+            state.root = saved;
+        }
+        done.push(state.root.clone());
         last = Some(stage.index);
         states.insert(stage.index, state);
     }
@@ -204,7 +230,41 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         push(&remote, &store, &image, &destinations)?;
     }
     write_digest_files(opts, &image, &destinations)?;
+    if opts.in_place && opts.cleanup {
+        crate::fs::ignore::wipe(Path::new("/"), &env.ignores)?;
+    }
     Ok(BuildOutcome { image, digest })
+}
+
+/// Where an in-place build keeps its own state unless `--kaniko-dir` says.
+const IN_PLACE_WORK_DIR: &str = "/kaniko";
+
+/// What snapshots leave out. In place, the root is `/`: every mount point,
+/// the executor's directory (`work_base`), smelt's binary, the context, the
+/// Dockerfile and (`--ignore-var-run`) `/var/run` too.
+fn root_ignores(opts: &BuildOptions, work_base: &Path) -> Result<RootIgnores, EngineError> {
+    let mut ignores = RootIgnores::new(&opts.ignore_paths);
+    if !opts.in_place {
+        return Ok(ignores);
+    }
+    let root = Path::new("/");
+    ignores.add_mount_points(root)?;
+    let exe = std::env::current_exe().ok();
+    for p in [
+        Some(work_base),
+        Some(opts.context.as_path()),
+        Some(opts.dockerfile.as_path()),
+        exe.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        ignores.add_inside(root, &std::path::absolute(p)?);
+    }
+    if opts.ignore_var_run {
+        ignores.ignored.insert("var/run".to_string());
+    }
+    Ok(ignores)
 }
 
 /// Makes the root directory of stage `index` in the work directory. Its
@@ -368,7 +428,11 @@ fn start_stage(
                 from.line
             )));
         };
-        copy_tree(&base.root, &root)?;
+        if env.in_place {
+            remote.unpack(&base.layers, env.store, &root, Some(&env.ignores))?;
+        } else {
+            copy_tree(&base.root, &root)?;
+        }
         let mut state = StageState::new(
             label.to_string(),
             root,
@@ -396,7 +460,19 @@ fn start_stage(
     };
     fs_err::create_dir_all(&root)?;
     if reads_files || !triggers.is_empty() {
-        remote.fetch_and_extract(&source, &layers, env.store, &root)?;
+        let skip = env.in_place.then_some(&env.ignores);
+        let mut attempt = 0;
+        while let Err(e) = remote.fetch_and_extract(&source, &layers, env.store, &root, skip) {
+            if attempt == env.extract_retries {
+                return Err(e);
+            }
+            attempt += 1;
+            log::warn!(
+                "[{label}] unpacking {image} failed ({e}); attempt {} of {}",
+                attempt + 1,
+                env.extract_retries + 1
+            );
+        }
         log::info!("[{label}] unpacked {} layers of {image}", layers.len());
     } else {
         log::info!("[{label}] not unpacking {image}: no step reads its files");

@@ -8,6 +8,7 @@
 
 use super::context::SourceTree;
 use crate::fs::extract::{ExtractOptions, extract_tar};
+use crate::fs::ignore::RootIgnores;
 use crate::fs::tree::{self, remove_any};
 use crate::fs::{ChangeSet, compress, scope};
 use crate::lexpath;
@@ -121,6 +122,9 @@ pub struct CopyJob<'a> {
     pub is_add: bool,
     /// Build-time for created parent directories and inline files.
     pub now: i64,
+    /// Paths an archive ADD unpacks must leave alone (in place: mounts,
+    /// `/proc`, the executor's directory).
+    pub skip: Option<&'a RootIgnores>,
 }
 
 /// Runs the copy; returns what changed, or a message for the user.
@@ -451,6 +455,7 @@ impl Writer<'_, '_> {
         let opts = ExtractOptions {
             whiteouts: false,
             chown: self.job.owner,
+            skip: self.job.skip,
         };
         let changes =
             extract_tar(stream, self.job.root, dest_rel, opts).map_err(|e| e.to_string())?;

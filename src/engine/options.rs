@@ -37,6 +37,16 @@ pub struct BuildOptions {
     pub ignore_paths: Vec<String>,
     /// `--single-snapshot`: one layer per stage, taken at its end.
     pub single_snapshot: bool,
+    /// `--image-fs-extract-retry`: attempts at unpacking a base after the first.
+    pub extract_retries: u32,
+    /// Build in `/` of the container smelt runs in and run RUN there
+    /// directly, as kaniko does (the executor image); otherwise each stage
+    /// gets a root in the work directory and RUN a chroot sandbox.
+    pub in_place: bool,
+    /// In place, `--ignore-var-run`: `/var/run` stays out of snapshots.
+    pub ignore_var_run: bool,
+    /// In place, `--cleanup`: `/` is cleared when the build ends.
+    pub cleanup: bool,
     /// Push to the destinations (kaniko's default; `--no-push` turns it off).
     pub push: bool,
     /// How to reach registries (pulls of base images, pushes).
@@ -64,9 +74,13 @@ impl BuildOptions {
             compression: Compression::default(),
             work_dir: None,
             push: false,
+            in_place: false,
+            ignore_var_run: true,
+            cleanup: false,
             snapshot_mode: crate::fs::snapshot::SnapshotMode::Full,
             ignore_paths: Vec::new(),
             single_snapshot: false,
+            extract_retries: 0,
             registry: crate::registry::Settings::default(),
         }
     }

@@ -6,6 +6,7 @@
 use super::{EngineError, Platform};
 use crate::fs::compress::decompressor;
 use crate::fs::extract::{ExtractOptions, extract_tar};
+use crate::fs::ignore::RootIgnores;
 use crate::image::manifest::{
     DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, Platform as ImagePlatform,
 };
@@ -162,6 +163,7 @@ impl Remote {
         layers: &[Descriptor],
         store: &BlobStore,
         root: &Path,
+        skip: Option<&RootIgnores>,
     ) -> Result<(), EngineError> {
         use futures_util::StreamExt;
         let (ready, arrivals) = std::sync::mpsc::channel::<usize>();
@@ -172,7 +174,7 @@ impl Remote {
                 for i in arrivals {
                     arrived.insert(i);
                     while arrived.remove(&next) {
-                        extract_layer(&layers[next], store, root)?;
+                        extract_layer(&layers[next], store, root, skip)?;
                         next += 1;
                     }
                 }
@@ -206,6 +208,22 @@ impl Remote {
         })
     }
 
+    /// Applies `layers` (of an image built earlier in this build, base
+    /// layers that stayed remote fetched first) to `root`, in order.
+    pub fn unpack(
+        &self,
+        layers: &[Descriptor],
+        store: &BlobStore,
+        root: &Path,
+        skip: Option<&RootIgnores>,
+    ) -> Result<(), EngineError> {
+        self.fetch(layers, store)?;
+        for l in layers {
+            extract_layer(l, store, root, skip)?;
+        }
+        Ok(())
+    }
+
     /// Pushes the image to every destination, base layers mounted or
     /// uploaded from wherever they are.
     pub fn push(
@@ -227,8 +245,14 @@ impl Remote {
     }
 }
 
-/// Applies one layer (in `store`) to `root`, with whiteouts.
-fn extract_layer(layer: &Descriptor, store: &BlobStore, root: &Path) -> Result<(), EngineError> {
+/// Applies one layer (in `store`) to `root`, with whiteouts, leaving what
+/// `skip` covers alone.
+fn extract_layer(
+    layer: &Descriptor,
+    store: &BlobStore,
+    root: &Path,
+    skip: Option<&RootIgnores>,
+) -> Result<(), EngineError> {
     let file = fs_err::File::open(store.path(&layer.digest))?;
     let reader = decompressor(std::io::BufReader::with_capacity(256 << 10, file))
         .map_err(|e| EngineError::Invalid(format!("layer {}: {e}", layer.digest)))?;
@@ -239,6 +263,7 @@ fn extract_layer(layer: &Descriptor, store: &BlobStore, root: &Path) -> Result<(
         ExtractOptions {
             whiteouts: true,
             chown: None,
+            skip,
         },
     )?;
     Ok(())

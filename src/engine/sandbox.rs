@@ -27,6 +27,9 @@ pub struct Spec {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// The root is `/` of the container smelt runs in: the command runs
+    /// directly (no namespace, no mounts, no chroot), as kaniko runs it.
+    pub in_place: bool,
 }
 
 /// The exit code of a sandbox that could not start the command (docker
@@ -226,6 +229,9 @@ fn pump<R: std::io::Read + Send + 'static>(
 /// Runs `spec` in the sandbox; `log_prefix` goes before each output line.
 /// Returns the exit code (or 128 + signal).
 pub fn run(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
+    if spec.in_place {
+        return spawn_in_place(spec, log_prefix);
+    }
     let mut points = MountPoints::default();
     let root = &spec.root;
     let prepared = (|| -> std::io::Result<()> {
@@ -249,14 +255,64 @@ pub fn run(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
 fn spawn(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding smelt's own binary: {e}"))?;
     let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    let mut child = Command::new(&exe)
-        .arg("__sandbox")
-        .arg(json)
+    let mut command = Command::new(&exe);
+    command.arg("__sandbox").arg(json);
+    let child = start(&mut command)
+        .map_err(|e| format!("starting the RUN sandbox ({}): {e}", exe.display()))?;
+    wait(child, log_prefix)
+}
+
+/// In place: the command itself, started from this process with the
+/// step's working directory, user, groups and environment. smelt's own
+/// binary is not started again: in the executor's container the base
+/// image's files have replaced the libraries it was linked with.
+fn spawn_in_place(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| "RUN has no command".to_string())?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.workdir);
+    drop_privileges(&mut command, spec);
+    let child = start(&mut command).map_err(|e| format!("executing {program}: {e}"))?;
+    wait(child, log_prefix)
+}
+
+#[allow(unsafe_code)]
+fn drop_privileges(command: &mut Command, spec: &Spec) {
+    use rustix::process::{Gid, Uid};
+    let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    let gid = Gid::from_raw(spec.gid);
+    let uid = Uid::from_raw(spec.uid);
+    let hook = move || -> std::io::Result<()> {
+        // the forked child has one thread: the thread's ids are the process's
+        rustix::thread::set_thread_groups(&groups)?;
+        rustix::thread::set_thread_res_gid(gid, gid, gid)?;
+        rustix::thread::set_thread_res_uid(uid, uid, uid)?;
+        Ok(())
+    };
+    // SAFETY: the hook makes three system calls and neither allocates nor
+    // takes locks (the group list was built before the fork).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, hook);
+    }
+}
+
+fn start(command: &mut Command) -> std::io::Result<std::process::Child> {
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("starting the RUN sandbox ({}): {e}", exe.display()))?;
+}
+
+/// Streams the child's output to the log and returns its exit code (or
+/// 128 + the signal that ended it).
+fn wait(mut child: std::process::Child, log_prefix: &str) -> Result<i32, String> {
     let out = pump(child.stdout.take(), log_prefix);
     let err = pump(child.stderr.take(), log_prefix);
     let status = child.wait().map_err(|e| format!("waiting for RUN: {e}"))?;

@@ -8,13 +8,14 @@ use super::sandbox;
 use super::scope::{BuildArgs, StageScope};
 use super::{EngineError, Platform, users};
 use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
+use crate::fs::ignore::RootIgnores;
 use crate::fs::snapshot::{self, SnapshotMode};
 use crate::fs::{ChangeSet, LayerOptions, scope, tree, write_layer};
 use crate::image::config::{Empty, HealthConfig};
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, History, ImageConfig, MediaTypes};
 use crate::lexpath;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -35,10 +36,16 @@ pub struct BuildEnv<'a> {
     pub global_args: &'a BTreeMap<String, String>,
     /// What a RUN's snapshot counts as a change.
     pub snapshot_mode: SnapshotMode,
-    /// `--ignore-path`s, relative to the root.
-    pub ignore_paths: Vec<String>,
+    /// What snapshots (and, in place, extraction) leave alone.
+    pub ignores: RootIgnores,
+    /// The root is `/` of the executor's container and RUN runs there
+    /// directly, as in kaniko; otherwise each stage has a root of its own
+    /// and RUN runs in a sandbox chrooted into it.
+    pub in_place: bool,
     /// `--single-snapshot`: one layer per stage, taken at its end.
     pub single_snapshot: bool,
+    /// `--image-fs-extract-retry`: attempts at unpacking a base after the first.
+    pub extract_retries: u32,
 }
 
 impl BuildEnv<'_> {
@@ -71,17 +78,6 @@ pub struct StageState {
     index: Option<snapshot::Index>,
     /// `--single-snapshot`: what the steps so far changed.
     pending: Option<ChangeSet>,
-}
-
-/// Paths a snapshot leaves out (`--ignore-path`s), and the sandbox's mount
-/// points, recorded but never entered.
-fn snapshot_ignores(env: &BuildEnv<'_>) -> (BTreeSet<String>, BTreeSet<String>) {
-    let ignored = env.ignore_paths.iter().cloned().collect();
-    let shallow = ["proc", "sys", "dev"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    (ignored, shallow)
 }
 
 /// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
@@ -367,6 +363,7 @@ impl StageState {
                     chmod,
                     is_add: c.is_add,
                     now: env.now(),
+                    skip: env.in_place.then_some(&env.ignores),
                 };
                 changes = Some(copy::run(&job).map_err(fail)?);
                 created_by = step_text(step);
@@ -455,10 +452,9 @@ impl StageState {
         if !run_env.iter().any(|(k, _)| k == "PATH") {
             run_env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
         }
-        let (ignored, shallow) = snapshot_ignores(env);
         let before = match self.index.take() {
             Some(i) => i,
-            None => snapshot::walk(&self.root, &ignored, &shallow).map_err(|e| e.to_string())?,
+            None => snapshot::walk(&self.root, &env.ignores).map_err(|e| e.to_string())?,
         };
         let spec = sandbox::Spec {
             root: self.root.clone(),
@@ -468,6 +464,7 @@ impl StageState {
             uid,
             gid,
             groups,
+            in_place: env.in_place,
         };
         let code = sandbox::run(&spec, &format!("[{}] ", self.label))?;
         if code != 0 {
@@ -479,7 +476,7 @@ impl StageState {
             });
         }
         let started = std::time::Instant::now();
-        let after = snapshot::walk(&self.root, &ignored, &shallow).map_err(|e| e.to_string())?;
+        let after = snapshot::walk(&self.root, &env.ignores).map_err(|e| e.to_string())?;
         let changes = snapshot::diff(&before, &after, env.snapshot_mode);
         log::debug!(
             "[{}] snapshot of {} paths in {:.3} s: {} changed, {} deleted",

@@ -5,6 +5,7 @@
 //! directory times are set last. Whiteouts are applied when asked (image
 //! layers); ADD of a local archive extracts without them.
 
+use super::ignore::{RootIgnores, clear_dir};
 use super::tree::{mkdir_all, remove_any, set_mtime};
 use super::writers::{self, BUFFERED_MAX, FileJob, Writers, set_metadata};
 use super::{ChangeSet, FsError, io_at, scope};
@@ -14,11 +15,14 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ExtractOptions {
+pub struct ExtractOptions<'a> {
     /// Apply `.wh.` whiteouts and `.wh..wh..opq` opaque markers.
     pub whiteouts: bool,
     /// Give every entry this owner instead of the archive's.
     pub chown: Option<(u32, u32)>,
+    /// Paths left alone: entries for them (and whiteouts of them) are
+    /// skipped (a base unpacked in place never touches `/proc` or a mount).
+    pub skip: Option<&'a RootIgnores>,
 }
 
 struct Deferred {
@@ -36,7 +40,7 @@ pub fn extract_tar<R: Read>(
     reader: R,
     root: &Path,
     dest: &str,
-    opts: ExtractOptions,
+    opts: ExtractOptions<'_>,
 ) -> Result<ChangeSet, FsError> {
     std::thread::scope(|scope| {
         let mut writers = Writers::start(scope, writers::threads());
@@ -53,7 +57,7 @@ fn extract_with<R: Read>(
     reader: R,
     root: &Path,
     dest: &str,
-    opts: ExtractOptions,
+    opts: ExtractOptions<'_>,
     writers: &mut Writers,
 ) -> Result<ChangeSet, FsError> {
     let dest = scope::resolve(root, dest, true)?;
@@ -72,11 +76,18 @@ fn extract_with<R: Read>(
         }
         let (parent, base) = lexpath::split_last(&name);
         let parent_rel = scope::resolve(root, &lexpath::child(&dest, parent), true)?;
+        if let Some(skip) = opts.skip {
+            // a whiteout stands for the path it removes
+            let named = base.strip_prefix(".wh.").filter(|_| opts.whiteouts);
+            if skip.covers(&lexpath::child(&parent_rel, named.unwrap_or(base))) {
+                continue;
+            }
+        }
         if opts.whiteouts && base.starts_with(".wh.") {
             // nothing may be half-written under what is about to go
             writers.flush()?;
             if base == ".wh..wh..opq" {
-                empty_dir(root, &parent_rel, &changes)?;
+                empty_dir(root, &parent_rel, &changes, opts.skip)?;
                 changes.opaque.insert(parent_rel.clone());
                 continue;
             }
@@ -248,20 +259,17 @@ fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Vec<(St
 }
 
 /// Opaque marker: removes everything under `rel` that this extraction did
-/// not write itself.
-fn empty_dir(root: &Path, rel: &str, written: &ChangeSet) -> Result<(), FsError> {
-    let full = root.join(rel);
-    let Ok(entries) = fs_err::read_dir(&full) else {
-        return Ok(());
-    };
-    for entry in entries {
-        let entry = entry?;
-        let child = lexpath::child(rel, &entry.file_name().to_string_lossy());
-        if !written.changed.contains(&child) {
-            remove_any(&entry.path())?;
-        }
-    }
-    Ok(())
+/// not write itself (and nothing `skip` leaves alone).
+fn empty_dir(
+    root: &Path,
+    rel: &str,
+    written: &ChangeSet,
+    skip: Option<&RootIgnores>,
+) -> Result<(), FsError> {
+    let none = RootIgnores::default();
+    clear_dir(root, rel, skip.unwrap_or(&none), &|c| {
+        written.changed.contains(c)
+    })
 }
 
 #[cfg(test)]
@@ -324,7 +332,7 @@ mod tests {
             "",
             ExtractOptions {
                 whiteouts: true,
-                chown: None,
+                ..ExtractOptions::default()
             },
         )
     }

@@ -8,6 +8,7 @@
 pub mod changes;
 pub mod compress;
 pub mod extract;
+pub mod ignore;
 pub mod layer;
 pub mod pargz;
 pub mod scope;

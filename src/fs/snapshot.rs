@@ -5,7 +5,7 @@
 //! back (ctime), so contents are never read. Deleted paths become
 //! whiteouts, only at the top of what was deleted.
 
-use super::{ChangeSet, FsError};
+use super::{ChangeSet, FsError, ignore::RootIgnores};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -43,11 +43,15 @@ struct Meta {
     mtime: (i64, i64),
     ctime: (i64, i64),
     ino: u64,
+    /// Directories only: a hash of the xattrs (a file's xattr change moves
+    /// its ctime, which full mode compares; a directory's ctime is not).
+    xattrs: u64,
 }
 
 impl Meta {
-    fn of(m: &std::fs::Metadata) -> Meta {
+    fn of(m: &std::fs::Metadata, xattrs: u64) -> Meta {
         Meta {
+            xattrs,
             mode: m.mode(),
             uid: m.uid(),
             gid: m.gid(),
@@ -72,6 +76,7 @@ impl Meta {
                     && self.uid == o.uid
                     && self.gid == o.gid
                     && self.mtime == o.mtime
+                    && self.xattrs == o.xattrs
             }
             SnapshotMode::Full => self == o,
             SnapshotMode::Redo => {
@@ -102,26 +107,17 @@ impl Index {
     }
 }
 
-/// Walks `root` in parallel. `ignored` holds relative paths (and their
-/// subtrees) left out (`--ignore-path`); a path in `shallow` is recorded
-/// but not entered (the sandbox's mount points: `proc`, `sys`, `dev`).
-pub fn walk(
-    root: &Path,
-    ignored: &BTreeSet<String>,
-    shallow: &BTreeSet<String>,
-) -> Result<Index, FsError> {
-    let entries = walk_dir(root, "", ignored, shallow)?;
+/// Walks `root` in parallel. Paths `ignores` ignores (and their subtrees)
+/// are left out; a shallow one (`proc`, `sys`, `dev`) is recorded but not
+/// entered.
+pub fn walk(root: &Path, ignores: &RootIgnores) -> Result<Index, FsError> {
+    let entries = walk_dir(root, "", ignores)?;
     Ok(Index {
         entries: entries.into_iter().collect(),
     })
 }
 
-fn walk_dir(
-    root: &Path,
-    rel: &str,
-    ignored: &BTreeSet<String>,
-    shallow: &BTreeSet<String>,
-) -> Result<Vec<(String, Meta)>, FsError> {
+fn walk_dir(root: &Path, rel: &str, ignores: &RootIgnores) -> Result<Vec<(String, Meta)>, FsError> {
     let dir = if rel.is_empty() {
         root.to_path_buf()
     } else {
@@ -135,25 +131,53 @@ fn walk_dir(
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let child = crate::lexpath::child(rel, &name);
-        if ignored.contains(&child) {
+        if ignores.ignored.contains(&child) {
             continue;
         }
         let meta = fs_err::symlink_metadata(entry.path())
             .map_err(|e| FsError::path(format!("/{child}"), format!("snapshot: {e}")))?;
-        let m = Meta::of(&meta);
-        if meta.is_dir() && !shallow.contains(&child) {
+        let xattrs = if meta.is_dir() {
+            xattr_hash(&entry.path())
+        } else {
+            0
+        };
+        let m = Meta::of(&meta, xattrs);
+        if meta.is_dir() && !ignores.shallow.contains(&child) {
             subdirs.push(child.clone());
         }
         here.push((child, m));
     }
     let nested: Vec<Vec<(String, Meta)>> = subdirs
         .par_iter()
-        .map(|d| walk_dir(root, d, ignored, shallow))
+        .map(|d| walk_dir(root, d, ignores))
         .collect::<Result<_, _>>()?;
     for n in nested {
         here.extend(n);
     }
     Ok(here)
+}
+
+/// A hash of a path's xattrs (names and values); 0 for none or where the
+/// filesystem has none.
+fn xattr_hash(path: &Path) -> u64 {
+    let Ok(names) = xattr::list(path) else {
+        return 0;
+    };
+    let mut pairs: Vec<(std::ffi::OsString, Vec<u8>)> = names
+        .filter_map(|n| xattr::get(path, &n).ok().flatten().map(|v| (n, v)))
+        .collect();
+    if pairs.is_empty() {
+        return 0;
+    }
+    pairs.sort();
+    let mut h = blake3::Hasher::new();
+    for (n, v) in &pairs {
+        h.update(n.as_encoded_bytes());
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(v);
+    }
+    let bytes = h.finalize();
+    u64::from_le_bytes(bytes.as_bytes()[..8].try_into().unwrap_or_default()) | 1
 }
 
 /// What changed from `before` to `after`.
@@ -198,12 +222,11 @@ mod tests {
     use super::*;
 
     fn snap(root: &Path) -> Index {
-        walk(
-            root,
-            &BTreeSet::from(["proc".to_string()]),
-            &BTreeSet::new(),
-        )
-        .unwrap()
+        let ignores = RootIgnores {
+            ignored: BTreeSet::from(["proc".to_string()]),
+            shallow: BTreeSet::new(),
+        };
+        walk(root, &ignores).unwrap()
     }
 
     #[test]
@@ -233,5 +256,18 @@ mod tests {
         let deleted: Vec<&str> = c.deleted.iter().map(String::as_str).collect();
         assert_eq!(deleted, ["gone"]);
         assert!(diff(&after, &snap(r), SnapshotMode::Full).is_empty());
+    }
+
+    #[test]
+    fn an_xattr_set_on_a_directory_is_a_change() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs_err::create_dir(r.join("d")).unwrap();
+        let before = snap(r);
+        if xattr::set(r.join("d"), "user.smelt", b"1").is_err() {
+            return; // no user xattrs on this filesystem
+        }
+        let c = diff(&before, &snap(r), SnapshotMode::Full);
+        assert!(c.changed.contains("d"), "{c:?}");
     }
 }

@@ -129,35 +129,60 @@ impl Registry {
                 Direction::Pull => s.skip_verify_pull,
                 Direction::Push => s.skip_verify_push,
             };
-        let mut b = reqwest::Client::builder()
-            .user_agent(concat!("smelt/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
-            .tls_danger_accept_invalid_certs(skip_verify);
+        let mut extra = Vec::new();
         for (host, path) in &s.certificates {
             if host == registry {
                 let pem = fs_err::read(path).map_err(|e| RegistryError::io(&what, e))?;
-                let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                extra.push(reqwest::Certificate::from_pem(&pem).map_err(|e| {
                     RegistryError::invalid(&what, format!("reading {}: {e}", path.display()))
-                })?;
-                b = b.tls_certs_merge([cert]);
+                })?);
             }
         }
+        let mut identity = None;
         for (host, cert, key) in &s.client_certs {
             if host == registry {
                 let mut pem = fs_err::read(cert).map_err(|e| RegistryError::io(&what, e))?;
                 pem.push(b'\n');
                 pem.extend(fs_err::read(key).map_err(|e| RegistryError::io(&what, e))?);
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                identity = Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
                     RegistryError::invalid(
                         &what,
                         format!("reading {} and {}: {e}", cert.display(), key.display()),
                     )
-                })?;
-                b = b.identity(id);
+                })?);
             }
         }
-        b.build().map_err(|e| RegistryError::transport(&what, &e))
+        let builder = || {
+            let b = reqwest::Client::builder()
+                .user_agent(concat!("smelt/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(30))
+                .read_timeout(Duration::from_secs(120))
+                .tls_danger_accept_invalid_certs(skip_verify);
+            match &identity {
+                Some(id) => b.identity(id.clone()),
+                None => b,
+            }
+        };
+        match builder().tls_certs_merge(extra.clone()).build() {
+            Ok(client) => Ok(client),
+            Err(e) if no_system_roots(&e) => {
+                // a minimal container (the executor image) may have none
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    log::warn!(
+                        "no CA certificates found on this system (SSL_CERT_FILE, SSL_CERT_DIR, \
+                         /etc/ssl/certs); using the Mozilla roots built into smelt"
+                    );
+                });
+                let mut roots = built_in_roots();
+                roots.extend(extra);
+                builder()
+                    .tls_certs_only(roots)
+                    .build()
+                    .map_err(|e| RegistryError::transport(&what, &e))
+            }
+            Err(e) => Err(RegistryError::transport(&what, &e)),
+        }
     }
 
     /// The endpoint for `registry`, pinged once to learn its scheme and
@@ -330,6 +355,26 @@ pub(crate) fn scope(repository: &str, push: bool) -> String {
     } else {
         format!("repository:{repository}:pull")
     }
+}
+
+/// Whether building a client failed because the system has no CA roots.
+fn no_system_roots(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("No CA certificates") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Mozilla's root certificates, as shipped in `webpki-root-certs`.
+fn built_in_roots() -> Vec<reqwest::Certificate> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+        .collect()
 }
 
 #[cfg(test)]

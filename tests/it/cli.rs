@@ -36,10 +36,10 @@ fn missing_copy_source_fails_with_the_line() {
 #[test]
 fn unimplemented_flags_are_refused_by_name() {
     let t = TestContext::new("FROM scratch\n");
-    let run = t.build(&["--no-push", "--cache=true", "--use-new-run"]);
+    let run = t.build(&["--no-push", "--cache=true", "--force-build-metadata"]);
     assert_eq!(run.code(), 2);
     assert!(
-        run.stderr().contains("--cache:") && run.stderr().contains("--use-new-run:"),
+        run.stderr().contains("--cache:") && run.stderr().contains("--force-build-metadata:"),
         "{}",
         run.stderr()
     );

@@ -13,6 +13,7 @@ mod cli;
 mod conformance;
 mod dockerfile_semantics;
 mod faults;
+mod in_place;
 mod push_pull;
 mod reproducible;
 mod run;

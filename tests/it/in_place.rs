@@ -1,0 +1,165 @@
+//! In place, as in kaniko's executor image: smelt is `/kaniko/executor` in
+//! a container-like root (a chroot in a private mount namespace, with
+//! `/proc`, `/dev` and a file bind-mounted over `/etc/secret`). The base is
+//! unpacked into `/`, RUN runs there directly, stages take turns in `/`,
+//! and what the executor, the context and the mounts hold stays out of the
+//! image.
+
+use crate::harness::{Layout, assert_has_lines, smelt_bin, tool, tree};
+use crate::registry_server::{Auth, TestRegistry};
+use std::path::Path;
+use std::process::Command;
+
+/// A root holding smelt as `/kaniko/executor`, the libraries it links
+/// with, mount points and the context in `/workspace`.
+fn executor_root(dockerfile: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for d in ["kaniko", "proc", "dev", "sys", "etc", "workspace"] {
+        fs_err::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    fs_err::copy(smelt_bin(), root.join("kaniko/executor")).expect("copy smelt");
+    // `ldd` lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+    let ldd = tool("ldd", &[smelt_bin().to_str().expect("utf8")]);
+    for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+        let to = root.join(&lib[1..]);
+        fs_err::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        fs_err::copy(lib, &to).expect("copy library");
+    }
+    fs_err::write(root.join("etc/secret"), "").expect("mount point");
+    fs_err::write(root.join("workspace/Dockerfile"), dockerfile).expect("Dockerfile");
+    fs_err::write(root.join("workspace/note.txt"), "from the context\n").expect("context file");
+    dir
+}
+
+/// Runs `/kaniko/executor ARGS` chrooted into `root`; returns (ok, stderr).
+fn run_executor(root: &Path, secret: &Path, args: &[&str]) -> (bool, String) {
+    let r = root.display();
+    let script = format!(
+        "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
+         mount --bind {} {r}/etc/secret; exec chroot {r} /kaniko/executor \"$@\"",
+        secret.display()
+    );
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/root")
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", "/kaniko/.docker")
+        .output()
+        .expect("unshare is needed by the tests (util-linux)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn executor_builds_in_place_and_leaves_its_own_files_out() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let dockerfile = format!(
+        "FROM {base} AS builder\n\
+         RUN echo built > /out && test -x /kaniko/executor && echo in-place > /mode\n\
+         RUN echo leaked > /workspace/from-run && echo leaked > /etc/secret && rm /bin/ls\n\
+         FROM {base}\n\
+         COPY --from=builder /out /mode /copied/\n\
+         COPY note.txt /\n\
+         RUN test ! -e /out && test -e /bin/ls && cat /copied/out > /seen\n\
+         USER app\n\
+         RUN id\n"
+    );
+    let root = executor_root(&dockerfile);
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    let dest = format!("{}/in-place:1", reg.host);
+    let (ok, log) = run_executor(
+        root.path(),
+        secret.path(),
+        &[
+            "--context",
+            "/workspace",
+            "--dockerfile",
+            "/workspace/Dockerfile",
+            "--destination",
+            &dest,
+            "--force",
+        ],
+    );
+    assert!(ok, "the in-place build failed:\n{log}");
+    // RUN ran in place, as the image's user
+    assert!(
+        log.contains("uid=1234(app) gid=4321(app) groups=777(extra),4321(app)"),
+        "{log}"
+    );
+    assert!(log.contains("clearing / of the previous stage"), "{log}");
+    // the write through the mount reached the mounted file, not the image
+    assert_eq!(fs_err::read_to_string(secret.path()).unwrap(), "leaked\n");
+
+    let layout = root.path().join("pulled");
+    reg.skopeo(
+        "copy",
+        &["src-"],
+        &[
+            "-q",
+            &format!("docker://{dest}"),
+            &format!("oci:{}:t1", layout.display()),
+        ],
+    );
+    let rootfs = root.path().join("rootfs");
+    Layout(layout).unpack("t1", &rootfs);
+    let listing = tree(&rootfs);
+    assert_has_lines(
+        &listing,
+        &[
+            "/copied/out 644 0:0 file n=1 \"built\\n\"",
+            "/copied/mode 644 0:0 file n=1 \"in-place\\n\"",
+            "/note.txt 644 0:0 file n=1 \"from the context\\n\"",
+            "/seen 644 0:0 file n=1 \"built\\n\"",
+            "/bin/ls 777 0:0 link -> busybox",
+        ],
+    );
+    for absent in [
+        "/kaniko",
+        "/workspace",
+        "/etc/secret",
+        "/lib",
+        "/out",
+        "/proc",
+        "/dev",
+    ] {
+        assert!(
+            !listing
+                .lines()
+                .any(|l| l.starts_with(&format!("{absent} "))
+                    || l.starts_with(&format!("{absent}/"))),
+            "{absent} should not be in the image:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn in_place_outside_a_container_needs_force() {
+    let t = crate::harness::TestContext::new("FROM scratch\n");
+    let work = t.path("kaniko");
+    let run = t.build(&[
+        "--no-push",
+        "--in-place",
+        "--kaniko-dir",
+        work.to_str().unwrap(),
+    ]);
+    // this machine may itself be a container; then the build just works
+    if run.code() != 0 {
+        assert_eq!(run.code(), 2, "{}", run.stderr());
+        assert!(run.stderr().contains("--force"), "{}", run.stderr());
+    }
+}
