@@ -54,6 +54,11 @@ impl BuildArgs {
             .collect()
     }
 
+    /// Counts as used what `other` (a copy that ran a stage) used.
+    pub fn merge_used(&mut self, other: &BuildArgs) {
+        self.used.extend(other.used.iter().cloned());
+    }
+
     /// Given args no ARG declared (docker warns about them).
     pub fn unused(&self) -> Vec<String> {
         self.given

@@ -64,6 +64,14 @@ impl BuildEnv<'_> {
     }
 }
 
+/// Where `COPY --from` reads: the roots of the stages a stage reads, by
+/// index, and the images it copies from, unpacked, by reference.
+#[derive(Debug, Clone, Default)]
+pub struct CopySources {
+    pub stages: BTreeMap<usize, PathBuf>,
+    pub images: BTreeMap<String, PathBuf>,
+}
+
 /// The state of a stage while its steps run.
 #[derive(Debug)]
 pub struct StageState {
@@ -115,14 +123,13 @@ impl StageState {
         }
     }
 
-    /// Runs one step; `stages` are the roots of the stages before this one,
-    /// by index, for `COPY --from`.
+    /// Runs one step; `copy_from` says where `COPY --from` reads.
     pub fn run_step(
         &mut self,
         env: &BuildEnv<'_>,
         args: &mut BuildArgs,
         step: &Located<Instruction>,
-        stages: &[PathBuf],
+        copy_from: &CopySources,
     ) -> Result<(), EngineError> {
         let file = &env.dockerfile.file;
         let fail = |message: String| EngineError::Step {
@@ -340,16 +347,21 @@ impl StageState {
                     None => env.context,
                     Some(from) => {
                         let from = word(from)?;
-                        let earlier = env
-                            .dockerfile
-                            .stage_index(&from)
-                            .and_then(|i| stages.get(i));
-                        let root = earlier.cloned().ok_or_else(|| {
+                        let root = match env.dockerfile.stage_index(&from) {
+                            Some(i) => copy_from.stages.get(&i),
+                            None => copy_from.images.get(&from),
+                        };
+                        let root = root.cloned().ok_or_else(|| {
                             fail(format!(
-                                "COPY --from={from}: no earlier stage has that name or index (copying from an image is not implemented yet)"
+                                "COPY --from={from}: not a stage or image this build prepared (a --from given by a stage's own ARG cannot be planned)"
                             ))
                         })?;
-                        stage_tree = SourceTree::stage(root, format!("stage {from}"));
+                        let what = if env.dockerfile.stage_index(&from).is_some() {
+                            format!("stage {from}")
+                        } else {
+                            format!("image {from}")
+                        };
+                        stage_tree = SourceTree::stage(root, what);
                         &stage_tree
                     }
                 };

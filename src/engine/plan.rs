@@ -1,0 +1,242 @@
+//! The stage plan: which stages the target needs, what each one starts
+//! from or copies from, an order that puts every stage after what it
+//! reads, and how many later stages read each one (so a stage's root can
+//! be moved to its only reader, or removed once nobody needs it).
+//!
+//! References resolve as BuildKit resolves them: a name may point at any
+//! stage of the file, earlier or later; a number only at an earlier one;
+//! anything else is an image. A cycle, a stage that refers to itself, a
+//! number out of range and an unknown `--target` are errors that name the
+//! Dockerfile line, raised before anything is built.
+
+use super::EngineError;
+use crate::dockerfile::{Dockerfile, Instruction};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a stage reads from another place.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ref {
+    Stage(usize),
+    /// An image from a registry (its reference after global-arg expansion).
+    Image(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StageRefs {
+    /// `FROM`: an earlier stage, an image, or `None` for scratch.
+    pub base: Option<Ref>,
+    /// `COPY --from`s, with the line of each.
+    pub copies: Vec<(Ref, usize)>,
+}
+
+impl StageRefs {
+    /// The stages this one reads.
+    pub fn stages(&self) -> BTreeSet<usize> {
+        self.base
+            .iter()
+            .chain(self.copies.iter().map(|(r, _)| r))
+            .filter_map(|r| match r {
+                Ref::Stage(i) => Some(*i),
+                Ref::Image(_) => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: usize,
+    /// The stages to build, each after the stages it reads.
+    pub order: Vec<usize>,
+    pub refs: BTreeMap<usize, StageRefs>,
+    /// For each stage built, how many planned stages read it.
+    pub readers: BTreeMap<usize, usize>,
+}
+
+impl Plan {
+    pub fn new(
+        df: &Dockerfile,
+        target: Option<&str>,
+        global: &BTreeMap<String, String>,
+    ) -> Result<Plan, EngineError> {
+        let file = &df.file;
+        let target = match target {
+            None => df.stages.len() - 1,
+            Some(t) => df.stage_index(t).ok_or_else(|| {
+                EngineError::Invalid(format!("failed to reach build target {t} in {file}"))
+            })?,
+        };
+        let mut refs = BTreeMap::new();
+        for i in 0..df.stages.len() {
+            refs.insert(i, stage_refs(df, i, global)?);
+        }
+        // depth-first from the target: the order, and cycles on the way
+        let mut order = Vec::new();
+        let mut state: BTreeMap<usize, bool> = BTreeMap::new(); // false: in progress
+        visit(df, &refs, target, &mut state, &mut order)?;
+        let refs: BTreeMap<usize, StageRefs> = refs
+            .into_iter()
+            .filter(|(i, _)| state.contains_key(i))
+            .collect();
+        let mut readers: BTreeMap<usize, usize> = order.iter().map(|&i| (i, 0)).collect();
+        for r in refs.values() {
+            for s in r.stages() {
+                *readers.entry(s).or_default() += 1;
+            }
+        }
+        Ok(Plan {
+            target,
+            order,
+            refs,
+            readers,
+        })
+    }
+
+    /// Whether stage `i` is built.
+    pub fn needs(&self, i: usize) -> bool {
+        self.refs.contains_key(&i)
+    }
+
+    /// Whether stage `i`'s files are read by a later stage.
+    pub fn is_read(&self, i: usize) -> bool {
+        self.readers.get(&i).is_some_and(|&n| n > 0)
+    }
+}
+
+fn visit(
+    df: &Dockerfile,
+    refs: &BTreeMap<usize, StageRefs>,
+    i: usize,
+    state: &mut BTreeMap<usize, bool>,
+    order: &mut Vec<usize>,
+) -> Result<(), EngineError> {
+    match state.get(&i) {
+        Some(true) => return Ok(()),
+        Some(false) => {
+            let stage = &df.stages[i];
+            return Err(EngineError::Invalid(format!(
+                "{}:{}: circular dependency detected on stage {}",
+                df.file,
+                stage.from.line,
+                stage.name.clone().unwrap_or_else(|| i.to_string())
+            )));
+        }
+        None => {}
+    }
+    state.insert(i, false);
+    for dep in refs.get(&i).map(StageRefs::stages).unwrap_or_default() {
+        visit(df, refs, dep, state, order)?;
+    }
+    state.insert(i, true);
+    order.push(i);
+    Ok(())
+}
+
+/// What stage `i` starts from and copies from.
+fn stage_refs(
+    df: &Dockerfile,
+    i: usize,
+    global: &BTreeMap<String, String>,
+) -> Result<StageRefs, EngineError> {
+    let stage = &df.stages[i];
+    let lexer = df.lexer();
+    let by_name = |name: &str| {
+        let lower = name.to_ascii_lowercase();
+        df.stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+    };
+    let err = |line: usize, message: String| {
+        EngineError::Invalid(format!("{}:{line}: {message}", df.file))
+    };
+    let image = lexer
+        .process_word(&stage.from.value.image, global)
+        .map_err(|e| err(stage.from.line, e.to_string()))?;
+    let base = if image.eq_ignore_ascii_case("scratch") {
+        None
+    } else if let Some(s) = by_name(&image) {
+        if s == i {
+            return Err(err(
+                stage.from.line,
+                format!("circular dependency detected on stage {image}"),
+            ));
+        }
+        Some(Ref::Stage(s))
+    } else {
+        Some(Ref::Image(image))
+    };
+    let mut copies = Vec::new();
+    for step in &stage.steps {
+        let Instruction::Copy(c) = &step.value else {
+            continue;
+        };
+        let Some(from) = &c.from else { continue };
+        // stage args may take part too; global ones are what a plan can know
+        let from = lexer
+            .process_word(from, global)
+            .unwrap_or_else(|_| from.clone());
+        let r = if let Some(s) = by_name(&from) {
+            if s == i {
+                return Err(err(
+                    step.line,
+                    format!("COPY --from={from}: a stage cannot copy from itself"),
+                ));
+            }
+            Ref::Stage(s)
+        } else if let Ok(n) = from.parse::<usize>() {
+            if n >= i {
+                return Err(err(
+                    step.line,
+                    format!(
+                        "COPY --from={from}: refers to the current or a later stage (use its name)"
+                    ),
+                ));
+            }
+            Ref::Stage(n)
+        } else {
+            Ref::Image(from)
+        };
+        copies.push((r, step.line));
+    }
+    Ok(StageRefs { base, copies })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str, target: Option<&str>) -> Result<Plan, String> {
+        let df = Dockerfile::parse(text, "Dockerfile").unwrap();
+        Plan::new(&df, target, &BTreeMap::new()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn order_puts_readers_after_what_they_read_and_counts_readers() {
+        let p = plan(
+            "FROM scratch AS final\nCOPY --from=gen /a /a\nCOPY --from=img:1 /b /b\n\
+             FROM scratch AS gen\nFROM scratch AS unused\nFROM gen AS last\nCOPY --from=final /a /c\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.order, [1, 0, 3]);
+        assert!(!p.needs(2));
+        assert_eq!(p.readers[&1], 2);
+        assert!(!p.is_read(3));
+        assert_eq!(p.refs[&0].copies[1].0, Ref::Image("img:1".to_string()));
+    }
+
+    #[test]
+    fn bad_references_fail_naming_the_line() {
+        let e = plan("FROM scratch AS a\nCOPY --from=b / /\nFROM a AS b\n", None).unwrap_err();
+        assert_eq!(e, "Dockerfile:3: circular dependency detected on stage b");
+        let e = plan("FROM scratch AS a\nCOPY --from=1 / /\nFROM scratch\n", None).unwrap_err();
+        assert!(
+            e.starts_with("Dockerfile:2: COPY --from=1: refers to the current"),
+            "{e}"
+        );
+        let e = plan("FROM scratch AS a\nCOPY --from=A / /\n", None).unwrap_err();
+        assert!(e.contains("cannot copy from itself"), "{e}");
+        let e = plan("FROM scratch AS a\n", Some("nope")).unwrap_err();
+        assert_eq!(e, "failed to reach build target nope in Dockerfile");
+    }
+}

@@ -1,0 +1,481 @@
+//! Running the stages of a plan. Images the plan names (bases and `COPY
+//! --from` images) are resolved first, so a wrong name fails before
+//! anything is built. Then every stage whose inputs are ready starts on a
+//! thread of its own, so stages that do not depend on each other run at
+//! the same time (in place there is one `/`, and they take turns).
+//!
+//! A stage's root lives only as long as a later stage needs it: a stage
+//! that is the last reader of its base's root takes that directory over
+//! instead of copying it, and a root nobody will read again is removed as
+//! soon as its last reader is done.
+
+use super::plan::{Plan, Ref};
+use super::remote::{BaseImage, Remote};
+use super::scope::BuildArgs;
+use super::stage::{BuildEnv, CopySources, StageState, scratch_config};
+use super::{EngineError, Platform};
+use crate::dockerfile::{Dockerfile, Instruction, Located, Stage};
+use crate::image::{Descriptor, ImageConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The images a plan names, resolved before any stage runs.
+struct Resolved {
+    /// Registry bases, by stage.
+    bases: BTreeMap<usize, BaseImage>,
+    /// Each stage's platform (FROM --platform, else the build's).
+    platforms: BTreeMap<usize, Platform>,
+    /// `COPY --from` images, unpacked, by reference as written.
+    images: BTreeMap<String, PathBuf>,
+}
+
+/// A finished stage.
+#[derive(Debug, Clone)]
+pub struct StageOutput {
+    pub root: PathBuf,
+    pub config: ImageConfig,
+    pub layers: Vec<Descriptor>,
+}
+
+/// What a stage starts from.
+enum Base {
+    Scratch(Platform),
+    /// An earlier stage; `take` hands its root directory over (this stage
+    /// is its last reader).
+    Stage {
+        parent: Box<StageOutput>,
+        take: bool,
+    },
+    Image {
+        image: String,
+        base: Box<BaseImage>,
+    },
+}
+
+/// What the stages share.
+#[derive(Debug)]
+pub struct Runner<'a> {
+    pub env: &'a BuildEnv<'a>,
+    pub remote: &'a Remote,
+    pub work: &'a Path,
+    /// The Dockerfile's text, for step lines in the log.
+    pub text: &'a str,
+}
+
+impl Runner<'_> {
+    /// Builds every stage of `plan`; returns the target's output.
+    pub fn run(&self, plan: &Plan, args: &mut BuildArgs) -> Result<StageOutput, EngineError> {
+        let df = self.env.dockerfile;
+        for s in &df.stages {
+            if !plan.needs(s.index) && s.index < plan.target {
+                log::info!(
+                    "[{}] skipping stage {}: the target does not use it",
+                    label(s),
+                    s.index
+                );
+            }
+        }
+        let Resolved {
+            mut bases,
+            platforms,
+            images,
+        } = self.resolve_images(plan)?;
+        let parallel = !self.env.in_place;
+        let mut done: BTreeMap<usize, StageOutput> = BTreeMap::new();
+        let mut readers_left = plan.readers.clone();
+        let mut started: BTreeSet<usize> = BTreeSet::new();
+        let mut failure: Option<EngineError> = None;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let mut running = 0usize;
+            loop {
+                for &i in &plan.order {
+                    if failure.is_some() || (running > 0 && !parallel) {
+                        break;
+                    }
+                    let refs = &plan.refs[&i];
+                    if started.contains(&i) || !refs.stages().iter().all(|d| done.contains_key(d)) {
+                        continue;
+                    }
+                    let stage = &df.stages[i];
+                    let base = match &refs.base {
+                        None => Base::Scratch(platforms[&i].clone()),
+                        Some(Ref::Stage(p)) => {
+                            let take = !self.env.in_place
+                                && readers_left.get(p) == Some(&1)
+                                && *p != plan.target;
+                            Base::Stage {
+                                parent: Box::new(done[p].clone()),
+                                take,
+                            }
+                        }
+                        Some(Ref::Image(image)) => match bases.remove(&i) {
+                            Some(base) => Base::Image {
+                                image: image.clone(),
+                                base: Box::new(base),
+                            },
+                            None => {
+                                failure = Some(EngineError::Invalid(format!(
+                                    "stage {i}: {image} was not resolved"
+                                )));
+                                break;
+                            }
+                        },
+                    };
+                    if let Base::Stage { take: true, .. } = &base
+                        && let Some(Ref::Stage(p)) = &refs.base
+                    {
+                        // the directory moves: nobody may remove it as the parent's
+                        if let Some(o) = done.get_mut(p) {
+                            o.root = PathBuf::new();
+                        }
+                    }
+                    let sources = CopySources {
+                        stages: refs
+                            .stages()
+                            .iter()
+                            .map(|d| (*d, done[d].root.clone()))
+                            .collect(),
+                        images: images.clone(),
+                    };
+                    let read_later = plan.is_read(i);
+                    let first = done.is_empty();
+                    let mut stage_args = args.clone();
+                    let tx = tx.clone();
+                    started.insert(i);
+                    running += 1;
+                    scope.spawn(move || {
+                        let r = self
+                            .run_stage(stage, base, &sources, &mut stage_args, read_later, first)
+                            .map(|out| (out, stage_args));
+                        let _ = tx.send((i, r));
+                    });
+                }
+                if running == 0 {
+                    break;
+                }
+                let Ok((i, result)) = rx.recv() else { break };
+                running -= 1;
+                match result {
+                    Ok((out, stage_args)) => {
+                        args.merge_used(&stage_args);
+                        done.insert(i, out);
+                        for d in plan.refs[&i].stages() {
+                            let left = readers_left.entry(d).or_default();
+                            *left = left.saturating_sub(1);
+                            if *left == 0 && d != plan.target {
+                                self.release(&done[&d]);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if failure.is_none() {
+                            failure = Some(e);
+                        }
+                    }
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        done.remove(&plan.target)
+            .ok_or_else(|| EngineError::Invalid("no stage was built".to_string()))
+    }
+
+    /// Removes a root no stage will read again (not `/`, not one handed on).
+    fn release(&self, out: &StageOutput) {
+        if out.root.as_os_str().is_empty() || !out.root.starts_with(self.work) {
+            return;
+        }
+        if let Err(e) = fs_err::remove_dir_all(&out.root) {
+            log::warn!("removing {}: {e}", out.root.display());
+        }
+    }
+
+    /// Resolves every image the plan names: each stage's registry base
+    /// (with its platform), and `COPY --from` images, unpacked into the
+    /// work directory. A wrong name fails here, before any stage runs.
+    fn resolve_images(&self, plan: &Plan) -> Result<Resolved, EngineError> {
+        let df = self.env.dockerfile;
+        let mut bases = BTreeMap::new();
+        let mut platforms = BTreeMap::new();
+        let mut images = BTreeMap::new();
+        for &i in &plan.order {
+            let stage = &df.stages[i];
+            let platform = stage_platform(self.env, stage)?;
+            platforms.insert(i, platform.clone());
+            let step_err = |line: usize, instruction: &str, e: EngineError| EngineError::Step {
+                file: df.file.clone(),
+                line,
+                instruction: instruction.to_string(),
+                message: e.to_string(),
+            };
+            if let Some(Ref::Image(image)) = &plan.refs[&i].base {
+                let base = self
+                    .remote
+                    .resolve(image, &platform)
+                    .map_err(|e| step_err(stage.from.line, "FROM", e))?;
+                bases.insert(i, base);
+            }
+            for (r, line) in &plan.refs[&i].copies {
+                let Ref::Image(image) = r else { continue };
+                if images.contains_key(image) {
+                    continue;
+                }
+                let base = self
+                    .remote
+                    .resolve(image, &platform)
+                    .map_err(|e| step_err(*line, "COPY", e))?;
+                let root = super::build::stage_root(self.work, images.len() + df.stages.len())?;
+                self.remote
+                    .fetch_and_extract(&base.source, &base.layers, self.env.store, &root, None)
+                    .map_err(|e| step_err(*line, "COPY", e))?;
+                log::info!("unpacked {image} for COPY --from");
+                images.insert(image.clone(), root);
+            }
+        }
+        Ok(Resolved {
+            bases,
+            platforms,
+            images,
+        })
+    }
+
+    /// Builds one stage from its base: ONBUILD triggers, then its steps.
+    fn run_stage(
+        &self,
+        stage: &Stage,
+        base: Base,
+        sources: &CopySources,
+        args: &mut BuildArgs,
+        read_later: bool,
+        first: bool,
+    ) -> Result<StageOutput, EngineError> {
+        let env = self.env;
+        let reads_files = read_later || steps_read_files(&stage.steps);
+        let label = label(stage);
+        let root = if env.in_place {
+            let root = PathBuf::from("/");
+            if !first {
+                // the stage before lived here (kaniko's DeleteFilesystem)
+                log::info!("[{label}] clearing / of the previous stage");
+                crate::fs::ignore::wipe(&root, &env.ignores)?;
+            }
+            root
+        } else if let Base::Stage {
+            parent, take: true, ..
+        } = &base
+        {
+            parent.root.clone()
+        } else {
+            super::build::stage_root(self.work, stage.index)?
+        };
+        log::info!("[{label}] FROM {}", stage.from.value.image);
+        let (mut state, triggers) = match base {
+            Base::Scratch(platform) => (
+                StageState::new(label.clone(), root, scratch_config(&platform), Vec::new()),
+                Vec::new(),
+            ),
+            Base::Stage { parent, take } => {
+                if env.in_place {
+                    self.remote
+                        .unpack(&parent.layers, env.store, &root, Some(&env.ignores))?;
+                } else if !take {
+                    copy_tree(&parent.root, &root)?;
+                }
+                let StageOutput { config, layers, .. } = *parent;
+                let mut state = StageState::new(label.clone(), root, config, layers);
+                state.config.config.on_build = None;
+                (state, Vec::new())
+            }
+            Base::Image { image, base } => {
+                let BaseImage {
+                    source,
+                    mut config,
+                    layers,
+                } = *base;
+                let triggers = match config.config.on_build.take() {
+                    Some(t) if !t.is_empty() => parse_triggers(&image, &t)?,
+                    _ => Vec::new(),
+                };
+                if reads_files || !triggers.is_empty() {
+                    self.unpack_base(&label, &image, &source, &layers, &root)?;
+                } else {
+                    log::info!("[{label}] not unpacking {image}: no step reads its files");
+                }
+                (
+                    StageState::new(label.clone(), root, config, layers),
+                    triggers,
+                )
+            }
+        };
+        for step in &triggers {
+            log::info!(
+                "[{label}] running ONBUILD trigger of the base image: {}",
+                step.value.keyword()
+            );
+            state.run_step(env, args, step, sources)?;
+        }
+        let count = stage.steps.len();
+        for (n, step) in stage.steps.iter().enumerate() {
+            log::info!(
+                "[{label}] step {}/{count}: {}",
+                n + 1,
+                step_summary(self.text, step.line, step.end_line)
+            );
+            state.run_step(env, args, step, sources)?;
+        }
+        state.finish_snapshot(env)?;
+        if env.in_place && read_later {
+            // `/` goes to the next stage: later stages read a copy
+            let saved = super::build::stage_root(self.work, stage.index)?;
+            self.remote.unpack(&state.layers, env.store, &saved, None)?;
+            log::info!("[{label}] kept the stage's files for later stages");
+            state.root = saved;
+        }
+        Ok(StageOutput {
+            root: state.root,
+            config: state.config,
+            layers: state.layers,
+        })
+    }
+
+    /// Downloads and applies a registry base, with `--image-fs-extract-retry`.
+    fn unpack_base(
+        &self,
+        label: &str,
+        image: &str,
+        source: &crate::registry::Reference,
+        layers: &[Descriptor],
+        root: &Path,
+    ) -> Result<(), EngineError> {
+        let env = self.env;
+        let skip = env.in_place.then_some(&env.ignores);
+        let mut attempt = 0;
+        while let Err(e) = self
+            .remote
+            .fetch_and_extract(source, layers, env.store, root, skip)
+        {
+            if attempt == env.extract_retries {
+                return Err(e);
+            }
+            attempt += 1;
+            log::warn!(
+                "[{label}] unpacking {image} failed ({e}); attempt {} of {}",
+                attempt + 1,
+                env.extract_retries + 1
+            );
+        }
+        log::info!("[{label}] unpacked {} layers of {image}", layers.len());
+        Ok(())
+    }
+}
+
+/// How a stage is named in logs: its `AS` name, else its index.
+fn label(stage: &Stage) -> String {
+    stage
+        .name
+        .clone()
+        .unwrap_or_else(|| stage.index.to_string())
+}
+
+/// The platform a stage's FROM asks for (`--platform`), else the build's.
+fn stage_platform(env: &BuildEnv<'_>, stage: &Stage) -> Result<Platform, EngineError> {
+    let df = env.dockerfile;
+    let from = &stage.from;
+    match &from.value.platform {
+        Some(p) => {
+            let p = df
+                .lexer()
+                .process_word(p, env.global_args)
+                .map_err(|source| crate::dockerfile::DockerfileError::Expand {
+                    file: df.file.clone(),
+                    line: from.line,
+                    source,
+                })?;
+            Platform::parse(&p).map_err(|m| EngineError::Step {
+                file: df.file.clone(),
+                line: from.line,
+                instruction: "FROM".to_string(),
+                message: m,
+            })
+        }
+        None => Ok(env.platform.clone()),
+    }
+}
+
+/// The first lines of a step, for the log.
+fn step_summary(text: &str, line: usize, end: usize) -> String {
+    let lines: Vec<&str> = text.lines().skip(line - 1).take(end + 1 - line).collect();
+    let joined = lines
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if joined.chars().count() > 120 {
+        format!("{}…", joined.chars().take(120).collect::<String>())
+    } else {
+        joined
+    }
+}
+
+/// Whether any of `steps` reads the files of the image it runs on: RUN, or
+/// a user or group given by name (looked up in /etc/passwd and /etc/group).
+/// A stage whose steps do not, on a registry base, never downloads the
+/// base's layers unless an output needs their bytes (kaniko does the same).
+fn steps_read_files(steps: &[Located<Instruction>]) -> bool {
+    let numeric = |spec: &str| {
+        spec.split(':')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    };
+    steps.iter().any(|s| match &s.value {
+        Instruction::Run(_) | Instruction::Onbuild { .. } => true,
+        Instruction::User(u) => !numeric(u),
+        Instruction::Copy(c) => c.chown.as_deref().is_some_and(|o| !numeric(o)),
+        _ => false,
+    })
+}
+
+/// ONBUILD triggers of a base image, parsed as the steps they stand for.
+fn parse_triggers(
+    image: &str,
+    triggers: &[String],
+) -> Result<Vec<Located<Instruction>>, EngineError> {
+    let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+    let df = Dockerfile::parse(&text, &format!("ONBUILD triggers of {image}"))?;
+    Ok(df
+        .stages
+        .into_iter()
+        .next()
+        .map(|s| s.steps)
+        .unwrap_or_default())
+}
+
+/// Copies a stage root into a child stage's (empty) root, keeping owners,
+/// modes, times, links and xattrs (`cp -a`).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), EngineError> {
+    // `from/.` into the existing `to`: the contents, and the root's own
+    // owner, mode and times
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg(from.join("."))
+        .arg(to)
+        .status()
+        .map_err(|e| {
+            EngineError::Invalid(format!(
+                "copying {} to {}: {e}",
+                from.display(),
+                to.display()
+            ))
+        })?;
+    if !status.success() {
+        return Err(EngineError::Invalid(format!(
+            "copying {} to {} failed ({status})",
+            from.display(),
+            to.display()
+        )));
+    }
+    Ok(())
+}
