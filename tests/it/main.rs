@@ -14,6 +14,7 @@ mod conformance;
 mod dockerfile_semantics;
 mod faults;
 mod in_place;
+mod multi_stage;
 mod push_pull;
 mod reproducible;
 mod run;
