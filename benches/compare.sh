@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# End to end, cold, in one hyperfine run: the bench-small Dockerfile built
+# End to end, cold, in one hyperfine run: a Dockerfile built
 # and pushed by smelt, by BuildKit (`docker build` in Debian's docker.io,
 # a daemon this script starts on a private socket) and by buildah
 # (`buildah build --isolation chroot --layers`), all FROM the same
 # debootstrap'd Debian base in a registry on loopback.
 #
-# bench-small: FROM debian; RUN making 2,000 files; COPY of 500 context
-# files (64..4095 bytes, fixed seed); RUN deleting some; ENV, WORKDIR, CMD.
+# ./benches/compare.sh [small|stages]
+# small (default), bench-small: FROM debian; RUN making 2,000 files; COPY of
+# 500 context files (64..4095 bytes, fixed seed); RUN deleting some; ENV,
+# WORKDIR, CMD.
+# stages: three independent stages FROM debian, each a 2-second RUN, and a
+# final stage copying from all three (buildah gets --jobs 2; BuildKit and
+# smelt run independent stages at once by themselves).
 #
 # Cold means: every builder starts with no image and no cache. Each one's
 # prepare step empties its store (BuildKit: image and builder prune;
@@ -19,6 +24,7 @@
 # debootstrap, buildah, docker.io, hyperfine, skopeo, time, curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=${1:-small}
 runs=${RUNS:-5}
 state=${BENCH_STATE:-/var/tmp/smelt-compare}
 suite=${DEBIAN_SUITE:-bookworm}
@@ -66,6 +72,20 @@ for i in range(500):
     with open(os.path.join(sys.argv[1], "file-%03d.txt" % i), "wb") as f:
         f.write(bytes(random.getrandbits(8) for _ in range(n)))
 PY
+if [ "$bench" = stages ]; then
+cat > "$ctx/Dockerfile" <<DF
+FROM $base AS one
+RUN sleep 2 && echo one > /one
+FROM $base AS two
+RUN sleep 2 && echo two > /two
+FROM $base AS three
+RUN sleep 2 && echo three > /three
+FROM $base
+COPY --from=one /one /
+COPY --from=two /two /
+COPY --from=three /three /
+DF
+else
 cat > "$ctx/Dockerfile" <<DF
 FROM $base
 RUN mkdir -p /data/gen && for i in \$(seq 1 2000); do echo "generated file \$i" > /data/gen/f\$i.txt; done
@@ -75,6 +95,7 @@ ENV APP_HOME=/data BENCH=1
 WORKDIR /data
 CMD ["ls", "-l", "/data"]
 DF
+fi
 
 # the BuildKit reference on a private socket
 sock=unix:///var/run/smelt-compare-docker.sock
@@ -107,7 +128,7 @@ cat > "$work/buildah-build" <<SH
 #!/bin/sh
 set -e
 tag=$reg/buildah-\$($work/next):1
-buildah ${buildah_store[*]} build -q --isolation chroot --layers --tls-verify=false -t "\$tag" $ctx >/dev/null
+buildah ${buildah_store[*]} build -q --isolation chroot --layers --jobs 2 --tls-verify=false -t "\$tag" $ctx >/dev/null
 buildah ${buildah_store[*]} push -q --tls-verify=false "\$tag" "docker://\$tag"
 SH
 cat > "$work/buildah-reset" <<SH
