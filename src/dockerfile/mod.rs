@@ -143,18 +143,22 @@ impl Dockerfile {
         })
     }
 
-    /// The stage a `FROM` or `COPY --from` word names: its `AS` name
-    /// (case-insensitively) or its index.
-    pub fn stage_index(&self, name: &str) -> Option<usize> {
+    /// The stage named `name` (`AS` names match case-insensitively).
+    pub fn stage_named(&self, name: &str) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
         self.stages
             .iter()
             .position(|s| s.name.as_deref() == Some(lower.as_str()))
-            .or_else(|| {
-                name.parse::<usize>()
-                    .ok()
-                    .filter(|&i| i < self.stages.len())
-            })
+    }
+
+    /// The stage a `FROM` or `COPY --from` word names: its `AS` name
+    /// (case-insensitively) or its index.
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        self.stage_named(name).or_else(|| {
+            name.parse::<usize>()
+                .ok()
+                .filter(|&i| i < self.stages.len())
+        })
     }
 
     /// A lexer using this file's escape character.

@@ -140,12 +140,6 @@ fn stage_refs(
 ) -> Result<StageRefs, EngineError> {
     let stage = &df.stages[i];
     let lexer = df.lexer();
-    let by_name = |name: &str| {
-        let lower = name.to_ascii_lowercase();
-        df.stages
-            .iter()
-            .position(|s| s.name.as_deref() == Some(lower.as_str()))
-    };
     let err = |line: usize, message: String| {
         EngineError::Invalid(format!("{}:{line}: {message}", df.file))
     };
@@ -154,7 +148,7 @@ fn stage_refs(
         .map_err(|e| err(stage.from.line, e.to_string()))?;
     let base = if image.eq_ignore_ascii_case("scratch") {
         None
-    } else if let Some(s) = by_name(&image) {
+    } else if let Some(s) = df.stage_named(&image) {
         if s == i {
             return Err(err(
                 stage.from.line,
@@ -175,7 +169,7 @@ fn stage_refs(
         let from = lexer
             .process_word(from, global)
             .unwrap_or_else(|_| from.clone());
-        let r = if let Some(s) = by_name(&from) {
+        let r = if let Some(s) = df.stage_named(&from) {
             if s == i {
                 return Err(err(
                     step.line,

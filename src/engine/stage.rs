@@ -347,21 +347,16 @@ impl StageState {
                     None => env.context,
                     Some(from) => {
                         let from = word(from)?;
-                        let root = match env.dockerfile.stage_index(&from) {
-                            Some(i) => copy_from.stages.get(&i),
-                            None => copy_from.images.get(&from),
+                        let (root, what) = match env.dockerfile.stage_index(&from) {
+                            Some(i) => (copy_from.stages.get(&i), "stage"),
+                            None => (copy_from.images.get(&from), "image"),
                         };
                         let root = root.cloned().ok_or_else(|| {
                             fail(format!(
                                 "COPY --from={from}: not a stage or image this build prepared (a --from given by a stage's own ARG cannot be planned)"
                             ))
                         })?;
-                        let what = if env.dockerfile.stage_index(&from).is_some() {
-                            format!("stage {from}")
-                        } else {
-                            format!("image {from}")
-                        };
-                        stage_tree = SourceTree::stage(root, what);
+                        stage_tree = SourceTree::stage(root, format!("{what} {from}"));
                         &stage_tree
                     }
                 };
