@@ -194,24 +194,6 @@ fn root_ignores(opts: &BuildOptions, work_base: &Path) -> Result<RootIgnores, En
     Ok(ignores)
 }
 
-/// Makes the root directory of stage `index` in the work directory. Its
-/// name ends in a random part: ext4 places a directory made under a
-/// top-of-hierarchy directory (`tree::mark_top_dir`) by a hash of its name,
-/// so a fixed name would land every build in the block group the last
-/// build just freed.
-pub(crate) fn stage_root(work: &Path, index: usize) -> Result<PathBuf, EngineError> {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("stage-{index}-"))
-        .tempdir_in(work)
-        .map_err(|e| {
-            EngineError::Invalid(format!("creating a stage root in {}: {e}", work.display()))
-        })?;
-    let root = dir.keep();
-    // a root as `mkdir` makes it, not tempfile's 0700
-    fs_err::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    Ok(root)
-}
-
 /// Pushes the image: layers from the local store, or mounted from (or
 /// fetched out of) the repository a base layer came from.
 fn push(

@@ -227,7 +227,7 @@ impl Runner<'_> {
                     .remote
                     .resolve(image, &platform)
                     .map_err(|e| step_err(*line, "COPY", e))?;
-                let root = super::build::stage_root(self.work, images.len() + df.stages.len())?;
+                let root = stage_root(self.work, images.len() + df.stages.len())?;
                 self.remote
                     .fetch_and_extract(&base.source, &base.layers, self.env.store, &root, None)
                     .map_err(|e| step_err(*line, "COPY", e))?;
@@ -269,7 +269,7 @@ impl Runner<'_> {
         {
             parent.root.clone()
         } else {
-            super::build::stage_root(self.work, stage.index)?
+            stage_root(self.work, stage.index)?
         };
         log::info!("[{label}] FROM {}", stage.from.value.image);
         let (mut state, triggers) = match base {
@@ -329,7 +329,7 @@ impl Runner<'_> {
         state.finish_snapshot(env)?;
         if env.in_place && read_later {
             // `/` goes to the next stage: later stages read a copy
-            let saved = super::build::stage_root(self.work, stage.index)?;
+            let saved = stage_root(self.work, stage.index)?;
             self.remote.unpack(&state.layers, env.store, &saved, None)?;
             log::info!("[{label}] kept the stage's files for later stages");
             state.root = saved;
@@ -370,6 +370,24 @@ impl Runner<'_> {
         log::info!("[{label}] unpacked {} layers of {image}", layers.len());
         Ok(())
     }
+}
+
+/// Makes the root directory of stage `index` in the work directory. Its
+/// name ends in a random part: ext4 places a directory made under a
+/// top-of-hierarchy directory (`tree::mark_top_dir`) by a hash of its name,
+/// so a fixed name would land every build in the block group the last
+/// build just freed.
+fn stage_root(work: &Path, index: usize) -> Result<PathBuf, EngineError> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("stage-{index}-"))
+        .tempdir_in(work)
+        .map_err(|e| {
+            EngineError::Invalid(format!("creating a stage root in {}: {e}", work.display()))
+        })?;
+    let root = dir.keep();
+    // a root as `mkdir` makes it, not tempfile's 0700
+    fs_err::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(root)
 }
 
 /// How a stage is named in logs: its `AS` name, else its index.
