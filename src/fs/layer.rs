@@ -274,26 +274,13 @@ fn set_link(header: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, target: 
 }
 
 fn add_xattrs(path: &Path, pax: &mut Vec<(String, Vec<u8>)>) -> Result<(), FsError> {
-    let names = match xattr::list(path) {
-        Ok(n) => n,
-        // filesystems without xattr support have none to copy
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
-            return Ok(());
-        }
-        Err(e) => return Err(io_at(path, "listing xattrs")(e)),
-    };
-    let mut found = Vec::new();
-    for name in names {
-        let key = name.to_string_lossy().into_owned();
-        if key == "security.selinux" {
-            continue;
-        }
-        if let Some(value) = xattr::get(path, &name).map_err(io_at(path, "reading xattr"))? {
-            found.push((format!("SCHILY.xattr.{key}"), value));
-        }
-    }
-    found.sort();
-    pax.extend(found);
+    // the host's SELinux label is not part of the image
+    pax.extend(
+        super::tree::xattrs(path)?
+            .into_iter()
+            .filter(|(key, _)| key != "security.selinux")
+            .map(|(key, value)| (format!("SCHILY.xattr.{key}"), value)),
+    );
     Ok(())
 }
 

@@ -160,19 +160,13 @@ fn walk_dir(root: &Path, rel: &str, ignores: &RootIgnores) -> Result<Vec<(String
 /// A hash of a path's xattrs (names and values); 0 for none or where the
 /// filesystem has none.
 fn xattr_hash(path: &Path) -> u64 {
-    let Ok(names) = xattr::list(path) else {
-        return 0;
-    };
-    let mut pairs: Vec<(std::ffi::OsString, Vec<u8>)> = names
-        .filter_map(|n| xattr::get(path, &n).ok().flatten().map(|v| (n, v)))
-        .collect();
+    let pairs = super::tree::xattrs(path).unwrap_or_default();
     if pairs.is_empty() {
         return 0;
     }
-    pairs.sort();
     let mut h = blake3::Hasher::new();
     for (n, v) in &pairs {
-        h.update(n.as_encoded_bytes());
+        h.update(n.as_bytes());
         h.update(&(v.len() as u64).to_le_bytes());
         h.update(v);
     }

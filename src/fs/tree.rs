@@ -66,3 +66,23 @@ pub fn mark_top_dir(dir: &Path) {
         let _ = ioctl_setflags(&file, flags | IFlags::TOPDIR);
     }
 }
+
+/// The xattrs of `path` itself (not a symlink's target), as (name, value)
+/// sorted by name; none where the filesystem has no xattr support.
+pub fn xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, FsError> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(io_at(path, "listing xattrs")(e)),
+    };
+    let mut found = Vec::new();
+    for name in names {
+        if let Some(value) = xattr::get(path, &name).map_err(io_at(path, "reading xattr"))? {
+            found.push((name.to_string_lossy().into_owned(), value));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
