@@ -163,26 +163,14 @@ impl Registry {
                 None => b,
             }
         };
-        match builder().tls_certs_merge(extra.clone()).build() {
-            Ok(client) => Ok(client),
-            Err(e) if no_system_roots(&e) => {
-                // a minimal container (the executor image) may have none
-                static WARNED: std::sync::Once = std::sync::Once::new();
-                WARNED.call_once(|| {
-                    log::warn!(
-                        "no CA certificates found on this system (SSL_CERT_FILE, SSL_CERT_DIR, \
-                         /etc/ssl/certs); using the Mozilla roots built into smelt"
-                    );
-                });
-                let mut roots = built_in_roots();
-                roots.extend(extra);
-                builder()
-                    .tls_certs_only(roots)
-                    .build()
-                    .map_err(|e| RegistryError::transport(&what, &e))
-            }
-            Err(e) => Err(RegistryError::transport(&what, &e)),
-        }
+        let b = if system_has_roots() {
+            builder().tls_certs_merge(extra)
+        } else {
+            let mut roots = built_in_roots();
+            roots.extend(extra);
+            builder().tls_certs_only(roots)
+        };
+        b.build().map_err(|e| RegistryError::transport(&what, &e))
     }
 
     /// The endpoint for `registry`, pinged once to learn its scheme and
@@ -357,16 +345,22 @@ pub(crate) fn scope(repository: &str, push: bool) -> String {
     }
 }
 
-/// Whether building a client failed because the system has no CA roots.
-fn no_system_roots(e: &reqwest::Error) -> bool {
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        if err.to_string().contains("No CA certificates") {
-            return true;
+/// Whether the system has CA roots (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the
+/// distribution's bundle), looked up once, where the platform verifier
+/// looks. A minimal container (the executor image) may have none; the
+/// verifier then refuses to start, so smelt uses its built-in roots.
+fn system_has_roots() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let found = !rustls_native_certs::load_native_certs().certs.is_empty();
+        if !found {
+            log::warn!(
+                "no CA certificates found on this system (SSL_CERT_FILE, SSL_CERT_DIR, \
+                 /etc/ssl/certs); using the Mozilla roots built into smelt"
+            );
         }
-        cur = err.source();
-    }
-    false
+        found
+    })
 }
 
 /// Mozilla's root certificates, as shipped in `webpki-root-certs`.
