@@ -109,6 +109,11 @@ impl TestContext {
 
     /// Builds into an OCI layout and docker archive; returns the digest printed.
     pub fn build_outputs(&self, extra: &[&str]) -> String {
+        self.build_outputs_run(extra).stdout().trim().to_string()
+    }
+
+    /// As `build_outputs`, returning the finished run (its log too).
+    pub fn build_outputs_run(&self, extra: &[&str]) -> Run {
         let layout = self.path("oci");
         let tar = self.path("image.tar");
         let mut args = vec![
@@ -121,8 +126,7 @@ impl TestContext {
             tar.to_str().expect("utf8"),
         ];
         args.extend_from_slice(extra);
-        let run = self.build(&args).ok();
-        run.stdout().trim().to_string()
+        self.build(&args).ok()
     }
 
     /// The OCI layout the build wrote.
@@ -224,6 +228,28 @@ pub fn assert_has_lines<S: AsRef<str>>(listing: &str, wants: &[S]) {
         assert!(
             listing.lines().any(|l| l == want),
             "missing {want:?} in:\n{listing}"
+        );
+    }
+}
+
+/// Asserts that some line of `listing` starts with each of `prefixes`.
+#[track_caller]
+pub fn assert_has_line_starting(listing: &str, prefixes: &[&str]) {
+    for p in prefixes {
+        assert!(
+            listing.lines().any(|l| l.starts_with(p)),
+            "no line starting {p:?} in:\n{listing}"
+        );
+    }
+}
+
+/// Asserts that no line of `listing` starts with any of `prefixes`.
+#[track_caller]
+pub fn assert_no_line_starting(listing: &str, prefixes: &[&str]) {
+    for p in prefixes {
+        assert!(
+            !listing.lines().any(|l| l.starts_with(p)),
+            "{p} should not be in the image:\n{listing}"
         );
     }
 }

@@ -1,7 +1,9 @@
 //! Pulls and pushes against a real registry (Debian's docker-registry):
 //! FROM a registry image, pushes checked with skopeo, auth, platforms.
 
-use crate::harness::{Layout, Run, TestContext, assert_has_lines, http_status, tool, tree};
+use crate::harness::{
+    Layout, Run, TestContext, assert_has_line_starting, assert_has_lines, http_status, tool, tree,
+};
 use crate::registry_server::{Auth, PASSWORD, TestRegistry, USER};
 use std::path::Path;
 
@@ -83,12 +85,7 @@ fn from_a_registry_image_pushes_without_downloading_the_base() {
         &listing,
         &["/app/hello.txt 644 0:0 file n=1 \"hello from smelt\\n\""],
     );
-    assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("/bin/busybox 755 0:0 file")),
-        "{listing}"
-    );
+    assert_has_line_starting(&listing, &["/bin/busybox 755 0:0 file"]);
 }
 
 #[test]
@@ -107,12 +104,7 @@ fn named_owners_unpack_the_base_and_read_its_passwd() {
         &listing,
         &["/home/app/hello.txt 644 1234:4321 file n=1 \"hello from smelt\\n\""],
     );
-    assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("/etc/passwd 644 0:0 file")),
-        "{listing}"
-    );
+    assert_has_line_starting(&listing, &["/etc/passwd 644 0:0 file"]);
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! checked after umoci unpacks the image), switch users, see ENV and ARG,
 //! and fail on purpose.
 
-use crate::harness::{TestContext, assert_has_lines, tree};
+use crate::harness::{
+    TestContext, assert_has_line_starting, assert_has_lines, assert_no_line_starting, tree,
+};
 use crate::registry_server::{Auth, TestRegistry};
 
 fn build(reg: &TestRegistry, steps: &str, extra: &[&str]) -> (TestContext, String) {
@@ -52,17 +54,9 @@ fn run_adds_changes_and_deletes_files() {
         "/etc/hosts",
         "/etc/resolv.conf",
     ] {
-        assert!(
-            !listing.lines().any(|l| l.starts_with(gone)),
-            "{gone} should not be in the image:\n{listing}"
-        );
+        assert_no_line_starting(&listing, &[gone]);
     }
-    assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("/fifo 644 0:0 other")),
-        "{listing}"
-    );
+    assert_has_line_starting(&listing, &["/fifo 644 0:0 other"]);
     // two RUNs, two layers on top of the base's two
     assert_eq!(t.manifest()["layers"].as_array().map(Vec::len), Some(4));
     let history = t.config()["history"].clone();
@@ -147,12 +141,7 @@ fn single_snapshot_makes_one_layer_of_the_stage() {
     // the base's two layers and one more
     assert_eq!(t.manifest()["layers"].as_array().map(Vec::len), Some(3));
     assert_has_lines(&listing, &["/a 644 0:0 file n=1 \"a\\n\""]);
-    assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("/made-by-workdir 755")),
-        "{listing}"
-    );
+    assert_has_line_starting(&listing, &["/made-by-workdir 755"]);
     assert!(
         !listing.contains("/gone") && !listing.contains("/etc/group"),
         "{listing}"
