@@ -56,31 +56,45 @@ impl SourceTree {
     }
 
     /// The paths a COPY source names: a glob is expanded element by element
-    /// (as Go's `filepath.Glob`), a plain path is resolved (a symlink at the
-    /// top is followed, inside the tree). Excluded paths are not found.
-    pub fn expand(&self, source: &str) -> Result<Vec<String>, String> {
+    /// (as Go's `filepath.Glob`), a plain path as written. Each match is
+    /// read through its resolved path (symlinks followed, the last one too,
+    /// inside the tree), and named as matched. Excluded paths are not
+    /// found. `links` gets every symlink followed on the way.
+    pub fn expand_traced(
+        &self,
+        source: &str,
+        links: &mut Vec<String>,
+    ) -> Result<Vec<Match>, String> {
         let rel = lexpath::in_root(source);
+        let resolve = |rel: &str, links: &mut Vec<String>| {
+            scope::resolve_traced(&self.root, rel, true, links).map_err(|e| e.to_string())
+        };
+        let exists = |real: &str| self.root.join(real).symlink_metadata().is_ok();
         if !has_glob(&rel) {
-            let real = scope::resolve(&self.root, &rel, true).map_err(|e| e.to_string())?;
-            if self.root.join(&real).symlink_metadata().is_err() || self.is_excluded(&rel) {
+            let real = resolve(&rel, links)?;
+            if !exists(&real) || self.is_excluded(&rel) {
                 return Err(format!("{source:?}: not found in {}", self.label));
             }
-            return Ok(vec![real]);
+            return Ok(vec![Match { name: rel, real }]);
         }
-        let mut found = vec![String::new()];
+        let mut found = vec![Match {
+            name: String::new(),
+            real: String::new(),
+        }];
         for part in rel.split('/') {
             let mut next = Vec::new();
             for dir in &found {
                 if !has_glob(part) {
-                    let cand = lexpath::child(dir, &unescape(part));
-                    if self.root.join(&cand).symlink_metadata().is_ok() {
-                        next.push(cand);
+                    let name = lexpath::child(&dir.name, &unescape(part));
+                    let real = resolve(&name, links)?;
+                    if exists(&real) {
+                        next.push(Match { name, real });
                     }
                     continue;
                 }
                 let glob = Glob::new(part, Flavor::GoPath)
                     .ok_or_else(|| format!("{source:?}: syntax error in pattern"))?;
-                let Ok(entries) = fs_err::read_dir(self.root.join(dir)) else {
+                let Ok(entries) = fs_err::read_dir(self.root.join(&dir.real)) else {
                     continue;
                 };
                 let mut names: Vec<String> = entries
@@ -89,11 +103,17 @@ impl SourceTree {
                     .filter(|n| glob.matches(n))
                     .collect();
                 names.sort();
-                next.extend(names.into_iter().map(|n| lexpath::child(dir, &n)));
+                for n in names {
+                    let name = lexpath::child(&dir.name, &n);
+                    let real = resolve(&name, links)?;
+                    if exists(&real) {
+                        next.push(Match { name, real });
+                    }
+                }
             }
             found = next;
         }
-        found.retain(|p| !self.is_excluded(p));
+        found.retain(|m| !self.is_excluded(&m.name));
         if found.is_empty() {
             return Err(format!(
                 "{source:?}: no source files were specified (nothing in the {} matches)",
@@ -102,6 +122,20 @@ impl SourceTree {
         }
         Ok(found)
     }
+
+    /// [`SourceTree::expand_traced`] without the links.
+    pub fn expand(&self, source: &str) -> Result<Vec<Match>, String> {
+        self.expand_traced(source, &mut Vec::new())
+    }
+}
+
+/// A path a COPY source matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// As matched (no leading `/`): names the copy at the destination.
+    pub name: String,
+    /// Where it really is in the tree, symlinks followed: what is read.
+    pub real: String,
 }
 
 fn has_glob(s: &str) -> bool {

@@ -164,18 +164,21 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
         };
         w.write_inline(&target, inline)?;
     }
-    for rel in matched {
-        let full = job.src.path(&rel);
+    for m in matched {
+        // hard links are kept within one match, as BuildKit's copier (one
+        // per match) keeps them: two matches of one inode are two files
+        w.links.clear();
+        let full = job.src.path(&m.real);
         let meta = fs_err::metadata(&full).map_err(|e| e.to_string())?;
         if meta.is_dir() {
             let dest_rel = w.prepare_dir(&dest_clean, &full)?;
-            w.copy_dir_contents(&rel, &dest_rel)?;
+            w.copy_dir_contents(&m.real, &dest_rel)?;
         } else if job.is_add && is_tar_archive(&full) {
             let dest_rel = w.prepare_dir(&dest_clean, &full)?;
             w.extract(&full, &dest_rel)?;
         } else {
             let target = if into {
-                lexpath::child(&dest_clean, lexpath::base_name(&rel))
+                lexpath::child(&dest_clean, lexpath::base_name(&m.name))
             } else {
                 dest_clean.clone()
             };

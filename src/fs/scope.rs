@@ -13,6 +13,17 @@ const MAX_LINKS: usize = 255;
 /// (`""` is the root itself). The last element is followed when it is a
 /// symlink only if `follow_last`. Missing elements are kept as written.
 pub fn resolve(root: &Path, path: &str, follow_last: bool) -> Result<String, FsError> {
+    resolve_traced(root, path, follow_last, &mut Vec::new())
+}
+
+/// [`resolve`], also pushing onto `followed` the real path of every symlink
+/// followed on the way (so the same resolution can be rebuilt elsewhere).
+pub fn resolve_traced(
+    root: &Path,
+    path: &str,
+    follow_last: bool,
+    followed: &mut Vec<String>,
+) -> Result<String, FsError> {
     let mut todo: VecDeque<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -50,6 +61,7 @@ pub fn resolve(root: &Path, path: &str, follow_last: bool) -> Result<String, FsE
         }
         let target = fs_err::read_link(&full)?;
         let target = target.to_string_lossy();
+        followed.push(cur.join("/"));
         cur.pop();
         if target.starts_with('/') {
             cur.clear();

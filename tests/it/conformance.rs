@@ -294,6 +294,7 @@ cases! {
     metadata_matches_docker => "metadata",
     copy_from_context_matches_docker => "copy-from-context",
     multi_stage_matches_docker => "multi-stage",
+    copy_from_links_matches_docker => "copy-from-links",
 }
 
 /// An extra check, not part of the suite: every case folder under
