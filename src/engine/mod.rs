@@ -5,6 +5,7 @@
 pub mod build;
 pub mod context;
 pub mod copy;
+pub mod keep;
 pub mod options;
 pub mod plan;
 pub mod platform;

@@ -10,7 +10,7 @@
 //! Dockerfile line, raised before anything is built.
 
 use super::EngineError;
-use crate::dockerfile::{Dockerfile, Instruction};
+use crate::dockerfile::{Dockerfile, Instruction, Source};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a stage reads from another place.
@@ -21,12 +21,32 @@ pub enum Ref {
     Image(String),
 }
 
+/// One `COPY --from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRef {
+    pub from: Ref,
+    pub line: usize,
+    /// Its source paths as written; `None` when one holds a variable (its
+    /// value is known only when the step runs).
+    pub sources: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct StageRefs {
     /// `FROM`: an earlier stage, an image, or `None` for scratch.
     pub base: Option<Ref>,
-    /// `COPY --from`s, with the line of each.
-    pub copies: Vec<(Ref, usize)>,
+    pub copies: Vec<CopyRef>,
+}
+
+/// What later stages read of a stage's (or a `COPY --from` image's) files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    Nothing,
+    /// All of it: it is a later stage's base, or a source
+    /// that reads it is known only when its step runs.
+    Whole,
+    /// The paths these `COPY --from` sources match, each with its line.
+    Paths(Vec<(String, usize)>),
 }
 
 impl StageRefs {
@@ -34,7 +54,7 @@ impl StageRefs {
     pub fn stages(&self) -> BTreeSet<usize> {
         self.base
             .iter()
-            .chain(self.copies.iter().map(|(r, _)| r))
+            .chain(self.copies.iter().map(|c| &c.from))
             .filter_map(|r| match r {
                 Ref::Stage(i) => Some(*i),
                 Ref::Image(_) => None,
@@ -100,6 +120,32 @@ impl Plan {
     /// Whether stage `i`'s files are read by a later stage.
     pub fn is_read(&self, i: usize) -> bool {
         self.readers.get(&i).is_some_and(|&n| n > 0)
+    }
+
+    /// What the planned stages read of `r` once it is built (a stage) or
+    /// unpacked (a `COPY --from` image).
+    pub fn keep(&self, r: &Ref) -> Keep {
+        // an image that is also a FROM base is unpacked apart for that
+        let is_base =
+            matches!(r, Ref::Stage(_)) && self.refs.values().any(|s| s.base.as_ref() == Some(r));
+        if is_base {
+            return Keep::Whole;
+        }
+        let mut paths = Vec::new();
+        for c in self.refs.values().flat_map(|s| &s.copies) {
+            if c.from != *r {
+                continue;
+            }
+            let Some(sources) = &c.sources else {
+                return Keep::Whole;
+            };
+            paths.extend(sources.iter().map(|s| (s.clone(), c.line)));
+        }
+        if paths.is_empty() {
+            Keep::Nothing
+        } else {
+            Keep::Paths(paths)
+        }
     }
 }
 
@@ -190,7 +236,20 @@ fn stage_refs(
         } else {
             Ref::Image(from)
         };
-        copies.push((r, step.line));
+        let mut sources = Some(Vec::new());
+        for source in &c.sources {
+            if let Source::Path(p) = source {
+                match &mut sources {
+                    Some(list) if !p.contains('$') => list.push(p.clone()),
+                    _ => sources = None,
+                }
+            }
+        }
+        copies.push(CopyRef {
+            from: r,
+            line: step.line,
+            sources,
+        });
     }
     Ok(StageRefs { base, copies })
 }
@@ -216,7 +275,38 @@ mod tests {
         assert!(!p.needs(2));
         assert_eq!(p.readers[&1], 2);
         assert!(!p.is_read(3));
-        assert_eq!(p.refs[&0].copies[1].0, Ref::Image("img:1".to_string()));
+        assert_eq!(p.refs[&0].copies[1].from, Ref::Image("img:1".to_string()));
+    }
+
+    #[test]
+    fn keep_is_what_the_readers_read() {
+        let p = plan(
+            "FROM scratch AS a\nFROM scratch AS b\nFROM scratch AS c\nFROM a AS d\n\
+             COPY --from=b /x /y/ /z/\nCOPY --from=c /$V /v\nCOPY --from=b /w /w\n\
+             COPY --from=img /i /i\n",
+            None,
+        )
+        .unwrap();
+        let paths = |list: &[(&str, usize)]| {
+            Keep::Paths(list.iter().map(|(s, l)| (s.to_string(), *l)).collect())
+        };
+        assert_eq!(p.keep(&Ref::Stage(0)), Keep::Whole, "a base");
+        assert_eq!(
+            p.keep(&Ref::Stage(1)),
+            paths(&[("/x", 5), ("/y/", 5), ("/w", 7)])
+        );
+        assert_eq!(
+            p.keep(&Ref::Stage(2)),
+            Keep::Whole,
+            "a source with a variable"
+        );
+        assert_eq!(p.keep(&Ref::Stage(3)), Keep::Nothing, "the target");
+        assert_eq!(p.keep(&Ref::Image("img".to_string())), paths(&[("/i", 8)]));
+        // an image that is also a base: its FROM unpacks it apart
+        let p = plan("FROM img AS a\nFROM a\nCOPY --from=img /i /i\n", None).unwrap();
+        assert_eq!(p.keep(&Ref::Image("img".to_string())), paths(&[("/i", 3)]));
+        let p = plan("FROM scratch AS a\nFROM scratch\n", None).unwrap();
+        assert_eq!(p.keep(&Ref::Stage(0)), Keep::Nothing);
     }
 
     #[test]

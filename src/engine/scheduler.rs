@@ -9,9 +9,11 @@
 //! instead of copying it, and a root nobody will read again is removed as
 //! soon as its last reader is done.
 
-use super::plan::{Plan, Ref};
+use super::context::SourceTree;
+use super::keep::{self, Transfer};
+use super::plan::{Keep, Plan, Ref};
 use super::remote::{BaseImage, Remote};
-use super::scope::BuildArgs;
+use super::scope::{BuildArgs, StageScope};
 use super::stage::{BuildEnv, CopySources, StageState, scratch_config};
 use super::{EngineError, Platform};
 use crate::dockerfile::{Dockerfile, Instruction, Located, Stage};
@@ -35,6 +37,8 @@ pub struct StageOutput {
     pub root: PathBuf,
     pub config: ImageConfig,
     pub layers: Vec<Descriptor>,
+    /// Its ARGs at the end: a child stage inherits them (BuildKit's rule).
+    pub scope: StageScope,
 }
 
 /// What a stage starts from.
@@ -138,7 +142,7 @@ impl Runner<'_> {
                             .collect(),
                         images: images.clone(),
                     };
-                    let read_later = plan.is_read(i);
+                    let keep = plan.keep(&Ref::Stage(i));
                     let first = done.is_empty();
                     let mut stage_args = args.clone();
                     let tx = tx.clone();
@@ -146,7 +150,7 @@ impl Runner<'_> {
                     running += 1;
                     scope.spawn(move || {
                         let r = self
-                            .run_stage(stage, base, &sources, &mut stage_args, read_later, first)
+                            .run_stage(stage, base, &sources, &mut stage_args, &keep, first)
                             .map(|out| (out, stage_args));
                         let _ = tx.send((i, r));
                     });
@@ -218,7 +222,8 @@ impl Runner<'_> {
                     .map_err(|e| step_err(stage.from.line, "FROM", e))?;
                 bases.insert(i, base);
             }
-            for (r, line) in &plan.refs[&i].copies {
+            for copy in &plan.refs[&i].copies {
+                let (r, line) = (&copy.from, copy.line);
                 let Ref::Image(image) = r else { continue };
                 if images.contains_key(image) {
                     continue;
@@ -226,12 +231,19 @@ impl Runner<'_> {
                 let base = self
                     .remote
                     .resolve(image, &platform)
-                    .map_err(|e| step_err(*line, "COPY", e))?;
-                let root = stage_root(self.work, images.len() + df.stages.len())?;
+                    .map_err(|e| step_err(line, "COPY", e))?;
+                let index = images.len() + df.stages.len();
+                let root = stage_root(self.work, index)?;
                 self.remote
                     .fetch_and_extract(&base.source, &base.layers, self.env.store, &root, None)
-                    .map_err(|e| step_err(*line, "COPY", e))?;
+                    .map_err(|e| step_err(line, "COPY", e))?;
                 log::info!("unpacked {image} for COPY --from");
+                let root = match plan.keep(r) {
+                    Keep::Paths(sources) => self
+                        .keep_paths(image, &format!("image {image}"), &root, &sources, index)?
+                        .unwrap_or(root),
+                    _ => root,
+                };
                 images.insert(image.clone(), root);
             }
         }
@@ -249,11 +261,11 @@ impl Runner<'_> {
         base: Base,
         sources: &CopySources,
         args: &mut BuildArgs,
-        read_later: bool,
+        keep: &Keep,
         first: bool,
     ) -> Result<StageOutput, EngineError> {
         let env = self.env;
-        let reads_files = read_later || steps_read_files(&stage.steps);
+        let reads_files = *keep != Keep::Nothing || steps_read_files(&stage.steps);
         let label = label(stage);
         let root = if env.in_place {
             let root = PathBuf::from("/");
@@ -282,10 +294,16 @@ impl Runner<'_> {
                     self.remote
                         .unpack(&parent.layers, env.store, &root, Some(&env.ignores))?;
                 } else if !take {
-                    copy_tree(&parent.root, &root)?;
+                    keep::copy_tree(&parent.root, &root)?;
                 }
-                let StageOutput { config, layers, .. } = *parent;
+                let StageOutput {
+                    config,
+                    layers,
+                    scope,
+                    ..
+                } = *parent;
                 let mut state = StageState::new(label.clone(), root, config, layers);
+                state.scope = scope;
                 state.config.config.on_build = None;
                 (state, Vec::new())
             }
@@ -327,7 +345,20 @@ impl Runner<'_> {
             state.run_step(env, args, step, sources)?;
         }
         state.finish_snapshot(env)?;
-        if env.in_place && read_later {
+        let mut whole = *keep == Keep::Whole;
+        if let Keep::Paths(sources) = keep {
+            match self.keep_paths(
+                &label,
+                &format!("stage {label}"),
+                &state.root,
+                sources,
+                stage.index,
+            )? {
+                Some(kept) => state.root = kept,
+                None => whole = true,
+            }
+        }
+        if env.in_place && whole {
             // `/` goes to the next stage: later stages read a copy
             let saved = stage_root(self.work, stage.index)?;
             self.remote.unpack(&state.layers, env.store, &saved, None)?;
@@ -338,7 +369,51 @@ impl Runner<'_> {
             root: state.root,
             config: state.config,
             layers: state.layers,
+            scope: state.scope,
         })
+    }
+
+    /// Keeps only the paths `sources` match of the finished tree at `root`
+    /// (a stage's, or a `COPY --from` image's), in a new directory of the
+    /// work directory; the rest is removed (in place, `/` is left to the
+    /// next stage's wipe). `None` when a source names the whole root.
+    /// A source that matches nothing fails, naming its line.
+    fn keep_paths(
+        &self,
+        label: &str,
+        what: &str,
+        root: &Path,
+        sources: &[(String, usize)],
+        index: usize,
+    ) -> Result<Option<PathBuf>, EngineError> {
+        let tree = SourceTree::stage(root.to_path_buf(), what.to_string());
+        let selection = match keep::select(&tree, sources) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(missing) => {
+                return Err(EngineError::Step {
+                    file: self.env.dockerfile.file.clone(),
+                    line: missing.line,
+                    instruction: "COPY".to_string(),
+                    message: missing.message,
+                });
+            }
+        };
+        let into = stage_root(self.work, index)?;
+        let live = self.env.in_place && root == Path::new("/");
+        let how = if live { Transfer::Copy } else { Transfer::Move };
+        let kept = keep::transfer(root, &into, &selection, how)?;
+        if !live && let Err(e) = fs_err::remove_dir_all(root) {
+            log::warn!("removing {}: {e}", root.display());
+        }
+        log::info!(
+            "[{label}] kept {} path{} ({} entries, {} bytes) that COPY --from reads; dropped the rest",
+            kept.paths,
+            if kept.paths == 1 { "" } else { "s" },
+            kept.entries,
+            kept.bytes
+        );
+        Ok(Some(into))
     }
 
     /// Downloads and applies a registry base, with `--image-fs-extract-retry`.
@@ -468,32 +543,4 @@ fn parse_triggers(
         .next()
         .map(|s| s.steps)
         .unwrap_or_default())
-}
-
-/// Copies a stage root into a child stage's (empty) root, keeping owners,
-/// modes, times, links and xattrs (`cp -a`).
-fn copy_tree(from: &Path, to: &Path) -> Result<(), EngineError> {
-    // `from/.` into the existing `to`: the contents, and the root's own
-    // owner, mode and times
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
-        .arg(from.join("."))
-        .arg(to)
-        .status()
-        .map_err(|e| {
-            EngineError::Invalid(format!(
-                "copying {} to {}: {e}",
-                from.display(),
-                to.display()
-            ))
-        })?;
-    if !status.success() {
-        return Err(EngineError::Invalid(format!(
-            "copying {} to {} failed ({status})",
-            from.display(),
-            to.display()
-        )));
-    }
-    Ok(())
 }

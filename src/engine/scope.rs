@@ -1,8 +1,10 @@
 //! Which variables an instruction sees: build args and ENV, scoped as docker
 //! scopes them. ARGs before the first FROM are visible only in FROM lines
 //! unless a stage declares them again; `--build-arg` overrides a declared
-//! ARG's default; ENV wins over an ARG of the same name; the proxy args are
-//! predefined; the platform args are automatic.
+//! ARG's default; a stage built on another inherits its ARGs (BuildKit; a
+//! bare redeclaration takes the global value first); ENV wins over an ARG
+//! of the same name; the proxy args are predefined; the platform args are
+//! automatic.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,6 +85,14 @@ impl StageScope {
             Some(slot) => slot.1 = value,
             None => self.args.push((name.to_string(), value)),
         }
+    }
+
+    /// The value `name` is declared with.
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.args
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
     }
 
     /// Variables for expansion: args with values, then ENV on top.

@@ -168,8 +168,13 @@ impl StageState {
                         Some(v) => Some(v),
                         None => match default {
                             Some(d) => Some(word(d)?),
-                            // global ARGs, the automatic platform args among them
-                            None => env.global_args.get(name).cloned(),
+                            // global ARGs (the automatic platform args among
+                            // them), else the value it has (from the parent stage)
+                            None => env
+                                .global_args
+                                .get(name)
+                                .cloned()
+                                .or_else(|| self.scope.value(name)),
                         },
                     };
                     parts.push(match &value {

@@ -181,6 +181,13 @@ fn differential(name: &str) {
     let dockerfile = dir.join("Dockerfile");
     let work = tempfile::tempdir().unwrap();
     let base_arg = format!("BASE={base}");
+    // more `--build-arg`s for both builders, a line each
+    let mut build_args = vec!["--build-arg".to_string(), base_arg];
+    if let Ok(text) = fs_err::read_to_string(dir.join("build-args")) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            build_args.extend(["--build-arg".to_string(), line.to_string()]);
+        }
+    }
 
     // smelt
     let ours = work.path().join("smelt-oci");
@@ -190,7 +197,8 @@ fn differential(name: &str) {
         .arg(&context)
         .arg("--dockerfile")
         .arg(&dockerfile)
-        .args(["--build-arg", &base_arg, "--oci-layout-path"])
+        .args(&build_args)
+        .arg("--oci-layout-path")
         .arg(&ours)
         .env("NO_COLOR", "1")
         .env("DOCKER_CONFIG", work.path().join("no-config"))
@@ -209,17 +217,9 @@ fn differential(name: &str) {
         .unwrap_or_default();
     let tag = format!("smelt-oracle/{short}:{}", reg.host.replace([':', '.'], "-"));
     let out = docker()
-        .args([
-            "build",
-            "-q",
-            "--network",
-            "host",
-            "--build-arg",
-            &base_arg,
-            "-t",
-            &tag,
-            "-f",
-        ])
+        .args(["build", "-q", "--network", "host", "-t", &tag])
+        .args(&build_args)
+        .arg("-f")
         .arg(&dockerfile)
         .arg(&context)
         .output()
@@ -295,6 +295,7 @@ cases! {
     copy_from_context_matches_docker => "copy-from-context",
     multi_stage_matches_docker => "multi-stage",
     copy_from_links_matches_docker => "copy-from-links",
+    arg_scopes_match_docker => "arg-scopes",
 }
 
 /// An extra check, not part of the suite: every case folder under

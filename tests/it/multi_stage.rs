@@ -54,7 +54,8 @@ fn a_builder_stage_generates_files_and_later_stages_read_them_by_name() {
     let base = reg.push_base("base:1", "linux/amd64");
     // `final` copies from `gen`, defined after it (BuildKit allows names
     // to point forward); `gen` builds on `tools`, which only `gen` reads,
-    // so `gen` takes its root over
+    // so `gen` takes its root over; of `gen` and of the image only the
+    // paths COPY --from reads are kept
     let t = TestContext::new(&format!(
         "FROM {base} AS tools\n\
          RUN mkdir /src && echo 'echo generated $1' > /src/gen.sh\n\
@@ -62,9 +63,16 @@ fn a_builder_stage_generates_files_and_later_stages_read_them_by_name() {
          COPY --from=gen /out/ /out/\n\
          COPY --from={base} /bin/busybox /image-busybox\n\
          FROM tools AS gen\n\
-         RUN mkdir /out && for i in 1 2 3; do sh /src/gen.sh $i > /out/f$i; done\n"
+         RUN mkdir /out && for i in 1 2 3; do sh /src/gen.sh $i > /out/f$i; done\n\
+         RUN dd if=/dev/zero of=/junk bs=1k count=512\n"
     ));
-    t.build_outputs(&["--target", "final"]);
+    let log = t.build_outputs_run(&["--target", "final"]).stderr();
+    for want in [
+        "[gen] kept 1 path (4 entries, 36 bytes) that COPY --from reads".to_string(),
+        format!("[{base}] kept 1 path (1 entries, "),
+    ] {
+        assert!(log.contains(&want), "want {want:?} in:\n{log}");
+    }
     let listing = tree(&t.unpack());
     assert_has_lines(
         &listing,
@@ -74,6 +82,38 @@ fn a_builder_stage_generates_files_and_later_stages_read_them_by_name() {
         ],
     );
     assert_has_line_starting(&listing, &["/image-busybox 755 0:0 file"]);
+}
+
+#[test]
+fn a_copy_from_path_that_is_missing_fails_before_its_reader_starts() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let cases = [
+        (
+            format!(
+                "FROM {base} AS maker\nRUN mkdir /out && echo made > /out/f\n\
+                 FROM {base}\nRUN echo reader-ran\nCOPY --from=maker /out/f /out/nope* /x/\n"
+            ),
+            "Dockerfile:5: COPY: \"/out/nope*\": no source files were specified",
+        ),
+        (
+            format!(
+                "FROM {base} AS maker\nRUN echo maker-ran\n\
+                 FROM maker\nCOPY --from={base} /bin/nope /x\n"
+            ),
+            "Dockerfile:4: COPY: \"/bin/nope\": not found in image",
+        ),
+    ];
+    for (dockerfile, want) in &cases {
+        let t = TestContext::new(dockerfile);
+        let run = t.build(&["--no-push"]);
+        assert_eq!(run.code(), 1, "{dockerfile}\n{}", run.stderr());
+        let log = run.stderr();
+        assert!(log.contains(want), "{dockerfile}\nwant {want:?} in:\n{log}");
+        assert!(!log.contains("reader-ran"), "the reader ran:\n{log}");
+        // an image's paths are checked before any stage runs
+        assert!(!log.contains("maker-ran"), "a stage ran:\n{log}");
+    }
 }
 
 #[test]
