@@ -121,6 +121,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         in_place: opts.in_place,
         single_snapshot: opts.single_snapshot,
         extract_retries: opts.extract_retries,
+        cancelled: std::sync::atomic::AtomicBool::new(false),
     };
 
     let runner = Runner {

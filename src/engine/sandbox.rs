@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What one RUN executes, passed to the sandbox process as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,9 +229,9 @@ fn pump<R: std::io::Read + Send + 'static>(
 
 /// Runs `spec` in the sandbox; `log_prefix` goes before each output line.
 /// Returns the exit code (or 128 + signal).
-pub fn run(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
+pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, String> {
     if spec.in_place {
-        return spawn_in_place(spec, log_prefix);
+        return spawn_in_place(spec, log_prefix, cancel);
     }
     let mut points = MountPoints::default();
     let root = &spec.root;
@@ -247,26 +248,26 @@ pub fn run(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
         points.restore();
         return Err(format!("preparing the build root for RUN: {e}"));
     }
-    let result = spawn(spec, log_prefix);
+    let result = spawn(spec, log_prefix, cancel);
     points.restore();
     result
 }
 
-fn spawn(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
+fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding smelt's own binary: {e}"))?;
     let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
     let mut command = Command::new(&exe);
     command.arg("__sandbox").arg(json);
     let child = start(&mut command)
         .map_err(|e| format!("starting the RUN sandbox ({}): {e}", exe.display()))?;
-    wait(child, log_prefix)
+    wait(child, log_prefix, cancel)
 }
 
 /// In place: the command itself, started from this process with the
 /// step's working directory, user, groups and environment. smelt's own
 /// binary is not started again: in the executor's container the base
 /// image's files have replaced the libraries it was linked with.
-fn spawn_in_place(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
+fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, String> {
     let (program, args) = spec
         .argv
         .split_first()
@@ -279,7 +280,7 @@ fn spawn_in_place(spec: &Spec, log_prefix: &str) -> Result<i32, String> {
         .current_dir(&spec.workdir);
     drop_privileges(&mut command, spec);
     let child = start(&mut command).map_err(|e| format!("executing {program}: {e}"))?;
-    wait(child, log_prefix)
+    wait(child, log_prefix, cancel)
 }
 
 #[allow(unsafe_code)]
@@ -302,7 +303,10 @@ fn drop_privileges(command: &mut Command, spec: &Spec) {
     }
 }
 
+/// Starts the child in a process group of its own, so a cancelled build
+/// can stop it and everything it started.
 fn start(command: &mut Command) -> std::io::Result<std::process::Child> {
+    std::os::unix::process::CommandExt::process_group(command, 0);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -311,15 +315,55 @@ fn start(command: &mut Command) -> std::io::Result<std::process::Child> {
 }
 
 /// Streams the child's output to the log and returns its exit code (or
-/// 128 + the signal that ended it).
-fn wait(mut child: std::process::Child, log_prefix: &str) -> Result<i32, String> {
+/// 128 + the signal that ended it). When `cancel` is set (another stage
+/// failed), the child's process group is killed.
+fn wait(
+    mut child: std::process::Child,
+    log_prefix: &str,
+    cancel: &AtomicBool,
+) -> Result<i32, String> {
     let out = pump(child.stdout.take(), log_prefix);
     let err = pump(child.stderr.take(), log_prefix);
-    let status = child.wait().map_err(|e| format!("waiting for RUN: {e}"))?;
+    let status = wait_or_kill(&mut child, cancel).map_err(|e| format!("waiting for RUN: {e}"))?;
     let _ = out.join();
     let _ = err.join();
     Ok(match status.code() {
         Some(c) => c,
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
     })
+}
+
+/// Waits for `child`; kills its process group once `cancel` is set. The
+/// exit is watched through a pidfd, so waiting costs no polling delay.
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    cancel: &AtomicBool,
+) -> std::io::Result<std::process::ExitStatus> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::process::{Pid, PidfdFlags, Signal, kill_process_group, pidfd_open};
+    let pid = i32::try_from(child.id()).ok().and_then(Pid::from_raw);
+    let Some(pidfd) = pid.and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok()) else {
+        return child.wait();
+    };
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    let mut killed = false;
+    loop {
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match poll(&mut fds, Some(&tick)) {
+            Ok(n) if n > 0 => return child.wait(),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !killed
+            && cancel.load(Ordering::Relaxed)
+            && let Some(pid) = pid
+        {
+            // the group may be gone already
+            let _ = kill_process_group(pid, Signal::KILL);
+            killed = true;
+        }
+    }
 }

@@ -4,6 +4,9 @@
 //! thread of its own, so stages that do not depend on each other run at
 //! the same time (in place there is one `/`, and they take turns).
 //!
+//! When a stage fails, the others stop at their next step and a running
+//! RUN is killed, as BuildKit cancels a failed build's other work.
+//!
 //! A stage's root lives only as long as a later stage needs it: a stage
 //! that is the last reader of its base's root takes that directory over
 //! instead of copying it, and a root nobody will read again is removed as
@@ -20,6 +23,7 @@ use crate::dockerfile::{Dockerfile, Instruction, Located, Stage};
 use crate::image::{Descriptor, ImageConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 /// The images a plan names, resolved before any stage runs.
 struct Resolved {
@@ -174,6 +178,8 @@ impl Runner<'_> {
                     }
                     Err(e) => {
                         if failure.is_none() {
+                            // the other stages stop (a RUN is killed)
+                            self.env.cancelled.store(true, Ordering::Relaxed);
                             failure = Some(e);
                         }
                     }
@@ -328,7 +334,17 @@ impl Runner<'_> {
                 )
             }
         };
+        let check = || {
+            if env.cancelled.load(Ordering::Relaxed) {
+                log::info!("[{label}] stopped: another stage failed");
+                return Err(EngineError::Invalid(format!(
+                    "stage {label} stopped: another stage failed"
+                )));
+            }
+            Ok(())
+        };
         for step in &triggers {
+            check()?;
             log::info!(
                 "[{label}] running ONBUILD trigger of the base image: {}",
                 step.value.keyword()
@@ -337,6 +353,7 @@ impl Runner<'_> {
         }
         let count = stage.steps.len();
         for (n, step) in stage.steps.iter().enumerate() {
+            check()?;
             log::info!(
                 "[{label}] step {}/{count}: {}",
                 n + 1,

@@ -46,6 +46,9 @@ pub struct BuildEnv<'a> {
     pub single_snapshot: bool,
     /// `--image-fs-extract-retry`: attempts at unpacking a base after the first.
     pub extract_retries: u32,
+    /// Set when a stage failed: the others stop at their next step, and a
+    /// running RUN is killed.
+    pub cancelled: std::sync::atomic::AtomicBool,
 }
 
 impl BuildEnv<'_> {
@@ -478,7 +481,7 @@ impl StageState {
             groups,
             in_place: env.in_place,
         };
-        let code = sandbox::run(&spec, &format!("[{}] ", self.label))?;
+        let code = sandbox::run(&spec, &format!("[{}] ", self.label), &env.cancelled)?;
         if code != 0 {
             let shown = argv.join(" ");
             return Err(if code == sandbox::SETUP_FAILED {

@@ -85,6 +85,33 @@ fn a_builder_stage_generates_files_and_later_stages_read_them_by_name() {
 }
 
 #[test]
+fn a_failing_stage_stops_the_others() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base} AS slow\n\
+         RUN echo slow-started && sleep 60 && echo slow-finished\n\
+         RUN echo slow-went-on\n\
+         FROM {base} AS failing\n\
+         RUN sleep 1 && exit 3\n\
+         FROM scratch\n\
+         COPY --from=slow /etc/passwd /a\n\
+         COPY --from=failing /etc/passwd /b\n"
+    ));
+    let run = t.build(&["--no-push"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let log = run.stderr();
+    assert!(
+        log.contains("Dockerfile:5: RUN: process \"/bin/sh -c sleep 1 && exit 3\" did not complete successfully: exit code: 3"),
+        "{log}"
+    );
+    // the slow RUN was killed (or never started), and nothing after it ran
+    for ran in ["[slow] slow-finished", "[slow] step 2/2"] {
+        assert!(!log.contains(ran), "{ran}:\n{log}");
+    }
+}
+
+#[test]
 fn a_copy_from_path_that_is_missing_fails_before_its_reader_starts() {
     let reg = TestRegistry::start(Auth::None);
     let base = reg.push_base("base:1", "linux/amd64");
