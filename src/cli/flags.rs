@@ -209,21 +209,22 @@ impl ExecutorFlags {
                 out.push(format!("--{flag}: {why}"));
             }
         };
-        let cache = "the layer cache is not implemented yet";
         let ctx = "only local directory contexts are implemented yet";
         check(
             self.push_ignore_immutable_tag_errors,
             "push-ignore-immutable-tag-errors",
             "telling tag-immutability errors apart is not implemented yet",
         );
-        check(self.cache, "cache", cache);
-        check(!self.cache_repo.is_empty(), "cache-repo", cache);
-        check(self.cache_dir != "/cache", "cache-dir", cache);
-        check(self.cache_ttl != "336h0m0s", "cache-ttl", cache);
-        check(self.cache_copy_layers, "cache-copy-layers", cache);
-        check(!self.cache_run_layers, "cache-run-layers", cache);
-        check(!self.compressed_caching, "compressed-caching", cache);
-        check(self.no_push_cache, "no-push-cache", cache);
+        check(
+            self.cache_dir != "/cache",
+            "cache-dir",
+            "reading base images from the warmer's directory is not implemented yet",
+        );
+        check(
+            !self.compressed_caching,
+            "compressed-caching",
+            "cached layers are always compressed",
+        );
         check(
             self.force_build_metadata,
             "force-build-metadata",

@@ -6,7 +6,7 @@
 pub mod flags;
 pub mod log;
 
-use crate::engine::{self, BuildOptions, Platform};
+use crate::engine::{self, BuildOptions, CacheOptions, Platform};
 use crate::fs::Compression;
 use clap::{Parser, Subcommand};
 use flags::ExecutorFlags;
@@ -278,7 +278,79 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
             .filter(|p| !p.is_empty())
             .collect(),
         registry,
+        cache: cache_options(f)?,
     })
+}
+
+/// `--cache` and its flags; the repository inferred from the first
+/// destination as `<repository>/cache` when `--cache-repo` is not given.
+fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, String> {
+    if !f.cache {
+        return Ok(None);
+    }
+    let repo = if f.cache_repo.is_empty() {
+        let first = f.destinations.first().ok_or(
+            "--cache needs --cache-repo, or a --destination to infer it from (<repository>/cache)",
+        )?;
+        let r = crate::registry::Reference::parse(first)
+            .map_err(|e| format!("--destination {first}: {e}"))?;
+        format!("{}/{}/cache", r.registry, r.repository)
+    } else {
+        let r = crate::registry::Reference::parse(&f.cache_repo)
+            .map_err(|e| format!("--cache-repo {}: {e}", f.cache_repo))?;
+        if r.tag.is_some() || r.digest.is_some() {
+            return Err(format!(
+                "--cache-repo {}: a repository, without a tag or digest",
+                f.cache_repo
+            ));
+        }
+        format!("{}/{}", r.registry, r.repository)
+    };
+    let ttl =
+        parse_duration(&f.cache_ttl).map_err(|e| format!("--cache-ttl {}: {e}", f.cache_ttl))?;
+    Ok(Some(CacheOptions {
+        repo,
+        ttl,
+        run_layers: f.cache_run_layers,
+        copy_layers: f.cache_copy_layers,
+        push: !f.no_push_cache,
+    }))
+}
+
+/// A Go duration as kaniko's flags take it (`336h0m0s`, `6h`, `90m`,
+/// `1.5h`, `500ms`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || "want a duration such as 6h, 90m or 336h0m0s".to_string();
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += value * seconds;
+        rest = &rest[unit_len..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 /// Whether this binary is the executor of a kaniko-style image
@@ -359,4 +431,26 @@ fn registry_settings(f: &ExecutorFlags) -> Result<crate::registry::Settings, Str
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations_as_kaniko_takes_them() {
+        assert_eq!(
+            parse_duration("336h0m0s"),
+            Ok(Duration::from_secs(336 * 3600))
+        );
+        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "6", "h", "6d", "-1h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -91,6 +91,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     }
 
     let plan = Plan::new(&df, opts.target.as_deref(), &global)?;
+    let cache = match &opts.cache {
+        Some(_) if opts.single_snapshot => {
+            log::warn!("--single-snapshot makes one layer per stage: the layer cache is off");
+            None
+        }
+        Some(c) => Some(super::cache::Cache::new(c.clone())?),
+        None => None,
+    };
 
     let epoch = match (opts.reproducible, opts.source_date_epoch) {
         (true, sde) => Some(sde.unwrap_or(0)),
@@ -122,8 +130,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         single_snapshot: opts.single_snapshot,
         extract_retries: opts.extract_retries,
         cancelled: std::sync::atomic::AtomicBool::new(false),
+        cache,
     };
 
+    // cache uploads run beside the build; it ends (either way) after them,
+    // while their blobs are still in the store
+    let _uploads = env.cache.as_ref().map(|c| PendingUploads {
+        remote: &remote,
+        repo: &c.repo,
+    });
     let runner = Runner {
         env: &env,
         remote: &remote,
@@ -162,6 +177,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         crate::fs::ignore::wipe(Path::new("/"), &env.ignores)?;
     }
     Ok(BuildOutcome { image, digest })
+}
+
+/// Waits for the cache uploads when dropped.
+struct PendingUploads<'a> {
+    remote: &'a Remote,
+    repo: &'a Reference,
+}
+
+impl Drop for PendingUploads<'_> {
+    fn drop(&mut self) {
+        let stored = self.remote.wait_uploads(self.repo);
+        if stored > 0 {
+            log::info!("stored {stored} cache entries in {}", self.repo);
+        }
+    }
 }
 
 /// Where an in-place build keeps its own state unless `--kaniko-dir` says.

@@ -3,6 +3,7 @@
 //! finished image to its outputs.
 
 pub mod build;
+pub mod cache;
 pub mod context;
 pub mod copy;
 pub mod keep;
@@ -17,7 +18,7 @@ pub mod stage;
 pub mod users;
 
 pub use build::{BuildOutcome, build};
-pub use options::BuildOptions;
+pub use options::{BuildOptions, CacheOptions};
 pub use platform::Platform;
 
 /// Errors of a build. Each names what failed: the Dockerfile line, the

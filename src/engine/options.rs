@@ -51,6 +51,23 @@ pub struct BuildOptions {
     pub push: bool,
     /// How to reach registries (pulls of base images, pushes).
     pub registry: crate::registry::Settings,
+    /// `--cache`: the layer cache in a registry.
+    pub cache: Option<CacheOptions>,
+}
+
+/// The layer cache (kaniko's `--cache` flags).
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// `registry/repository` of the cache images (`--cache-repo`, else
+    /// `<first destination's repository>/cache`).
+    pub repo: String,
+    /// `--cache-ttl`: older entries count as misses.
+    pub ttl: std::time::Duration,
+    /// `--cache-run-layers` (default on) and `--cache-copy-layers` (off).
+    pub run_layers: bool,
+    pub copy_layers: bool,
+    /// `--no-push-cache` turns uploads off (lookups go on).
+    pub push: bool,
 }
 
 impl BuildOptions {
@@ -82,6 +99,7 @@ impl BuildOptions {
             single_snapshot: false,
             extract_retries: 0,
             registry: crate::registry::Settings::default(),
+            cache: None,
         }
     }
 }

@@ -14,13 +14,28 @@ use crate::image::{BlobStore, Descriptor, Digest, ImageConfig};
 use crate::registry::{PushImage, Reference, Registry, Settings};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+/// A cache upload: a thread driving the push on the runtime (the push
+/// future borrows, so it cannot be a spawned task of its own).
+type Upload = std::thread::JoinHandle<Result<Digest, crate::registry::RegistryError>>;
+
+/// A cache entry found in the registry: the step's layer (none when the
+/// step changed no file) and the config it was stored with.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    pub source: Reference,
+    pub config: ImageConfig,
+    pub layers: Vec<Descriptor>,
+}
 
 /// A base image from a registry, ready to start a stage from.
 #[derive(Debug, Clone)]
 pub struct BaseImage {
     /// The repository its blobs live in (a mirror, or the one named).
     pub source: Reference,
+    /// Its manifest's digest (the first cache key builds on it).
+    pub digest: Digest,
     pub config: ImageConfig,
     /// Its layers, with OCI media types.
     pub layers: Vec<Descriptor>,
@@ -29,8 +44,10 @@ pub struct BaseImage {
 /// Registry access for one build.
 #[derive(Debug)]
 pub struct Remote {
-    registry: Registry,
+    registry: Arc<Registry>,
     runtime: OnceLock<tokio::runtime::Runtime>,
+    /// Cache uploads under way, by key; the build waits for them.
+    uploads: std::sync::Mutex<Vec<(String, Upload)>>,
     /// Blobs that live in a registry rather than (yet) in the local store:
     /// digest → the repository holding them.
     pub remote_blobs: std::sync::Mutex<BTreeMap<Digest, Reference>>,
@@ -39,13 +56,18 @@ pub struct Remote {
 impl Remote {
     pub fn new(settings: Settings) -> Remote {
         Remote {
-            registry: Registry::new(settings),
+            registry: Arc::new(Registry::new(settings)),
             runtime: OnceLock::new(),
+            uploads: std::sync::Mutex::new(Vec::new()),
             remote_blobs: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
     fn block_on<F: Future>(&self, f: F) -> Result<F::Output, EngineError> {
+        Ok(self.runtime()?.block_on(f))
+    }
+
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime, EngineError> {
         if self.runtime.get().is_none() {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -57,7 +79,7 @@ impl Remote {
             let _ = self.runtime.set(rt);
         }
         match self.runtime.get() {
-            Some(rt) => Ok(rt.block_on(f)),
+            Some(rt) => Ok(rt),
             None => Err(EngineError::Invalid(
                 "the network runtime did not start".to_string(),
             )),
@@ -121,6 +143,7 @@ impl Remote {
         log::info!("resolved {image} to {}@{}", remote.source, remote.digest);
         Ok(BaseImage {
             source: remote.source,
+            digest: remote.digest,
             config,
             layers,
         })
@@ -233,6 +256,115 @@ impl Remote {
         store: &BlobStore,
     ) -> Result<Digest, EngineError> {
         Ok(self.block_on(self.registry.push(destinations, image, store))??)
+    }
+
+    /// Looks `keys` up in the cache repository `repo`, all at once. Each
+    /// answer: an entry, `None` (no such tag), or what went wrong.
+    pub fn cache_lookup(
+        &self,
+        repo: &Reference,
+        keys: &[String],
+        platform: &Platform,
+    ) -> Result<Vec<Result<Option<CacheEntry>, crate::registry::RegistryError>>, EngineError> {
+        use futures_util::StreamExt;
+        let want = ImagePlatform {
+            architecture: platform.arch.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+        };
+        let registry = &self.registry;
+        let lookups = keys.iter().map(|key| {
+            let r = Reference {
+                tag: Some(key.clone()),
+                ..repo.clone()
+            };
+            let want = &want;
+            async move {
+                match registry.resolve(&r, want).await {
+                    Ok(image) => {
+                        let config: ImageConfig = serde_json::from_slice(&image.config_bytes)
+                            .map_err(|e| crate::registry::RegistryError::Invalid {
+                                what: r.to_string(),
+                                message: format!("the cache entry's config is malformed: {e}"),
+                            })?;
+                        let layers = image
+                            .manifest
+                            .layers
+                            .iter()
+                            .map(|l| Descriptor::new(&l.media_type, l.digest.clone(), l.size))
+                            .collect();
+                        Ok(Some(CacheEntry {
+                            source: image.source,
+                            config,
+                            layers,
+                        }))
+                    }
+                    Err(crate::registry::RegistryError::Status { status: 404, .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        let answers = self.block_on(
+            futures_util::stream::iter(lookups)
+                .buffered(8)
+                .collect::<Vec<_>>(),
+        )?;
+        for e in answers.iter().flatten().flatten() {
+            self.remember(&e.layers, &e.source);
+        }
+        Ok(answers)
+    }
+
+    /// Starts pushing a cache entry tagged `key` in the background.
+    pub fn cache_upload(
+        &self,
+        repo: &Reference,
+        key: &str,
+        image: PushImage,
+        store: &BlobStore,
+    ) -> Result<(), EngineError> {
+        let dest = Reference {
+            tag: Some(key.to_string()),
+            ..repo.clone()
+        };
+        let registry = Arc::clone(&self.registry);
+        let store = store.clone();
+        let handle = self.runtime()?.handle().clone();
+        let task = std::thread::Builder::new()
+            .name("smelt-cache-upload".to_string())
+            .spawn(move || handle.block_on(registry.push(&[dest], &image, &store)))?;
+        self.uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((key.to_string(), task));
+        Ok(())
+    }
+
+    /// Waits for the cache uploads; a failed one is a warning naming its
+    /// key and what the registry said. Returns how many succeeded.
+    pub fn wait_uploads(&self, repo: &Reference) -> usize {
+        let pending: Vec<(String, Upload)> = std::mem::take(
+            &mut *self
+                .uploads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if pending.is_empty() {
+            return 0;
+        }
+        let mut ok = 0;
+        for (key, task) in pending {
+            match task.join() {
+                Ok(Ok(_)) => ok += 1,
+                Ok(Err(e)) => {
+                    log::warn!("cache upload of {repo}:{key} failed (the build goes on): {e}");
+                }
+                Err(_) => {
+                    log::warn!("cache upload of {repo}:{key} failed: the upload thread panicked");
+                }
+            }
+        }
+        ok
     }
 
     /// The repository a blob that is not local can be had from.

@@ -12,10 +12,11 @@
 //! instead of copying it, and a root nobody will read again is removed as
 //! soon as its last reader is done.
 
+use super::cache;
 use super::context::SourceTree;
 use super::keep::{self, Transfer};
 use super::plan::{Keep, Plan, Ref};
-use super::remote::{BaseImage, Remote};
+use super::remote::{BaseImage, CacheEntry, Remote};
 use super::scope::{BuildArgs, StageScope};
 use super::stage::{BuildEnv, CopySources, StageState, scratch_config};
 use super::{EngineError, Platform};
@@ -43,6 +44,8 @@ pub struct StageOutput {
     pub layers: Vec<Descriptor>,
     /// Its ARGs at the end: a child stage inherits them (BuildKit's rule).
     pub scope: StageScope,
+    /// The cache key after its last step (a child stage's keys build on it).
+    pub key: String,
 }
 
 /// What a stage starts from.
@@ -271,7 +274,6 @@ impl Runner<'_> {
         first: bool,
     ) -> Result<StageOutput, EngineError> {
         let env = self.env;
-        let reads_files = *keep != Keep::Nothing || steps_read_files(&stage.steps);
         let label = label(stage);
         let root = if env.in_place {
             let root = PathBuf::from("/");
@@ -290,11 +292,17 @@ impl Runner<'_> {
             stage_root(self.work, stage.index)?
         };
         log::info!("[{label}] FROM {}", stage.from.value.image);
-        let (mut state, triggers) = match base {
-            Base::Scratch(platform) => (
-                StageState::new(label.clone(), root, scratch_config(&platform), Vec::new()),
-                Vec::new(),
-            ),
+        // a registry base is unpacked once it is known whether a step needs it
+        let mut unpack: Option<(String, crate::registry::Reference)> = None;
+        let (mut state, triggers, base_key) = match base {
+            Base::Scratch(platform) => {
+                let key = cache::base_key(&format!("scratch {platform}"));
+                (
+                    StageState::new(label.clone(), root, scratch_config(&platform), Vec::new()),
+                    Vec::new(),
+                    key,
+                )
+            }
             Base::Stage { parent, take } => {
                 if env.in_place {
                     self.remote
@@ -306,16 +314,18 @@ impl Runner<'_> {
                     config,
                     layers,
                     scope,
+                    key,
                     ..
                 } = *parent;
                 let mut state = StageState::new(label.clone(), root, config, layers);
                 state.scope = scope;
                 state.config.config.on_build = None;
-                (state, Vec::new())
+                (state, Vec::new(), key)
             }
             Base::Image { image, base } => {
                 let BaseImage {
                     source,
+                    digest,
                     mut config,
                     layers,
                 } = *base;
@@ -323,17 +333,37 @@ impl Runner<'_> {
                     Some(t) if !t.is_empty() => parse_triggers(&image, &t)?,
                     _ => Vec::new(),
                 };
-                if reads_files || !triggers.is_empty() {
-                    self.unpack_base(&label, &image, &source, &layers, &root)?;
-                } else {
-                    log::info!("[{label}] not unpacking {image}: no step reads its files");
-                }
+                unpack = Some((image, source));
                 (
                     StageState::new(label.clone(), root, config, layers),
                     triggers,
+                    cache::base_key(digest.as_str()),
                 )
             }
         };
+        let steps: Vec<&Located<Instruction>> = triggers.iter().chain(stage.steps.iter()).collect();
+        // keys first, every lookup at once; a miss does not stop the others
+        let (keys, hits, final_key) = self.look_up(&state, args, &steps, sources, base_key)?;
+        // the base's files are needed if a step that runs reads them, or a
+        // later stage does; layers from the cache are applied up to the
+        // last step that needs the files (all of them if a later stage does)
+        let last_reader = steps
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| hits[*i].is_none() && steps_read_files(std::slice::from_ref(*s)))
+            .map(|(i, _)| i)
+            .max();
+        let materialize = *keep != Keep::Nothing || last_reader.is_some();
+        let mut materialized = unpack.is_none();
+        if let Some((image, source)) = &unpack {
+            if materialize {
+                let layers = state.layers.clone();
+                self.unpack_base(&label, image, source, &layers, &state.root)?;
+                materialized = true;
+            } else {
+                log::info!("[{label}] not unpacking {image}: no step that runs reads its files");
+            }
+        }
         let check = || {
             if env.cancelled.load(Ordering::Relaxed) {
                 log::info!("[{label}] stopped: another stage failed");
@@ -343,23 +373,41 @@ impl Runner<'_> {
             }
             Ok(())
         };
-        for step in &triggers {
-            check()?;
-            log::info!(
-                "[{label}] running ONBUILD trigger of the base image: {}",
-                step.value.keyword()
-            );
-            state.run_step(env, args, step, sources)?;
-        }
         let count = stage.steps.len();
-        for (n, step) in stage.steps.iter().enumerate() {
+        for (i, step) in steps.iter().enumerate() {
             check()?;
-            log::info!(
-                "[{label}] step {}/{count}: {}",
-                n + 1,
-                step_summary(self.text, step.line, step.end_line)
-            );
+            if i < triggers.len() {
+                log::info!(
+                    "[{label}] running ONBUILD trigger of the base image: {}",
+                    step.value.keyword()
+                );
+            } else {
+                log::info!(
+                    "[{label}] step {}/{count}: {}",
+                    i - triggers.len() + 1,
+                    step_summary(self.text, step.line, step.end_line)
+                );
+            }
+            if let Some(entry) = &hits[i] {
+                let extract = materialized
+                    && (*keep != Keep::Nothing || last_reader.is_some_and(|last| i < last));
+                log::info!(
+                    "[{label}] cache hit {}{}",
+                    keys[i].as_deref().map_or("", |k| &k[..12]),
+                    if extract {
+                        ""
+                    } else {
+                        " (layer not downloaded)"
+                    }
+                );
+                state.apply_cached(env, self.remote, entry, extract)?;
+                continue;
+            }
+            let layers_before = state.layers.len();
             state.run_step(env, args, step, sources)?;
+            if let Some(key) = &keys[i] {
+                self.store_in_cache(&state, key, layers_before);
+            }
         }
         state.finish_snapshot(env)?;
         let mut whole = *keep == Keep::Whole;
@@ -387,7 +435,95 @@ impl Runner<'_> {
             config: state.config,
             layers: state.layers,
             scope: state.scope,
+            key: final_key,
         })
+    }
+
+    /// The cache keys of `steps` and the entries found for them (none when
+    /// the cache is off), and the key after the last step.
+    #[allow(clippy::type_complexity)]
+    fn look_up(
+        &self,
+        state: &StageState,
+        args: &mut BuildArgs,
+        steps: &[&Located<Instruction>],
+        sources: &CopySources,
+        base_key: String,
+    ) -> Result<(Vec<Option<String>>, Vec<Option<CacheEntry>>, String), EngineError> {
+        let env = self.env;
+        let no_hits = || {
+            steps
+                .iter()
+                .map(|_| None)
+                .collect::<Vec<Option<CacheEntry>>>()
+        };
+        let Some(cache) = env.cache.as_ref().filter(|c| c.usable()) else {
+            let no_keys = steps.iter().map(|_| None).collect();
+            return Ok((no_keys, no_hits(), base_key));
+        };
+        let (keys, final_key) = state.cache_keys(env, cache, args, steps, sources, base_key)?;
+        let wanted: Vec<String> = keys.iter().flatten().cloned().collect();
+        let mut hits = no_hits();
+        if wanted.is_empty() {
+            return Ok((keys, hits, final_key));
+        }
+        let answers = self
+            .remote
+            .cache_lookup(&cache.repo, &wanted, env.platform)?;
+        let mut answers = answers.into_iter();
+        for (i, key) in keys.iter().enumerate() {
+            if key.is_none() {
+                continue;
+            }
+            let Some(answer) = answers.next() else { break };
+            let short = key.as_deref().map_or("", |k| &k[..12]);
+            match answer {
+                Ok(Some(entry)) if cache.fresh(&entry) => hits[i] = Some(entry),
+                Ok(Some(_)) => log::info!(
+                    "[{}] cache entry {short} is older than --cache-ttl: a miss",
+                    state.label
+                ),
+                Ok(None) => log::debug!("[{}] cache miss {short}", state.label),
+                Err(e) => {
+                    cache.give_up(&e.to_string());
+                    break;
+                }
+            }
+        }
+        log::info!(
+            "[{}] cache: {} of {} steps found",
+            state.label,
+            hits.iter().flatten().count(),
+            wanted.len()
+        );
+        Ok((keys, hits, final_key))
+    }
+
+    /// Uploads the result of the step just run under `key`, in the
+    /// background; a failure is a warning, later.
+    fn store_in_cache(&self, state: &StageState, key: &str, layers_before: usize) {
+        let env = self.env;
+        let Some(cache) = env.cache.as_ref().filter(|c| c.usable() && c.opts.push) else {
+            return;
+        };
+        let layer = (state.layers.len() > layers_before)
+            .then(|| {
+                state
+                    .layers
+                    .last()
+                    .cloned()
+                    .zip(state.config.rootfs.diff_ids.last().cloned())
+            })
+            .flatten();
+        let Some(history) = state.config.history.last().cloned() else {
+            return;
+        };
+        let stored = cache
+            .entry_image(env.store, env.platform, layer, history)
+            .and_then(|image| self.remote.cache_upload(&cache.repo, key, image, env.store));
+        if let Err(e) = stored {
+            log::warn!("cache entry {}:{key} not stored: {e}", cache.repo);
+        }
     }
 
     /// Keeps only the paths `sources` match of the finished tree at `root`

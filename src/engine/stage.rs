@@ -2,6 +2,7 @@
 //! variables it can see, then changes the image config (metadata), or
 //! writes into the stage's root and becomes a layer (COPY, ADD, WORKDIR).
 
+use super::cache::Cache;
 use super::context::SourceTree;
 use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::sandbox;
@@ -49,6 +50,8 @@ pub struct BuildEnv<'a> {
     /// Set when a stage failed: the others stop at their next step, and a
     /// running RUN is killed.
     pub cancelled: std::sync::atomic::AtomicBool,
+    /// `--cache`: the layer cache in a registry.
+    pub cache: Option<Cache>,
 }
 
 impl BuildEnv<'_> {
@@ -87,6 +90,8 @@ pub struct StageState {
     cmd_set: bool,
     /// The root's metadata after the last RUN, while nothing else wrote.
     index: Option<snapshot::Index>,
+    /// Working out cache keys on a copy: metadata only, nothing written.
+    dry: bool,
     /// `--single-snapshot`: what the steps so far changed.
     pending: Option<ChangeSet>,
 }
@@ -114,6 +119,7 @@ impl StageState {
             scope: StageScope::default(),
             cmd_set: false,
             index: None,
+            dry: false,
             pending: None,
         }
     }
@@ -292,7 +298,7 @@ impl StageState {
                 let wd = lexpath::join(self.workdir(), &w);
                 created_by = format!("WORKDIR {wd}");
                 self.config.config.working_dir = wd.clone();
-                if wd != "/" {
+                if wd != "/" && !self.dry {
                     let owner = match self.config.config.user.as_str() {
                         "" => (0, 0),
                         u => users::resolve(&self.root, u).map_err(fail)?,
@@ -398,6 +404,189 @@ impl StageState {
             self.index = None;
         }
         self.commit(env, created_by, changes, &step.value)
+    }
+
+    /// The cache key of every step of `steps` run from this state, worked
+    /// out on a copy (metadata steps applied, nothing written or run), and
+    /// the key after the last. `keys[i]` is set for a step whose layer the
+    /// cache keeps (RUN with `--cache-run-layers`, COPY/ADD with
+    /// `--cache-copy-layers`) and whose key could be worked out.
+    pub fn cache_keys(
+        &self,
+        env: &BuildEnv<'_>,
+        cache: &Cache,
+        args: &mut BuildArgs,
+        steps: &[&Located<Instruction>],
+        copy_from: &CopySources,
+        start: String,
+    ) -> Result<(Vec<Option<String>>, String), EngineError> {
+        let mut probe = StageState::new(
+            self.label.clone(),
+            self.root.clone(),
+            self.config.clone(),
+            Vec::new(),
+        );
+        probe.scope = self.scope.clone();
+        probe.cmd_set = self.cmd_set;
+        probe.dry = true;
+        let mut prev = start;
+        let mut keys = Vec::new();
+        for step in steps {
+            let (text, sources, cached) = match &step.value {
+                Instruction::Run(run) => {
+                    let argv = probe.run_argv(run);
+                    let mut text = format!("RUN {}", argv.join(" "));
+                    for m in &run.mounts {
+                        text.push_str(&format!(" --mount={m:?}"));
+                    }
+                    (text, None, cache.opts.run_layers)
+                }
+                Instruction::Copy(c) => {
+                    match probe.copy_key_parts(env, cache, step, c, copy_from) {
+                        Ok((text, digest)) => (text, Some(digest), cache.opts.copy_layers),
+                        Err(e) => {
+                            // the step itself will say what is wrong
+                            log::debug!(
+                                "[{}] no cache key for line {}: {e}",
+                                self.label,
+                                step.line
+                            );
+                            (format!("{} unreadable", step_text(step)), None, false)
+                        }
+                    }
+                }
+                _ => {
+                    probe.run_step(env, args, step, copy_from)?;
+                    let text = match &step.value {
+                        Instruction::Onbuild { .. } => step_text(step),
+                        _ => probe
+                            .config
+                            .history
+                            .last()
+                            .and_then(|h| h.created_by.clone())
+                            .unwrap_or_else(|| step_text(step)),
+                    };
+                    (text, None, false)
+                }
+            };
+            let vars = probe.scope.vars(&probe.config.config.env_pairs());
+            let shell = probe
+                .config
+                .config
+                .shell
+                .clone()
+                .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()]);
+            let key = super::cache::step_key(
+                &prev,
+                &super::cache::StepView {
+                    instruction: &text,
+                    vars: &vars,
+                    platform: env.platform,
+                    user: &probe.config.config.user,
+                    workdir: probe.workdir(),
+                    shell: &shell,
+                    sources: sources.as_deref(),
+                },
+            );
+            keys.push(cached.then(|| key.clone()));
+            prev = key;
+        }
+        Ok((keys, prev))
+    }
+
+    /// A COPY/ADD as its key sees it: the expanded instruction, and the
+    /// digest of its source files.
+    fn copy_key_parts(
+        &self,
+        env: &BuildEnv<'_>,
+        cache: &Cache,
+        step: &Located<Instruction>,
+        c: &crate::dockerfile::Copy,
+        copy_from: &CopySources,
+    ) -> Result<(String, String), String> {
+        let lexer = env.dockerfile.lexer();
+        let vars = self.scope.vars(&self.config.config.env_pairs());
+        let word = |w: &str| lexer.process_word(w, &vars).map_err(|e| e.to_string());
+        let mut text = String::from(step.value.keyword());
+        let mut paths = Vec::new();
+        for (flag, value) in [("from", &c.from), ("chown", &c.chown), ("chmod", &c.chmod)] {
+            if let Some(v) = value {
+                text.push_str(&format!(" --{flag}={}", word(v)?));
+            }
+        }
+        if c.link {
+            text.push_str(" --link");
+        }
+        for s in &c.sources {
+            match s {
+                Source::Path(p) => {
+                    let p = word(p)?;
+                    text.push_str(&format!(" {p}"));
+                    paths.push(p);
+                }
+                Source::Inline { name, content, .. } => {
+                    text.push_str(&format!(" <<{name} {content:?}"));
+                }
+            }
+        }
+        text.push_str(&format!(" {}", word(&c.dest)?));
+        let stage_tree;
+        let tree = match &c.from {
+            None => env.context,
+            Some(from) => {
+                let from = word(from)?;
+                let root = match env.dockerfile.stage_index(&from) {
+                    Some(i) => copy_from.stages.get(&i),
+                    None => copy_from.images.get(&from),
+                };
+                let root = root.ok_or_else(|| format!("--from={from} is not prepared"))?;
+                stage_tree = SourceTree::stage(root.clone(), from);
+                &stage_tree
+            }
+        };
+        let digest = if paths.is_empty() {
+            String::new()
+        } else {
+            cache.sources_digest(tree, &paths)?
+        };
+        Ok((text, digest))
+    }
+
+    /// Takes a step's result from a cache entry instead of running it: its
+    /// layer (applied to the root when `extract`) and history entry.
+    pub fn apply_cached(
+        &mut self,
+        env: &BuildEnv<'_>,
+        remote: &super::remote::Remote,
+        entry: &super::remote::CacheEntry,
+        extract: bool,
+    ) -> Result<(), EngineError> {
+        let bad = |m: &str| EngineError::Invalid(format!("cache entry {}: {m}", entry.source));
+        if entry.layers.len() > 1 || entry.config.rootfs.diff_ids.len() != entry.layers.len() {
+            return Err(bad("it should hold at most one layer, with its diff ID"));
+        }
+        let mut history = entry
+            .config
+            .history
+            .last()
+            .cloned()
+            .ok_or_else(|| bad("it has no history entry"))?;
+        if let (Some(layer), Some(diff_id)) =
+            (entry.layers.first(), entry.config.rootfs.diff_ids.first())
+        {
+            if extract {
+                let skip = env.in_place.then_some(&env.ignores);
+                remote.unpack(std::slice::from_ref(layer), env.store, &self.root, skip)?;
+                self.index = None;
+            }
+            self.layers.push(layer.clone());
+            self.config.rootfs.diff_ids.push(diff_id.clone());
+            history.empty_layer = false;
+        } else {
+            history.empty_layer = true;
+        }
+        self.config.history.push(history);
+        Ok(())
     }
 
     /// The argv of a RUN: exec form as is; shell form through SHELL, with

@@ -36,10 +36,19 @@ fn missing_copy_source_fails_with_the_line() {
 #[test]
 fn unimplemented_flags_are_refused_by_name() {
     let t = TestContext::new("FROM scratch\n");
-    let run = t.build(&["--no-push", "--cache=true", "--force-build-metadata"]);
+    let run = t.build(&["--no-push", "--cache-dir=/tmp/x", "--force-build-metadata"]);
     assert_eq!(run.code(), 2);
     assert!(
-        run.stderr().contains("--cache:") && run.stderr().contains("--force-build-metadata:"),
+        run.stderr().contains("--cache-dir:") && run.stderr().contains("--force-build-metadata:"),
+        "{}",
+        run.stderr()
+    );
+    // --cache with nowhere to keep it
+    let run = t.build(&["--no-push", "--cache"]);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr()
+            .contains("--cache needs --cache-repo, or a --destination"),
         "{}",
         run.stderr()
     );

@@ -9,6 +9,7 @@ mod harness;
 mod registry_server;
 
 mod build_outputs;
+mod cache;
 mod cli;
 mod conformance;
 mod dockerfile_semantics;

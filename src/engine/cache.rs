@@ -1,0 +1,442 @@
+//! The layer cache in a registry (kaniko's `--cache`): a key per step,
+//! one small image per key in the cache repository, tagged by the key.
+//!
+//! A step's key is sha256 over length-prefixed fields: the previous key
+//! (the first builds on the base image's manifest digest), the instruction
+//! after expansion, the build args and env it can see, the platform, the
+//! USER/WORKDIR/SHELL it runs with, and for COPY/ADD a digest of the source
+//! files: their names, type, mode, owner (a stage's; the context's become
+//! root's), size, link target and content (blake3, computed in parallel and
+//! reused between the steps of a build). Modification times are left out,
+//! so a fresh checkout of the same files hits.
+//!
+//! An entry is an image whose config carries the step's history entry and
+//! the diff ID of its one layer (none when the step changed no file), and
+//! whose `created` is when it was stored (for `--cache-ttl`).
+
+use super::context::SourceTree;
+use super::options::CacheOptions;
+use super::remote::CacheEntry;
+use super::{EngineError, Platform};
+use crate::image::config::RootFs;
+use crate::image::{BlobStore, BuiltImage, Descriptor, Digest, History, ImageConfig, MediaTypes};
+use crate::registry::{PushBlob, PushImage, Reference};
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The cache of one build.
+#[derive(Debug)]
+pub struct Cache {
+    pub repo: Reference,
+    pub opts: CacheOptions,
+    /// Set once the cache registry failed to answer: no more lookups or
+    /// uploads this build (each would fail the same way, slowly).
+    broken: AtomicBool,
+    /// Content digests of files read for keys, by path; an entry counts
+    /// while size, mtime, ctime and inode are unchanged.
+    files: Mutex<HashMap<PathBuf, (FileStamp, [u8; 32])>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+}
+
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// Builds one key: length-prefixed, named fields over the previous key.
+#[derive(Debug)]
+pub struct KeyHasher(Sha256);
+
+impl KeyHasher {
+    pub fn new(prev: &str) -> KeyHasher {
+        let mut k = KeyHasher(Sha256::new());
+        k.field("prev", prev.as_bytes());
+        k
+    }
+
+    pub fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        for part in [name.as_bytes(), value] {
+            self.0.update((part.len() as u64).to_be_bytes());
+            self.0.update(part);
+        }
+        self
+    }
+
+    /// The key, as 64 hex digits (a valid tag).
+    pub fn finish(self) -> String {
+        hex(&self.0.finalize())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a step's key covers besides the instruction: what it can see.
+#[derive(Debug, Clone, Copy)]
+pub struct StepView<'a> {
+    pub instruction: &'a str,
+    /// Build args with values and env, sorted by name.
+    pub vars: &'a std::collections::BTreeMap<String, String>,
+    pub platform: &'a Platform,
+    pub user: &'a str,
+    pub workdir: &'a str,
+    pub shell: &'a [String],
+    /// COPY/ADD: the digest of the source files.
+    pub sources: Option<&'a str>,
+}
+
+/// The key of a step after `prev`.
+pub fn step_key(prev: &str, view: &StepView<'_>) -> String {
+    let mut k = KeyHasher::new(prev);
+    k.field("instruction", view.instruction.as_bytes());
+    let mut vars = Vec::new();
+    for (name, value) in view.vars {
+        for part in [name, value] {
+            vars.extend((part.len() as u64).to_be_bytes());
+            vars.extend(part.as_bytes());
+        }
+    }
+    k.field("vars", &vars)
+        .field("platform", view.platform.to_string().as_bytes())
+        .field("user", view.user.as_bytes())
+        .field("workdir", view.workdir.as_bytes())
+        .field("shell", view.shell.join("\0").as_bytes());
+    if let Some(s) = view.sources {
+        k.field("sources", s.as_bytes());
+    }
+    k.finish()
+}
+
+/// The key a stage starts from.
+pub fn base_key(base: &str) -> String {
+    let mut k = KeyHasher::new("");
+    k.field("base", base.as_bytes());
+    k.finish()
+}
+
+/// One entry of a source tree, for its digest.
+struct TreeEntry {
+    name: String,
+    meta: String,
+    file: Option<PathBuf>,
+}
+
+impl Cache {
+    pub fn new(opts: CacheOptions) -> Result<Cache, EngineError> {
+        let repo = Reference::parse(&opts.repo).map_err(EngineError::Invalid)?;
+        Ok(Cache {
+            repo,
+            opts,
+            broken: AtomicBool::new(false),
+            files: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether the cache registry still answers.
+    pub fn usable(&self) -> bool {
+        !self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Turns the cache off for the rest of the build.
+    pub fn give_up(&self, why: &str) {
+        if !self.broken.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "the layer cache at {} is off for the rest of this build: {why}",
+                self.repo
+            );
+        }
+    }
+
+    /// Whether an entry is younger than `--cache-ttl`.
+    pub fn fresh(&self, entry: &CacheEntry) -> bool {
+        let Some(created) = entry
+            .config
+            .created
+            .as_deref()
+            .and_then(|c| c.parse::<jiff::Timestamp>().ok())
+        else {
+            return false;
+        };
+        let age = jiff::Timestamp::now().as_second() - created.as_second();
+        u64::try_from(age).unwrap_or(0) <= self.opts.ttl.as_secs()
+    }
+
+    /// The digest of what `sources` match in `tree`: every entry's name
+    /// (as it lands under the destination), type, mode, owner (a stage's
+    /// only), size, link target and content.
+    pub fn sources_digest(&self, tree: &SourceTree, sources: &[String]) -> Result<String, String> {
+        let mut entries = Vec::new();
+        for source in sources {
+            for m in tree.expand(source)? {
+                let name = crate::lexpath::base_name(&m.name).to_string();
+                collect(tree, &m.real, &name, &mut entries)?;
+            }
+        }
+        let contents: Vec<Option<[u8; 32]>> = entries
+            .par_iter()
+            .map(|e| e.file.as_deref().map(|p| self.file_digest(p)).transpose())
+            .collect::<Result<_, String>>()?;
+        let mut h = Sha256::new();
+        for (e, content) in entries.iter().zip(contents) {
+            for part in [e.name.as_bytes(), e.meta.as_bytes()] {
+                h.update((part.len() as u64).to_be_bytes());
+                h.update(part);
+            }
+            h.update(content.unwrap_or([0; 32]));
+        }
+        Ok(hex(&h.finalize()))
+    }
+
+    fn file_digest(&self, path: &Path) -> Result<[u8; 32], String> {
+        let err = |e: std::io::Error| format!("{}: {e}", path.display());
+        let meta = fs_err::metadata(path).map_err(err)?;
+        let stamp = FileStamp::of(&meta);
+        if let Some((s, d)) = self
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+            && *s == stamp
+        {
+            return Ok(*d);
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_reader(fs_err::File::open(path).map_err(err)?)
+            .map_err(err)?;
+        let digest = *hasher.finalize().as_bytes();
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path.to_path_buf(), (stamp, digest));
+        Ok(digest)
+    }
+
+    /// The image that stores a step's result under its key: `layer` (with
+    /// its diff ID) if the step made one, and its history entry.
+    pub fn entry_image(
+        &self,
+        store: &BlobStore,
+        platform: &Platform,
+        layer: Option<(Descriptor, Digest)>,
+        history: History,
+    ) -> Result<PushImage, EngineError> {
+        let (layers, diff_ids) = match layer {
+            Some((d, diff)) => (vec![d], vec![diff]),
+            None => (Vec::new(), Vec::new()),
+        };
+        let config = ImageConfig {
+            // when it was stored, for the TTL (history keeps the build's time)
+            created: Some(
+                jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?
+                    .to_string(),
+            ),
+            architecture: platform.arch.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+            rootfs: RootFs {
+                diff_ids,
+                ..RootFs::default()
+            },
+            history: vec![history],
+            ..ImageConfig::default()
+        };
+        let image = BuiltImage::assemble(store, &config, layers, MediaTypes::Oci)?;
+        let mut blobs = vec![PushBlob {
+            descriptor: image.manifest.config.clone(),
+            source: None,
+        }];
+        blobs.extend(image.manifest.layers.iter().map(|l| PushBlob {
+            descriptor: l.clone(),
+            source: None,
+        }));
+        Ok(PushImage {
+            manifest_bytes: image.manifest_bytes,
+            manifest_media_type: image.manifest.media_type,
+            blobs,
+        })
+    }
+}
+
+/// Adds the tree at `real` (named `name`) to `out`, children sorted,
+/// leaving out what `.dockerignore` excludes as COPY does.
+fn collect(
+    tree: &SourceTree,
+    real: &str,
+    name: &str,
+    out: &mut Vec<TreeEntry>,
+) -> Result<(), String> {
+    let path = tree.path(real);
+    let meta = fs_err::symlink_metadata(&path).map_err(|e| e.to_string())?;
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        'd'
+    } else if ft.is_symlink() {
+        'l'
+    } else if ft.is_file() {
+        'f'
+    } else {
+        'o'
+    };
+    let owner = if tree.keep_owner {
+        format!("{}:{}", meta.uid(), meta.gid())
+    } else {
+        String::new()
+    };
+    let link = if ft.is_symlink() {
+        fs_err::read_link(&path)
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        String::new()
+    };
+    let size = if ft.is_file() { meta.size() } else { 0 };
+    out.push(TreeEntry {
+        name: name.to_string(),
+        meta: format!(
+            "{kind} {:o} {owner} {size} {} {link}",
+            meta.mode() & 0o7777,
+            meta.rdev()
+        ),
+        file: ft.is_file().then_some(path),
+    });
+    if !ft.is_dir() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = fs_err::read_dir(tree.path(real))
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for child in names {
+        let child_real = crate::lexpath::child(real, &child);
+        let excluded = tree.is_excluded(&child_real);
+        let child_is_dir = tree.path(&child_real).is_dir();
+        if excluded && !(child_is_dir && tree.may_include_below()) {
+            continue;
+        }
+        collect(tree, &child_real, &crate::lexpath::child(name, &child), out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> Cache {
+        Cache::new(CacheOptions {
+            repo: "127.0.0.1:5000/cache".to_string(),
+            ttl: std::time::Duration::from_secs(3600),
+            run_layers: true,
+            copy_layers: true,
+            push: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn source_digests_follow_content_and_metadata_not_mtimes() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        fs_err::create_dir_all(root.join("app/sub")).unwrap();
+        fs_err::write(root.join("app/a.txt"), "a").unwrap();
+        fs_err::write(root.join("app/sub/b.txt"), "b").unwrap();
+        fs_err::write(root.join("other"), "o").unwrap();
+        let tree = SourceTree::context(root.clone(), Default::default());
+        let c = cache();
+        let sources = ["app".to_string()];
+        let first = c.sources_digest(&tree, &sources).unwrap();
+        // a new mtime alone: same digest
+        filetime::set_file_mtime(
+            root.join("app/a.txt"),
+            filetime::FileTime::from_unix_time(5, 0),
+        )
+        .unwrap();
+        assert_eq!(c.sources_digest(&tree, &sources).unwrap(), first);
+        // a file outside the sources: same digest
+        fs_err::write(root.join("other"), "changed").unwrap();
+        assert_eq!(c.sources_digest(&tree, &sources).unwrap(), first);
+        // content, mode, a new file: new digests
+        fs_err::write(root.join("app/sub/b.txt"), "B").unwrap();
+        let second = c.sources_digest(&tree, &sources).unwrap();
+        assert_ne!(second, first);
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(
+            root.join("app/a.txt"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let third = c.sources_digest(&tree, &sources).unwrap();
+        assert_ne!(third, second);
+        fs_err::write(root.join("app/new"), "").unwrap();
+        assert_ne!(c.sources_digest(&tree, &sources).unwrap(), third);
+    }
+
+    #[test]
+    fn keys_change_with_every_field() {
+        let vars = std::collections::BTreeMap::from([("A".to_string(), "1".to_string())]);
+        let platform = Platform::parse("linux/amd64").unwrap();
+        let shell = ["/bin/sh".to_string(), "-c".to_string()];
+        let view = StepView {
+            instruction: "RUN make",
+            vars: &vars,
+            platform: &platform,
+            user: "",
+            workdir: "/",
+            shell: &shell,
+            sources: None,
+        };
+        let k = step_key("prev", &view);
+        assert_eq!(k.len(), 64);
+        assert_eq!(k, step_key("prev", &view));
+        assert_ne!(k, step_key("other", &view));
+        let vars2 = std::collections::BTreeMap::from([("A".to_string(), "2".to_string())]);
+        for changed in [
+            StepView {
+                instruction: "RUN make all",
+                ..view
+            },
+            StepView {
+                vars: &vars2,
+                ..view
+            },
+            StepView {
+                user: "app",
+                ..view
+            },
+            StepView {
+                workdir: "/src",
+                ..view
+            },
+            StepView {
+                sources: Some("x"),
+                ..view
+            },
+        ] {
+            assert_ne!(step_key("prev", &changed), k);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The layer cache in a real registry: a rebuild of unchanged inputs takes
+//! every layer from the cache (and gives the same image), a changed context
+//! file misses from its COPY on, and a cache registry that does not answer
+//! costs warnings, never the build.
+
+use crate::harness::{TestContext, tree};
+use crate::registry_server::{Auth, TestRegistry};
+
+/// How many steps a build took from the cache (`cache hit` lines).
+fn hits(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("] cache hit ")).count()
+}
+
+fn cache_flags(reg: &TestRegistry, dest: &str) -> Vec<String> {
+    [
+        "--cache",
+        "--cache-copy-layers",
+        "--cache-repo",
+        &format!("{}/cache", reg.host),
+        "--destination",
+        &format!("{}/{dest}", reg.host),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect()
+}
+
+fn build(t: &TestContext, flags: &[String]) -> String {
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    t.build(&args).ok().stderr()
+}
+
+#[test]
+fn a_rebuild_takes_every_layer_from_the_cache_and_gives_the_same_image() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\n\
+         RUN date +%s%N > /built && echo ran-the-build\n\
+         COPY hello.txt /hello.txt\n\
+         ENV GREETING=hi\n\
+         RUN cat /hello.txt /built > /both\n"
+    ));
+    t.file("hello.txt", "hello\n");
+    let mut first = cache_flags(&reg, "app:1");
+    first.push("--reproducible".to_string());
+    let log = build(&t, &first);
+    assert_eq!(hits(&log), 0, "{log}");
+    assert!(log.contains("[0] ran-the-build"), "{log}");
+    assert!(log.contains("stored 3 cache entries"), "{log}");
+
+    let mut second = cache_flags(&reg, "app:2");
+    second.push("--reproducible".to_string());
+    let log = build(&t, &second);
+    assert_eq!(hits(&log), 3, "{log}");
+    assert!(
+        !log.contains("[0] ran-the-build"),
+        "a RUN ran again:\n{log}"
+    );
+    // every step hit: the base is never unpacked, no layer downloaded
+    assert!(log.contains("not unpacking"), "{log}");
+    assert!(!log.contains(" downloaded ("), "{log}");
+    let one = reg.inspect("app:1", &[]);
+    let two = reg.inspect("app:2", &[]);
+    assert_eq!(one["Digest"], two["Digest"], "the images differ");
+
+    // the image is whole: /built as the first build wrote it
+    let out = TestContext::new(&format!("FROM {}/app:2\n", reg.host));
+    out.build_outputs(&[]);
+    let listing = tree(&out.unpack());
+    assert!(listing.contains("/both 644 0:0 file n=1"), "{listing}");
+    assert!(listing.contains("/built 644 0:0 file n=1"), "{listing}");
+}
+
+#[test]
+fn a_changed_context_file_misses_from_its_copy_on() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\n\
+         RUN echo one > /one\n\
+         COPY a.txt /a.txt\n\
+         COPY b.txt /b.txt\n\
+         RUN cat /a.txt /b.txt > /ab\n"
+    ));
+    t.file("a.txt", "a\n").file("b.txt", "b\n");
+    let log = build(&t, &cache_flags(&reg, "app:1"));
+    assert_eq!(hits(&log), 0, "{log}");
+
+    // a.txt only gets a new mtime, b.txt new content
+    filetime::set_file_mtime(
+        t.ctx().join("a.txt"),
+        filetime::FileTime::from_unix_time(1_000_000, 0),
+    )
+    .unwrap();
+    t.file("b.txt", "B\n");
+    let log = build(&t, &cache_flags(&reg, "app:2"));
+    let step_hit = |n: usize| {
+        let lines: Vec<&str> = log.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(&format!("] step {n}/4:")))
+            .unwrap_or_else(|| panic!("no step {n} in:\n{log}"));
+        lines
+            .get(at + 1)
+            .is_some_and(|l| l.contains("] cache hit "))
+    };
+    assert!(
+        step_hit(1) && step_hit(2),
+        "RUN and COPY a.txt should hit:\n{log}"
+    );
+    assert!(
+        !step_hit(3) && !step_hit(4),
+        "COPY b.txt and what follows should miss:\n{log}"
+    );
+
+    let out = TestContext::new(&format!("FROM {}/app:2\n", reg.host));
+    out.build_outputs(&[]);
+    let listing = tree(&out.unpack());
+    assert!(
+        listing.contains("/ab 644 0:0 file n=1 \"a\\nB\\n\""),
+        "{listing}"
+    );
+}
+
+#[test]
+fn a_cache_registry_that_does_not_answer_costs_warnings_not_the_build() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let cache_reg = TestRegistry::start(Auth::None);
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN echo built > /built\nCOPY a.txt /a.txt\n"
+    ));
+    t.file("a.txt", "a\n");
+    let host = cache_reg.host.clone();
+    let flags = |dest: &str| -> Vec<String> {
+        let mut f = cache_flags(&reg, dest);
+        f[3] = format!("{host}/cache");
+        f
+    };
+    let log = build(&t, &flags("app:1"));
+    assert!(log.contains("stored 2 cache entries"), "{log}");
+    // the cache registry goes away: lookups fail, the build goes on
+    drop(cache_reg);
+    t.file("a.txt", "changed\n");
+    let log = build(&t, &flags("app:2"));
+    assert_eq!(hits(&log), 0, "{log}");
+    assert!(
+        log.contains(&format!(
+            "the layer cache at {host}/cache is off for the rest of this build"
+        )),
+        "{log}"
+    );
+    assert!(reg.inspect("app:2", &[])["Digest"].is_string());
+}
