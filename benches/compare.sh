@@ -5,13 +5,17 @@
 # (`buildah build --isolation chroot --layers`), all FROM the same
 # debootstrap'd Debian base in a registry on loopback.
 #
-# ./benches/compare.sh [small|stages]
+# ./benches/compare.sh [small|stages|cache]
 # small (default), bench-small: FROM debian; RUN making 2,000 files; COPY of
 # 500 context files (64..4095 bytes, fixed seed); RUN deleting some; ENV,
 # WORKDIR, CMD.
 # stages: three independent stages FROM debian, each a 2-second RUN, and a
 # final stage copying from all three (buildah gets --jobs 2; BuildKit and
 # smelt run independent stages at once by themselves).
+# cache: bench-small with the layer cache (`--cache --cache-copy-layers`):
+# smelt cold (a new cache repository each run, so it fills it), smelt warm
+# on an empty runner (no local state; the cache repository was filled by
+# one build before the series) and buildah cold.
 #
 # Cold means: every builder starts with no image and no cache. Each one's
 # prepare step empties its store (BuildKit: image and builder prune;
@@ -144,6 +148,33 @@ SH
 chmod +x "$work"/docker-build "$work"/docker-reset "$work"/buildah-build "$work"/buildah-reset "$work"/smelt-build
 
 out=${OUT:-$work}
+if [ "$bench" = cache ]; then
+cat > "$work/smelt-cold" <<SH
+#!/bin/sh
+set -e
+n=\$($work/next)
+$smelt build -c $ctx -v error --cache --cache-copy-layers --cache-repo $reg/cache-\$n -d $reg/smelt-\$n:1 >/dev/null
+SH
+cat > "$work/smelt-warm" <<SH
+#!/bin/sh
+set -e
+$smelt build -c $ctx -v error --cache --cache-copy-layers --cache-repo $reg/cache-warm -d $reg/smelt-warm-\$($work/next):1 >/dev/null
+SH
+chmod +x "$work/smelt-cold" "$work/smelt-warm"
+"$work/smelt-warm" # fills cache-warm
+hyperfine --runs "$runs" --warmup 1 --export-markdown "$out/compare.md" \
+  --prepare true -n smelt-cold "$work/smelt-cold" \
+  --prepare true -n smelt-warm "$work/smelt-warm" \
+  --prepare "$work/buildah-reset" -n buildah "$work/buildah-build"
+cat "$out/compare.md"
+echo "peak RSS (one run each, /usr/bin/time -v):"
+"$work/buildah-reset"
+for b in smelt-cold smelt-warm buildah-build; do
+  kb=$(/usr/bin/time -v "$work/$b" 2>&1 >/dev/null | awk -F': ' '/Maximum resident/ {print $2}')
+  echo "  $b: $kb kB"
+done
+exit 0
+fi
 hyperfine --runs "$runs" --warmup 1 --export-markdown "$out/compare.md" \
   --prepare "$work/docker-reset" -n buildkit "$work/docker-build" \
   --prepare "$work/buildah-reset" -n buildah "$work/buildah-build" \

@@ -91,6 +91,10 @@ pub struct ExecutorFlags {
     /// Local directory of base images filled by the warmer.
     #[arg(long, default_value = "/cache")]
     pub cache_dir: String,
+    /// smelt: write what the layer cache did for each step (hit or miss,
+    /// and on a miss which input of its key changed) to this JSON file.
+    #[arg(long, default_value = "")]
+    pub cache_report: String,
     /// File to write the image digest to.
     #[arg(long, default_value = "")]
     pub digest_file: String,

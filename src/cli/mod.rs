@@ -286,6 +286,9 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
 /// destination as `<repository>/cache` when `--cache-repo` is not given.
 fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, String> {
     if !f.cache {
+        if !f.cache_report.is_empty() {
+            return Err("--cache-report needs --cache".to_string());
+        }
         return Ok(None);
     }
     let repo = if f.cache_repo.is_empty() {
@@ -314,6 +317,7 @@ fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, String> {
         run_layers: f.cache_run_layers,
         copy_layers: f.cache_copy_layers,
         push: !f.no_push_cache,
+        report: non_empty(&f.cache_report),
     }))
 }
 

@@ -135,9 +135,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
 
     // cache uploads run beside the build; it ends (either way) after them,
     // while their blobs are still in the store
-    let _uploads = env.cache.as_ref().map(|c| PendingUploads {
+    let _uploads = env.cache.as_ref().map(|cache| PendingUploads {
         remote: &remote,
-        repo: &c.repo,
+        cache,
     });
     let runner = Runner {
         env: &env,
@@ -179,18 +179,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     Ok(BuildOutcome { image, digest })
 }
 
-/// Waits for the cache uploads when dropped.
+/// Waits for the cache uploads, and writes the cache report, when dropped.
 struct PendingUploads<'a> {
     remote: &'a Remote,
-    repo: &'a Reference,
+    cache: &'a super::cache::Cache,
 }
 
 impl Drop for PendingUploads<'_> {
     fn drop(&mut self) {
-        let stored = self.remote.wait_uploads(self.repo);
+        let repo = &self.cache.repo;
+        let stored = self.remote.wait_uploads(repo);
         if stored > 0 {
-            log::info!("stored {stored} cache entries in {}", self.repo);
+            log::info!("stored {stored} cache entries in {repo}");
         }
+        self.cache.write_report();
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Cache {
     /// Content digests of files read for keys, by path; an entry counts
     /// while size, mtime, ctime and inode are unchanged.
     files: Mutex<HashMap<PathBuf, (FileStamp, [u8; 32])>>,
+    /// `--cache-report`: a line per cacheable step.
+    report: Mutex<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,26 +106,98 @@ pub struct StepView<'a> {
     pub sources: Option<&'a str>,
 }
 
-/// The key of a step after `prev`.
-pub fn step_key(prev: &str, view: &StepView<'_>) -> String {
-    let mut k = KeyHasher::new(prev);
-    k.field("instruction", view.instruction.as_bytes());
-    let mut vars = Vec::new();
+/// What a step's key was made of, kept in its entry (as labels) so a
+/// later miss can say which input changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInputs {
+    pub key: String,
+    pub prev: String,
+    pub instruction: String,
+    /// sha256 of the args and env it sees.
+    pub vars: String,
+    pub platform: String,
+    pub user: String,
+    pub workdir: String,
+    pub shell: String,
+    /// COPY/ADD: the digest of the source files.
+    pub sources: Option<String>,
+}
+
+const LABEL: &str = "dev.smelt.cache.";
+
+impl KeyInputs {
+    /// The inputs as fields: (name, value), the name as a report gives it.
+    fn fields(&self) -> [(&'static str, Option<&str>); 7] {
+        [
+            ("instruction", Some(&self.instruction)),
+            ("args and env", Some(&self.vars)),
+            ("platform", Some(&self.platform)),
+            ("user", Some(&self.user)),
+            ("workdir", Some(&self.workdir)),
+            ("shell", Some(&self.shell)),
+            ("files", self.sources.as_deref()),
+        ]
+    }
+
+    /// The inputs as entry labels.
+    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.fields()
+            .iter()
+            .filter_map(|(name, v)| {
+                v.map(|v| (format!("{LABEL}{}", name.replace(' ', "-")), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// Which inputs differ from those an entry was stored with.
+    pub fn changed_from(&self, entry: &ImageConfig) -> Vec<&'static str> {
+        let labels = entry.config.labels.clone().unwrap_or_default();
+        self.fields()
+            .iter()
+            .filter(|(name, v)| {
+                labels
+                    .get(&format!("{LABEL}{}", name.replace(' ', "-")))
+                    .map(String::as_str)
+                    != *v
+            })
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// The tag under which the newest entry after `prev` is also stored.
+    pub fn next_tag(prev: &str) -> String {
+        format!("next-{prev}")
+    }
+}
+
+/// The key of a step after `prev`, with what it was made of.
+pub fn step_key(prev: &str, view: &StepView<'_>) -> KeyInputs {
+    let mut vars = Sha256::new();
     for (name, value) in view.vars {
         for part in [name, value] {
-            vars.extend((part.len() as u64).to_be_bytes());
-            vars.extend(part.as_bytes());
+            vars.update((part.len() as u64).to_be_bytes());
+            vars.update(part.as_bytes());
         }
     }
-    k.field("vars", &vars)
-        .field("platform", view.platform.to_string().as_bytes())
-        .field("user", view.user.as_bytes())
-        .field("workdir", view.workdir.as_bytes())
-        .field("shell", view.shell.join("\0").as_bytes());
-    if let Some(s) = view.sources {
-        k.field("sources", s.as_bytes());
+    let mut inputs = KeyInputs {
+        key: String::new(),
+        prev: prev.to_string(),
+        instruction: view.instruction.to_string(),
+        vars: hex(&vars.finalize()),
+        platform: view.platform.to_string(),
+        user: view.user.to_string(),
+        workdir: view.workdir.to_string(),
+        shell: view.shell.join(" "),
+        sources: view.sources.map(str::to_string),
+    };
+    let mut k = KeyHasher::new(prev);
+    for (name, value) in inputs.fields() {
+        if let Some(v) = value {
+            k.field(name, v.as_bytes());
+        }
     }
-    k.finish()
+    inputs.key = k.finish();
+    inputs
 }
 
 /// The key a stage starts from.
@@ -148,7 +222,45 @@ impl Cache {
             opts,
             broken: AtomicBool::new(false),
             files: Mutex::new(HashMap::new()),
+            report: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether misses are explained (a report, or `--verbosity debug`):
+    /// the newest entry after the same previous key is fetched and its
+    /// inputs compared.
+    pub fn explains(&self) -> bool {
+        self.opts.report.is_some() || log::log_enabled!(log::Level::Debug)
+    }
+
+    /// Adds a step to the report.
+    pub fn record(&self, line: serde_json::Value) {
+        if self.opts.report.is_some() {
+            self.report
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
+        }
+    }
+
+    /// Writes `--cache-report`.
+    pub fn write_report(&self) {
+        let Some(path) = &self.opts.report else {
+            return;
+        };
+        let steps = std::mem::take(
+            &mut *self
+                .report
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let doc = serde_json::json!({ "cache": self.repo.to_string(), "steps": steps });
+        let written = serde_json::to_vec_pretty(&doc)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| fs_err::write(path, bytes));
+        if let Err(e) = written {
+            log::warn!("writing the cache report {}: {e}", path.display());
+        }
     }
 
     /// Whether the cache registry still answers.
@@ -239,6 +351,7 @@ impl Cache {
         platform: &Platform,
         layer: Option<(Descriptor, Digest)>,
         history: History,
+        inputs: &KeyInputs,
     ) -> Result<PushImage, EngineError> {
         let (layers, diff_ids) = match layer {
             Some((d, diff)) => (vec![d], vec![diff]),
@@ -261,6 +374,8 @@ impl Cache {
             history: vec![history],
             ..ImageConfig::default()
         };
+        let mut config = config;
+        config.config.labels = Some(inputs.labels());
         let image = BuiltImage::assemble(store, &config, layers, MediaTypes::Oci)?;
         let mut blobs = vec![PushBlob {
             descriptor: image.manifest.config.clone(),
@@ -353,6 +468,7 @@ mod tests {
             run_layers: true,
             copy_layers: true,
             push: true,
+            report: None,
         })
         .unwrap()
     }
@@ -409,10 +525,10 @@ mod tests {
             shell: &shell,
             sources: None,
         };
-        let k = step_key("prev", &view);
+        let k = step_key("prev", &view).key;
         assert_eq!(k.len(), 64);
-        assert_eq!(k, step_key("prev", &view));
-        assert_ne!(k, step_key("other", &view));
+        assert_eq!(k, step_key("prev", &view).key);
+        assert_ne!(k, step_key("other", &view).key);
         let vars2 = std::collections::BTreeMap::from([("A".to_string(), "2".to_string())]);
         for changed in [
             StepView {
@@ -436,7 +552,24 @@ mod tests {
                 ..view
             },
         ] {
-            assert_ne!(step_key("prev", &changed), k);
+            assert_ne!(step_key("prev", &changed).key, k);
         }
+        // an entry's labels say which input changed
+        let stored = ImageConfig {
+            config: crate::image::config::RunConfig {
+                labels: Some(step_key("prev", &view).labels()),
+                ..Default::default()
+            },
+            ..ImageConfig::default()
+        };
+        let now = step_key(
+            "prev",
+            &StepView {
+                vars: &vars2,
+                user: "app",
+                ..view
+            },
+        );
+        assert_eq!(now.changed_from(&stored), ["args and env", "user"]);
     }
 }

@@ -68,6 +68,8 @@ pub struct CacheOptions {
     pub copy_layers: bool,
     /// `--no-push-cache` turns uploads off (lookups go on).
     pub push: bool,
+    /// `--cache-report`: a JSON account of every step.
+    pub report: Option<PathBuf>,
 }
 
 impl BuildOptions {

@@ -315,28 +315,33 @@ impl Remote {
         Ok(answers)
     }
 
-    /// Starts pushing a cache entry tagged `key` in the background.
+    /// Starts pushing a cache entry, tagged with each of `tags` (the key
+    /// first), in the background.
     pub fn cache_upload(
         &self,
         repo: &Reference,
-        key: &str,
+        tags: &[String],
         image: PushImage,
         store: &BlobStore,
     ) -> Result<(), EngineError> {
-        let dest = Reference {
-            tag: Some(key.to_string()),
-            ..repo.clone()
-        };
+        let dests: Vec<Reference> = tags
+            .iter()
+            .map(|t| Reference {
+                tag: Some(t.clone()),
+                ..repo.clone()
+            })
+            .collect();
+        let key = tags.first().cloned().unwrap_or_default();
         let registry = Arc::clone(&self.registry);
         let store = store.clone();
         let handle = self.runtime()?.handle().clone();
         let task = std::thread::Builder::new()
             .name("smelt-cache-upload".to_string())
-            .spawn(move || handle.block_on(registry.push(&[dest], &image, &store)))?;
+            .spawn(move || handle.block_on(registry.push(&dests, &image, &store)))?;
         self.uploads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((key.to_string(), task));
+            .push((key, task));
         Ok(())
     }
 

@@ -12,7 +12,7 @@
 //! instead of copying it, and a root nobody will read again is removed as
 //! soon as its last reader is done.
 
-use super::cache;
+use super::cache::{self, KeyInputs};
 use super::context::SourceTree;
 use super::keep::{self, Transfer};
 use super::plan::{Keep, Plan, Ref};
@@ -393,7 +393,7 @@ impl Runner<'_> {
                     && (*keep != Keep::Nothing || last_reader.is_some_and(|last| i < last));
                 log::info!(
                     "[{label}] cache hit {}{}",
-                    keys[i].as_deref().map_or("", |k| &k[..12]),
+                    keys[i].as_ref().map_or("", |k| &k.key[..12]),
                     if extract {
                         ""
                     } else {
@@ -405,8 +405,8 @@ impl Runner<'_> {
             }
             let layers_before = state.layers.len();
             state.run_step(env, args, step, sources)?;
-            if let Some(key) = &keys[i] {
-                self.store_in_cache(&state, key, layers_before);
+            if let Some(inputs) = &keys[i] {
+                self.store_in_cache(&state, inputs, layers_before);
             }
         }
         state.finish_snapshot(env)?;
@@ -440,7 +440,8 @@ impl Runner<'_> {
     }
 
     /// The cache keys of `steps` and the entries found for them (none when
-    /// the cache is off), and the key after the last step.
+    /// the cache is off), and the key after the last step. Misses are
+    /// explained when asked (`Cache::explains`).
     #[allow(clippy::type_complexity)]
     fn look_up(
         &self,
@@ -449,8 +450,9 @@ impl Runner<'_> {
         steps: &[&Located<Instruction>],
         sources: &CopySources,
         base_key: String,
-    ) -> Result<(Vec<Option<String>>, Vec<Option<CacheEntry>>, String), EngineError> {
+    ) -> Result<(Vec<Option<KeyInputs>>, Vec<Option<CacheEntry>>, String), EngineError> {
         let env = self.env;
+        let label = &state.label;
         let no_hits = || {
             steps
                 .iter()
@@ -462,7 +464,7 @@ impl Runner<'_> {
             return Ok((no_keys, no_hits(), base_key));
         };
         let (keys, final_key) = state.cache_keys(env, cache, args, steps, sources, base_key)?;
-        let wanted: Vec<String> = keys.iter().flatten().cloned().collect();
+        let wanted: Vec<String> = keys.iter().flatten().map(|k| k.key.clone()).collect();
         let mut hits = no_hits();
         if wanted.is_empty() {
             return Ok((keys, hits, final_key));
@@ -471,37 +473,85 @@ impl Runner<'_> {
             .remote
             .cache_lookup(&cache.repo, &wanted, env.platform)?;
         let mut answers = answers.into_iter();
-        for (i, key) in keys.iter().enumerate() {
-            if key.is_none() {
+        // misses, with why so far
+        let mut misses: Vec<(usize, &'static str)> = Vec::new();
+        for (i, inputs) in keys.iter().enumerate() {
+            if inputs.is_none() {
                 continue;
             }
             let Some(answer) = answers.next() else { break };
-            let short = key.as_deref().map_or("", |k| &k[..12]);
             match answer {
                 Ok(Some(entry)) if cache.fresh(&entry) => hits[i] = Some(entry),
-                Ok(Some(_)) => log::info!(
-                    "[{}] cache entry {short} is older than --cache-ttl: a miss",
-                    state.label
-                ),
-                Ok(None) => log::debug!("[{}] cache miss {short}", state.label),
+                Ok(Some(_)) => misses.push((i, "older than --cache-ttl")),
+                Ok(None) => misses.push((i, "not in the cache")),
                 Err(e) => {
                     cache.give_up(&e.to_string());
-                    break;
+                    return Ok((keys, no_hits(), final_key));
                 }
             }
         }
         log::info!(
-            "[{}] cache: {} of {} steps found",
-            state.label,
+            "[{label}] cache: {} of {} steps found",
             hits.iter().flatten().count(),
             wanted.len()
         );
+        // the newest entry after the same previous key: what changed since
+        let mut changed: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
+        if cache.explains() && !misses.is_empty() {
+            let tags: Vec<String> = misses
+                .iter()
+                .filter_map(|(i, _)| keys[*i].as_ref())
+                .map(|k| KeyInputs::next_tag(&k.prev))
+                .collect();
+            let before = self.remote.cache_lookup(&cache.repo, &tags, env.platform)?;
+            for ((i, _), answer) in misses.iter().zip(before) {
+                if let (Ok(Some(entry)), Some(inputs)) = (answer, &keys[*i]) {
+                    changed.insert(*i, inputs.changed_from(&entry.config));
+                }
+            }
+        }
+        let why: BTreeMap<usize, &str> = misses.iter().copied().collect();
+        for (i, inputs) in keys.iter().enumerate() {
+            let Some(inputs) = inputs else { continue };
+            let step = steps[i];
+            let result = if hits[i].is_some() { "hit" } else { "miss" };
+            let what_changed = changed.get(&i);
+            if let Some(c) = what_changed {
+                log::debug!(
+                    "[{label}] line {}: cache miss {}: changed since the last entry: {}",
+                    step.line,
+                    &inputs.key[..12],
+                    if c.is_empty() {
+                        "nothing it records".to_string()
+                    } else {
+                        c.join(", ")
+                    }
+                );
+            } else {
+                log::debug!(
+                    "[{label}] line {}: cache {result} {}{}",
+                    step.line,
+                    &inputs.key[..12],
+                    why.get(&i).map(|w| format!(" ({w})")).unwrap_or_default()
+                );
+            }
+            cache.record(serde_json::json!({
+                "stage": label,
+                "line": step.line,
+                "instruction": inputs.instruction,
+                "key": inputs.key,
+                "result": result,
+                "why": why.get(&i),
+                "changed": what_changed,
+            }));
+        }
         Ok((keys, hits, final_key))
     }
 
-    /// Uploads the result of the step just run under `key`, in the
-    /// background; a failure is a warning, later.
-    fn store_in_cache(&self, state: &StageState, key: &str, layers_before: usize) {
+    /// Uploads the result of the step just run under its key (and as the
+    /// newest entry after the previous key), in the background; a failure
+    /// is a warning, later.
+    fn store_in_cache(&self, state: &StageState, inputs: &KeyInputs, layers_before: usize) {
         let env = self.env;
         let Some(cache) = env.cache.as_ref().filter(|c| c.usable() && c.opts.push) else {
             return;
@@ -518,11 +568,15 @@ impl Runner<'_> {
         let Some(history) = state.config.history.last().cloned() else {
             return;
         };
+        let tags = [inputs.key.clone(), KeyInputs::next_tag(&inputs.prev)];
         let stored = cache
-            .entry_image(env.store, env.platform, layer, history)
-            .and_then(|image| self.remote.cache_upload(&cache.repo, key, image, env.store));
+            .entry_image(env.store, env.platform, layer, history, inputs)
+            .and_then(|image| {
+                self.remote
+                    .cache_upload(&cache.repo, &tags, image, env.store)
+            });
         if let Err(e) = stored {
-            log::warn!("cache entry {}:{key} not stored: {e}", cache.repo);
+            log::warn!("cache entry {}:{} not stored: {e}", cache.repo, inputs.key);
         }
     }
 

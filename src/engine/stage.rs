@@ -2,7 +2,7 @@
 //! variables it can see, then changes the image config (metadata), or
 //! writes into the stage's root and becomes a layer (COPY, ADD, WORKDIR).
 
-use super::cache::Cache;
+use super::cache::{Cache, KeyInputs};
 use super::context::SourceTree;
 use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::sandbox;
@@ -419,7 +419,7 @@ impl StageState {
         steps: &[&Located<Instruction>],
         copy_from: &CopySources,
         start: String,
-    ) -> Result<(Vec<Option<String>>, String), EngineError> {
+    ) -> Result<(Vec<Option<KeyInputs>>, String), EngineError> {
         let mut probe = StageState::new(
             self.label.clone(),
             self.root.clone(),
@@ -488,8 +488,8 @@ impl StageState {
                     sources: sources.as_deref(),
                 },
             );
-            keys.push(cached.then(|| key.clone()));
-            prev = key;
+            prev = key.key.clone();
+            keys.push(cached.then_some(key));
         }
         Ok((keys, prev))
     }

@@ -94,7 +94,10 @@ fn a_changed_context_file_misses_from_its_copy_on() {
     )
     .unwrap();
     t.file("b.txt", "B\n");
-    let log = build(&t, &cache_flags(&reg, "app:2"));
+    let report = t.path("report.json");
+    let mut flags = cache_flags(&reg, "app:2");
+    flags.extend(["--cache-report".to_string(), report.display().to_string()]);
+    let log = build(&t, &flags);
     let step_hit = |n: usize| {
         let lines: Vec<&str> = log.lines().collect();
         let at = lines
@@ -113,6 +116,21 @@ fn a_changed_context_file_misses_from_its_copy_on() {
         !step_hit(3) && !step_hit(4),
         "COPY b.txt and what follows should miss:\n{log}"
     );
+    // the report says why COPY b.txt missed: its files changed
+    let report: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&report).unwrap()).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    let results: Vec<(u64, &str)> = steps
+        .iter()
+        .map(|s| (s["line"].as_u64().unwrap(), s["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(results, [(2, "hit"), (3, "hit"), (4, "miss"), (5, "miss")]);
+    assert_eq!(
+        steps[2]["changed"],
+        serde_json::json!(["files"]),
+        "{report}"
+    );
+    assert_eq!(steps[3]["why"], "not in the cache", "{report}");
 
     let out = TestContext::new(&format!("FROM {}/app:2\n", reg.host));
     out.build_outputs(&[]);
