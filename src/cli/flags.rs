@@ -38,30 +38,12 @@ pub struct ExecutorFlags {
     /// ARG values: NAME=value, or NAME to take the value from the environment; repeatable.
     #[arg(long = "build-arg", action = ArgAction::Append)]
     pub build_args: Vec<String>,
-    /// Push to insecure registries over plain HTTP.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub insecure: bool,
-    /// Push ignoring TLS verification.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub skip_tls_verify: bool,
-    /// Pull from insecure registries over plain HTTP.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub insecure_pull: bool,
-    /// Pull ignoring TLS verification.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub skip_tls_verify_pull: bool,
-    /// Number of retries for the push.
-    #[arg(long, default_value_t = 0)]
-    pub push_retry: u32,
     /// Treat known tag-immutability errors on push as success.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub push_ignore_immutable_tag_errors: bool,
     /// Number of retries for image FS extraction.
     #[arg(long, default_value_t = 0)]
     pub image_fs_extract_retry: u32,
-    /// Number of retries for downloading the remote image.
-    #[arg(long, default_value_t = 0)]
-    pub image_download_retry: u32,
     /// Work directory for build state (kaniko's own directory).
     #[arg(long, default_value = "/kaniko")]
     pub kaniko_dir: String,
@@ -125,27 +107,6 @@ pub struct ExecutorFlags {
     /// Cache entries older than this are ignored (e.g. 6h; default two weeks).
     #[arg(long, default_value = "336h0m0s")]
     pub cache_ttl: String,
-    /// Registries reached over plain HTTP; repeatable.
-    #[arg(long = "insecure-registry", action = ArgAction::Append)]
-    pub insecure_registries: Vec<String>,
-    /// Registries whose TLS certificates are not verified; repeatable.
-    #[arg(long = "skip-tls-verify-registry", action = ArgAction::Append)]
-    pub skip_tls_verify_registries: Vec<String>,
-    /// `registry=/path/to/cert` for a registry's TLS; repeatable.
-    #[arg(long = "registry-certificate", action = ArgAction::Append)]
-    pub registry_certificates: Vec<String>,
-    /// `registry=/cert,/key` for mutual TLS; repeatable.
-    #[arg(long = "registry-client-cert", action = ArgAction::Append)]
-    pub registry_client_certs: Vec<String>,
-    /// `original=mirror;other=mirror2` registry remapping; repeatable.
-    #[arg(long = "registry-map", action = ArgAction::Append)]
-    pub registry_maps: Vec<String>,
-    /// Registry mirror used instead of docker.io; repeatable.
-    #[arg(long = "registry-mirror", action = ArgAction::Append)]
-    pub registry_mirrors: Vec<String>,
-    /// Do not fall back to the default registry when mirrors miss.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub skip_default_registry_fallback: bool,
     /// Leave /var/run out of snapshots (in place; a root of its own has
     /// nothing of the host's there).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
@@ -202,6 +163,84 @@ pub struct ExecutorFlags {
     /// gets a root of its own and RUN a chroot sandbox.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub in_place: Option<bool>,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+/// `smelt warm` (kaniko's warmer): base images into the cache directory.
+#[derive(Debug, Clone, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct WarmerFlags {
+    /// Image to put in the cache directory; repeatable.
+    #[arg(short = 'i', long = "image", action = ArgAction::Append, required = true)]
+    pub images: Vec<String>,
+    /// The cache directory (a volume builds share, read with --cache-dir).
+    #[arg(short = 'c', long, default_value = "/cache")]
+    pub cache_dir: String,
+    /// Download an image again even when it is cached.
+    #[arg(short = 'f', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub force: bool,
+    /// Platform of the images, e.g. linux/arm64 (default: the host's).
+    #[arg(long, default_value = "")]
+    pub custom_platform: String,
+    #[arg(long = "customPlatform", hide = true, default_value = "")]
+    pub custom_platform_deprecated: String,
+    /// Log level: trace, debug, info, warn, error, fatal, panic.
+    #[arg(short = 'v', long, default_value = "info")]
+    pub verbosity: String,
+    /// Log format: text, color or json.
+    #[arg(long, default_value = "color")]
+    pub log_format: String,
+    /// Timestamps in log lines.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub log_timestamp: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+/// How registries are reached: the executor's and the warmer's flags.
+#[derive(Debug, Clone, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct RegistryFlags {
+    /// Push to insecure registries over plain HTTP.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub insecure: bool,
+    /// Push ignoring TLS verification.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_tls_verify: bool,
+    /// Pull from insecure registries over plain HTTP.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub insecure_pull: bool,
+    /// Pull ignoring TLS verification.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_tls_verify_pull: bool,
+    /// Number of retries for the push.
+    #[arg(long, default_value_t = 0)]
+    pub push_retry: u32,
+    /// Number of retries for downloading the remote image.
+    #[arg(long, default_value_t = 0)]
+    pub image_download_retry: u32,
+    /// Registries reached over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry", action = ArgAction::Append)]
+    pub insecure_registries: Vec<String>,
+    /// Registries whose TLS certificates are not verified; repeatable.
+    #[arg(long = "skip-tls-verify-registry", action = ArgAction::Append)]
+    pub skip_tls_verify_registries: Vec<String>,
+    /// `registry=/path/to/cert` for a registry's TLS; repeatable.
+    #[arg(long = "registry-certificate", action = ArgAction::Append)]
+    pub registry_certificates: Vec<String>,
+    /// `registry=/cert,/key` for mutual TLS; repeatable.
+    #[arg(long = "registry-client-cert", action = ArgAction::Append)]
+    pub registry_client_certs: Vec<String>,
+    /// `original=mirror;other=mirror2` registry remapping; repeatable.
+    #[arg(long = "registry-map", action = ArgAction::Append)]
+    pub registry_maps: Vec<String>,
+    /// Registry mirror used instead of docker.io; repeatable.
+    #[arg(long = "registry-mirror", action = ArgAction::Append)]
+    pub registry_mirrors: Vec<String>,
+    /// Do not fall back to the default registry when mirrors miss.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_default_registry_fallback: bool,
 }
 
 impl ExecutorFlags {
@@ -218,11 +257,6 @@ impl ExecutorFlags {
             self.push_ignore_immutable_tag_errors,
             "push-ignore-immutable-tag-errors",
             "telling tag-immutability errors apart is not implemented yet",
-        );
-        check(
-            self.cache_dir != "/cache",
-            "cache-dir",
-            "reading base images from the warmer's directory is not implemented yet",
         );
         check(
             !self.compressed_caching,

@@ -33,10 +33,8 @@ enum Command {
     /// Build an image (kaniko executor flags).
     Build(Box<ExecutorFlags>),
     /// Fill a local base-image cache (kaniko's warmer).
-    Warm {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
-    },
+    /// Fill a local base-image cache (kaniko's warmer).
+    Warm(Box<flags::WarmerFlags>),
     /// Print the version.
     Version,
 }
@@ -92,11 +90,8 @@ pub fn run(args: &[OsString]) -> i32 {
                 command: Command::Version,
             }) => return print_version(),
             Ok(Cli {
-                command: Command::Warm { .. },
-            }) => {
-                eprintln!("smelt warm: the cache warmer is not implemented yet");
-                return EXIT_USAGE;
-            }
+                command: Command::Warm(flags),
+            }) => return warm(&flags),
             Err(e) => return clap_exit(&e),
         }
     };
@@ -235,7 +230,10 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
     } else {
         &f.tar_path
     };
-    let registry = registry_settings(f)?;
+    let registry = registry_settings(
+        &f.registry,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && f.log_format != "json",
+    )?;
     let kaniko_dir = (f.kaniko_dir != "/kaniko")
         .then(|| PathBuf::from(&f.kaniko_dir))
         .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from));
@@ -279,7 +277,68 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
             .collect(),
         registry,
         cache: cache_options(f)?,
+        // kaniko reads its default /cache when it is there
+        cache_dir: if f.cache_dir != "/cache" || Path::new("/cache/index.json").is_file() {
+            Some(PathBuf::from(&f.cache_dir))
+        } else {
+            None
+        },
     })
+}
+
+/// `smelt warm`: each image into the cache directory.
+fn warm(f: &flags::WarmerFlags) -> i32 {
+    if let Err(e) = log::init(&f.verbosity, &f.log_format, f.log_timestamp) {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    let platform_flag = if f.custom_platform.is_empty() {
+        &f.custom_platform_deprecated
+    } else {
+        &f.custom_platform
+    };
+    let platform = if platform_flag.is_empty() {
+        Ok(Platform::host())
+    } else {
+        Platform::parse(platform_flag).map_err(|e| format!("--custom-platform: {e}"))
+    };
+    let setup = platform.and_then(|p| {
+        let settings = registry_settings(
+            &f.registry,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()) && f.log_format != "json",
+        )?;
+        Ok((p, settings))
+    });
+    let (platform, settings) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let cache = match engine::warm::BaseCache::open(Path::new(&f.cache_dir)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --cache-dir {}: {e}", f.cache_dir);
+            return EXIT_BUILD;
+        }
+    };
+    let remote = engine::remote::Remote::new(settings);
+    let mut failed = false;
+    for image in &f.images {
+        match remote.warm(image, &platform, &cache, f.force) {
+            Ok((digest, true)) => ::log::info!("cached {image} ({digest}) in {}", f.cache_dir),
+            Ok((digest, false)) => ::log::info!(
+                "{image} ({digest}) is already in {} (--force downloads it again)",
+                f.cache_dir
+            ),
+            Err(e) => {
+                eprintln!("error warming {image}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed { EXIT_BUILD } else { EXIT_OK }
 }
 
 /// `--cache` and its flags; the repository inferred from the first
@@ -381,7 +440,10 @@ fn in_container() -> bool {
 }
 
 /// kaniko's registry flags as the registry client's settings.
-fn registry_settings(f: &ExecutorFlags) -> Result<crate::registry::Settings, String> {
+fn registry_settings(
+    f: &flags::RegistryFlags,
+    progress_bars: bool,
+) -> Result<crate::registry::Settings, String> {
     let mut s = crate::registry::Settings {
         insecure_push: f.insecure,
         insecure_pull: f.insecure_pull,
@@ -393,8 +455,7 @@ fn registry_settings(f: &ExecutorFlags) -> Result<crate::registry::Settings, Str
         skip_default_fallback: f.skip_default_registry_fallback,
         download_retries: f.image_download_retry,
         push_retries: f.push_retry,
-        progress_bars: std::io::IsTerminal::is_terminal(&std::io::stderr())
-            && f.log_format != "json",
+        progress_bars,
         ..Default::default()
     };
     for c in &f.registry_certificates {

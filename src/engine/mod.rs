@@ -16,6 +16,7 @@ pub mod scheduler;
 pub mod scope;
 pub mod stage;
 pub mod users;
+pub mod warm;
 
 pub use build::{BuildOutcome, build};
 pub use options::{BuildOptions, CacheOptions};

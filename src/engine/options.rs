@@ -53,6 +53,8 @@ pub struct BuildOptions {
     pub registry: crate::registry::Settings,
     /// `--cache`: the layer cache in a registry.
     pub cache: Option<CacheOptions>,
+    /// `--cache-dir`: base images the warmer stored, read before registries.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The layer cache (kaniko's `--cache` flags).
@@ -102,6 +104,7 @@ impl BuildOptions {
             extract_retries: 0,
             registry: crate::registry::Settings::default(),
             cache: None,
+            cache_dir: None,
         }
     }
 }

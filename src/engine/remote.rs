@@ -3,6 +3,7 @@
 //! images resolved for the stage's platform, their layers fetched and
 //! extracted in order, and the push of the finished image.
 
+use super::warm::BaseCache;
 use super::{EngineError, Platform};
 use crate::fs::compress::decompressor;
 use crate::fs::extract::{ExtractOptions, extract_tar};
@@ -48,6 +49,9 @@ pub struct Remote {
     runtime: OnceLock<tokio::runtime::Runtime>,
     /// Cache uploads under way, by key; the build waits for them.
     uploads: std::sync::Mutex<Vec<(String, Upload)>>,
+    /// `--cache-dir`: base images are looked for there first (with the
+    /// TTL), and their blobs put in the build's store.
+    base_cache: Option<(BaseCache, std::time::Duration, BlobStore)>,
     /// Blobs that live in a registry rather than (yet) in the local store:
     /// digest → the repository holding them.
     pub remote_blobs: std::sync::Mutex<BTreeMap<Digest, Reference>>,
@@ -60,7 +64,51 @@ impl Remote {
             runtime: OnceLock::new(),
             uploads: std::sync::Mutex::new(Vec::new()),
             remote_blobs: std::sync::Mutex::new(BTreeMap::new()),
+            base_cache: None,
         }
+    }
+
+    /// Reads base images from `cache` (a warmer's directory) before any
+    /// registry; their blobs go into `store`.
+    pub fn with_base_cache(
+        mut self,
+        cache: BaseCache,
+        ttl: std::time::Duration,
+        store: BlobStore,
+    ) -> Remote {
+        self.base_cache = Some((cache, ttl, store));
+        self
+    }
+
+    /// Downloads `image` for `platform` into the cache directory `cache`
+    /// (the warmer); `force` downloads it again when it is there already.
+    /// Returns its manifest digest and whether it was downloaded.
+    pub fn warm(
+        &self,
+        image: &str,
+        platform: &Platform,
+        cache: &BaseCache,
+        force: bool,
+    ) -> Result<(Digest, bool), EngineError> {
+        let reference = Reference::parse(image).map_err(EngineError::Invalid)?;
+        if !force && let Some(w) = cache.find(&reference, platform, std::time::Duration::MAX) {
+            return Ok((w.digest, false));
+        }
+        let remote =
+            self.block_on(self.registry.resolve(&reference, &image_platform(platform)))??;
+        cache.store.put(&remote.config_bytes)?;
+        self.block_on(self.registry.fetch_blobs(
+            &remote.source,
+            &remote.manifest.layers,
+            &cache.store,
+        ))??;
+        cache.add(
+            &reference,
+            platform,
+            &remote.manifest,
+            &remote.manifest_bytes,
+        )?;
+        Ok((remote.digest, true))
     }
 
     fn block_on<F: Future>(&self, f: F) -> Result<F::Output, EngineError> {
@@ -100,21 +148,56 @@ impl Remote {
     /// Resolves `image` for `platform`: manifest and config, no layers yet.
     pub fn resolve(&self, image: &str, platform: &Platform) -> Result<BaseImage, EngineError> {
         let reference = Reference::parse(image).map_err(EngineError::Invalid)?;
-        let want = ImagePlatform {
-            architecture: platform.arch.clone(),
-            os: platform.os.clone(),
-            variant: platform.variant.clone(),
-        };
-        let remote = self.block_on(self.registry.resolve(&reference, &want))??;
+        if let Some((cache, ttl, store)) = &self.base_cache
+            && let Some(w) = cache.find(&reference, platform, *ttl)
+        {
+            cache.link_into(&w, store)?;
+            log::info!("found {image} in the cache directory ({})", w.digest);
+            let config = self.parse_config(
+                &reference.to_string(),
+                &w.config_bytes,
+                &w.manifest,
+                platform,
+            )?;
+            let layers = layer_descriptors(&reference.to_string(), &w.manifest)?;
+            return Ok(BaseImage {
+                source: reference,
+                digest: w.digest,
+                config,
+                layers,
+            });
+        }
+        let remote =
+            self.block_on(self.registry.resolve(&reference, &image_platform(platform)))??;
         let name = remote.source.to_string();
-        let config: ImageConfig = serde_json::from_slice(&remote.config_bytes).map_err(|e| {
+        let config = self.parse_config(&name, &remote.config_bytes, &remote.manifest, platform)?;
+        let layers = layer_descriptors(&name, &remote.manifest)?;
+        self.remember(&layers, &remote.source);
+        log::info!("resolved {image} to {}@{}", remote.source, remote.digest);
+        Ok(BaseImage {
+            source: remote.source,
+            digest: remote.digest,
+            config,
+            layers,
+        })
+    }
+
+    /// A base's config, checked against its manifest and platform.
+    fn parse_config(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        manifest: &crate::image::Manifest,
+        platform: &Platform,
+    ) -> Result<ImageConfig, EngineError> {
+        let config: ImageConfig = serde_json::from_slice(bytes).map_err(|e| {
             EngineError::Invalid(format!("{name}: the image config is malformed: {e}"))
         })?;
-        if config.rootfs.diff_ids.len() != remote.manifest.layers.len() {
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
             return Err(EngineError::Invalid(format!(
                 "{name}: the config lists {} layers, the manifest {}",
                 config.rootfs.diff_ids.len(),
-                remote.manifest.layers.len()
+                manifest.layers.len()
             )));
         }
         if config.architecture != platform.arch || config.os != platform.os {
@@ -124,29 +207,7 @@ impl Remote {
                 config.architecture
             );
         }
-        let mut layers = Vec::new();
-        for l in &remote.manifest.layers {
-            let media_type = match l.media_type.as_str() {
-                DOCKER_LAYER_GZIP | OCI_LAYER_GZIP => OCI_LAYER_GZIP,
-                OCI_LAYER_ZSTD => OCI_LAYER_ZSTD,
-                OCI_LAYER_TAR | "application/vnd.docker.image.rootfs.diff.tar" => OCI_LAYER_TAR,
-                other => {
-                    return Err(EngineError::Unsupported(format!(
-                        "{name}: layer {} has media type {other:?}, which smelt cannot use",
-                        l.digest
-                    )));
-                }
-            };
-            layers.push(Descriptor::new(media_type, l.digest.clone(), l.size));
-        }
-        self.remember(&layers, &remote.source);
-        log::info!("resolved {image} to {}@{}", remote.source, remote.digest);
-        Ok(BaseImage {
-            source: remote.source,
-            digest: remote.digest,
-            config,
-            layers,
-        })
+        Ok(config)
     }
 
     /// Makes sure every one of `layers` is in the local store, fetching the
@@ -380,6 +441,37 @@ impl Remote {
             .get(digest)
             .cloned()
     }
+}
+
+fn image_platform(platform: &Platform) -> ImagePlatform {
+    ImagePlatform {
+        architecture: platform.arch.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+    }
+}
+
+/// A manifest's layers, with OCI media types.
+fn layer_descriptors(
+    name: &str,
+    manifest: &crate::image::Manifest,
+) -> Result<Vec<Descriptor>, EngineError> {
+    let mut layers = Vec::new();
+    for l in &manifest.layers {
+        let media_type = match l.media_type.as_str() {
+            DOCKER_LAYER_GZIP | OCI_LAYER_GZIP => OCI_LAYER_GZIP,
+            OCI_LAYER_ZSTD => OCI_LAYER_ZSTD,
+            OCI_LAYER_TAR | "application/vnd.docker.image.rootfs.diff.tar" => OCI_LAYER_TAR,
+            other => {
+                return Err(EngineError::Unsupported(format!(
+                    "{name}: layer {} has media type {other:?}, which smelt cannot use",
+                    l.digest
+                )));
+            }
+        };
+        layers.push(Descriptor::new(media_type, l.digest.clone(), l.size));
+    }
+    Ok(layers)
 }
 
 /// Applies one layer (in `store`) to `root`, with whiteouts, leaving what

@@ -17,6 +17,6 @@ pub mod reference;
 pub use auth::Credential;
 pub use client::{Direction, Registry, Settings};
 pub use error::RegistryError;
-pub use pull::RemoteImage;
+pub use pull::{RemoteImage, platform_matches};
 pub use push::{PushBlob, PushImage};
 pub use reference::Reference;

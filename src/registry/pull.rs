@@ -31,6 +31,8 @@ pub struct RemoteImage {
     /// The digest of the platform's image manifest.
     pub digest: Digest,
     pub manifest: Manifest,
+    /// The manifest as the registry sent it (its digest is `digest`).
+    pub manifest_bytes: Vec<u8>,
     pub config_bytes: Vec<u8>,
 }
 
@@ -236,6 +238,7 @@ impl Registry {
             source: source.clone(),
             digest,
             manifest,
+            manifest_bytes: bytes,
             config_bytes,
         })
     }

@@ -171,3 +171,52 @@ fn a_cache_registry_that_does_not_answer_costs_warnings_not_the_build() {
     );
     assert!(reg.inspect("app:2", &[])["Digest"].is_string());
 }
+
+#[test]
+fn the_warmer_fills_a_directory_that_builds_read_when_the_registry_lost_the_base() {
+    let reg = TestRegistry::start(Auth::None);
+    let base_reg = TestRegistry::start(Auth::None);
+    let base = base_reg.push_base("base:1", "linux/amd64");
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let warm = || {
+        let out = std::process::Command::new(crate::harness::smelt_bin())
+            .args(["warm", "--image", &base, "--cache-dir"])
+            .arg(&cache_dir)
+            .env("NO_COLOR", "1")
+            .env("DOCKER_CONFIG", dir.path().join("no-config"))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    assert!(warm().contains(&format!("cached {base} (sha256:")));
+    assert!(warm().contains("is already in"));
+    // an OCI layout other tools read
+    let listing = crate::harness::tool("umoci", &["ls", "--layout", cache_dir.to_str().unwrap()]);
+    assert!(listing.contains(&base), "{listing}");
+
+    // the base's registry goes away; the build reads the cache directory
+    drop(base_reg);
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN cat /etc/passwd > /copy && echo unpacked-from-the-cache\n"
+    ));
+    let log = t
+        .build(&[
+            "--cache-dir",
+            cache_dir.to_str().unwrap(),
+            "--destination",
+            &format!("{}/app:1", reg.host),
+        ])
+        .ok()
+        .stderr();
+    assert!(
+        log.contains(&format!("found {base} in the cache directory")),
+        "{log}"
+    );
+    assert!(log.contains("[0] unpacked-from-the-cache"), "{log}");
+    let out = TestContext::new(&format!("FROM {}/app:1\n", reg.host));
+    out.build_outputs(&[]);
+    assert!(tree(&out.unpack()).contains("/copy 644 0:0 file"));
+}

@@ -36,10 +36,15 @@ fn missing_copy_source_fails_with_the_line() {
 #[test]
 fn unimplemented_flags_are_refused_by_name() {
     let t = TestContext::new("FROM scratch\n");
-    let run = t.build(&["--no-push", "--cache-dir=/tmp/x", "--force-build-metadata"]);
+    let run = t.build(&[
+        "--no-push",
+        "--compressed-caching=false",
+        "--force-build-metadata",
+    ]);
     assert_eq!(run.code(), 2);
     assert!(
-        run.stderr().contains("--cache-dir:") && run.stderr().contains("--force-build-metadata:"),
+        run.stderr().contains("--compressed-caching:")
+            && run.stderr().contains("--force-build-metadata:"),
         "{}",
         run.stderr()
     );
@@ -98,10 +103,20 @@ fn called_as_executor_it_builds() {
 }
 
 #[test]
-fn warm_is_reserved() {
+fn warm_needs_an_image_and_names_what_failed() {
     let out = std::process::Command::new(smelt_bin())
-        .args(["warm", "--image", "x"])
+        .args(["warm", "--cache-dir", "/nonexistent-smelt-test"])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(2), "no --image");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(smelt_bin())
+        .args(["warm", "--image", "127.0.0.1:1/none:1", "--cache-dir"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error warming 127.0.0.1:1/none:1:"), "{err}");
 }
