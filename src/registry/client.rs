@@ -163,14 +163,11 @@ impl Registry {
                 None => b,
             }
         };
-        let b = if system_has_roots() {
-            builder().tls_certs_merge(extra)
-        } else {
-            let mut roots = built_in_roots();
-            roots.extend(extra);
-            builder().tls_certs_only(roots)
-        };
-        b.build().map_err(|e| RegistryError::transport(&what, &e))
+        let roots = ca_roots().iter().cloned().chain(extra);
+        builder()
+            .tls_certs_only(roots)
+            .build()
+            .map_err(|e| RegistryError::transport(&what, &e))
     }
 
     /// The endpoint for `registry`, pinged once to learn its scheme and
@@ -345,21 +342,29 @@ pub(crate) fn scope(repository: &str, push: bool) -> String {
     }
 }
 
-/// Whether the system has CA roots (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the
-/// distribution's bundle), looked up once, where the platform verifier
-/// looks. A minimal container (the executor image) may have none; the
-/// verifier then refuses to start, so smelt uses its built-in roots.
-fn system_has_roots() -> bool {
-    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FOUND.get_or_init(|| {
-        let found = !rustls_native_certs::load_native_certs().certs.is_empty();
-        if !found {
+/// The CA roots every client trusts, read once per process: the
+/// system's (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the distribution's bundle,
+/// where the platform verifier would look), else, in a minimal container
+/// (the executor image) that has none, the Mozilla roots built into smelt.
+/// Reading them once matters: a build makes a client per registry and
+/// direction, and each read of /etc/ssl/certs is ~150 files.
+fn ca_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let system: Vec<reqwest::Certificate> = rustls_native_certs::load_native_certs()
+            .certs
+            .iter()
+            .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+            .collect();
+        if system.is_empty() {
             log::warn!(
                 "no CA certificates found on this system (SSL_CERT_FILE, SSL_CERT_DIR, \
                  /etc/ssl/certs); using the Mozilla roots built into smelt"
             );
+            built_in_roots()
+        } else {
+            system
         }
-        found
     })
 }
 
