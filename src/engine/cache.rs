@@ -19,7 +19,7 @@ use super::options::CacheOptions;
 use super::remote::CacheEntry;
 use super::{EngineError, Platform};
 use crate::image::config::RootFs;
-use crate::image::{BlobStore, BuiltImage, Descriptor, Digest, History, ImageConfig, MediaTypes};
+use crate::image::{BlobStore, Descriptor, Digest, History, ImageConfig, Manifest, MediaTypes};
 use crate::registry::{PushBlob, PushImage, Reference};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
@@ -150,8 +150,10 @@ impl KeyInputs {
     }
 
     /// Which inputs differ from those an entry was stored with.
-    pub fn changed_from(&self, entry: &ImageConfig) -> Vec<&'static str> {
-        let labels = entry.config.labels.clone().unwrap_or_default();
+    pub fn changed_from(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<&'static str> {
         self.fields()
             .iter()
             .filter(|(name, v)| {
@@ -280,15 +282,14 @@ impl Cache {
 
     /// Whether an entry is younger than `--cache-ttl`.
     pub fn fresh(&self, entry: &CacheEntry) -> bool {
-        let Some(created) = entry
-            .config
-            .created
+        let Some(stored) = entry
+            .stored
             .as_deref()
             .and_then(|c| c.parse::<jiff::Timestamp>().ok())
         else {
             return false;
         };
-        let age = jiff::Timestamp::now().as_second() - created.as_second();
+        let age = jiff::Timestamp::now().as_second() - stored.as_second();
         u64::try_from(age).unwrap_or(0) <= self.opts.ttl.as_secs()
     }
 
@@ -357,13 +358,22 @@ impl Cache {
             Some((d, diff)) => (vec![d], vec![diff]),
             None => (Vec::new(), Vec::new()),
         };
-        let config = ImageConfig {
-            // when it was stored, for the TTL (history keeps the build's time)
-            created: Some(
-                jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
-                    .map_err(|e| EngineError::Invalid(e.to_string()))?
-                    .to_string(),
-            ),
+        let stored = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+            .map_err(|e| EngineError::Invalid(e.to_string()))?
+            .to_string();
+        // the manifest tells a lookup everything (one request); the config
+        // says the same for other tools
+        let mut annotations = inputs.labels();
+        annotations.insert(format!("{LABEL}stored"), stored.clone());
+        annotations.insert(
+            format!("{LABEL}history"),
+            serde_json::to_string(&history).map_err(std::io::Error::other)?,
+        );
+        if let Some(diff) = diff_ids.first() {
+            annotations.insert(format!("{LABEL}diff-id"), diff.to_string());
+        }
+        let mut config = ImageConfig {
+            created: Some(stored),
             architecture: platform.arch.clone(),
             os: platform.os.clone(),
             variant: platform.variant.clone(),
@@ -374,23 +384,71 @@ impl Cache {
             history: vec![history],
             ..ImageConfig::default()
         };
-        let mut config = config;
         config.config.labels = Some(inputs.labels());
-        let image = BuiltImage::assemble(store, &config, layers, MediaTypes::Oci)?;
+        let config_bytes = serde_json::to_vec(&config).map_err(std::io::Error::other)?;
+        let config_digest = store.put(&config_bytes)?;
+        let types = MediaTypes::Oci;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: types.manifest().to_string(),
+            config: Descriptor::new(types.config(), config_digest, config_bytes.len() as u64),
+            layers,
+            annotations: Some(annotations),
+        };
+        let manifest_bytes = serde_json::to_vec(&manifest).map_err(std::io::Error::other)?;
         let mut blobs = vec![PushBlob {
-            descriptor: image.manifest.config.clone(),
+            descriptor: manifest.config.clone(),
             source: None,
         }];
-        blobs.extend(image.manifest.layers.iter().map(|l| PushBlob {
+        blobs.extend(manifest.layers.iter().map(|l| PushBlob {
             descriptor: l.clone(),
             source: None,
         }));
         Ok(PushImage {
-            manifest_bytes: image.manifest_bytes,
-            manifest_media_type: image.manifest.media_type,
+            manifest_bytes,
+            manifest_media_type: manifest.media_type,
             blobs,
         })
     }
+}
+
+/// Reads a cache entry from its manifest.
+pub fn parse_entry(
+    r: &Reference,
+    bytes: &[u8],
+) -> Result<CacheEntry, crate::registry::RegistryError> {
+    let bad = |message: String| crate::registry::RegistryError::Invalid {
+        what: r.to_string(),
+        message,
+    };
+    let manifest: Manifest = serde_json::from_slice(bytes)
+        .map_err(|e| bad(format!("the cache entry's manifest is malformed: {e}")))?;
+    let annotations = manifest.annotations.unwrap_or_default();
+    let history = annotations
+        .get(&format!("{LABEL}history"))
+        .and_then(|h| serde_json::from_str::<History>(h).ok())
+        .ok_or_else(|| bad("the cache entry has no history (not made by smelt?)".to_string()))?;
+    let diff_ids = match annotations.get(&format!("{LABEL}diff-id")) {
+        Some(d) => vec![Digest::parse(d).map_err(bad)?],
+        None => Vec::new(),
+    };
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(bad(
+            "the cache entry should hold at most one layer, with its diff ID".to_string(),
+        ));
+    }
+    Ok(CacheEntry {
+        source: r.clone(),
+        layers: manifest
+            .layers
+            .iter()
+            .map(|l| Descriptor::new(&l.media_type, l.digest.clone(), l.size))
+            .collect(),
+        diff_ids,
+        history,
+        stored: annotations.get(&format!("{LABEL}stored")).cloned(),
+        annotations,
+    })
 }
 
 /// Adds the tree at `real` (named `name`) to `out`, children sorted,
@@ -555,13 +613,7 @@ mod tests {
             assert_ne!(step_key("prev", &changed).key, k);
         }
         // an entry's labels say which input changed
-        let stored = ImageConfig {
-            config: crate::image::config::RunConfig {
-                labels: Some(step_key("prev", &view).labels()),
-                ..Default::default()
-            },
-            ..ImageConfig::default()
-        };
+        let stored = step_key("prev", &view).labels();
         let now = step_key(
             "prev",
             &StepView {

@@ -21,13 +21,18 @@ use std::sync::{Arc, OnceLock};
 /// future borrows, so it cannot be a spawned task of its own).
 type Upload = std::thread::JoinHandle<Result<Digest, crate::registry::RegistryError>>;
 
-/// A cache entry found in the registry: the step's layer (none when the
-/// step changed no file) and the config it was stored with.
+/// A cache entry found in the registry, as its manifest tells it (one
+/// request per lookup): the step's layer (none when the step changed no
+/// file), its diff ID and history entry, when it was stored, and the
+/// inputs of its key.
 #[derive(Debug, Clone)]
 pub struct CacheEntry {
     pub source: Reference,
-    pub config: ImageConfig,
     pub layers: Vec<Descriptor>,
+    pub diff_ids: Vec<Digest>,
+    pub history: crate::image::History,
+    pub stored: Option<String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A base image from a registry, ready to start a stage from.
@@ -325,41 +330,17 @@ impl Remote {
         &self,
         repo: &Reference,
         keys: &[String],
-        platform: &Platform,
     ) -> Result<Vec<Result<Option<CacheEntry>, crate::registry::RegistryError>>, EngineError> {
         use futures_util::StreamExt;
-        let want = ImagePlatform {
-            architecture: platform.arch.clone(),
-            os: platform.os.clone(),
-            variant: platform.variant.clone(),
-        };
         let registry = &self.registry;
         let lookups = keys.iter().map(|key| {
             let r = Reference {
                 tag: Some(key.clone()),
                 ..repo.clone()
             };
-            let want = &want;
             async move {
-                match registry.resolve(&r, want).await {
-                    Ok(image) => {
-                        let config: ImageConfig = serde_json::from_slice(&image.config_bytes)
-                            .map_err(|e| crate::registry::RegistryError::Invalid {
-                                what: r.to_string(),
-                                message: format!("the cache entry's config is malformed: {e}"),
-                            })?;
-                        let layers = image
-                            .manifest
-                            .layers
-                            .iter()
-                            .map(|l| Descriptor::new(&l.media_type, l.digest.clone(), l.size))
-                            .collect();
-                        Ok(Some(CacheEntry {
-                            source: image.source,
-                            config,
-                            layers,
-                        }))
-                    }
+                match registry.manifest_at(&r).await {
+                    Ok((bytes, _, _)) => super::cache::parse_entry(&r, &bytes).map(Some),
                     Err(crate::registry::RegistryError::Status { status: 404, .. }) => Ok(None),
                     Err(e) => Err(e),
                 }

@@ -469,9 +469,7 @@ impl Runner<'_> {
         if wanted.is_empty() {
             return Ok((keys, hits, final_key));
         }
-        let answers = self
-            .remote
-            .cache_lookup(&cache.repo, &wanted, env.platform)?;
+        let answers = self.remote.cache_lookup(&cache.repo, &wanted)?;
         let mut answers = answers.into_iter();
         // misses, with why so far
         let mut misses: Vec<(usize, &'static str)> = Vec::new();
@@ -503,10 +501,10 @@ impl Runner<'_> {
                 .filter_map(|(i, _)| keys[*i].as_ref())
                 .map(|k| KeyInputs::next_tag(&k.prev))
                 .collect();
-            let before = self.remote.cache_lookup(&cache.repo, &tags, env.platform)?;
+            let before = self.remote.cache_lookup(&cache.repo, &tags)?;
             for ((i, _), answer) in misses.iter().zip(before) {
                 if let (Ok(Some(entry)), Some(inputs)) = (answer, &keys[*i]) {
-                    changed.insert(*i, inputs.changed_from(&entry.config));
+                    changed.insert(*i, inputs.changed_from(&entry.annotations));
                 }
             }
         }

@@ -561,19 +561,8 @@ impl StageState {
         entry: &super::remote::CacheEntry,
         extract: bool,
     ) -> Result<(), EngineError> {
-        let bad = |m: &str| EngineError::Invalid(format!("cache entry {}: {m}", entry.source));
-        if entry.layers.len() > 1 || entry.config.rootfs.diff_ids.len() != entry.layers.len() {
-            return Err(bad("it should hold at most one layer, with its diff ID"));
-        }
-        let mut history = entry
-            .config
-            .history
-            .last()
-            .cloned()
-            .ok_or_else(|| bad("it has no history entry"))?;
-        if let (Some(layer), Some(diff_id)) =
-            (entry.layers.first(), entry.config.rootfs.diff_ids.first())
-        {
+        let mut history = entry.history.clone();
+        if let (Some(layer), Some(diff_id)) = (entry.layers.first(), entry.diff_ids.first()) {
             if extract {
                 let skip = env.in_place.then_some(&env.ignores);
                 remote.unpack(std::slice::from_ref(layer), env.store, &self.root, skip)?;

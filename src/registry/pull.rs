@@ -156,6 +156,21 @@ impl Registry {
         Err(last.unwrap_or_else(|| RegistryError::invalid(&r.to_string(), "nowhere to pull from")))
     }
 
+    /// A manifest by tag or digest as the registry sent it, nothing
+    /// followed or fetched besides (the layer cache's lookups): its bytes,
+    /// media type and digest.
+    pub async fn manifest_at(
+        &self,
+        r: &Reference,
+    ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
+        let ep = self.endpoint(&r.registry, Direction::Pull).await?;
+        let wanted = r
+            .digest
+            .clone()
+            .unwrap_or_else(|| r.tag_or_latest().to_string());
+        self.manifest(&ep, r, &wanted, &r.to_string()).await
+    }
+
     async fn resolve_at(
         &self,
         source: &Reference,
