@@ -15,7 +15,8 @@
 # cache: bench-small with the layer cache (`--cache --cache-copy-layers`):
 # smelt cold (a new cache repository each run, so it fills it), smelt warm
 # on an empty runner (no local state; the cache repository was filled by
-# one build before the series) and buildah cold.
+# one build before the series), the same warm build on a base 10x the
+# size, and buildah cold.
 #
 # Cold means: every builder starts with no image and no cache. Each one's
 # prepare step empties its store (BuildKit: image and builder prune;
@@ -160,11 +161,27 @@ cat > "$work/smelt-warm" <<SH
 set -e
 $smelt build -c $ctx -v error --cache --cache-copy-layers --cache-repo $reg/cache-warm -d $reg/smelt-warm-\$($work/next):1 >/dev/null
 SH
-chmod +x "$work/smelt-cold" "$work/smelt-warm"
+# the same build on a base 10x the size (the Debian base plus 1 GiB of
+# random bytes in a layer of its own): a warm build should not notice
+mkdir -p "$work/big" "$work/small-big"
+head -c 1073741824 /dev/urandom > "$work/big/blob"
+printf 'FROM %s\nCOPY blob /blob\n' "$base" > "$work/big/Dockerfile"
+"$smelt" build -c "$work/big" -v error -d "$reg/debian-big:1" >/dev/null
+rm -f "$work/big/blob"
+cp -r "$ctx/ctx" "$work/small-big/ctx"
+sed "s|^FROM .*|FROM $reg/debian-big:1|" "$ctx/Dockerfile" > "$work/small-big/Dockerfile"
+cat > "$work/smelt-warm-big" <<SH
+#!/bin/sh
+set -e
+$smelt build -c $work/small-big -v error --cache --cache-copy-layers --cache-repo $reg/cache-warm-big -d $reg/smelt-warm-big-\$($work/next):1 >/dev/null
+SH
+chmod +x "$work/smelt-cold" "$work/smelt-warm" "$work/smelt-warm-big"
 "$work/smelt-warm" # fills cache-warm
+"$work/smelt-warm-big" # fills cache-warm-big
 hyperfine --runs "$runs" --warmup 1 --export-markdown "$out/compare.md" \
   --prepare true -n smelt-cold "$work/smelt-cold" \
   --prepare true -n smelt-warm "$work/smelt-warm" \
+  --prepare true -n smelt-warm-10x-base "$work/smelt-warm-big" \
   --prepare "$work/buildah-reset" -n buildah "$work/buildah-build"
 cat "$out/compare.md"
 echo "peak RSS (one run each, /usr/bin/time -v):"
