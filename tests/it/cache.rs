@@ -220,3 +220,65 @@ fn the_warmer_fills_a_directory_that_builds_read_when_the_registry_lost_the_base
     out.build_outputs(&[]);
     assert!(tree(&out.unpack()).contains("/copy 644 0:0 file"));
 }
+
+#[test]
+fn a_package_a_cached_run_installed_comes_back_without_running() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\n\
+         COPY hello-smelt.deb /tmp/\n\
+         RUN mkdir -p /var/lib/dpkg/info /usr/bin && touch /var/lib/dpkg/status \\\n\
+          && busybox dpkg -i /tmp/hello-smelt.deb && echo installed-it \\\n\
+          && hello-smelt > /greeting\n"
+    ));
+    // a package made here (busybox's dpkg installs it)
+    let pkg = t.path("pkg");
+    t.file("../pkg/DEBIAN/control", "Package: hello-smelt\nVersion: 1.0\nArchitecture: all\nMaintainer: smelt <smelt@example.test>\nDescription: a test package\n");
+    t.file(
+        "../pkg/usr/bin/hello-smelt",
+        "#!/bin/sh\necho hello from a package\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(
+        pkg.join("usr/bin/hello-smelt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    crate::harness::tool(
+        "dpkg-deb",
+        &[
+            "-Zgzip",
+            "--root-owner-group",
+            "--build",
+            pkg.to_str().unwrap(),
+            t.ctx().join("hello-smelt.deb").to_str().unwrap(),
+        ],
+    );
+    let flags = |dest: &str| {
+        let mut f = cache_flags(&reg, dest);
+        f.push("--reproducible".to_string());
+        f
+    };
+    let log = build(&t, &flags("app:1"));
+    assert!(log.contains("[0] installed-it"), "{log}");
+    let log = build(&t, &flags("app:2"));
+    assert_eq!(hits(&log), 2, "{log}");
+    assert!(
+        !log.contains("[0] installed-it"),
+        "the RUN ran again:\n{log}"
+    );
+    assert_eq!(
+        reg.inspect("app:1", &[])["Digest"],
+        reg.inspect("app:2", &[])["Digest"]
+    );
+    let out = TestContext::new(&format!("FROM {}/app:2\n", reg.host));
+    out.build_outputs(&[]);
+    let root = out.unpack();
+    assert_eq!(
+        fs_err::read_to_string(root.join("greeting")).unwrap(),
+        "hello from a package\n"
+    );
+    let status = fs_err::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+    assert!(status.contains("Package: hello-smelt"), "{status}");
+}
