@@ -400,6 +400,9 @@ impl Runner<'_> {
                         " (layer not downloaded)"
                     }
                 );
+                if matches!(step.value, Instruction::Workdir(_)) {
+                    state.run_metadata(env, args, step, sources)?;
+                }
                 state.apply_cached(env, self.remote, entry, extract)?;
                 continue;
             }

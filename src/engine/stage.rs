@@ -409,8 +409,8 @@ impl StageState {
     /// The cache key of every step of `steps` run from this state, worked
     /// out on a copy (metadata steps applied, nothing written or run), and
     /// the key after the last. `keys[i]` is set for a step whose layer the
-    /// cache keeps (RUN with `--cache-run-layers`, COPY/ADD with
-    /// `--cache-copy-layers`) and whose key could be worked out.
+    /// cache keeps (RUN and WORKDIR with `--cache-run-layers`, COPY/ADD
+    /// with `--cache-copy-layers`) and whose key could be worked out.
     pub fn cache_keys(
         &self,
         env: &BuildEnv<'_>,
@@ -466,7 +466,10 @@ impl StageState {
                             .and_then(|h| h.created_by.clone())
                             .unwrap_or_else(|| step_text(step)),
                     };
-                    (text, None, false)
+                    // WORKDIR may make a directory: its layer is kept too
+                    let cached =
+                        matches!(step.value, Instruction::Workdir(_)) && cache.opts.run_layers;
+                    (text, None, cached)
                 }
             };
             let vars = probe.scope.vars(&probe.config.config.env_pairs());
@@ -550,6 +553,23 @@ impl StageState {
             cache.sources_digest(tree, &paths)?
         };
         Ok((text, digest))
+    }
+
+    /// Runs the metadata part of a step (a WORKDIR's config change) and
+    /// nothing else; its history entry is left to the cache entry.
+    pub fn run_metadata(
+        &mut self,
+        env: &BuildEnv<'_>,
+        args: &mut BuildArgs,
+        step: &Located<Instruction>,
+        copy_from: &CopySources,
+    ) -> Result<(), EngineError> {
+        self.dry = true;
+        let done = self.run_step(env, args, step, copy_from);
+        self.dry = false;
+        done?;
+        self.config.history.pop();
+        Ok(())
     }
 
     /// Takes a step's result from a cache entry instead of running it: its

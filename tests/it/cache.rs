@@ -39,7 +39,8 @@ fn a_rebuild_takes_every_layer_from_the_cache_and_gives_the_same_image() {
          RUN date +%s%N > /built && echo ran-the-build\n\
          COPY hello.txt /hello.txt\n\
          ENV GREETING=hi\n\
-         RUN cat /hello.txt /built > /both\n"
+         WORKDIR /work/dir\n\
+         RUN cat /hello.txt /built > /both && pwd > here\n"
     ));
     t.file("hello.txt", "hello\n");
     let mut first = cache_flags(&reg, "app:1");
@@ -47,12 +48,12 @@ fn a_rebuild_takes_every_layer_from_the_cache_and_gives_the_same_image() {
     let log = build(&t, &first);
     assert_eq!(hits(&log), 0, "{log}");
     assert!(log.contains("[0] ran-the-build"), "{log}");
-    assert!(log.contains("stored 3 cache entries"), "{log}");
+    assert!(log.contains("stored 4 cache entries"), "{log}");
 
     let mut second = cache_flags(&reg, "app:2");
     second.push("--reproducible".to_string());
     let log = build(&t, &second);
-    assert_eq!(hits(&log), 3, "{log}");
+    assert_eq!(hits(&log), 4, "{log}");
     assert!(
         !log.contains("[0] ran-the-build"),
         "a RUN ran again:\n{log}"
@@ -70,6 +71,11 @@ fn a_rebuild_takes_every_layer_from_the_cache_and_gives_the_same_image() {
     let listing = tree(&out.unpack());
     assert!(listing.contains("/both 644 0:0 file n=1"), "{listing}");
     assert!(listing.contains("/built 644 0:0 file n=1"), "{listing}");
+    assert!(
+        listing.contains("/work/dir/here 644 0:0 file n=1 \"/work/dir\\n\""),
+        "{listing}"
+    );
+    assert_eq!(out.config()["config"]["WorkingDir"], "/work/dir");
 }
 
 #[test]
