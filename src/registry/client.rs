@@ -342,6 +342,16 @@ pub(crate) fn scope(repository: &str, push: bool) -> String {
     }
 }
 
+/// Makes ring rustls's crypto provider for the process (reqwest is built
+/// without one), once.
+fn install_crypto_provider() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        // an error means a provider is installed already: that one serves
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The CA roots every client trusts, read once per process: the
 /// system's (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the distribution's bundle,
 /// where the platform verifier would look), else, in a minimal container
@@ -349,6 +359,7 @@ pub(crate) fn scope(repository: &str, push: bool) -> String {
 /// Reading them once matters: a build makes a client per registry and
 /// direction, and each read of /etc/ssl/certs is ~150 files.
 fn ca_roots() -> &'static [reqwest::Certificate] {
+    install_crypto_provider();
     static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
         let system: Vec<reqwest::Certificate> = rustls_native_certs::load_native_certs()
