@@ -288,3 +288,49 @@ fn a_package_a_cached_run_installed_comes_back_without_running() {
     let status = fs_err::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
     assert!(status.contains("Package: hello-smelt"), "{status}");
 }
+
+#[test]
+fn a_cache_registry_that_stops_answering_mid_build_costs_warnings_not_the_build() {
+    use std::io::BufRead;
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let cache_reg = TestRegistry::start(Auth::None);
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN sleep 2 && echo slept > /slept\nRUN echo second | tee /second\n"
+    ));
+    let mut child = std::process::Command::new(crate::harness::smelt_bin())
+        .args(["build", "--context"])
+        .arg(t.ctx())
+        .args([
+            "--cache",
+            "--cache-repo",
+            &format!("{}/cache", cache_reg.host),
+            "--destination",
+            &format!("{}/app:1", reg.host),
+        ])
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", t.path("no-config"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut cache_reg = Some(cache_reg);
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // the lookups are done and the first RUN sleeps: the registry goes
+        if line.contains("] cache: 0 of 2 steps found") {
+            drop(cache_reg.take());
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert!(child.wait().unwrap().success(), "{log}");
+    assert!(cache_reg.is_none(), "the lookups never finished:\n{log}");
+    assert!(log.contains("[0] second"), "{log}");
+    let failed = log
+        .lines()
+        .filter(|l| l.contains("cache upload of ") && l.contains("failed (the build goes on)"))
+        .count();
+    assert_eq!(failed, 2, "{log}");
+    assert!(reg.inspect("app:1", &[])["Digest"].is_string());
+}
