@@ -30,11 +30,8 @@ pub struct ExecutorFlags {
     pub snapshot_mode: String,
     #[arg(long = "snapshotMode", hide = true, default_value = "")]
     pub snapshot_mode_deprecated: String,
-    /// Build platform, e.g. linux/arm64 (default: the host's).
-    #[arg(long, default_value = "")]
-    pub custom_platform: String,
-    #[arg(long = "customPlatform", hide = true, default_value = "")]
-    pub custom_platform_deprecated: String,
+    #[command(flatten)]
+    pub platform: PlatformFlags,
     /// ARG values: NAME=value, or NAME to take the value from the environment; repeatable.
     #[arg(long = "build-arg", action = ArgAction::Append)]
     pub build_args: Vec<String>,
@@ -146,15 +143,8 @@ pub struct ExecutorFlags {
     /// the context is never cleared between stages).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub preserve_context: bool,
-    /// Log level: trace, debug, info, warn, error, fatal, panic.
-    #[arg(short = 'v', long, default_value = "info")]
-    pub verbosity: String,
-    /// Log format: text, color or json.
-    #[arg(long, default_value = "color")]
-    pub log_format: String,
-    /// Timestamps in log lines.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub log_timestamp: bool,
+    #[command(flatten)]
+    pub log: LogFlags,
     /// Build in place outside of a container (an in-place build rewrites `/`).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub force: bool,
@@ -180,11 +170,18 @@ pub struct WarmerFlags {
     /// Download an image again even when it is cached.
     #[arg(short = 'f', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub force: bool,
-    /// Platform of the images, e.g. linux/arm64 (default: the host's).
-    #[arg(long, default_value = "")]
-    pub custom_platform: String,
-    #[arg(long = "customPlatform", hide = true, default_value = "")]
-    pub custom_platform_deprecated: String,
+    #[command(flatten)]
+    pub platform: PlatformFlags,
+    #[command(flatten)]
+    pub log: LogFlags,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+/// Logging, for the executor and the warmer.
+#[derive(Debug, Clone, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct LogFlags {
     /// Log level: trace, debug, info, warn, error, fatal, panic.
     #[arg(short = 'v', long, default_value = "info")]
     pub verbosity: String,
@@ -194,8 +191,41 @@ pub struct WarmerFlags {
     /// Timestamps in log lines.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub log_timestamp: bool,
-    #[command(flatten)]
-    pub registry: RegistryFlags,
+}
+
+/// `--custom-platform` (and kaniko's old `--customPlatform`).
+#[derive(Debug, Clone, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct PlatformFlags {
+    /// Platform to build for (or to warm), e.g. linux/arm64 (default: the host's).
+    #[arg(long, default_value = "")]
+    pub custom_platform: String,
+    #[arg(long = "customPlatform", hide = true, default_value = "")]
+    pub custom_platform_deprecated: String,
+}
+
+impl PlatformFlags {
+    /// The platform asked for, else the host's.
+    pub fn platform(&self) -> Result<crate::engine::Platform, String> {
+        let given = if self.custom_platform.is_empty() {
+            &self.custom_platform_deprecated
+        } else {
+            &self.custom_platform
+        };
+        if given.is_empty() {
+            Ok(crate::engine::Platform::host())
+        } else {
+            crate::engine::Platform::parse(given).map_err(|e| format!("--custom-platform: {e}"))
+        }
+    }
+}
+
+impl LogFlags {
+    /// Starts the logger; whether progress bars may be drawn.
+    pub fn init(&self) -> Result<bool, String> {
+        super::log::init(&self.verbosity, &self.log_format, self.log_timestamp)?;
+        Ok(std::io::IsTerminal::is_terminal(&std::io::stderr()) && self.log_format != "json")
+    }
 }
 
 /// How registries are reached: the executor's and the warmer's flags.

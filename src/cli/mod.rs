@@ -6,7 +6,7 @@
 pub mod flags;
 pub mod log;
 
-use crate::engine::{self, BuildOptions, CacheOptions, Platform};
+use crate::engine::{self, BuildOptions, CacheOptions};
 use crate::fs::Compression;
 use clap::{Parser, Subcommand};
 use flags::ExecutorFlags;
@@ -95,11 +95,14 @@ pub fn run(args: &[OsString]) -> i32 {
             Err(e) => return clap_exit(&e),
         }
     };
-    if let Err(e) = log::init(&flags.verbosity, &flags.log_format, flags.log_timestamp) {
-        eprintln!("error: {e}");
-        return EXIT_USAGE;
-    }
-    let opts = match to_options(&flags) {
+    let progress_bars = match flags.log.init() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let opts = match to_options(&flags, progress_bars) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -139,7 +142,7 @@ fn non_empty(s: &str) -> Option<PathBuf> {
 }
 
 /// Turns flags into build options, refusing what is not implemented.
-pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
+pub fn to_options(f: &ExecutorFlags, progress_bars: bool) -> Result<BuildOptions, String> {
     let unsupported = f.unsupported();
     if !unsupported.is_empty() {
         return Err(format!(
@@ -187,16 +190,7 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
             ));
         }
     };
-    let platform_flag = if f.custom_platform.is_empty() {
-        &f.custom_platform_deprecated
-    } else {
-        &f.custom_platform
-    };
-    let platform = if platform_flag.is_empty() {
-        Platform::host()
-    } else {
-        Platform::parse(platform_flag).map_err(|e| format!("--custom-platform: {e}"))?
-    };
+    let platform = f.platform.platform()?;
     let snapshot_mode = if f.snapshot_mode_deprecated.is_empty() {
         &f.snapshot_mode
     } else {
@@ -230,10 +224,7 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
     } else {
         &f.tar_path
     };
-    let registry = registry_settings(
-        &f.registry,
-        std::io::IsTerminal::is_terminal(&std::io::stderr()) && f.log_format != "json",
-    )?;
+    let registry = registry_settings(&f.registry, progress_bars)?;
     let kaniko_dir = (f.kaniko_dir != "/kaniko")
         .then(|| PathBuf::from(&f.kaniko_dir))
         .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from));
@@ -288,26 +279,11 @@ pub fn to_options(f: &ExecutorFlags) -> Result<BuildOptions, String> {
 
 /// `smelt warm`: each image into the cache directory.
 fn warm(f: &flags::WarmerFlags) -> i32 {
-    if let Err(e) = log::init(&f.verbosity, &f.log_format, f.log_timestamp) {
-        eprintln!("error: {e}");
-        return EXIT_USAGE;
-    }
-    let platform_flag = if f.custom_platform.is_empty() {
-        &f.custom_platform_deprecated
-    } else {
-        &f.custom_platform
-    };
-    let platform = if platform_flag.is_empty() {
-        Ok(Platform::host())
-    } else {
-        Platform::parse(platform_flag).map_err(|e| format!("--custom-platform: {e}"))
-    };
-    let setup = platform.and_then(|p| {
-        let settings = registry_settings(
-            &f.registry,
-            std::io::IsTerminal::is_terminal(&std::io::stderr()) && f.log_format != "json",
-        )?;
-        Ok((p, settings))
+    let setup = f.log.init().and_then(|progress_bars| {
+        Ok((
+            f.platform.platform()?,
+            registry_settings(&f.registry, progress_bars)?,
+        ))
     });
     let (platform, settings) = match setup {
         Ok(s) => s,
