@@ -102,7 +102,16 @@ pub fn run(args: &[OsString]) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let opts = match to_options(&flags, progress_bars) {
+    // a context that is not a directory is fetched into one first; a
+    // Dockerfile from stdin is written to a file
+    let prepared = match prepare_inputs(&flags) {
+        Ok(p) => p,
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            return code;
+        }
+    };
+    let opts = match to_options(&flags, progress_bars, &prepared) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -142,7 +151,56 @@ fn non_empty(s: &str) -> Option<PathBuf> {
 }
 
 /// Turns flags into build options, refusing what is not implemented.
-pub fn to_options(f: &ExecutorFlags, progress_bars: bool) -> Result<BuildOptions, String> {
+/// What `prepare_inputs` made: a fetched context and a Dockerfile read
+/// from stdin, in directories that live as long as the build.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub context: Option<tempfile::TempDir>,
+    pub dockerfile: Option<(tempfile::TempDir, PathBuf)>,
+}
+
+/// Fetches a `tar://`, `tar://stdin` or `https://` context into a
+/// directory, and reads `--dockerfile -` from stdin.
+fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
+    use engine::source::ContextSource;
+    let source = ContextSource::parse(&f.context).map_err(|e| (EXIT_USAGE, e))?;
+    let mut prepared = Prepared::default();
+    if f.dockerfile == "-" {
+        if source == ContextSource::Stdin {
+            return Err((
+                EXIT_USAGE,
+                "--dockerfile - and --context tar://stdin cannot both read stdin".to_string(),
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("smelt-dockerfile-")
+            .tempdir()
+            .map_err(|e| (EXIT_BUILD, format!("--dockerfile -: {e}")))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .map_err(|e| (EXIT_USAGE, format!("--dockerfile -: reading stdin: {e}")))?;
+        let path = dir.path().join("Dockerfile");
+        fs_err::write(&path, text).map_err(|e| (EXIT_BUILD, e.to_string()))?;
+        prepared.dockerfile = Some((dir, path));
+    }
+    if source.is_remote() {
+        let dir = tempfile::Builder::new()
+            .prefix("smelt-context-")
+            .tempdir()
+            .map_err(|e| (EXIT_BUILD, format!("--context {}: {e}", f.context)))?;
+        source
+            .fetch(dir.path())
+            .map_err(|e| (EXIT_BUILD, e.to_string()))?;
+        prepared.context = Some(dir);
+    }
+    Ok(prepared)
+}
+
+pub fn to_options(
+    f: &ExecutorFlags,
+    progress_bars: bool,
+    prepared: &Prepared,
+) -> Result<BuildOptions, String> {
     let unsupported = f.unsupported();
     if !unsupported.is_empty() {
         return Err(format!(
@@ -153,17 +211,14 @@ pub fn to_options(f: &ExecutorFlags, progress_bars: bool) -> Result<BuildOptions
     if !f.no_push && f.destinations.is_empty() {
         return Err("you must provide --destination, or use --no-push".to_string());
     }
-    let context = match f.context.split_once("://") {
-        None => f.context.clone(),
-        Some(("dir", path)) => path.to_string(),
-        Some((scheme, _)) => {
-            return Err(format!(
-                "--context {}: {scheme}:// contexts are not implemented yet (only local directories)",
-                f.context
-            ));
-        }
+    let mut context = match (
+        &prepared.context,
+        engine::source::ContextSource::parse(&f.context)?,
+    ) {
+        (Some(dir), _) => dir.path().to_path_buf(),
+        (None, engine::source::ContextSource::Dir(path)) => path,
+        (None, _) => return Err(format!("--context {}: not fetched", f.context)),
     };
-    let mut context = PathBuf::from(context);
     if !f.context_sub_path.is_empty() {
         context = context.join(&f.context_sub_path);
     }
@@ -172,12 +227,9 @@ pub fn to_options(f: &ExecutorFlags, progress_bars: bool) -> Result<BuildOptions
     }
     let context = std::path::absolute(&context)
         .map_err(|e| format!("--context {}: {e}", context.display()))?;
-    if f.dockerfile == "-" {
-        return Err(
-            "--dockerfile -: reading the Dockerfile from stdin is not implemented yet".to_string(),
-        );
-    }
-    let dockerfile = {
+    let dockerfile = if let Some((_, path)) = &prepared.dockerfile {
+        path.clone()
+    } else {
         let given = PathBuf::from(&f.dockerfile);
         if given.is_file() {
             given

@@ -14,6 +14,7 @@ pub mod remote;
 pub mod sandbox;
 pub mod scheduler;
 pub mod scope;
+pub mod source;
 pub mod stage;
 pub mod users;
 pub mod warm;

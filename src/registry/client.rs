@@ -342,6 +342,17 @@ pub(crate) fn scope(repository: &str, push: bool) -> String {
     }
 }
 
+/// A client for plain downloads (an `https://` build context): the same
+/// CA roots as registry clients, no registry settings.
+pub fn download_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("smelt/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120))
+        .tls_certs_only(ca_roots().iter().cloned())
+        .build()
+}
+
 /// Makes ring rustls's crypto provider for the process (reqwest is built
 /// without one), once.
 fn install_crypto_provider() {

@@ -12,6 +12,7 @@ mod build_outputs;
 mod cache;
 mod cli;
 mod conformance;
+mod contexts;
 mod dockerfile_semantics;
 mod faults;
 mod in_place;
