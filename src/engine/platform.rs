@@ -44,6 +44,15 @@ impl Platform {
         })
     }
 
+    /// The platform as manifests and indexes name it.
+    pub fn descriptor(&self) -> crate::image::manifest::Platform {
+        crate::image::manifest::Platform {
+            architecture: self.arch.clone(),
+            os: self.os.clone(),
+            variant: self.variant.clone(),
+        }
+    }
+
     /// The automatic platform args for this target on this build machine.
     pub fn build_args(&self) -> Vec<(String, String)> {
         let build = Platform::host();

@@ -8,9 +8,7 @@ use super::{EngineError, Platform};
 use crate::fs::compress::decompressor;
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
-use crate::image::manifest::{
-    DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, Platform as ImagePlatform,
-};
+use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, Digest, ImageConfig};
 use crate::registry::{PushImage, Reference, Registry, Settings};
 use std::collections::BTreeMap;
@@ -99,8 +97,7 @@ impl Remote {
         if !force && let Some(w) = cache.find(&reference, platform, std::time::Duration::MAX) {
             return Ok((w.digest, false));
         }
-        let remote =
-            self.block_on(self.registry.resolve(&reference, &image_platform(platform)))??;
+        let remote = self.block_on(self.registry.resolve(&reference, &platform.descriptor()))??;
         cache.store.put(&remote.config_bytes)?;
         self.block_on(self.registry.fetch_blobs(
             &remote.source,
@@ -172,8 +169,7 @@ impl Remote {
                 layers,
             });
         }
-        let remote =
-            self.block_on(self.registry.resolve(&reference, &image_platform(platform)))??;
+        let remote = self.block_on(self.registry.resolve(&reference, &platform.descriptor()))??;
         let name = remote.source.to_string();
         let config = self.parse_config(&name, &remote.config_bytes, &remote.manifest, platform)?;
         let layers = layer_descriptors(&name, &remote.manifest)?;
@@ -421,14 +417,6 @@ impl Remote {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(digest)
             .cloned()
-    }
-}
-
-fn image_platform(platform: &Platform) -> ImagePlatform {
-    ImagePlatform {
-        architecture: platform.arch.clone(),
-        os: platform.os.clone(),
-        variant: platform.variant.clone(),
     }
 }
 

@@ -8,7 +8,7 @@
 //! persistent volume): the index is replaced by a rename under a lock.
 
 use super::{EngineError, Platform};
-use crate::image::manifest::{Descriptor, Index, Manifest, OCI_INDEX, Platform as ImagePlatform};
+use crate::image::manifest::{Descriptor, Index, Manifest, OCI_INDEX};
 use crate::image::{BlobStore, Digest};
 use crate::registry::Reference;
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ impl BaseCache {
         ttl: std::time::Duration,
     ) -> Option<Warmed> {
         let name = reference.to_string();
-        let want = image_platform(platform);
+        let want = platform.descriptor();
         let entry = self.index().manifests.into_iter().find(|d| {
             let ann = d.annotations.clone().unwrap_or_default();
             ann.get(REF_NAME) == Some(&name)
@@ -124,7 +124,7 @@ impl BaseCache {
             .map_err(|e| EngineError::Invalid(format!("locking {}: {e}", self.dir.display())))?;
         let mut index = self.index();
         let name = reference.to_string();
-        let want = image_platform(platform);
+        let want = platform.descriptor();
         index.manifests.retain(|d| {
             let ann = d.annotations.clone().unwrap_or_default();
             !(ann.get(REF_NAME) == Some(&name) && d.platform.as_ref() == Some(&want))
@@ -165,13 +165,5 @@ impl BaseCache {
             }
         }
         Ok(())
-    }
-}
-
-fn image_platform(p: &Platform) -> ImagePlatform {
-    ImagePlatform {
-        architecture: p.arch.clone(),
-        os: p.os.clone(),
-        variant: p.variant.clone(),
     }
 }
