@@ -15,7 +15,7 @@ use crate::fs::{LayerOptions, MtimePolicy};
 use crate::image::{
     BlobStore, BuiltImage, Digest, MediaTypes, write_docker_archive, write_oci_layout,
 };
-use crate::registry::{PushBlob, PushImage, Reference};
+use crate::registry::{PushImage, Reference};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -170,7 +170,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         }
     }
     config.created = Some(env.created());
-    let image = BuiltImage::assemble(&store, &config, final_state.layers, media_types)?;
+    let image = BuiltImage::assemble(&store, &config, final_state.layers, media_types, None)?;
     let digest = image.manifest_digest.clone();
     log::info!(
         "built image {digest} ({} layers)",
@@ -251,21 +251,7 @@ fn push(
     image: &BuiltImage,
     destinations: &[Reference],
 ) -> Result<(), EngineError> {
-    let mut blobs = vec![PushBlob {
-        descriptor: image.manifest.config.clone(),
-        source: None,
-    }];
-    for l in &image.manifest.layers {
-        blobs.push(PushBlob {
-            descriptor: l.clone(),
-            source: remote.source_of(&l.digest),
-        });
-    }
-    let push = PushImage {
-        manifest_bytes: image.manifest_bytes.clone(),
-        manifest_media_type: image.manifest.media_type.clone(),
-        blobs,
-    };
+    let push = PushImage::of(image, |d| remote.source_of(d));
     remote.push(destinations, &push, store)?;
     Ok(())
 }

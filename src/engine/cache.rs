@@ -19,8 +19,10 @@ use super::options::CacheOptions;
 use super::remote::CacheEntry;
 use super::{EngineError, Platform};
 use crate::image::config::RootFs;
-use crate::image::{BlobStore, Descriptor, Digest, History, ImageConfig, Manifest, MediaTypes};
-use crate::registry::{PushBlob, PushImage, Reference};
+use crate::image::{
+    BlobStore, BuiltImage, Descriptor, Digest, History, ImageConfig, Manifest, MediaTypes,
+};
+use crate::registry::{PushImage, Reference};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -385,30 +387,10 @@ impl Cache {
             ..ImageConfig::default()
         };
         config.config.labels = Some(inputs.labels());
-        let config_bytes = serde_json::to_vec(&config).map_err(std::io::Error::other)?;
-        let config_digest = store.put(&config_bytes)?;
-        let types = MediaTypes::Oci;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: types.manifest().to_string(),
-            config: Descriptor::new(types.config(), config_digest, config_bytes.len() as u64),
-            layers,
-            annotations: Some(annotations),
-        };
-        let manifest_bytes = serde_json::to_vec(&manifest).map_err(std::io::Error::other)?;
-        let mut blobs = vec![PushBlob {
-            descriptor: manifest.config.clone(),
-            source: None,
-        }];
-        blobs.extend(manifest.layers.iter().map(|l| PushBlob {
-            descriptor: l.clone(),
-            source: None,
-        }));
-        Ok(PushImage {
-            manifest_bytes,
-            manifest_media_type: manifest.media_type,
-            blobs,
-        })
+        let image =
+            BuiltImage::assemble(store, &config, layers, MediaTypes::Oci, Some(annotations))?;
+        // the step's layer was made in this build: nowhere else holds it
+        Ok(PushImage::of(&image, |_| None))
     }
 }
 

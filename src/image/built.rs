@@ -2,6 +2,7 @@
 
 use super::manifest::{Descriptor, Manifest, MediaTypes};
 use super::{BlobStore, Digest, ImageConfig, ImageError};
+use std::collections::BTreeMap;
 
 /// An image whose blobs are all in the local store.
 #[derive(Debug, Clone)]
@@ -15,12 +16,13 @@ pub struct BuiltImage {
 
 impl BuiltImage {
     /// Serialises `config`, stores it, and writes a manifest over `layers`
-    /// (whose blobs must already be in `store`).
+    /// (whose blobs must already be in `store`) with `annotations`.
     pub fn assemble(
         store: &BlobStore,
         config: &ImageConfig,
         layers: Vec<Descriptor>,
         types: MediaTypes,
+        annotations: Option<BTreeMap<String, String>>,
     ) -> Result<BuiltImage, ImageError> {
         let config_bytes = serde_json::to_vec(config)?;
         let config_digest = store.put(&config_bytes)?;
@@ -29,7 +31,7 @@ impl BuiltImage {
             media_type: types.manifest().to_string(),
             config: Descriptor::new(types.config(), config_digest, config_bytes.len() as u64),
             layers,
-            annotations: None,
+            annotations,
         };
         let manifest_bytes = serde_json::to_vec(&manifest)?;
         let manifest_digest = store.put(&manifest_bytes)?;

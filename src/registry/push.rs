@@ -6,7 +6,7 @@
 
 use super::client::{BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, retrying, scope};
 use super::{Reference, Registry, RegistryError};
-use crate::image::{BlobStore, Descriptor, Digest};
+use crate::image::{BlobStore, BuiltImage, Descriptor, Digest};
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 
@@ -27,6 +27,26 @@ pub struct PushImage {
     pub manifest_media_type: String,
     /// The config first, then the layers.
     pub blobs: Vec<PushBlob>,
+}
+
+impl PushImage {
+    /// What pushing `image` takes: its config, then its layers, each with
+    /// the repository `source_of` says already holds it (if any).
+    pub fn of(image: &BuiltImage, source_of: impl Fn(&Digest) -> Option<Reference>) -> PushImage {
+        let config = PushBlob {
+            descriptor: image.manifest.config.clone(),
+            source: None,
+        };
+        let layers = image.manifest.layers.iter().map(|l| PushBlob {
+            descriptor: l.clone(),
+            source: source_of(&l.digest),
+        });
+        PushImage {
+            manifest_bytes: image.manifest_bytes.clone(),
+            manifest_media_type: image.manifest.media_type.clone(),
+            blobs: std::iter::once(config).chain(layers).collect(),
+        }
+    }
 }
 
 /// How a blob got into a repository.
