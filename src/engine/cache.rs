@@ -211,6 +211,15 @@ pub fn base_key(base: &str) -> String {
     k.finish()
 }
 
+/// Whether the RFC 3339 time `stored` is no older than `ttl` (`--cache-ttl`
+/// for cache entries and warmed base images); an unreadable time is not.
+pub fn stored_within(stored: &str, ttl: std::time::Duration) -> bool {
+    stored.parse::<jiff::Timestamp>().is_ok_and(|t| {
+        let age = jiff::Timestamp::now().as_second() - t.as_second();
+        u64::try_from(age).unwrap_or(0) <= ttl.as_secs()
+    })
+}
+
 /// One entry of a source tree, for its digest.
 struct TreeEntry {
     name: String,
@@ -284,15 +293,10 @@ impl Cache {
 
     /// Whether an entry is younger than `--cache-ttl`.
     pub fn fresh(&self, entry: &CacheEntry) -> bool {
-        let Some(stored) = entry
+        entry
             .stored
             .as_deref()
-            .and_then(|c| c.parse::<jiff::Timestamp>().ok())
-        else {
-            return false;
-        };
-        let age = jiff::Timestamp::now().as_second() - stored.as_second();
-        u64::try_from(age).unwrap_or(0) <= self.opts.ttl.as_secs()
+            .is_some_and(|stored| stored_within(stored, self.opts.ttl))
     }
 
     /// The digest of what `sources` match in `tree`: every entry's name

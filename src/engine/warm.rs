@@ -82,13 +82,8 @@ impl BaseCache {
                     .as_ref()
                     .is_some_and(|p| crate::registry::platform_matches(&want, p))
         })?;
-        let stored = entry
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(STORED))
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())?;
-        let age = jiff::Timestamp::now().as_second() - stored.as_second();
-        if u64::try_from(age).unwrap_or(0) > ttl.as_secs() {
+        let stored = entry.annotations.as_ref().and_then(|a| a.get(STORED))?;
+        if !super::cache::stored_within(stored, ttl) {
             log::info!("{name} in the cache directory is older than --cache-ttl");
             return None;
         }
@@ -152,17 +147,7 @@ impl BaseCache {
     /// Puts the image's blobs into `store` (hard links, else copies).
     pub fn link_into(&self, warmed: &Warmed, store: &BlobStore) -> Result<(), EngineError> {
         for l in &warmed.manifest.layers {
-            let to = store.path(&l.digest);
-            if to.exists() {
-                continue;
-            }
-            let from = self.store.path(&l.digest);
-            if fs_err::hard_link(&from, &to).is_err() {
-                let tmp = store.temp_file()?;
-                fs_err::copy(&from, tmp.path())?;
-                tmp.persist(&to)
-                    .map_err(|e| EngineError::Invalid(format!("{}: {e}", to.display())))?;
-            }
+            store.link_from(&self.store, &l.digest)?;
         }
         Ok(())
     }

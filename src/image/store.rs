@@ -53,6 +53,22 @@ impl BlobStore {
         Ok(dest)
     }
 
+    /// Puts blob `digest` of `from` (another store) into this one: a hard
+    /// link on the same filesystem, else a copy renamed into place.
+    pub fn link_from(&self, from: &BlobStore, digest: &Digest) -> Result<(), ImageError> {
+        let to = self.path(digest);
+        if to.exists() {
+            return Ok(());
+        }
+        let source = from.path(digest);
+        if fs_err::hard_link(&source, &to).is_err() {
+            let tmp = self.temp_file()?;
+            fs_err::copy(&source, tmp.path())?;
+            self.commit(tmp, digest)?;
+        }
+        Ok(())
+    }
+
     /// Stores small bytes (configs, manifests) and returns their digest.
     pub fn put(&self, bytes: &[u8]) -> Result<Digest, ImageError> {
         let digest = Digest::sha256(bytes);
