@@ -10,9 +10,10 @@
 //! reused between the steps of a build). Modification times are left out,
 //! so a fresh checkout of the same files hits.
 //!
-//! An entry is an image whose config carries the step's history entry and
-//! the diff ID of its one layer (none when the step changed no file), and
-//! whose `created` is when it was stored (for `--cache-ttl`).
+//! An entry is an image with the step's one layer (none when the step
+//! changed no file) whose manifest annotations carry what a lookup needs:
+//! the layer's diff ID, the step's history entry, when it was stored (for
+//! `--cache-ttl`) and the inputs of its key (to explain a later miss).
 
 use super::context::SourceTree;
 use super::options::CacheOptions;
@@ -77,21 +78,22 @@ impl KeyHasher {
     }
 
     pub fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
-        for part in [name.as_bytes(), value] {
-            self.0.update((part.len() as u64).to_be_bytes());
-            self.0.update(part);
-        }
+        put(&mut self.0, name.as_bytes());
+        put(&mut self.0, value);
         self
     }
 
     /// The key, as 64 hex digits (a valid tag).
     pub fn finish(self) -> String {
-        hex(&self.0.finalize())
+        hex::encode(self.0.finalize())
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Adds `part` to `h` with its length first, so no two sequences of parts
+/// hash alike.
+fn put(h: &mut Sha256, part: &[u8]) {
+    h.update((part.len() as u64).to_be_bytes());
+    h.update(part);
 }
 
 /// What a step's key covers besides the instruction: what it can see.
@@ -178,16 +180,14 @@ impl KeyInputs {
 pub fn step_key(prev: &str, view: &StepView<'_>) -> KeyInputs {
     let mut vars = Sha256::new();
     for (name, value) in view.vars {
-        for part in [name, value] {
-            vars.update((part.len() as u64).to_be_bytes());
-            vars.update(part.as_bytes());
-        }
+        put(&mut vars, name.as_bytes());
+        put(&mut vars, value.as_bytes());
     }
     let mut inputs = KeyInputs {
         key: String::new(),
         prev: prev.to_string(),
         instruction: view.instruction.to_string(),
-        vars: hex(&vars.finalize()),
+        vars: hex::encode(vars.finalize()),
         platform: view.platform.to_string(),
         user: view.user.to_string(),
         workdir: view.workdir.to_string(),
@@ -224,7 +224,8 @@ pub fn stored_within(stored: &str, ttl: std::time::Duration) -> bool {
 struct TreeEntry {
     name: String,
     meta: String,
-    file: Option<PathBuf>,
+    /// A regular file: where it is, and its metadata when walked.
+    file: Option<(PathBuf, FileStamp)>,
 }
 
 impl Cache {
@@ -312,23 +313,26 @@ impl Cache {
         }
         let contents: Vec<Option<[u8; 32]>> = entries
             .par_iter()
-            .map(|e| e.file.as_deref().map(|p| self.file_digest(p)).transpose())
+            .map(|e| {
+                e.file
+                    .as_ref()
+                    .map(|(p, stamp)| self.file_digest(p, *stamp))
+                    .transpose()
+            })
             .collect::<Result<_, String>>()?;
         let mut h = Sha256::new();
         for (e, content) in entries.iter().zip(contents) {
-            for part in [e.name.as_bytes(), e.meta.as_bytes()] {
-                h.update((part.len() as u64).to_be_bytes());
-                h.update(part);
-            }
+            put(&mut h, e.name.as_bytes());
+            put(&mut h, e.meta.as_bytes());
             h.update(content.unwrap_or([0; 32]));
         }
-        Ok(hex(&h.finalize()))
+        Ok(hex::encode(h.finalize()))
     }
 
-    fn file_digest(&self, path: &Path) -> Result<[u8; 32], String> {
+    /// The blake3 of the file at `path`, whose metadata `stamp` the walk
+    /// read; reused while the stamp is unchanged.
+    fn file_digest(&self, path: &Path, stamp: FileStamp) -> Result<[u8; 32], String> {
         let err = |e: std::io::Error| format!("{}: {e}", path.display());
-        let meta = fs_err::metadata(path).map_err(err)?;
-        let stamp = FileStamp::of(&meta);
         if let Some((s, d)) = self
             .files
             .lock()
@@ -478,22 +482,24 @@ fn collect(
             meta.mode() & 0o7777,
             meta.rdev()
         ),
-        file: ft.is_file().then_some(path),
+        file: ft.is_file().then(|| (path, FileStamp::of(&meta))),
     });
     if !ft.is_dir() {
         return Ok(());
     }
-    let mut names: Vec<String> = fs_err::read_dir(tree.path(real))
+    // the entries' own types (no stat each), as COPY reads them
+    let mut children: Vec<(String, bool)> = fs_err::read_dir(tree.path(real))
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            (e.file_name().to_string_lossy().into_owned(), is_dir)
+        })
         .collect();
-    names.sort();
-    for child in names {
+    children.sort();
+    for (child, is_dir) in children {
         let child_real = crate::lexpath::child(real, &child);
-        let excluded = tree.is_excluded(&child_real);
-        let child_is_dir = tree.path(&child_real).is_dir();
-        if excluded && !(child_is_dir && tree.may_include_below()) {
+        if tree.is_excluded(&child_real) && !(is_dir && tree.may_include_below()) {
             continue;
         }
         collect(tree, &child_real, &crate::lexpath::child(name, &child), out)?;
