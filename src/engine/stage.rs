@@ -78,6 +78,18 @@ pub struct CopySources {
     pub images: BTreeMap<String, PathBuf>,
 }
 
+impl CopySources {
+    /// The tree `COPY --from=<from>` reads (a stage by name or index, else
+    /// an image), if this build prepared it.
+    pub fn tree(&self, df: &Dockerfile, from: &str) -> Option<SourceTree> {
+        let (root, what) = match df.stage_index(from) {
+            Some(i) => (self.stages.get(&i)?, "stage"),
+            None => (self.images.get(from)?, "image"),
+        };
+        Some(SourceTree::stage(root.clone(), format!("{what} {from}")))
+    }
+}
+
 /// The state of a stage while its steps run.
 #[derive(Debug)]
 pub struct StageState {
@@ -361,16 +373,11 @@ impl StageState {
                     None => env.context,
                     Some(from) => {
                         let from = word(from)?;
-                        let (root, what) = match env.dockerfile.stage_index(&from) {
-                            Some(i) => (copy_from.stages.get(&i), "stage"),
-                            None => (copy_from.images.get(&from), "image"),
-                        };
-                        let root = root.cloned().ok_or_else(|| {
+                        stage_tree = copy_from.tree(env.dockerfile, &from).ok_or_else(|| {
                             fail(format!(
                                 "COPY --from={from}: not a stage or image this build prepared (a --from given by a stage's own ARG cannot be planned)"
                             ))
                         })?;
-                        stage_tree = SourceTree::stage(root, format!("{what} {from}"));
                         &stage_tree
                     }
                 };
@@ -473,12 +480,7 @@ impl StageState {
                 }
             };
             let vars = probe.scope.vars(&probe.config.config.env_pairs());
-            let shell = probe
-                .config
-                .config
-                .shell
-                .clone()
-                .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()]);
+            let shell = probe.shell();
             let key = super::cache::step_key(
                 &prev,
                 &super::cache::StepView {
@@ -538,12 +540,9 @@ impl StageState {
             None => env.context,
             Some(from) => {
                 let from = word(from)?;
-                let root = match env.dockerfile.stage_index(&from) {
-                    Some(i) => copy_from.stages.get(&i),
-                    None => copy_from.images.get(&from),
-                };
-                let root = root.ok_or_else(|| format!("--from={from} is not prepared"))?;
-                stage_tree = SourceTree::stage(root.clone(), from);
+                stage_tree = copy_from
+                    .tree(env.dockerfile, &from)
+                    .ok_or_else(|| format!("--from={from} is not prepared"))?;
                 &stage_tree
             }
         };
@@ -703,16 +702,20 @@ impl StageState {
         Ok(changes)
     }
 
+    /// SHELL, else `/bin/sh -c`.
+    fn shell(&self) -> Vec<String> {
+        self.config
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
+    }
+
     fn with_shell(&self, form: &CommandForm) -> Vec<String> {
         match form {
             CommandForm::Exec(v) => v.clone(),
             CommandForm::Shell(s) => {
-                let mut sh = self
-                    .config
-                    .config
-                    .shell
-                    .clone()
-                    .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()]);
+                let mut sh = self.shell();
                 sh.push(s.clone());
                 sh
             }
