@@ -51,3 +51,20 @@ pub enum EngineError {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl EngineError {
+    /// A failure of the step at `file:line`.
+    pub fn step(
+        file: &str,
+        line: usize,
+        instruction: &str,
+        message: impl std::fmt::Display,
+    ) -> Self {
+        EngineError::Step {
+            file: file.to_string(),
+            line,
+            instruction: instruction.to_string(),
+            message: message.to_string(),
+        }
+    }
+}

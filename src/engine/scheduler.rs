@@ -218,12 +218,7 @@ impl Runner<'_> {
             let stage = &df.stages[i];
             let platform = stage_platform(self.env, stage)?;
             platforms.insert(i, platform.clone());
-            let step_err = |line: usize, instruction: &str, e: EngineError| EngineError::Step {
-                file: df.file.clone(),
-                line,
-                instruction: instruction.to_string(),
-                message: e.to_string(),
-            };
+            let step_err = |line, instruction, e| EngineError::step(&df.file, line, instruction, e);
             if let Some(Ref::Image(image)) = &plan.refs[&i].base {
                 let base = self
                     .remote
@@ -350,20 +345,20 @@ impl Runner<'_> {
         let last_reader = steps
             .iter()
             .enumerate()
-            .filter(|(i, s)| hits[*i].is_none() && steps_read_files(std::slice::from_ref(*s)))
+            .filter(|(i, s)| hits[*i].is_none() && reads_files(&s.value))
             .map(|(i, _)| i)
             .max();
         let materialize = *keep != Keep::Nothing || last_reader.is_some();
-        let mut materialized = unpack.is_none();
         if let Some((image, source)) = &unpack {
             if materialize {
                 let layers = state.layers.clone();
                 self.unpack_base(&label, image, source, &layers, &state.root)?;
-                materialized = true;
             } else {
                 log::info!("[{label}] not unpacking {image}: no step that runs reads its files");
             }
         }
+        // a scratch or stage base is on disk already
+        let materialized = materialize || unpack.is_none();
         let check = || {
             if env.cancelled.load(Ordering::Relaxed) {
                 log::info!("[{label}] stopped: another stage failed");
@@ -599,12 +594,12 @@ impl Runner<'_> {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             Err(missing) => {
-                return Err(EngineError::Step {
-                    file: self.env.dockerfile.file.clone(),
-                    line: missing.line,
-                    instruction: "COPY".to_string(),
-                    message: missing.message,
-                });
+                return Err(EngineError::step(
+                    &self.env.dockerfile.file,
+                    missing.line,
+                    "COPY",
+                    missing.message,
+                ));
             }
         };
         let into = stage_root(self.work, index)?;
@@ -695,12 +690,7 @@ fn stage_platform(env: &BuildEnv<'_>, stage: &Stage) -> Result<Platform, EngineE
                     line: from.line,
                     source,
                 })?;
-            Platform::parse(&p).map_err(|m| EngineError::Step {
-                file: df.file.clone(),
-                line: from.line,
-                instruction: "FROM".to_string(),
-                message: m,
-            })
+            Platform::parse(&p).map_err(|m| EngineError::step(&df.file, from.line, "FROM", m))
         }
         None => Ok(env.platform.clone()),
     }
@@ -721,21 +711,22 @@ fn step_summary(text: &str, line: usize, end: usize) -> String {
     }
 }
 
-/// Whether any of `steps` reads the files of the image it runs on: RUN, or
-/// a user or group given by name (looked up in /etc/passwd and /etc/group).
-/// A stage whose steps do not, on a registry base, never downloads the
-/// base's layers unless an output needs their bytes (kaniko does the same).
-fn steps_read_files(steps: &[Located<Instruction>]) -> bool {
+/// Whether `step` reads the files of the image it runs on: RUN, or a user
+/// or group given by name (looked up in /etc/passwd and /etc/group). A
+/// stage none of whose running steps does, on a registry base, never
+/// downloads the base's layers unless an output needs their bytes (kaniko
+/// does the same).
+fn reads_files(step: &Instruction) -> bool {
     let numeric = |spec: &str| {
         spec.split(':')
             .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
     };
-    steps.iter().any(|s| match &s.value {
+    match step {
         Instruction::Run(_) | Instruction::Onbuild { .. } => true,
         Instruction::User(u) => !numeric(u),
         Instruction::Copy(c) => c.chown.as_deref().is_some_and(|o| !numeric(o)),
         _ => false,
-    })
+    }
 }
 
 /// ONBUILD triggers of a base image, parsed as the steps they stand for.

@@ -153,12 +153,8 @@ impl StageState {
         copy_from: &CopySources,
     ) -> Result<(), EngineError> {
         let file = &env.dockerfile.file;
-        let fail = |message: String| EngineError::Step {
-            file: file.clone(),
-            line: step.line,
-            instruction: step.value.keyword().to_string(),
-            message,
-        };
+        let fail =
+            |message: String| EngineError::step(file, step.line, step.value.keyword(), message);
         let lexer = env.dockerfile.lexer();
         let vars = self.scope.vars(&self.config.config.env_pairs());
         let word = |w: &str| {
