@@ -102,6 +102,11 @@ pub fn run(args: &[OsString]) -> i32 {
             return EXIT_USAGE;
         }
     };
+    // usage errors first: nothing is fetched for a build that cannot run
+    if let Err(e) = check_flags(&flags) {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
     // a context that is not a directory is fetched into one first; a
     // Dockerfile from stdin is written to a file
     let prepared = match prepare_inputs(&flags) {
@@ -150,12 +155,29 @@ fn non_empty(s: &str) -> Option<PathBuf> {
     (!s.is_empty()).then(|| PathBuf::from(s))
 }
 
-/// Turns flags into build options, refusing what is not implemented.
-/// What `prepare_inputs` made: a fetched context and a Dockerfile read
-/// from stdin, in directories that live as long as the build.
-#[derive(Debug, Default)]
+/// Refuses flags set to what smelt does not implement, and a build with
+/// nowhere to go.
+fn check_flags(f: &ExecutorFlags) -> Result<(), String> {
+    let unsupported = f.unsupported();
+    if !unsupported.is_empty() {
+        return Err(format!(
+            "not implemented yet:\n  {}",
+            unsupported.join("\n  ")
+        ));
+    }
+    if !f.no_push && f.destinations.is_empty() {
+        return Err("you must provide --destination, or use --no-push".to_string());
+    }
+    Ok(())
+}
+
+/// What `prepare_inputs` made: the context directory (given, or fetched
+/// into a directory that lives as long as the build) and a Dockerfile
+/// read from stdin.
+#[derive(Debug)]
 pub struct Prepared {
-    pub context: Option<tempfile::TempDir>,
+    pub context: PathBuf,
+    pub fetched: Option<tempfile::TempDir>,
     pub dockerfile: Option<(tempfile::TempDir, PathBuf)>,
 }
 
@@ -164,7 +186,7 @@ pub struct Prepared {
 fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
     use engine::source::ContextSource;
     let source = ContextSource::parse(&f.context).map_err(|e| (EXIT_USAGE, e))?;
-    let mut prepared = Prepared::default();
+    let mut dockerfile = None;
     if f.dockerfile == "-" {
         if source == ContextSource::Stdin {
             return Err((
@@ -181,44 +203,36 @@ fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
             .map_err(|e| (EXIT_USAGE, format!("--dockerfile -: reading stdin: {e}")))?;
         let path = dir.path().join("Dockerfile");
         fs_err::write(&path, text).map_err(|e| (EXIT_BUILD, e.to_string()))?;
-        prepared.dockerfile = Some((dir, path));
+        dockerfile = Some((dir, path));
     }
-    if source.is_remote() {
-        let dir = tempfile::Builder::new()
-            .prefix("smelt-context-")
-            .tempdir()
-            .map_err(|e| (EXIT_BUILD, format!("--context {}: {e}", f.context)))?;
-        source
-            .fetch(dir.path())
-            .map_err(|e| (EXIT_BUILD, e.to_string()))?;
-        prepared.context = Some(dir);
-    }
-    Ok(prepared)
+    let (context, fetched) = match source {
+        ContextSource::Dir(path) => (path, None),
+        remote => {
+            let dir = tempfile::Builder::new()
+                .prefix("smelt-context-")
+                .tempdir()
+                .map_err(|e| (EXIT_BUILD, format!("--context {}: {e}", f.context)))?;
+            remote
+                .fetch(dir.path())
+                .map_err(|e| (EXIT_BUILD, e.to_string()))?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
+    Ok(Prepared {
+        context,
+        fetched,
+        dockerfile,
+    })
 }
 
+/// Turns flags (checked by `check_flags`) and the prepared inputs into
+/// build options.
 pub fn to_options(
     f: &ExecutorFlags,
     progress_bars: bool,
     prepared: &Prepared,
 ) -> Result<BuildOptions, String> {
-    let unsupported = f.unsupported();
-    if !unsupported.is_empty() {
-        return Err(format!(
-            "not implemented yet:\n  {}",
-            unsupported.join("\n  ")
-        ));
-    }
-    if !f.no_push && f.destinations.is_empty() {
-        return Err("you must provide --destination, or use --no-push".to_string());
-    }
-    let mut context = match (
-        &prepared.context,
-        engine::source::ContextSource::parse(&f.context)?,
-    ) {
-        (Some(dir), _) => dir.path().to_path_buf(),
-        (None, engine::source::ContextSource::Dir(path)) => path,
-        (None, _) => return Err(format!("--context {}: not fetched", f.context)),
-    };
+    let mut context = prepared.context.clone();
     if !f.context_sub_path.is_empty() {
         context = context.join(&f.context_sub_path);
     }

@@ -37,11 +37,6 @@ impl ContextSource {
         }
     }
 
-    /// Whether the context has to be fetched into a directory first.
-    pub fn is_remote(&self) -> bool {
-        !matches!(self, ContextSource::Dir(_))
-    }
-
     /// Fetches and unpacks the context into the empty directory `into`.
     pub fn fetch(&self, into: &Path) -> Result<(), EngineError> {
         match self {
