@@ -7,7 +7,7 @@
 use super::EngineError;
 use crate::fs::compress::decompressor;
 use crate::fs::extract::{ExtractOptions, extract_tar};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 /// Where a `--context` points.
@@ -47,12 +47,11 @@ impl ContextSource {
             }
             ContextSource::Stdin => unpack(std::io::stdin().lock(), into, "tar://stdin"),
             ContextSource::Https(url) => {
-                let download = into.with_extension("download");
-                fetch_url(url, &download)?;
-                let file = fs_err::File::open(&download)?;
-                let unpacked = unpack(file, into, &shown_url(url));
-                let _ = fs_err::remove_file(&download);
-                unpacked
+                // an unnamed file: gone however the download or unpack ends
+                let mut download = tempfile::tempfile()?;
+                fetch_url(url, &mut download)?;
+                download.seek(std::io::SeekFrom::Start(0))?;
+                unpack(download, into, &shown_url(url))
             }
         }
     }
@@ -78,8 +77,8 @@ fn unpack<R: Read>(reader: R, into: &Path, what: &str) -> Result<(), EngineError
     Ok(())
 }
 
-/// Downloads `url` to `to`, streamed.
-fn fetch_url(url: &str, to: &Path) -> Result<(), EngineError> {
+/// Downloads `url` into `to`, streamed.
+fn fetch_url(url: &str, to: &mut std::fs::File) -> Result<(), EngineError> {
     use futures_util::StreamExt;
     use std::io::Write;
     let shown = shown_url(url);
@@ -101,7 +100,7 @@ fn fetch_url(url: &str, to: &Path) -> Result<(), EngineError> {
         if !status.is_success() {
             return Err(fail(&format!("the server answered {status}")));
         }
-        let mut out = std::io::BufWriter::new(fs_err::File::create(to)?);
+        let mut out = std::io::BufWriter::new(to);
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             out.write_all(&chunk.map_err(|e| fail(&e.without_url()))?)?;
