@@ -155,7 +155,7 @@ impl Remote {
         {
             cache.link_into(&w, store)?;
             log::info!("found {image} in the cache directory ({})", w.digest);
-            let config = self.parse_config(
+            let config = Self::parse_config(
                 &reference.to_string(),
                 &w.config_bytes,
                 &w.manifest,
@@ -171,7 +171,7 @@ impl Remote {
         }
         let remote = self.block_on(self.registry.resolve(&reference, &platform.descriptor()))??;
         let name = remote.source.to_string();
-        let config = self.parse_config(&name, &remote.config_bytes, &remote.manifest, platform)?;
+        let config = Self::parse_config(&name, &remote.config_bytes, &remote.manifest, platform)?;
         let layers = layer_descriptors(&name, &remote.manifest)?;
         self.remember(&layers, &remote.source);
         log::info!("resolved {image} to {}@{}", remote.source, remote.digest);
@@ -185,7 +185,6 @@ impl Remote {
 
     /// A base's config, checked against its manifest and platform.
     fn parse_config(
-        &self,
         name: &str,
         bytes: &[u8],
         manifest: &crate::image::Manifest,
