@@ -336,7 +336,7 @@ pub fn to_options(
         cache: cache_options(f)?,
         // kaniko reads its default /cache when it is there
         cache_dir: if f.cache_dir != "/cache" || Path::new("/cache/index.json").is_file() {
-            Some(PathBuf::from(&f.cache_dir))
+            Some((PathBuf::from(&f.cache_dir), cache_ttl(f)?))
         } else {
             None
         },
@@ -410,8 +410,7 @@ fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, String> {
         }
         format!("{}/{}", r.registry, r.repository)
     };
-    let ttl =
-        parse_duration(&f.cache_ttl).map_err(|e| format!("--cache-ttl {}: {e}", f.cache_ttl))?;
+    let ttl = cache_ttl(f)?;
     Ok(Some(CacheOptions {
         repo,
         ttl,
@@ -420,6 +419,11 @@ fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, String> {
         push: !f.no_push_cache,
         report: non_empty(&f.cache_report),
     }))
+}
+
+/// `--cache-ttl`, for cache entries and warmed base images.
+fn cache_ttl(f: &ExecutorFlags) -> Result<std::time::Duration, String> {
+    parse_duration(&f.cache_ttl).map_err(|e| format!("--cache-ttl {}: {e}", f.cache_ttl))
 }
 
 /// A Go duration as kaniko's flags take it (`336h0m0s`, `6h`, `90m`,

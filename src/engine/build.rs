@@ -59,11 +59,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     crate::fs::tree::mark_top_dir(work.path());
     let store = BlobStore::open(&work.path().join("blobs"))?;
     let mut remote = Remote::new(opts.registry.clone());
-    if let Some(dir) = &opts.cache_dir {
+    if let Some((dir, ttl)) = &opts.cache_dir {
         match super::warm::BaseCache::existing(dir) {
             Some(cache) => {
-                let ttl = opts.cache.as_ref().map_or(DEFAULT_CACHE_TTL, |c| c.ttl);
-                remote = remote.with_base_cache(cache, ttl, store.clone());
+                remote = remote.with_base_cache(cache, *ttl, store.clone());
             }
             None => log::warn!(
                 "--cache-dir {}: no base images there (fill it with smelt warm)",
@@ -207,10 +206,6 @@ impl Drop for PendingUploads<'_> {
         self.cache.write_report();
     }
 }
-
-/// kaniko's `--cache-ttl` default, two weeks: for warmed base images when
-/// `--cache` is off.
-const DEFAULT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(336 * 3600);
 
 /// Where an in-place build keeps its own state unless `--kaniko-dir` says.
 const IN_PLACE_WORK_DIR: &str = "/kaniko";

@@ -53,8 +53,9 @@ pub struct BuildOptions {
     pub registry: crate::registry::Settings,
     /// `--cache`: the layer cache in a registry.
     pub cache: Option<CacheOptions>,
-    /// `--cache-dir`: base images the warmer stored, read before registries.
-    pub cache_dir: Option<PathBuf>,
+    /// `--cache-dir`: base images the warmer stored, read before registries
+    /// while younger than the TTL (`--cache-ttl`).
+    pub cache_dir: Option<(PathBuf, std::time::Duration)>,
 }
 
 /// The layer cache (kaniko's `--cache` flags).
