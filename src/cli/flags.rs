@@ -19,7 +19,8 @@ pub struct ExecutorFlags {
     /// Sub path within the given context.
     #[arg(long, default_value = "")]
     pub context_sub_path: String,
-    /// Name of the GCS bucket holding the context (kaniko's hidden flag).
+    /// Bucket holding the context tarball, `gs://` unless it names a scheme
+    /// (kaniko's hidden flag).
     #[arg(short = 'b', long, hide = true, default_value = "")]
     pub bucket: String,
     /// Registry reference the image is tagged and pushed as; repeatable.
@@ -121,9 +122,9 @@ pub struct ExecutorFlags {
     /// snapshot is always a metadata walk).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub use_new_run: bool,
-    /// Git options for a git context: branch=, single-branch=, recurse-submodules=, insecure-skip-tls=.
-    #[arg(long, default_value = "")]
-    pub git: String,
+    /// Git options for a git context: branch=, single-branch=, recurse-submodules=, insecure-skip-tls=; repeatable.
+    #[arg(long, action = ArgAction::Append)]
+    pub git: Vec<String>,
     /// Cache COPY layers.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub cache_copy_layers: bool,
@@ -282,7 +283,6 @@ impl ExecutorFlags {
                 out.push(format!("--{flag}: {why}"));
             }
         };
-        let ctx = "only local directory contexts are implemented yet";
         check(
             self.push_ignore_immutable_tag_errors,
             "push-ignore-immutable-tag-errors",
@@ -298,8 +298,6 @@ impl ExecutorFlags {
             "force-build-metadata",
             "metadata-only layers are not implemented yet",
         );
-        check(!self.git.is_empty(), "git", ctx);
-        check(!self.bucket.is_empty(), "bucket", ctx);
         out
     }
 }

@@ -155,8 +155,8 @@ fn non_empty(s: &str) -> Option<PathBuf> {
     (!s.is_empty()).then(|| PathBuf::from(s))
 }
 
-/// Refuses flags set to what smelt does not implement, and a build with
-/// nowhere to go.
+/// Refuses flags set to what smelt does not implement, a build with
+/// nowhere to go, and a context or `--git` value it cannot read.
 fn check_flags(f: &ExecutorFlags) -> Result<(), String> {
     let unsupported = f.unsupported();
     if !unsupported.is_empty() {
@@ -168,7 +168,34 @@ fn check_flags(f: &ExecutorFlags) -> Result<(), String> {
     if !f.no_push && f.destinations.is_empty() {
         return Err("you must provide --destination, or use --no-push".to_string());
     }
+    engine::source::ContextSource::parse(&context_spec(f))?;
+    git_options(f)?;
     Ok(())
+}
+
+/// `--context`, or kaniko's `--bucket` (a `gs://` bucket unless it names a
+/// scheme) when the context is not a local path given by the user.
+fn context_spec(f: &ExecutorFlags) -> String {
+    let default_context = f.context.is_empty() || f.context == "/workspace/";
+    if !f.bucket.is_empty() && (default_context || f.context.contains("://")) {
+        if f.bucket.contains("://") {
+            f.bucket.clone()
+        } else {
+            format!("gs://{}", f.bucket)
+        }
+    } else {
+        f.context.clone()
+    }
+}
+
+/// `--git`, and BuildKit's `BUILDKIT_CONTEXT_KEEP_GIT_DIR` build argument.
+fn git_options(f: &ExecutorFlags) -> Result<engine::source::GitOptions, String> {
+    let mut options = engine::source::GitOptions::parse(&f.git)?;
+    options.keep_git_dir = f.build_args.iter().any(|a| {
+        a.split_once('=')
+            .is_some_and(|(k, v)| k == "BUILDKIT_CONTEXT_KEEP_GIT_DIR" && matches!(v, "1" | "true"))
+    });
+    Ok(options)
 }
 
 /// What `prepare_inputs` made: the context directory (given, or fetched
@@ -181,11 +208,12 @@ pub struct Prepared {
     pub dockerfile: Option<(tempfile::TempDir, PathBuf)>,
 }
 
-/// Fetches a `tar://`, `tar://stdin` or `https://` context into a
-/// directory, and reads `--dockerfile -` from stdin.
+/// Fetches a context that is not a local directory (tarball, git, object
+/// store) into a directory, and reads `--dockerfile -` from stdin.
 fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
     use engine::source::ContextSource;
-    let source = ContextSource::parse(&f.context).map_err(|e| (EXIT_USAGE, e))?;
+    let spec = context_spec(f);
+    let source = ContextSource::parse(&spec).map_err(|e| (EXIT_USAGE, e))?;
     let mut dockerfile = None;
     if f.dockerfile == "-" {
         if source == ContextSource::Stdin {
@@ -208,14 +236,20 @@ fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
     let (context, fetched) = match source {
         ContextSource::Dir(path) => (path, None),
         remote => {
+            let git = git_options(f).map_err(|e| (EXIT_USAGE, e))?;
             let dir = tempfile::Builder::new()
                 .prefix("smelt-context-")
                 .tempdir()
-                .map_err(|e| (EXIT_BUILD, format!("--context {}: {e}", f.context)))?;
-            remote
-                .fetch(dir.path())
+                .map_err(|e| {
+                    (
+                        EXIT_BUILD,
+                        format!("--context {}: {e}", source_shown(&spec)),
+                    )
+                })?;
+            let context = remote
+                .fetch(dir.path(), &git)
                 .map_err(|e| (EXIT_BUILD, e.to_string()))?;
-            (dir.path().to_path_buf(), Some(dir))
+            (context, Some(dir))
         }
     };
     Ok(Prepared {
@@ -223,6 +257,10 @@ fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
         fetched,
         dockerfile,
     })
+}
+
+fn source_shown(spec: &str) -> String {
+    engine::source::shown_url(spec)
 }
 
 /// Turns flags (checked by `check_flags`) and the prepared inputs into

@@ -370,32 +370,39 @@ fn install_crypto_provider() {
 /// Reading them once matters: a build makes a client per registry and
 /// direction, and each read of /etc/ssl/certs is ~150 files.
 fn ca_roots() -> &'static [reqwest::Certificate] {
-    install_crypto_provider();
     static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
-        let system: Vec<reqwest::Certificate> = rustls_native_certs::load_native_certs()
-            .certs
+        ca_roots_der()
             .iter()
             .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+            .collect()
+    })
+}
+
+/// [`ca_roots`] as DER, for clients smelt does not build itself (the
+/// object-store context client).
+pub fn ca_roots_der() -> &'static [Vec<u8>] {
+    install_crypto_provider();
+    static ROOTS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let system: Vec<Vec<u8>> = rustls_native_certs::load_native_certs()
+            .certs
+            .iter()
+            .map(|der| der.to_vec())
             .collect();
         if system.is_empty() {
             log::warn!(
                 "no CA certificates found on this system (SSL_CERT_FILE, SSL_CERT_DIR, \
                  /etc/ssl/certs); using the Mozilla roots built into smelt"
             );
-            built_in_roots()
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|der| der.to_vec())
+                .collect()
         } else {
             system
         }
     })
-}
-
-/// Mozilla's root certificates, as shipped in `webpki-root-certs`.
-fn built_in_roots() -> Vec<reqwest::Certificate> {
-    webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod push;
 pub mod reference;
 
 pub use auth::Credential;
-pub use client::{Direction, Registry, Settings, download_client};
+pub use client::{Direction, Registry, Settings, ca_roots_der, download_client};
 pub use error::RegistryError;
 pub use pull::{RemoteImage, platform_matches};
 pub use push::{PushBlob, PushImage};

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 /// A context directory with a Dockerfile, a file, and one `.dockerignore`
 /// leaves out; returns it as a tar.gz next to it.
-fn context_tarball(t: &TestContext) -> std::path::PathBuf {
+pub fn context_tarball(t: &TestContext) -> std::path::PathBuf {
     t.file("app/hello.txt", "hello from a tarball\n")
         .file("secret.txt", "never copied\n")
         .file(".dockerignore", "secret.txt\n");
@@ -28,11 +28,11 @@ fn context_tarball(t: &TestContext) -> std::path::PathBuf {
     tarball
 }
 
-const DOCKERFILE: &str = "FROM scratch\nCOPY . /ctx/\n";
+pub const DOCKERFILE: &str = "FROM scratch\nCOPY . /ctx/\n";
 
 /// Runs `smelt build` with `args` (no `--context` of the harness's own),
 /// `stdin` piped in; returns the log, asserting success.
-fn smelt(t: &TestContext, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> String {
+pub fn smelt(t: &TestContext, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> String {
     let layout = t.path("oci");
     let mut cmd = Command::new(crate::harness::smelt_bin());
     cmd.args([
@@ -60,7 +60,7 @@ fn smelt(t: &TestContext, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> 
     log
 }
 
-fn assert_context_copied(t: &TestContext) {
+pub fn assert_context_copied(t: &TestContext) {
     let listing = tree(&t.unpack());
     assert!(
         listing.contains("/ctx/app/hello.txt 644 0:0 file n=1 \"hello from a tarball\\n\""),

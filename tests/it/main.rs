@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod git_server;
 mod harness;
 mod registry_server;
 
@@ -15,6 +16,7 @@ mod conformance;
 mod contexts;
 mod dockerfile_semantics;
 mod faults;
+mod git_contexts;
 mod in_place;
 mod multi_stage;
 mod push_pull;

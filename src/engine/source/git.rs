@@ -1,0 +1,414 @@
+//! Git repository contexts, fetched with the `git` binary (the
+//! transports, credentials, proxies and TLS settings users already have).
+//!
+//! kaniko's spelling: `git://host/repo.git[#REF][#COMMIT]`, where `git://`
+//! means "a git context": the clone goes over `https` unless
+//! `GIT_PULL_METHOD` is `http` (kaniko's variable) or `git` (the git
+//! protocol, e.g. `git daemon`; smelt's addition). `https://…/repo.git`
+//! and `http://…/repo.git` URLs are git contexts too.
+//!
+//! - `REF` is a full ref (`refs/heads/main`, `refs/tags/v1`,
+//!   `refs/pull/7/head`), a short branch or tag name, or a commit id;
+//!   docker's `REF:DIR` form also names a sub-directory.
+//! - The third part is a commit id to check out (kaniko), or else a
+//!   sub-directory that becomes the context.
+//! - `--git branch=B` picks branch `B` (or tag `B`) instead;
+//!   `single-branch=true` fetches only that branch when a whole history is
+//!   needed; `recurse-submodules=true` checks out submodules;
+//!   `insecure-skip-tls=true` skips TLS verification.
+//! - `GIT_USERNAME`/`GIT_PASSWORD`, or `GIT_TOKEN` (as the user name, as
+//!   kaniko sends it), answer the server's basic-auth challenge through a
+//!   credential helper that reads them from the environment: they never
+//!   reach a command line, a log or an error message.
+//!
+//! Only the named commit is fetched (`--depth 1`) when the server allows
+//! it. The `.git` directory is left out of the context, as BuildKit does,
+//! unless the build argument `BUILDKIT_CONTEXT_KEEP_GIT_DIR=1` is given.
+
+use crate::engine::EngineError;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// A git repository context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    /// `https` or `http` when the URL said so; `None` for `git://`.
+    scheme: Option<String>,
+    /// `host/path/repo.git`, after the scheme.
+    location: String,
+    reference: Option<String>,
+    commit: Option<String>,
+    subdir: Option<String>,
+}
+
+/// `--git`'s settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitOptions {
+    pub branch: Option<String>,
+    pub single_branch: bool,
+    pub recurse_submodules: bool,
+    pub insecure_skip_tls: bool,
+    /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`: keep `.git` in the context.
+    pub keep_git_dir: bool,
+}
+
+impl GitOptions {
+    /// Reads `--git` values (`key=value`, repeated or comma-separated).
+    pub fn parse(values: &[String]) -> Result<GitOptions, String> {
+        let mut options = GitOptions::default();
+        for item in values.iter().flat_map(|v| v.split(',')) {
+            if item.is_empty() {
+                continue;
+            }
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--git {item}: want key=value"))?;
+            let flag = || match value {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(format!("--git {key}={value}: want true or false")),
+            };
+            match key {
+                "branch" => options.branch = Some(value.to_string()).filter(|b| !b.is_empty()),
+                "single-branch" => options.single_branch = flag()?,
+                "recurse-submodules" => options.recurse_submodules = flag()?,
+                "insecure-skip-tls" => options.insecure_skip_tls = flag()?,
+                _ => {
+                    return Err(format!(
+                        "--git {key}: unknown option (branch, single-branch, \
+                         recurse-submodules and insecure-skip-tls are)"
+                    ));
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Whether `rest` (after `scheme://`) names a git repository.
+pub fn is_repository_url(rest: &str) -> bool {
+    let location = rest.split('#').next().unwrap_or(rest);
+    location.trim_end_matches('/').ends_with(".git")
+}
+
+/// A full commit id (SHA-1 or SHA-256).
+fn is_commit(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl GitSource {
+    /// `location[#ref[:dir]][#commit-or-dir]`, after `scheme://`.
+    pub fn parse(scheme: Option<&str>, rest: &str) -> Result<GitSource, String> {
+        let bad = |why: String| format!("--context {}: {why}", super::shown_url(rest));
+        let mut parts = rest.split('#');
+        let location = parts.next().unwrap_or_default().to_string();
+        if location.is_empty() {
+            return Err(bad("no repository in the URL".to_string()));
+        }
+        let mut source = GitSource {
+            scheme: scheme.map(str::to_string),
+            location,
+            reference: None,
+            commit: None,
+            subdir: None,
+        };
+        if let Some(first) = parts.next().filter(|p| !p.is_empty()) {
+            let (reference, dir) = first.split_once(':').unwrap_or((first, ""));
+            if is_commit(reference) {
+                source.commit = Some(reference.to_string());
+            } else if !reference.is_empty() {
+                source.reference = Some(reference.to_string());
+            }
+            source.subdir = Some(dir.to_string()).filter(|d| !d.is_empty());
+        }
+        if let Some(second) = parts.next().filter(|p| !p.is_empty()) {
+            if is_commit(second) && source.commit.is_none() {
+                source.commit = Some(second.to_string());
+            } else if source.subdir.is_none() {
+                source.subdir = Some(second.to_string());
+            } else {
+                return Err(bad(format!("{second:?}: a second sub-directory")));
+            }
+        }
+        if parts.next().is_some() {
+            return Err(bad(
+                "too many '#' parts (want #REF, then a commit id or a sub-directory)".to_string(),
+            ));
+        }
+        if let Some(dir) = &source.subdir {
+            let path = Path::new(dir.trim_start_matches('/'));
+            if path
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(bad(format!(
+                    "sub-directory {dir:?} must stay inside the repository"
+                )));
+            }
+        }
+        Ok(source)
+    }
+
+    /// The URL git is given: the scheme, then the location.
+    fn url(&self) -> String {
+        let scheme = self.scheme.clone().unwrap_or_else(|| {
+            match std::env::var("GIT_PULL_METHOD").as_deref() {
+                Ok(m @ ("http" | "git")) => m.to_string(),
+                _ => "https".to_string(),
+            }
+        });
+        format!("{scheme}://{}", self.location)
+    }
+
+    /// Clones into the empty directory `into`; returns the context
+    /// directory (the sub-directory, when one is named).
+    pub fn fetch(&self, into: &Path, options: &GitOptions) -> Result<PathBuf, EngineError> {
+        let started = Instant::now();
+        let git = Git::new(into, &self.url(), options);
+        let fail = |e: String| {
+            EngineError::Invalid(format!("git context {}: {}", git.shown, git.redact(&e)))
+        };
+        git.run(&["init", "-q"]).map_err(fail)?;
+        git.run(&["remote", "add", "origin", &git.url])
+            .map_err(fail)?;
+        let wanted = match &options.branch {
+            Some(branch) => Some(git.branch_or_tag(branch).map_err(fail)?),
+            None => self.reference.clone(),
+        };
+        let described = match (&self.commit, &wanted) {
+            (Some(commit), _) => {
+                git.fetch_commit(commit, wanted.as_deref(), options)
+                    .map_err(fail)?;
+                commit.clone()
+            }
+            (None, want) => {
+                let want = want.as_deref().unwrap_or("HEAD");
+                git.run(&["fetch", "-q", "--depth", "1", "--no-tags", "origin", want])
+                    .map_err(|e| fail(format!("fetching {want}: {e}")))?;
+                git.run(&["checkout", "-q", "--detach", "FETCH_HEAD"])
+                    .map_err(fail)?;
+                want.to_string()
+            }
+        };
+        let mut submodules = Vec::new();
+        if options.recurse_submodules {
+            git.run(&["submodule", "update", "-q", "--init", "--recursive"])
+                .map_err(|e| fail(format!("checking out submodules: {e}")))?;
+            let listed = git
+                .run(&[
+                    "submodule",
+                    "foreach",
+                    "--quiet",
+                    "--recursive",
+                    "echo \"$displaypath\"",
+                ])
+                .map_err(fail)?;
+            submodules.extend(listed.lines().map(str::to_string));
+        }
+        let head = git.run(&["rev-parse", "HEAD"]).map_err(fail)?;
+        if !options.keep_git_dir {
+            for path in &submodules {
+                remove_git_dir(&into.join(path).join(".git"))?;
+            }
+            remove_git_dir(&into.join(".git"))?;
+        }
+        log::info!(
+            "context {}: {described} at {} ({} submodules) in {:.2} s",
+            git.shown,
+            head.trim(),
+            submodules.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(match &self.subdir {
+            Some(dir) => into.join(dir.trim_start_matches('/')),
+            None => into.to_path_buf(),
+        })
+    }
+}
+
+/// Removes a `.git` directory, or the `.git` file a submodule has.
+fn remove_git_dir(path: &Path) -> Result<(), EngineError> {
+    match fs_err::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs_err::remove_dir_all(path)?,
+        Ok(_) => fs_err::remove_file(path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// `git` commands in one work tree, with the credentials and TLS
+/// settings the build asked for.
+struct Git<'a> {
+    dir: &'a Path,
+    url: String,
+    /// The URL without user info, for messages.
+    shown: String,
+    /// Values that must not appear in messages.
+    secrets: Vec<String>,
+    config: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl<'a> Git<'a> {
+    fn new(dir: &'a Path, url: &str, options: &GitOptions) -> Git<'a> {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        let (user, password) = match var("GIT_TOKEN") {
+            Some(token) => (Some(token), None),
+            None => (var("GIT_USERNAME"), var("GIT_PASSWORD")),
+        };
+        let mut secrets: Vec<String> = user.iter().chain(&password).cloned().collect();
+        // a password written into the URL itself
+        if let Some((_, rest)) = url.split_once("://")
+            && let Some((userinfo, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
+        {
+            secrets.extend(userinfo.split(':').nth(1).map(str::to_string));
+        }
+        let mut config = Vec::new();
+        let mut env = vec![("GIT_TERMINAL_PROMPT", "0".to_string())];
+        if user.is_some() || password.is_some() {
+            // the helper answers `get` from the environment it inherits
+            config.push("credential.helper=".to_string());
+            config.push(
+                "credential.helper=!f() { test \"$1\" = get || exit 0; \
+                 echo \"username=$SMELT_GIT_USERNAME\"; echo \"password=$SMELT_GIT_PASSWORD\"; }; f"
+                    .to_string(),
+            );
+            env.push(("SMELT_GIT_USERNAME", user.unwrap_or_default()));
+            env.push(("SMELT_GIT_PASSWORD", password.unwrap_or_default()));
+        }
+        if options.insecure_skip_tls {
+            config.push("http.sslVerify=false".to_string());
+        }
+        config.push("advice.detachedHead=false".to_string());
+        config.push("init.defaultBranch=main".to_string());
+        Git {
+            dir,
+            url: url.to_string(),
+            shown: super::shown_url(url),
+            secrets,
+            config,
+            env,
+        }
+    }
+
+    /// Runs `git ARGS` in the work tree; `Ok` is its standard output,
+    /// `Err` what it printed on failure.
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let mut command = Command::new("git");
+        for c in &self.config {
+            command.arg("-c").arg(c);
+        }
+        command.arg("-C").arg(self.dir).args(args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command.stdin(std::process::Stdio::null());
+        let output = command.output().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "the git binary is not installed (a git context needs it)".to_string()
+            } else {
+                format!("running git: {e}")
+            }
+        })?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let said = said.trim();
+            Err(if said.is_empty() {
+                format!("git {} failed ({})", args[0], output.status)
+            } else {
+                said.to_string()
+            })
+        }
+    }
+
+    /// `text` with the URL's user info and every credential blanked out.
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.replace(&self.url, &self.shown);
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), "***");
+        }
+        out
+    }
+
+    /// kaniko's `--git branch=`: the branch `refs/heads/B`, else the tag
+    /// `refs/tags/B`.
+    fn branch_or_tag(&self, name: &str) -> Result<String, String> {
+        let heads = format!("refs/heads/{name}");
+        let tags = format!("refs/tags/{name}");
+        let listed = self
+            .run(&["ls-remote", "origin", &heads, &tags])
+            .map_err(|e| format!("listing refs: {e}"))?;
+        let has = |r: &str| listed.lines().any(|l| l.split('\t').nth(1) == Some(r));
+        if has(&heads) {
+            Ok(heads)
+        } else if has(&tags) {
+            Ok(tags)
+        } else {
+            Err(format!(
+                "--git branch={name}: no branch or tag of that name ({heads}, {tags})"
+            ))
+        }
+    }
+
+    /// Checks out `commit`: fetched alone when the server allows it, else
+    /// with the history of `reference` (or of every branch, or of HEAD
+    /// alone with `single-branch`).
+    fn fetch_commit(
+        &self,
+        commit: &str,
+        reference: Option<&str>,
+        options: &GitOptions,
+    ) -> Result<(), String> {
+        let alone = self.run(&["fetch", "-q", "--depth", "1", "--no-tags", "origin", commit]);
+        if alone.is_err() {
+            let all = "+refs/heads/*:refs/remotes/origin/*";
+            let want = reference.unwrap_or(if options.single_branch { "HEAD" } else { all });
+            self.run(&["fetch", "-q", "--tags", "origin", want])
+                .map_err(|e| format!("fetching {want}: {e}"))?;
+        }
+        self.run(&["checkout", "-q", "--detach", commit])
+            .map_err(|e| format!("commit {commit}: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn kaniko_and_docker_spellings() {
+        let g = GitSource::parse(None, "h/r.git#refs/heads/b#sub/dir").unwrap();
+        assert_eq!(g.reference.as_deref(), Some("refs/heads/b"));
+        assert_eq!(g.subdir.as_deref(), Some("sub/dir"));
+        let g = GitSource::parse(None, &format!("h/r.git#refs/pull/7/head#{SHA}")).unwrap();
+        assert_eq!(g.commit.as_deref(), Some(SHA));
+        let g = GitSource::parse(Some("https"), &format!("h/r.git#{SHA}")).unwrap();
+        assert_eq!((g.reference, g.commit.as_deref()), (None, Some(SHA)));
+        let g = GitSource::parse(Some("https"), "h/r.git#main:docker").unwrap();
+        assert_eq!(g.reference.as_deref(), Some("main"));
+        assert_eq!(g.subdir.as_deref(), Some("docker"));
+        assert_eq!(g.url(), "https://h/r.git");
+        assert!(GitSource::parse(None, "h/r.git#main#../up").is_err());
+        assert!(GitSource::parse(None, "h/r.git#a#b#c").is_err());
+        assert!(is_repository_url("h/r.git#x"));
+        assert!(!is_repository_url("h/c.tar.gz"));
+    }
+
+    #[test]
+    fn git_flag_values() {
+        let o = GitOptions::parse(&[
+            "branch=dev".to_string(),
+            "single-branch=true,recurse-submodules=true".to_string(),
+        ])
+        .unwrap();
+        assert_eq!(o.branch.as_deref(), Some("dev"));
+        assert!(o.single_branch && o.recurse_submodules && !o.insecure_skip_tls);
+        assert!(GitOptions::parse(&["depth=1".to_string()]).is_err());
+        assert!(GitOptions::parse(&["single-branch=yes".to_string()]).is_err());
+    }
+}

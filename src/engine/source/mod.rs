@@ -1,0 +1,354 @@
+//! Build contexts that are not a local directory, fetched into one before
+//! the build reads anything:
+//!
+//! - `tar://PATH` (a tar or tar.gz file) and `tar://stdin`;
+//! - `https://…` tarballs;
+//! - git repositories (`git://…`, `https://…/repo.git`), cloned with the
+//!   `git` binary ([`git`]);
+//! - `s3://`, `gs://` and Azure blob (`https://<account>.blob.core.windows.net/…`)
+//!   tarballs, read through `object_store` ([`object`]).
+//!
+//! A tarball is streamed: a download thread hands chunks over a bounded
+//! channel to the unpacker, so downloading, gunzipping and writing files
+//! overlap and memory stays at a few chunks. It is unpacked with the rules
+//! image layers get (`fs::extract`): no entry can land outside the context
+//! directory, whatever its name or links say.
+
+pub mod git;
+pub mod object;
+
+use super::EngineError;
+use crate::fs::compress::decompressor;
+use crate::fs::extract::{ExtractOptions, extract_tar};
+use bytes::Bytes;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+
+pub use git::{GitOptions, GitSource};
+pub use object::ObjectSource;
+
+/// Where a `--context` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextSource {
+    Dir(PathBuf),
+    Tar(PathBuf),
+    Stdin,
+    Https(String),
+    Git(GitSource),
+    Object(ObjectSource),
+}
+
+impl ContextSource {
+    /// Reads kaniko's `--context` spellings; `Err` names an unknown scheme.
+    pub fn parse(spec: &str) -> Result<ContextSource, String> {
+        let bad = |why: &str| format!("--context {}: {why}", shown_url(spec));
+        match spec.split_once("://") {
+            None => Ok(ContextSource::Dir(PathBuf::from(spec))),
+            Some(("dir", path)) => Ok(ContextSource::Dir(PathBuf::from(path))),
+            Some(("tar", "stdin" | "-")) => Ok(ContextSource::Stdin),
+            Some(("tar", path)) => Ok(ContextSource::Tar(PathBuf::from(path))),
+            Some(("git", rest)) => GitSource::parse(None, rest).map(ContextSource::Git),
+            Some((scheme @ ("https" | "http"), rest)) if git::is_repository_url(rest) => {
+                GitSource::parse(Some(scheme), rest).map(ContextSource::Git)
+            }
+            Some(("https", rest)) => match ObjectSource::parse_azure(rest) {
+                Some(azure) => azure.map(ContextSource::Object).map_err(|e| bad(&e)),
+                None => Ok(ContextSource::Https(spec.to_string())),
+            },
+            Some(("s3" | "gs", _)) => ObjectSource::parse(spec)
+                .map(ContextSource::Object)
+                .map_err(|e| bad(&e)),
+            Some((scheme, _)) => Err(bad(&format!(
+                "{scheme}:// contexts are not supported (dir://, tar://, https://, git://, \
+                 s3://, gs:// and Azure blob URLs are)"
+            ))),
+        }
+    }
+
+    /// Whether the context is a directory already (nothing to fetch).
+    pub fn is_dir(&self) -> bool {
+        matches!(self, ContextSource::Dir(_))
+    }
+
+    /// Fetches and unpacks the context into the empty directory `into`;
+    /// returns the context directory in it (a git context may name a
+    /// sub-directory).
+    pub fn fetch(&self, into: &Path, git: &GitOptions) -> Result<PathBuf, EngineError> {
+        match self {
+            ContextSource::Git(source) => source.fetch(into, git),
+            _ => self.fetch_tarball(into).map(|()| into.to_path_buf()),
+        }
+    }
+
+    fn fetch_tarball(&self, into: &Path) -> Result<(), EngineError> {
+        let (what, unpacked) = match self {
+            ContextSource::Dir(_) | ContextSource::Git(_) => return Ok(()),
+            ContextSource::Tar(path) => {
+                let what = format!("tar://{}", path.display());
+                let file = fs_err::File::open(path)?;
+                let unpacked = unpack(file, into, &what)?;
+                (what, unpacked)
+            }
+            ContextSource::Stdin => {
+                let what = "tar://stdin".to_string();
+                let unpacked = unpack(std::io::stdin().lock(), into, &what)?;
+                (what, unpacked)
+            }
+            ContextSource::Https(url) => {
+                let (what, url) = (shown_url(url), url.clone());
+                let unpacked = stream_unpack(&what, into, move |tx| fetch_url(&url, tx))?;
+                (what, unpacked)
+            }
+            ContextSource::Object(object) => {
+                let (what, source) = (object.shown(), object.clone());
+                let unpacked = stream_unpack(&what, into, move |tx| source.download(tx))?;
+                (what, unpacked)
+            }
+        };
+        unpacked.log(&what);
+        Ok(())
+    }
+}
+
+/// What an unpack read and wrote.
+#[derive(Debug, Clone, Copy)]
+struct Unpacked {
+    entries: usize,
+    bytes: u64,
+    seconds: f64,
+}
+
+impl Unpacked {
+    fn log(&self, what: &str) {
+        let seconds = self.seconds.max(1e-9);
+        log::info!(
+            "context {what}: {} entries from {:.1} MB in {:.2} s ({:.0} entries/s, {:.1} MB/s)",
+            self.entries,
+            self.bytes as f64 / 1e6,
+            self.seconds,
+            self.entries as f64 / seconds,
+            self.bytes as f64 / 1e6 / seconds,
+        );
+    }
+}
+
+/// Unpacks a tar or tar.gz stream into `into`.
+fn unpack<R: Read>(reader: R, into: &Path, what: &str) -> Result<Unpacked, EngineError> {
+    let started = Instant::now();
+    let bytes = std::cell::Cell::new(0u64);
+    let counted = Counted {
+        inner: reader,
+        bytes: &bytes,
+    };
+    let reader =
+        decompressor(BufReader::with_capacity(256 << 10, counted)).map_err(|e| fail(what, &e))?;
+    let changes = extract_tar(
+        reader,
+        into,
+        "",
+        ExtractOptions {
+            whiteouts: false,
+            chown: None,
+            skip: None,
+        },
+    )
+    .map_err(|e| fail(what, &e))?;
+    Ok(Unpacked {
+        entries: changes.changed.len(),
+        bytes: bytes.get(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn fail(what: &str, e: &dyn std::fmt::Display) -> EngineError {
+    EngineError::Invalid(format!("unpacking the build context {what}: {e}"))
+}
+
+/// A reader that counts what passes through it (the compressed size).
+struct Counted<'a, R> {
+    inner: R,
+    bytes: &'a std::cell::Cell<u64>,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.set(self.bytes.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Chunks a download hands over; the bound is what memory holds at most
+/// beyond the unpacker's buffers.
+const CHUNKS_IN_FLIGHT: usize = 64;
+
+/// Runs `download` on its own thread, feeding what it sends to the
+/// unpacker here. A download error wins over the unpack error it causes
+/// (a cut-off stream is reported as the download's failure).
+fn stream_unpack<F>(what: &str, into: &Path, download: F) -> Result<Unpacked, EngineError>
+where
+    F: FnOnce(&SyncSender<Bytes>) -> Result<(), String> + Send + 'static,
+{
+    let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
+    let downloader = std::thread::Builder::new()
+        .name("context-download".into())
+        .spawn(move || download(&tx))?;
+    let unpacked = unpack(
+        ChannelReader {
+            rx,
+            chunk: Bytes::new(),
+        },
+        into,
+        what,
+    );
+    // the receiver is gone: a download still running stops at its next send
+    let downloaded = downloader
+        .join()
+        .unwrap_or_else(|_| Err("the download thread panicked".to_string()));
+    match (downloaded, unpacked) {
+        (Err(e), _) => Err(EngineError::Invalid(format!(
+            "downloading the build context {what}: {e}"
+        ))),
+        (Ok(()), result) => result,
+    }
+}
+
+/// The unpacker's side of [`stream_unpack`]: the end of the channel is
+/// the end of the stream (a failed download is told apart by its thread).
+struct ChannelReader {
+    rx: Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(chunk) => self.chunk = chunk,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A current-thread runtime for one download thread.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `url`'s body down `tx`, streamed.
+fn fetch_url(url: &str, tx: &SyncSender<Bytes>) -> Result<(), String> {
+    use futures_util::StreamExt;
+    runtime()?.block_on(async {
+        let client = crate::registry::download_client().map_err(|e| e.without_url().to_string())?;
+        let response = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the server answered {status}"));
+        }
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| e.without_url().to_string())?;
+            if tx.send(chunk).is_err() {
+                break; // the unpacker stopped; its error is the one to tell
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The URL without user info or query (they may hold credentials).
+pub fn shown_url(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url);
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+            if path.is_empty() && !rest.contains('/') {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            }
+        }
+        None => no_query.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings() {
+        assert_eq!(
+            ContextSource::parse("dir:///ws").unwrap(),
+            ContextSource::Dir(PathBuf::from("/ws"))
+        );
+        assert_eq!(
+            ContextSource::parse("tar://stdin").unwrap(),
+            ContextSource::Stdin
+        );
+        assert_eq!(
+            ContextSource::parse("tar:///c.tar.gz").unwrap(),
+            ContextSource::Tar(PathBuf::from("/c.tar.gz"))
+        );
+        assert!(matches!(
+            ContextSource::parse("https://h/c.tar.gz").unwrap(),
+            ContextSource::Https(_)
+        ));
+        assert!(matches!(
+            ContextSource::parse("s3://b/c.tar.gz").unwrap(),
+            ContextSource::Object(_)
+        ));
+        assert!(matches!(
+            ContextSource::parse("https://acct.blob.core.windows.net/c/ctx.tar.gz").unwrap(),
+            ContextSource::Object(_)
+        ));
+        assert!(matches!(
+            ContextSource::parse("https://h/r.git").unwrap(),
+            ContextSource::Git(_)
+        ));
+        assert!(matches!(
+            ContextSource::parse("git://h/r.git#refs/heads/x").unwrap(),
+            ContextSource::Git(_)
+        ));
+        assert!(ContextSource::parse("ftp://h/c.tar.gz").is_err());
+        assert_eq!(
+            shown_url("https://user:secret@h.example/c.tar.gz?sig=abc"),
+            "https://h.example/c.tar.gz"
+        );
+        assert_eq!(
+            shown_url("https://h.example/a@b/c.tar.gz"),
+            "https://h.example/a@b/c.tar.gz"
+        );
+    }
+
+    #[test]
+    fn a_stream_is_read_across_chunks() {
+        let (tx, rx) = sync_channel(4);
+        for part in ["ab", "", "cde"] {
+            tx.send(Bytes::from(part)).unwrap();
+        }
+        drop(tx);
+        let mut text = String::new();
+        ChannelReader {
+            rx,
+            chunk: Bytes::new(),
+        }
+        .read_to_string(&mut text)
+        .unwrap();
+        assert_eq!(text, "abcde");
+    }
+}
