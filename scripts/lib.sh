@@ -55,3 +55,22 @@ n=\$(cat $file.n); echo \$((n + 1)) > $file.n; echo \$n
 SH
   chmod +x "$file"
 }
+
+# install_emulators DIR: the object-store emulators the context tests
+# start, pinned: moto (S3) and gcp-storage-emulator (GCS) with Microsoft's
+# blob client (to upload to Azurite) in a venv at DIR/venv, and Azurite
+# (Azure blob) from npm under DIR/node. Skipped when already there.
+install_emulators() {
+  local dir=$1
+  if [ ! -x "$dir/venv/bin/moto_server" ] || [ ! -x "$dir/venv/bin/gcp-storage-emulator" ]; then
+    echo "installing the S3 and GCS emulators into $dir/venv" >&2
+    python3 -m venv "$dir/venv"
+    "$dir/venv/bin/pip" install -q --disable-pip-version-check \
+      'moto[server]==5.2.5' 'gcp-storage-emulator==2026.7.19' 'azure-storage-blob==12.31.1'
+  fi
+  if [ ! -x "$dir/node/node_modules/.bin/azurite-blob" ]; then
+    echo "installing Azurite into $dir/node" >&2
+    mkdir -p "$dir/node"
+    npm install --silent --no-audit --no-fund --prefix "$dir/node" azurite@3.35.0 >/dev/null
+  fi
+}

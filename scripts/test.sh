@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the tests need (Debian packages;
-# run as root), then the quality gates and the whole test suite.
+# The README's test command: installs what the tests need (Debian packages,
+# run as root; the object-store emulators from PyPI and npm), then the
+# quality gates and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib.sh
 install_missing skopeo umoci podman zstd xz-utils tar docker-registry apache2-utils \
-  busybox-static openssl curl docker.io util-linux
+  busybox-static openssl curl docker.io util-linux git
+install_emulators "${SMELT_EMULATORS:-$PWD/target/emulators}"
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

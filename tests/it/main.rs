@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod emulators;
 mod git_server;
 mod harness;
 mod registry_server;
@@ -19,6 +20,7 @@ mod faults;
 mod git_contexts;
 mod in_place;
 mod multi_stage;
+mod object_contexts;
 mod push_pull;
 mod reproducible;
 mod run;
