@@ -5,7 +5,7 @@
 # (`buildah build --isolation chroot --layers`), all FROM the same
 # debootstrap'd Debian base in a registry on loopback.
 #
-# ./benches/compare.sh [small|stages|cache]
+# ./benches/compare.sh [small|stages|cache|context]
 # small (default), bench-small: FROM debian; RUN making 2,000 files; COPY of
 # 500 context files (64..4095 bytes, fixed seed); RUN deleting some; ENV,
 # WORKDIR, CMD.
@@ -17,6 +17,14 @@
 # on an empty runner (no local state; the cache repository was filled by
 # one build before the series), the same warm build on a base 10x the
 # size, and buildah cold.
+# context: reading and hashing a 50,000-file context (500 directories of
+# 100 files, 64..4095 bytes, fixed seed; `FROM scratch`, `COPY tree/
+# /tree/`): BuildKit, buildah and smelt from the directory, smelt from a
+# tar.gz (`tar://`) and from S3 (`s3://`, moto on loopback), all cold and
+# pushed; then smelt warm from each (`--cache --cache-copy-layers`, the
+# cache filled before the series): read, hash every file (the COPY key),
+# find the layer in the cache, push nothing new. Prints files/s and MB/s
+# (context bytes over the mean time) and smelt's own fetch figures.
 #
 # Cold means: every builder starts with no image and no cache. Each one's
 # prepare step empties its store (BuildKit: image and builder prune;
@@ -77,7 +85,31 @@ for i in range(500):
     with open(os.path.join(sys.argv[1], "file-%03d.txt" % i), "wb") as f:
         f.write(bytes(random.getrandbits(8) for _ in range(n)))
 PY
-if [ "$bench" = stages ]; then
+if [ "$bench" = context ]; then
+ctx=$work/ctx50k
+mkdir -p "$ctx/tree"
+python3 - "$ctx/tree" <<'PY'
+import os, random, sys
+random.seed(42)
+for d in range(500):
+    os.mkdir(os.path.join(sys.argv[1], "d%03d" % d))
+    for i in range(100):
+        with open(os.path.join(sys.argv[1], "d%03d" % d, "f%03d.txt" % i), "wb") as f:
+            f.write(random.randbytes(random.randint(64, 4095)))
+PY
+printf 'FROM scratch\nCOPY tree/ /tree/\n' > "$ctx/Dockerfile"
+tar -C "$ctx" -czf "$work/ctx50k.tar.gz" .
+ctx_bytes=$(du -sb --apparent-size "$ctx/tree" | cut -f1)
+# S3: moto on loopback (the test command's pinned install)
+install_emulators "${SMELT_EMULATORS:-$PWD/target/emulators}"
+s3_port=$((40000 + RANDOM % 20000))
+"${SMELT_EMULATORS:-$PWD/target/emulators}/venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$work/moto.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$s3_port/" >/dev/null && break; sleep 0.2; done
+curl -sSf -X PUT "http://127.0.0.1:$s3_port/bench" >/dev/null
+curl -sSf -T "$work/ctx50k.tar.gz" "http://127.0.0.1:$s3_port/bench/ctx50k.tar.gz" >/dev/null
+s3_env="S3_ENDPOINT=http://127.0.0.1:$s3_port S3_FORCE_PATH_STYLE=true AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench"
+elif [ "$bench" = stages ]; then
 cat > "$ctx/Dockerfile" <<DF
 FROM $base AS one
 RUN sleep 2 && echo one > /one
@@ -149,6 +181,53 @@ SH
 chmod +x "$work"/docker-build "$work"/docker-reset "$work"/buildah-build "$work"/buildah-reset "$work"/smelt-build
 
 out=${OUT:-$work}
+if [ "$bench" = context ]; then
+for kind in dir targz s3; do
+  case $kind in
+    dir) src=$ctx; pre= ;;
+    targz) src=tar://$work/ctx50k.tar.gz; pre= ;;
+    s3) src=s3://bench/ctx50k.tar.gz; pre="env $s3_env" ;;
+  esac
+  cat > "$work/smelt-$kind" <<SH
+#!/bin/sh
+set -e
+$pre $smelt build -c $src -f Dockerfile -v \${LOG:-error} -d $reg/smelt-$kind-\$($work/next):1 >/dev/null
+SH
+  cat > "$work/smelt-warm-$kind" <<SH
+#!/bin/sh
+set -e
+$pre $smelt build -c $src -f Dockerfile -v \${LOG:-error} --cache --cache-copy-layers --cache-repo $reg/cache-ctx -d $reg/smelt-warm-$kind-\$($work/next):1 >/dev/null
+SH
+  chmod +x "$work/smelt-$kind" "$work/smelt-warm-$kind"
+done
+"$work/smelt-warm-dir" # fills cache-ctx
+hyperfine --runs "$runs" --warmup 1 --export-markdown "$out/compare.md" --export-json "$out/compare.json" \
+  --prepare "$work/docker-reset" -n buildkit-dir "$work/docker-build" \
+  --prepare "$work/buildah-reset" -n buildah-dir "$work/buildah-build" \
+  --prepare true -n smelt-dir "$work/smelt-dir" \
+  --prepare true -n smelt-targz "$work/smelt-targz" \
+  --prepare true -n smelt-s3 "$work/smelt-s3" \
+  --prepare true -n smelt-warm-dir "$work/smelt-warm-dir" \
+  --prepare true -n smelt-warm-targz "$work/smelt-warm-targz" \
+  --prepare true -n smelt-warm-s3 "$work/smelt-warm-s3"
+cat "$out/compare.md"
+echo "context: 50000 files, $ctx_bytes bytes; tar.gz $(stat -c %s "$work/ctx50k.tar.gz") bytes"
+python3 - "$out/compare.json" "$ctx_bytes" <<'PY'
+import json, sys
+bytes_ = int(sys.argv[2])
+for r in json.load(open(sys.argv[1]))["results"]:
+    m = r["mean"]
+    print(f"  {r['command']:18} {m:7.3f} s  {50000 / m:9.0f} files/s  {bytes_ / m / 1e6:7.1f} MB/s")
+PY
+echo "smelt's fetch figures (one run each, -v info):"
+for kind in targz s3; do LOG=info "$work/smelt-warm-$kind" 2>&1 | grep -E "context (tar|s3)://" | sed 's/^/  /'; done
+echo "peak RSS (one run each, /usr/bin/time -v):"
+for b in smelt-dir smelt-s3 smelt-warm-s3; do
+  kb=$(/usr/bin/time -v "$work/$b" 2>&1 >/dev/null | awk -F': ' '/Maximum resident/ {print $2}')
+  echo "  $b: $kb kB"
+done
+exit 0
+fi
 if [ "$bench" = cache ]; then
 cat > "$work/smelt-cold" <<SH
 #!/bin/sh

@@ -243,7 +243,7 @@ fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
                 .map_err(|e| {
                     (
                         EXIT_BUILD,
-                        format!("--context {}: {e}", source_shown(&spec)),
+                        format!("--context {}: {e}", engine::source::shown_url(&spec)),
                     )
                 })?;
             let context = remote
@@ -257,10 +257,6 @@ fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
         fetched,
         dockerfile,
     })
-}
-
-fn source_shown(spec: &str) -> String {
-    engine::source::shown_url(spec)
 }
 
 /// Turns flags (checked by `check_flags`) and the prepared inputs into

@@ -67,11 +67,6 @@ impl ContextSource {
         }
     }
 
-    /// Whether the context is a directory already (nothing to fetch).
-    pub fn is_dir(&self) -> bool {
-        matches!(self, ContextSource::Dir(_))
-    }
-
     /// Fetches and unpacks the context into the empty directory `into`;
     /// returns the context directory in it (a git context may name a
     /// sub-directory).
