@@ -103,13 +103,16 @@ pub fn run(args: &[OsString]) -> i32 {
         }
     };
     // usage errors first: nothing is fetched for a build that cannot run
-    if let Err(e) = check_flags(&flags) {
-        eprintln!("error: {e}");
-        return EXIT_USAGE;
-    }
+    let context = match check_flags(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     // a context that is not a directory is fetched into one first; a
     // Dockerfile from stdin is written to a file
-    let prepared = match prepare_inputs(&flags) {
+    let prepared = match prepare_inputs(&flags, context) {
         Ok(p) => p,
         Err((code, e)) => {
             eprintln!("error: {e}");
@@ -155,9 +158,19 @@ fn non_empty(s: &str) -> Option<PathBuf> {
     (!s.is_empty()).then(|| PathBuf::from(s))
 }
 
+/// Where the context comes from, as `check_flags` read it.
+#[derive(Debug)]
+struct ContextChoice {
+    source: engine::source::ContextSource,
+    git: engine::source::GitOptions,
+    /// The spelling, without credentials, for messages.
+    shown: String,
+}
+
 /// Refuses flags set to what smelt does not implement, a build with
-/// nowhere to go, and a context or `--git` value it cannot read.
-fn check_flags(f: &ExecutorFlags) -> Result<(), String> {
+/// nowhere to go, and a context or `--git` value it cannot read; returns
+/// the context it read.
+fn check_flags(f: &ExecutorFlags) -> Result<ContextChoice, String> {
     let unsupported = f.unsupported();
     if !unsupported.is_empty() {
         return Err(format!(
@@ -168,9 +181,12 @@ fn check_flags(f: &ExecutorFlags) -> Result<(), String> {
     if !f.no_push && f.destinations.is_empty() {
         return Err("you must provide --destination, or use --no-push".to_string());
     }
-    engine::source::ContextSource::parse(&context_spec(f))?;
-    git_options(f)?;
-    Ok(())
+    let spec = context_spec(f);
+    Ok(ContextChoice {
+        source: engine::source::ContextSource::parse(&spec)?,
+        git: git_options(f)?,
+        shown: engine::source::shown_url(&spec),
+    })
 }
 
 /// `--context`, or kaniko's `--bucket` (a `gs://` bucket unless it names a
@@ -210,10 +226,9 @@ pub struct Prepared {
 
 /// Fetches a context that is not a local directory (tarball, git, object
 /// store) into a directory, and reads `--dockerfile -` from stdin.
-fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
+fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, (i32, String)> {
     use engine::source::ContextSource;
-    let spec = context_spec(f);
-    let source = ContextSource::parse(&spec).map_err(|e| (EXIT_USAGE, e))?;
+    let ContextChoice { source, git, shown } = choice;
     let mut dockerfile = None;
     if f.dockerfile == "-" {
         if source == ContextSource::Stdin {
@@ -236,16 +251,10 @@ fn prepare_inputs(f: &ExecutorFlags) -> Result<Prepared, (i32, String)> {
     let (context, fetched) = match source {
         ContextSource::Dir(path) => (path, None),
         remote => {
-            let git = git_options(f).map_err(|e| (EXIT_USAGE, e))?;
             let dir = tempfile::Builder::new()
                 .prefix("smelt-context-")
                 .tempdir()
-                .map_err(|e| {
-                    (
-                        EXIT_BUILD,
-                        format!("--context {}: {e}", engine::source::shown_url(&spec)),
-                    )
-                })?;
+                .map_err(|e| (EXIT_BUILD, format!("--context {shown}: {e}")))?;
             let context = remote
                 .fetch(dir.path(), &git)
                 .map_err(|e| (EXIT_BUILD, e.to_string()))?;
@@ -461,39 +470,11 @@ fn cache_ttl(f: &ExecutorFlags) -> Result<std::time::Duration, String> {
 }
 
 /// A Go duration as kaniko's flags take it (`336h0m0s`, `6h`, `90m`,
-/// `1.5h`, `500ms`).
+/// `1.5h`, `500ms`): the Dockerfile front end's parser (HEALTHCHECK's).
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || "want a duration such as 6h, 90m or 336h0m0s".to_string();
-    if s == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return Err(bad()),
-        };
-        total += value * seconds;
-        rest = &rest[unit_len..];
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
+    crate::dockerfile::instruction::parse_go_duration(s)
+        .map(std::time::Duration::from_nanos)
+        .ok_or_else(|| "want a duration such as 6h, 90m or 336h0m0s".to_string())
 }
 
 /// Whether this binary is the executor of a kaniko-style image
