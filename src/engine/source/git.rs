@@ -25,7 +25,9 @@
 //! it. The `.git` directory is left out of the context, as BuildKit does,
 //! unless the build argument `BUILDKIT_CONTEXT_KEEP_GIT_DIR=1` is given.
 
+use super::env;
 use crate::engine::EngineError;
+use crate::fs::tree::remove_any;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -208,10 +210,11 @@ impl GitSource {
         }
         let head = git.run(&["rev-parse", "HEAD"]).map_err(fail)?;
         if !options.keep_git_dir {
+            // a submodule's .git is a file naming its directory in ours
             for path in &submodules {
-                remove_git_dir(&into.join(path).join(".git"))?;
+                remove_any(&into.join(path).join(".git"))?;
             }
-            remove_git_dir(&into.join(".git"))?;
+            remove_any(&into.join(".git"))?;
         }
         log::info!(
             "context {}: {described} at {} ({} submodules) in {:.2} s",
@@ -225,17 +228,6 @@ impl GitSource {
             None => into.to_path_buf(),
         })
     }
-}
-
-/// Removes a `.git` directory, or the `.git` file a submodule has.
-fn remove_git_dir(path: &Path) -> Result<(), EngineError> {
-    match fs_err::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs_err::remove_dir_all(path)?,
-        Ok(_) => fs_err::remove_file(path)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(())
 }
 
 /// `git` commands in one work tree, with the credentials and TLS
@@ -253,10 +245,9 @@ struct Git<'a> {
 
 impl<'a> Git<'a> {
     fn new(dir: &'a Path, url: &str, options: &GitOptions) -> Git<'a> {
-        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-        let (user, password) = match var("GIT_TOKEN") {
+        let (user, password) = match env("GIT_TOKEN") {
             Some(token) => (Some(token), None),
-            None => (var("GIT_USERNAME"), var("GIT_PASSWORD")),
+            None => (env("GIT_USERNAME"), env("GIT_PASSWORD")),
         };
         let mut secrets: Vec<String> = user.iter().chain(&password).cloned().collect();
         // a password written into the URL itself

@@ -23,7 +23,6 @@ use crate::fs::extract::{ExtractOptions, extract_tar};
 use bytes::Bytes;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
 pub use git::{GitOptions, GitSource};
@@ -93,7 +92,7 @@ impl ContextSource {
             }
             ContextSource::Https(url) => {
                 let (what, url) = (shown_url(url), url.clone());
-                let unpacked = stream_unpack(&what, into, move |tx| fetch_url(&url, tx))?;
+                let unpacked = stream_unpack(&what, into, move |tx| fetch_url(url, tx))?;
                 (what, unpacked)
             }
             ContextSource::Object(object) => {
@@ -179,17 +178,30 @@ impl<R: Read> Read for Counted<'_, R> {
 /// beyond the unpacker's buffers.
 const CHUNKS_IN_FLIGHT: usize = 64;
 
-/// Runs `download` on its own thread, feeding what it sends to the
-/// unpacker here. A download error wins over the unpack error it causes
-/// (a cut-off stream is reported as the download's failure).
-fn stream_unpack<F>(what: &str, into: &Path, download: F) -> Result<Unpacked, EngineError>
+/// The download side of [`stream_unpack`]'s channel.
+pub type ChunkSender = tokio::sync::mpsc::Sender<Bytes>;
+
+/// Runs the download `download` makes on a thread of its own (a
+/// current-thread runtime), feeding what it sends to the unpacker here.
+/// The download awaits room in the channel, so a slow disk slows it down
+/// without blocking its runtime. A download error wins over the unpack
+/// error it causes (a cut-off stream is reported as the download's
+/// failure).
+fn stream_unpack<F, Fut>(what: &str, into: &Path, download: F) -> Result<Unpacked, EngineError>
 where
-    F: FnOnce(&SyncSender<Bytes>) -> Result<(), String> + Send + 'static,
+    F: FnOnce(ChunkSender) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>>,
 {
-    let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
+    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
     let downloader = std::thread::Builder::new()
         .name("context-download".into())
-        .spawn(move || download(&tx))?;
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(download(tx))
+        })?;
     let unpacked = unpack(
         ChannelReader {
             rx,
@@ -213,16 +225,16 @@ where
 /// The unpacker's side of [`stream_unpack`]: the end of the channel is
 /// the end of the stream (a failed download is told apart by its thread).
 struct ChannelReader {
-    rx: Receiver<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
     chunk: Bytes,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.recv() {
-                Ok(chunk) => self.chunk = chunk,
-                Err(_) => return Ok(0),
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk,
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.chunk.len());
@@ -231,37 +243,52 @@ impl Read for ChannelReader {
     }
 }
 
-/// A current-thread runtime for one download thread.
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
+/// Sends a body's chunks down `tx` until it ends, or until the unpacker
+/// stops reading (its error is then the one to tell).
+async fn forward<E>(
+    body: impl futures_util::Stream<Item = Result<Bytes, E>>,
+    tx: &ChunkSender,
+    fail: impl Fn(E) -> String,
+) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        if tx.send(chunk.map_err(&fail)?).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Sends `request` and streams a successful answer's body down `tx`; for
+/// any other status, `refused(status, body)` says what went wrong.
+async fn get_streamed(
+    request: reqwest::RequestBuilder,
+    tx: &ChunkSender,
+    refused: impl FnOnce(reqwest::StatusCode, &str) -> String,
+) -> Result<(), String> {
+    let no_url = |e: reqwest::Error| e.without_url().to_string();
+    let response = request.send().await.map_err(no_url)?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        return Err(refused(status, &body));
+    }
+    forward(response.bytes_stream(), tx, no_url).await
 }
 
 /// Sends `url`'s body down `tx`, streamed.
-fn fetch_url(url: &str, tx: &SyncSender<Bytes>) -> Result<(), String> {
-    use futures_util::StreamExt;
-    runtime()?.block_on(async {
-        let client = crate::registry::download_client().map_err(|e| e.without_url().to_string())?;
-        let response = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("the server answered {status}"));
-        }
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| e.without_url().to_string())?;
-            if tx.send(chunk).is_err() {
-                break; // the unpacker stopped; its error is the one to tell
-            }
-        }
-        Ok(())
+async fn fetch_url(url: String, tx: ChunkSender) -> Result<(), String> {
+    let client = crate::registry::download_client().map_err(|e| e.without_url().to_string())?;
+    get_streamed(client.get(&url), &tx, |status, _| {
+        format!("the server answered {status}")
     })
+    .await
+}
+
+/// A non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// The URL without user info or query (they may hold credentials).
@@ -332,9 +359,9 @@ mod tests {
 
     #[test]
     fn a_stream_is_read_across_chunks() {
-        let (tx, rx) = sync_channel(4);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
         for part in ["ab", "", "cde"] {
-            tx.send(Bytes::from(part)).unwrap();
+            tx.try_send(Bytes::from(part)).unwrap();
         }
         drop(tx);
         let mut text = String::new();

@@ -18,11 +18,10 @@
 //!
 //! As in kaniko, a path that is empty names `context.tar.gz`.
 
-use bytes::Bytes;
+use super::{ChunkSender, env, forward, get_streamed};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
-use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 /// kaniko's object name when a bucket URL names none.
@@ -101,113 +100,11 @@ impl ObjectSource {
     }
 
     /// Streams the object down `tx`.
-    pub fn download(&self, tx: &SyncSender<Bytes>) -> Result<(), String> {
-        use futures_util::StreamExt;
-        let rt = super::runtime()?;
-        if self.store == Store::Gcs {
-            return rt.block_on(self.gcs_download(tx));
-        }
-        let store = self.client()?;
-        let key = ObjectPath::from(self.key.as_str());
-        rt.block_on(async {
-            let object = store.get(&key).await.map_err(|e| self.explain(&e))?;
-            let mut body = object.into_stream();
-            while let Some(chunk) = body.next().await {
-                if tx.send(chunk.map_err(|e| self.explain(&e))?).is_err() {
-                    break; // the unpacker stopped; its error is the one to tell
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// A GCS object through the XML API's plain GET, with object_store's
-    /// credentials (application default credentials, service accounts,
-    /// the metadata server). object_store's own `get` insists on a
-    /// `Last-Modified` header that GCS sends but its emulators do not.
-    async fn gcs_download(&self, tx: &SyncSender<Bytes>) -> Result<(), String> {
-        use futures_util::StreamExt;
-        let emulator = env("STORAGE_EMULATOR_HOST").map(|host| {
-            if host.contains("://") {
-                host
-            } else {
-                format!("http://{host}")
-            }
-        });
-        let base = emulator
-            .clone()
-            .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
-        let url = format!(
-            "{}/{}/{}",
-            base.trim_end_matches('/'),
-            self.bucket,
-            encode_path(&self.key)
-        );
-        let client = crate::registry::download_client().map_err(|e| e.to_string())?;
-        let mut request = client.get(&url);
-        if emulator.is_none() {
-            let gcs = self
-                .gcs_builder()
-                .and_then(|b| b.build())
-                .map_err(|e| self.explain(&e))?;
-            let token = gcs
-                .credentials()
-                .get_credential()
-                .await
-                .map_err(|e| format!("getting GCS credentials: {e}"))?;
-            request = request.bearer_auth(&token.bearer);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let detail = xml_error(&body).unwrap_or_else(|| status.to_string());
-            return Err(match status.as_u16() {
-                404 => format!("bucket or object not found ({detail})"),
-                401 => format!("authentication refused ({detail})"),
-                403 => format!("access denied ({detail})"),
-                _ => format!("the server answered {status} ({detail})"),
-            });
-        }
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            if tx
-                .send(chunk.map_err(|e| e.without_url().to_string())?)
-                .is_err()
-            {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    /// What failed, in words; object_store's own text follows (it names
-    /// the request, never the credentials, which travel in headers).
-    fn explain(&self, e: &object_store::Error) -> String {
-        let what = match &self.store {
-            Store::Azure { .. } => "container or blob",
-            _ => "bucket or object",
-        };
-        let text = e.to_string();
-        // the service's own words, when its XML error body is in the text
-        let detail = xml_error(&text).unwrap_or(text);
-        match e {
-            object_store::Error::NotFound { .. } => format!("{what} not found ({detail})"),
-            object_store::Error::PermissionDenied { .. } => format!("access denied ({detail})"),
-            object_store::Error::Unauthenticated { .. } => {
-                format!("authentication refused ({detail})")
-            }
-            _ => detail,
-        }
-    }
-
-    fn client(&self) -> Result<Arc<dyn ObjectStore>, String> {
+    pub async fn download(self, tx: ChunkSender) -> Result<(), String> {
         use object_store::{aws, azure};
-        let options = client_options()?;
+        let options = client_options();
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match &self.store {
+            Store::Gcs => return self.gcs_download(&tx).await,
             Store::S3 => {
                 let builder = aws::AmazonS3Builder::new().with_client_options(options);
                 let builder = from_env(builder, "AWS_", aws::AmazonS3Builder::with_config);
@@ -215,10 +112,6 @@ impl ObjectSource {
                     .build()
                     .map(|s| Arc::new(s) as _)
             }
-            Store::Gcs => self
-                .gcs_builder()
-                .and_then(|b| b.build())
-                .map(|s| Arc::new(s) as _),
             Store::Azure { account } => {
                 let mut builder = azure::MicrosoftAzureBuilder::new().with_client_options(options);
                 builder = from_env(builder, "AZURE_", azure::MicrosoftAzureBuilder::with_config);
@@ -235,25 +128,90 @@ impl ObjectSource {
                     .map(|s| Arc::new(s) as _)
             }
         };
-        built.map_err(|e| format!("setting up the client: {e}"))
+        let store = built.map_err(|e| format!("setting up the client: {e}"))?;
+        let key = ObjectPath::from(self.key.as_str());
+        let object = store.get(&key).await.map_err(|e| self.explain(&e))?;
+        forward(object.into_stream(), &tx, |e| self.explain(&e)).await
     }
-}
 
-impl ObjectSource {
-    fn gcs_builder(
-        &self,
-    ) -> Result<object_store::gcp::GoogleCloudStorageBuilder, object_store::Error> {
+    /// A GCS object through the XML API's plain GET, with object_store's
+    /// credentials (application default credentials, service accounts,
+    /// the metadata server). object_store's own `get` insists on a
+    /// `Last-Modified` header that GCS sends but its emulators do not.
+    async fn gcs_download(&self, tx: &ChunkSender) -> Result<(), String> {
         use object_store::gcp::GoogleCloudStorageBuilder;
-        let options = client_options().map_err(|e| object_store::Error::Generic {
-            store: "GCS",
-            source: e.into(),
-        })?;
-        let mut builder = GoogleCloudStorageBuilder::new().with_client_options(options);
-        builder = from_env(builder, "GOOGLE_", GoogleCloudStorageBuilder::with_config);
-        if let Some(path) = env("SERVICE_ACCOUNT") {
-            builder = builder.with_service_account_path(path);
+        let emulator = env("STORAGE_EMULATOR_HOST").map(|host| {
+            if host.contains("://") {
+                host
+            } else {
+                format!("http://{host}")
+            }
+        });
+        let base = emulator
+            .as_deref()
+            .unwrap_or("https://storage.googleapis.com");
+        let mut url = reqwest::Url::parse(base).map_err(|e| format!("{base}: {e}"))?;
+        url.path_segments_mut()
+            .map_err(|()| format!("{base}: not a base URL"))?
+            .pop_if_empty()
+            .push(&self.bucket)
+            .extend(self.key.split('/'));
+        let client = crate::registry::download_client().map_err(|e| e.to_string())?;
+        let mut request = client.get(url);
+        if emulator.is_none() {
+            let mut builder =
+                GoogleCloudStorageBuilder::new().with_client_options(client_options());
+            builder = from_env(builder, "GOOGLE_", GoogleCloudStorageBuilder::with_config);
+            if let Some(path) = env("SERVICE_ACCOUNT") {
+                builder = builder.with_service_account_path(path);
+            }
+            let gcs = builder
+                .with_bucket_name(&self.bucket)
+                .build()
+                .map_err(|e| self.explain(&e))?;
+            let token = gcs
+                .credentials()
+                .get_credential()
+                .await
+                .map_err(|e| format!("getting GCS credentials: {e}"))?;
+            request = request.bearer_auth(&token.bearer);
         }
-        Ok(builder.with_bucket_name(&self.bucket))
+        get_streamed(request, tx, |status, body| {
+            let detail = xml_error(body).unwrap_or_else(|| status.to_string());
+            self.worded(Some(status.as_u16()), detail)
+                .unwrap_or_else(|detail| format!("the server answered {status} ({detail})"))
+        })
+        .await
+    }
+
+    /// What failed, in words; object_store's own text follows (it names
+    /// the request, never the credentials, which travel in headers).
+    fn explain(&self, e: &object_store::Error) -> String {
+        let text = e.to_string();
+        // the service's own words, when its XML error body is in the text
+        let detail = xml_error(&text).unwrap_or(text);
+        let status = match e {
+            object_store::Error::NotFound { .. } => Some(404),
+            object_store::Error::Unauthenticated { .. } => Some(401),
+            object_store::Error::PermissionDenied { .. } => Some(403),
+            _ => None,
+        };
+        self.worded(status, detail).unwrap_or_else(|detail| detail)
+    }
+
+    /// A refusal the status names, in words with the service's `detail`;
+    /// `Err(detail)` for any other.
+    fn worded(&self, status: Option<u16>, detail: String) -> Result<String, String> {
+        let what = match &self.store {
+            Store::Azure { .. } => "container or blob",
+            _ => "bucket or object",
+        };
+        match status {
+            Some(404) => Ok(format!("{what} not found ({detail})")),
+            Some(401) => Ok(format!("authentication refused ({detail})")),
+            Some(403) => Ok(format!("access denied ({detail})")),
+            _ => Err(detail),
+        }
     }
 }
 
@@ -269,20 +227,6 @@ fn xml_error(body: &str) -> Option<String> {
         (Some(code), Some(message)) => Some(format!("{code}: {message}")),
         (code, message) => code.or(message),
     }
-}
-
-/// A key as a URL path: unreserved characters and `/` stay, the rest is
-/// percent-encoded.
-fn encode_path(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// What the builders' own `from_env` does, on a builder that already has
@@ -303,24 +247,18 @@ fn from_env<B, K: std::str::FromStr>(
     builder
 }
 
-/// A non-empty environment variable.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 /// The HTTP client: smelt's CA roots, no whole-request time limit (a
 /// context may take minutes), but a read timeout for a stalled one.
-fn client_options() -> Result<object_store::ClientOptions, String> {
-    let mut options = object_store::ClientOptions::new()
+fn client_options() -> object_store::ClientOptions {
+    let options = object_store::ClientOptions::new()
         .with_timeout_disabled()
         .with_connect_timeout(Duration::from_secs(30))
         .with_read_timeout(Duration::from_secs(120))
         .with_no_system_certificates(true);
-    for der in crate::registry::ca_roots_der() {
-        let cert = object_store::Certificate::from_der(der).map_err(|e| e.to_string())?;
-        options = options.with_root_certificate(cert);
-    }
-    Ok(options)
+    crate::registry::ca_roots_der()
+        .iter()
+        .filter_map(|der| object_store::Certificate::from_der(der).ok())
+        .fold(options, object_store::ClientOptions::with_root_certificate)
 }
 
 /// S3 settings: the environment, kaniko's endpoint variables, and the
