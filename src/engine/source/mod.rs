@@ -67,12 +67,24 @@ impl ContextSource {
     }
 
     /// Fetches and unpacks the context into the empty directory `into`;
-    /// returns the context directory in it (a git context may name a
-    /// sub-directory).
+    /// returns the context directory in it (a git context may also name
+    /// a sub-directory).
+    ///
+    /// The files land in a directory of a random name inside `into`,
+    /// which is marked a top of hierarchy (`tree::mark_top_dir`), as build
+    /// roots are: ext4 then places it away from the inodes the last build
+    /// freed, instead of scanning past them for every file (unpacking a
+    /// 50,000-file context went from 3 s to 26 s over three builds in a
+    /// row without it).
     pub fn fetch(&self, into: &Path, git: &GitOptions) -> Result<PathBuf, EngineError> {
+        crate::fs::tree::mark_top_dir(into);
+        let dir = tempfile::Builder::new()
+            .prefix("context-")
+            .tempdir_in(into)?
+            .keep();
         match self {
-            ContextSource::Git(source) => source.fetch(into, git),
-            _ => self.fetch_tarball(into).map(|()| into.to_path_buf()),
+            ContextSource::Git(source) => source.fetch(&dir, git),
+            _ => self.fetch_tarball(&dir).map(|()| dir),
         }
     }
 
