@@ -3,7 +3,7 @@
 //! Dockerfile read from stdin. A tarball never writes outside its context.
 
 use crate::harness::{TestContext, tool, tree};
-use crate::registry_server::{TestCa, free_port};
+use crate::registry_server::{TestCa, free_port, wait_for};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -60,6 +60,21 @@ pub fn smelt(t: &TestContext, args: &[&str], stdin: &[u8], env: &[(&str, &str)])
     log
 }
 
+/// Runs `smelt build --no-push` with `args` and `env`, which must fail as
+/// a build does (exit 1); returns its stderr.
+pub fn smelt_fails(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(crate::harness::smelt_bin())
+        .args(["build", "--no-push"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
 pub fn assert_context_copied(t: &TestContext) {
     let listing = tree(&t.unpack());
     assert!(
@@ -110,12 +125,7 @@ fn an_https_tarball_is_a_context() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for(&format!("127.0.0.1:{port}"), "openssl s_server");
     let url = format!("https://127.0.0.1:{port}/context.tar.gz");
     let ca_file = ca.ca_cert.to_str().unwrap().to_string();
     smelt(
@@ -210,13 +220,7 @@ fn a_context_that_cannot_be_fetched_names_it() {
             "downloading the build context https://127.0.0.1:1/context.tar.gz",
         ),
     ] {
-        let out = Command::new(crate::harness::smelt_bin())
-            .args(["build", "--no-push", "--context", context])
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        let err = smelt_fails(&["--context", context], &[]);
         assert!(err.contains(want), "{err}");
         assert!(!err.contains("secret") && !err.contains("hidden"), "{err}");
     }

@@ -47,13 +47,19 @@ impl Emulator {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn start(program: &Path, args: &[String], port: u16, data: tempfile::TempDir) -> Emulator {
+    /// Starts `rel` (under the emulators' directory) on a free loopback
+    /// port with the arguments `args` gives for that port and a data
+    /// directory; waits until it listens.
+    fn start(rel: &str, args: impl FnOnce(String, &Path) -> Vec<String>) -> Emulator {
+        let program = program(rel);
+        let port = free_port();
+        let data = tempfile::tempdir().unwrap();
         let log = fs_err::File::create(data.path().join("emulator.log"))
             .unwrap()
             .into_parts()
             .0;
-        let child = Command::new(program)
-            .args(args)
+        let child = Command::new(&program)
+            .args(args(port.to_string(), data.path()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -81,57 +87,45 @@ impl Emulator {
 
     /// moto's S3 server.
     pub fn s3() -> Emulator {
-        let port = free_port();
-        let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
-        Self::start(
-            &program("venv/bin/moto_server"),
-            &args,
-            port,
-            tempfile::tempdir().unwrap(),
-        )
+        Self::start("venv/bin/moto_server", |port, _| {
+            ["-H", "127.0.0.1", "-p", &port].map(String::from).to_vec()
+        })
     }
 
     /// gcp-storage-emulator, in memory.
     pub fn gcs() -> Emulator {
-        let port = free_port();
-        let args = [
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--in-memory",
-        ]
-        .map(String::from);
-        Self::start(
-            &program("venv/bin/gcp-storage-emulator"),
-            &args,
-            port,
-            tempfile::tempdir().unwrap(),
-        )
+        Self::start("venv/bin/gcp-storage-emulator", |port, _| {
+            [
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--in-memory",
+            ]
+            .map(String::from)
+            .to_vec()
+        })
     }
 
-    /// Azurite's blob service, storing in a temporary directory.
+    /// Azurite's blob service, storing in the data directory.
     pub fn azure() -> Emulator {
-        let port = free_port();
-        let data = tempfile::tempdir().unwrap();
-        let args = [
-            "--blobHost".to_string(),
-            "127.0.0.1".to_string(),
-            "--blobPort".to_string(),
-            port.to_string(),
-            "--location".to_string(),
-            data.path().display().to_string(),
-            "--skipApiVersionCheck".to_string(),
-            "--disableTelemetry".to_string(),
-            "--silent".to_string(),
-        ];
-        Self::start(
-            &program("node/node_modules/.bin/azurite-blob"),
-            &args,
-            port,
-            data,
-        )
+        Self::start("node/node_modules/.bin/azurite-blob", |port, data| {
+            let data = data.display().to_string();
+            [
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port,
+                "--location",
+                &data,
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--silent",
+            ]
+            .map(String::from)
+            .to_vec()
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! tags, commits, sub-directories, submodules, and errors that name what
 //! failed without the credentials.
 
-use crate::contexts::smelt;
+use crate::contexts::{smelt, smelt_fails};
 use crate::git_server::{PASSWORD, Repos, TOKEN, USER, git_daemon, git_http};
 use crate::harness::{TestContext, tree};
 use std::process::Command;
@@ -18,19 +18,9 @@ fn listing(context: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
     tree(&t.unpack())
 }
 
-/// Runs a build that must fail; returns its stderr.
+/// Runs a build from `--context context` that must fail; its stderr.
 fn failure(context: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(crate::harness::smelt_bin());
-    cmd.args(["build", "--no-push", "--context", context])
-        .args(extra)
-        .env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    err
+    smelt_fails(&[&["--context", context], extra].concat(), env)
 }
 
 #[track_caller]

@@ -2,12 +2,11 @@
 //! git protocol) and git's smart HTTP, `git http-backend` run as a CGI
 //! program behind a small HTTP server that asks for basic auth.
 
-use crate::registry_server::free_port;
+use crate::registry_server::{free_port, wait_for};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The user and password the HTTP server takes, and a token it takes as
 /// a user name with no password (kaniko's `GIT_TOKEN`).
@@ -127,17 +126,6 @@ impl Drop for Server {
     }
 }
 
-fn wait_for(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `git daemon` serving `repos` on a loopback port.
 pub fn git_daemon(repos: &Repos) -> Server {
     let port = free_port();
@@ -155,7 +143,7 @@ pub fn git_daemon(repos: &Repos) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("git daemon");
-    wait_for(port);
+    wait_for(&format!("127.0.0.1:{port}"), "git daemon");
     Server {
         port,
         child: Some(child),

@@ -4,28 +4,16 @@
 //! with `AZURE_STORAGE_ACCESS_KEY`. Errors name the object and what the
 //! service said, never a secret.
 
-use crate::contexts::{DOCKERFILE, assert_context_copied, context_tarball, smelt};
+use crate::contexts::{DOCKERFILE, assert_context_copied, context_tarball, smelt, smelt_fails};
 use crate::emulators::{AZURE_ACCOUNT, AZURE_KEY, Emulator, python};
 use crate::harness::{TestContext, tool};
 use std::path::Path;
-use std::process::Command;
 
 const SECRET: &str = "s3cr3t-never-shown";
 
-/// A build that must fail (exit 1); its stderr.
+/// A build that must fail (exit 1) without showing [`SECRET`]; its stderr.
 fn failure(args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(crate::harness::smelt_bin());
-    cmd.args(["build", "--no-push"])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = smelt_fails(args, env);
     assert!(!err.contains(SECRET), "{err}");
     err
 }

@@ -54,12 +54,14 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn wait_for(host: &str) {
+/// Waits until something accepts connections on `host` (`what`, for the
+/// message if nothing does within 20 s).
+pub fn wait_for(host: &str, what: &str) {
     let start = Instant::now();
     while TcpStream::connect(host).is_err() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "docker-registry did not start on {host}"
+            "{what} did not start on {host}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -132,7 +134,7 @@ impl TestRegistry {
             .expect(
                 "docker-registry is needed by the tests (the README's test command installs it)",
             );
-        wait_for(&host);
+        wait_for(&host, "docker-registry");
         TestRegistry {
             host,
             dir,
