@@ -3,18 +3,21 @@
 //! several sources or an existing directory mean "into"), `--chown`,
 //! `--chmod`, hard links kept, and ADD's extraction of local archives.
 //!
-//! Writes go into the build root through `fs::scope`, and every path
-//! written is recorded, so the layer is made from exactly what changed.
+//! Sources are read and the destination written through `fs::root::Root`
+//! (paths resolved by `fs::scope`, the kernel refusing any symlink on the
+//! way), and every path written is recorded, so the layer is made from
+//! exactly what changed.
 
 use super::context::SourceTree;
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
-use crate::fs::tree::{self, remove_any};
+use crate::fs::root::Root;
+use crate::fs::tree;
 use crate::fs::{ChangeSet, compress, scope};
 use crate::lexpath;
+use rustix::fs::{FileType, Stat};
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// `--chmod`: an octal mode or symbolic clauses (`u+x,go-w`).
@@ -141,8 +144,10 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
     let count = matched.len() + job.inline.len();
     let dest_clean = lexpath::clean(&job.dest);
     let slash = job.dest.ends_with('/') || job.dest.ends_with("/.") || job.dest == ".";
-    let dest_followed = scope::resolve(job.root, &dest_clean, true).map_err(|e| e.to_string())?;
-    let dest_is_dir = job.root.join(&dest_followed).is_dir();
+    let dst = Root::open(job.root).map_err(|e| e.to_string())?;
+    let src = Root::open(&job.src.root).map_err(|e| e.to_string())?;
+    let dest_followed = scope::resolve_in(&dst, &dest_clean, true).map_err(|e| e.to_string())?;
+    let dest_is_dir = dst.is_dir(&dest_followed).map_err(|e| e.to_string())?;
     let into = slash || count > 1 || dest_is_dir;
     if count > 1 && !slash && !dest_is_dir && job.sources.len() + job.inline.len() > 1 {
         return Err(format!(
@@ -152,6 +157,8 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
     }
     let mut w = Writer {
         job,
+        dst: &dst,
+        src: &src,
         changes: ChangeSet::default(),
         links: HashMap::new(),
         dir_times: Vec::new(),
@@ -168,14 +175,16 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
         // hard links are kept within one match, as BuildKit's copier (one
         // per match) keeps them: two matches of one inode are two files
         w.links.clear();
-        let full = job.src.path(&m.real);
-        let meta = fs_err::metadata(&full).map_err(|e| e.to_string())?;
-        if meta.is_dir() {
-            let dest_rel = w.prepare_dir(&dest_clean, &full)?;
+        let meta = src
+            .lstat(&m.real)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{:?}: not found in {}", m.name, job.src.label))?;
+        if kind(&meta) == FileType::Directory {
+            let dest_rel = w.prepare_dir(&dest_clean, &meta)?;
             w.copy_dir_contents(&m.real, &dest_rel)?;
-        } else if job.is_add && is_tar_archive(&full) {
-            let dest_rel = w.prepare_dir(&dest_clean, &full)?;
-            w.extract(&full, &dest_rel)?;
+        } else if job.is_add && is_tar_archive(&src, &m.real) {
+            let dest_rel = w.prepare_dir(&dest_clean, &meta)?;
+            w.extract(&m.real, &dest_rel)?;
         } else {
             let target = if into {
                 lexpath::child(&dest_clean, lexpath::base_name(&m.name))
@@ -183,11 +192,15 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
                 dest_clean.clone()
             };
             let dest_rel = w.target(&target)?;
-            w.copy_entry(&full, &meta, &dest_rel)?;
+            w.copy_entry(&m.real, &meta, &dest_rel)?;
         }
     }
     w.finish()?;
     Ok(w.changes)
+}
+
+fn kind(meta: &Stat) -> FileType {
+    FileType::from_raw_mode(meta.st_mode)
 }
 
 fn is_remote(source: &str) -> bool {
@@ -197,10 +210,10 @@ fn is_remote(source: &str) -> bool {
         || source.contains(".git#")
 }
 
-/// Whether `path` is a tar, possibly gzip/bzip2/xz/zstd compressed (by
-/// content, as docker decides it, not by name).
-fn is_tar_archive(path: &Path) -> bool {
-    let Ok(file) = fs_err::File::open(path) else {
+/// Whether `rel` in `src` is a tar, possibly gzip/bzip2/xz/zstd compressed
+/// (by content, as docker decides it, not by name).
+fn is_tar_archive(src: &Root, rel: &str) -> bool {
+    let Ok(file) = src.open_file(rel) else {
         return false;
     };
     let Ok(mut reader) = compress::decompressor(std::io::BufReader::new(file)) else {
@@ -230,6 +243,10 @@ fn is_tar_archive(path: &Path) -> bool {
 
 struct Writer<'a, 'b> {
     job: &'b CopyJob<'a>,
+    /// The build root written into.
+    dst: &'b Root,
+    /// The tree read from.
+    src: &'b Root,
     changes: ChangeSet,
     /// Source (device, inode) → destination of files with several links.
     links: HashMap<(u64, u64), String>,
@@ -238,36 +255,39 @@ struct Writer<'a, 'b> {
 }
 
 impl Writer<'_, '_> {
-    fn err(&self, rel: &str, e: impl std::fmt::Display) -> String {
-        format!("/{rel}: {e}")
-    }
-
     /// Resolves a destination file path: parents through symlinks (inside the
     /// root), the last element as written; creates missing parents.
     fn target(&mut self, abs: &str) -> Result<String, String> {
         let (parent, base) = lexpath::split_last(abs);
-        let parent_rel = scope::resolve(self.job.root, parent, true).map_err(|e| e.to_string())?;
+        let parent_rel = scope::resolve_in(self.dst, parent, true).map_err(|e| e.to_string())?;
         self.mkdir_parents(&parent_rel)?;
         Ok(lexpath::child(&parent_rel, base))
     }
 
+    /// Removes what is at `rel` in the destination, and forgets what this
+    /// copy wrote under it.
+    fn remove(&mut self, rel: &str) -> Result<(), String> {
+        self.dst.remove(rel).map_err(|e| e.to_string())?;
+        self.changes.forget_below(rel);
+        Ok(())
+    }
+
     /// Makes sure the destination directory exists. A new one takes the
-    /// owner and times of `src_dir` but mode 0755 (after `--chmod`), as
-    /// BuildKit creates it (checked against docker build: a 0555 source
-    /// directory still gives a 0755 destination).
-    fn prepare_dir(&mut self, abs: &str, src_dir: &Path) -> Result<String, String> {
-        let rel = scope::resolve(self.job.root, abs, true).map_err(|e| e.to_string())?;
-        let full = self.job.root.join(&rel);
-        if full.is_dir() {
-            return Ok(rel);
-        }
-        if full.symlink_metadata().is_ok() {
-            remove_any(&full).map_err(|e| e.to_string())?;
+    /// owner and times of the source directory (`src_dir`) but mode 0755
+    /// (after `--chmod`), as BuildKit creates it (checked against docker
+    /// build: a 0555 source directory still gives a 0755 destination).
+    fn prepare_dir(&mut self, abs: &str, src_dir: &Stat) -> Result<String, String> {
+        let rel = scope::resolve_in(self.dst, abs, true).map_err(|e| e.to_string())?;
+        match self.dst.kind(&rel).map_err(|e| e.to_string())? {
+            Some(FileType::Directory) => return Ok(rel),
+            Some(_) => self.remove(&rel)?,
+            None => {}
         }
         self.mkdir_parents(lexpath::split_last(&rel).0)?;
-        let meta = fs_err::metadata(src_dir).map_err(|e| e.to_string())?;
-        fs_err::create_dir(&full).map_err(|e| e.to_string())?;
-        self.apply_meta(&rel, &meta, 0o755, true)?;
+        self.dst
+            .create_dir(&rel, 0o755)
+            .map_err(|e| e.to_string())?;
+        self.apply_meta(&rel, src_dir, 0o755, true)?;
         Ok(rel)
     }
 
@@ -275,17 +295,17 @@ impl Writer<'_, '_> {
     /// the `--chown` owner, stamped with the build time.
     fn mkdir_parents(&mut self, rel: &str) -> Result<(), String> {
         let owner = self.job.owner.unwrap_or((0, 0));
-        for dir in tree::mkdir_all(self.job.root, rel, owner, 0o755).map_err(|e| e.to_string())? {
+        for dir in tree::mkdir_all(self.dst, rel, owner, 0o755).map_err(|e| e.to_string())? {
             self.dir_times.push((dir.clone(), self.job.now));
             self.changes.add(&dir);
         }
         Ok(())
     }
 
-    fn owner_for(&self, meta: &std::fs::Metadata) -> (u32, u32) {
+    fn owner_for(&self, meta: &Stat) -> (u32, u32) {
         match self.job.owner {
             Some(o) => o,
-            None if self.job.src.keep_owner => (meta.uid(), meta.gid()),
+            None if self.job.src.keep_owner => (meta.st_uid, meta.st_gid),
             None => (0, 0),
         }
     }
@@ -296,110 +316,103 @@ impl Writer<'_, '_> {
     fn apply_meta(
         &mut self,
         rel: &str,
-        meta: &std::fs::Metadata,
+        meta: &Stat,
         mode: u32,
         is_dir: bool,
     ) -> Result<(), String> {
-        let full = self.job.root.join(rel);
         let (uid, gid) = self.owner_for(meta);
-        std::os::unix::fs::lchown(&full, Some(uid), Some(gid)).map_err(|e| self.err(rel, e))?;
-        if !meta.file_type().is_symlink() {
+        self.dst.chown(rel, uid, gid).map_err(|e| e.to_string())?;
+        if kind(meta) != FileType::Symlink {
             let mode = match &self.job.chmod {
                 Some(c) => c.apply(mode, is_dir),
                 None => mode & 0o7777,
             };
-            fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| e.to_string())?;
+            self.dst.chmod(rel, mode).map_err(|e| e.to_string())?;
         }
         if is_dir {
-            self.dir_times.push((rel.to_string(), meta.mtime()));
+            self.dir_times.push((rel.to_string(), meta.st_mtime));
         } else {
-            tree::set_mtime(&full, meta.mtime()).map_err(|e| e.to_string())?;
+            self.dst
+                .set_mtime(rel, meta.st_mtime)
+                .map_err(|e| e.to_string())?;
         }
         self.changes.add(rel);
         Ok(())
     }
 
-    /// Copies one non-directory entry (or an empty directory's shell) to `dest_rel`.
-    fn copy_entry(
-        &mut self,
-        src: &Path,
-        meta: &std::fs::Metadata,
-        dest_rel: &str,
-    ) -> Result<(), String> {
-        let full = self.job.root.join(dest_rel);
-        let ft = meta.file_type();
-        if let Ok(existing) = full.symlink_metadata()
-            && !(ft.is_dir() && existing.is_dir())
-        {
-            remove_any(&full).map_err(|e| e.to_string())?;
+    /// Copies one non-directory entry (or an empty directory's shell) from
+    /// `src_rel` to `dest_rel`.
+    fn copy_entry(&mut self, src_rel: &str, meta: &Stat, dest_rel: &str) -> Result<(), String> {
+        let ft = kind(meta);
+        let is_dir = ft == FileType::Directory;
+        let existing = self.dst.kind(dest_rel).map_err(|e| e.to_string())?;
+        let dir_there = existing == Some(FileType::Directory);
+        if existing.is_some() && !(is_dir && dir_there) {
+            self.remove(dest_rel)?;
         }
-        if ft.is_dir() {
-            if !full.is_dir() {
-                fs_err::create_dir(&full).map_err(|e| e.to_string())?;
-            }
-        } else if ft.is_symlink() {
-            let target = fs_err::read_link(src).map_err(|e| e.to_string())?;
-            std::os::unix::fs::symlink(&target, &full).map_err(|e| self.err(dest_rel, e))?;
-        } else if ft.is_file() {
-            let key = (meta.dev(), meta.ino());
-            if meta.nlink() > 1 {
-                if let Some(first) = self.links.get(&key) {
-                    fs_err::hard_link(self.job.root.join(first), &full)
-                        .map_err(|e| e.to_string())?;
-                    self.changes.add(dest_rel);
-                    return Ok(());
+        let err = |e: crate::fs::FsError| e.to_string();
+        match ft {
+            FileType::Directory => {
+                if !dir_there {
+                    self.dst.create_dir(dest_rel, 0o755).map_err(err)?;
                 }
-                self.links.insert(key, dest_rel.to_string());
             }
-            fs_err::copy(src, &full).map_err(|e| e.to_string())?;
-        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-            let kind = if ft.is_fifo() {
-                rustix::fs::FileType::Fifo
-            } else if ft.is_char_device() {
-                rustix::fs::FileType::CharacterDevice
-            } else {
-                rustix::fs::FileType::BlockDevice
-            };
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                &full,
-                kind,
-                rustix::fs::Mode::from_raw_mode(meta.mode() & 0o7777),
-                meta.rdev(),
-            )
-            .map_err(|e| self.err(dest_rel, e))?;
-        } else {
+            FileType::Symlink => {
+                let target = self.src.read_link(src_rel).map_err(err)?;
+                self.dst.symlink(&target, dest_rel).map_err(err)?;
+            }
+            FileType::RegularFile => {
+                let key = (meta.st_dev, meta.st_ino);
+                if meta.st_nlink > 1 {
+                    if let Some(first) = self.links.get(&key) {
+                        self.dst.hard_link(first, dest_rel).map_err(err)?;
+                        self.changes.add(dest_rel);
+                        return Ok(());
+                    }
+                    self.links.insert(key, dest_rel.to_string());
+                }
+                let mut from = self.src.open_file(src_rel).map_err(err)?;
+                let mut to = self.dst.create_file(dest_rel, 0o600).map_err(err)?;
+                std::io::copy(&mut from, &mut to)
+                    .map_err(|e| format!("/{dest_rel}: copying from {src_rel}: {e}"))?;
+            }
+            FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
+                self.dst
+                    .mknod(dest_rel, ft, meta.st_mode & 0o7777, meta.st_rdev)
+                    .map_err(err)?;
+            }
             // sockets are not copied
-            return Ok(());
+            _ => return Ok(()),
         }
-        self.apply_meta(dest_rel, meta, meta.mode(), ft.is_dir())
+        self.apply_meta(dest_rel, meta, meta.st_mode, is_dir)
     }
 
     /// Copies the contents of source directory `src_rel` into `dest_rel`,
     /// skipping what `.dockerignore` excludes.
     fn copy_dir_contents(&mut self, src_rel: &str, dest_rel: &str) -> Result<(), String> {
-        let dir = self.job.src.path(src_rel);
-        let mut entries: Vec<_> = fs_err::read_dir(&dir)
+        let mut entries: Vec<String> = self
+            .src
+            .read_dir(src_rel)
             .map_err(|e| e.to_string())?
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
+            .into_iter()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
             .collect();
         entries.sort();
         for name in entries {
-            let name = name.to_string_lossy().into_owned();
             let child_src = lexpath::child(src_rel, &name);
             let child_dest = lexpath::child(dest_rel, &name);
-            let path = self.job.src.path(&child_src);
-            let meta = fs_err::symlink_metadata(&path).map_err(|e| e.to_string())?;
+            let Some(meta) = self.src.lstat(&child_src).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let is_dir = kind(&meta) == FileType::Directory;
             if self.job.src.is_excluded(&child_src) {
-                if meta.is_dir() && self.job.src.may_include_below() {
+                if is_dir && self.job.src.may_include_below() {
                     self.copy_excluded_dir(&child_src, &child_dest, &meta)?;
                 }
                 continue;
             }
-            self.copy_entry(&path, &meta, &child_dest)?;
-            if meta.is_dir() {
+            self.copy_entry(&child_src, &meta, &child_dest)?;
+            if is_dir {
                 self.copy_dir_contents(&child_src, &child_dest)?;
             }
         }
@@ -412,46 +425,54 @@ impl Writer<'_, '_> {
         &mut self,
         src_rel: &str,
         dest_rel: &str,
-        meta: &std::fs::Metadata,
+        meta: &Stat,
     ) -> Result<(), String> {
         let before = self.changes.changed.len();
-        let created = !self.job.root.join(dest_rel).exists();
+        let created = self
+            .dst
+            .kind(dest_rel)
+            .map_err(|e| e.to_string())?
+            .is_none();
         if created {
-            fs_err::create_dir(self.job.root.join(dest_rel)).map_err(|e| e.to_string())?;
+            self.dst
+                .create_dir(dest_rel, 0o755)
+                .map_err(|e| e.to_string())?;
         }
         self.copy_dir_contents(src_rel, dest_rel)?;
         if self.changes.changed.len() == before {
             if created {
-                fs_err::remove_dir(self.job.root.join(dest_rel)).map_err(|e| e.to_string())?;
+                self.dst.remove(dest_rel).map_err(|e| e.to_string())?;
             }
             return Ok(());
         }
-        self.apply_meta(dest_rel, meta, meta.mode(), true)
+        self.apply_meta(dest_rel, meta, meta.st_mode, true)
     }
 
     fn write_inline(&mut self, abs: &str, inline: &InlineFile) -> Result<(), String> {
         let rel = self.target(abs)?;
-        let full = self.job.root.join(&rel);
-        if full.symlink_metadata().is_ok() {
-            remove_any(&full).map_err(|e| e.to_string())?;
+        if self.dst.kind(&rel).map_err(|e| e.to_string())?.is_some() {
+            self.remove(&rel)?;
         }
-        fs_err::write(&full, inline.content.as_bytes()).map_err(|e| e.to_string())?;
+        let err = |e: crate::fs::FsError| e.to_string();
+        let mut f = self.dst.create_file(&rel, 0o600).map_err(err)?;
+        std::io::Write::write_all(&mut f, inline.content.as_bytes())
+            .map_err(|e| format!("/{rel}: {e}"))?;
+        drop(f);
         let (uid, gid) = self.job.owner.unwrap_or((0, 0));
-        std::os::unix::fs::lchown(&full, Some(uid), Some(gid)).map_err(|e| self.err(&rel, e))?;
+        self.dst.chown(&rel, uid, gid).map_err(err)?;
         let mode = self
             .job
             .chmod
             .as_ref()
             .map_or(0o644, |c| c.apply(0o644, false));
-        fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| e.to_string())?;
-        tree::set_mtime(&full, self.job.now).map_err(|e| e.to_string())?;
+        self.dst.chmod(&rel, mode).map_err(err)?;
+        self.dst.set_mtime(&rel, self.job.now).map_err(err)?;
         self.changes.add(&rel);
         Ok(())
     }
 
-    fn extract(&mut self, archive: &Path, dest_rel: &str) -> Result<(), String> {
-        let file = fs_err::File::open(archive).map_err(|e| e.to_string())?;
+    fn extract(&mut self, archive_rel: &str, dest_rel: &str) -> Result<(), String> {
+        let file = self.src.open_file(archive_rel).map_err(|e| e.to_string())?;
         let mut reader = std::io::BufReader::new(file);
         reader.fill_buf().map_err(|e| e.to_string())?;
         let stream = compress::decompressor(reader).map_err(|e| e.to_string())?;
@@ -471,7 +492,9 @@ impl Writer<'_, '_> {
     fn finish(&mut self) -> Result<(), String> {
         self.dir_times.sort_by(|a, b| b.0.cmp(&a.0));
         for (rel, t) in std::mem::take(&mut self.dir_times) {
-            tree::set_mtime(&self.job.root.join(&rel), t).map_err(|e| e.to_string())?;
+            if self.dst.is_dir(&rel).map_err(|e| e.to_string())? {
+                self.dst.set_mtime(&rel, t).map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }

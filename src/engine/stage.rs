@@ -10,6 +10,7 @@ use super::scope::{BuildArgs, StageScope};
 use super::{EngineError, Platform, users};
 use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
 use crate::fs::ignore::RootIgnores;
+use crate::fs::root::Root;
 use crate::fs::snapshot::{self, SnapshotMode};
 use crate::fs::{ChangeSet, LayerOptions, scope, tree, write_layer};
 use crate::image::config::{Empty, HealthConfig};
@@ -637,8 +638,9 @@ impl StageState {
     ) -> Result<ChangeSet, String> {
         let (uid, gid, groups) = users::run_user(&self.root, &self.config.config.user)?;
         let workdir = self.workdir().to_string();
-        let rel = scope::resolve(&self.root, &workdir, true).map_err(|e| e.to_string())?;
-        tree::mkdir_all(&self.root, &rel, (0, 0), 0o755).map_err(|e| e.to_string())?;
+        let root = Root::open(&self.root).map_err(|e| e.to_string())?;
+        let rel = scope::resolve_in(&root, &workdir, true).map_err(|e| e.to_string())?;
+        tree::mkdir_all(&root, &rel, (0, 0), 0o755).map_err(|e| e.to_string())?;
         let env_pairs = self.config.config.env_pairs();
         let mut run_env = env_pairs.clone();
         for (k, v) in &self.scope.args {
@@ -814,11 +816,12 @@ fn step_text(step: &Located<Instruction>) -> String {
 /// WORKDIR's `mkdir -p` inside the root, recording what was created; times
 /// are set deepest first, once nothing more is created inside.
 fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<ChangeSet, String> {
-    let rel = scope::resolve(root, abs, true).map_err(|e| e.to_string())?;
-    let created = tree::mkdir_all(root, &rel, owner, 0o755).map_err(|e| e.to_string())?;
+    let root = Root::open(root).map_err(|e| e.to_string())?;
+    let rel = scope::resolve_in(&root, abs, true).map_err(|e| e.to_string())?;
+    let created = tree::mkdir_all(&root, &rel, owner, 0o755).map_err(|e| e.to_string())?;
     let mut changes = ChangeSet::default();
     for dir in created.iter().rev() {
-        tree::set_mtime(&root.join(dir), now).map_err(|e| e.to_string())?;
+        root.set_mtime(dir, now).map_err(|e| e.to_string())?;
         changes.add(dir);
     }
     Ok(changes)

@@ -28,11 +28,26 @@ impl ChangeSet {
         }
     }
 
+    /// Forgets the changed paths strictly under `rel` (a directory that
+    /// was removed or replaced: what was written in it is gone).
+    pub fn forget_below(&mut self, rel: &str) {
+        let prefix = format!("{}/", rel.trim_matches('/'));
+        let below: Vec<String> = self
+            .changed
+            .range(prefix.clone()..)
+            .take_while(|c| c.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for c in below {
+            self.changed.remove(&c);
+        }
+    }
+
     /// Merges a later change set into this one.
     pub fn extend(&mut self, later: ChangeSet) {
         for d in later.deleted {
-            self.changed
-                .retain(|c| c != &d && !c.starts_with(&format!("{d}/")));
+            self.changed.remove(&d);
+            self.forget_below(&d);
             self.deleted.insert(d);
         }
         self.opaque.extend(later.opaque);

@@ -1,14 +1,19 @@
 //! Extracts a tar stream into a directory of a build root, safely: every
-//! name is cleaned and resolved inside the root (a `..`, an absolute name, a
-//! symlinked parent or a hard link can never reach outside it), a path of
-//! another type is replaced, symlinks are made after everything else and
-//! directory times are set last. Whiteouts are applied when asked (image
-//! layers); ADD of a local archive extracts without them.
+//! name is cleaned and resolved inside the root, and every file operation
+//! goes through [`Root`], so a `..`, an absolute name, a symlinked parent
+//! (one from a lower layer, or one this same archive made), a hard link or
+//! a whiteout name can never reach outside it. A path of another type is
+//! replaced, and what was written under a replaced directory is forgotten.
+//! Symlinks are made after everything else (their parents resolved again
+//! then, through the links made before them) and directory times are set
+//! last. Whiteouts are applied when asked (image layers); ADD of a local
+//! archive extracts without them.
 
 use super::ignore::{RootIgnores, clear_dir};
-use super::tree::{mkdir_all, remove_any, set_mtime};
+use super::root::Root;
+use super::tree::mkdir_all;
 use super::writers::{self, BUFFERED_MAX, FileJob, Writers, set_metadata};
-use super::{ChangeSet, FsError, io_at, scope};
+use super::{ChangeSet, FsError, scope};
 use crate::lexpath;
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
@@ -26,12 +31,19 @@ pub struct ExtractOptions<'a> {
 }
 
 struct Deferred {
-    rel: String,
+    /// The entry's name under the root, parents not yet resolved.
+    named: String,
     target: Vec<u8>,
     uid: u32,
     gid: u32,
     mtime: i64,
 }
+
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+/// aufs' own bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not files of
+/// the image, skipped as docker skips them.
+const AUFS_META: &str = ".wh..wh.";
 
 /// Extracts `reader` (an uncompressed tar) under `dest` (relative to `root`).
 /// Returns what changed, relative to the root. Small files are written by
@@ -42,206 +54,276 @@ pub fn extract_tar<R: Read>(
     dest: &str,
     opts: ExtractOptions<'_>,
 ) -> Result<ChangeSet, FsError> {
+    let root = Root::open(root)?;
     std::thread::scope(|scope| {
-        let mut writers = Writers::start(scope, writers::threads());
-        let result = extract_with(reader, root, dest, opts, &mut writers);
+        let mut writers = Writers::start(scope, writers::threads(), &root);
+        let mut x = Extraction {
+            root: &root,
+            opts,
+            changes: ChangeSet::default(),
+            dir_times: Vec::new(),
+        };
+        let result = x.run(reader, dest, &mut writers);
         let flushed = writers.flush();
         drop(writers);
-        let changes = result?;
+        result?;
         flushed?;
-        Ok(changes)
+        Ok(x.changes)
     })
 }
 
-fn extract_with<R: Read>(
-    reader: R,
-    root: &Path,
-    dest: &str,
-    opts: ExtractOptions<'_>,
-    writers: &mut Writers,
-) -> Result<ChangeSet, FsError> {
-    let dest = scope::resolve(root, dest, true)?;
-    let mut changes = ChangeSet::default();
-    let mut archive = tar::Archive::new(reader);
-    let mut symlinks: Vec<Deferred> = Vec::new();
-    let mut dir_times: Vec<(String, i64)> = Vec::new();
-    let bad =
-        |e: std::io::Error| FsError::path(format!("/{dest}"), format!("reading archive: {e}"));
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = lexpath::in_root(&raw_name);
-        if name.is_empty() {
-            continue;
-        }
-        let (parent, base) = lexpath::split_last(&name);
-        let parent_rel = scope::resolve(root, &lexpath::child(&dest, parent), true)?;
-        if let Some(skip) = opts.skip {
-            // a whiteout stands for the path it removes
-            let named = base.strip_prefix(".wh.").filter(|_| opts.whiteouts);
-            if skip.covers(&lexpath::child(&parent_rel, named.unwrap_or(base))) {
+struct Extraction<'a> {
+    root: &'a Root,
+    opts: ExtractOptions<'a>,
+    changes: ChangeSet,
+    /// Directories whose times are set at the end: (resolved path, mtime).
+    dir_times: Vec<(String, i64)>,
+}
+
+impl Extraction<'_> {
+    /// Whether the in-place ignores leave `rel` alone.
+    fn skipped(&self, rel: &str) -> bool {
+        self.opts.skip.is_some_and(|s| s.covers(rel))
+    }
+
+    /// Removes what is at `rel` and forgets what this extraction wrote
+    /// under it.
+    fn remove(&mut self, rel: &str) -> Result<(), FsError> {
+        self.root.remove(rel)?;
+        self.changes.forget_below(rel);
+        let prefix = format!("{rel}/");
+        self.dir_times.retain(|(d, _)| !d.starts_with(&prefix));
+        Ok(())
+    }
+
+    fn run<R: Read>(
+        &mut self,
+        reader: R,
+        dest: &str,
+        writers: &mut Writers,
+    ) -> Result<(), FsError> {
+        let root = self.root;
+        let dest = scope::resolve_in(root, dest, true)?;
+        let mut archive = tar::Archive::new(reader);
+        let mut symlinks: Vec<Deferred> = Vec::new();
+        let bad =
+            |e: std::io::Error| FsError::path(format!("/{dest}"), format!("reading archive: {e}"));
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let name = lexpath::in_root(&raw_name);
+            if name.is_empty() {
                 continue;
             }
-        }
-        if opts.whiteouts && base.starts_with(".wh.") {
-            // nothing may be half-written under what is about to go
-            writers.flush()?;
-            if base == ".wh..wh..opq" {
-                empty_dir(root, &parent_rel, &changes, opts.skip)?;
-                changes.opaque.insert(parent_rel.clone());
-                continue;
-            }
-            if let Some(gone) = base.strip_prefix(".wh.") {
+            let (parent, base) = lexpath::split_last(&name);
+            let parent_rel = scope::resolve_in(root, &lexpath::child(&dest, parent), true)?;
+            if self.opts.whiteouts && base.starts_with(WHITEOUT) {
+                // a whiteout stands for the path it removes
+                if base == OPAQUE {
+                    if self.skipped(&parent_rel) {
+                        continue;
+                    }
+                    // nothing may be half-written under what is about to go
+                    writers.flush()?;
+                    empty_dir(root, &parent_rel, &self.changes, self.opts.skip)?;
+                    self.changes.opaque.insert(parent_rel.clone());
+                    continue;
+                }
+                if base.starts_with(AUFS_META) {
+                    continue;
+                }
+                let gone = &base[WHITEOUT.len()..];
+                if gone.is_empty() || gone == "." || gone == ".." {
+                    return Err(FsError::path(
+                        format!("/{name}"),
+                        format!("a whiteout of {gone:?} names no entry"),
+                    ));
+                }
                 let rel = lexpath::child(&parent_rel, gone);
-                remove_any(&root.join(&rel))?;
-                changes
-                    .changed
-                    .retain(|c| c != &rel && !c.starts_with(&format!("{rel}/")));
-                changes.deleted.insert(rel);
+                if self.skipped(&rel) {
+                    continue;
+                }
+                writers.flush()?;
+                self.remove(&rel)?;
+                self.changes.changed.remove(&rel);
+                self.changes.deleted.insert(rel);
                 continue;
             }
+            let rel = lexpath::child(&parent_rel, base);
+            if self.skipped(&rel) {
+                continue;
+            }
+            if writers.pending(&rel) {
+                // a second entry for a path a worker may still be writing
+                writers.flush()?;
+            }
+            mkdir_all(root, &parent_rel, (0, 0), 0o755)?;
+            let header = entry.header().clone();
+            let (uid, gid) = match self.opts.chown {
+                Some(ids) => ids,
+                None => (
+                    header.uid().map_err(bad)? as u32,
+                    header.gid().map_err(bad)? as u32,
+                ),
+            };
+            let mode = header.mode().map_err(bad)? & 0o7777;
+            let mtime = header.mtime().map_err(bad)? as i64;
+            let existing = root.kind(&rel)?;
+            let kind = header.entry_type();
+            let is_dir = kind.is_dir();
+            let dir_there = existing == Some(rustix::fs::FileType::Directory);
+            if existing.is_some() && !(is_dir && dir_there) {
+                if dir_there {
+                    // workers may be writing inside the tree about to go
+                    writers.flush()?;
+                }
+                self.remove(&rel)?;
+            }
+            match kind {
+                tar::EntryType::Directory => {
+                    if !dir_there {
+                        root.create_dir(&rel, 0o755)?;
+                    }
+                    self.dir_times.push((rel.clone(), mtime));
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous
+                    if writers.parallel() && header.size().map_err(bad)? <= BUFFERED_MAX =>
+                {
+                    let mut data = Vec::with_capacity(header.size().map_err(bad)? as usize);
+                    entry.read_to_end(&mut data).map_err(bad)?;
+                    let xattrs = pax_xattrs(&mut entry).map_err(bad)?;
+                    writers.dispatch(
+                        FileJob {
+                            rel: rel.clone(),
+                            data,
+                            uid,
+                            gid,
+                            mode,
+                            mtime,
+                            xattrs,
+                        },
+                        root,
+                    )?;
+                    self.changes.add(&rel);
+                    continue;
+                }
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
+                    let mut out = root.create_file(&rel, 0o600)?;
+                    std::io::copy(&mut entry, &mut out)
+                        .map_err(|e| FsError::path(format!("/{rel}"), format!("writing: {e}")))?;
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|b| b.into_owned())
+                        .unwrap_or_default();
+                    symlinks.push(Deferred {
+                        named: lexpath::child(&dest, &name),
+                        target,
+                        uid,
+                        gid,
+                        mtime,
+                    });
+                    continue;
+                }
+                tar::EntryType::Link => {
+                    // the target may be a file a worker is writing
+                    writers.flush()?;
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|b| b.into_owned())
+                        .unwrap_or_default();
+                    let target = lexpath::in_root(&String::from_utf8_lossy(&target));
+                    let (tp, tb) = lexpath::split_last(&target);
+                    let target_rel = lexpath::child(
+                        &scope::resolve_in(root, &lexpath::child(&dest, tp), true)?,
+                        tb,
+                    );
+                    match root.kind(&target_rel)? {
+                        Some(k) if k != rustix::fs::FileType::Directory => {}
+                        _ => {
+                            return Err(FsError::path(
+                                format!("/{rel}"),
+                                format!(
+                                    "hard link to /{target_rel}, which is not a file in the image"
+                                ),
+                            ));
+                        }
+                    }
+                    root.hard_link(&target_rel, &rel)?;
+                    self.changes.add(&rel);
+                    continue;
+                }
+                tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
+                    let (file_type, dev) = match kind {
+                        // GNU tar and Python's tarfile leave a FIFO's
+                        // device fields empty (NULs): they mean nothing
+                        tar::EntryType::Fifo => (rustix::fs::FileType::Fifo, 0),
+                        _ => {
+                            let major = header.device_major().map_err(bad)?.unwrap_or(0);
+                            let minor = header.device_minor().map_err(bad)?.unwrap_or(0);
+                            let file_type = if kind == tar::EntryType::Char {
+                                rustix::fs::FileType::CharacterDevice
+                            } else {
+                                rustix::fs::FileType::BlockDevice
+                            };
+                            (file_type, rustix::fs::makedev(major, minor))
+                        }
+                    };
+                    root.mknod(&rel, file_type, mode, dev)?;
+                }
+                // pax/gnu metadata entries are consumed by the tar reader; others are skipped
+                _ => continue,
+            }
+            let xattrs = pax_xattrs(&mut entry).map_err(bad)?;
+            set_metadata(
+                root,
+                &rel,
+                (uid, gid),
+                mode,
+                &xattrs,
+                (!is_dir).then_some(mtime),
+            )?;
+            self.changes.add(&rel);
         }
+        writers.flush()?;
+        for link in symlinks {
+            self.make_symlink(link)?;
+        }
+        // children first, so setting a parent's time is not undone
+        let mut dir_times = std::mem::take(&mut self.dir_times);
+        dir_times.sort_by(|a, b| b.0.cmp(&a.0));
+        for (rel, mtime) in dir_times {
+            if root.is_dir(&rel)? {
+                root.set_mtime(&rel, mtime)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a deferred symlink: its parent is resolved now, through the
+    /// links made before it, inside the root.
+    fn make_symlink(&mut self, link: Deferred) -> Result<(), FsError> {
+        let root = self.root;
+        let (parent, base) = lexpath::split_last(&link.named);
+        let parent_rel = scope::resolve_in(root, parent, true)?;
         let rel = lexpath::child(&parent_rel, base);
-        let full = root.join(&rel);
-        if writers.pending(&full) {
-            // a second entry for a path a worker may still be writing
-            writers.flush()?;
+        if self.skipped(&rel) {
+            return Ok(());
         }
         mkdir_all(root, &parent_rel, (0, 0), 0o755)?;
-        let header = entry.header().clone();
-        let (uid, gid) = match opts.chown {
-            Some(ids) => ids,
-            None => (
-                header.uid().map_err(bad)? as u32,
-                header.gid().map_err(bad)? as u32,
-            ),
-        };
-        let mode = header.mode().map_err(bad)? & 0o7777;
-        let mtime = header.mtime().map_err(bad)? as i64;
-        let existing = full.symlink_metadata().ok();
-        let kind = header.entry_type();
-        let is_dir = kind.is_dir();
-        if let Some(m) = &existing
-            && !(is_dir && m.is_dir())
-        {
-            if m.is_dir() {
-                // workers may be writing inside the tree about to go
-                writers.flush()?;
-            }
-            remove_any(&full)?;
-        }
-        match kind {
-            tar::EntryType::Directory => {
-                if !full.is_dir() {
-                    fs_err::create_dir(&full)?;
-                }
-                dir_times.push((rel.clone(), mtime));
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous
-                if writers.parallel() && header.size().map_err(bad)? <= BUFFERED_MAX =>
-            {
-                let mut data = Vec::with_capacity(header.size().map_err(bad)? as usize);
-                entry.read_to_end(&mut data).map_err(bad)?;
-                let xattrs = pax_xattrs(&mut entry).map_err(bad)?;
-                writers.dispatch(FileJob {
-                    full,
-                    data,
-                    uid,
-                    gid,
-                    mode,
-                    mtime,
-                    xattrs,
-                })?;
-                changes.add(&rel);
-                continue;
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let mut out = fs_err::File::create(&full)?;
-                std::io::copy(&mut entry, &mut out).map_err(io_at(&full, "writing"))?;
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| b.into_owned())
-                    .unwrap_or_default();
-                symlinks.push(Deferred {
-                    rel: rel.clone(),
-                    target,
-                    uid,
-                    gid,
-                    mtime,
-                });
-                changes.add(&rel);
-                continue;
-            }
-            tar::EntryType::Link => {
-                // the target may be a file a worker is writing
-                writers.flush()?;
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| b.into_owned())
-                    .unwrap_or_default();
-                let target = lexpath::in_root(&String::from_utf8_lossy(&target));
-                let (tp, tb) = lexpath::split_last(&target);
-                let target_rel =
-                    lexpath::child(&scope::resolve(root, &lexpath::child(&dest, tp), true)?, tb);
-                let target_full = root.join(&target_rel);
-                match target_full.symlink_metadata() {
-                    Ok(m) if !m.is_dir() => {}
-                    _ => {
-                        return Err(FsError::path(
-                            format!("/{rel}"),
-                            format!("hard link to /{target_rel}, which is not a file in the image"),
-                        ));
-                    }
-                }
-                fs_err::hard_link(&target_full, &full)?;
-                changes.add(&rel);
-                continue;
-            }
-            tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
-                let file_type = match kind {
-                    tar::EntryType::Fifo => rustix::fs::FileType::Fifo,
-                    tar::EntryType::Char => rustix::fs::FileType::CharacterDevice,
-                    _ => rustix::fs::FileType::BlockDevice,
-                };
-                let major = header.device_major().map_err(bad)?.unwrap_or(0);
-                let minor = header.device_minor().map_err(bad)?.unwrap_or(0);
-                let dev = rustix::fs::makedev(major, minor);
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    &full,
-                    file_type,
-                    rustix::fs::Mode::from_raw_mode(mode),
-                    dev,
-                )
-                .map_err(|e| io_at(&full, "mknod")(e.into()))?;
-            }
-            // pax/gnu metadata entries are consumed by the tar reader; others are skipped
-            _ => continue,
-        }
-        let xattrs = pax_xattrs(&mut entry).map_err(bad)?;
-        set_metadata(&full, (uid, gid), mode, &xattrs, (!is_dir).then_some(mtime))?;
-        changes.add(&rel);
-    }
-    writers.flush()?;
-    for link in symlinks {
-        let full = root.join(&link.rel);
-        if full.symlink_metadata().is_ok() {
-            remove_any(&full)?;
+        if root.kind(&rel)?.is_some() {
+            self.remove(&rel)?;
         }
         let target = std::ffi::OsString::from_vec(link.target);
-        std::os::unix::fs::symlink(target, &full).map_err(io_at(&full, "creating symlink"))?;
-        std::os::unix::fs::lchown(&full, Some(link.uid), Some(link.gid))
-            .map_err(io_at(&full, "chown"))?;
-        set_mtime(&full, link.mtime)?;
+        root.symlink(&target, &rel)?;
+        root.chown(&rel, link.uid, link.gid)?;
+        root.set_mtime(&rel, link.mtime)?;
+        self.changes.add(&rel);
+        Ok(())
     }
-    // children first, so setting a parent's time is not undone
-    dir_times.sort_by(|a, b| b.0.cmp(&a.0));
-    for (rel, mtime) in dir_times {
-        set_mtime(&root.join(rel), mtime)?;
-    }
-    Ok(changes)
 }
 
 /// The xattrs an entry's PAX records carry (`SCHILY.xattr.<name>`).
@@ -261,7 +343,7 @@ fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Vec<(St
 /// Opaque marker: removes everything under `rel` that this extraction did
 /// not write itself (and nothing `skip` leaves alone).
 fn empty_dir(
-    root: &Path,
+    root: &Root,
     rel: &str,
     written: &ChangeSet,
     skip: Option<&RootIgnores>,
@@ -441,5 +523,217 @@ mod tests {
             Path::new("o")
         );
         assert!(changes.deleted.contains("gone"));
+    }
+
+    /// `outer/root` plus `outer/canary/{secret,sub/}`; returns the canary's
+    /// absolute path.
+    fn with_canary() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let outer = tempfile::tempdir().expect("tempdir");
+        let root = outer.path().join("root");
+        let canary = outer.path().join("canary");
+        fs_err::create_dir_all(&root).expect("mkdir");
+        fs_err::create_dir_all(canary.join("sub")).expect("mkdir");
+        fs_err::write(canary.join("secret"), "host secret").expect("write");
+        set_times(&canary, 1_000_000);
+        set_times(&canary.join("sub"), 1_000_000);
+        (outer, root, canary)
+    }
+
+    fn set_times(p: &Path, secs: i64) {
+        let t = filetime::FileTime::from_unix_time(secs, 0);
+        filetime::set_symlink_file_times(p, t, t).expect("times");
+    }
+
+    /// The canary is exactly as made: same entries, content and times.
+    fn canary_intact(canary: &Path) {
+        let mut names: Vec<String> = fs_err::read_dir(canary)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["secret", "sub"], "the canary directory changed");
+        assert_eq!(
+            fs_err::read(canary.join("secret")).expect("read"),
+            b"host secret"
+        );
+        assert!(
+            fs_err::read_dir(canary.join("sub"))
+                .expect("sub")
+                .next()
+                .is_none()
+        );
+        for p in [canary.to_path_buf(), canary.join("sub")] {
+            let m = fs_err::metadata(&p).expect("stat");
+            assert_eq!(
+                filetime::FileTime::from_last_modification_time(&m).unix_seconds(),
+                1_000_000,
+                "{} mtime changed",
+                p.display()
+            );
+        }
+    }
+
+    /// Every crafted layer of class 1 of the hostile-input issue: a symlink
+    /// to a host directory and, later in the same tar, entries under it.
+    #[test]
+    fn entries_under_a_symlink_made_by_the_same_layer_stay_inside() {
+        let kinds = [
+            ("symlink", tar::EntryType::Symlink, "x"),
+            ("regular", tar::EntryType::Regular, ""),
+            ("directory", tar::EntryType::Directory, ""),
+            ("fifo", tar::EntryType::Fifo, ""),
+            ("hardlink", tar::EntryType::Link, "other"),
+        ];
+        let mut tried = 0;
+        for (what, kind, link) in kinds {
+            for name in ["secret", "sub", "new"] {
+                for (esc_target, whiteouts) in [("ABS", true), ("REL", false), ("ABS", false)] {
+                    let (outer, root, canary) = with_canary();
+                    let target = if esc_target == "ABS" {
+                        canary.display().to_string()
+                    } else {
+                        "../../../../../../../../canary".to_string()
+                    };
+                    let t = layer(|b| {
+                        raw(b, "other", tar::EntryType::Regular, "", b"o");
+                        raw(b, "esc", tar::EntryType::Symlink, &target, b"");
+                        raw(b, &format!("esc/{name}"), kind, link, b"");
+                        raw(b, "esc2", tar::EntryType::Symlink, &target, b"");
+                        raw(b, "esc2/deeper/x", kind, link, b"");
+                    });
+                    let _ = extract_tar(
+                        t.as_slice(),
+                        &root,
+                        "",
+                        ExtractOptions {
+                            whiteouts,
+                            ..ExtractOptions::default()
+                        },
+                    );
+                    canary_intact(&canary);
+                    let mut left: Vec<String> = fs_err::read_dir(outer.path())
+                        .expect("read_dir")
+                        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                        .collect();
+                    left.sort();
+                    assert_eq!(left, ["canary", "root"], "{what} {name} {esc_target}");
+                    tried += 1;
+                }
+            }
+        }
+        assert_eq!(tried, 45);
+    }
+
+    #[test]
+    fn deferred_symlinks_resolve_through_links_made_before_them() {
+        let (_outer, root, canary) = with_canary();
+        let t = layer(|b| {
+            raw(
+                b,
+                "esc",
+                tar::EntryType::Symlink,
+                &canary.display().to_string(),
+                b"",
+            );
+            raw(b, "esc/secret", tar::EntryType::Symlink, "/etc/shadow", b"");
+        });
+        let changes = apply(&root, &t).expect("extract");
+        canary_intact(&canary);
+        // esc/secret landed where esc points, inside the root
+        let inside = lexpath::in_root(&format!("{}/secret", canary.display()));
+        assert_eq!(
+            fs_err::read_link(root.join(&inside)).expect("link"),
+            Path::new("/etc/shadow")
+        );
+        assert!(changes.changed.contains(&inside), "{changes:?}");
+    }
+
+    /// Class 2: an archive holding `esc/secret.txt` and then `esc -> host`
+    /// must not make the host's file part of the change set (and so of the
+    /// layer).
+    #[test]
+    fn a_directory_replaced_by_a_symlink_forgets_what_was_written_in_it() {
+        let (_outer, root, canary) = with_canary();
+        let t = layer(|b| {
+            raw(b, "esc", tar::EntryType::Directory, "", b"");
+            raw(b, "esc/secret", tar::EntryType::Regular, "", b"mine");
+            raw(
+                b,
+                "esc",
+                tar::EntryType::Symlink,
+                &canary.display().to_string(),
+                b"",
+            );
+        });
+        let changes =
+            extract_tar(t.as_slice(), &root, "", ExtractOptions::default()).expect("extract");
+        canary_intact(&canary);
+        assert_eq!(
+            changes.changed.iter().collect::<Vec<_>>(),
+            ["esc"],
+            "only the symlink is left to put in a layer"
+        );
+        let store = crate::image::BlobStore::open(&root.join("../blobs")).expect("store");
+        let blob =
+            crate::fs::write_layer(&root, &changes, &store, Default::default()).expect("layer");
+        assert_eq!(blob.entries, 1);
+        // a change set naming a path under the link fails instead of reading the host
+        let mut forged = ChangeSet::default();
+        forged.add("esc/secret");
+        let err = crate::fs::write_layer(&root, &forged, &store, Default::default())
+            .expect_err("read through a symlink");
+        assert!(err.to_string().contains("symlink"), "{err}");
+    }
+
+    /// Class 3: whiteouts whose name stands for the directory itself or
+    /// its parent.
+    #[test]
+    fn whiteouts_of_dot_and_dot_dot_are_refused() {
+        for bad in [
+            ".wh.",
+            ".wh..",
+            ".wh...",
+            "sub/.wh.",
+            "sub/.wh..",
+            "sub/.wh...",
+            "sub/x/../.wh..",
+        ] {
+            let (outer, root, canary) = with_canary();
+            fs_err::create_dir_all(root.join("sub/keep")).expect("mkdir");
+            let t = layer(|b| raw(b, bad, tar::EntryType::Regular, "", b""));
+            let err = apply(&root, &t).expect_err(bad);
+            assert!(err.to_string().contains("whiteout"), "{bad}: {err}");
+            assert!(root.join("sub/keep").is_dir(), "{bad} removed something");
+            canary_intact(&canary);
+            assert!(outer.path().join("root").is_dir());
+        }
+    }
+
+    /// Class 10: GNU tar and Python's tarfile leave a FIFO's device fields
+    /// empty.
+    #[test]
+    fn fifos_with_empty_device_fields_extract() {
+        let (_outer, root) = sandbox();
+        let mut h = tar::Header::new_ustar();
+        h.as_mut_bytes()[..4].copy_from_slice(b"pipe");
+        h.set_entry_type(tar::EntryType::Fifo);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        h.as_mut_bytes()[329..345].fill(0);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b""[..]).expect("append");
+        let t = b.into_inner().expect("tar");
+        apply(&root, &t).expect("extract");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            fs_err::symlink_metadata(root.join("pipe"))
+                .expect("stat")
+                .file_type()
+                .is_fifo()
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! executor's own directory, the build context and `/var/run`, as kaniko
 //! leaves them.
 
-use super::{FsError, tree};
+use super::FsError;
+use super::root::Root;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -113,32 +114,29 @@ fn unescape_octal(s: &str) -> String {
 /// only the directories that hold something kept (kaniko's
 /// DeleteFilesystem between the stages of an in-place build).
 pub fn wipe(root: &Path, ignores: &RootIgnores) -> Result<(), FsError> {
-    clear_dir(root, "", ignores, &|_| false)
+    clear_dir(&Root::open(root)?, "", ignores, &|_| false)
 }
 
 /// Removes what is under `rel` except what `ignores` keeps and what `keep`
 /// says to keep (by relative path). A missing directory is empty already.
 pub fn clear_dir(
-    root: &Path,
+    root: &Root,
     rel: &str,
     ignores: &RootIgnores,
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<(), FsError> {
-    let entries = match fs_err::read_dir(root.join(rel)) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let child = crate::lexpath::child(rel, &entry.file_name().to_string_lossy());
+    if !root.is_dir(rel)? {
+        return Ok(());
+    }
+    for (name, kind) in root.read_dir(rel)? {
+        let child = crate::lexpath::child(rel, &name.to_string_lossy());
         if keep(&child) || ignores.ignored.contains(&child) || ignores.shallow.contains(&child) {
             continue;
         }
-        if ignores.holds_kept(&child) && entry.file_type()?.is_dir() {
+        if ignores.holds_kept(&child) && kind == rustix::fs::FileType::Directory {
             clear_dir(root, &child, ignores, keep)?;
         } else {
-            tree::remove_any(&entry.path())?;
+            root.remove(&child)?;
         }
     }
     Ok(())

@@ -4,12 +4,14 @@
 //! blob store, with the diff ID (uncompressed digest) and the blob digest
 //! computed in the same pass. No layer is ever held in memory.
 
+use super::root::Root;
 use super::{ChangeSet, Compression, FsError, io_at};
 use crate::image::{BlobStore, Digest, HashingWriter};
 use crate::lexpath;
+use rustix::fs::FileType;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// What file modification times go into the tar.
@@ -125,8 +127,9 @@ pub fn write_layer(
         .encoder(blob_hasher)
         .map_err(io_at(tmp.path(), "starting compression"))?;
     let mut tar = tar::Builder::new(HashingWriter::new(encoder));
+    let root = Root::open(root)?;
     let mut writer = EntryWriter {
-        root,
+        root: &root,
         opts,
         links: HashMap::new(),
     };
@@ -151,7 +154,9 @@ pub fn write_layer(
 }
 
 struct EntryWriter<'a> {
-    root: &'a Path,
+    /// Read through [`Root`]: a changed path under a symlink (a directory
+    /// a later entry replaced) fails instead of reading past the link.
+    root: &'a Root,
     opts: LayerOptions,
     /// (device, inode) of multiply-linked files already written → their name.
     links: HashMap<(u64, u64), String>,
@@ -163,13 +168,14 @@ impl EntryWriter<'_> {
             Item::Path(rel) => (rel.as_str(), rel.as_str()),
             Item::Marker { rel, parent } => (rel.as_str(), parent.as_str()),
         };
-        let full = self.root.join(meta_path);
-        let meta = fs_err::symlink_metadata(&full)?;
+        let meta = self.root.lstat(meta_path)?.ok_or_else(|| {
+            FsError::path(format!("/{meta_path}"), "changed, but no longer there")
+        })?;
         let mut header = tar::Header::new_ustar();
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         header.set_mtime(0);
-        set_ids(&mut header, &mut pax, meta.uid(), meta.gid());
-        let mtime = self.opts.mtime.apply(meta.mtime());
+        set_ids(&mut header, &mut pax, meta.st_uid, meta.st_gid);
+        let mtime = self.opts.mtime.apply(meta.st_mtime);
         if (0..0o77777777777).contains(&mtime) {
             header.set_mtime(mtime as u64);
         } else {
@@ -183,66 +189,70 @@ impl EntryWriter<'_> {
             return finish(tar, header, pax, rel, io::empty());
         }
 
-        let ft = meta.file_type();
-        header.set_mode(meta.mode() & 0o7777);
+        let ft = FileType::from_raw_mode(meta.st_mode);
+        header.set_mode(meta.st_mode & 0o7777);
         let mut name = rel.to_string();
-        if ft.is_dir() {
-            header.set_entry_type(tar::EntryType::Directory);
-            name.push('/');
-        } else if ft.is_symlink() {
-            header.set_entry_type(tar::EntryType::Symlink);
-            let target = fs_err::read_link(&full)?;
-            set_link(&mut header, &mut pax, target.as_os_str().as_encoded_bytes());
-        } else if ft.is_file() {
-            if meta.nlink() > 1 {
-                let key = (meta.dev(), meta.ino());
-                if let Some(first) = self.links.get(&key) {
-                    header.set_entry_type(tar::EntryType::Link);
-                    header.set_size(0);
-                    let first = first.clone();
-                    set_link(&mut header, &mut pax, first.as_bytes());
-                    add_xattrs(&full, &mut pax)?;
-                    return finish(tar, header, pax, &name, io::empty());
+        match ft {
+            FileType::Directory => {
+                header.set_entry_type(tar::EntryType::Directory);
+                name.push('/');
+            }
+            FileType::Symlink => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                let target = self.root.read_link(rel)?;
+                set_link(&mut header, &mut pax, target.as_bytes());
+            }
+            FileType::RegularFile => {
+                if meta.st_nlink > 1 {
+                    let key = (meta.st_dev, meta.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        header.set_entry_type(tar::EntryType::Link);
+                        header.set_size(0);
+                        let first = first.clone();
+                        set_link(&mut header, &mut pax, first.as_bytes());
+                        add_xattrs(self.root, rel, &mut pax)?;
+                        return finish(tar, header, pax, &name, io::empty());
+                    }
+                    self.links.insert(key, rel.to_string());
                 }
-                self.links.insert(key, rel.to_string());
+                header.set_entry_type(tar::EntryType::Regular);
+                let size = meta.st_size as u64;
+                if size > 0o77777777777 {
+                    pax.push(("size".to_string(), size.to_string().into_bytes()));
+                    header.set_size(0);
+                } else {
+                    header.set_size(size);
+                }
+                add_xattrs(self.root, rel, &mut pax)?;
+                let file = self.root.open_file(rel)?;
+                let reader = ExactReader {
+                    inner: file,
+                    left: size,
+                    path: format!("/{rel}"),
+                };
+                return finish(tar, header, pax, &name, reader);
             }
-            header.set_entry_type(tar::EntryType::Regular);
-            let size = meta.len();
-            if size > 0o77777777777 {
-                pax.push(("size".to_string(), size.to_string().into_bytes()));
-                header.set_size(0);
-            } else {
-                header.set_size(size);
+            FileType::Fifo => header.set_entry_type(tar::EntryType::Fifo),
+            FileType::CharacterDevice | FileType::BlockDevice => {
+                header.set_entry_type(if ft == FileType::CharacterDevice {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                });
+                let dev = meta.st_rdev;
+                let full = self.root.path().join(rel);
+                header
+                    .set_device_major(rustix::fs::major(dev))
+                    .map_err(io_at(&full, "device number"))?;
+                header
+                    .set_device_minor(rustix::fs::minor(dev))
+                    .map_err(io_at(&full, "device number"))?;
             }
-            add_xattrs(&full, &mut pax)?;
-            let file = fs_err::File::open(&full)?;
-            let reader = ExactReader {
-                inner: file,
-                left: size,
-                path: full.display().to_string(),
-            };
-            return finish(tar, header, pax, &name, reader);
-        } else if ft.is_fifo() {
-            header.set_entry_type(tar::EntryType::Fifo);
-        } else if ft.is_char_device() || ft.is_block_device() {
-            header.set_entry_type(if ft.is_char_device() {
-                tar::EntryType::Char
-            } else {
-                tar::EntryType::Block
-            });
-            let dev = meta.rdev();
-            header
-                .set_device_major(rustix::fs::major(dev))
-                .map_err(io_at(&full, "device number"))?;
-            header
-                .set_device_minor(rustix::fs::minor(dev))
-                .map_err(io_at(&full, "device number"))?;
-        } else {
             // sockets cannot be archived; docker skips them too
-            return Ok(());
+            _ => return Ok(()),
         }
         header.set_size(0);
-        add_xattrs(&full, &mut pax)?;
+        add_xattrs(self.root, rel, &mut pax)?;
         finish(tar, header, pax, &name, io::empty())
     }
 }
@@ -273,10 +283,10 @@ fn set_link(header: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, target: 
     }
 }
 
-fn add_xattrs(path: &Path, pax: &mut Vec<(String, Vec<u8>)>) -> Result<(), FsError> {
+fn add_xattrs(root: &Root, rel: &str, pax: &mut Vec<(String, Vec<u8>)>) -> Result<(), FsError> {
     // the host's SELinux label is not part of the image
     pax.extend(
-        super::tree::xattrs(path)?
+        root.xattrs(rel)?
             .into_iter()
             .filter(|(key, _)| key != "security.selinux")
             .map(|(key, value)| (format!("SCHILY.xattr.{key}"), value)),

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod ignore;
 pub mod layer;
 pub mod pargz;
+pub mod root;
 pub mod scope;
 pub mod snapshot;
 pub mod tree;

@@ -1,8 +1,11 @@
 //! Resolving a path inside a build root the way the kernel would inside a
 //! chroot: symlinks are followed, but an absolute link or `..` never leaves
-//! the root. Every write into a root goes through here first.
+//! the root. Every write into a root goes through here first; the path it
+//! gives holds no symlink, and [`super::root::Root`] acts on it with the
+//! kernel refusing any symlink that appeared since.
 
 use super::FsError;
+use super::root::Root;
 use std::collections::VecDeque;
 use std::path::Path;
 
@@ -13,13 +16,28 @@ const MAX_LINKS: usize = 255;
 /// (`""` is the root itself). The last element is followed when it is a
 /// symlink only if `follow_last`. Missing elements are kept as written.
 pub fn resolve(root: &Path, path: &str, follow_last: bool) -> Result<String, FsError> {
-    resolve_traced(root, path, follow_last, &mut Vec::new())
+    resolve_in(&Root::open(root)?, path, follow_last)
+}
+
+/// [`resolve`] in an open root.
+pub fn resolve_in(root: &Root, path: &str, follow_last: bool) -> Result<String, FsError> {
+    resolve_traced_in(root, path, follow_last, &mut Vec::new())
 }
 
 /// [`resolve`], also pushing onto `followed` the real path of every symlink
 /// followed on the way (so the same resolution can be rebuilt elsewhere).
 pub fn resolve_traced(
     root: &Path,
+    path: &str,
+    follow_last: bool,
+    followed: &mut Vec<String>,
+) -> Result<String, FsError> {
+    resolve_traced_in(&Root::open(root)?, path, follow_last, followed)
+}
+
+/// [`resolve_traced`] in an open root.
+pub fn resolve_traced_in(
+    root: &Root,
     path: &str,
     follow_last: bool,
     followed: &mut Vec<String>,
@@ -45,11 +63,8 @@ pub fn resolve_traced(
         if is_last && !follow_last {
             break;
         }
-        let full = root.join(cur.join("/"));
-        let Ok(meta) = full.symlink_metadata() else {
-            continue;
-        };
-        if !meta.file_type().is_symlink() {
+        let rel = cur.join("/");
+        if root.kind(&rel)? != Some(rustix::fs::FileType::Symlink) {
             continue;
         }
         links += 1;
@@ -59,9 +74,9 @@ pub fn resolve_traced(
                 "too many levels of symbolic links",
             ));
         }
-        let target = fs_err::read_link(&full)?;
+        let target = root.read_link(&rel)?;
         let target = target.to_string_lossy();
-        followed.push(cur.join("/"));
+        followed.push(rel);
         cur.pop();
         if target.starts_with('/') {
             cur.clear();

@@ -1,16 +1,16 @@
-//! Small operations on a tree inside a build root that several writers
-//! share: `mkdir -p` that reports what it created, setting a time without
-//! following symlinks, and removing whatever is at a path.
+//! Small operations on a tree that several writers share: `mkdir -p` in a
+//! root that reports what it created, setting a time without following
+//! symlinks, and removing whatever is at a path of smelt's own.
 
+use super::root::Root;
 use super::{FsError, io_at};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Creates the missing directories of `rel` (relative to `root`, already
 /// resolved) with `owner` and `mode`; returns those it created, parents
 /// first. A non-directory in the way is an error.
 pub fn mkdir_all(
-    root: &Path,
+    root: &Root,
     rel: &str,
     owner: (u32, u32),
     mode: u32,
@@ -19,28 +19,22 @@ pub fn mkdir_all(
     let mut cur = String::new();
     for part in rel.split('/').filter(|p| !p.is_empty()) {
         cur = crate::lexpath::child(&cur, part);
-        let full = root.join(&cur);
-        match full.symlink_metadata() {
-            Ok(m) if m.is_dir() => continue,
-            Ok(_) => return Err(FsError::path(format!("/{cur}"), "is not a directory")),
-            Err(_) => {}
+        match root.kind(&cur)? {
+            Some(rustix::fs::FileType::Directory) => continue,
+            Some(_) => return Err(FsError::path(format!("/{cur}"), "is not a directory")),
+            None => {}
         }
-        fs_err::create_dir(&full)?;
-        std::os::unix::fs::lchown(&full, Some(owner.0), Some(owner.1))
-            .map_err(io_at(&full, "chown"))?;
-        fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
+        root.create_dir(&cur, mode)?;
+        root.chown(&cur, owner.0, owner.1)?;
+        root.chmod(&cur, mode)?;
         created.push(cur.clone());
     }
     Ok(created)
 }
 
-/// Sets access and modification time of `path` (a symlink itself, not its target).
-pub fn set_mtime(path: &Path, secs: i64) -> Result<(), FsError> {
-    let t = filetime::FileTime::from_unix_time(secs, 0);
-    filetime::set_symlink_file_times(path, t, t).map_err(io_at(path, "setting mtime"))
-}
-
-/// Removes a file, link or whole directory tree; a missing path is fine.
+/// Removes a file, link or whole directory tree at a path of smelt's own
+/// (not inside a root: [`Root::remove`] is for those); a missing path is
+/// fine.
 pub fn remove_any(path: &Path) -> Result<(), FsError> {
     match path.symlink_metadata() {
         Err(_) => Ok(()),

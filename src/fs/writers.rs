@@ -10,12 +10,10 @@
 //! path, and the symlinks and directory times set at the end.
 
 use super::FsError;
-use super::tree::set_mtime;
+use super::root::Root;
 use crossbeam_channel::{Sender, bounded};
 use std::collections::HashSet;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Files larger than this are written by the reading thread, streaming.
@@ -24,7 +22,8 @@ pub(crate) const BUFFERED_MAX: u64 = 1 << 20;
 /// One file for a worker to write.
 #[derive(Debug)]
 pub(crate) struct FileJob {
-    pub full: PathBuf,
+    /// Relative to the root, resolved, with nothing there yet.
+    pub rel: String,
     pub data: Vec<u8>,
     pub uid: u32,
     pub gid: u32,
@@ -35,13 +34,14 @@ pub(crate) struct FileJob {
 
 impl FileJob {
     /// Creates the file and sets its metadata.
-    pub(crate) fn write(&self) -> Result<(), FsError> {
-        let mut f = fs_err::File::create(&self.full)?;
+    pub(crate) fn write(&self, root: &Root) -> Result<(), FsError> {
+        let mut f = root.create_file(&self.rel, 0o600)?;
         f.write_all(&self.data)
-            .map_err(super::io_at(&self.full, "writing"))?;
+            .map_err(|e| FsError::path(format!("/{}", self.rel), format!("writing: {e}")))?;
         drop(f);
         set_metadata(
-            &self.full,
+            root,
+            &self.rel,
             (self.uid, self.gid),
             self.mode,
             &self.xattrs,
@@ -55,19 +55,20 @@ impl FileJob {
 /// capabilities), then the time (`None` for directories, whose times are
 /// set once their contents are in).
 pub(crate) fn set_metadata(
-    full: &Path,
+    root: &Root,
+    rel: &str,
     (uid, gid): (u32, u32),
     mode: u32,
     xattrs: &[(String, Vec<u8>)],
     mtime: Option<i64>,
 ) -> Result<(), FsError> {
-    std::os::unix::fs::lchown(full, Some(uid), Some(gid)).map_err(super::io_at(full, "chown"))?;
-    fs_err::set_permissions(full, std::fs::Permissions::from_mode(mode))?;
+    root.chown(rel, uid, gid)?;
+    root.chmod(rel, mode)?;
     for (k, v) in xattrs {
-        xattr::set(full, k, v).map_err(super::io_at(full, "setting xattr"))?;
+        root.set_xattr(rel, k, v)?;
     }
     match mtime {
-        Some(t) => set_mtime(full, t),
+        Some(t) => root.set_mtime(rel, t),
         None => Ok(()),
     }
 }
@@ -84,14 +85,16 @@ pub(crate) struct Writers {
     jobs: Option<Sender<FileJob>>,
     done: Arc<(Mutex<Done>, Condvar)>,
     dispatched: usize,
-    inflight: HashSet<PathBuf>,
+    inflight: HashSet<String>,
 }
 
 impl Writers {
-    /// Starts `threads` workers inside `scope` (they end when `self` drops).
+    /// Starts `threads` workers inside `scope`, writing into `root` (they
+    /// end when `self` drops).
     pub(crate) fn start<'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
         threads: usize,
+        root: &'scope Root,
     ) -> Writers {
         let done: Arc<(Mutex<Done>, Condvar)> = Arc::default();
         let jobs = (threads > 1).then(|| {
@@ -101,7 +104,7 @@ impl Writers {
                 let done = done.clone();
                 scope.spawn(move || {
                     for job in rx {
-                        let result = job.write();
+                        let result = job.write(root);
                         let (lock, cv) = &*done;
                         let mut d = lock
                             .lock()
@@ -131,17 +134,18 @@ impl Writers {
         self.jobs.is_some()
     }
 
-    /// Whether a file at `full` may still be being written.
-    pub(crate) fn pending(&self, full: &PathBuf) -> bool {
-        self.inflight.contains(full)
+    /// Whether a file at `rel` may still be being written.
+    pub(crate) fn pending(&self, rel: &str) -> bool {
+        self.inflight.contains(rel)
     }
 
-    /// Hands a file to a worker (or writes it here without workers).
-    pub(crate) fn dispatch(&mut self, job: FileJob) -> Result<(), FsError> {
+    /// Hands a file to a worker (or writes it here, in `root`, without
+    /// workers).
+    pub(crate) fn dispatch(&mut self, job: FileJob, root: &Root) -> Result<(), FsError> {
         let Some(tx) = &self.jobs else {
-            return job.write();
+            return job.write(root);
         };
-        self.inflight.insert(job.full.clone());
+        self.inflight.insert(job.rel.clone());
         self.dispatched += 1;
         if tx.send(job).is_err() {
             return Err(FsError::path("/", "the file writers stopped"));

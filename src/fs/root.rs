@@ -1,0 +1,571 @@
+//! A build root (or any tree smelt writes into or reads from on behalf of
+//! an image, a context or a Dockerfile) opened as a directory descriptor:
+//! the one narrow interface through which extraction, whiteouts, COPY/ADD,
+//! tree operations and layer writing touch it.
+//!
+//! Every path given here is relative to the root, `/`-separated, and
+//! already resolved by [`super::scope`] (symlinks followed inside the root,
+//! so no element of it is a symlink). The kernel checks that: the parent
+//! directory is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//! RESOLVE_NO_MAGICLINKS)`, so a symlink or a `..` anywhere on the way makes
+//! the operation fail (`ELOOP`, `EXDEV`) instead of leaving the root, and
+//! the last element is then acted on by an `*at` call on that directory
+//! that never follows it (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `O_EXCL`). No
+//! path string built here is ever handed to a system call that resolves it
+//! from `/`. A last element that is empty, `.` or `..` is refused, so no
+//! name can stand for the directory itself or its parent.
+//!
+//! [`Root::open_in_root`] is the read side for trees whose symlinks must be
+//! followed (a context's Dockerfile): `RESOLVE_IN_ROOT`, as a chroot would.
+//!
+//! Nothing else writes into such a tree concurrently while these run (a RUN
+//! has ended, and in its own PID namespace nothing of it survives), so a
+//! check followed by an operation on the same directory descriptor and
+//! name is not a race an image can win.
+
+use super::FsError;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timestamps};
+use rustix::io::Errno;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// A directory every operation stays beneath.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// The directory an operation acts in: the root itself or one below it.
+enum Dir<'a> {
+    Root(BorrowedFd<'a>),
+    Below(OwnedFd),
+}
+
+impl AsFd for Dir<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Dir::Root(fd) => *fd,
+            Dir::Below(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// Resolution that fails rather than follows.
+const STRICT: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
+fn errno_at(rel: &str, what: &str, e: Errno) -> FsError {
+    FsError::path(format!("/{rel}"), format!("{what}: {}", describe(e)))
+}
+
+/// The error text, with the two a hostile tree provokes made plain.
+fn describe(e: Errno) -> String {
+    match e {
+        Errno::LOOP => "a symlink in the way (not followed out of the root)".to_string(),
+        Errno::XDEV => "the path leaves the root".to_string(),
+        e => std::io::Error::from(e).to_string(),
+    }
+}
+
+/// Splits `rel` into its parent and a last element that names an entry
+/// (not empty, `.` or `..`).
+fn split(rel: &str) -> Result<(&str, &str), FsError> {
+    let rel = rel.trim_matches('/');
+    let (parent, name) = match rel.rfind('/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => ("", rel),
+    };
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(FsError::path(
+            format!("/{rel}"),
+            "does not name an entry in the root",
+        ));
+    }
+    Ok((parent, name))
+}
+
+impl Root {
+    /// Opens `path` (which must be a directory, followed if a symlink:
+    /// the caller names its own root).
+    pub fn open(path: &Path) -> Result<Root, FsError> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| FsError::path(path.display(), format!("opening: {}", describe(e))))?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Where the root is (for messages and for tools run on it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory `rel_dir` (`""`: the root), opened without following
+    /// anything.
+    fn dir_raw(&self, rel_dir: &str) -> rustix::io::Result<Dir<'_>> {
+        let rel_dir = rel_dir.trim_matches('/');
+        if rel_dir.is_empty() {
+            return Ok(Dir::Root(self.fd.as_fd()));
+        }
+        rustix::fs::openat2(
+            &self.fd,
+            rel_dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            STRICT,
+        )
+        .map(Dir::Below)
+    }
+
+    fn dir(&self, rel_dir: &str) -> Result<Dir<'_>, FsError> {
+        self.dir_raw(rel_dir)
+            .map_err(|e| errno_at(rel_dir.trim_matches('/'), "opening directory", e))
+    }
+
+    /// The parent of `rel` and the last element's name.
+    fn at<'r>(&self, rel: &'r str) -> Result<(Dir<'_>, &'r str), FsError> {
+        let (parent, name) = split(rel)?;
+        Ok((self.dir(parent)?, name))
+    }
+
+    /// `lstat` of `rel`; `None` when nothing is there (the root itself is
+    /// `""`).
+    pub fn lstat(&self, rel: &str) -> Result<Option<Stat>, FsError> {
+        let rel = rel.trim_matches('/');
+        let found = if rel.is_empty() {
+            rustix::fs::fstat(&self.fd)
+        } else {
+            let (parent, name) = split(rel)?;
+            match self.dir_raw(parent) {
+                Ok(dir) => rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW),
+                Err(e) => Err(e),
+            }
+        };
+        match found {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(errno_at(rel, "stat", e)),
+        }
+    }
+
+    /// The type of what is at `rel`, if anything.
+    pub fn kind(&self, rel: &str) -> Result<Option<FileType>, FsError> {
+        Ok(self
+            .lstat(rel)?
+            .map(|st| FileType::from_raw_mode(st.st_mode)))
+    }
+
+    /// Whether `rel` is a directory (not a symlink to one).
+    pub fn is_dir(&self, rel: &str) -> Result<bool, FsError> {
+        Ok(self.kind(rel)? == Some(FileType::Directory))
+    }
+
+    /// Creates the directory `rel` (its mode is set by the caller).
+    pub fn create_dir(&self, rel: &str, mode: u32) -> Result<(), FsError> {
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode))
+            .map_err(|e| errno_at(rel, "creating directory", e))
+    }
+
+    /// Creates the regular file `rel`, which must not exist yet, for
+    /// writing.
+    pub fn create_file(&self, rel: &str, mode: u32) -> Result<std::fs::File, FsError> {
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map(std::fs::File::from)
+        .map_err(|e| errno_at(rel, "creating file", e))
+    }
+
+    /// Opens the regular file `rel` for reading (a symlink anywhere on the
+    /// way, the last element included, is an error).
+    pub fn open_file(&self, rel: &str) -> Result<std::fs::File, FsError> {
+        let rel = rel.trim_matches('/');
+        rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+            STRICT,
+        )
+        .map(std::fs::File::from)
+        .map_err(|e| errno_at(rel, "opening", e))
+    }
+
+    /// Opens `rel` for reading as a chroot into the root would: symlinks
+    /// are followed, an absolute one or `..` from the root's top stays in
+    /// the root. For files an untrusted tree names (a context's
+    /// Dockerfile and `.dockerignore`).
+    pub fn open_in_root(&self, rel: &str) -> Result<std::fs::File, FsError> {
+        let rel = rel.trim_start_matches('/');
+        rustix::fs::openat2(
+            &self.fd,
+            if rel.is_empty() { "." } else { rel },
+            OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map(std::fs::File::from)
+        .map_err(|e| errno_at(rel, "opening", e))
+    }
+
+    /// Creates the symlink `rel` pointing at `target` (never resolved here).
+    pub fn symlink(&self, target: &OsStr, rel: &str) -> Result<(), FsError> {
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::symlinkat(target, &dir, name).map_err(|e| errno_at(rel, "creating symlink", e))
+    }
+
+    /// The target of the symlink `rel`.
+    pub fn read_link(&self, rel: &str) -> Result<OsString, FsError> {
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::readlinkat(&dir, name, Vec::new())
+            .map(|t| OsString::from_vec(t.into_bytes()))
+            .map_err(|e| errno_at(rel, "reading symlink", e))
+    }
+
+    /// Makes `rel` a hard link to `existing` (a symlink is linked itself,
+    /// never followed).
+    pub fn hard_link(&self, existing: &str, rel: &str) -> Result<(), FsError> {
+        let (from_dir, from) = self.at(existing)?;
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::linkat(&from_dir, from, &dir, name, AtFlags::empty())
+            .map_err(|e| errno_at(rel, &format!("linking to /{existing}"), e))
+    }
+
+    /// Creates a FIFO or device node.
+    pub fn mknod(&self, rel: &str, kind: FileType, mode: u32, dev: u64) -> Result<(), FsError> {
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::mknodat(&dir, name, kind, Mode::from_raw_mode(mode), dev)
+            .map_err(|e| errno_at(rel, "mknod", e))
+    }
+
+    /// Sets the owner of `rel` itself (a symlink is not followed).
+    pub fn chown(&self, rel: &str, uid: u32, gid: u32) -> Result<(), FsError> {
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::chownat(
+            &dir,
+            name,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| errno_at(rel, "chown", e))
+    }
+
+    /// Sets the mode of `rel`; a symlink has none and is left alone.
+    pub fn chmod(&self, rel: &str, mode: u32) -> Result<(), FsError> {
+        let (dir, name) = self.at(rel)?;
+        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| errno_at(rel, "stat", e))?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            return Ok(());
+        }
+        // checked above on the same directory and name: not a symlink
+        rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
+            .map_err(|e| errno_at(rel, "chmod", e))
+    }
+
+    /// Sets the access and modification times of `rel` itself.
+    pub fn set_mtime(&self, rel: &str, secs: i64) -> Result<(), FsError> {
+        let t = rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        let times = Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        let rel = rel.trim_matches('/');
+        if rel.is_empty() {
+            return rustix::fs::futimens(&self.fd, &times)
+                .or_else(|_| {
+                    rustix::fs::utimensat(&self.fd, ".", &times, AtFlags::SYMLINK_NOFOLLOW)
+                })
+                .map_err(|e| errno_at(rel, "setting mtime", e));
+        }
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| errno_at(rel, "setting mtime", e))
+    }
+
+    /// A path naming `rel` itself for the `l*xattr` calls, which have no
+    /// `*at` form: the parent through its descriptor's `/proc/self/fd`
+    /// link (the kernel's own reference to it), then the last element,
+    /// which those calls do not follow.
+    fn xattr_path(dir: &Dir<'_>, name: &str) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).join(name)
+    }
+
+    /// Sets an extended attribute on `rel` itself.
+    pub fn set_xattr(&self, rel: &str, key: &str, value: &[u8]) -> Result<(), FsError> {
+        let (dir, name) = self.at(rel)?;
+        rustix::fs::lsetxattr(
+            Self::xattr_path(&dir, name),
+            key,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .map_err(|e| errno_at(rel, &format!("setting xattr {key}"), e))
+    }
+
+    /// The extended attributes of `rel` itself, sorted by name; none
+    /// where the filesystem has no support for them.
+    pub fn xattrs(&self, rel: &str) -> Result<Vec<(String, Vec<u8>)>, FsError> {
+        let rel = rel.trim_matches('/');
+        let (dir, name) = if rel.is_empty() {
+            (Dir::Root(self.fd.as_fd()), ".")
+        } else {
+            self.at(rel)?
+        };
+        let path = Self::xattr_path(&dir, name);
+        let mut names = vec![0u8; 1024];
+        let len = loop {
+            match rustix::fs::llistxattr(&path, &mut names[..]) {
+                Ok(n) => break n,
+                Err(Errno::RANGE) => {
+                    let want = rustix::fs::llistxattr(&path, &mut [0u8; 0][..])
+                        .map_err(|e| errno_at(rel, "listing xattrs", e))?;
+                    names.resize(want.max(names.len() * 2), 0);
+                }
+                Err(Errno::NOTSUP) => return Ok(Vec::new()),
+                Err(e) => return Err(errno_at(rel, "listing xattrs", e)),
+            }
+        };
+        let mut found = Vec::new();
+        for key in names[..len].split(|b| *b == 0).filter(|k| !k.is_empty()) {
+            let key = OsStr::from_bytes(key);
+            let mut value = vec![0u8; 256];
+            let n = loop {
+                match rustix::fs::lgetxattr(&path, key, &mut value[..]) {
+                    Ok(n) => break Some(n),
+                    Err(Errno::RANGE) => {
+                        let want = rustix::fs::lgetxattr(&path, key, &mut [0u8; 0][..])
+                            .map_err(|e| errno_at(rel, "reading xattr", e))?;
+                        value.resize(want.max(value.len() * 2), 0);
+                    }
+                    // removed between the list and the read
+                    Err(Errno::NODATA) => break None,
+                    Err(e) => return Err(errno_at(rel, "reading xattr", e)),
+                }
+            };
+            if let Some(n) = n {
+                value.truncate(n);
+                found.push((key.to_string_lossy().into_owned(), value));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The names in directory `rel` (not `.` and `..`) with their types.
+    pub fn read_dir(&self, rel: &str) -> Result<Vec<(OsString, FileType)>, FsError> {
+        let rel = rel.trim_matches('/');
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            if rel.is_empty() { "." } else { rel },
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            STRICT,
+        )
+        .map_err(|e| errno_at(rel, "opening directory", e))?;
+        list(fd).map_err(|e| errno_at(rel, "reading directory", e))
+    }
+
+    /// Removes whatever is at `rel` (a whole tree for a directory, its
+    /// symlinks never followed); nothing there is fine.
+    pub fn remove(&self, rel: &str) -> Result<(), FsError> {
+        let (dir, name) = self.at(rel)?;
+        match remove_at(dir.as_fd(), OsStr::new(name)) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(errno_at(rel, "removing", e)),
+        }
+    }
+}
+
+/// The entries of an open directory (not `.` and `..`), with their types
+/// (asked of the filesystem where the directory entry does not say).
+fn list(fd: OwnedFd) -> rustix::io::Result<Vec<(OsString, FileType)>> {
+    let mut dir = rustix::fs::Dir::new(fd)?;
+    let mut out = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let name = OsStr::from_bytes(name).to_os_string();
+        let kind = match entry.file_type() {
+            FileType::Unknown => {
+                let st = rustix::fs::statat(dir.fd()?, &name, AtFlags::SYMLINK_NOFOLLOW)?;
+                FileType::from_raw_mode(st.st_mode)
+            }
+            k => k,
+        };
+        out.push((name, kind));
+    }
+    Ok(out)
+}
+
+/// Removes `name` in `dir`: a file or link with `unlinkat`, a directory
+/// by descriptor, depth first, never following a symlink.
+fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Err(Errno::ISDIR | Errno::PERM) => {}
+        other => return other,
+    }
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let entries = list(sub.try_clone().map_err(|_| Errno::NOMEM)?)?;
+    for (child, kind) in entries {
+        if kind == FileType::Directory {
+            remove_at(sub.as_fd(), &child)?;
+        } else {
+            match rustix::fs::unlinkat(&sub, &child, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// `outer/root` with a canary directory beside it.
+    fn setup() -> (tempfile::TempDir, Root) {
+        let outer = tempfile::tempdir().expect("tempdir");
+        fs_err::create_dir(outer.path().join("root")).expect("mkdir");
+        fs_err::create_dir(outer.path().join("canary")).expect("mkdir");
+        fs_err::write(outer.path().join("canary/secret"), "s").expect("write");
+        let root = Root::open(&outer.path().join("root")).expect("open");
+        (outer, root)
+    }
+
+    fn canary_intact(outer: &Path) {
+        let names: Vec<_> = fs_err::read_dir(outer.join("canary"))
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [OsString::from("secret")]);
+        assert_eq!(
+            fs_err::read(outer.join("canary/secret")).expect("read"),
+            b"s"
+        );
+    }
+
+    #[test]
+    fn no_operation_follows_a_symlink_out() {
+        let (outer, root) = setup();
+        let canary = outer.path().join("canary");
+        symlink(&canary, root.path().join("abs")).expect("symlink");
+        symlink("../canary", root.path().join("rel")).expect("symlink");
+        for link in ["abs", "rel"] {
+            let under = format!("{link}/secret");
+            let new = format!("{link}/new");
+            assert!(root.create_file(&new, 0o644).is_err());
+            assert!(root.create_dir(&new, 0o755).is_err());
+            assert!(root.symlink(OsStr::new("x"), &new).is_err());
+            assert!(root.open_file(&under).is_err());
+            assert!(root.open_file(link).is_err());
+            assert!(root.chown(&under, 1, 1).is_err());
+            assert!(root.chmod(&under, 0o777).is_err());
+            assert!(root.set_mtime(&under, 0).is_err());
+            assert!(root.remove(&under).is_err());
+            assert!(root.hard_link(&under, "stolen").is_err());
+            assert!(root.read_dir(link).is_err());
+            assert!(root.set_xattr(&under, "user.x", b"1").is_err());
+            // the link itself is acted on, never its target
+            root.chmod(link, 0o777)
+                .expect("chmod of a symlink is a no-op");
+            root.set_mtime(link, 0).expect("mtime of the link itself");
+        }
+        root.remove("abs").expect("remove the link");
+        assert!(root.lstat("abs").expect("lstat").is_none());
+        canary_intact(outer.path());
+    }
+
+    #[test]
+    fn names_that_are_not_entries_are_refused() {
+        let (outer, root) = setup();
+        fs_err::create_dir(root.path().join("sub")).expect("mkdir");
+        for rel in [
+            "",
+            ".",
+            "..",
+            "sub/.",
+            "sub/..",
+            "../canary",
+            "sub/../../canary",
+            "/..",
+        ] {
+            assert!(root.remove(rel).is_err(), "{rel:?} was accepted");
+            assert!(root.create_dir(rel, 0o755).is_err(), "{rel:?} was accepted");
+        }
+        assert!(root.path().join("sub").is_dir());
+        canary_intact(outer.path());
+    }
+
+    #[test]
+    fn remove_takes_a_tree_without_following_its_links() {
+        let (outer, root) = setup();
+        let canary = outer.path().join("canary");
+        fs_err::create_dir_all(root.path().join("t/a/b")).expect("mkdir");
+        fs_err::write(root.path().join("t/a/b/f"), "x").expect("write");
+        symlink(&canary, root.path().join("t/a/link")).expect("symlink");
+        root.remove("t").expect("remove");
+        assert!(!root.path().join("t").exists());
+        canary_intact(outer.path());
+    }
+
+    #[test]
+    fn in_root_reads_follow_links_inside() {
+        let (outer, root) = setup();
+        fs_err::write(root.path().join("real"), "inside").expect("write");
+        symlink("/real", root.path().join("abs")).expect("symlink");
+        symlink(outer.path().join("canary/secret"), root.path().join("host")).expect("symlink");
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut root.open_in_root("abs").expect("open"), &mut s)
+            .expect("read");
+        assert_eq!(s, "inside");
+        // the host path resolves inside the root, where it does not exist
+        assert!(root.open_in_root("host").is_err());
+    }
+
+    #[test]
+    fn xattrs_and_times_round_trip() {
+        let (_outer, root) = setup();
+        drop(root.create_file("f", 0o644).expect("create"));
+        root.set_mtime("f", 12345).expect("mtime");
+        assert_eq!(
+            root.lstat("f").expect("lstat").expect("there").st_mtime,
+            12345
+        );
+        if root.set_xattr("f", "user.smelt", b"v").is_ok() {
+            assert_eq!(
+                root.xattrs("f").expect("list"),
+                [("user.smelt".to_string(), b"v".to_vec())]
+            );
+        }
+    }
+}
