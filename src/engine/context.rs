@@ -4,6 +4,7 @@
 
 use crate::dockerfile::DockerIgnore;
 use crate::dockerfile::ignore::{Flavor, Glob};
+use crate::fs::root::Root;
 use crate::fs::scope;
 use crate::lexpath;
 use std::path::{Path, PathBuf};
@@ -66,10 +67,11 @@ impl SourceTree {
         links: &mut Vec<String>,
     ) -> Result<Vec<Match>, String> {
         let rel = lexpath::in_root(source);
+        let root = Root::open(&self.root).map_err(|e| e.to_string())?;
         let resolve = |rel: &str, links: &mut Vec<String>| {
-            scope::resolve_traced(&self.root, rel, true, links).map_err(|e| e.to_string())
+            scope::resolve_traced_in(&root, rel, true, links).map_err(|e| e.to_string())
         };
-        let exists = |real: &str| self.root.join(real).symlink_metadata().is_ok();
+        let exists = |real: &str| root.lstat(real).is_ok_and(|m| m.is_some());
         if !has_glob(&rel) {
             let real = resolve(&rel, links)?;
             if !exists(&real) || self.is_excluded(&rel) {
@@ -94,12 +96,12 @@ impl SourceTree {
                 }
                 let glob = Glob::new(part, Flavor::GoPath)
                     .ok_or_else(|| format!("{source:?}: syntax error in pattern"))?;
-                let Ok(entries) = fs_err::read_dir(self.root.join(&dir.real)) else {
+                let Ok(entries) = root.read_dir(&dir.real) else {
                     continue;
                 };
                 let mut names: Vec<String> = entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .into_iter()
+                    .map(|(n, _)| n.to_string_lossy().into_owned())
                     .filter(|n| glob.matches(n))
                     .collect();
                 names.sort();

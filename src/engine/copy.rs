@@ -182,7 +182,10 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
         if kind(&meta) == FileType::Directory {
             let dest_rel = w.prepare_dir(&dest_clean, &meta)?;
             w.copy_dir_contents(&m.real, &dest_rel)?;
-        } else if job.is_add && is_tar_archive(&src, &m.real) {
+        } else if job.is_add
+            && kind(&meta) == FileType::RegularFile
+            && is_tar_archive(&src, &m.real)
+        {
             let dest_rel = w.prepare_dir(&dest_clean, &meta)?;
             w.extract(&m.real, &dest_rel)?;
         } else {

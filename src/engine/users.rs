@@ -1,6 +1,7 @@
 //! Resolving `user[:group]` (for `--chown`, USER and WORKDIR) against the
 //! image's own `/etc/passwd` and `/etc/group`, as docker does.
 
+use crate::fs::root::Root;
 use crate::fs::scope;
 use std::path::Path;
 
@@ -110,17 +111,26 @@ pub fn home_dir(root: &Path, uid: u32) -> String {
 /// The `:`-separated fields of every line of an image file (none when the
 /// image has no such file).
 fn entries(root: &Path, file: &str) -> Vec<Vec<String>> {
-    let Ok(rel) = scope::resolve(root, file, true) else {
+    let Ok(root) = Root::open(root) else {
         return Vec::new();
     };
-    fs_err::read_to_string(root.join(rel))
-        .map(|text| {
-            text.lines()
+    let Ok(rel) = scope::resolve_in(&root, file, true) else {
+        return Vec::new();
+    };
+    // a regular file of sane size: an image's /etc/passwd that is a link
+    // to a device or a FIFO is not read
+    root.read_regular(&rel, ACCOUNT_FILE_MAX)
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .lines()
                 .map(|l| l.split(':').map(str::to_string).collect())
                 .collect()
         })
         .unwrap_or_default()
 }
+
+/// The most of `/etc/passwd` or `/etc/group` read (64 MiB).
+const ACCOUNT_FILE_MAX: u64 = 64 << 20;
 
 /// The `:`-separated fields of the entry whose field `key_field` is `name`.
 fn lookup(root: &Path, file: &str, name: &str, key_field: usize) -> Option<Vec<String>> {

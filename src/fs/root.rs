@@ -205,6 +205,38 @@ impl Root {
         .map_err(|e| errno_at(rel, "opening", e))
     }
 
+    /// The contents of the regular file `rel` (no symlink on the way),
+    /// which may hold at most `max` bytes: a device, a FIFO or a file that
+    /// never ends is refused instead of read.
+    pub fn read_regular(&self, rel: &str, max: u64) -> Result<Vec<u8>, FsError> {
+        use std::io::Read;
+        let rel = rel.trim_matches('/');
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+            STRICT,
+        )
+        .map_err(|e| errno_at(rel, "opening", e))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| errno_at(rel, "stat", e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(FsError::path(format!("/{rel}"), "is not a regular file"));
+        }
+        let mut data = Vec::new();
+        std::fs::File::from(fd)
+            .take(max + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| FsError::path(format!("/{rel}"), format!("reading: {e}")))?;
+        if data.len() as u64 > max {
+            return Err(FsError::path(
+                format!("/{rel}"),
+                format!("is larger than {max} bytes"),
+            ));
+        }
+        Ok(data)
+    }
+
     /// Opens `rel` for reading as a chroot into the root would: symlinks
     /// are followed, an absolute one or `..` from the root's top stays in
     /// the root. For files an untrusted tree names (a context's
@@ -388,7 +420,13 @@ impl Root {
     /// Removes whatever is at `rel` (a whole tree for a directory, its
     /// symlinks never followed); nothing there is fine.
     pub fn remove(&self, rel: &str) -> Result<(), FsError> {
-        let (dir, name) = self.at(rel)?;
+        let (parent, name) = split(rel)?;
+        let dir = match self.dir_raw(parent) {
+            Ok(d) => d,
+            // no parent, nothing to remove
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+            Err(e) => return Err(errno_at(parent, "opening directory", e)),
+        };
         match remove_at(dir.as_fd(), OsStr::new(name)) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(errno_at(rel, "removing", e)),

@@ -12,7 +12,7 @@ use std::process::Command;
 
 /// A root holding smelt as `/kaniko/executor`, the libraries it links
 /// with, mount points and the context in `/workspace`.
-fn executor_root(dockerfile: &str) -> tempfile::TempDir {
+pub(crate) fn executor_root(dockerfile: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     for d in ["kaniko", "proc", "dev", "sys", "etc", "workspace"] {
@@ -33,7 +33,7 @@ fn executor_root(dockerfile: &str) -> tempfile::TempDir {
 }
 
 /// Runs `/kaniko/executor ARGS` chrooted into `root`; returns (ok, stderr).
-fn run_executor(root: &Path, secret: &Path, args: &[&str]) -> (bool, String) {
+pub(crate) fn run_executor(root: &Path, secret: &Path, args: &[&str]) -> (bool, String) {
     let r = root.display();
     let script = format!(
         "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
