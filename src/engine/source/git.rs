@@ -359,6 +359,12 @@ impl<'a> Git<'a> {
     /// Runs `git ARGS` in the work tree; `Ok` is its standard output,
     /// `Err` what it printed on failure.
     fn run(&self, args: &[&str]) -> Result<String, String> {
+        if let Some(s) = crate::engine::interrupt::signal() {
+            return Err(format!(
+                "stopped by {}",
+                crate::engine::interrupt::signal_name(s)
+            ));
+        }
         let mut command = Command::new("git");
         for c in &self.config {
             command.arg("-c").arg(c);
