@@ -283,3 +283,69 @@ fn a_second_signal_exits_at_once() {
     );
     assert!(!log.contains("did not stop within"), "{log}");
 }
+
+/// The stage roots under `kaniko` (`smelt-build-*/stage-*`).
+fn stage_roots(kaniko: &Path) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    for work in fs_err::read_dir(kaniko).into_iter().flatten().flatten() {
+        for entry in fs_err::read_dir(work.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with("stage-") {
+                roots.push(entry.path());
+            }
+        }
+    }
+    roots
+}
+
+#[test]
+fn sigterm_while_a_big_base_unpacks_exits_143_and_leaves_nothing() {
+    let reg = TestRegistry::start(Auth::None);
+    // busybox and 20,000 files of 1 KiB
+    let base = base_context();
+    let many = base.ctx().join("many");
+    fs_err::create_dir_all(&many).unwrap();
+    let mut noise = vec![0u8; 20_000 * 1024];
+    fs_err::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    for (i, chunk) in noise.chunks(1024).enumerate() {
+        fs_err::write(many.join(format!("f-{i:05}")), chunk).unwrap();
+    }
+    fs_err::write(
+        base.ctx().join("Dockerfile"),
+        "FROM scratch\nCOPY bin/ /bin/\nCOPY etc/ /etc/\nCOPY many/ /many/\n",
+    )
+    .unwrap();
+    let layout = base.path("base-oci");
+    base.build(&[
+        "--no-push",
+        "--custom-platform=linux/amd64",
+        "--oci-layout-path",
+        layout.to_str().unwrap(),
+    ])
+    .ok();
+    reg.push_layout(&layout, "many:1");
+
+    let t = TestContext::new(&format!(
+        "FROM {}/many:1\nRUN touch /not-reached\n",
+        reg.host
+    ));
+    let kaniko = t.path("kaniko");
+    let mut smelt = Running::start(&t, &kaniko);
+    // once the first files are in the root, as the extraction goes on
+    smelt.wait_until("files of the base in its root", || {
+        stage_roots(&kaniko)
+            .iter()
+            .any(|r| r.join("many/f-00100").exists())
+    });
+    smelt.signal(Signal::TERM);
+    assert_eq!(smelt.exit_code(), Some(143), "{}", smelt.log());
+    let log = smelt.log();
+    assert!(log.contains("SIGTERM: stopping the build"), "{log}");
+    assert_nothing_left(&kaniko, &log);
+}
