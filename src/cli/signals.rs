@@ -130,7 +130,7 @@ fn finish(signal: i32, late: bool) {
             .arg(code.to_string())
             .args(&remove)
             .exec();
-        log::warn!("starting smelt's clean-up: {e}");
+        log::warn!("starting smelt's clean-up (/proc/self/exe): {e}");
     }
     let code = clean_up(code, &remove);
     std::process::exit(code);
@@ -159,11 +159,16 @@ pub fn cleanup_main(args: &[OsString]) -> i32 {
 fn clean_up(code: i32, dirs: &[PathBuf]) -> i32 {
     kill_children();
     for dir in dirs {
-        match fs_err::remove_dir_all(dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                eprintln!("smelt: {e}");
+        // in place a writer thread may still add files: a few more tries
+        for attempt in 1..=3 {
+            match fs_err::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    if attempt == 3 {
+                        eprintln!("smelt: {e}");
+                    }
+                }
+                _ => break,
             }
-            _ => {}
         }
     }
     code
