@@ -1,10 +1,12 @@
 //! The command line: `smelt build` (and the same binary called `executor`)
 //! with kaniko's flags, `smelt warm` (the cache warmer, reserved), flags
 //! turned into [`BuildOptions`], and exit codes: 0 success, 1 build
-//! failure, 2 usage error.
+//! failure, 2 usage error, 128 + the signal for a build stopped by SIGTERM
+//! (143) or SIGINT (130) (`signals.rs`).
 
 pub mod flags;
 pub mod log;
+pub mod signals;
 
 use crate::engine::{self, BuildOptions, CacheOptions};
 use crate::fs::Compression;
@@ -63,6 +65,10 @@ pub fn run(args: &[OsString]) -> i32 {
             }
         };
     }
+    // what the signal thread execs into to end a build (signals.rs)
+    if args.get(1).is_some_and(|a| a == signals::CLEANUP) {
+        return signals::cleanup_main(args.get(2..).unwrap_or_default());
+    }
     let invoked = args
         .first()
         .map(|a| {
@@ -102,8 +108,25 @@ pub fn run(args: &[OsString]) -> i32 {
             return EXIT_USAGE;
         }
     };
+    signals::install();
+    // everything the build made is removed when build_command returns
+    let code = build_command(&flags, progress_bars);
+    signals::exit_code(code)
+}
+
+/// Prints an error, unless a signal stopped the build: its line said it.
+fn report(what: &str, e: &dyn std::fmt::Display) {
+    if engine::interrupt::signal().is_some() {
+        ::log::debug!("{what}{e}");
+    } else {
+        eprintln!("{what}{e}");
+    }
+}
+
+/// `smelt build`, once the flags are read and the logger is set up.
+fn build_command(flags: &ExecutorFlags, progress_bars: bool) -> i32 {
     // usage errors first: nothing is fetched for a build that cannot run
-    let context = match check_flags(&flags) {
+    let context = match check_flags(flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -112,14 +135,14 @@ pub fn run(args: &[OsString]) -> i32 {
     };
     // a context that is not a directory is fetched into one first; a
     // Dockerfile from stdin is written to a file
-    let prepared = match prepare_inputs(&flags, context) {
+    let prepared = match prepare_inputs(flags, context) {
         Ok(p) => p,
         Err((code, e)) => {
-            eprintln!("error: {e}");
+            report("error: ", &e);
             return code;
         }
     };
-    let opts = match to_options(&flags, progress_bars, &prepared) {
+    let opts = match to_options(flags, progress_bars, &prepared) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -135,7 +158,7 @@ pub fn run(args: &[OsString]) -> i32 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("error building image: {e}");
+            report("error building image: ", &e);
             EXIT_BUILD
         }
     }
@@ -220,8 +243,8 @@ fn git_options(f: &ExecutorFlags) -> Result<engine::source::GitOptions, String> 
 #[derive(Debug)]
 pub struct Prepared {
     pub context: PathBuf,
-    pub fetched: Option<tempfile::TempDir>,
-    pub dockerfile: Option<(tempfile::TempDir, PathBuf)>,
+    pub fetched: Option<engine::interrupt::TrackedDir>,
+    pub dockerfile: Option<(engine::interrupt::TrackedDir, PathBuf)>,
 }
 
 /// Fetches a context that is not a local directory (tarball, git, object
@@ -237,10 +260,12 @@ fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, 
                 "--dockerfile - and --context tar://stdin cannot both read stdin".to_string(),
             ));
         }
-        let dir = tempfile::Builder::new()
-            .prefix("smelt-dockerfile-")
-            .tempdir()
-            .map_err(|e| (EXIT_BUILD, format!("--dockerfile -: {e}")))?;
+        let dir = engine::interrupt::temp_dir(|| {
+            tempfile::Builder::new()
+                .prefix("smelt-dockerfile-")
+                .tempdir()
+        })
+        .map_err(|e| (EXIT_BUILD, format!("--dockerfile -: {e}")))?;
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
             .map_err(|e| (EXIT_USAGE, format!("--dockerfile -: reading stdin: {e}")))?;
@@ -251,10 +276,10 @@ fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, 
     let (context, fetched) = match source {
         ContextSource::Dir(path) => (path, None),
         remote => {
-            let dir = tempfile::Builder::new()
-                .prefix("smelt-context-")
-                .tempdir()
-                .map_err(|e| (EXIT_BUILD, format!("--context {shown}: {e}")))?;
+            let dir = engine::interrupt::temp_dir(|| {
+                tempfile::Builder::new().prefix("smelt-context-").tempdir()
+            })
+            .map_err(|e| (EXIT_BUILD, format!("--context {shown}: {e}")))?;
             let context = remote
                 .fetch(dir.path(), &git)
                 .map_err(|e| (EXIT_BUILD, e.to_string()))?;

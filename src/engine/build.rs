@@ -47,15 +47,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         None => std::env::temp_dir(),
     };
     fs_err::create_dir_all(&base)?;
-    let work = tempfile::Builder::new()
-        .prefix("smelt-build-")
-        .tempdir_in(&base)
-        .map_err(|e| {
-            EngineError::Invalid(format!(
-                "creating a work directory in {}: {e}",
-                base.display()
-            ))
-        })?;
+    // known to the signal thread, which removes it if the build does not
+    // stop in time (engine/interrupt.rs)
+    let work = super::interrupt::temp_dir(|| {
+        tempfile::Builder::new()
+            .prefix("smelt-build-")
+            .tempdir_in(&base)
+    })
+    .map_err(|e| {
+        EngineError::Invalid(format!(
+            "creating a work directory in {}: {e}",
+            base.display()
+        ))
+    })?;
     crate::fs::tree::mark_top_dir(work.path());
     let store = BlobStore::open(&work.path().join("blobs"))?;
     let mut remote = Remote::new(opts.registry.clone());
@@ -120,6 +124,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         (false, Some(t)) => MtimePolicy::Clamp(t),
         (false, None) => MtimePolicy::Keep,
     };
+    let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _cancel_on_signal = super::interrupt::track_build(&cancelled, opts.in_place);
     // OCI everywhere: OCI-layout readers (skopeo, umoci) skip Docker-typed manifests, and one
     // manifest for every output keeps the digest files true for each of them.
     let media_types = MediaTypes::Oci;
@@ -140,7 +146,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         in_place: opts.in_place,
         single_snapshot: opts.single_snapshot,
         extract_retries: opts.extract_retries,
-        cancelled: std::sync::atomic::AtomicBool::new(false),
+        cancelled: std::sync::Arc::clone(&cancelled),
         cache,
     };
 
@@ -169,6 +175,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         }
     }
     config.created = Some(env.created());
+    stopped_by_signal()?;
     let image = BuiltImage::assemble(&store, &config, final_state.layers, media_types, None)?;
     let digest = image.manifest_digest.clone();
     log::info!(
@@ -180,6 +187,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         remote.fetch(&image.manifest.layers, &store)?;
     }
     write_images(opts, &store, &image, &destinations)?;
+    stopped_by_signal()?;
     if opts.push && !destinations.is_empty() {
         push(&remote, &store, &image, &destinations)?;
     }
@@ -188,6 +196,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         crate::fs::ignore::wipe(Path::new("/"), &env.ignores)?;
     }
     Ok(BuildOutcome { image, digest })
+}
+
+/// Fails once a SIGTERM or SIGINT came: no output or push is started after.
+fn stopped_by_signal() -> Result<(), EngineError> {
+    match super::interrupt::signal() {
+        Some(s) => Err(EngineError::Invalid(format!(
+            "build stopped by {}",
+            super::interrupt::signal_name(s)
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Waits for the cache uploads, and writes the cache report, when dropped.

@@ -5,7 +5,8 @@
 //! the same time (in place there is one `/`, and they take turns).
 //!
 //! When a stage fails, the others stop at their next step and a running
-//! RUN is killed, as BuildKit cancels a failed build's other work.
+//! RUN is killed, as BuildKit cancels a failed build's other work; a
+//! SIGTERM or SIGINT (`engine::interrupt`) cancels every stage the same way.
 //!
 //! A stage's root lives only as long as a later stage needs it: a stage
 //! that is the last reader of its base's root takes that directory over
@@ -361,9 +362,13 @@ impl Runner<'_> {
         let materialized = materialize || unpack.is_none();
         let check = || {
             if env.cancelled.load(Ordering::Relaxed) {
-                log::info!("[{label}] stopped: another stage failed");
+                let why = match super::interrupt::signal() {
+                    Some(s) => super::interrupt::signal_name(s),
+                    None => "another stage failed".to_string(),
+                };
+                log::info!("[{label}] stopped: {why}");
                 return Err(EngineError::Invalid(format!(
-                    "stage {label} stopped: another stage failed"
+                    "stage {label} stopped: {why}"
                 )));
             }
             Ok(())

@@ -48,9 +48,9 @@ pub struct BuildEnv<'a> {
     pub single_snapshot: bool,
     /// `--image-fs-extract-retry`: attempts at unpacking a base after the first.
     pub extract_retries: u32,
-    /// Set when a stage failed: the others stop at their next step, and a
-    /// running RUN is killed.
-    pub cancelled: std::sync::atomic::AtomicBool,
+    /// Set when a stage failed or a signal came (`engine::interrupt`): the
+    /// stages stop at their next step, and a running RUN is killed.
+    pub cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// `--cache`: the layer cache in a registry.
     pub cache: Option<Cache>,
 }

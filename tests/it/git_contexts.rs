@@ -158,3 +158,194 @@ fn git_errors_name_the_repository_and_ref_and_never_the_credentials() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A `git` in front of the real one that appends its arguments (one a
+/// line) to `argv.log` and has git trace the commands it starts
+/// (`git-remote-http` with its URL, the credential helper) to
+/// `trace.log`; returns the directory to put first on PATH.
+fn logging_git(dir: &std::path::Path) -> std::path::PathBuf {
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let shim = dir.join("bin");
+    fs_err::create_dir_all(&shim).unwrap();
+    let script = format!(
+        "#!/bin/sh\nfor a in \"$0\" \"$@\"; do printf '%s\\n' \"$a\"; done >> {log}\n\
+         GIT_TRACE={trace} exec {real} \"$@\"\n",
+        log = dir.join("argv.log").display(),
+        trace = dir.join("trace.log").display(),
+        real = real.trim()
+    );
+    fs_err::write(shim.join("git"), script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(shim.join("git"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    shim
+}
+
+/// Every file under `root` that holds `secret`.
+fn files_holding(root: &std::path::Path, secret: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs_err::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = fs_err::read(&path).unwrap();
+                if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn git_credentials_reach_no_command_line_log_or_kept_git_dir() {
+    let repos = Repos::new();
+    let http = git_http(&repos);
+    let plain = format!("http://127.0.0.1:{}/repo.git", http.port);
+    // the password with its dashes percent-encoded, as a URL may carry it
+    let encoded = PASSWORD.replace('-', "%2D");
+    // (context URL, environment, more flags)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: [Case; 4] = [
+        // in the URL, with submodules on the same server
+        (
+            format!("http://{USER}:{PASSWORD}@127.0.0.1:{}/repo.git", http.port),
+            vec![],
+            &[
+                "--git",
+                "branch=with-sub",
+                "--git",
+                "recurse-submodules=true",
+            ],
+        ),
+        (
+            format!("http://{USER}:{encoded}@127.0.0.1:{}/repo.git", http.port),
+            vec![],
+            &[],
+        ),
+        (
+            plain.clone(),
+            vec![("GIT_USERNAME", USER), ("GIT_PASSWORD", PASSWORD)],
+            &[],
+        ),
+        (plain.clone(), vec![("GIT_TOKEN", TOKEN)], &[]),
+    ];
+    for (url, login, extra) in cases {
+        let t = TestContext::new("unused: the Dockerfile comes from the repository\n");
+        let shim = logging_git(t.dir.path());
+        let path = format!(
+            "{}:{}",
+            shim.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut env = login.clone();
+        env.push(("PATH", &path));
+        let mut args = vec![
+            "--context",
+            &url,
+            "--verbosity",
+            "trace",
+            "--build-arg",
+            "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1",
+        ];
+        args.extend_from_slice(extra);
+        let log = smelt(&t, &args, b"", &env);
+        let argv = fs_err::read_to_string(t.path("argv.log")).unwrap();
+        let trace = fs_err::read_to_string(t.path("trace.log")).unwrap();
+        // the shim saw git's commands, and git started its HTTP helper
+        assert!(argv.contains("\nremote\nadd\norigin\n"), "{argv}");
+        assert!(trace.contains("git-remote-http"), "{trace}");
+        let secrets = [PASSWORD, encoded.as_str(), TOKEN, "ci:", "@127.0.0.1"];
+        for secret in secrets {
+            for (what, text) in [
+                ("git's argv", &argv),
+                ("git's trace", &trace),
+                ("the log", &log),
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "{secret:?} in {what} ({url}):\n{text}"
+                );
+            }
+        }
+        // the kept .git: every file of it, and the rest of the image
+        let rootfs = t.unpack();
+        let kept = rootfs.join("ctx/.git");
+        assert!(kept.join("HEAD").is_file(), "{}", tree(&rootfs));
+        let config = fs_err::read_to_string(kept.join("config")).unwrap();
+        assert!(config.contains(&format!("url = {plain}\n")), "{config}");
+        assert!(!config.contains("credential"), "{config}");
+        for secret in secrets {
+            let found = files_holding(&rootfs, secret);
+            assert!(found.is_empty(), "{secret:?} in the image: {found:?}");
+            let found = files_holding(&t.path("oci"), secret);
+            assert!(found.is_empty(), "{secret:?} in the layout: {found:?}");
+        }
+        if !extra.is_empty() {
+            has(
+                &tree(&rootfs),
+                "/ctx/lib/lib.txt 644 0:0 file n=1 \"from the submodule\\n\"",
+            );
+        }
+    }
+}
+
+#[test]
+fn git_credentials_go_to_the_repository_server_only() {
+    let repos = Repos::new();
+    let http = git_http(&repos);
+    // the same repositories on another port: another server to git
+    let other = git_http(&repos);
+    let work = repos.dir.path().join("elsewhere");
+    let bare = repos.dir.path().join("repo.git");
+    crate::git_server::git(
+        repos.dir.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    crate::git_server::git(&work, &["checkout", "-q", "with-sub"]);
+    fs_err::write(
+        work.join(".gitmodules"),
+        format!(
+            "[submodule \"lib\"]\n\tpath = lib\n\turl = http://127.0.0.1:{}/lib.git\n",
+            other.port
+        ),
+    )
+    .unwrap();
+    crate::git_server::git(&work, &["commit", "-qam", "lib elsewhere"]);
+    crate::git_server::git(
+        &work,
+        &["push", "-q", "origin", "HEAD:refs/heads/sub-elsewhere"],
+    );
+
+    let url = format!("http://127.0.0.1:{}/repo.git", http.port);
+    let err = failure(
+        &url,
+        &[
+            "--git",
+            "branch=sub-elsewhere",
+            "--git",
+            "recurse-submodules=true",
+        ],
+        &[("GIT_USERNAME", USER), ("GIT_PASSWORD", PASSWORD)],
+    );
+    // the other server asked, and was given nothing
+    assert!(err.contains("checking out submodules"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{}", other.port)), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+}

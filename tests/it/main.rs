@@ -25,3 +25,4 @@ mod object_contexts;
 mod push_pull;
 mod reproducible;
 mod run;
+mod signals;

@@ -17,9 +17,12 @@
 //!   needed; `recurse-submodules=true` checks out submodules;
 //!   `insecure-skip-tls=true` skips TLS verification.
 //! - `GIT_USERNAME`/`GIT_PASSWORD`, or `GIT_TOKEN` (as the user name, as
-//!   kaniko sends it), answer the server's basic-auth challenge through a
-//!   credential helper that reads them from the environment: they never
-//!   reach a command line, a log or an error message.
+//!   kaniko sends it), or user info in the URL itself (`https://u:p@host/…`,
+//!   taken first), answer the server's basic-auth challenge through a
+//!   credential helper that reads them from the environment and answers
+//!   only for the repository's own server: git is given the URL without
+//!   user info, so they never reach a command line, `.git/config`, a log or
+//!   an error message.
 //!
 //! Only the named commit is fetched (`--depth 1`) when the server allows
 //! it. The `.git` directory is left out of the context, as BuildKit does,
@@ -230,10 +233,66 @@ impl GitSource {
     }
 }
 
+/// User info written into a context URL, percent-decoded.
+#[derive(Debug, PartialEq, Eq)]
+struct UserInfo {
+    user: String,
+    password: Option<String>,
+}
+
+/// The URL without its user info, and that user info.
+fn split_user_info(url: &str) -> (String, Option<UserInfo>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let info = &rest[..at];
+    let (user, password) = match info.split_once(':') {
+        Some((u, p)) => (decode(u), Some(decode(p))),
+        None => (decode(info), None),
+    };
+    (
+        format!("{scheme}://{}", &rest[at + 1..]),
+        Some(UserInfo { user, password }),
+    )
+}
+
+/// The percent-encoded spellings of `secrets`, as a message quoting a URL
+/// would show them.
+fn encoded_spellings(secrets: &[String]) -> Vec<String> {
+    secrets
+        .iter()
+        .map(|s| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        })
+        .filter(|e| !secrets.contains(e))
+        .collect()
+}
+
+/// `scheme://host[:port]` of a URL without user info: the `credential.<url>`
+/// key that matches the repository's server (every path on it).
+fn credential_scope(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
+        }
+        None => url.to_string(),
+    }
+}
+
 /// `git` commands in one work tree, with the credentials and TLS
 /// settings the build asked for.
 struct Git<'a> {
     dir: &'a Path,
+    /// The URL without user info: what git is given.
     url: String,
     /// The URL without user info, for messages.
     shown: String,
@@ -245,27 +304,40 @@ struct Git<'a> {
 
 impl<'a> Git<'a> {
     fn new(dir: &'a Path, url: &str, options: &GitOptions) -> Git<'a> {
-        let (user, password) = match env("GIT_TOKEN") {
+        let (url, from_url) = split_user_info(url);
+        let (env_user, env_password) = match env("GIT_TOKEN") {
             Some(token) => (Some(token), None),
             None => (env("GIT_USERNAME"), env("GIT_PASSWORD")),
         };
-        let mut secrets: Vec<String> = user.iter().chain(&password).cloned().collect();
-        // a password written into the URL itself
-        if let Some((_, rest)) = url.split_once("://")
-            && let Some((userinfo, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
-        {
-            secrets.extend(userinfo.split(':').nth(1).map(str::to_string));
-        }
+        // the URL's own user info first, as git would take it
+        let (user, password) = match from_url {
+            Some(info) => (Some(info.user), info.password.or(env_password)),
+            None => (env_user, env_password),
+        };
+        let user = user.filter(|u| !u.is_empty());
+        // a user name alone is a token (GIT_TOKEN, `https://TOKEN@host`)
+        let mut secrets: Vec<String> = match &password {
+            Some(p) => vec![p.clone()],
+            None => user.iter().cloned().collect(),
+        };
+        secrets.extend(encoded_spellings(&secrets));
+        secrets.retain(|s| !s.is_empty());
         let mut config = Vec::new();
         let mut env = vec![("GIT_TERMINAL_PROMPT", "0".to_string())];
         if user.is_some() || password.is_some() {
-            // the helper answers `get` from the environment it inherits
-            config.push("credential.helper=".to_string());
-            config.push(
-                "credential.helper=!f() { test \"$1\" = get || exit 0; \
-                 echo \"username=$SMELT_GIT_USERNAME\"; echo \"password=$SMELT_GIT_PASSWORD\"; }; f"
-                    .to_string(),
-            );
+            // The helper answers `get` from the environment it inherits, so
+            // no credential is on a command line (git's, the helper
+            // shell's: echo is a builtin) or in `.git/config` (`-c` is not
+            // written there). It answers only for the repository's own
+            // scheme, host and port: a submodule on another host gets
+            // nothing. The empty value first drops the user's helpers for
+            // that URL.
+            let scope = credential_scope(&url);
+            config.push(format!("credential.{scope}.helper="));
+            config.push(format!(
+                "credential.{scope}.helper=!f() {{ test \"$1\" = get || exit 0; \
+                 echo \"username=$SMELT_GIT_USERNAME\"; echo \"password=$SMELT_GIT_PASSWORD\"; }}; f"
+            ));
             env.push(("SMELT_GIT_USERNAME", user.unwrap_or_default()));
             env.push(("SMELT_GIT_PASSWORD", password.unwrap_or_default()));
         }
@@ -276,8 +348,8 @@ impl<'a> Git<'a> {
         config.push("init.defaultBranch=main".to_string());
         Git {
             dir,
-            url: url.to_string(),
-            shown: super::shown_url(url),
+            shown: super::shown_url(&url),
+            url,
             secrets,
             config,
             env,
@@ -287,6 +359,12 @@ impl<'a> Git<'a> {
     /// Runs `git ARGS` in the work tree; `Ok` is its standard output,
     /// `Err` what it printed on failure.
     fn run(&self, args: &[&str]) -> Result<String, String> {
+        if let Some(s) = crate::engine::interrupt::signal() {
+            return Err(format!(
+                "stopped by {}",
+                crate::engine::interrupt::signal_name(s)
+            ));
+        }
         let mut command = Command::new("git");
         for c in &self.config {
             command.arg("-c").arg(c);
@@ -388,6 +466,30 @@ mod tests {
         assert!(GitSource::parse(None, "h/r.git#a#b#c").is_err());
         assert!(is_repository_url("h/r.git#x"));
         assert!(!is_repository_url("h/c.tar.gz"));
+    }
+
+    #[test]
+    fn user_info_leaves_the_url() {
+        let (url, info) = split_user_info("https://ci:p%40ss@h:8443/a/r.git");
+        assert_eq!(url, "https://h:8443/a/r.git");
+        let info = info.unwrap();
+        assert_eq!(
+            (info.user.as_str(), info.password.as_deref()),
+            ("ci", Some("p@ss"))
+        );
+        let (url, info) = split_user_info("https://tok@h/r.git");
+        assert_eq!(url, "https://h/r.git");
+        assert_eq!(info.unwrap().password, None);
+        // an @ in the path is not user info
+        assert_eq!(
+            split_user_info("https://h/a@b/r.git"),
+            ("https://h/a@b/r.git".to_string(), None)
+        );
+        assert_eq!(credential_scope("https://h:8443/a/r.git"), "https://h:8443");
+        assert_eq!(
+            encoded_spellings(&["p@ss".to_string(), "plain".to_string()]),
+            vec!["p%40ss"]
+        );
     }
 
     #[test]
