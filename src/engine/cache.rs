@@ -467,10 +467,11 @@ fn collect(
         String::new()
     };
     let link = if ft.is_symlink() {
-        fs_err::read_link(&path)
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .into_owned()
+        crate::lexpath::from_os(
+            fs_err::read_link(&path)
+                .map_err(|e| e.to_string())?
+                .as_os_str(),
+        )
     } else {
         String::new()
     };
@@ -493,7 +494,7 @@ fn collect(
         .filter_map(Result::ok)
         .map(|e| {
             let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-            (e.file_name().to_string_lossy().into_owned(), is_dir)
+            (crate::lexpath::from_os(&e.file_name()), is_dir)
         })
         .collect();
     children.sort();

@@ -53,7 +53,7 @@ impl SourceTree {
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+        self.root.join(lexpath::to_os(rel))
     }
 
     /// The paths a COPY source names: a glob is expanded element by element
@@ -101,7 +101,7 @@ impl SourceTree {
                 };
                 let mut names: Vec<String> = entries
                     .into_iter()
-                    .map(|(n, _)| n.to_string_lossy().into_owned())
+                    .map(|(n, _)| n)
                     .filter(|n| glob.matches(n))
                     .collect();
                 names.sort();

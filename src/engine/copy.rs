@@ -398,7 +398,7 @@ impl Writer<'_, '_> {
             .read_dir(src_rel)
             .map_err(|e| e.to_string())?
             .into_iter()
-            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .map(|(name, _)| name)
             .collect();
         entries.sort();
         for name in entries {

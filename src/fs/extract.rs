@@ -110,7 +110,7 @@ impl Extraction<'_> {
             |e: std::io::Error| FsError::path(format!("/{dest}"), format!("reading archive: {e}"));
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
-            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let raw_name = lexpath::from_bytes(&entry.path_bytes());
             let name = lexpath::in_root(&raw_name);
             if name.is_empty() {
                 continue;
@@ -235,7 +235,7 @@ impl Extraction<'_> {
                         .link_name_bytes()
                         .map(|b| b.into_owned())
                         .unwrap_or_default();
-                    let target = lexpath::in_root(&String::from_utf8_lossy(&target));
+                    let target = lexpath::in_root(&lexpath::from_bytes(&target));
                     let (tp, tb) = lexpath::split_last(&target);
                     let target_rel = lexpath::child(
                         &scope::resolve_in(root, &lexpath::child(&dest, tp), true)?,
@@ -735,5 +735,72 @@ mod tests {
                 .file_type()
                 .is_fifo()
         );
+    }
+
+    /// Class 10: names that are not UTF-8 keep their bytes, through
+    /// extraction and back into a layer.
+    #[test]
+    fn names_that_are_not_utf8_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let (outer, root) = sandbox();
+        let mut b = tar::Builder::new(Vec::new());
+        let names: [&[u8]; 3] = [b"d\xfe/", b"d\xfe/caf\xe9", b"l\xff"];
+        for name in names {
+            let mut h = tar::Header::new_ustar();
+            h.as_mut_bytes()[..name.len()].copy_from_slice(name);
+            let (kind, mode) = match name {
+                n if n.ends_with(b"/") => (tar::EntryType::Directory, 0o755),
+                n if n.starts_with(b"l") => (tar::EntryType::Symlink, 0o777),
+                _ => (tar::EntryType::Regular, 0o644),
+            };
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(if kind == tar::EntryType::Regular {
+                2
+            } else {
+                0
+            });
+            if kind == tar::EntryType::Symlink {
+                h.as_mut_bytes()[157..161].copy_from_slice(b"\x80\x81x\xff");
+            }
+            h.set_cksum();
+            let body: &[u8] = if kind == tar::EntryType::Regular {
+                b"hi"
+            } else {
+                b""
+            };
+            b.append(&h, body).expect("append");
+        }
+        let t = b.into_inner().expect("tar");
+        let changes = apply(&root, &t).expect("extract");
+        let file = root.join(std::ffi::OsStr::from_bytes(b"d\xfe/caf\xe9"));
+        assert_eq!(fs_err::read(&file).expect("read"), b"hi");
+        let link =
+            fs_err::read_link(root.join(std::ffi::OsStr::from_bytes(b"l\xff"))).expect("link");
+        assert_eq!(link.as_os_str().as_bytes(), b"\x80\x81x\xff");
+        let store = crate::image::BlobStore::open(&outer.path().join("blobs")).expect("store");
+        let blob =
+            crate::fs::write_layer(&root, &changes, &store, Default::default()).expect("layer");
+        let gz = fs_err::File::open(store.path(&blob.digest)).expect("blob");
+        let mut names_out: Vec<Vec<u8>> = Vec::new();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+        for e in archive.entries().expect("entries") {
+            names_out.push(e.expect("entry").path_bytes().into_owned());
+        }
+        names_out.sort();
+        assert_eq!(
+            names_out,
+            [
+                b"d\xfe/".to_vec(),
+                b"d\xfe/caf\xe9".to_vec(),
+                b"l\xff".to_vec()
+            ]
+        );
+        // a message about such a name shows its bytes escaped, never raw
+        let err = FsError::path(format!("/{}", lexpath::from_bytes(b"x\xff\n")), "boom");
+        assert_eq!(err.to_string(), "/x\\xff\\n: boom");
     }
 }

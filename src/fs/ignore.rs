@@ -33,7 +33,7 @@ impl RootIgnores {
     /// Also leaves `path` alone when it lies strictly inside `root`.
     pub fn add_inside(&mut self, root: &Path, path: &Path) {
         if let Ok(rel) = path.strip_prefix(root) {
-            let rel = crate::lexpath::in_root(&rel.to_string_lossy());
+            let rel = crate::lexpath::in_root(&crate::lexpath::from_os(rel.as_os_str()));
             if !rel.is_empty() {
                 self.ignored.insert(rel);
             }
@@ -129,7 +129,7 @@ pub fn clear_dir(
         return Ok(());
     }
     for (name, kind) in root.read_dir(rel)? {
-        let child = crate::lexpath::child(rel, &name.to_string_lossy());
+        let child = crate::lexpath::child(rel, &name);
         if keep(&child) || ignores.ignored.contains(&child) || ignores.shallow.contains(&child) {
             continue;
         }

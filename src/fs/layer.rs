@@ -209,7 +209,7 @@ impl EntryWriter<'_> {
                         header.set_entry_type(tar::EntryType::Link);
                         header.set_size(0);
                         let first = first.clone();
-                        set_link(&mut header, &mut pax, first.as_bytes());
+                        set_link(&mut header, &mut pax, &lexpath::to_bytes(&first));
                         add_xattrs(self.root, rel, &mut pax)?;
                         return finish(tar, header, pax, &name, io::empty());
                     }
@@ -301,7 +301,8 @@ fn finish<W: Write, R: Read>(
     name: &str,
     data: R,
 ) -> Result<(), FsError> {
-    let bytes = name.as_bytes();
+    let bytes = lexpath::to_bytes(name);
+    let bytes = bytes.as_ref();
     {
         let field = &mut header.as_old_mut().name;
         field.fill(0);

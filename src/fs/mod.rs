@@ -33,9 +33,11 @@ pub enum FsError {
 }
 
 impl FsError {
+    /// An error about `path` (a root-relative name is shown printable:
+    /// [`crate::lexpath::printable`]).
     pub(crate) fn path(path: impl std::fmt::Display, message: impl std::fmt::Display) -> FsError {
         FsError::Path {
-            path: path.to_string(),
+            path: crate::lexpath::printable(&path.to_string()).into_owned(),
             message: message.to_string(),
         }
     }

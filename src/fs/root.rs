@@ -53,6 +53,12 @@ impl AsFd for Dir<'_> {
     }
 }
 
+/// A root-relative path as the file system names it (names that are not
+/// UTF-8 are carried encoded: [`crate::lexpath::from_bytes`]).
+fn os(rel: &str) -> std::borrow::Cow<'_, OsStr> {
+    crate::lexpath::to_os(rel)
+}
+
 /// Resolution that fails rather than follows.
 const STRICT: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
@@ -118,7 +124,7 @@ impl Root {
         }
         rustix::fs::openat2(
             &self.fd,
-            rel_dir,
+            &*os(rel_dir),
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
             STRICT,
@@ -146,7 +152,7 @@ impl Root {
         } else {
             let (parent, name) = split(rel)?;
             match self.dir_raw(parent) {
-                Ok(dir) => rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW),
+                Ok(dir) => rustix::fs::statat(&dir, &*os(name), AtFlags::SYMLINK_NOFOLLOW),
                 Err(e) => Err(e),
             }
         };
@@ -172,7 +178,7 @@ impl Root {
     /// Creates the directory `rel` (its mode is set by the caller).
     pub fn create_dir(&self, rel: &str, mode: u32) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode))
+        rustix::fs::mkdirat(&dir, &*os(name), Mode::from_raw_mode(mode))
             .map_err(|e| errno_at(rel, "creating directory", e))
     }
 
@@ -182,7 +188,7 @@ impl Root {
         let (dir, name) = self.at(rel)?;
         rustix::fs::openat(
             &dir,
-            name,
+            &*os(name),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode),
         )
@@ -196,7 +202,7 @@ impl Root {
         let rel = rel.trim_matches('/');
         rustix::fs::openat2(
             &self.fd,
-            rel,
+            &*os(rel),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),
             STRICT,
@@ -213,7 +219,7 @@ impl Root {
         let rel = rel.trim_matches('/');
         let fd = rustix::fs::openat2(
             &self.fd,
-            rel,
+            &*os(rel),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
             STRICT,
@@ -245,7 +251,7 @@ impl Root {
         let rel = rel.trim_start_matches('/');
         rustix::fs::openat2(
             &self.fd,
-            if rel.is_empty() { "." } else { rel },
+            &*os(if rel.is_empty() { "." } else { rel }),
             OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
@@ -257,13 +263,14 @@ impl Root {
     /// Creates the symlink `rel` pointing at `target` (never resolved here).
     pub fn symlink(&self, target: &OsStr, rel: &str) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::symlinkat(target, &dir, name).map_err(|e| errno_at(rel, "creating symlink", e))
+        rustix::fs::symlinkat(target, &dir, &*os(name))
+            .map_err(|e| errno_at(rel, "creating symlink", e))
     }
 
     /// The target of the symlink `rel`.
     pub fn read_link(&self, rel: &str) -> Result<OsString, FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::readlinkat(&dir, name, Vec::new())
+        rustix::fs::readlinkat(&dir, &*os(name), Vec::new())
             .map(|t| OsString::from_vec(t.into_bytes()))
             .map_err(|e| errno_at(rel, "reading symlink", e))
     }
@@ -273,14 +280,14 @@ impl Root {
     pub fn hard_link(&self, existing: &str, rel: &str) -> Result<(), FsError> {
         let (from_dir, from) = self.at(existing)?;
         let (dir, name) = self.at(rel)?;
-        rustix::fs::linkat(&from_dir, from, &dir, name, AtFlags::empty())
+        rustix::fs::linkat(&from_dir, &*os(from), &dir, &*os(name), AtFlags::empty())
             .map_err(|e| errno_at(rel, &format!("linking to /{existing}"), e))
     }
 
     /// Creates a FIFO or device node.
     pub fn mknod(&self, rel: &str, kind: FileType, mode: u32, dev: u64) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::mknodat(&dir, name, kind, Mode::from_raw_mode(mode), dev)
+        rustix::fs::mknodat(&dir, &*os(name), kind, Mode::from_raw_mode(mode), dev)
             .map_err(|e| errno_at(rel, "mknod", e))
     }
 
@@ -289,7 +296,7 @@ impl Root {
         let (dir, name) = self.at(rel)?;
         rustix::fs::chownat(
             &dir,
-            name,
+            &*os(name),
             Some(rustix::fs::Uid::from_raw(uid)),
             Some(rustix::fs::Gid::from_raw(gid)),
             AtFlags::SYMLINK_NOFOLLOW,
@@ -300,14 +307,19 @@ impl Root {
     /// Sets the mode of `rel`; a symlink has none and is left alone.
     pub fn chmod(&self, rel: &str, mode: u32) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        let st = rustix::fs::statat(&dir, &*os(name), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| errno_at(rel, "stat", e))?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
             return Ok(());
         }
         // checked above on the same directory and name: not a symlink
-        rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
-            .map_err(|e| errno_at(rel, "chmod", e))
+        rustix::fs::chmodat(
+            &dir,
+            &*os(name),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .map_err(|e| errno_at(rel, "chmod", e))
     }
 
     /// Sets the access and modification times of `rel` itself.
@@ -329,7 +341,7 @@ impl Root {
                 .map_err(|e| errno_at(rel, "setting mtime", e));
         }
         let (dir, name) = self.at(rel)?;
-        rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+        rustix::fs::utimensat(&dir, &*os(name), &times, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| errno_at(rel, "setting mtime", e))
     }
 
@@ -339,7 +351,7 @@ impl Root {
     /// which those calls do not follow.
     fn xattr_path(dir: &Dir<'_>, name: &str) -> PathBuf {
         use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).join(name)
+        PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).join(&*os(name))
     }
 
     /// Sets an extended attribute on `rel` itself.
@@ -403,18 +415,26 @@ impl Root {
         Ok(found)
     }
 
-    /// The names in directory `rel` (not `.` and `..`) with their types.
-    pub fn read_dir(&self, rel: &str) -> Result<Vec<(OsString, FileType)>, FsError> {
+    /// The names in directory `rel` (not `.` and `..`) with their types,
+    /// as [`crate::lexpath::from_bytes`] strings.
+    pub fn read_dir(&self, rel: &str) -> Result<Vec<(String, FileType)>, FsError> {
         let rel = rel.trim_matches('/');
         let fd = rustix::fs::openat2(
             &self.fd,
-            if rel.is_empty() { "." } else { rel },
+            &*os(if rel.is_empty() { "." } else { rel }),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
             STRICT,
         )
         .map_err(|e| errno_at(rel, "opening directory", e))?;
-        list(fd).map_err(|e| errno_at(rel, "reading directory", e))
+        list(fd)
+            .map(|names| {
+                names
+                    .into_iter()
+                    .map(|(n, k)| (crate::lexpath::from_os(&n), k))
+                    .collect()
+            })
+            .map_err(|e| errno_at(rel, "reading directory", e))
     }
 
     /// Removes whatever is at `rel` (a whole tree for a directory, its
@@ -427,7 +447,7 @@ impl Root {
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
             Err(e) => return Err(errno_at(parent, "opening directory", e)),
         };
-        match remove_at(dir.as_fd(), OsStr::new(name)) {
+        match remove_at(dir.as_fd(), &os(name)) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(errno_at(rel, "removing", e)),
         }

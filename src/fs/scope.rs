@@ -74,8 +74,7 @@ pub fn resolve_traced_in(
                 "too many levels of symbolic links",
             ));
         }
-        let target = root.read_link(&rel)?;
-        let target = target.to_string_lossy();
+        let target = crate::lexpath::from_os(&root.read_link(&rel)?);
         followed.push(rel);
         cur.pop();
         if target.starts_with('/') {

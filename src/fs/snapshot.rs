@@ -121,7 +121,7 @@ fn walk_dir(root: &Path, rel: &str, ignores: &RootIgnores) -> Result<Vec<(String
     let dir = if rel.is_empty() {
         root.to_path_buf()
     } else {
-        root.join(rel)
+        root.join(crate::lexpath::to_os(rel))
     };
     let mut here = Vec::new();
     let mut subdirs = Vec::new();
@@ -129,8 +129,7 @@ fn walk_dir(root: &Path, rel: &str, ignores: &RootIgnores) -> Result<Vec<(String
     for entry in fs_err::read_dir(&dir).map_err(bad)? {
         let entry = entry.map_err(bad)?;
         let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let child = crate::lexpath::child(rel, &name);
+        let child = crate::lexpath::child(rel, &crate::lexpath::from_os(&name));
         if ignores.ignored.contains(&child) {
             continue;
         }
