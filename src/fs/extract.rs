@@ -10,14 +10,16 @@
 //! archive extracts without them.
 
 use super::ignore::{RootIgnores, clear_dir};
-use super::root::Root;
+use super::root::{Dir, Root};
 use super::tree::mkdir_all;
 use super::writers::{self, BUFFERED_MAX, FileJob, Writers, set_metadata};
 use super::{ChangeSet, FsError, scope};
 use crate::lexpath;
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExtractOptions<'a> {
@@ -56,12 +58,14 @@ pub fn extract_tar<R: Read>(
 ) -> Result<ChangeSet, FsError> {
     let root = Root::open(root)?;
     std::thread::scope(|scope| {
-        let mut writers = Writers::start(scope, writers::threads(), &root);
+        let mut writers = Writers::start(scope, writers::threads());
         let mut x = Extraction {
             root: &root,
             opts,
             changes: ChangeSet::default(),
             dir_times: Vec::new(),
+            resolved: HashMap::new(),
+            last_dir: None,
         };
         let result = x.run(reader, dest, &mut writers);
         let flushed = writers.flush();
@@ -78,9 +82,45 @@ struct Extraction<'a> {
     changes: ChangeSet,
     /// Directories whose times are set at the end: (resolved path, mtime).
     dir_times: Vec<(String, i64)>,
+    /// Parent directories as entries name them → resolved in the root.
+    /// Resolution changes only when something is removed (symlinks are
+    /// made at the end), so a removal forgets them all.
+    resolved: HashMap<String, String>,
+    /// The directory the last entry went into, made and held open (the
+    /// entries of a directory come together in a layer).
+    last_dir: Option<Arc<Dir<'a>>>,
 }
 
-impl Extraction<'_> {
+impl<'a> Extraction<'a> {
+    /// `named` (a parent as an entry names it) resolved in the root.
+    fn resolve_parent(&mut self, named: &str) -> Result<String, FsError> {
+        if let Some(r) = self.resolved.get(named) {
+            return Ok(r.clone());
+        }
+        let r = scope::resolve_in(self.root, named, true)?;
+        self.resolved.insert(named.to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// The resolved directory `rel`, made if missing, held open.
+    fn made_dir(&mut self, rel: &str) -> Result<Arc<Dir<'a>>, FsError> {
+        if let Some(d) = &self.last_dir
+            && d.rel() == rel
+        {
+            return Ok(d.clone());
+        }
+        mkdir_all(self.root, rel, (0, 0), 0o755)?;
+        let d = Arc::new(self.root.dir(rel)?);
+        self.last_dir = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Forgets resolved and open directories (something was removed).
+    fn forget_dirs(&mut self) {
+        self.resolved.clear();
+        self.last_dir = None;
+    }
+
     /// Whether the in-place ignores leave `rel` alone.
     fn skipped(&self, rel: &str) -> bool {
         self.opts.skip.is_some_and(|s| s.covers(rel))
@@ -89,6 +129,7 @@ impl Extraction<'_> {
     /// Removes what is at `rel` and forgets what this extraction wrote
     /// under it.
     fn remove(&mut self, rel: &str) -> Result<(), FsError> {
+        self.forget_dirs();
         self.root.remove(rel)?;
         self.changes.forget_below(rel);
         let prefix = format!("{rel}/");
@@ -100,7 +141,7 @@ impl Extraction<'_> {
         &mut self,
         reader: R,
         dest: &str,
-        writers: &mut Writers,
+        writers: &mut Writers<'a>,
     ) -> Result<(), FsError> {
         let root = self.root;
         let dest = scope::resolve_in(root, dest, true)?;
@@ -116,7 +157,7 @@ impl Extraction<'_> {
                 continue;
             }
             let (parent, base) = lexpath::split_last(&name);
-            let parent_rel = scope::resolve_in(root, &lexpath::child(&dest, parent), true)?;
+            let parent_rel = self.resolve_parent(&lexpath::child(&dest, parent))?;
             if self.opts.whiteouts && base.starts_with(WHITEOUT) {
                 // a whiteout stands for the path it removes
                 if base == OPAQUE {
@@ -125,6 +166,7 @@ impl Extraction<'_> {
                     }
                     // nothing may be half-written under what is about to go
                     writers.flush()?;
+                    self.forget_dirs();
                     empty_dir(root, &parent_rel, &self.changes, self.opts.skip)?;
                     self.changes.opaque.insert(parent_rel.clone());
                     continue;
@@ -157,7 +199,7 @@ impl Extraction<'_> {
                 // a second entry for a path a worker may still be writing
                 writers.flush()?;
             }
-            mkdir_all(root, &parent_rel, (0, 0), 0o755)?;
+            let dir = self.made_dir(&parent_rel)?;
             let header = entry.header().clone();
             let (uid, gid) = match self.opts.chown {
                 Some(ids) => ids,
@@ -168,7 +210,7 @@ impl Extraction<'_> {
             };
             let mode = header.mode().map_err(bad)? & 0o7777;
             let mtime = header.mtime().map_err(bad)? as i64;
-            let existing = root.kind(&rel)?;
+            let existing = dir.kind(base)?;
             let kind = header.entry_type();
             let is_dir = kind.is_dir();
             let dir_there = existing == Some(rustix::fs::FileType::Directory);
@@ -179,10 +221,12 @@ impl Extraction<'_> {
                 }
                 self.remove(&rel)?;
             }
+            // removing an entry leaves its directory as it was
+            self.last_dir = Some(dir.clone());
             match kind {
                 tar::EntryType::Directory => {
                     if !dir_there {
-                        root.create_dir(&rel, 0o755)?;
+                        dir.create_dir(base, 0o755)?;
                     }
                     self.dir_times.push((rel.clone(), mtime));
                 }
@@ -192,25 +236,23 @@ impl Extraction<'_> {
                     let mut data = Vec::with_capacity(header.size().map_err(bad)? as usize);
                     entry.read_to_end(&mut data).map_err(bad)?;
                     let xattrs = pax_xattrs(&mut entry).map_err(bad)?;
-                    writers.dispatch(
-                        FileJob {
-                            rel: rel.clone(),
-                            data,
-                            uid,
-                            gid,
-                            mode,
-                            mtime,
-                            xattrs,
-                        },
-                        root,
-                    )?;
+                    writers.dispatch(FileJob {
+                        dir,
+                        name: base.to_string(),
+                        data,
+                        uid,
+                        gid,
+                        mode,
+                        mtime,
+                        xattrs,
+                    })?;
                     self.changes.add(&rel);
                     continue;
                 }
                 tar::EntryType::Regular
                 | tar::EntryType::Continuous
                 | tar::EntryType::GNUSparse => {
-                    let mut out = root.create_file(&rel, 0o600)?;
+                    let mut out = dir.create_file(base, 0o600)?;
                     std::io::copy(&mut entry, &mut out)
                         .map_err(|e| FsError::path(format!("/{rel}"), format!("writing: {e}")))?;
                 }
@@ -272,15 +314,15 @@ impl Extraction<'_> {
                             (file_type, rustix::fs::makedev(major, minor))
                         }
                     };
-                    root.mknod(&rel, file_type, mode, dev)?;
+                    dir.mknod(base, file_type, mode, dev)?;
                 }
                 // pax/gnu metadata entries are consumed by the tar reader; others are skipped
                 _ => continue,
             }
             let xattrs = pax_xattrs(&mut entry).map_err(bad)?;
             set_metadata(
-                root,
-                &rel,
+                &dir,
+                base,
                 (uid, gid),
                 mode,
                 &xattrs,
@@ -289,6 +331,8 @@ impl Extraction<'_> {
             self.changes.add(&rel);
         }
         writers.flush()?;
+        // each symlink may change how the names after it resolve
+        self.forget_dirs();
         for link in symlinks {
             self.make_symlink(link)?;
         }

@@ -4,7 +4,7 @@
 //! blob store, with the diff ID (uncompressed digest) and the blob digest
 //! computed in the same pass. No layer is ever held in memory.
 
-use super::root::Root;
+use super::root::{Dir, Root};
 use super::{ChangeSet, Compression, FsError, io_at};
 use crate::image::{BlobStore, Digest, HashingWriter};
 use crate::lexpath;
@@ -130,6 +130,7 @@ pub fn write_layer(
     let root = Root::open(root)?;
     let mut writer = EntryWriter {
         root: &root,
+        last_dir: None,
         opts,
         links: HashMap::new(),
     };
@@ -157,18 +158,41 @@ struct EntryWriter<'a> {
     /// Read through [`Root`]: a changed path under a symlink (a directory
     /// a later entry replaced) fails instead of reading past the link.
     root: &'a Root,
+    /// The directory of the last entry, held open (entries are sorted, so
+    /// a directory's come together).
+    last_dir: Option<Dir<'a>>,
     opts: LayerOptions,
     /// (device, inode) of multiply-linked files already written → their name.
     links: HashMap<(u64, u64), String>,
 }
 
-impl EntryWriter<'_> {
+impl<'a> EntryWriter<'a> {
+    /// The open parent directory of `rel` and its last element.
+    fn dir_of<'r>(&mut self, rel: &'r str) -> Result<(&Dir<'a>, &'r str), FsError> {
+        let (parent, name) = lexpath::split_last(rel);
+        if self.last_dir.as_ref().is_none_or(|d| d.rel() != parent) {
+            self.last_dir = Some(self.root.dir(parent)?);
+        }
+        match &self.last_dir {
+            Some(d) => Ok((d, name)),
+            // set just above
+            None => Err(FsError::path(format!("/{parent}"), "not open")),
+        }
+    }
+
     fn write<W: Write>(&mut self, tar: &mut tar::Builder<W>, item: &Item) -> Result<(), FsError> {
         let (rel, meta_path) = match item {
             Item::Path(rel) => (rel.as_str(), rel.as_str()),
             Item::Marker { rel, parent } => (rel.as_str(), parent.as_str()),
         };
-        let meta = self.root.lstat(meta_path)?.ok_or_else(|| {
+        let meta = match item {
+            Item::Path(_) => {
+                let (dir, name) = self.dir_of(rel)?;
+                dir.lstat(name)?
+            }
+            Item::Marker { .. } => self.root.lstat(meta_path)?,
+        };
+        let meta = meta.ok_or_else(|| {
             FsError::path(format!("/{meta_path}"), "changed, but no longer there")
         })?;
         let mut header = tar::Header::new_ustar();
@@ -199,7 +223,8 @@ impl EntryWriter<'_> {
             }
             FileType::Symlink => {
                 header.set_entry_type(tar::EntryType::Symlink);
-                let target = self.root.read_link(rel)?;
+                let (dir, name) = self.dir_of(rel)?;
+                let target = dir.read_link(name)?;
                 set_link(&mut header, &mut pax, target.as_bytes());
             }
             FileType::RegularFile => {
@@ -210,7 +235,7 @@ impl EntryWriter<'_> {
                         header.set_size(0);
                         let first = first.clone();
                         set_link(&mut header, &mut pax, &lexpath::to_bytes(&first));
-                        add_xattrs(self.root, rel, &mut pax)?;
+                        self.add_xattrs(rel, &mut pax)?;
                         return finish(tar, header, pax, &name, io::empty());
                     }
                     self.links.insert(key, rel.to_string());
@@ -223,8 +248,9 @@ impl EntryWriter<'_> {
                 } else {
                     header.set_size(size);
                 }
-                add_xattrs(self.root, rel, &mut pax)?;
-                let file = self.root.open_file(rel)?;
+                self.add_xattrs(rel, &mut pax)?;
+                let (dir, base) = self.dir_of(rel)?;
+                let file = dir.open_file(base)?;
                 let reader = ExactReader {
                     inner: file,
                     left: size,
@@ -252,7 +278,7 @@ impl EntryWriter<'_> {
             _ => return Ok(()),
         }
         header.set_size(0);
-        add_xattrs(self.root, rel, &mut pax)?;
+        self.add_xattrs(rel, &mut pax)?;
         finish(tar, header, pax, &name, io::empty())
     }
 }
@@ -283,15 +309,18 @@ fn set_link(header: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, target: 
     }
 }
 
-fn add_xattrs(root: &Root, rel: &str, pax: &mut Vec<(String, Vec<u8>)>) -> Result<(), FsError> {
-    // the host's SELinux label is not part of the image
-    pax.extend(
-        root.xattrs(rel)?
-            .into_iter()
-            .filter(|(key, _)| key != "security.selinux")
-            .map(|(key, value)| (format!("SCHILY.xattr.{key}"), value)),
-    );
-    Ok(())
+impl EntryWriter<'_> {
+    fn add_xattrs(&mut self, rel: &str, pax: &mut Vec<(String, Vec<u8>)>) -> Result<(), FsError> {
+        let (dir, name) = self.dir_of(rel)?;
+        // the host's SELinux label is not part of the image
+        pax.extend(
+            dir.xattrs(name)?
+                .into_iter()
+                .filter(|(key, _)| key != "security.selinux")
+                .map(|(key, value)| (format!("SCHILY.xattr.{key}"), value)),
+        );
+        Ok(())
+    }
 }
 
 fn finish<W: Write, R: Read>(

@@ -38,18 +38,37 @@ pub struct Root {
     path: PathBuf,
 }
 
-/// The directory an operation acts in: the root itself or one below it.
-enum Dir<'a> {
+/// The descriptor of a directory an operation acts in: the root itself or
+/// one below it.
+#[derive(Debug)]
+enum DirFd<'a> {
     Root(BorrowedFd<'a>),
     Below(OwnedFd),
 }
 
-impl AsFd for Dir<'_> {
+impl AsFd for DirFd<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            Dir::Root(fd) => *fd,
-            Dir::Below(fd) => fd.as_fd(),
+            DirFd::Root(fd) => *fd,
+            DirFd::Below(fd) => fd.as_fd(),
         }
+    }
+}
+
+/// A directory beneath a root, held open: its entries are acted on by
+/// name, never following the name, with no path resolved again. What
+/// several operations on one directory share (extraction keeps the last
+/// one open for the next entries).
+#[derive(Debug)]
+pub struct Dir<'r> {
+    fd: DirFd<'r>,
+    /// Where it is in the root, for messages.
+    rel: String,
+}
+
+impl AsFd for Dir<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -119,26 +138,31 @@ impl Root {
     /// anything.
     fn dir_raw(&self, rel_dir: &str) -> rustix::io::Result<Dir<'_>> {
         let rel_dir = rel_dir.trim_matches('/');
-        if rel_dir.is_empty() {
-            return Ok(Dir::Root(self.fd.as_fd()));
-        }
-        rustix::fs::openat2(
-            &self.fd,
-            &*os(rel_dir),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            STRICT,
-        )
-        .map(Dir::Below)
+        let fd = if rel_dir.is_empty() {
+            DirFd::Root(self.fd.as_fd())
+        } else {
+            DirFd::Below(rustix::fs::openat2(
+                &self.fd,
+                &*os(rel_dir),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                STRICT,
+            )?)
+        };
+        Ok(Dir {
+            fd,
+            rel: rel_dir.to_string(),
+        })
     }
 
-    fn dir(&self, rel_dir: &str) -> Result<Dir<'_>, FsError> {
+    /// The directory `rel_dir` (`""`: the root), held open.
+    pub fn dir(&self, rel_dir: &str) -> Result<Dir<'_>, FsError> {
         self.dir_raw(rel_dir)
             .map_err(|e| errno_at(rel_dir.trim_matches('/'), "opening directory", e))
     }
 
     /// The parent of `rel` and the last element's name.
-    fn at<'r>(&self, rel: &'r str) -> Result<(Dir<'_>, &'r str), FsError> {
+    fn at<'n>(&self, rel: &'n str) -> Result<(Dir<'_>, &'n str), FsError> {
         let (parent, name) = split(rel)?;
         Ok((self.dir(parent)?, name))
     }
@@ -147,17 +171,14 @@ impl Root {
     /// `""`).
     pub fn lstat(&self, rel: &str) -> Result<Option<Stat>, FsError> {
         let rel = rel.trim_matches('/');
-        let found = if rel.is_empty() {
-            rustix::fs::fstat(&self.fd)
-        } else {
-            let (parent, name) = split(rel)?;
-            match self.dir_raw(parent) {
-                Ok(dir) => rustix::fs::statat(&dir, &*os(name), AtFlags::SYMLINK_NOFOLLOW),
-                Err(e) => Err(e),
-            }
-        };
-        match found {
-            Ok(st) => Ok(Some(st)),
+        if rel.is_empty() {
+            return rustix::fs::fstat(&self.fd)
+                .map(Some)
+                .map_err(|e| errno_at(rel, "stat", e));
+        }
+        let (parent, name) = split(rel)?;
+        match self.dir_raw(parent) {
+            Ok(dir) => dir.lstat(name),
             Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
             Err(e) => Err(errno_at(rel, "stat", e)),
         }
@@ -178,22 +199,14 @@ impl Root {
     /// Creates the directory `rel` (its mode is set by the caller).
     pub fn create_dir(&self, rel: &str, mode: u32) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::mkdirat(&dir, &*os(name), Mode::from_raw_mode(mode))
-            .map_err(|e| errno_at(rel, "creating directory", e))
+        dir.create_dir(name, mode)
     }
 
     /// Creates the regular file `rel`, which must not exist yet, for
     /// writing.
     pub fn create_file(&self, rel: &str, mode: u32) -> Result<std::fs::File, FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::openat(
-            &dir,
-            &*os(name),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
-        )
-        .map(std::fs::File::from)
-        .map_err(|e| errno_at(rel, "creating file", e))
+        dir.create_file(name, mode)
     }
 
     /// Opens the regular file `rel` for reading (a symlink anywhere on the
@@ -263,16 +276,13 @@ impl Root {
     /// Creates the symlink `rel` pointing at `target` (never resolved here).
     pub fn symlink(&self, target: &OsStr, rel: &str) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::symlinkat(target, &dir, &*os(name))
-            .map_err(|e| errno_at(rel, "creating symlink", e))
+        dir.symlink(target, name)
     }
 
     /// The target of the symlink `rel`.
     pub fn read_link(&self, rel: &str) -> Result<OsString, FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::readlinkat(&dir, &*os(name), Vec::new())
-            .map(|t| OsString::from_vec(t.into_bytes()))
-            .map_err(|e| errno_at(rel, "reading symlink", e))
+        dir.read_link(name)
     }
 
     /// Makes `rel` a hard link to `existing` (a symlink is linked itself,
@@ -287,53 +297,26 @@ impl Root {
     /// Creates a FIFO or device node.
     pub fn mknod(&self, rel: &str, kind: FileType, mode: u32, dev: u64) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::mknodat(&dir, &*os(name), kind, Mode::from_raw_mode(mode), dev)
-            .map_err(|e| errno_at(rel, "mknod", e))
+        dir.mknod(name, kind, mode, dev)
     }
 
     /// Sets the owner of `rel` itself (a symlink is not followed).
     pub fn chown(&self, rel: &str, uid: u32, gid: u32) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::chownat(
-            &dir,
-            &*os(name),
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| errno_at(rel, "chown", e))
+        dir.chown(name, uid, gid)
     }
 
     /// Sets the mode of `rel`; a symlink has none and is left alone.
     pub fn chmod(&self, rel: &str, mode: u32) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        let st = rustix::fs::statat(&dir, &*os(name), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| errno_at(rel, "stat", e))?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-            return Ok(());
-        }
-        // checked above on the same directory and name: not a symlink
-        rustix::fs::chmodat(
-            &dir,
-            &*os(name),
-            Mode::from_raw_mode(mode),
-            AtFlags::empty(),
-        )
-        .map_err(|e| errno_at(rel, "chmod", e))
+        dir.chmod(name, mode)
     }
 
     /// Sets the access and modification times of `rel` itself.
     pub fn set_mtime(&self, rel: &str, secs: i64) -> Result<(), FsError> {
-        let t = rustix::fs::Timespec {
-            tv_sec: secs,
-            tv_nsec: 0,
-        };
-        let times = Timestamps {
-            last_access: t,
-            last_modification: t,
-        };
         let rel = rel.trim_matches('/');
         if rel.is_empty() {
+            let times = timestamps(secs);
             return rustix::fs::futimens(&self.fd, &times)
                 .or_else(|_| {
                     rustix::fs::utimensat(&self.fd, ".", &times, AtFlags::SYMLINK_NOFOLLOW)
@@ -341,78 +324,28 @@ impl Root {
                 .map_err(|e| errno_at(rel, "setting mtime", e));
         }
         let (dir, name) = self.at(rel)?;
-        rustix::fs::utimensat(&dir, &*os(name), &times, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| errno_at(rel, "setting mtime", e))
-    }
-
-    /// A path naming `rel` itself for the `l*xattr` calls, which have no
-    /// `*at` form: the parent through its descriptor's `/proc/self/fd`
-    /// link (the kernel's own reference to it), then the last element,
-    /// which those calls do not follow.
-    fn xattr_path(dir: &Dir<'_>, name: &str) -> PathBuf {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).join(&*os(name))
+        dir.set_mtime(name, secs)
     }
 
     /// Sets an extended attribute on `rel` itself.
     pub fn set_xattr(&self, rel: &str, key: &str, value: &[u8]) -> Result<(), FsError> {
         let (dir, name) = self.at(rel)?;
-        rustix::fs::lsetxattr(
-            Self::xattr_path(&dir, name),
-            key,
-            value,
-            rustix::fs::XattrFlags::empty(),
-        )
-        .map_err(|e| errno_at(rel, &format!("setting xattr {key}"), e))
+        dir.set_xattr(name, key, value)
     }
 
     /// The extended attributes of `rel` itself, sorted by name; none
     /// where the filesystem has no support for them.
     pub fn xattrs(&self, rel: &str) -> Result<Vec<(String, Vec<u8>)>, FsError> {
         let rel = rel.trim_matches('/');
-        let (dir, name) = if rel.is_empty() {
-            (Dir::Root(self.fd.as_fd()), ".")
-        } else {
-            self.at(rel)?
-        };
-        let path = Self::xattr_path(&dir, name);
-        let mut names = vec![0u8; 1024];
-        let len = loop {
-            match rustix::fs::llistxattr(&path, &mut names[..]) {
-                Ok(n) => break n,
-                Err(Errno::RANGE) => {
-                    let want = rustix::fs::llistxattr(&path, &mut [0u8; 0][..])
-                        .map_err(|e| errno_at(rel, "listing xattrs", e))?;
-                    names.resize(want.max(names.len() * 2), 0);
-                }
-                Err(Errno::NOTSUP) => return Ok(Vec::new()),
-                Err(e) => return Err(errno_at(rel, "listing xattrs", e)),
-            }
-        };
-        let mut found = Vec::new();
-        for key in names[..len].split(|b| *b == 0).filter(|k| !k.is_empty()) {
-            let key = OsStr::from_bytes(key);
-            let mut value = vec![0u8; 256];
-            let n = loop {
-                match rustix::fs::lgetxattr(&path, key, &mut value[..]) {
-                    Ok(n) => break Some(n),
-                    Err(Errno::RANGE) => {
-                        let want = rustix::fs::lgetxattr(&path, key, &mut [0u8; 0][..])
-                            .map_err(|e| errno_at(rel, "reading xattr", e))?;
-                        value.resize(want.max(value.len() * 2), 0);
-                    }
-                    // removed between the list and the read
-                    Err(Errno::NODATA) => break None,
-                    Err(e) => return Err(errno_at(rel, "reading xattr", e)),
-                }
+        if rel.is_empty() {
+            let root = Dir {
+                fd: DirFd::Root(self.fd.as_fd()),
+                rel: String::new(),
             };
-            if let Some(n) = n {
-                value.truncate(n);
-                found.push((key.to_string_lossy().into_owned(), value));
-            }
+            return root.xattrs(".");
         }
-        found.sort();
-        Ok(found)
+        let (dir, name) = self.at(rel)?;
+        dir.xattrs(name)
     }
 
     /// The names in directory `rel` (not `.` and `..`) with their types,
@@ -441,17 +374,233 @@ impl Root {
     /// symlinks never followed); nothing there is fine.
     pub fn remove(&self, rel: &str) -> Result<(), FsError> {
         let (parent, name) = split(rel)?;
-        let dir = match self.dir_raw(parent) {
-            Ok(d) => d,
+        match self.dir_raw(parent) {
+            Ok(dir) => dir.remove(name),
             // no parent, nothing to remove
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
-            Err(e) => return Err(errno_at(parent, "opening directory", e)),
-        };
-        match remove_at(dir.as_fd(), &os(name)) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(errno_at(rel, "removing", e)),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(()),
+            Err(e) => Err(errno_at(parent, "opening directory", e)),
         }
     }
+}
+
+impl Dir<'_> {
+    /// Where this directory is in the root.
+    pub fn rel(&self) -> &str {
+        &self.rel
+    }
+
+    /// Where `name` is in the root, for messages.
+    fn rel_of(&self, name: &str) -> String {
+        crate::lexpath::child(&self.rel, name)
+    }
+
+    fn fail(&self, name: &str, what: &str, e: Errno) -> FsError {
+        errno_at(&self.rel_of(name), what, e)
+    }
+
+    /// `lstat` of `name`; `None` when nothing is there.
+    pub fn lstat(&self, name: &str) -> Result<Option<Stat>, FsError> {
+        match rustix::fs::statat(self, &*os(name), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(self.fail(name, "stat", e)),
+        }
+    }
+
+    /// The type of what is at `name`, if anything.
+    pub fn kind(&self, name: &str) -> Result<Option<FileType>, FsError> {
+        Ok(self
+            .lstat(name)?
+            .map(|st| FileType::from_raw_mode(st.st_mode)))
+    }
+
+    /// Creates the directory `name` (its mode is set by the caller).
+    pub fn create_dir(&self, name: &str, mode: u32) -> Result<(), FsError> {
+        check_name(name, &self.rel)?;
+        rustix::fs::mkdirat(self, &*os(name), Mode::from_raw_mode(mode))
+            .map_err(|e| self.fail(name, "creating directory", e))
+    }
+
+    /// Creates the regular file `name`, which must not exist yet, for
+    /// writing.
+    pub fn create_file(&self, name: &str, mode: u32) -> Result<std::fs::File, FsError> {
+        check_name(name, &self.rel)?;
+        rustix::fs::openat(
+            self,
+            &*os(name),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map(std::fs::File::from)
+        .map_err(|e| self.fail(name, "creating file", e))
+    }
+
+    /// Creates the symlink `name` pointing at `target` (never resolved).
+    pub fn symlink(&self, target: &OsStr, name: &str) -> Result<(), FsError> {
+        check_name(name, &self.rel)?;
+        rustix::fs::symlinkat(target, self, &*os(name))
+            .map_err(|e| self.fail(name, "creating symlink", e))
+    }
+
+    /// The target of the symlink `name`.
+    pub fn read_link(&self, name: &str) -> Result<OsString, FsError> {
+        rustix::fs::readlinkat(self, &*os(name), Vec::new())
+            .map(|t| OsString::from_vec(t.into_bytes()))
+            .map_err(|e| self.fail(name, "reading symlink", e))
+    }
+
+    /// Creates a FIFO or device node.
+    pub fn mknod(&self, name: &str, kind: FileType, mode: u32, dev: u64) -> Result<(), FsError> {
+        check_name(name, &self.rel)?;
+        rustix::fs::mknodat(self, &*os(name), kind, Mode::from_raw_mode(mode), dev)
+            .map_err(|e| self.fail(name, "mknod", e))
+    }
+
+    /// Sets the owner of `name` itself (a symlink is not followed).
+    pub fn chown(&self, name: &str, uid: u32, gid: u32) -> Result<(), FsError> {
+        rustix::fs::chownat(
+            self,
+            &*os(name),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.fail(name, "chown", e))
+    }
+
+    /// Sets the mode of `name`; a symlink has none and is left alone.
+    pub fn chmod(&self, name: &str, mode: u32) -> Result<(), FsError> {
+        if self.kind(name)? == Some(FileType::Symlink) {
+            return Ok(());
+        }
+        // checked above on the same directory and name: not a symlink
+        rustix::fs::chmodat(
+            self,
+            &*os(name),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .map_err(|e| self.fail(name, "chmod", e))
+    }
+
+    /// Sets the access and modification times of `name` itself.
+    pub fn set_mtime(&self, name: &str, secs: i64) -> Result<(), FsError> {
+        rustix::fs::utimensat(
+            self,
+            &*os(name),
+            &timestamps(secs),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.fail(name, "setting mtime", e))
+    }
+
+    /// Sets an extended attribute on `name` itself.
+    pub fn set_xattr(&self, name: &str, key: &str, value: &[u8]) -> Result<(), FsError> {
+        rustix::fs::lsetxattr(
+            xattr_path(self, name),
+            key,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .map_err(|e| self.fail(name, &format!("setting xattr {key}"), e))
+    }
+
+    /// The extended attributes of `name` itself, sorted by name; none
+    /// where the filesystem has no support for them.
+    pub fn xattrs(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>, FsError> {
+        let path = xattr_path(self, name);
+        let mut names = vec![0u8; 1024];
+        let len = loop {
+            match rustix::fs::llistxattr(&path, &mut names[..]) {
+                Ok(n) => break n,
+                Err(Errno::RANGE) => {
+                    let want = rustix::fs::llistxattr(&path, &mut [0u8; 0][..])
+                        .map_err(|e| self.fail(name, "listing xattrs", e))?;
+                    names.resize(want.max(names.len() * 2), 0);
+                }
+                Err(Errno::NOTSUP) => return Ok(Vec::new()),
+                Err(e) => return Err(self.fail(name, "listing xattrs", e)),
+            }
+        };
+        let mut found = Vec::new();
+        for key in names[..len].split(|b| *b == 0).filter(|k| !k.is_empty()) {
+            let key = OsStr::from_bytes(key);
+            let mut value = vec![0u8; 256];
+            let n = loop {
+                match rustix::fs::lgetxattr(&path, key, &mut value[..]) {
+                    Ok(n) => break Some(n),
+                    Err(Errno::RANGE) => {
+                        let want = rustix::fs::lgetxattr(&path, key, &mut [0u8; 0][..])
+                            .map_err(|e| self.fail(name, "reading xattr", e))?;
+                        value.resize(want.max(value.len() * 2), 0);
+                    }
+                    // removed between the list and the read
+                    Err(Errno::NODATA) => break None,
+                    Err(e) => return Err(self.fail(name, "reading xattr", e)),
+                }
+            };
+            if let Some(n) = n {
+                value.truncate(n);
+                found.push((key.to_string_lossy().into_owned(), value));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Opens the regular file `name` for reading (not following it).
+    pub fn open_file(&self, name: &str) -> Result<std::fs::File, FsError> {
+        rustix::fs::openat(
+            self,
+            &*os(name),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map(std::fs::File::from)
+        .map_err(|e| self.fail(name, "opening", e))
+    }
+
+    /// Removes whatever is at `name` (a whole tree for a directory, its
+    /// symlinks never followed); nothing there is fine.
+    pub fn remove(&self, name: &str) -> Result<(), FsError> {
+        check_name(name, &self.rel)?;
+        match remove_at(self.as_fd(), &os(name)) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.fail(name, "removing", e)),
+        }
+    }
+}
+
+/// A path naming `name` in `dir` itself for the `l*xattr` calls, which
+/// have no `*at` form: the directory through its descriptor's
+/// `/proc/self/fd` link (the kernel's own reference to it), then the
+/// name, which those calls do not follow.
+fn xattr_path(dir: &Dir<'_>, name: &str) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).join(&*os(name))
+}
+
+fn timestamps(secs: i64) -> Timestamps {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// A name that stands for an entry of a directory: not empty, `.`, `..`
+/// and without `/`.
+fn check_name(name: &str, dir: &str) -> Result<(), FsError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(FsError::path(
+            format!("/{}", crate::lexpath::child(dir, name)),
+            "does not name an entry in the root",
+        ));
+    }
+    Ok(())
 }
 
 /// The entries of an open directory (not `.` and `..`), with their types

@@ -10,7 +10,7 @@
 //! path, and the symlinks and directory times set at the end.
 
 use super::FsError;
-use super::root::Root;
+use super::root::Dir;
 use crossbeam_channel::{Sender, bounded};
 use std::collections::HashSet;
 use std::io::Write;
@@ -21,9 +21,11 @@ pub(crate) const BUFFERED_MAX: u64 = 1 << 20;
 
 /// One file for a worker to write.
 #[derive(Debug)]
-pub(crate) struct FileJob {
-    /// Relative to the root, resolved, with nothing there yet.
-    pub rel: String,
+pub(crate) struct FileJob<'r> {
+    /// The directory it goes into, held open.
+    pub dir: Arc<Dir<'r>>,
+    /// Its name there, with nothing there yet.
+    pub name: String,
     pub data: Vec<u8>,
     pub uid: u32,
     pub gid: u32,
@@ -32,16 +34,18 @@ pub(crate) struct FileJob {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
-impl FileJob {
+impl FileJob<'_> {
     /// Creates the file and sets its metadata.
-    pub(crate) fn write(&self, root: &Root) -> Result<(), FsError> {
-        let mut f = root.create_file(&self.rel, 0o600)?;
-        f.write_all(&self.data)
-            .map_err(|e| FsError::path(format!("/{}", self.rel), format!("writing: {e}")))?;
+    pub(crate) fn write(&self) -> Result<(), FsError> {
+        let mut f = self.dir.create_file(&self.name, 0o600)?;
+        f.write_all(&self.data).map_err(|e| {
+            let rel = crate::lexpath::child(self.dir.rel(), &self.name);
+            FsError::path(format!("/{rel}"), format!("writing: {e}"))
+        })?;
         drop(f);
         set_metadata(
-            root,
-            &self.rel,
+            &self.dir,
+            &self.name,
             (self.uid, self.gid),
             self.mode,
             &self.xattrs,
@@ -55,20 +59,20 @@ impl FileJob {
 /// capabilities), then the time (`None` for directories, whose times are
 /// set once their contents are in).
 pub(crate) fn set_metadata(
-    root: &Root,
-    rel: &str,
+    dir: &Dir<'_>,
+    name: &str,
     (uid, gid): (u32, u32),
     mode: u32,
     xattrs: &[(String, Vec<u8>)],
     mtime: Option<i64>,
 ) -> Result<(), FsError> {
-    root.chown(rel, uid, gid)?;
-    root.chmod(rel, mode)?;
+    dir.chown(name, uid, gid)?;
+    dir.chmod(name, mode)?;
     for (k, v) in xattrs {
-        root.set_xattr(rel, k, v)?;
+        dir.set_xattr(name, k, v)?;
     }
     match mtime {
-        Some(t) => root.set_mtime(rel, t),
+        Some(t) => dir.set_mtime(name, t),
         None => Ok(()),
     }
 }
@@ -81,30 +85,32 @@ struct Done {
 
 /// The workers of one extraction (none with one core: files are then
 /// written in place, in order).
-pub(crate) struct Writers {
-    jobs: Option<Sender<FileJob>>,
+pub(crate) struct Writers<'r> {
+    jobs: Option<Sender<FileJob<'r>>>,
     done: Arc<(Mutex<Done>, Condvar)>,
     dispatched: usize,
     inflight: HashSet<String>,
 }
 
-impl Writers {
-    /// Starts `threads` workers inside `scope`, writing into `root` (they
-    /// end when `self` drops).
+impl<'r> Writers<'r> {
+    /// Starts `threads` workers inside `scope` (they end when `self`
+    /// drops).
     pub(crate) fn start<'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
         threads: usize,
-        root: &'scope Root,
-    ) -> Writers {
+    ) -> Writers<'r>
+    where
+        'r: 'scope,
+    {
         let done: Arc<(Mutex<Done>, Condvar)> = Arc::default();
         let jobs = (threads > 1).then(|| {
-            let (tx, rx) = bounded::<FileJob>(threads * 4);
+            let (tx, rx) = bounded::<FileJob<'r>>(threads * 4);
             for _ in 0..threads {
                 let rx = rx.clone();
                 let done = done.clone();
                 scope.spawn(move || {
                     for job in rx {
-                        let result = job.write(root);
+                        let result = job.write();
                         let (lock, cv) = &*done;
                         let mut d = lock
                             .lock()
@@ -139,13 +145,13 @@ impl Writers {
         self.inflight.contains(rel)
     }
 
-    /// Hands a file to a worker (or writes it here, in `root`, without
-    /// workers).
-    pub(crate) fn dispatch(&mut self, job: FileJob, root: &Root) -> Result<(), FsError> {
+    /// Hands a file to a worker (or writes it here without workers).
+    pub(crate) fn dispatch(&mut self, job: FileJob<'r>) -> Result<(), FsError> {
         let Some(tx) = &self.jobs else {
-            return job.write(root);
+            return job.write();
         };
-        self.inflight.insert(job.rel.clone());
+        self.inflight
+            .insert(crate::lexpath::child(job.dir.rel(), &job.name));
         self.dispatched += 1;
         if tx.send(job).is_err() {
             return Err(FsError::path("/", "the file writers stopped"));
