@@ -56,6 +56,12 @@ pub struct Settings {
     pub push_retries: u32,
     /// Draw progress bars (stderr is a terminal) instead of log lines.
     pub progress_bars: bool,
+    /// A request that does not connect, or goes this long without a byte
+    /// from the registry, fails and is not tried again (the layer cache's
+    /// registry, which is not worth waiting for); `None`: 30 s to connect,
+    /// 120 s between reads, and a timeout is retried like any broken
+    /// connection.
+    pub request_timeout: Option<Duration>,
 }
 
 /// Attempts every request gets before the `--*-retry` flags add more
@@ -152,11 +158,15 @@ impl Registry {
                 })?);
             }
         }
+        let (connect, read) = match s.request_timeout {
+            Some(t) => (t, t),
+            None => (Duration::from_secs(30), Duration::from_secs(120)),
+        };
         let builder = || {
             let b = reqwest::Client::builder()
                 .user_agent(concat!("smelt/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(30))
-                .read_timeout(Duration::from_secs(120))
+                .connect_timeout(connect)
+                .read_timeout(read)
                 .tls_danger_accept_invalid_certs(skip_verify);
             match &identity {
                 Some(id) => b.identity(id.clone()),
@@ -196,12 +206,51 @@ impl Registry {
             &["https"]
         };
         let what = format!("reaching {registry}");
+        // the ping is retried like every other request: a reset on the
+        // first connection must not end the build
+        let attempts = BUILT_IN_ATTEMPTS
+            + match dir {
+                Direction::Pull => self.settings.download_retries,
+                Direction::Push => self.settings.push_retries,
+            };
+        let (base, challenge) = self
+            .retrying(attempts, &what, || {
+                self.ping(&http, host, schemes, registry, &what)
+            })
+            .await?;
+        if self.auth.challenge(registry).is_none() {
+            self.auth.set_challenge(registry, challenge);
+        }
+        let e = Arc::new(Endpoint {
+            base,
+            http,
+            registry: registry.to_string(),
+        });
+        endpoints.insert((registry.to_string(), dir), e.clone());
+        Ok(e)
+    }
+
+    /// `GET /v2/` with each of `schemes` in turn: the base URL of the
+    /// first that answers, and its auth challenge.
+    async fn ping(
+        &self,
+        http: &reqwest::Client,
+        host: &str,
+        schemes: &[&str],
+        registry: &str,
+        what: &str,
+    ) -> Result<(String, Option<super::auth::Challenge>), RegistryError> {
         let mut last = None;
         for scheme in schemes {
             let base = format!("{scheme}://{host}");
             match http.get(format!("{base}/v2/")).send().await {
                 Ok(response) => {
-                    let challenge = if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                    let status = response.status();
+                    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    {
+                        return Err(fail(response, what).await);
+                    }
+                    let challenge = if status == reqwest::StatusCode::UNAUTHORIZED {
                         response
                             .headers()
                             .get(reqwest::header::WWW_AUTHENTICATE)
@@ -210,23 +259,14 @@ impl Registry {
                     } else {
                         None
                     };
-                    if self.auth.challenge(registry).is_none() {
-                        self.auth.set_challenge(registry, challenge);
-                    }
-                    let e = Arc::new(Endpoint {
-                        base,
-                        http,
-                        registry: registry.to_string(),
-                    });
-                    endpoints.insert((registry.to_string(), dir), e.clone());
-                    return Ok(e);
+                    return Ok((base, challenge));
                 }
                 Err(e) => {
-                    let err = RegistryError::transport(&what, &e);
+                    let err = RegistryError::transport(what, &e);
                     // a TLS server we do not trust: plain HTTP would not help
                     if *scheme == "https" && err.to_string().contains("certificate") {
                         return Err(RegistryError::invalid(
-                            &what,
+                            what,
                             format!(
                                 "{err}; trust its CA with --registry-certificate={registry}=ca.pem, \
                                  or skip verification with --skip-tls-verify-registry={registry}"
@@ -237,7 +277,7 @@ impl Registry {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| RegistryError::invalid(&what, "no scheme to try")))
+        Err(last.unwrap_or_else(|| RegistryError::invalid(what, "no scheme to try")))
     }
 
     /// Sends the request `build` makes, with the auth `scopes` need; on a
@@ -281,6 +321,50 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Runs `op` up to `attempts` times while it fails with a retryable
+    /// error, waiting 0.25 s, 0.5 s, 1 s, … (at most 8 s) between tries.
+    /// With a request timeout set, a request that timed out is not tried
+    /// again.
+    pub(crate) async fn retrying<T, F, Fut>(
+        &self,
+        attempts: u32,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let mut delay = Duration::from_millis(250);
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if self.retryable(&e) && tried < attempts.max(1) => {
+                    log::warn!(
+                        "{e}; retrying {what} in {:.2} s (attempt {} of {attempts})",
+                        delay.as_secs_f64(),
+                        tried + 1
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether trying `e`'s request again may help, for this client.
+    pub(crate) fn retryable(&self, e: &RegistryError) -> bool {
+        match e {
+            RegistryError::TimedOut { .. } => self.settings.request_timeout.is_none(),
+            e => e.is_retryable(),
+        }
+    }
+}
+
 /// Turns a response with an unexpected status into an error carrying what
 /// the registry said.
 pub(crate) async fn fail(response: reqwest::Response, what: &str) -> RegistryError {
@@ -298,37 +382,6 @@ pub(crate) async fn fail(response: reqwest::Response, what: &str) -> RegistryErr
             what: what.to_string(),
             status: status.as_u16(),
             message,
-        }
-    }
-}
-
-/// Runs `op` up to `attempts` times while it fails with a retryable
-/// error, waiting 0.25 s, 0.5 s, 1 s, … (at most 8 s) between tries.
-pub(crate) async fn retrying<T, F, Fut>(
-    attempts: u32,
-    what: &str,
-    mut op: F,
-) -> Result<T, RegistryError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, RegistryError>>,
-{
-    let mut delay = Duration::from_millis(250);
-    let mut tried = 0;
-    loop {
-        tried += 1;
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && tried < attempts.max(1) => {
-                log::warn!(
-                    "{e}; retrying {what} in {:.2} s (attempt {} of {attempts})",
-                    delay.as_secs_f64(),
-                    tried + 1
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(8));
-            }
-            Err(e) => return Err(e),
         }
     }
 }

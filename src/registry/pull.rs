@@ -3,7 +3,7 @@
 //! index, mirrors and registry maps with fallback, the config blob, and
 //! layer blobs streamed into the local store with their digest verified.
 
-use super::client::{BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, retrying, scope};
+use super::client::{BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, scope};
 use super::{Reference, Registry, RegistryError};
 use crate::image::manifest::Index;
 use crate::image::manifest::{
@@ -245,10 +245,11 @@ impl Registry {
             .map_err(|e| RegistryError::invalid(&name, format!("malformed manifest: {e}")))?;
         let what = format!("config {} of {name}", manifest.config.digest);
         let attempts = BUILT_IN_ATTEMPTS + self.settings.download_retries;
-        let config_bytes = retrying(attempts, &what, || {
-            self.small_blob(&ep, source, &manifest.config, &what)
-        })
-        .await?;
+        let config_bytes = self
+            .retrying(attempts, &what, || {
+                self.small_blob(&ep, source, &manifest.config, &what)
+            })
+            .await?;
         Ok(RemoteImage {
             source: source.clone(),
             digest,
@@ -279,7 +280,7 @@ impl Registry {
         ]
         .join(", ");
         let attempts = BUILT_IN_ATTEMPTS + self.settings.download_retries;
-        retrying(attempts, &what, || async {
+        self.retrying(attempts, &what, || async {
             let response = self
                 .send(ep, &scopes, &what, |http| {
                     Ok(http.get(&url).header(reqwest::header::ACCEPT, &accept))
@@ -370,11 +371,12 @@ impl Registry {
         );
         let attempts = BUILT_IN_ATTEMPTS + self.settings.download_retries;
         let transfer = self.progress.start("downloaded", &desc.digest, desc.size);
-        let result = retrying(attempts, &what, || {
-            transfer.restart();
-            self.fetch_blob_once(&ep, source, desc, store, &what, &transfer)
-        })
-        .await;
+        let result = self
+            .retrying(attempts, &what, || {
+                transfer.restart();
+                self.fetch_blob_once(&ep, source, desc, store, &what, &transfer)
+            })
+            .await;
         match result {
             Ok(path) => {
                 transfer.finish(None);
