@@ -311,7 +311,10 @@ impl Runner<'_> {
                         diff_ids: &parent.config.rootfs.diff_ids,
                     };
                     self.remote
-                        .unpack(layers, env.store, &root, Some(&env.ignores))?;
+                        .unpack(layers, env.store, &root, Some(&env.ignores))
+                        .map_err(|e| {
+                            EngineError::step(&env.dockerfile.file, stage.from.line, "FROM", e)
+                        })?;
                 } else if !take {
                     keep::copy_tree(&parent.root, &root)?;
                 }

@@ -74,6 +74,11 @@ pub(crate) struct Endpoint {
     /// `https://host:port` or `http://host:port`
     pub base: String,
     pub http: reqwest::Client,
+    /// For blob uploads (pushes only): the same client without reqwest's
+    /// read timeout, which runs from the start of a request to its answer
+    /// and so would cut off an upload that takes longer; uploads time out
+    /// when neither side makes progress instead (`Registry::send_upload`).
+    pub upload: Option<reqwest::Client>,
     /// The registry as references name it (`docker.io`), the key for auth.
     pub registry: String,
 }
@@ -123,10 +128,21 @@ impl Registry {
             .any(|r| r == registry || api_host(r) == api_host(registry))
     }
 
+    /// How long a request may go without progress (`request_timeout`, or
+    /// 120 s between reads).
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.settings
+            .request_timeout
+            .unwrap_or(Duration::from_secs(120))
+    }
+
+    /// A client for `registry` in direction `dir`; `read_timeout`: with
+    /// reqwest's read timeout (every client but the one for uploads).
     fn http_client(
         &self,
         registry: &str,
         dir: Direction,
+        read_timeout: bool,
     ) -> Result<reqwest::Client, RegistryError> {
         let s = &self.settings;
         let what = format!("setting up a client for {registry}");
@@ -158,16 +174,18 @@ impl Registry {
                 })?);
             }
         }
-        let (connect, read) = match s.request_timeout {
-            Some(t) => (t, t),
-            None => (Duration::from_secs(30), Duration::from_secs(120)),
-        };
+        let connect = s.request_timeout.unwrap_or(Duration::from_secs(30));
+        let read = self.idle_timeout();
         let builder = || {
             let b = reqwest::Client::builder()
                 .user_agent(concat!("smelt/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(connect)
-                .read_timeout(read)
                 .tls_danger_accept_invalid_certs(skip_verify);
+            let b = if read_timeout {
+                b.read_timeout(read)
+            } else {
+                b
+            };
             match &identity {
                 Some(id) => b.identity(id.clone()),
                 None => b,
@@ -191,7 +209,11 @@ impl Registry {
         if let Some(e) = endpoints.get(&(registry.to_string(), dir)) {
             return Ok(e.clone());
         }
-        let http = self.http_client(registry, dir)?;
+        let http = self.http_client(registry, dir, true)?;
+        let upload = match dir {
+            Direction::Push => Some(self.http_client(registry, dir, false)?),
+            Direction::Pull => None,
+        };
         let host = api_host(registry);
         let insecure = Self::listed(&self.settings.insecure_registries, registry)
             || match dir {
@@ -224,6 +246,7 @@ impl Registry {
         let e = Arc::new(Endpoint {
             base,
             http,
+            upload,
             registry: registry.to_string(),
         });
         endpoints.insert((registry.to_string(), dir), e.clone());
@@ -292,17 +315,59 @@ impl Registry {
     where
         F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, RegistryError>,
     {
+        self.send_via(ep, None, scopes, what, build).await
+    }
+
+    /// [`Registry::send`] for a blob upload: through the endpoint's upload
+    /// client, failing with a time-out only when `progress` (ticked by the
+    /// body as it is read) stood still and no answer came for the idle
+    /// timeout.
+    pub(crate) async fn send_upload<F>(
+        &self,
+        ep: &Endpoint,
+        progress: &Activity,
+        scopes: &[String],
+        what: &str,
+        build: F,
+    ) -> Result<reqwest::Response, RegistryError>
+    where
+        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, RegistryError>,
+    {
+        self.send_via(ep, Some(progress), scopes, what, build).await
+    }
+
+    async fn send_via<F>(
+        &self,
+        ep: &Endpoint,
+        progress: Option<&Activity>,
+        scopes: &[String],
+        what: &str,
+        build: F,
+    ) -> Result<reqwest::Response, RegistryError>
+    where
+        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, RegistryError>,
+    {
+        let http = match (progress, &ep.upload) {
+            (Some(_), Some(upload)) => upload,
+            _ => &ep.http,
+        };
         let mut fresh = false;
         loop {
             let header = self.auth.header(&ep.http, &ep.registry, scopes).await?;
-            let mut request = build(&ep.http)?;
+            let mut request = build(http)?;
             if let Some(h) = header {
                 request = request.header(reqwest::header::AUTHORIZATION, h);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| RegistryError::transport(what, &e))?;
+            let sent = async {
+                request
+                    .send()
+                    .await
+                    .map_err(|e| RegistryError::transport(what, &e))
+            };
+            let response = match progress {
+                Some(p) => self.while_progressing(p, what, sent).await?,
+                None => sent.await?,
+            };
             if response.status() != reqwest::StatusCode::UNAUTHORIZED || fresh {
                 return Ok(response);
             }
@@ -321,7 +386,47 @@ impl Registry {
     }
 }
 
+/// A count that a request body ticks as it is read, so a watchdog can tell
+/// a slow upload from a stalled one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Activity(Arc<std::sync::atomic::AtomicU64>);
+
+impl Activity {
+    pub(crate) fn tick(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl Registry {
+    /// Awaits `f`, failing with a time-out once `progress` stood still for
+    /// the idle timeout.
+    async fn while_progressing<T>(
+        &self,
+        progress: &Activity,
+        what: &str,
+        f: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        let idle = self.idle_timeout();
+        let mut f = std::pin::pin!(f);
+        let mut seen = progress.count();
+        loop {
+            match tokio::time::timeout(idle, f.as_mut()).await {
+                Ok(r) => return r,
+                Err(_) if progress.count() != seen => seen = progress.count(),
+                Err(_) => {
+                    return Err(RegistryError::TimedOut {
+                        what: what.to_string(),
+                        message: format!("no progress for {} s", idle.as_secs()),
+                    });
+                }
+            }
+        }
+    }
+
     /// Runs `op` up to `attempts` times while it fails with a retryable
     /// error, waiting 0.25 s, 0.5 s, 1 s, … (at most 8 s) between tries.
     /// With a request timeout set, a request that timed out is not tried
@@ -461,6 +566,38 @@ pub fn ca_roots_der() -> &'static [Vec<u8>] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upload_times_out_when_it_stops_progressing_not_when_it_is_slow() {
+        let registry = Registry::new(Settings {
+            request_timeout: Some(Duration::from_millis(200)),
+            ..Settings::default()
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let activity = Activity::default();
+        // ticks every 50 ms for 1 s: five idle timeouts long, never idle
+        let slow = async {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                activity.tick();
+            }
+            Ok(())
+        };
+        rt.block_on(registry.while_progressing(&activity, "upload", slow))
+            .unwrap();
+        let stalled = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        };
+        let err = rt
+            .block_on(registry.while_progressing(&activity, "upload", stalled))
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::TimedOut { .. }), "{err}");
+        assert!(!registry.retryable(&err));
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -4,7 +4,7 @@
 //! registry, otherwise a streamed upload), several at a time; the manifests
 //! go last, so a failed push never leaves a tag on half an image.
 
-use super::client::{BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, scope};
+use super::client::{Activity, BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, scope};
 use super::{Reference, Registry, RegistryError};
 use crate::image::{BlobStore, BuiltImage, Descriptor, Digest};
 use futures_util::StreamExt;
@@ -221,15 +221,18 @@ impl Registry {
         let size = desc.size;
         self.retrying(attempts, what, || async {
             transfer.restart();
+            let activity = Activity::default();
             let response = self
-                .send(ep, &scopes, what, |http| {
+                .send_upload(ep, &activity, &scopes, what, |http| {
                     let file = fs_err::File::open(&path).map_err(|e| RegistryError::io(what, e))?;
                     let bar = transfer.bar();
+                    let activity = activity.clone();
                     let stream = tokio_util::io::ReaderStream::with_capacity(
                         tokio::fs::File::from_std(file.into_parts().0),
                         256 << 10,
                     )
                     .inspect(move |chunk| {
+                        activity.tick();
                         if let (Some(b), Ok(c)) = (&bar, chunk) {
                             b.inc(c.len() as u64);
                         }
@@ -345,4 +348,35 @@ fn upload_location(
         .map_err(|e| RegistryError::invalid(what, format!("bad upload Location: {e}")))?;
     url.query_pairs_mut().append_pair("digest", digest.as_str());
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_or_lost_upload_starts_over() {
+        let status = |status, message: &str| RegistryError::Status {
+            what: String::new(),
+            status,
+            message: message.to_string(),
+        };
+        assert!(restarts_upload(&status(
+            400,
+            "DIGEST_INVALID: provided digest did not match uploaded content"
+        )));
+        assert!(restarts_upload(&status(
+            404,
+            "BLOB_UPLOAD_UNKNOWN: blob upload unknown to registry"
+        )));
+        assert!(!restarts_upload(&status(
+            404,
+            "NAME_UNKNOWN: repository name not known"
+        )));
+        assert!(!restarts_upload(&status(
+            403,
+            "DENIED: requested access to the resource is denied"
+        )));
+        assert!(!restarts_upload(&status(500, "DIGEST_INVALID")));
+    }
 }

@@ -444,6 +444,24 @@ fn a_stalled_cache_registry_turns_the_cache_off_and_the_build_goes_on() {
         fs_err::read_to_string(out.unpack().join("both")).unwrap(),
         "one\nchanged\n"
     );
+
+    // lookups and downloads answer, the uploads' PUTs stall: each upload
+    // times out once its body is sent, the cache goes off once
+    let uploads = Proxy::start(&reg.host);
+    uploads.rules.add_kind(
+        Kind::UploadPut,
+        Fault::Stall(std::time::Duration::from_secs(60)),
+        usize::MAX,
+    );
+    t.file("a.txt", "third\n");
+    let mut flags = flags_with_cache_on(&reg, &uploads.host, "app:4");
+    flags.push("--cache-request-timeout=1s".to_string());
+    let log = build(&t, &flags);
+    assert_eq!(hits(&log), 1, "{log}");
+    assert_eq!(turned_off(&log), 1, "{log}");
+    assert!(log.contains("no progress for 1 s"), "{log}");
+    assert!(!log.contains("stored "), "{log}");
+    assert!(reg.inspect("app:4", &[])["Digest"].is_string());
 }
 
 #[test]
