@@ -393,6 +393,40 @@ impl Remote {
         Ok(self.block_on(self.registry.push(destinations, image, store))??)
     }
 
+    /// Whether each of `blobs` (a cache entry's repository and layer) is
+    /// still there, 8 at a time, within `limit`.
+    pub fn cache_blobs_exist(
+        &self,
+        blobs: &[(Reference, Descriptor)],
+        limit: std::time::Duration,
+    ) -> Result<Vec<Result<bool, RegistryError>>, EngineError> {
+        use futures_util::StreamExt;
+        let registry = self.cache_registry();
+        let checks = blobs
+            .iter()
+            .map(|(r, d)| async move { registry.has_blob(r, &d.digest).await });
+        let what = format!("checking for {} cached layers", blobs.len());
+        Ok(
+            match self.block_on_within(limit, &what, async {
+                Ok(futures_util::stream::iter(checks)
+                    .buffered(8)
+                    .collect::<Vec<_>>()
+                    .await)
+            })? {
+                Ok(answers) => answers,
+                Err(_) => blobs
+                    .iter()
+                    .map(|_| {
+                        Err(RegistryError::TimedOut {
+                            what: what.clone(),
+                            message: OUT_OF_TIME.to_string(),
+                        })
+                    })
+                    .collect(),
+            },
+        )
+    }
+
     /// Looks `keys` up in the cache repository `repo`, all at once. Each
     /// answer: an entry, `None` (no such tag), or what went wrong.
     /// Past `limit`, every answer is a time-out.

@@ -351,16 +351,43 @@ impl Runner<'_> {
         };
         let steps: Vec<&Located<Instruction>> = triggers.iter().chain(stage.steps.iter()).collect();
         // keys first, every lookup at once; a miss does not stop the others
-        let (keys, hits, final_key) = self.look_up(&state, args, &steps, sources, base_key)?;
+        let (keys, mut hits, final_key) = self.look_up(&state, args, &steps, sources, base_key)?;
         // the base's files are needed if a step that runs reads them, or a
         // later stage does; layers from the cache are applied up to the
-        // last step that needs the files (all of them if a later stage does)
-        let last_reader = steps
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| hits[*i].is_none() && reads_files(&s.value))
-            .map(|(i, _)| i)
-            .max();
+        // last step that needs the files (all of them if a later stage does).
+        // A hit whose layer stays in the cache registry (the push mounts or
+        // fetches it) must still be there: one that is gone runs as a miss,
+        // which may make earlier hits' layers needed in turn.
+        let mut checked = BTreeSet::new();
+        let last_reader = loop {
+            let last_reader = steps
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| hits[*i].is_none() && reads_files(&s.value))
+                .map(|(i, _)| i)
+                .max();
+            let materialized = unpack.is_none() || *keep != Keep::Nothing || last_reader.is_some();
+            let lazy: Vec<usize> = (0..steps.len())
+                .filter(|&i| hits[i].is_some() && !checked.contains(&i))
+                .filter(|&i| {
+                    !(materialized
+                        && (*keep != Keep::Nothing || last_reader.is_some_and(|l| i < l)))
+                })
+                .collect();
+            checked.extend(lazy.iter().copied());
+            let gone = self.gone_from_cache(&hits, &lazy);
+            if gone.is_empty() {
+                break last_reader;
+            }
+            for (i, why) in gone {
+                let key = keys[i].as_ref().map_or("", |k| &k.key[..12]);
+                log::warn!(
+                    "[{label}] the layer of cache entry {key} is not in the cache ({why}); \
+                     the step will run"
+                );
+                hits[i] = None;
+            }
+        };
         let materialize = *keep != Keep::Nothing || last_reader.is_some();
         if let Some((image, source)) = &unpack {
             if materialize {
@@ -595,6 +622,52 @@ impl Runner<'_> {
             }));
         }
         Ok((keys, hits, final_key))
+    }
+
+    /// Which of the hits `lazy` (whose layers are not downloaded) have lost
+    /// their layer from the cache repository, and why.
+    fn gone_from_cache(&self, hits: &[Option<CacheEntry>], lazy: &[usize]) -> Vec<(usize, String)> {
+        let blobs: Vec<(usize, crate::registry::Reference, Descriptor)> = lazy
+            .iter()
+            .filter_map(|&i| {
+                let entry = hits[i].as_ref()?;
+                let layer = entry.layers.first()?;
+                Some((i, entry.source.clone(), layer.clone()))
+            })
+            .filter(|(_, _, layer)| !self.env.store.path(&layer.digest).exists())
+            .collect();
+        let Some(cache) = self.env.cache.as_ref() else {
+            return Vec::new();
+        };
+        if blobs.is_empty() {
+            return Vec::new();
+        }
+        let pairs: Vec<_> = blobs
+            .iter()
+            .map(|(_, r, d)| (r.clone(), d.clone()))
+            .collect();
+        let answers = match cache.waiting(|left| self.remote.cache_blobs_exist(&pairs, left)) {
+            Some(Ok(answers)) => answers,
+            Some(Err(e)) => return blobs.iter().map(|(i, ..)| (*i, e.to_string())).collect(),
+            None => {
+                let why = "the layer cache's time (--cache-timeout) ran out";
+                return blobs.iter().map(|(i, ..)| (*i, why.to_string())).collect();
+            }
+        };
+        blobs
+            .iter()
+            .zip(answers)
+            .filter_map(|((i, ..), answer)| match answer {
+                Ok(true) => None,
+                Ok(false) => Some((*i, "its blob is gone".to_string())),
+                Err(e) => {
+                    if matches!(e, crate::registry::RegistryError::TimedOut { .. }) {
+                        cache.give_up(&e.to_string());
+                    }
+                    Some((*i, e.to_string()))
+                }
+            })
+            .collect()
     }
 
     /// Brings a cache hit's layer into the store before it is applied. An

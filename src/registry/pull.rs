@@ -434,6 +434,29 @@ impl Registry {
         Ok(store.commit(tmp, &desc.digest)?)
     }
 
+    /// Whether the repository `r` holds the blob `digest` (a HEAD).
+    pub async fn has_blob(&self, r: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
+        let ep = self.endpoint(&r.registry, Direction::Pull).await?;
+        let what = format!(
+            "checking for blob {digest} in {}/{}",
+            r.registry, r.repository
+        );
+        let url = format!("{}/v2/{}/blobs/{digest}", ep.base, r.repository);
+        let scopes = [scope(&r.repository, false)];
+        let attempts = BUILT_IN_ATTEMPTS + self.settings.download_retries;
+        self.retrying(attempts, &what, || async {
+            let response = self
+                .send(&ep, &scopes, &what, |http| Ok(http.head(&url)))
+                .await?;
+            match response.status() {
+                s if s.is_success() => Ok(true),
+                reqwest::StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(fail(response, &what).await),
+            }
+        })
+        .await
+    }
+
     /// Downloads several blobs of `source`, a few at a time.
     pub async fn fetch_blobs(
         &self,

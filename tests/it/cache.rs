@@ -491,3 +491,45 @@ fn the_cache_works_through_30_percent_server_errors() {
     assert_eq!(turned_off(&log), 0, "{log}");
     assert!(proxy.rules.injected.lock().unwrap().len() >= 5);
 }
+
+#[test]
+fn a_cache_hit_left_in_the_registry_whose_layer_is_gone_runs_as_a_miss() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let proxy = Proxy::start(&reg.host);
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN echo ran-the-build | tee /built\nCOPY a.txt /a.txt\n"
+    ));
+    t.file("a.txt", "a\n");
+    let log = build(&t, &flags_with_cache_on(&reg, &proxy.host, "app:1"));
+    assert!(log.contains("stored 2 cache entries"), "{log}");
+    // every step hits, so no layer would be downloaded; the push (to
+    // another registry) would need them, and they are gone
+    proxy
+        .rules
+        .add("HEAD", "/v2/cache/blobs/", Fault::NotFound, usize::MAX);
+    proxy
+        .rules
+        .add("GET", "/v2/cache/blobs/", Fault::NotFound, usize::MAX);
+    let log = build(&t, &flags_with_cache_on(&reg, &proxy.host, "app:2"));
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("is not in the cache") && l.contains("the step will run"))
+            .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(hits(&log), 0, "{log}");
+    assert!(
+        log.contains("[0] ran-the-build"),
+        "the RUN did not run:\n{log}"
+    );
+    let out = TestContext::new(&format!("FROM {}/app:2\n", reg.host));
+    out.build_outputs(&[]);
+    let root = out.unpack();
+    assert_eq!(
+        fs_err::read_to_string(root.join("built")).unwrap(),
+        "ran-the-build\n"
+    );
+    assert_eq!(fs_err::read_to_string(root.join("a.txt")).unwrap(), "a\n");
+}
