@@ -105,6 +105,14 @@ pub struct ExecutorFlags {
     /// Cache entries older than this are ignored (e.g. 6h; default two weeks).
     #[arg(long, default_value = "336h0m0s")]
     pub cache_ttl: String,
+    /// smelt: a layer-cache request that does not connect or send a byte
+    /// for this long turns the cache off for the rest of the build.
+    #[arg(long, default_value = "10s")]
+    pub cache_request_timeout: String,
+    /// smelt: the most time a build waits on the layer cache in all
+    /// (lookups, cached layers, uploads at the end); then the cache is off.
+    #[arg(long, default_value = "1m")]
+    pub cache_timeout: String,
     /// Leave /var/run out of snapshots (in place; a root of its own has
     /// nothing of the host's there).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]

@@ -479,7 +479,20 @@ fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, String> {
         format!("{}/{}", r.registry, r.repository)
     };
     let ttl = cache_ttl(f)?;
+    let duration = |flag: &str, value: &str| {
+        parse_duration(value)
+            .map_err(|e| format!("--{flag} {value}: {e}"))
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err(format!("--{flag} {value}: must be more than zero"))
+                } else {
+                    Ok(d)
+                }
+            })
+    };
     Ok(Some(CacheOptions {
+        request_timeout: duration("cache-request-timeout", &f.cache_request_timeout)?,
+        timeout: duration("cache-timeout", &f.cache_timeout)?,
         repo,
         ttl,
         run_layers: f.cache_run_layers,

@@ -63,6 +63,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     crate::fs::tree::mark_top_dir(work.path());
     let store = BlobStore::open(&work.path().join("blobs"))?;
     let mut remote = Remote::new(opts.registry.clone());
+    if let Some(c) = &opts.cache {
+        remote = remote.with_cache_timeout(c.request_timeout);
+    }
     if let Some((dir, ttl)) = &opts.cache_dir {
         match super::warm::BaseCache::existing(dir) {
             Some(cache) => {
@@ -218,7 +221,11 @@ struct PendingUploads<'a> {
 impl Drop for PendingUploads<'_> {
     fn drop(&mut self) {
         let repo = &self.cache.repo;
-        let stored = self.remote.wait_uploads(repo);
+        let switch = self.cache.switch();
+        let stored = self
+            .cache
+            .waiting(|left| self.remote.wait_uploads(repo, left, &switch))
+            .unwrap_or(0);
         if stored > 0 {
             log::info!("stored {stored} cache entries in {repo}");
         }

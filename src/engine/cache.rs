@@ -29,17 +29,21 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The cache of one build.
 #[derive(Debug)]
 pub struct Cache {
     pub repo: Reference,
     pub opts: CacheOptions,
-    /// Set once the cache registry failed to answer: no more lookups or
-    /// uploads this build (each would fail the same way, slowly).
-    broken: AtomicBool,
+    /// Off once the cache registry failed to answer or the cache's time
+    /// ran out: no more lookups or uploads this build (each would fail the
+    /// same way, slowly).
+    switch: CacheSwitch,
+    /// How long the build has waited on cache traffic (lookups, hit
+    /// layers, the uploads at the end), against `--cache-timeout`.
+    waited: Mutex<std::time::Duration>,
     /// Content digests of files read for keys, by path; an entry counts
     /// while size, mtime, ctime and inode are unchanged.
     files: Mutex<HashMap<PathBuf, (FileStamp, [u8; 32])>>,
@@ -62,6 +66,29 @@ impl FileStamp {
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
             ino: m.ino(),
+        }
+    }
+}
+
+/// Turns a build's layer cache off, once, with one warning line; shared
+/// with the threads that upload entries.
+#[derive(Debug, Clone)]
+pub struct CacheSwitch {
+    repo: String,
+    off: Arc<AtomicBool>,
+}
+
+impl CacheSwitch {
+    pub fn is_on(&self) -> bool {
+        !self.off.load(Ordering::Relaxed)
+    }
+
+    pub fn turn_off(&self, why: &str) {
+        if !self.off.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "the layer cache at {} is off for the rest of this build: {why}",
+                self.repo
+            );
         }
     }
 }
@@ -232,9 +259,13 @@ impl Cache {
     pub fn new(opts: CacheOptions) -> Result<Cache, EngineError> {
         let repo = Reference::parse(&opts.repo).map_err(EngineError::Invalid)?;
         Ok(Cache {
-            repo,
+            repo: repo.clone(),
             opts,
-            broken: AtomicBool::new(false),
+            switch: CacheSwitch {
+                repo: repo.to_string(),
+                off: Arc::new(AtomicBool::new(false)),
+            },
+            waited: Mutex::new(std::time::Duration::ZERO),
             files: Mutex::new(HashMap::new()),
             report: Mutex::new(Vec::new()),
         })
@@ -279,17 +310,41 @@ impl Cache {
 
     /// Whether the cache registry still answers.
     pub fn usable(&self) -> bool {
-        !self.broken.load(Ordering::Relaxed)
+        self.switch.is_on()
     }
 
     /// Turns the cache off for the rest of the build.
     pub fn give_up(&self, why: &str) {
-        if !self.broken.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                "the layer cache at {} is off for the rest of this build: {why}",
-                self.repo
-            );
+        self.switch.turn_off(why);
+    }
+
+    /// What turns the cache off, for a cache upload's thread.
+    pub fn switch(&self) -> CacheSwitch {
+        self.switch.clone()
+    }
+
+    /// Runs `op`, a cache operation the build waits for, with what is left
+    /// of `--cache-timeout` (`None`, and the cache is turned off, when
+    /// nothing is), and counts the time it took.
+    pub fn waiting<T>(&self, op: impl FnOnce(std::time::Duration) -> T) -> Option<T> {
+        let left = {
+            let waited = self
+                .waited
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.opts.timeout.saturating_sub(*waited)
+        };
+        if left.is_zero() {
+            self.give_up("the layer cache's time (--cache-timeout) ran out");
+            return None;
         }
+        let started = std::time::Instant::now();
+        let out = op(left);
+        *self
+            .waited
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += started.elapsed();
+        Some(out)
     }
 
     /// Whether an entry is younger than `--cache-ttl`.
@@ -520,6 +575,8 @@ mod tests {
             copy_layers: true,
             push: true,
             report: None,
+            request_timeout: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(60),
         })
         .unwrap()
     }

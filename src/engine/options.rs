@@ -73,6 +73,14 @@ pub struct CacheOptions {
     pub push: bool,
     /// `--cache-report`: a JSON account of every step.
     pub report: Option<PathBuf>,
+    /// `--cache-request-timeout` (smelt's; kaniko has none): a cache
+    /// request that does not connect or send a byte for this long fails,
+    /// untried again, and turns the cache off.
+    pub request_timeout: std::time::Duration,
+    /// `--cache-timeout` (smelt's): the most the build waits on the cache
+    /// in all (lookups, hit layers, the uploads at the end); then the
+    /// cache is off.
+    pub timeout: std::time::Duration,
 }
 
 impl BuildOptions {

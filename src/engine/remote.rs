@@ -3,6 +3,7 @@
 //! images resolved for the stage's platform, their layers fetched and
 //! extracted in order, and the push of the finished image.
 
+use super::cache::CacheSwitch;
 use super::warm::BaseCache;
 use super::{EngineError, Platform};
 use crate::fs::compress::decompressor;
@@ -10,14 +11,17 @@ use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, Digest, ImageConfig};
-use crate::registry::{PushImage, Reference, Registry, Settings};
+use crate::registry::{PushImage, Reference, Registry, RegistryError, Settings};
+use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-/// A cache upload: a thread driving the push on the runtime (the push
-/// future borrows, so it cannot be a spawned task of its own).
-type Upload = std::thread::JoinHandle<Result<Digest, crate::registry::RegistryError>>;
+/// What a finished cache upload reports: its key and how it went.
+type UploadDone = (String, Result<Digest, RegistryError>);
+
+/// Why a cache operation stopped waiting.
+const OUT_OF_TIME: &str = "the layer cache's time (--cache-timeout) ran out";
 
 /// A cache entry found in the registry, as its manifest tells it (one
 /// request per lookup): the step's layer (none when the step changed no
@@ -45,13 +49,29 @@ pub struct BaseImage {
     pub layers: Vec<Descriptor>,
 }
 
+/// The layers of one image (a base, a stage, a cache entry) to apply,
+/// with the diff IDs its config gives them and its name for errors.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageLayers<'a> {
+    /// How errors name the image: a reference, `stage NAME`, a cache entry.
+    pub image: &'a str,
+    pub layers: &'a [Descriptor],
+    /// `rootfs.diff_ids`, one per layer: each layer's uncompressed stream
+    /// must hash to its own.
+    pub diff_ids: &'a [Digest],
+}
+
 /// Registry access for one build.
 #[derive(Debug)]
 pub struct Remote {
     registry: Arc<Registry>,
+    /// The layer cache's client: its requests time out (`--cache-request-
+    /// timeout`) and are not retried then. `None`: the main client.
+    cache_registry: Option<Arc<Registry>>,
     runtime: OnceLock<tokio::runtime::Runtime>,
-    /// Cache uploads under way, by key; the build waits for them.
-    uploads: std::sync::Mutex<Vec<(String, Upload)>>,
+    /// Cache uploads: each upload's thread reports on `sender` when done;
+    /// the build waits for `started` reports on the receiver.
+    uploads: std::sync::Mutex<Uploads>,
     /// `--cache-dir`: base images are looked for there first (with the
     /// TTL), and their blobs put in the build's store.
     base_cache: Option<(BaseCache, std::time::Duration, BlobStore)>,
@@ -64,8 +84,9 @@ impl Remote {
     pub fn new(settings: Settings) -> Remote {
         Remote {
             registry: Arc::new(Registry::new(settings)),
+            cache_registry: None,
             runtime: OnceLock::new(),
-            uploads: std::sync::Mutex::new(Vec::new()),
+            uploads: std::sync::Mutex::new(Uploads::new()),
             remote_blobs: std::sync::Mutex::new(BTreeMap::new()),
             base_cache: None,
         }
@@ -81,6 +102,41 @@ impl Remote {
     ) -> Remote {
         self.base_cache = Some((cache, ttl, store));
         self
+    }
+
+    /// Sends the layer cache's traffic through a client of its own whose
+    /// requests fail, and are not retried, when the registry does not
+    /// connect or send a byte for `request_timeout`.
+    pub fn with_cache_timeout(mut self, request_timeout: std::time::Duration) -> Remote {
+        let settings = Settings {
+            request_timeout: Some(request_timeout),
+            ..self.registry.settings.clone()
+        };
+        self.cache_registry = Some(Arc::new(Registry::new(settings)));
+        self
+    }
+
+    fn cache_registry(&self) -> &Arc<Registry> {
+        self.cache_registry.as_ref().unwrap_or(&self.registry)
+    }
+
+    /// Runs a cache operation on the runtime for at most `limit` (what is
+    /// left of `--cache-timeout`); past it, a time-out error.
+    fn block_on_within<T>(
+        &self,
+        limit: std::time::Duration,
+        what: &str,
+        f: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<Result<T, RegistryError>, EngineError> {
+        self.block_on(async {
+            match tokio::time::timeout(limit, f).await {
+                Ok(r) => r,
+                Err(_) => Err(RegistryError::TimedOut {
+                    what: what.to_string(),
+                    message: OUT_OF_TIME.to_string(),
+                }),
+            }
+        })
     }
 
     /// Downloads `image` for `platform` into the cache directory `cache`
@@ -238,18 +294,19 @@ impl Remote {
         Ok(())
     }
 
-    /// Downloads a base's layers (four at a time) and applies each to
+    /// Downloads an image's layers (four at a time) and applies each to
     /// `root` as soon as it and every layer below it are in the store, so
     /// extraction runs while later layers still download.
     pub fn fetch_and_extract(
         &self,
         source: &Reference,
-        layers: &[Descriptor],
+        image: ImageLayers<'_>,
         store: &BlobStore,
         root: &Path,
         skip: Option<&RootIgnores>,
     ) -> Result<(), EngineError> {
         use futures_util::StreamExt;
+        let layers = image.layers;
         let (ready, arrivals) = std::sync::mpsc::channel::<usize>();
         std::thread::scope(|s| {
             let extractor = s.spawn(move || -> Result<usize, EngineError> {
@@ -258,7 +315,7 @@ impl Remote {
                 for i in arrivals {
                     arrived.insert(i);
                     while arrived.remove(&next) {
-                        extract_layer(&layers[next], store, root, skip)?;
+                        extract_layer(image, next, store, root, skip)?;
                         next += 1;
                     }
                 }
@@ -274,7 +331,7 @@ impl Remote {
                     // the extractor stops only on an error, which join reports
                     let _ = ready.send(r?);
                 }
-                Ok::<(), crate::registry::RegistryError>(())
+                Ok::<(), RegistryError>(())
             });
             drop(ready);
             let extracted = extractor
@@ -292,20 +349,37 @@ impl Remote {
         })
     }
 
-    /// Applies `layers` (of an image built earlier in this build, base
-    /// layers that stayed remote fetched first) to `root`, in order.
+    /// Applies an image's layers (built earlier in this build, a cache
+    /// entry's; those that stayed remote fetched first) to `root`, in order.
     pub fn unpack(
         &self,
-        layers: &[Descriptor],
+        image: ImageLayers<'_>,
         store: &BlobStore,
         root: &Path,
         skip: Option<&RootIgnores>,
     ) -> Result<(), EngineError> {
-        self.fetch(layers, store)?;
-        for l in layers {
-            extract_layer(l, store, root, skip)?;
+        self.fetch(image.layers, store)?;
+        for i in 0..image.layers.len() {
+            extract_layer(image, i, store, root, skip)?;
         }
         Ok(())
+    }
+
+    /// Downloads a cache hit's layer from the cache registry into `store`,
+    /// within `limit`. The outer error is the engine's; the inner one says
+    /// why the layer could not be had (the step then runs as a miss).
+    pub fn fetch_cached(
+        &self,
+        layer: &Descriptor,
+        source: &Reference,
+        store: &BlobStore,
+        limit: std::time::Duration,
+    ) -> Result<Result<(), RegistryError>, EngineError> {
+        let what = format!("blob {} of {source}", layer.digest);
+        let registry = self.cache_registry();
+        self.block_on_within(limit, &what, async {
+            registry.fetch_blob(source, layer, store).await.map(|_| ())
+        })
     }
 
     /// Pushes the image to every destination, base layers mounted or
@@ -319,15 +393,51 @@ impl Remote {
         Ok(self.block_on(self.registry.push(destinations, image, store))??)
     }
 
+    /// Whether each of `blobs` (a cache entry's repository and layer) is
+    /// still there, 8 at a time, within `limit`.
+    pub fn cache_blobs_exist(
+        &self,
+        blobs: &[(Reference, Descriptor)],
+        limit: std::time::Duration,
+    ) -> Result<Vec<Result<bool, RegistryError>>, EngineError> {
+        use futures_util::StreamExt;
+        let registry = self.cache_registry();
+        let checks = blobs
+            .iter()
+            .map(|(r, d)| async move { registry.has_blob(r, &d.digest).await });
+        let what = format!("checking for {} cached layers", blobs.len());
+        Ok(
+            match self.block_on_within(limit, &what, async {
+                Ok(futures_util::stream::iter(checks)
+                    .buffered(8)
+                    .collect::<Vec<_>>()
+                    .await)
+            })? {
+                Ok(answers) => answers,
+                Err(_) => blobs
+                    .iter()
+                    .map(|_| {
+                        Err(RegistryError::TimedOut {
+                            what: what.clone(),
+                            message: OUT_OF_TIME.to_string(),
+                        })
+                    })
+                    .collect(),
+            },
+        )
+    }
+
     /// Looks `keys` up in the cache repository `repo`, all at once. Each
     /// answer: an entry, `None` (no such tag), or what went wrong.
+    /// Past `limit`, every answer is a time-out.
     pub fn cache_lookup(
         &self,
         repo: &Reference,
         keys: &[String],
-    ) -> Result<Vec<Result<Option<CacheEntry>, crate::registry::RegistryError>>, EngineError> {
+        limit: std::time::Duration,
+    ) -> Result<Vec<Result<Option<CacheEntry>, RegistryError>>, EngineError> {
         use futures_util::StreamExt;
-        let registry = &self.registry;
+        let registry = self.cache_registry();
         let lookups = keys.iter().map(|key| {
             let r = Reference {
                 tag: Some(key.clone()),
@@ -336,16 +446,29 @@ impl Remote {
             async move {
                 match registry.manifest_at(&r).await {
                     Ok((bytes, _, _)) => super::cache::parse_entry(&r, &bytes).map(Some),
-                    Err(crate::registry::RegistryError::Status { status: 404, .. }) => Ok(None),
+                    Err(RegistryError::Status { status: 404, .. }) => Ok(None),
                     Err(e) => Err(e),
                 }
             }
         });
-        let answers = self.block_on(
-            futures_util::stream::iter(lookups)
+        let what = format!("looking up {} keys in {repo}", keys.len());
+        let answers = match self.block_on_within(limit, &what, async {
+            Ok(futures_util::stream::iter(lookups)
                 .buffered(8)
-                .collect::<Vec<_>>(),
-        )?;
+                .collect::<Vec<_>>()
+                .await)
+        })? {
+            Ok(answers) => answers,
+            Err(_) => keys
+                .iter()
+                .map(|_| {
+                    Err(RegistryError::TimedOut {
+                        what: what.clone(),
+                        message: OUT_OF_TIME.to_string(),
+                    })
+                })
+                .collect(),
+        };
         for e in answers.iter().flatten().flatten() {
             self.remember(&e.layers, &e.source);
         }
@@ -353,13 +476,16 @@ impl Remote {
     }
 
     /// Starts pushing a cache entry, tagged with each of `tags` (the key
-    /// first), in the background.
+    /// first), in the background (a thread driving the push on the
+    /// runtime: the push future borrows, so it cannot be a task). An
+    /// upload that timed out turns the cache off through `switch`.
     pub fn cache_upload(
         &self,
         repo: &Reference,
         tags: &[String],
         image: PushImage,
         store: &BlobStore,
+        switch: CacheSwitch,
     ) -> Result<(), EngineError> {
         let dests: Vec<Reference> = tags
             .iter()
@@ -369,40 +495,60 @@ impl Remote {
             })
             .collect();
         let key = tags.first().cloned().unwrap_or_default();
-        let registry = Arc::clone(&self.registry);
+        let registry = Arc::clone(self.cache_registry());
         let store = store.clone();
         let handle = self.runtime()?.handle().clone();
-        let task = std::thread::Builder::new()
-            .name("smelt-cache-upload".to_string())
-            .spawn(move || handle.block_on(registry.push(&dests, &image, &store)))?;
-        self.uploads
+        let mut uploads = self
+            .uploads
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((key, task));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = uploads.sender.clone();
+        std::thread::Builder::new()
+            .name("smelt-cache-upload".to_string())
+            .spawn(move || {
+                let pushed = handle.block_on(registry.push(&dests, &image, &store));
+                if let Err(e @ RegistryError::TimedOut { .. }) = &pushed {
+                    switch.turn_off(&e.to_string());
+                }
+                // the receiver lives as long as the Remote; a build that
+                // stopped waiting does not read this
+                let _ = done.send((key, pushed));
+            })?;
+        uploads.started += 1;
         Ok(())
     }
 
-    /// Waits for the cache uploads; a failed one is a warning naming its
-    /// key and what the registry said. Returns how many succeeded.
-    pub fn wait_uploads(&self, repo: &Reference) -> usize {
-        let pending: Vec<(String, Upload)> = std::mem::take(
-            &mut *self
-                .uploads
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if pending.is_empty() {
-            return 0;
-        }
+    /// Waits for the cache uploads, at most `limit`; a failed one is a
+    /// warning naming its key and what the registry said (one that timed
+    /// out has turned the cache off, with its own warning). Uploads still
+    /// running after `limit` are left behind and the cache turned off.
+    /// Returns how many succeeded.
+    pub fn wait_uploads(
+        &self,
+        repo: &Reference,
+        limit: std::time::Duration,
+        switch: &CacheSwitch,
+    ) -> usize {
+        let uploads = self
+            .uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let deadline = std::time::Instant::now() + limit;
         let mut ok = 0;
-        for (key, task) in pending {
-            match task.join() {
-                Ok(Ok(_)) => ok += 1,
-                Ok(Err(e)) => {
+        for left in (1..=uploads.started).rev() {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            match uploads.receiver.recv_timeout(wait) {
+                Ok((_, Ok(_))) => ok += 1,
+                Ok((_, Err(RegistryError::TimedOut { .. }))) => {}
+                Ok((key, Err(e))) => {
                     log::warn!("cache upload of {repo}:{key} failed (the build goes on): {e}");
                 }
                 Err(_) => {
-                    log::warn!("cache upload of {repo}:{key} failed: the upload thread panicked");
+                    switch.turn_off(&format!(
+                        "{OUT_OF_TIME}; {left} upload{} left unfinished",
+                        if left == 1 { "" } else { "s" }
+                    ));
+                    break;
                 }
             }
         }
@@ -416,6 +562,26 @@ impl Remote {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(digest)
             .cloned()
+    }
+}
+
+/// The cache uploads of a build: how many were started, and the channel
+/// they report on.
+#[derive(Debug)]
+struct Uploads {
+    started: usize,
+    sender: std::sync::mpsc::Sender<UploadDone>,
+    receiver: std::sync::mpsc::Receiver<UploadDone>,
+}
+
+impl Uploads {
+    fn new() -> Uploads {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        Uploads {
+            started: 0,
+            sender,
+            receiver,
+        }
     }
 }
 
@@ -442,19 +608,48 @@ fn layer_descriptors(
     Ok(layers)
 }
 
-/// Applies one layer (in `store`) to `root`, with whiteouts, leaving what
-/// `skip` covers alone.
+/// Applies layer `n` of `image` (in `store`) to `root`, with whiteouts,
+/// leaving what `skip` covers alone. The uncompressed stream the extractor
+/// reads is hashed on the way and must match the layer's diff ID; every
+/// error names the image and the layer.
 fn extract_layer(
-    layer: &Descriptor,
+    image: ImageLayers<'_>,
+    n: usize,
     store: &BlobStore,
     root: &Path,
     skip: Option<&RootIgnores>,
 ) -> Result<(), EngineError> {
-    let file = fs_err::File::open(store.path(&layer.digest))?;
+    let layer = &image.layers[n];
+    let fail = |message: String| {
+        EngineError::Invalid(format!(
+            "{}: layer {} ({} of {}): {message}",
+            image.image,
+            layer.digest,
+            n + 1,
+            image.layers.len()
+        ))
+    };
+    let path = store.path(&layer.digest);
+    let file = fs_err::File::open(&path).map_err(|e| fail(e.to_string()))?;
+    let compressed = matches!(layer.media_type.as_str(), OCI_LAYER_GZIP | OCI_LAYER_ZSTD);
+    if compressed && file.metadata().map_err(|e| fail(e.to_string()))?.len() == 0 {
+        return Err(fail(format!(
+            "the blob is empty, which is no {} stream (an empty layer is an empty tar, compressed)",
+            if layer.media_type == OCI_LAYER_ZSTD {
+                "zstd"
+            } else {
+                "gzip"
+            }
+        )));
+    }
     let reader = decompressor(std::io::BufReader::with_capacity(256 << 10, file))
-        .map_err(|e| EngineError::Invalid(format!("layer {}: {e}", layer.digest)))?;
+        .map_err(|e| fail(e.to_string()))?;
+    let mut hashed = DiffIdReader {
+        inner: reader,
+        hasher: Sha256::new(),
+    };
     extract_tar(
-        reader,
+        &mut hashed,
         root,
         "",
         ExtractOptions {
@@ -462,6 +657,36 @@ fn extract_layer(
             chown: None,
             skip,
         },
-    )?;
-    Ok(())
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    // the diff ID covers the whole stream: the end-of-archive blocks and
+    // any padding the extractor stopped before
+    std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| fail(e.to_string()))?;
+    let actual = Digest::from_sha256(hashed.hasher);
+    match image.diff_ids.get(n) {
+        Some(expected) if *expected != actual => Err(fail(format!(
+            "its uncompressed content has diff ID {actual}, but the image config says {expected}"
+        ))),
+        Some(_) => Ok(()),
+        None => Err(fail(format!(
+            "the image config gives no diff ID for it ({} for {} layers)",
+            image.diff_ids.len(),
+            image.layers.len()
+        ))),
+    }
+}
+
+/// A reader that hashes what is read through it (a layer's diff ID, from
+/// the stream the extractor reads).
+struct DiffIdReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for DiffIdReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }

@@ -17,7 +17,7 @@ use super::cache::{self, KeyInputs};
 use super::context::SourceTree;
 use super::keep::{self, Transfer};
 use super::plan::{Keep, Plan, Ref};
-use super::remote::{BaseImage, CacheEntry, Remote};
+use super::remote::{BaseImage, CacheEntry, ImageLayers, Remote};
 use super::scope::{BuildArgs, StageScope};
 use super::stage::{BuildEnv, CopySources, StageState, scratch_config};
 use super::{EngineError, Platform};
@@ -239,8 +239,13 @@ impl Runner<'_> {
                     .map_err(|e| step_err(line, "COPY", e))?;
                 let index = images.len() + df.stages.len();
                 let root = stage_root(self.work, index)?;
+                let layers = ImageLayers {
+                    image,
+                    layers: &base.layers,
+                    diff_ids: &base.config.rootfs.diff_ids,
+                };
                 self.remote
-                    .fetch_and_extract(&base.source, &base.layers, self.env.store, &root, None)
+                    .fetch_and_extract(&base.source, layers, self.env.store, &root, None)
                     .map_err(|e| step_err(line, "COPY", e))?;
                 log::info!("unpacked {image} for COPY --from");
                 let root = match plan.keep(r) {
@@ -301,8 +306,16 @@ impl Runner<'_> {
             }
             Base::Stage { parent, take } => {
                 if env.in_place {
+                    let layers = ImageLayers {
+                        image: &format!("stage {}", stage.from.value.image),
+                        layers: &parent.layers,
+                        diff_ids: &parent.config.rootfs.diff_ids,
+                    };
                     self.remote
-                        .unpack(&parent.layers, env.store, &root, Some(&env.ignores))?;
+                        .unpack(layers, env.store, &root, Some(&env.ignores))
+                        .map_err(|e| {
+                            EngineError::step(&env.dockerfile.file, stage.from.line, "FROM", e)
+                        })?;
                 } else if !take {
                     keep::copy_tree(&parent.root, &root)?;
                 }
@@ -339,21 +352,57 @@ impl Runner<'_> {
         };
         let steps: Vec<&Located<Instruction>> = triggers.iter().chain(stage.steps.iter()).collect();
         // keys first, every lookup at once; a miss does not stop the others
-        let (keys, hits, final_key) = self.look_up(&state, args, &steps, sources, base_key)?;
+        let (keys, mut hits, final_key) = self.look_up(&state, args, &steps, sources, base_key)?;
         // the base's files are needed if a step that runs reads them, or a
         // later stage does; layers from the cache are applied up to the
-        // last step that needs the files (all of them if a later stage does)
-        let last_reader = steps
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| hits[*i].is_none() && reads_files(&s.value))
-            .map(|(i, _)| i)
-            .max();
+        // last step that needs the files (all of them if a later stage does).
+        // A hit whose layer stays in the cache registry (the push mounts or
+        // fetches it) must still be there: one that is gone runs as a miss,
+        // which may make earlier hits' layers needed in turn.
+        let mut checked = BTreeSet::new();
+        let last_reader = loop {
+            let last_reader = steps
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| hits[*i].is_none() && reads_files(&s.value))
+                .map(|(i, _)| i)
+                .max();
+            let materialized = unpack.is_none() || *keep != Keep::Nothing || last_reader.is_some();
+            let lazy: Vec<usize> = (0..steps.len())
+                .filter(|&i| hits[i].is_some() && !checked.contains(&i))
+                .filter(|&i| {
+                    !(materialized
+                        && (*keep != Keep::Nothing || last_reader.is_some_and(|l| i < l)))
+                })
+                .collect();
+            checked.extend(lazy.iter().copied());
+            let gone = self.gone_from_cache(&hits, &lazy);
+            if gone.is_empty() {
+                break last_reader;
+            }
+            for (i, why) in gone {
+                let key = keys[i].as_ref().map_or("", |k| &k.key[..12]);
+                log::warn!(
+                    "[{label}] the layer of cache entry {key} is not in the cache ({why}); \
+                     the step will run"
+                );
+                hits[i] = None;
+            }
+        };
         let materialize = *keep != Keep::Nothing || last_reader.is_some();
         if let Some((image, source)) = &unpack {
             if materialize {
                 let layers = state.layers.clone();
-                self.unpack_base(&label, image, source, &layers, &state.root)?;
+                let diff_ids = state.config.rootfs.diff_ids.clone();
+                let layers = ImageLayers {
+                    image,
+                    layers: &layers,
+                    diff_ids: &diff_ids,
+                };
+                self.unpack_base(&label, source, layers, &state.root)
+                    .map_err(|e| {
+                        EngineError::step(&env.dockerfile.file, stage.from.line, "FROM", e)
+                    })?;
             } else {
                 log::info!("[{label}] not unpacking {image}: no step that runs reads its files");
             }
@@ -388,22 +437,41 @@ impl Runner<'_> {
                     step_summary(self.text, step.line, step.end_line)
                 );
             }
-            if let Some(entry) = &hits[i] {
+            let fetched = hits[i].as_ref().map(|entry| {
                 let extract = materialized
                     && (*keep != Keep::Nothing || last_reader.is_some_and(|last| i < last));
+                let key = keys[i].as_ref().map_or("", |k| &k.key[..12]);
                 log::info!(
-                    "[{label}] cache hit {}{}",
-                    keys[i].as_ref().map_or("", |k| &k.key[..12]),
+                    "[{label}] cache hit {key}{}",
                     if extract {
                         ""
                     } else {
                         " (layer not downloaded)"
                     }
                 );
+                // a layer that cannot be had makes the hit a miss
+                let fetched = if extract {
+                    self.fetch_hit(entry)
+                } else {
+                    Ok(())
+                };
+                if let Err(why) = &fetched {
+                    log::warn!(
+                        "[{label}] the layer of cache entry {key} could not be fetched ({why}); \
+                         running the step"
+                    );
+                }
+                (extract, fetched.is_ok())
+            });
+            if let (Some(entry), Some((extract, true))) = (&hits[i], fetched) {
                 if matches!(step.value, Instruction::Workdir(_)) {
                     state.run_metadata(env, args, step, sources)?;
                 }
-                state.apply_cached(env, self.remote, entry, extract)?;
+                state
+                    .apply_cached(env, self.remote, entry, extract)
+                    .map_err(|e| {
+                        EngineError::step(&env.dockerfile.file, step.line, step.value.keyword(), e)
+                    })?;
                 continue;
             }
             let layers_before = state.layers.len();
@@ -429,7 +497,12 @@ impl Runner<'_> {
         if env.in_place && whole {
             // `/` goes to the next stage: later stages read a copy
             let saved = stage_root(self.work, stage.index)?;
-            self.remote.unpack(&state.layers, env.store, &saved, None)?;
+            let layers = ImageLayers {
+                image: &format!("stage {label}"),
+                layers: &state.layers,
+                diff_ids: &state.config.rootfs.diff_ids,
+            };
+            self.remote.unpack(layers, env.store, &saved, None)?;
             log::info!("[{label}] kept the stage's files for later stages");
             state.root = saved;
         }
@@ -472,8 +545,12 @@ impl Runner<'_> {
         if wanted.is_empty() {
             return Ok((keys, hits, final_key));
         }
-        let answers = self.remote.cache_lookup(&cache.repo, &wanted)?;
-        let mut answers = answers.into_iter();
+        let Some(answers) =
+            cache.waiting(|left| self.remote.cache_lookup(&cache.repo, &wanted, left))
+        else {
+            return Ok((keys, hits, final_key));
+        };
+        let mut answers = answers?.into_iter();
         // misses, with why so far
         let mut misses: Vec<(usize, &'static str)> = Vec::new();
         for (i, inputs) in keys.iter().enumerate() {
@@ -504,7 +581,10 @@ impl Runner<'_> {
                 .filter_map(|(i, _)| keys[*i].as_ref())
                 .map(|k| KeyInputs::next_tag(&k.prev))
                 .collect();
-            let before = self.remote.cache_lookup(&cache.repo, &tags)?;
+            let before = cache
+                .waiting(|left| self.remote.cache_lookup(&cache.repo, &tags, left))
+                .transpose()?
+                .unwrap_or_default();
             for ((i, _), answer) in misses.iter().zip(before) {
                 if let (Ok(Some(entry)), Some(inputs)) = (answer, &keys[*i]) {
                     changed.insert(*i, inputs.changed_from(&entry.annotations));
@@ -549,6 +629,84 @@ impl Runner<'_> {
         Ok((keys, hits, final_key))
     }
 
+    /// Which of the hits `lazy` (whose layers are not downloaded) have lost
+    /// their layer from the cache repository, and why.
+    fn gone_from_cache(&self, hits: &[Option<CacheEntry>], lazy: &[usize]) -> Vec<(usize, String)> {
+        let blobs: Vec<(usize, crate::registry::Reference, Descriptor)> = lazy
+            .iter()
+            .filter_map(|&i| {
+                let entry = hits[i].as_ref()?;
+                let layer = entry.layers.first()?;
+                Some((i, entry.source.clone(), layer.clone()))
+            })
+            .filter(|(_, _, layer)| !self.env.store.path(&layer.digest).exists())
+            .collect();
+        let Some(cache) = self.env.cache.as_ref() else {
+            return Vec::new();
+        };
+        if blobs.is_empty() {
+            return Vec::new();
+        }
+        let pairs: Vec<_> = blobs
+            .iter()
+            .map(|(_, r, d)| (r.clone(), d.clone()))
+            .collect();
+        let answers = match cache.waiting(|left| self.remote.cache_blobs_exist(&pairs, left)) {
+            Some(Ok(answers)) => answers,
+            Some(Err(e)) => return blobs.iter().map(|(i, ..)| (*i, e.to_string())).collect(),
+            None => {
+                let why = "the layer cache's time (--cache-timeout) ran out";
+                return blobs.iter().map(|(i, ..)| (*i, why.to_string())).collect();
+            }
+        };
+        blobs
+            .iter()
+            .zip(answers)
+            .filter_map(|((i, ..), answer)| match answer {
+                Ok(true) => None,
+                Ok(false) => Some((*i, "its blob is gone".to_string())),
+                Err(e) => {
+                    if matches!(e, crate::registry::RegistryError::TimedOut { .. }) {
+                        cache.give_up(&e.to_string());
+                    }
+                    Some((*i, e.to_string()))
+                }
+            })
+            .collect()
+    }
+
+    /// Brings a cache hit's layer into the store before it is applied. An
+    /// error is why not (the step then runs as a miss); a time-out turns
+    /// the cache off.
+    fn fetch_hit(&self, entry: &CacheEntry) -> Result<(), String> {
+        let env = self.env;
+        let Some(layer) = entry.layers.first() else {
+            return Ok(());
+        };
+        if env.store.path(&layer.digest).exists() {
+            return Ok(());
+        }
+        let Some(cache) = env.cache.as_ref().filter(|c| c.usable()) else {
+            return Err("the layer cache is off".to_string());
+        };
+        let fetched = cache
+            .waiting(|left| {
+                self.remote
+                    .fetch_cached(layer, &entry.source, env.store, left)
+            })
+            .ok_or_else(|| "the layer cache's time (--cache-timeout) ran out".to_string())?;
+        match fetched {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                if matches!(e, crate::registry::RegistryError::TimedOut { .. }) {
+                    cache.give_up(&e.to_string());
+                }
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Uploads the result of the step just run under its key (and as the
     /// newest entry after the previous key), in the background; a failure
     /// is a warning, later.
@@ -574,7 +732,7 @@ impl Runner<'_> {
             .entry_image(env.store, env.platform, layer, history, inputs)
             .and_then(|image| {
                 self.remote
-                    .cache_upload(&cache.repo, &tags, image, env.store)
+                    .cache_upload(&cache.repo, &tags, image, env.store, cache.switch())
             });
         if let Err(e) = stored {
             log::warn!("cache entry {}:{} not stored: {e}", cache.repo, inputs.key);
@@ -628,11 +786,11 @@ impl Runner<'_> {
     fn unpack_base(
         &self,
         label: &str,
-        image: &str,
         source: &crate::registry::Reference,
-        layers: &[Descriptor],
+        layers: ImageLayers<'_>,
         root: &Path,
     ) -> Result<(), EngineError> {
+        let image = layers.image;
         let env = self.env;
         let skip = env.in_place.then_some(&env.ignores);
         let mut attempt = 0;
@@ -650,7 +808,10 @@ impl Runner<'_> {
                 env.extract_retries + 1
             );
         }
-        log::info!("[{label}] unpacked {} layers of {image}", layers.len());
+        log::info!(
+            "[{label}] unpacked {} layers of {image}",
+            layers.layers.len()
+        );
         Ok(())
     }
 }

@@ -581,7 +581,12 @@ impl StageState {
         if let (Some(layer), Some(diff_id)) = (entry.layers.first(), entry.diff_ids.first()) {
             if extract {
                 let skip = env.in_place.then_some(&env.ignores);
-                remote.unpack(std::slice::from_ref(layer), env.store, &self.root, skip)?;
+                let layers = super::remote::ImageLayers {
+                    image: &format!("cache entry {}", entry.source),
+                    layers: std::slice::from_ref(layer),
+                    diff_ids: std::slice::from_ref(diff_id),
+                };
+                remote.unpack(layers, env.store, &self.root, skip)?;
                 self.index = None;
             }
             self.layers.push(layer.clone());

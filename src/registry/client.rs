@@ -56,6 +56,12 @@ pub struct Settings {
     pub push_retries: u32,
     /// Draw progress bars (stderr is a terminal) instead of log lines.
     pub progress_bars: bool,
+    /// A request that does not connect, or goes this long without a byte
+    /// from the registry, fails and is not tried again (the layer cache's
+    /// registry, which is not worth waiting for); `None`: 30 s to connect,
+    /// 120 s between reads, and a timeout is retried like any broken
+    /// connection.
+    pub request_timeout: Option<Duration>,
 }
 
 /// Attempts every request gets before the `--*-retry` flags add more
@@ -68,6 +74,11 @@ pub(crate) struct Endpoint {
     /// `https://host:port` or `http://host:port`
     pub base: String,
     pub http: reqwest::Client,
+    /// For blob uploads (pushes only): the same client without reqwest's
+    /// read timeout, which runs from the start of a request to its answer
+    /// and so would cut off an upload that takes longer; uploads time out
+    /// when neither side makes progress instead (`Registry::send_upload`).
+    pub upload: Option<reqwest::Client>,
     /// The registry as references name it (`docker.io`), the key for auth.
     pub registry: String,
 }
@@ -117,10 +128,21 @@ impl Registry {
             .any(|r| r == registry || api_host(r) == api_host(registry))
     }
 
+    /// How long a request may go without progress (`request_timeout`, or
+    /// 120 s between reads).
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.settings
+            .request_timeout
+            .unwrap_or(Duration::from_secs(120))
+    }
+
+    /// A client for `registry` in direction `dir`; `read_timeout`: with
+    /// reqwest's read timeout (every client but the one for uploads).
     fn http_client(
         &self,
         registry: &str,
         dir: Direction,
+        read_timeout: bool,
     ) -> Result<reqwest::Client, RegistryError> {
         let s = &self.settings;
         let what = format!("setting up a client for {registry}");
@@ -152,12 +174,18 @@ impl Registry {
                 })?);
             }
         }
+        let connect = s.request_timeout.unwrap_or(Duration::from_secs(30));
+        let read = self.idle_timeout();
         let builder = || {
             let b = reqwest::Client::builder()
                 .user_agent(concat!("smelt/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(30))
-                .read_timeout(Duration::from_secs(120))
+                .connect_timeout(connect)
                 .tls_danger_accept_invalid_certs(skip_verify);
+            let b = if read_timeout {
+                b.read_timeout(read)
+            } else {
+                b
+            };
             match &identity {
                 Some(id) => b.identity(id.clone()),
                 None => b,
@@ -181,7 +209,11 @@ impl Registry {
         if let Some(e) = endpoints.get(&(registry.to_string(), dir)) {
             return Ok(e.clone());
         }
-        let http = self.http_client(registry, dir)?;
+        let http = self.http_client(registry, dir, true)?;
+        let upload = match dir {
+            Direction::Push => Some(self.http_client(registry, dir, false)?),
+            Direction::Pull => None,
+        };
         let host = api_host(registry);
         let insecure = Self::listed(&self.settings.insecure_registries, registry)
             || match dir {
@@ -196,12 +228,52 @@ impl Registry {
             &["https"]
         };
         let what = format!("reaching {registry}");
+        // the ping is retried like every other request: a reset on the
+        // first connection must not end the build
+        let attempts = BUILT_IN_ATTEMPTS
+            + match dir {
+                Direction::Pull => self.settings.download_retries,
+                Direction::Push => self.settings.push_retries,
+            };
+        let (base, challenge) = self
+            .retrying(attempts, &what, || {
+                self.ping(&http, host, schemes, registry, &what)
+            })
+            .await?;
+        if self.auth.challenge(registry).is_none() {
+            self.auth.set_challenge(registry, challenge);
+        }
+        let e = Arc::new(Endpoint {
+            base,
+            http,
+            upload,
+            registry: registry.to_string(),
+        });
+        endpoints.insert((registry.to_string(), dir), e.clone());
+        Ok(e)
+    }
+
+    /// `GET /v2/` with each of `schemes` in turn: the base URL of the
+    /// first that answers, and its auth challenge.
+    async fn ping(
+        &self,
+        http: &reqwest::Client,
+        host: &str,
+        schemes: &[&str],
+        registry: &str,
+        what: &str,
+    ) -> Result<(String, Option<super::auth::Challenge>), RegistryError> {
         let mut last = None;
         for scheme in schemes {
             let base = format!("{scheme}://{host}");
             match http.get(format!("{base}/v2/")).send().await {
                 Ok(response) => {
-                    let challenge = if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                    let status = response.status();
+                    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    {
+                        return Err(fail(response, what).await);
+                    }
+                    let challenge = if status == reqwest::StatusCode::UNAUTHORIZED {
                         response
                             .headers()
                             .get(reqwest::header::WWW_AUTHENTICATE)
@@ -210,23 +282,14 @@ impl Registry {
                     } else {
                         None
                     };
-                    if self.auth.challenge(registry).is_none() {
-                        self.auth.set_challenge(registry, challenge);
-                    }
-                    let e = Arc::new(Endpoint {
-                        base,
-                        http,
-                        registry: registry.to_string(),
-                    });
-                    endpoints.insert((registry.to_string(), dir), e.clone());
-                    return Ok(e);
+                    return Ok((base, challenge));
                 }
                 Err(e) => {
-                    let err = RegistryError::transport(&what, &e);
+                    let err = RegistryError::transport(what, &e);
                     // a TLS server we do not trust: plain HTTP would not help
                     if *scheme == "https" && err.to_string().contains("certificate") {
                         return Err(RegistryError::invalid(
-                            &what,
+                            what,
                             format!(
                                 "{err}; trust its CA with --registry-certificate={registry}=ca.pem, \
                                  or skip verification with --skip-tls-verify-registry={registry}"
@@ -237,7 +300,7 @@ impl Registry {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| RegistryError::invalid(&what, "no scheme to try")))
+        Err(last.unwrap_or_else(|| RegistryError::invalid(what, "no scheme to try")))
     }
 
     /// Sends the request `build` makes, with the auth `scopes` need; on a
@@ -252,17 +315,59 @@ impl Registry {
     where
         F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, RegistryError>,
     {
+        self.send_via(ep, None, scopes, what, build).await
+    }
+
+    /// [`Registry::send`] for a blob upload: through the endpoint's upload
+    /// client, failing with a time-out only when `progress` (ticked by the
+    /// body as it is read) stood still and no answer came for the idle
+    /// timeout.
+    pub(crate) async fn send_upload<F>(
+        &self,
+        ep: &Endpoint,
+        progress: &Activity,
+        scopes: &[String],
+        what: &str,
+        build: F,
+    ) -> Result<reqwest::Response, RegistryError>
+    where
+        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, RegistryError>,
+    {
+        self.send_via(ep, Some(progress), scopes, what, build).await
+    }
+
+    async fn send_via<F>(
+        &self,
+        ep: &Endpoint,
+        progress: Option<&Activity>,
+        scopes: &[String],
+        what: &str,
+        build: F,
+    ) -> Result<reqwest::Response, RegistryError>
+    where
+        F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, RegistryError>,
+    {
+        let http = match (progress, &ep.upload) {
+            (Some(_), Some(upload)) => upload,
+            _ => &ep.http,
+        };
         let mut fresh = false;
         loop {
             let header = self.auth.header(&ep.http, &ep.registry, scopes).await?;
-            let mut request = build(&ep.http)?;
+            let mut request = build(http)?;
             if let Some(h) = header {
                 request = request.header(reqwest::header::AUTHORIZATION, h);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| RegistryError::transport(what, &e))?;
+            let sent = async {
+                request
+                    .send()
+                    .await
+                    .map_err(|e| RegistryError::transport(what, &e))
+            };
+            let response = match progress {
+                Some(p) => self.while_progressing(p, what, sent).await?,
+                None => sent.await?,
+            };
             if response.status() != reqwest::StatusCode::UNAUTHORIZED || fresh {
                 return Ok(response);
             }
@@ -277,6 +382,90 @@ impl Registry {
             }
             self.auth.set_challenge(&ep.registry, challenge);
             self.auth.forget_token(&ep.registry, scopes);
+        }
+    }
+}
+
+/// A count that a request body ticks as it is read, so a watchdog can tell
+/// a slow upload from a stalled one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Activity(Arc<std::sync::atomic::AtomicU64>);
+
+impl Activity {
+    pub(crate) fn tick(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Registry {
+    /// Awaits `f`, failing with a time-out once `progress` stood still for
+    /// the idle timeout.
+    async fn while_progressing<T>(
+        &self,
+        progress: &Activity,
+        what: &str,
+        f: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        let idle = self.idle_timeout();
+        let mut f = std::pin::pin!(f);
+        let mut seen = progress.count();
+        loop {
+            match tokio::time::timeout(idle, f.as_mut()).await {
+                Ok(r) => return r,
+                Err(_) if progress.count() != seen => seen = progress.count(),
+                Err(_) => {
+                    return Err(RegistryError::TimedOut {
+                        what: what.to_string(),
+                        message: format!("no progress for {} s", idle.as_secs()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs `op` up to `attempts` times while it fails with a retryable
+    /// error, waiting 0.25 s, 0.5 s, 1 s, … (at most 8 s) between tries.
+    /// With a request timeout set, a request that timed out is not tried
+    /// again.
+    pub(crate) async fn retrying<T, F, Fut>(
+        &self,
+        attempts: u32,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let mut delay = Duration::from_millis(250);
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if self.retryable(&e) && tried < attempts.max(1) => {
+                    log::warn!(
+                        "{e}; retrying {what} in {:.2} s (attempt {} of {attempts})",
+                        delay.as_secs_f64(),
+                        tried + 1
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether trying `e`'s request again may help, for this client.
+    pub(crate) fn retryable(&self, e: &RegistryError) -> bool {
+        match e {
+            RegistryError::TimedOut { .. } => self.settings.request_timeout.is_none(),
+            e => e.is_retryable(),
         }
     }
 }
@@ -298,37 +487,6 @@ pub(crate) async fn fail(response: reqwest::Response, what: &str) -> RegistryErr
             what: what.to_string(),
             status: status.as_u16(),
             message,
-        }
-    }
-}
-
-/// Runs `op` up to `attempts` times while it fails with a retryable
-/// error, waiting 0.25 s, 0.5 s, 1 s, … (at most 8 s) between tries.
-pub(crate) async fn retrying<T, F, Fut>(
-    attempts: u32,
-    what: &str,
-    mut op: F,
-) -> Result<T, RegistryError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, RegistryError>>,
-{
-    let mut delay = Duration::from_millis(250);
-    let mut tried = 0;
-    loop {
-        tried += 1;
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && tried < attempts.max(1) => {
-                log::warn!(
-                    "{e}; retrying {what} in {:.2} s (attempt {} of {attempts})",
-                    delay.as_secs_f64(),
-                    tried + 1
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(8));
-            }
-            Err(e) => return Err(e),
         }
     }
 }
@@ -408,6 +566,38 @@ pub fn ca_roots_der() -> &'static [Vec<u8>] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upload_times_out_when_it_stops_progressing_not_when_it_is_slow() {
+        let registry = Registry::new(Settings {
+            request_timeout: Some(Duration::from_millis(200)),
+            ..Settings::default()
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let activity = Activity::default();
+        // ticks every 50 ms for 1 s: five idle timeouts long, never idle
+        let slow = async {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                activity.tick();
+            }
+            Ok(())
+        };
+        rt.block_on(registry.while_progressing(&activity, "upload", slow))
+            .unwrap();
+        let stalled = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        };
+        let err = rt
+            .block_on(registry.while_progressing(&activity, "upload", stalled))
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::TimedOut { .. }), "{err}");
+        assert!(!registry.retryable(&err));
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -22,6 +22,9 @@ pub enum RegistryError {
     /// The connection failed or broke off.
     #[error("{what}: {message}")]
     Transport { what: String, message: String },
+    /// The registry did not connect or answer in time.
+    #[error("{what}: the registry did not answer in time ({message})")]
+    TimedOut { what: String, message: String },
     /// A blob's bytes did not hash to the digest that named it.
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
     Digest {
@@ -59,7 +62,9 @@ impl RegistryError {
             RegistryError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
-            RegistryError::Transport { .. } | RegistryError::Digest { .. } => true,
+            RegistryError::Transport { .. }
+            | RegistryError::TimedOut { .. }
+            | RegistryError::Digest { .. } => true,
             _ => false,
         }
     }
@@ -76,9 +81,17 @@ impl RegistryError {
         if let Some(url) = e.url() {
             message = message.replace(url.as_str(), "");
         }
-        RegistryError::Transport {
-            what: what.to_string(),
-            message: message.replace(" ()", ""),
+        let message = message.replace(" ()", "");
+        if e.is_timeout() {
+            RegistryError::TimedOut {
+                what: what.to_string(),
+                message,
+            }
+        } else {
+            RegistryError::Transport {
+                what: what.to_string(),
+                message,
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! index, mirrors and registry maps with fallback, the config blob, and
 //! layer blobs streamed into the local store with their digest verified.
 
-use super::client::{BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, retrying, scope};
+use super::client::{BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, scope};
 use super::{Reference, Registry, RegistryError};
 use crate::image::manifest::Index;
 use crate::image::manifest::{
@@ -245,10 +245,11 @@ impl Registry {
             .map_err(|e| RegistryError::invalid(&name, format!("malformed manifest: {e}")))?;
         let what = format!("config {} of {name}", manifest.config.digest);
         let attempts = BUILT_IN_ATTEMPTS + self.settings.download_retries;
-        let config_bytes = retrying(attempts, &what, || {
-            self.small_blob(&ep, source, &manifest.config, &what)
-        })
-        .await?;
+        let config_bytes = self
+            .retrying(attempts, &what, || {
+                self.small_blob(&ep, source, &manifest.config, &what)
+            })
+            .await?;
         Ok(RemoteImage {
             source: source.clone(),
             digest,
@@ -279,7 +280,7 @@ impl Registry {
         ]
         .join(", ");
         let attempts = BUILT_IN_ATTEMPTS + self.settings.download_retries;
-        retrying(attempts, &what, || async {
+        self.retrying(attempts, &what, || async {
             let response = self
                 .send(ep, &scopes, &what, |http| {
                     Ok(http.get(&url).header(reqwest::header::ACCEPT, &accept))
@@ -370,11 +371,12 @@ impl Registry {
         );
         let attempts = BUILT_IN_ATTEMPTS + self.settings.download_retries;
         let transfer = self.progress.start("downloaded", &desc.digest, desc.size);
-        let result = retrying(attempts, &what, || {
-            transfer.restart();
-            self.fetch_blob_once(&ep, source, desc, store, &what, &transfer)
-        })
-        .await;
+        let result = self
+            .retrying(attempts, &what, || {
+                transfer.restart();
+                self.fetch_blob_once(&ep, source, desc, store, &what, &transfer)
+            })
+            .await;
         match result {
             Ok(path) => {
                 transfer.finish(None);
@@ -430,6 +432,29 @@ impl Registry {
             });
         }
         Ok(store.commit(tmp, &desc.digest)?)
+    }
+
+    /// Whether the repository `r` holds the blob `digest` (a HEAD).
+    pub async fn has_blob(&self, r: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
+        let ep = self.endpoint(&r.registry, Direction::Pull).await?;
+        let what = format!(
+            "checking for blob {digest} in {}/{}",
+            r.registry, r.repository
+        );
+        let url = format!("{}/v2/{}/blobs/{digest}", ep.base, r.repository);
+        let scopes = [scope(&r.repository, false)];
+        let attempts = BUILT_IN_ATTEMPTS + self.settings.download_retries;
+        self.retrying(attempts, &what, || async {
+            let response = self
+                .send(&ep, &scopes, &what, |http| Ok(http.head(&url)))
+                .await?;
+            match response.status() {
+                s if s.is_success() => Ok(true),
+                reqwest::StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(fail(response, &what).await),
+            }
+        })
+        .await
     }
 
     /// Downloads several blobs of `source`, a few at a time.

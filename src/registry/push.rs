@@ -4,7 +4,7 @@
 //! registry, otherwise a streamed upload), several at a time; the manifests
 //! go last, so a failed push never leaves a tag on half an image.
 
-use super::client::{BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, retrying, scope};
+use super::client::{Activity, BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, scope};
 use super::{Reference, Registry, RegistryError};
 use crate::image::{BlobStore, BuiltImage, Descriptor, Digest};
 use futures_util::StreamExt;
@@ -104,6 +104,10 @@ impl Registry {
         Ok(digest)
     }
 
+    /// Puts one blob in place. Each request (HEAD, POST, PUT) is retried
+    /// on its own; an upload the registry refused as damaged or lost
+    /// (`DIGEST_INVALID`, `BLOB_UPLOAD_UNKNOWN`, …) starts over with a new
+    /// upload session, within the same `--push-retry` budget.
     async fn place_blob(
         &self,
         ep: &Endpoint,
@@ -120,10 +124,24 @@ impl Registry {
             .as_ref()
             .filter(|s| s.registry == ep.registry && s.repository != repo));
         let transfer = self.progress.start("uploaded", &desc.digest, desc.size);
-        let placed = retrying(attempts, &what, || {
-            self.place_blob_once(ep, repo, blob, mount_from, store, &what, &transfer)
-        })
-        .await?;
+        let mut tried = 0;
+        let placed = loop {
+            tried += 1;
+            match self
+                .place_blob_once(ep, repo, blob, mount_from, store, &what, &transfer)
+                .await
+            {
+                Ok(placed) => break placed,
+                Err(e) if restarts_upload(&e) && tried < attempts => {
+                    log::warn!(
+                        "{e}; uploading {what} again (attempt {} of {attempts})",
+                        tried + 1
+                    );
+                    transfer.restart();
+                }
+                Err(e) => return Err(e),
+            }
+        };
         match placed {
             Placed::Existed => transfer.finish(Some(&format!("already in {repo}"))),
             Placed::Mounted => transfer.finish(Some(&format!(
@@ -147,19 +165,27 @@ impl Registry {
         transfer: &super::progress::Transfer,
     ) -> Result<Placed, RegistryError> {
         let desc = &blob.descriptor;
+        let attempts = BUILT_IN_ATTEMPTS + self.settings.push_retries;
         let mut scopes = vec![scope(repo, true)];
         if let Some(m) = mount_from {
             scopes.push(scope(&m.repository, false));
         }
         let head = format!("{}/v2/{repo}/blobs/{}", ep.base, desc.digest);
-        let response = self
-            .send(ep, &scopes, what, |http| Ok(http.head(&head)))
+        let existing = format!("checking for {what}");
+        let exists = self
+            .retrying(attempts, &existing, || async {
+                let response = self
+                    .send(ep, &scopes, &existing, |http| Ok(http.head(&head)))
+                    .await?;
+                match response.status() {
+                    s if s.is_success() => Ok(true),
+                    reqwest::StatusCode::NOT_FOUND => Ok(false),
+                    _ => Err(fail(response, &existing).await),
+                }
+            })
             .await?;
-        if response.status().is_success() {
+        if exists {
             return Ok(Placed::Existed);
-        }
-        if response.status() != reqwest::StatusCode::NOT_FOUND {
-            return Err(fail(response, what).await);
         }
         if mount_from.is_none() {
             // have the bytes before an upload session is opened for them
@@ -169,44 +195,61 @@ impl Registry {
         if let Some(m) = mount_from {
             start = format!("{start}?mount={}&from={}", desc.digest, m.repository);
         }
-        let response = self
-            .send(ep, &scopes, what, |http| {
-                Ok(http.post(&start).header(reqwest::header::CONTENT_LENGTH, 0))
+        let opening = format!("starting the upload of {what}");
+        let location = self
+            .retrying(attempts, &opening, || async {
+                let response = self
+                    .send(ep, &scopes, &opening, |http| {
+                        Ok(http.post(&start).header(reqwest::header::CONTENT_LENGTH, 0))
+                    })
+                    .await?;
+                match response.status() {
+                    reqwest::StatusCode::CREATED if mount_from.is_some() => Ok(None),
+                    reqwest::StatusCode::ACCEPTED => {
+                        upload_location(&response, &ep.base, &desc.digest, &opening).map(Some)
+                    }
+                    _ => Err(fail(response, &opening).await),
+                }
             })
             .await?;
-        match response.status() {
-            reqwest::StatusCode::CREATED if mount_from.is_some() => return Ok(Placed::Mounted),
-            reqwest::StatusCode::ACCEPTED => {}
-            _ => return Err(fail(response, what).await),
-        }
-        let location = upload_location(&response, &ep.base, &desc.digest, what)?;
+        let Some(location) = location else {
+            return Ok(Placed::Mounted);
+        };
         // after a refused mount the bytes are only fetched now (once: a
         // blob in the store is not fetched again)
         let path = self.local_bytes(blob, store, what).await?;
         let size = desc.size;
-        let response = self
-            .send(ep, &scopes, what, |http| {
-                let file = fs_err::File::open(&path).map_err(|e| RegistryError::io(what, e))?;
-                let bar = transfer.bar();
-                let stream = tokio_util::io::ReaderStream::with_capacity(
-                    tokio::fs::File::from_std(file.into_parts().0),
-                    256 << 10,
-                )
-                .inspect(move |chunk| {
-                    if let (Some(b), Ok(c)) = (&bar, chunk) {
-                        b.inc(c.len() as u64);
-                    }
-                });
-                Ok(http
-                    .put(location.clone())
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(stream)))
-            })
-            .await?;
-        if response.status() != reqwest::StatusCode::CREATED {
-            return Err(fail(response, what).await);
-        }
+        self.retrying(attempts, what, || async {
+            transfer.restart();
+            let activity = Activity::default();
+            let response = self
+                .send_upload(ep, &activity, &scopes, what, |http| {
+                    let file = fs_err::File::open(&path).map_err(|e| RegistryError::io(what, e))?;
+                    let bar = transfer.bar();
+                    let activity = activity.clone();
+                    let stream = tokio_util::io::ReaderStream::with_capacity(
+                        tokio::fs::File::from_std(file.into_parts().0),
+                        256 << 10,
+                    )
+                    .inspect(move |chunk| {
+                        activity.tick();
+                        if let (Some(b), Ok(c)) = (&bar, chunk) {
+                            b.inc(c.len() as u64);
+                        }
+                    });
+                    Ok(http
+                        .put(location.clone())
+                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .header(reqwest::header::CONTENT_LENGTH, size)
+                        .body(reqwest::Body::wrap_stream(stream)))
+                })
+                .await?;
+            if response.status() != reqwest::StatusCode::CREATED {
+                return Err(fail(response, what).await);
+            }
+            Ok(())
+        })
+        .await?;
         Ok(Placed::Uploaded)
     }
 
@@ -246,7 +289,7 @@ impl Registry {
         );
         let scopes = [scope(&dest.repository, true)];
         let attempts = BUILT_IN_ATTEMPTS + self.settings.push_retries;
-        retrying(attempts, &what, || async {
+        self.retrying(attempts, &what, || async {
             let response = self
                 .send(ep, &scopes, &what, |http| {
                     Ok(http
@@ -261,6 +304,27 @@ impl Registry {
             Ok(())
         })
         .await
+    }
+}
+
+/// Whether an upload failed in a way only a new upload session mends:
+/// the registry says the bytes it got do not match the digest or size, or
+/// it no longer knows the session (a PUT that broke off part-way may have
+/// left either behind).
+fn restarts_upload(e: &RegistryError) -> bool {
+    const CODES: [&str; 4] = [
+        "DIGEST_INVALID",
+        "SIZE_INVALID",
+        "BLOB_UPLOAD_INVALID",
+        "BLOB_UPLOAD_UNKNOWN",
+    ];
+    match e {
+        RegistryError::Status {
+            status: 400 | 404 | 416,
+            message,
+            ..
+        } => CODES.iter().any(|c| message.starts_with(c)),
+        _ => false,
     }
 }
 
@@ -284,4 +348,35 @@ fn upload_location(
         .map_err(|e| RegistryError::invalid(what, format!("bad upload Location: {e}")))?;
     url.query_pairs_mut().append_pair("digest", digest.as_str());
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_or_lost_upload_starts_over() {
+        let status = |status, message: &str| RegistryError::Status {
+            what: String::new(),
+            status,
+            message: message.to_string(),
+        };
+        assert!(restarts_upload(&status(
+            400,
+            "DIGEST_INVALID: provided digest did not match uploaded content"
+        )));
+        assert!(restarts_upload(&status(
+            404,
+            "BLOB_UPLOAD_UNKNOWN: blob upload unknown to registry"
+        )));
+        assert!(!restarts_upload(&status(
+            404,
+            "NAME_UNKNOWN: repository name not known"
+        )));
+        assert!(!restarts_upload(&status(
+            403,
+            "DENIED: requested access to the resource is denied"
+        )));
+        assert!(!restarts_upload(&status(500, "DIGEST_INVALID")));
+    }
 }

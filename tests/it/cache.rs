@@ -3,6 +3,7 @@
 //! file misses from its COPY on, and a cache registry that does not answer
 //! costs warnings, never the build.
 
+use crate::faults::{Fault, Kind, Proxy};
 use crate::harness::{TestContext, tree};
 use crate::registry_server::{Auth, TestRegistry};
 
@@ -333,4 +334,202 @@ fn a_cache_registry_that_stops_answering_mid_build_costs_warnings_not_the_build(
         .count();
     assert_eq!(failed, 2, "{log}");
     assert!(reg.inspect("app:1", &[])["Digest"].is_string());
+}
+
+/// The cache flags with the cache repository on `cache_host`.
+fn flags_with_cache_on(reg: &TestRegistry, cache_host: &str, dest: &str) -> Vec<String> {
+    let mut f = cache_flags(reg, dest);
+    f[3] = format!("{cache_host}/cache");
+    f
+}
+
+/// How many times the log says the cache was turned off.
+fn turned_off(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("is off for the rest of this build"))
+        .count()
+}
+
+#[test]
+fn a_cache_hit_whose_layer_cannot_be_fetched_runs_as_a_miss() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let proxy = Proxy::start(&reg.host);
+    let t = TestContext::new(&format!(
+        "FROM {base}\n\
+         RUN echo ran-the-build | tee /built\n\
+         COPY a.txt /a.txt\n\
+         RUN cat /built /a.txt > /both\n"
+    ));
+    t.file("a.txt", "a\n");
+    let log = build(&t, &flags_with_cache_on(&reg, &proxy.host, "app:1"));
+    assert!(log.contains("stored 3 cache entries"), "{log}");
+    // the entries are there, their layers are not
+    proxy
+        .rules
+        .add("GET", "/v2/cache/blobs/", Fault::NotFound, usize::MAX);
+    t.file("a.txt", "changed\n");
+    let log = build(&t, &flags_with_cache_on(&reg, &proxy.host, "app:2"));
+    assert_eq!(hits(&log), 1, "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("could not be fetched") && l.contains("running the step")),
+        "{log}"
+    );
+    assert!(
+        log.contains("[0] ran-the-build"),
+        "the RUN did not run:\n{log}"
+    );
+    assert_eq!(turned_off(&log), 0, "{log}");
+    let out = TestContext::new(&format!("FROM {}/app:2\n", reg.host));
+    out.build_outputs(&[]);
+    assert_eq!(
+        fs_err::read_to_string(out.unpack().join("both")).unwrap(),
+        "ran-the-build\nchanged\n"
+    );
+}
+
+#[test]
+fn a_stalled_cache_registry_turns_the_cache_off_and_the_build_goes_on() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN echo one | tee /one\nCOPY a.txt /a.txt\nRUN cat /one /a.txt > /both\n"
+    ));
+    t.file("a.txt", "a\n");
+    let timeout = "--cache-request-timeout=1s".to_string();
+
+    // every request stalls: the lookups time out, the build goes on
+    let stalled = Proxy::start(&reg.host);
+    stalled
+        .rules
+        .all(Fault::Stall(std::time::Duration::from_secs(60)));
+    let mut flags = flags_with_cache_on(&reg, &stalled.host, "app:1");
+    flags.push(timeout.clone());
+    let log = build(&t, &flags);
+    assert_eq!(turned_off(&log), 1, "{log}");
+    assert!(log.contains("did not answer in time"), "{log}");
+    assert!(log.contains("[0] one"), "{log}");
+    assert!(!log.contains("stored "), "{log}");
+    assert!(reg.inspect("app:1", &[])["Digest"].is_string());
+
+    // lookups answer, but the hit's layer and the uploads stall: the hit
+    // runs as a miss, the cache goes off once, no upload is waited for
+    build(&t, &flags_with_cache_on(&reg, &reg.host, "app:2"));
+    let slow = Proxy::start(&reg.host);
+    for kind in [
+        Kind::BlobGet,
+        Kind::BlobHead,
+        Kind::UploadPost,
+        Kind::UploadPut,
+    ] {
+        slow.rules.add_kind(
+            kind,
+            Fault::Stall(std::time::Duration::from_secs(60)),
+            usize::MAX,
+        );
+    }
+    t.file("a.txt", "changed\n");
+    let mut flags = flags_with_cache_on(&reg, &slow.host, "app:3");
+    flags.push(timeout);
+    let log = build(&t, &flags);
+    assert_eq!(hits(&log), 1, "{log}");
+    assert!(log.contains("could not be fetched"), "{log}");
+    assert_eq!(turned_off(&log), 1, "{log}");
+    assert!(log.contains("[0] one"), "{log}");
+    assert!(!log.contains("stored "), "{log}");
+    let out = TestContext::new(&format!("FROM {}/app:3\n", reg.host));
+    out.build_outputs(&[]);
+    assert_eq!(
+        fs_err::read_to_string(out.unpack().join("both")).unwrap(),
+        "one\nchanged\n"
+    );
+
+    // lookups and downloads answer, the uploads' PUTs stall: each upload
+    // times out once its body is sent, the cache goes off once
+    let uploads = Proxy::start(&reg.host);
+    uploads.rules.add_kind(
+        Kind::UploadPut,
+        Fault::Stall(std::time::Duration::from_secs(60)),
+        usize::MAX,
+    );
+    t.file("a.txt", "third\n");
+    let mut flags = flags_with_cache_on(&reg, &uploads.host, "app:4");
+    flags.push("--cache-request-timeout=1s".to_string());
+    let log = build(&t, &flags);
+    assert_eq!(hits(&log), 1, "{log}");
+    assert_eq!(turned_off(&log), 1, "{log}");
+    assert!(log.contains("no progress for 1 s"), "{log}");
+    assert!(!log.contains("stored "), "{log}");
+    assert!(reg.inspect("app:4", &[])["Digest"].is_string());
+}
+
+#[test]
+fn the_cache_works_through_30_percent_server_errors() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let proxy = Proxy::start(&reg.host);
+    proxy.rules.chaos(42, 30);
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN echo ran-the-build | tee /built\nCOPY a.txt /a.txt\nRUN cat /built /a.txt > /both\n"
+    ));
+    t.file("a.txt", "a\n");
+    let flags = |dest: &str| {
+        let mut f = flags_with_cache_on(&reg, &proxy.host, dest);
+        f.extend([
+            "--push-retry=3".to_string(),
+            "--image-download-retry=3".to_string(),
+        ]);
+        f
+    };
+    let log = build(&t, &flags("app:1"));
+    assert!(log.contains("stored 3 cache entries"), "{log}");
+    t.file("a.txt", "changed\n");
+    let log = build(&t, &flags("app:2"));
+    assert_eq!(hits(&log), 1, "{log}");
+    assert!(!log.contains("[0] ran-the-build"), "{log}");
+    assert_eq!(turned_off(&log), 0, "{log}");
+    assert!(proxy.rules.injected.lock().unwrap().len() >= 5);
+}
+
+#[test]
+fn a_cache_hit_left_in_the_registry_whose_layer_is_gone_runs_as_a_miss() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let proxy = Proxy::start(&reg.host);
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN echo ran-the-build | tee /built\nCOPY a.txt /a.txt\n"
+    ));
+    t.file("a.txt", "a\n");
+    let log = build(&t, &flags_with_cache_on(&reg, &proxy.host, "app:1"));
+    assert!(log.contains("stored 2 cache entries"), "{log}");
+    // every step hits, so no layer would be downloaded; the push (to
+    // another registry) would need them, and they are gone
+    proxy
+        .rules
+        .add("HEAD", "/v2/cache/blobs/", Fault::NotFound, usize::MAX);
+    proxy
+        .rules
+        .add("GET", "/v2/cache/blobs/", Fault::NotFound, usize::MAX);
+    let log = build(&t, &flags_with_cache_on(&reg, &proxy.host, "app:2"));
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("is not in the cache") && l.contains("the step will run"))
+            .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(hits(&log), 0, "{log}");
+    assert!(
+        log.contains("[0] ran-the-build"),
+        "the RUN did not run:\n{log}"
+    );
+    let out = TestContext::new(&format!("FROM {}/app:2\n", reg.host));
+    out.build_outputs(&[]);
+    let root = out.unpack();
+    assert_eq!(
+        fs_err::read_to_string(root.join("built")).unwrap(),
+        "ran-the-build\n"
+    );
+    assert_eq!(fs_err::read_to_string(root.join("a.txt")).unwrap(), "a\n");
 }

@@ -625,3 +625,158 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+// ---- images pushed by hand ---------------------------------------------------
+
+/// One HTTP/1.1 request to `host` (`Connection: close`): the status, the
+/// header lines and the body.
+pub fn http(
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<String>, Vec<u8>) {
+    let mut stream = TcpStream::connect(host).expect("connect");
+    let mut request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    stream.write_all(body).expect("send body");
+    let mut reader = BufReader::new(stream);
+    let head = read_head(&mut reader).expect("response head");
+    let status = head
+        .first()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).expect("response body");
+    (status, head, out)
+}
+
+/// `sha256:HEX` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// A gzip-compressed tar holding `files` (path, content), and its diff ID.
+pub fn gzip_layer(files: &[(&str, &str)]) -> (Vec<u8>, String) {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, path, content.as_bytes())
+            .expect("tar entry");
+    }
+    let raw = tar.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).expect("gzip");
+    (gz.finish().expect("gzip"), sha256(&raw))
+}
+
+impl TestRegistry {
+    /// Puts a blob here with a monolithic upload; returns its digest.
+    pub fn put_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = sha256(bytes);
+        let (status, head, _) = http(
+            &self.host,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 202, "starting an upload: {head:?}");
+        let location = head
+            .iter()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .expect("Location");
+        let location = location
+            .strip_prefix(&format!("http://{}", self.host))
+            .unwrap_or(&location)
+            .to_string();
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let (status, head, _) = http(
+            &self.host,
+            "PUT",
+            &format!("{location}{sep}digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            bytes,
+        );
+        assert_eq!(status, 201, "uploading {digest}: {head:?}");
+        digest
+    }
+
+    /// Pushes an image made by hand as `repo:tag`, checked by nothing on
+    /// the way (skopeo might): `layers` as (media type, blob), the config
+    /// as given (its `rootfs` too). Returns the reference.
+    pub fn push_raw(
+        &self,
+        repo: &str,
+        tag: &str,
+        config: &serde_json::Value,
+        layers: &[(&str, Vec<u8>)],
+    ) -> String {
+        let config_bytes = serde_json::to_vec(config).expect("config JSON");
+        let config_digest = self.put_blob(repo, &config_bytes);
+        let descriptors: Vec<serde_json::Value> = layers
+            .iter()
+            .map(|(media_type, blob)| {
+                serde_json::json!({
+                    "mediaType": media_type,
+                    "digest": self.put_blob(repo, blob),
+                    "size": blob.len(),
+                })
+            })
+            .collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config_bytes.len(),
+            },
+            "layers": descriptors,
+        });
+        let (status, head, body) = http(
+            &self.host,
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            &serde_json::to_vec(&manifest).expect("manifest JSON"),
+        );
+        assert_eq!(
+            status,
+            201,
+            "pushing the manifest: {head:?} {}",
+            String::from_utf8_lossy(&body)
+        );
+        format!("{}/{repo}:{tag}", self.host)
+    }
+}
+
+/// A linux/amd64 config whose `rootfs.diff_ids` are `diff_ids`.
+pub fn config_with_diff_ids(diff_ids: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+}
