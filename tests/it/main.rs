@@ -24,3 +24,4 @@ mod object_contexts;
 mod push_pull;
 mod reproducible;
 mod run;
+mod sandbox;
