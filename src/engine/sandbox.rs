@@ -1,19 +1,57 @@
 //! The RUN sandbox. The engine starts `smelt __sandbox <spec>` (this same
-//! binary, a fresh single-threaded process) for each RUN; that process
-//! makes its own mount namespace, mounts `/proc`, a small `/dev`, `/sys`
-//! (read-only) and the host's `/etc/resolv.conf` and `/etc/hosts`
-//! (read-only) into the build root, chroots into it, changes to the
-//! working directory, drops to the step's user and groups, and execs the
-//! command with exactly the step's environment. The mounts die with the
-//! namespace when the command ends; the parent removes the mount points it
-//! had to create, so they never reach a layer.
+//! binary, a fresh single-threaded process) for each RUN. That process
+//! unshares its mount, PID, IPC and UTS namespaces (the network stays the
+//! host's, as in BuildKit's default), mounts a small `/dev`, a fresh
+//! read-only sysfs with the host's cgroups read-only under it, and the
+//! host's `/etc/resolv.conf` and `/etc/hosts` (read-only) into the build
+//! root, then starts the command as the first process of the new PID
+//! namespace. Before the exec that process mounts `/proc` for its
+//! namespace (so `/proc` lists only the RUN's processes) with docker's
+//! masked and read-only paths, chroots into the root, changes to the
+//! working directory, keeps docker's default capability set (bounding,
+//! permitted and effective; inheritable and ambient empty; `no_new_privs`
+//! off, as BuildKit's RUN has it, so setuid binaries such as sudo work),
+//! drops to the step's user and groups (the kernel then clears a non-root
+//! user's permitted and effective sets), and execs the command with
+//! exactly the step's environment. The hostname is the host's, in a UTS
+//! namespace of the RUN's own: the bound `/etc/hosts` still resolves it.
+//!
+//! The command is PID 1 of its namespace, as in BuildKit (runc without
+//! `--init`): `echo $$` prints 1, orphans are reparented to it, and when
+//! it ends the kernel kills every other process of the namespace before
+//! its parent's wait returns, so no process of a RUN outlives it. The
+//! sandbox process waits for it and exits with its status (128 + signal
+//! when a signal ended it). A cancelled build kills the sandbox's process
+//! group, which holds the command too; and the command dies with the
+//! sandbox process (parent-death signal), so killing either ends the RUN.
+//!
+//! Every mount target inside the build root is resolved beneath it with
+//! `openat2(RESOLVE_IN_ROOT)`, as the kernel resolves it for a process
+//! chrooted there, and mounted onto `/proc/self/fd/N` of the opened
+//! target (runc's technique): a base image's `proc`, `dev`, `sys` or `etc`
+//! that is a symlink (absolute or through `..`) is followed inside the
+//! root, never to the host. Where such a link's target is missing, the
+//! parent creates it inside the root, as runc does; a mount target that
+//! is not a directory (`/proc`, `/dev`, `/sys`) fails the RUN naming it;
+//! a host file whose target in the root is not a regular file is not
+//! bound. The parent creates missing mount points the same way (directory
+//! file descriptors, no string path) and afterwards removes the files it
+//! created and puts their directories' mtimes back, so they never reach a
+//! layer; directories stay, as in BuildKit's images. The mounts die with
+//! the namespace.
 //!
 //! The parent side (`run`) prepares the root, streams the command's output
-//! to the log line by line and reports its exit status.
+//! to the log line by line and reports its exit status. In place the
+//! command runs directly (the container is the boundary, as in kaniko).
 
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
+use rustix::thread::CapabilitySet;
 use serde::{Deserialize, Serialize};
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -41,61 +79,214 @@ pub const SETUP_FAILED: i32 = 125;
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// Host files bound read-only into the root (created empty when missing).
 const HOST_FILES: [&str; 2] = ["etc/resolv.conf", "etc/hosts"];
+/// The mount points the parent makes sure of: (path in the root, directory).
+const MOUNT_POINTS: [(&str, bool); 5] = [
+    ("proc", true),
+    ("dev", true),
+    ("sys", true),
+    (HOST_FILES[0], false),
+    (HOST_FILES[1], false),
+];
 
-/// The child side: never returns on success (the command replaces it).
+/// docker's (and containerd's, so BuildKit's) default capability set:
+/// `CapBnd` 00000000a80425fb.
+const DEFAULT_CAPS: CapabilitySet = CapabilitySet::CHOWN
+    .union(CapabilitySet::DAC_OVERRIDE)
+    .union(CapabilitySet::FSETID)
+    .union(CapabilitySet::FOWNER)
+    .union(CapabilitySet::MKNOD)
+    .union(CapabilitySet::NET_RAW)
+    .union(CapabilitySet::SETGID)
+    .union(CapabilitySet::SETUID)
+    .union(CapabilitySet::SETFCAP)
+    .union(CapabilitySet::SETPCAP)
+    .union(CapabilitySet::NET_BIND_SERVICE)
+    .union(CapabilitySet::SYS_CHROOT)
+    .union(CapabilitySet::KILL)
+    .union(CapabilitySet::AUDIT_WRITE);
+
+/// docker's masked paths: files get `/dev/null` bound over them,
+/// directories an empty read-only tmpfs.
+const MASKED_PROC: [&str; 9] = [
+    "acpi",
+    "asound",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "scsi",
+];
+const MASKED_SYS: [&str; 2] = ["firmware", "devices/virtual/powercap"];
+/// docker's read-only paths under `/proc`.
+const READ_ONLY_PROC: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+
+/// How many symlinks the parent follows to a missing mount target.
+const MAX_LINKS: u8 = 40;
+
+/// Opens `rel` beneath `root` as the kernel resolves it for a process
+/// chrooted there: symlinks (absolute ones too) and `..` stay inside
+/// `root`, and `/proc` magic links are refused.
+fn open_beneath(root: impl AsFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    let rel = rel.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(&root, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+            // a rename elsewhere raced the lookup: the kernel asks to retry
+            Err(Errno::AGAIN) if tries < 16 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+/// Opens `rel` under the directory `dir`, following no symlink at all.
+fn open_under(dir: impl AsFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve)
+}
+
+/// The path through which the kernel reaches what `fd` refers to.
+fn fd_path(fd: impl AsFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
+}
+
+/// An errno, with what a missing `openat2` means.
+fn describe(e: Errno) -> String {
+    if e == Errno::NOSYS {
+        format!("{e} (RUN needs openat2, Linux 5.6 or later)")
+    } else {
+        e.to_string()
+    }
+}
+
+/// Opens the build root itself (a directory smelt made).
+fn open_root(root: &std::path::Path) -> Result<OwnedFd, String> {
+    rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening the build root {}: {e}", root.display()))
+}
+
+/// The sandbox process: never returns on success (it exits with the
+/// command's status).
 pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, String> {
     let spec: Spec =
         serde_json::from_str(spec_json).map_err(|e| format!("bad sandbox spec: {e}"))?;
-    enter(&spec)?;
     let (program, args) = spec
         .argv
         .split_first()
         .ok_or_else(|| "RUN has no command".to_string())?;
-    let err = std::os::unix::process::CommandExt::exec(
-        Command::new(program)
-            .args(args)
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v))),
-    );
-    Err(format!("executing {program}: {err}"))
+    unshare_namespaces()?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+    // opened in the new mount namespace: a descriptor opened before
+    // refers to the host's mounts, onto which nothing can be mounted here
+    let root = open_root(&spec.root)?;
+    mount_dev(&root)?;
+    mount_sys(&root)?;
+    bind_host_files(&root)?;
+    let proc_dir = mount_point(&root, "proc")?;
+    let (mut report, report_to) =
+        std::io::pipe().map_err(|e| format!("making the sandbox's report pipe: {e}"))?;
+    let init = Init {
+        root,
+        proc_dir,
+        workdir: spec.workdir.clone(),
+        uid: spec.uid,
+        gid: spec.gid,
+        groups: spec
+            .groups
+            .iter()
+            .map(|g| rustix::process::Gid::from_raw(*g))
+            .collect(),
+        report: report_to,
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    start_init(&mut command, init);
+    let spawned = command.spawn();
+    // the pre-exec hook held the pipe's writing end
+    drop(command);
+    let mut said = String::new();
+    let _ = report.read_to_string(&mut said);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(_) if !said.is_empty() => return Err(said),
+        Err(e) => return Err(format!("executing {program}: {e}")),
+    };
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    let code = match status.code() {
+        Some(c) => c,
+        None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+    };
+    std::process::exit(code)
 }
 
 #[allow(unsafe_code)]
-fn unshare_mounts() -> Result<(), String> {
-    // SAFETY: only CLONE_NEWNS is unshared, not CLONE_FILES, so no file
-    // descriptor table changes under any thread; this process has one thread.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .map_err(|e| format!("unshare(CLONE_NEWNS): {e} (smelt must run as root)"))
+fn unshare_namespaces() -> Result<(), String> {
+    use rustix::thread::UnshareFlags;
+    let flags =
+        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    // SAFETY: CLONE_FILES is not among the flags, so no file descriptor
+    // table changes under any thread; this process has one thread.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| {
+        format!("unshare(mount, PID, IPC, UTS namespaces): {e} (smelt must run as root)")
+    })
 }
 
-fn enter(spec: &Spec) -> Result<(), String> {
-    use rustix::mount::{MountFlags, MountPropagationFlags, mount, mount_bind, mount_remount};
-    let err = |what: &str, e: rustix::io::Errno| format!("{what}: {e}");
-    unshare_mounts()?;
-    rustix::mount::mount_change(
-        "/",
-        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-    )
-    .map_err(|e| err("making mounts private", e))?;
-    let root = &spec.root;
-    let quiet = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    mount("proc", root.join("proc"), "proc", quiet, None).map_err(|e| err("mounting /proc", e))?;
-    let dev = root.join("dev");
+/// `rel`'s mount point in the root, which must be a directory.
+fn mount_point(root: &OwnedFd, rel: &str) -> Result<OwnedFd, String> {
+    open_beneath(root, rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| match e {
+        Errno::NOTDIR => format!("cannot mount /{rel}: it is not a directory in the build root"),
+        e => format!("opening /{rel} in the build root: {}", describe(e)),
+    })
+}
+
+fn mount_err(what: &str) -> impl Fn(Errno) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// A tmpfs `/dev` with the host's basic devices bound in, devpts and shm.
+fn mount_dev(root: &OwnedFd) -> Result<(), String> {
+    use rustix::mount::{mount, mount_bind};
+    let at = mount_point(root, "dev")?;
     mount(
         "tmpfs",
-        &dev,
+        fd_path(&at),
         "tmpfs",
         MountFlags::NOSUID | MountFlags::NOEXEC,
         Some(c"mode=755,size=65536k"),
     )
-    .map_err(|e| err("mounting /dev", e))?;
+    .map_err(mount_err("mounting /dev"))?;
+    // the tmpfs just mounted: everything below is ours
+    let dev = open_beneath(root, "dev", OFlags::RDONLY | OFlags::DIRECTORY)
+        .map_err(mount_err("opening /dev"))?;
     for d in DEVICES {
-        let host = Path::new("/dev").join(d);
-        if host.exists() {
-            let target = dev.join(d);
-            fs_err::write(&target, b"").map_err(|e| e.to_string())?;
-            mount_bind(&host, &target).map_err(|e| err(&format!("binding /dev/{d}"), e))?;
+        let host = format!("/dev/{d}");
+        if rustix::fs::stat(&host).is_err() {
+            continue;
         }
+        let node = rustix::fs::openat(
+            &dev,
+            d,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(mount_err(&format!("creating /dev/{d}")))?;
+        mount_bind(&host, fd_path(&node)).map_err(mount_err(&format!("binding /dev/{d}")))?;
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -104,116 +295,371 @@ fn enter(spec: &Spec) -> Result<(), String> {
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        std::os::unix::fs::symlink(target, dev.join(name)).map_err(|e| e.to_string())?;
+        rustix::fs::symlinkat(target, &dev, name)
+            .map_err(mount_err(&format!("linking /dev/{name}")))?;
     }
-    for d in ["pts", "shm"] {
-        fs_err::create_dir(dev.join(d)).map_err(|e| e.to_string())?;
+    for (d, fs, flags, data) in [
+        (
+            "pts",
+            "devpts",
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            c"newinstance,ptmxmode=0666,mode=0620",
+        ),
+        (
+            "shm",
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            c"mode=1777,size=65536k",
+        ),
+    ] {
+        rustix::fs::mkdirat(&dev, d, Mode::from_raw_mode(0o755))
+            .map_err(mount_err(&format!("creating /dev/{d}")))?;
+        let at = open_under(&dev, d, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(mount_err(&format!("opening /dev/{d}")))?;
+        mount(fs, fd_path(&at), fs, flags, Some(data))
+            .map_err(mount_err(&format!("mounting /dev/{d}")))?;
     }
-    mount(
-        "devpts",
-        dev.join("pts"),
-        "devpts",
-        MountFlags::NOSUID | MountFlags::NOEXEC,
-        Some(c"newinstance,ptmxmode=0666,mode=0620"),
-    )
-    .map_err(|e| err("mounting /dev/pts", e))?;
-    mount(
-        "shm",
-        dev.join("shm"),
-        "tmpfs",
-        quiet,
-        Some(c"mode=1777,size=65536k"),
-    )
-    .map_err(|e| err("mounting /dev/shm", e))?;
-    let sys = root.join("sys");
-    rustix::mount::mount_bind_recursive("/sys", &sys).map_err(|e| err("binding /sys", e))?;
-    mount_remount(&sys, MountFlags::BIND | MountFlags::RDONLY, "")
-        .map_err(|e| err("making /sys read-only", e))?;
-    for f in HOST_FILES {
-        let host = Path::new("/").join(f);
-        let target = root.join(f);
-        if host.exists() && target.is_file() {
-            mount_bind(&host, &target).map_err(|e| err(&format!("binding /{f}"), e))?;
-            mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, "")
-                .map_err(|e| err(&format!("making /{f} read-only"), e))?;
-        }
-    }
-    rustix::process::chroot(root).map_err(|e| err("chroot", e))?;
-    std::env::set_current_dir("/").map_err(|e| e.to_string())?;
-    std::env::set_current_dir(&spec.workdir)
-        .map_err(|e| format!("changing to the working directory {}: {e}", spec.workdir))?;
-    let groups: Vec<rustix::process::Gid> = spec
-        .groups
-        .iter()
-        .map(|g| rustix::process::Gid::from_raw(*g))
-        .collect();
-    // one thread: the thread's ids are the process's
-    rustix::thread::set_thread_groups(&groups).map_err(|e| err("setgroups", e))?;
-    let gid = rustix::process::Gid::from_raw(spec.gid);
-    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(|e| err("setresgid", e))?;
-    let uid = rustix::process::Uid::from_raw(spec.uid);
-    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(|e| err("setresuid", e))?;
     Ok(())
 }
 
-/// Paths the parent created in the root as mount points. Files are
-/// removed after the command; directories stay, as they do in BuildKit's
-/// images (`/proc`, `/dev` and `/sys` then appear, empty, in the layer).
+/// A fresh sysfs, read-only, with the host's cgroups bound read-only
+/// under it and docker's masked paths.
+fn mount_sys(root: &OwnedFd) -> Result<(), String> {
+    use rustix::mount::{mount, mount_bind, mount_remount};
+    let quiet = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let at = mount_point(root, "sys")?;
+    mount(
+        "sysfs",
+        fd_path(&at),
+        "sysfs",
+        quiet | MountFlags::RDONLY,
+        None,
+    )
+    .map_err(mount_err("mounting /sys"))?;
+    let sys = mount_point(root, "sys")?;
+    if let Ok(cgroup) = open_under(&sys, "fs/cgroup", OFlags::PATH | OFlags::DIRECTORY)
+        && rustix::fs::stat("/sys/fs/cgroup").is_ok()
+    {
+        mount_bind("/sys/fs/cgroup", fd_path(&cgroup))
+            .map_err(mount_err("binding /sys/fs/cgroup"))?;
+        let bound = open_under(&sys, "fs/cgroup", OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(mount_err("opening /sys/fs/cgroup"))?;
+        mount_remount(
+            fd_path(&bound),
+            MountFlags::BIND | MountFlags::RDONLY | quiet,
+            "",
+        )
+        .map_err(mount_err("making /sys/fs/cgroup read-only"))?;
+    }
+    for name in MASKED_SYS {
+        mask(&sys, name, "/sys")?;
+    }
+    Ok(())
+}
+
+/// Binds `/dev/null` over the file `name` under `dir` (an empty read-only
+/// tmpfs over a directory); nothing when it is missing.
+fn mask(dir: &OwnedFd, name: &str, shown: &str) -> Result<(), String> {
+    let Ok(at) = open_under(dir, name, OFlags::PATH) else {
+        return Ok(());
+    };
+    let is_dir = rustix::fs::fstat(&at)
+        .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        .unwrap_or(false);
+    if is_dir {
+        rustix::mount::mount(
+            "tmpfs",
+            fd_path(&at),
+            "tmpfs",
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            Some(c"size=0"),
+        )
+    } else {
+        rustix::mount::mount_bind("/dev/null", fd_path(&at))
+    }
+    .map_err(mount_err(&format!("masking {shown}/{name}")))
+}
+
+/// Makes `name` under `dir` a read-only bind mount of itself.
+fn read_only(dir: &OwnedFd, name: &str, shown: &str) -> Result<(), String> {
+    let Ok(at) = open_under(dir, name, OFlags::PATH) else {
+        return Ok(());
+    };
+    let what = format!("making {shown}/{name} read-only");
+    rustix::mount::mount_bind(fd_path(&at), fd_path(&at)).map_err(mount_err(&what))?;
+    // the bind mount now on top, not the file below it
+    let top = open_under(dir, name, OFlags::PATH).map_err(mount_err(&what))?;
+    rustix::mount::mount_remount(
+        fd_path(&top),
+        MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV
+            | MountFlags::NOEXEC,
+        "",
+    )
+    .map_err(mount_err(&what))
+}
+
+/// The host's resolv.conf and hosts, read-only, over the root's regular
+/// files of those names (resolved inside the root); others are left.
+fn bind_host_files(root: &OwnedFd) -> Result<(), String> {
+    for f in HOST_FILES {
+        let host = format!("/{f}");
+        let host_is_file = rustix::fs::stat(&host)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        let Ok(target) = open_beneath(root, f, OFlags::PATH) else {
+            continue;
+        };
+        let is_file = rustix::fs::fstat(&target)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        if !host_is_file || !is_file {
+            continue;
+        }
+        rustix::mount::mount_bind(&host, fd_path(&target))
+            .map_err(mount_err(&format!("binding {host}")))?;
+        let top = open_beneath(root, f, OFlags::PATH)
+            .map_err(mount_err(&format!("opening {host} in the build root")))?;
+        rustix::mount::mount_remount(
+            fd_path(&top),
+            MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+            "",
+        )
+        .map_err(mount_err(&format!("making {host} read-only")))?;
+    }
+    Ok(())
+}
+
+/// What the first process of the RUN's PID namespace does between fork
+/// and exec.
+struct Init {
+    root: OwnedFd,
+    /// `/proc`'s mount point in the root.
+    proc_dir: OwnedFd,
+    workdir: String,
+    uid: u32,
+    gid: u32,
+    groups: Vec<rustix::process::Gid>,
+    /// Where a failure is described for the sandbox process.
+    report: std::io::PipeWriter,
+}
+
+impl Init {
+    fn enter(&self) -> Result<(), (String, Errno)> {
+        use rustix::process::{Gid, Uid};
+        let with = |what: &str| {
+            let what = what.to_string();
+            move |e: Errno| (format!("{what}: {e}"), e)
+        };
+        rustix::mount::mount(
+            "proc",
+            fd_path(&self.proc_dir),
+            "proc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None,
+        )
+        .map_err(with("mounting /proc"))?;
+        let proc = open_beneath(&self.root, "proc", OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(with("opening /proc"))?;
+        for name in MASKED_PROC {
+            mask(&proc, name, "/proc").map_err(|m| (m, Errno::PERM))?;
+        }
+        for name in READ_ONLY_PROC {
+            read_only(&proc, name, "/proc").map_err(|m| (m, Errno::PERM))?;
+        }
+        rustix::process::fchdir(&self.root).map_err(with("entering the build root"))?;
+        rustix::process::chroot(".").map_err(with("chroot"))?;
+        rustix::process::chdir(self.workdir.as_str()).map_err(with(&format!(
+            "changing to the working directory {}",
+            self.workdir
+        )))?;
+        drop_capabilities()?;
+        // one thread: the thread's ids are the process's
+        rustix::thread::set_thread_groups(&self.groups).map_err(with("setgroups"))?;
+        let gid = Gid::from_raw(self.gid);
+        rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(with("setresgid"))?;
+        let uid = Uid::from_raw(self.uid);
+        rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(with("setresuid"))?;
+        // after the id change, which clears it
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(with("setting the parent-death signal"))?;
+        Ok(())
+    }
+}
+
+/// Keeps docker's default capabilities: the bounding set cut to them,
+/// permitted and effective the same (what of them this process has),
+/// inheritable and ambient empty. A later change to a non-root uid
+/// clears permitted and effective.
+fn drop_capabilities() -> Result<(), (String, Errno)> {
+    use rustix::thread::{
+        CapabilitySets, capabilities, clear_ambient_capability_set,
+        remove_capability_from_bounding_set, set_capabilities,
+    };
+    for bit in 0..64 {
+        let cap = CapabilitySet::from_bits_retain(1 << bit);
+        if DEFAULT_CAPS.contains(cap) {
+            continue;
+        }
+        match remove_capability_from_bounding_set(cap) {
+            Ok(()) => {}
+            // past the kernel's last capability
+            Err(Errno::INVAL) => break,
+            Err(e) => return Err((format!("dropping capability {bit}: {e}"), e)),
+        }
+    }
+    // kernels without ambient capabilities have none to clear
+    match clear_ambient_capability_set() {
+        Ok(()) | Err(Errno::INVAL) => {}
+        Err(e) => return Err((format!("clearing ambient capabilities: {e}"), e)),
+    }
+    let have = capabilities(None).map_err(|e| (format!("reading capabilities: {e}"), e))?;
+    let keep = have.permitted & DEFAULT_CAPS;
+    set_capabilities(
+        None,
+        CapabilitySets {
+            effective: keep,
+            permitted: keep,
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| (format!("setting capabilities: {e}"), e))
+}
+
+/// Makes `init` run in the child between fork and exec.
+#[allow(unsafe_code)]
+fn start_init(command: &mut Command, init: Init) {
+    let hook = move || -> std::io::Result<()> {
+        init.enter().map_err(|(message, errno)| {
+            let _ = (&init.report).write_all(message.as_bytes());
+            std::io::Error::from_raw_os_error(errno.raw_os_error())
+        })
+    };
+    // SAFETY: the sandbox process has one thread, so the forked child
+    // holds no lock another thread took (allocating and formatting in the
+    // hook are safe); the hook changes only the child's own mounts, root,
+    // directory, credentials and capabilities.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, hook);
+    }
+}
+
+/// Mount points the parent created in the root. Files are removed after
+/// the command; directories stay, as they do in BuildKit's images
+/// (`/proc`, `/dev` and `/sys` then appear, empty, in the layer).
 #[derive(Debug, Default)]
 struct MountPoints {
-    created: Vec<PathBuf>,
-    /// Directories whose mtime creating them changed: (dir, mtime).
-    times: Vec<(PathBuf, filetime::FileTime)>,
+    /// Files created: their directory and name.
+    created: Vec<(OwnedFd, String)>,
+    /// Directories whose mtime creating a file changed: the directory,
+    /// its (device, inode) and its mtime before.
+    times: Vec<(OwnedFd, (u64, u64), rustix::fs::Timespec)>,
 }
 
 impl MountPoints {
-    fn ensure(&mut self, path: &Path, dir: bool) -> std::io::Result<()> {
-        if dir {
-            if path.symlink_metadata().is_err() {
-                fs_err::create_dir_all(path)?;
-            }
-            return Ok(());
-        }
-        if path.symlink_metadata().is_ok() {
-            return Ok(());
-        }
-        if let Some(parent) = path.parent() {
-            if !parent.exists() {
-                fs_err::create_dir_all(parent)?;
-            }
-            let meta = fs_err::metadata(parent)?;
-            if !self.times.iter().any(|(p, _)| p == parent) {
-                self.times.push((
-                    parent.to_path_buf(),
-                    filetime::FileTime::from_last_modification_time(&meta),
+    /// Makes sure `rel` exists beneath `root` (a directory when `dir`), as
+    /// a process chrooted there would see it. A missing target of a
+    /// symlink is created where the link points, inside the root; nothing
+    /// is ever created, or written, outside it.
+    fn ensure(&mut self, root: &OwnedFd, rel: &str, dir: bool, links: u8) -> Result<(), String> {
+        let shown = format!("/{rel}");
+        let flags = if dir {
+            OFlags::PATH | OFlags::DIRECTORY
+        } else {
+            OFlags::PATH
+        };
+        match open_beneath(root, rel, flags) {
+            Ok(_) => return Ok(()),
+            Err(Errno::NOENT) => {}
+            Err(Errno::NOTDIR) => {
+                return Err(format!(
+                    "{shown}: it, or a directory above it, is not a directory in the build root"
                 ));
             }
+            Err(e) => return Err(format!("{shown}: {}", describe(e))),
         }
-        fs_err::write(path, b"")?;
-        self.created.push(path.to_path_buf());
-        Ok(())
+        let rel = rel.trim_end_matches('/');
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if matches!(name, "" | "." | "..") {
+            return Err(format!("{shown}: cannot create it in the build root"));
+        }
+        if !parent.is_empty() {
+            self.ensure(root, parent, true, links)?;
+        }
+        let at = open_beneath(root, parent, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| format!("/{parent}: {}", describe(e)))?;
+        let before = rustix::fs::fstat(&at).map_err(|e| format!("/{parent}: {e}"))?;
+        let made = if dir {
+            rustix::fs::mkdirat(&at, name, Mode::from_raw_mode(0o755))
+        } else {
+            rustix::fs::openat(
+                &at,
+                name,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .map(drop)
+        };
+        match made {
+            Ok(()) if dir => Ok(()),
+            Ok(()) => {
+                let id = (before.st_dev, before.st_ino);
+                if !self.times.iter().any(|(_, i, _)| *i == id) {
+                    let mtime = rustix::fs::Timespec {
+                        tv_sec: before.st_mtime,
+                        tv_nsec: i64::try_from(before.st_mtime_nsec).unwrap_or(0),
+                    };
+                    let again = at.try_clone().map_err(|e| format!("/{parent}: {e}"))?;
+                    self.times.push((again, id, mtime));
+                }
+                self.created.push((at, name.to_string()));
+                Ok(())
+            }
+            // there but unresolved: a symlink whose target is missing
+            Err(Errno::EXIST) if links > 0 => {
+                let target = rustix::fs::readlinkat(&at, name, Vec::new())
+                    .map_err(|e| format!("{shown}: {e}"))?;
+                let target = target
+                    .to_str()
+                    .map_err(|_| format!("{shown}: a symlink whose target is not UTF-8"))?;
+                let next = match target.strip_prefix('/') {
+                    Some(absolute) => absolute.to_string(),
+                    None if parent.is_empty() => target.to_string(),
+                    None => format!("{parent}/{target}"),
+                };
+                self.ensure(root, &next, dir, links - 1)
+            }
+            Err(Errno::EXIST) => Err(format!("{shown}: too many levels of symbolic links")),
+            Err(e) => Err(format!("creating {shown} in the build root: {e}")),
+        }
     }
 
-    /// Removes what was created (if the command left it as it was) and
-    /// puts the parents' times back, newest first.
+    /// Removes the files created (if the command left them empty) and puts
+    /// their directories' times back, newest first.
     fn restore(self) {
-        for p in self.created.iter().rev() {
-            let _ = fs_err::remove_dir(p).or_else(|_| match fs_err::metadata(p) {
-                Ok(m) if m.is_file() && m.len() == 0 => fs_err::remove_file(p),
-                _ => Ok(()),
-            });
+        for (at, name) in self.created.iter().rev() {
+            if let Ok(st) = rustix::fs::statat(at, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                && st.st_size == 0
+            {
+                let _ = rustix::fs::unlinkat(at, name.as_str(), AtFlags::empty());
+            }
         }
-        for (dir, time) in self.times.iter().rev() {
-            let _ = filetime::set_file_mtime(dir, *time);
+        for (at, _, mtime) in self.times.iter().rev() {
+            let times = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_OMIT,
+                },
+                last_modification: *mtime,
+            };
+            let _ = rustix::fs::utimensat(rustix::fs::CWD, fd_path(at), &times, AtFlags::empty());
         }
     }
 }
 
 /// Logs each line `stream` gives, after `prefix`, on a thread of its own.
-fn pump<R: std::io::Read + Send + 'static>(
-    stream: Option<R>,
-    prefix: &str,
-) -> std::thread::JoinHandle<()> {
+fn pump<R: Read + Send + 'static>(stream: Option<R>, prefix: &str) -> std::thread::JoinHandle<()> {
     let prefix = prefix.to_string();
     std::thread::spawn(move || {
         if let Some(s) = stream {
@@ -234,16 +680,11 @@ pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, St
         return spawn_in_place(spec, log_prefix, cancel);
     }
     let mut points = MountPoints::default();
-    let root = &spec.root;
-    let prepared = (|| -> std::io::Result<()> {
-        for d in ["proc", "dev", "sys"] {
-            points.ensure(&root.join(d), true)?;
-        }
-        for f in HOST_FILES {
-            points.ensure(&root.join(f), false)?;
-        }
-        Ok(())
-    })();
+    let prepared = open_root(&spec.root).and_then(|root| {
+        MOUNT_POINTS
+            .iter()
+            .try_for_each(|(rel, dir)| points.ensure(&root, rel, *dir, MAX_LINKS))
+    });
     if let Err(e) = prepared {
         points.restore();
         return Err(format!("preparing the build root for RUN: {e}"));
@@ -354,7 +795,7 @@ fn wait_or_kill(
         let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
         match poll(&mut fds, Some(&tick)) {
             Ok(n) if n > 0 => return child.wait(),
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
         if !killed
@@ -365,5 +806,82 @@ fn wait_or_kill(
             let _ = kill_process_group(pid, Signal::KILL);
             killed = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn default_caps_are_dockers() {
+        assert_eq!(DEFAULT_CAPS.bits(), 0xa804_25fb);
+    }
+
+    /// The mount points of a root whose `proc`, `dev`, `sys` and `etc`
+    /// point out of it (absolutely, through `..`, and dangling) are made
+    /// inside the root; the directories they name outside are untouched.
+    #[test]
+    fn mount_points_through_hostile_links_stay_in_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        let outside = t.path().join("outside");
+        fs_err::create_dir_all(&root).unwrap();
+        fs_err::create_dir_all(outside.join("etc")).unwrap();
+        fs_err::write(outside.join("etc/keep"), "host").unwrap();
+        let before = filetime::FileTime::from_last_modification_time(
+            &fs_err::metadata(outside.join("etc")).unwrap(),
+        );
+        symlink(outside.join("etc"), root.join("etc")).unwrap();
+        symlink("../../outside/proc-missing", root.join("proc")).unwrap();
+        symlink(&outside, root.join("sys")).unwrap();
+        symlink("/../dev-real", root.join("dev")).unwrap();
+        let fd = open_root(&root).unwrap();
+        let mut points = MountPoints::default();
+        for (rel, dir) in MOUNT_POINTS {
+            points.ensure(&fd, rel, dir, MAX_LINKS).unwrap();
+        }
+        let inside = root.join(outside.strip_prefix("/").unwrap());
+        assert!(inside.join("etc/resolv.conf").is_file());
+        assert!(inside.join("etc/hosts").is_file());
+        assert!(root.join("outside/proc-missing").is_dir());
+        assert!(root.join("dev-real").is_dir());
+        assert!(inside.is_dir());
+        points.restore();
+        assert!(!inside.join("etc/resolv.conf").exists());
+        let listed: Vec<_> = fs_err::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(listed, vec!["etc"]);
+        let etc: Vec<_> = fs_err::read_dir(outside.join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(etc, vec!["keep"]);
+        assert_eq!(
+            filetime::FileTime::from_last_modification_time(
+                &fs_err::metadata(outside.join("etc")).unwrap()
+            ),
+            before
+        );
+    }
+
+    #[test]
+    fn a_symlink_loop_or_a_file_is_refused_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        symlink("proc", t.path().join("proc")).unwrap();
+        fs_err::write(t.path().join("sys"), "").unwrap();
+        let fd = open_root(t.path()).unwrap();
+        let mut points = MountPoints::default();
+        let err = points.ensure(&fd, "proc", true, MAX_LINKS).unwrap_err();
+        assert!(err.starts_with("/proc: "), "{err}");
+        let err = points.ensure(&fd, "sys", true, MAX_LINKS).unwrap_err();
+        assert!(
+            err.contains("/sys: it, or a directory above it, is not a directory"),
+            "{err}"
+        );
     }
 }

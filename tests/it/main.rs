@@ -25,4 +25,5 @@ mod object_contexts;
 mod push_pull;
 mod reproducible;
 mod run;
+mod sandbox;
 mod signals;
