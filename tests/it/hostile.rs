@@ -539,3 +539,33 @@ fn crafted_layers_in_place_leave_the_executor_mounts_and_host_alone() {
         assert!(root.path().join("etc").is_dir(), "{case}: /etc went");
     }
 }
+
+/// Names that are not UTF-8 keep their bytes: from the context through
+/// COPY, and from a RUN through the snapshot, into the layers.
+#[test]
+fn names_that_are_not_utf8_keep_their_bytes_in_layers() {
+    use std::os::unix::ffi::OsStrExt;
+    let reg = TestRegistry::start(Auth::None);
+    let base = push_image(&reg, "bytes/base:1", &[busybox_layer()]);
+    let t = TestContext::new(&format!(
+        "FROM {base}\nCOPY . /ctx/\nRUN printf x > \"$(printf 'r\\377un')\"\n"
+    ));
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    fs_err::write(t.ctx().join(name), "latin-1 name\n").unwrap();
+    let flags = output_flags(&t);
+    t.build(&flags.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for blob in fs_err::read_dir(t.path("oci/blobs/sha256")).unwrap() {
+        let raw = fs_err::read(blob.unwrap().path()).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(raw.as_slice()));
+        let Ok(entries) = archive.entries() else {
+            continue;
+        };
+        for e in entries.flatten() {
+            names.push(e.path_bytes().into_owned());
+        }
+    }
+    assert!(names.contains(&b"ctx/caf\xe9".to_vec()), "{names:?}");
+    assert!(names.contains(&b"r\xffun".to_vec()), "{names:?}");
+}
