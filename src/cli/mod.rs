@@ -288,9 +288,11 @@ pub fn to_options(
         path.clone()
     } else {
         let given = PathBuf::from(&f.dockerfile);
-        if given.is_file() {
+        // one in the context is looked at beneath it, as the build reads it
+        let is_file = |p: &Path| engine::context::open_build_file(&context, p).is_ok();
+        if is_file(&given) {
             given
-        } else if context.join(&given).is_file() {
+        } else if is_file(&context.join(&given)) {
             context.join(&given)
         } else {
             return Err(format!(

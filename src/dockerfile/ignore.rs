@@ -109,6 +109,76 @@ impl Glob {
         self.match_at(0, &text, 0, &mut failed)
     }
 
+    /// The same pattern read backwards: it matches the reversed texts.
+    pub(crate) fn reversed(&self) -> Glob {
+        let mut toks = self.toks.clone();
+        toks.reverse();
+        Glob {
+            toks,
+            flavor: self.flavor,
+        }
+    }
+
+    /// Which prefixes of `text` the whole pattern matches: `out[n]` for
+    /// `text[..n]`. One pass over `text` with the set of pattern positions
+    /// reached (a Thompson NFA), so `O(text × pattern)` however many `*`
+    /// there are; it stops once no position is left.
+    pub(crate) fn prefix_matches(&self, text: &[char]) -> Vec<bool> {
+        let k = self.toks.len();
+        let mut out = vec![false; text.len() + 1];
+        let mut now = vec![false; k + 1];
+        now[0] = true;
+        self.close(&mut now);
+        out[0] = now[k];
+        let mut next = vec![false; k + 1];
+        for (n, &c) in text.iter().enumerate() {
+            next.iter_mut().for_each(|b| *b = false);
+            let mut any = false;
+            for (i, tok) in self.toks.iter().enumerate() {
+                if !now[i] {
+                    continue;
+                }
+                let slash_stop = c == '/' && self.stops_at_slash();
+                let (stay, advance) = match tok {
+                    Tok::Lit(l) => (false, *l == c),
+                    Tok::One => (false, !slash_stop),
+                    Tok::Star => (!slash_stop, false),
+                    Tok::AnyTail => (true, false),
+                    // `(.*/)?` then the rest: stay inside the run, leave it after a slash
+                    Tok::AnyDirs => (true, c == '/'),
+                    Tok::Class { negated, items } => {
+                        let inside = items.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                        (false, !slash_stop && inside != *negated)
+                    }
+                };
+                if stay {
+                    next[i] = true;
+                    any = true;
+                }
+                if advance {
+                    next[i + 1] = true;
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+            std::mem::swap(&mut now, &mut next);
+            self.close(&mut now);
+            out[n + 1] = now[k];
+        }
+        out
+    }
+
+    /// Adds the positions reachable without reading: past a `*`, a `**`.
+    fn close(&self, set: &mut [bool]) {
+        for (i, tok) in self.toks.iter().enumerate() {
+            if set[i] && matches!(tok, Tok::Star | Tok::AnyTail | Tok::AnyDirs) {
+                set[i + 1] = true;
+            }
+        }
+    }
+
     fn stops_at_slash(&self) -> bool {
         self.flavor != Flavor::Shell
     }
@@ -212,14 +282,6 @@ fn parse_class(chars: &[char], mut i: usize) -> Option<(Tok, usize)> {
         items.push((lo, hi));
     }
     Some((Tok::Class { negated, items }, i))
-}
-
-/// Whole-string match of a shell pattern (`${V#pattern}`).
-pub(crate) fn glob_match(pattern: &[char], text: &[char], path: bool) -> bool {
-    let p: String = pattern.iter().collect();
-    let t: String = text.iter().collect();
-    let flavor = if path { Flavor::GoPath } else { Flavor::Shell };
-    Glob::new(&p, flavor).is_some_and(|g| g.matches(&t))
 }
 
 #[derive(Debug, Clone)]

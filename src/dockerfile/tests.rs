@@ -739,3 +739,44 @@ fn conformance_dockerfiles_parse() {
         + 1;
     assert_eq!(df.stages[0].steps[12].line, cmd_line);
 }
+
+/// Bytes that are not a Dockerfile smelt will read: the error names the
+/// line and shows none of the bytes.
+#[test]
+fn bytes_table() {
+    let huge = {
+        let mut v = b"FROM scratch\n".to_vec();
+        v.extend(std::iter::repeat_n(b"# comment\n".as_slice(), MAX_DOCKERFILE / 10 + 1).flatten());
+        v
+    };
+    let rows: &[(&[u8], Option<(usize, &str)>)] = &[
+        (b"FROM scratch\nRUN true\n", None),
+        (
+            b"FROM scratch\nRUN \xff\xfe secret\n",
+            Some((2, "not valid UTF-8")),
+        ),
+        (
+            b"FROM scratch\n\nLABEL a=\xc3\n",
+            Some((3, "not valid UTF-8")),
+        ),
+        (b"\x80", Some((1, "not valid UTF-8"))),
+        (&huge, Some((MAX_DOCKERFILE / 10 + 1, "larger than"))),
+    ];
+    for (bytes, want) in rows {
+        let got = Dockerfile::parse_bytes(bytes, "ctx/Dockerfile");
+        match want {
+            None => assert!(got.is_ok(), "{:?}", got.err()),
+            Some((line, fragment)) => {
+                let err = got.expect_err("must fail").to_string();
+                assert!(
+                    err.starts_with(&format!("ctx/Dockerfile:{line}: ")) && err.contains(fragment),
+                    "{err:?}"
+                );
+                assert!(
+                    !err.contains('\u{fffd}') && !err.contains("secret"),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! stages the target needs, run them in order, assemble the image and write
 //! it to every output asked for (docker-archive, OCI layout, digest files).
 
-use super::context::{SourceTree, load_ignore};
+use super::context::{SourceTree, load_ignore, read_build_file};
 use super::plan::Plan;
 use super::remote::Remote;
 use super::scheduler::Runner;
@@ -33,9 +33,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         .iter()
         .map(|d| Reference::parse(d).map_err(EngineError::Invalid))
         .collect::<Result<Vec<_>, _>>()?;
-    let text = fs_err::read_to_string(&opts.dockerfile)?;
+    // beneath the context when it is in it: a symlink there never reads a host file
+    let bytes = read_build_file(
+        &opts.context,
+        &opts.dockerfile,
+        crate::dockerfile::MAX_DOCKERFILE,
+    )?;
     let file = opts.dockerfile.display().to_string();
-    let df = Dockerfile::parse(&text, &file)?;
+    let text = crate::dockerfile::text_of(&bytes, &file)?;
+    let df = Dockerfile::parse(text, &file)?;
     for w in &df.warnings {
         log::warn!("{w}");
     }
@@ -154,7 +160,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         env: &env,
         remote: &remote,
         work: work.path(),
-        text: &text,
+        text,
     };
     let final_state = runner.run(&plan, &mut args)?;
     let unused = args.unused();

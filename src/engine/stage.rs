@@ -8,7 +8,7 @@ use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::sandbox;
 use super::scope::{BuildArgs, StageScope};
 use super::{EngineError, Platform, users};
-use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
+use crate::dockerfile::{Budget, CommandForm, Dockerfile, Instruction, Located, Source};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::snapshot::{self, SnapshotMode};
 use crate::fs::{ChangeSet, LayerOptions, scope, tree, write_layer};
@@ -106,6 +106,8 @@ pub struct StageState {
     dry: bool,
     /// `--single-snapshot`: what the steps so far changed.
     pending: Option<ChangeSet>,
+    /// What the stage's expansions may still produce in total.
+    budget: Budget,
 }
 
 /// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
@@ -133,6 +135,7 @@ impl StageState {
             index: None,
             dry: false,
             pending: None,
+            budget: Budget::default(),
         }
     }
 
@@ -157,9 +160,10 @@ impl StageState {
             |message: String| EngineError::step(file, step.line, step.value.keyword(), message);
         let lexer = env.dockerfile.lexer();
         let vars = self.scope.vars(&self.config.config.env_pairs());
+        let budget = self.budget.clone();
         let word = |w: &str| {
             lexer
-                .process_word(w, &vars)
+                .process_word_in(w, &vars, &budget)
                 .map_err(|e| fail(e.to_string()))
         };
         let mut created_by = String::new();
@@ -216,7 +220,7 @@ impl StageState {
                 let mut all = Vec::new();
                 for p in ports {
                     for w in lexer
-                        .process_words(p, &vars)
+                        .process_words_in(p, &vars, &budget)
                         .map_err(|e| fail(e.to_string()))?
                     {
                         all.extend(port_specs(&w).map_err(fail)?);
@@ -328,7 +332,7 @@ impl StageState {
                             let content = if *expand {
                                 lexer
                                     .with_raw()
-                                    .process_word(content, &vars)
+                                    .process_word_in(content, &vars, &budget)
                                     .map_err(|e| fail(e.to_string()))?
                             } else {
                                 content.clone()
@@ -507,7 +511,11 @@ impl StageState {
     ) -> Result<(String, String), String> {
         let lexer = env.dockerfile.lexer();
         let vars = self.scope.vars(&self.config.config.env_pairs());
-        let word = |w: &str| lexer.process_word(w, &vars).map_err(|e| e.to_string());
+        let word = |w: &str| {
+            lexer
+                .process_word_in(w, &vars, &self.budget)
+                .map_err(|e| e.to_string())
+        };
         let mut text = String::from(step.value.keyword());
         let mut paths = Vec::new();
         for (flag, value) in [("from", &c.from), ("chown", &c.chown), ("chmod", &c.chmod)] {
