@@ -83,6 +83,17 @@ pub enum ShellError {
     TooLong { limit: usize },
 }
 
+impl ShellError {
+    /// Whether this is one of the bounds on nesting, length and pattern
+    /// work rather than an error in the word.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            ShellError::TooDeep | ShellError::TooLong { .. } | ShellError::PatternTooLong
+        )
+    }
+}
+
 /// What all the expansions of one stage may still produce, in bytes: each
 /// argument is bounded by [`MAX_EXPANDED`], but a stage has as many
 /// arguments as the Dockerfile has words, so the stage's total is bounded

@@ -85,18 +85,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
 
     // global scope: automatic platform args, then the ARGs before the first FROM
     let mut global: BTreeMap<String, String> = opts.platform.build_args().into_iter().collect();
+    let budget = crate::dockerfile::Budget::default();
     for meta in &df.meta_args {
         for (name, default) in &meta.value {
             let value = match args.take(name) {
                 Some(v) => Some(v),
                 None => match default {
-                    Some(d) => Some(lexer.process_word(d, &global).map_err(|source| {
-                        crate::dockerfile::DockerfileError::Expand {
+                    Some(d) => Some(lexer.process_word_in(d, &global, &budget).map_err(
+                        |source| crate::dockerfile::DockerfileError::Expand {
                             file: file.clone(),
                             line: meta.line,
                             source,
-                        }
-                    })?),
+                        },
+                    )?),
                     None => None,
                 },
             };

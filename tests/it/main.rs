@@ -18,6 +18,7 @@ mod contexts;
 mod dockerfile_semantics;
 mod faults;
 mod git_contexts;
+mod hostile_dockerfile;
 mod in_place;
 mod multi_stage;
 mod object_contexts;
