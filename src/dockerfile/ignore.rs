@@ -105,6 +105,14 @@ impl Glob {
 
     pub(crate) fn matches(&self, text: &str) -> bool {
         let text: Vec<char> = text.chars().collect();
+        self.prefix_matches(&text)[text.len()]
+    }
+
+    /// The same answer by memoized backtracking, which recurses once per
+    /// pattern token: only for checking [`Self::prefix_matches`] against
+    /// (the fuzz target does), on short patterns.
+    pub(crate) fn matches_backtracking(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
         let mut failed = std::collections::HashSet::new();
         self.match_at(0, &text, 0, &mut failed)
     }
@@ -126,55 +134,69 @@ impl Glob {
     pub(crate) fn prefix_matches(&self, text: &[char]) -> Vec<bool> {
         let k = self.toks.len();
         let mut out = vec![false; text.len() + 1];
-        let mut now = vec![false; k + 1];
-        now[0] = true;
-        self.close(&mut now);
-        out[0] = now[k];
-        let mut next = vec![false; k + 1];
+        // now: pattern positions reached; inside: `**/` positions within
+        // their `.*` (something read since they began, no slash closing
+        // them yet), which, unlike one just reached, cannot be skipped
+        let mut now = States::new(k);
+        let mut inside = States::new(k);
+        let mut next = States::new(k);
+        let mut next_inside = States::new(k);
+        self.enter(&mut now, 0);
+        out[0] = now.has(k);
         for (n, &c) in text.iter().enumerate() {
-            next.iter_mut().for_each(|b| *b = false);
-            let mut any = false;
-            for (i, tok) in self.toks.iter().enumerate() {
-                if !now[i] {
-                    continue;
+            next.clear();
+            next_inside.clear();
+            let slash_stop = c == '/' && self.stops_at_slash();
+            for &i in inside.list.iter() {
+                // `(.*/)?`: keep reading, or leave after a slash
+                next_inside.insert(i);
+                if c == '/' {
+                    self.enter(&mut next, i + 1);
                 }
-                let slash_stop = c == '/' && self.stops_at_slash();
+            }
+            for &i in now.list.iter() {
+                let Some(tok) = self.toks.get(i) else {
+                    continue;
+                };
                 let (stay, advance) = match tok {
                     Tok::Lit(l) => (false, *l == c),
                     Tok::One => (false, !slash_stop),
                     Tok::Star => (!slash_stop, false),
                     Tok::AnyTail => (true, false),
-                    // `(.*/)?` then the rest: stay inside the run, leave it after a slash
-                    Tok::AnyDirs => (true, c == '/'),
+                    Tok::AnyDirs => {
+                        next_inside.insert(i);
+                        (false, c == '/')
+                    }
                     Tok::Class { negated, items } => {
-                        let inside = items.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-                        (false, !slash_stop && inside != *negated)
+                        let hit = items.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                        (false, !slash_stop && hit != *negated)
                     }
                 };
                 if stay {
-                    next[i] = true;
-                    any = true;
+                    self.enter(&mut next, i);
                 }
                 if advance {
-                    next[i + 1] = true;
-                    any = true;
+                    self.enter(&mut next, i + 1);
                 }
             }
-            if !any {
+            if next.list.is_empty() && next_inside.list.is_empty() {
                 break;
             }
             std::mem::swap(&mut now, &mut next);
-            self.close(&mut now);
-            out[n + 1] = now[k];
+            std::mem::swap(&mut inside, &mut next_inside);
+            out[n + 1] = now.has(k);
         }
         out
     }
 
-    /// Adds the positions reachable without reading: past a `*`, a `**`.
-    fn close(&self, set: &mut [bool]) {
-        for (i, tok) in self.toks.iter().enumerate() {
-            if set[i] && matches!(tok, Tok::Star | Tok::AnyTail | Tok::AnyDirs) {
-                set[i + 1] = true;
+    /// Reaches position `i`, and those after it reachable without reading:
+    /// past a `*`, `**` or `**/` just reached.
+    fn enter(&self, set: &mut States, mut i: usize) {
+        loop {
+            set.insert(i);
+            match self.toks.get(i) {
+                Some(Tok::Star | Tok::AnyTail | Tok::AnyDirs) => i += 1,
+                _ => break,
             }
         }
     }
@@ -237,6 +259,35 @@ impl Glob {
             failed.insert((ti, si));
         }
         ok
+    }
+}
+
+/// A set of pattern positions: a list to walk and a flag per position.
+struct States {
+    list: Vec<usize>,
+    on: Vec<bool>,
+}
+
+impl States {
+    fn new(k: usize) -> Self {
+        Self {
+            list: Vec::new(),
+            on: vec![false; k + 1],
+        }
+    }
+    fn insert(&mut self, i: usize) {
+        if !self.on[i] {
+            self.on[i] = true;
+            self.list.push(i);
+        }
+    }
+    fn has(&self, i: usize) -> bool {
+        self.on[i]
+    }
+    fn clear(&mut self) {
+        for i in self.list.drain(..) {
+            self.on[i] = false;
+        }
     }
 }
 
