@@ -13,9 +13,12 @@ use crate::engine::scope::{BuildArgs, StageScope};
 use crate::image::config::RunConfig;
 use std::collections::BTreeMap;
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every fuzz target: its name (the directory names under `fuzz/`) and
 /// the function it runs.
-pub const TARGETS: &[(&str, fn(&[u8]))] =
+pub const TARGETS: &[(&str, Target)] =
     &[("dockerfile", dockerfile), ("dockerignore", dockerignore)];
 
 /// Parses the bytes as a Dockerfile, then expands every argument of every
@@ -71,10 +74,10 @@ pub fn dockerfile(data: &[u8]) {
             env: RunConfig::default(),
             budget: Budget::default(),
         };
-        if let Some(p) = &stage.from.value.platform {
-            if lexer.process_word_in(p, &global, &state.budget).is_err() {
-                continue;
-            }
+        if let Some(p) = &stage.from.value.platform
+            && lexer.process_word_in(p, &global, &state.budget).is_err()
+        {
+            continue;
         }
         for step in &stage.steps {
             if state.step(&step.value, &mut args, &global).is_err() {

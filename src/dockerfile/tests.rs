@@ -749,7 +749,9 @@ fn bytes_table() {
         v.extend(std::iter::repeat_n(b"# comment\n".as_slice(), MAX_DOCKERFILE / 10 + 1).flatten());
         v
     };
-    let rows: &[(&[u8], Option<(usize, &str)>)] = &[
+    // (bytes, the line and words of the error, or none)
+    type Row<'a> = (&'a [u8], Option<(usize, &'a str)>);
+    let rows: &[Row] = &[
         (b"FROM scratch\nRUN true\n", None),
         (
             b"FROM scratch\nRUN \xff\xfe secret\n",

@@ -206,7 +206,7 @@ fn limits_table() {
             format!("${{LONG//a/{}}}", "b".repeat(4096)),
             Some(ShellError::PatternTooLong),
         ),
-        (format!("${{BIG:0:1}}"), Some(ShellError::BadModifier('0'))),
+        ("${BIG:0:1}".to_string(), Some(ShellError::BadModifier('0'))),
         ("${LONG%%a}".to_string(), Some(ShellError::PatternTooLong)),
         (
             format!("${{A#{}}}", "*".repeat(MAX_PATTERN + 1)),
