@@ -782,3 +782,40 @@ fn bytes_table() {
         }
     }
 }
+
+/// Deep JSON forms, long continuations and many heredocs: nothing the
+/// parser does recurses with the input (serde_json stops at 128 levels, and
+/// an array it cannot read is a shell form, as in BuildKit).
+#[test]
+fn deep_and_long_forms_parse_without_recursion() {
+    let deep = format!("{}\"a\"{}", "[".repeat(100_000), "]".repeat(100_000));
+    let df = Dockerfile::parse(&format!("FROM scratch\nCMD {deep}\n"), "Dockerfile").unwrap();
+    assert!(matches!(
+        &df.stages[0].steps[0].value,
+        Instruction::Cmd(CommandForm::Shell(s)) if s == &deep
+    ));
+    let nested = format!("{}\"a\"{}", "[".repeat(50), "]".repeat(50));
+    let err = Dockerfile::parse(&format!("FROM scratch\nCMD {nested}\n"), "Dockerfile")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Dockerfile:2: ") && err.contains("strings only"),
+        "{err}"
+    );
+
+    let continued = format!("FROM scratch\nRUN a{}\n", " \\\n b".repeat(100_000));
+    let df = Dockerfile::parse(&continued, "Dockerfile").unwrap();
+    assert_eq!(df.stages[0].steps[0].end_line, 100_002);
+
+    let markers: String = (0..10_000).map(|i| format!(" <<E{i}")).collect();
+    let bodies: String = (0..10_000).map(|i| format!("body\nE{i}\n")).collect();
+    let df = Dockerfile::parse(
+        &format!("FROM scratch\nRUN cat{markers}\n{bodies}"),
+        "Dockerfile",
+    )
+    .unwrap();
+    let Instruction::Run(run) = &df.stages[0].steps[0].value else {
+        panic!("not a RUN");
+    };
+    assert_eq!(run.heredocs.len(), 10_000);
+}
