@@ -206,12 +206,14 @@ pub fn dockerignore(data: &[u8]) {
             ignore.is_excluded(path);
         }
     }
-    for pattern in patterns.lines().take(8) {
+    // the backtracking matcher recurses once per token: short ones only
+    let short = |s: &&str| s.len() <= 256;
+    for pattern in patterns.lines().filter(short).take(8) {
         for flavor in [Flavor::Shell, Flavor::GoPath, Flavor::DockerIgnore] {
             let Some(glob) = Glob::new(pattern, flavor) else {
                 continue;
             };
-            for path in paths.lines().take(8) {
+            for path in paths.lines().filter(short).take(8) {
                 let chars: Vec<char> = path.chars().collect();
                 let hits = glob.prefix_matches(&chars);
                 for (n, hit) in hits.iter().enumerate() {
