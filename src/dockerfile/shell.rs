@@ -118,8 +118,9 @@ impl Budget {
         }
     }
 
-    /// Takes `n` bytes; an error when fewer are left.
-    fn charge(&self, n: usize) -> Result<(), ShellError> {
+    /// Takes `n` bytes (of expansion, or of what a step derives from it,
+    /// like EXPOSE's port ranges); an error when fewer are left.
+    pub fn charge(&self, n: usize) -> Result<(), ShellError> {
         self.left
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                 left.checked_sub(n)

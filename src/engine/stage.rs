@@ -223,7 +223,13 @@ impl StageState {
                         .process_words_in(p, &vars, &budget)
                         .map_err(|e| fail(e.to_string()))?
                     {
-                        all.extend(port_specs(&w).map_err(fail)?);
+                        // a range is one word and up to 65,536 ports: they
+                        // count against the stage's budget before they are
+                        // made, at about what each costs kept (64 bytes)
+                        let (start, end, proto) = port_range(&w).map_err(fail)?;
+                        let count = usize::from(end - start) + 1;
+                        budget.charge(count * 64).map_err(|e| fail(e.to_string()))?;
+                        all.extend((start..=end).map(|p| format!("{p}/{proto}")));
                     }
                 }
                 let exposed = self
@@ -833,7 +839,8 @@ fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<Chan
 }
 
 /// EXPOSE's `port[-end][/proto]` into `port/proto` entries.
-fn port_specs(spec: &str) -> Result<Vec<String>, String> {
+/// An EXPOSE word: its first and last port and its protocol.
+fn port_range(spec: &str) -> Result<(u16, u16, String), String> {
     let (ports, proto) = match spec.split_once('/') {
         Some((p, proto)) => (p, proto.to_ascii_lowercase()),
         None => (spec, "tcp".to_string()),
@@ -857,7 +864,7 @@ fn port_specs(spec: &str) -> Result<Vec<String>, String> {
             "invalid range specified for container port: {spec}"
         ));
     }
-    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+    Ok((start, end, proto))
 }
 
 fn check_signal(s: &str) -> Result<(), String> {
@@ -896,11 +903,14 @@ mod tests {
 
     #[test]
     fn exposes() {
-        assert_eq!(port_specs("80"), Ok(vec!["80/tcp".to_string()]));
-        assert_eq!(port_specs("53/UDP"), Ok(vec!["53/udp".to_string()]));
-        assert_eq!(port_specs("8000-8002/tcp").map(|v| v.len()), Ok(3));
-        assert!(port_specs("http").is_err());
-        assert!(port_specs("80/icmp").is_err());
+        assert_eq!(port_range("80"), Ok((80, 80, "tcp".to_string())));
+        assert_eq!(port_range("53/UDP"), Ok((53, 53, "udp".to_string())));
+        assert_eq!(
+            port_range("8000-8002/tcp"),
+            Ok((8000, 8002, "tcp".to_string()))
+        );
+        assert!(port_range("http").is_err());
+        assert!(port_range("80/icmp").is_err());
         assert!(
             check_signal("SIGTERM").is_ok()
                 && check_signal("9").is_ok()

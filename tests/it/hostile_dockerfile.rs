@@ -37,6 +37,12 @@ fn crafted_dockerfiles_fail_cleanly_with_their_line() {
             "longer than",
         ),
         (
+            "port ranges",
+            format!("FROM scratch\nEXPOSE{}\n", " 1-65535/udp".repeat(500)).into_bytes(),
+            2,
+            "longer than",
+        ),
+        (
             "not UTF-8",
             b"FROM scratch\nLABEL a=\"\xff\xfe\x80 raw\"\n".to_vec(),
             2,
