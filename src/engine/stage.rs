@@ -159,7 +159,8 @@ impl StageState {
         let fail =
             |message: String| EngineError::step(file, step.line, step.value.keyword(), message);
         let lexer = env.dockerfile.lexer();
-        let vars = self.scope.vars(&self.config.config.env_pairs());
+        let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
+        let vars = self.scope.view(env_list);
         let budget = self.budget.clone();
         let word = |w: &str| {
             lexer
@@ -184,24 +185,32 @@ impl StageState {
             }
             Instruction::Arg(decls) => {
                 let mut parts = Vec::new();
+                // declared once the words are expanded (they see the scope
+                // before this line), in order
+                let mut declared: Vec<(&String, Option<String>)> = Vec::new();
                 for (name, default) in decls {
                     let value = match args.take(name) {
                         Some(v) => Some(v),
                         None => match default {
                             Some(d) => Some(word(d)?),
                             // global ARGs (the automatic platform args among
-                            // them), else the value it has (from the parent stage)
-                            None => env
-                                .global_args
-                                .get(name)
-                                .cloned()
-                                .or_else(|| self.scope.value(name)),
+                            // them), else the value it has (from the parent stage
+                            // or earlier on this line)
+                            None => env.global_args.get(name).cloned().or_else(|| {
+                                match declared.iter().rev().find(|(n, _)| *n == name) {
+                                    Some((_, v)) => v.clone(),
+                                    None => self.scope.value(name),
+                                }
+                            }),
                         },
                     };
                     parts.push(match &value {
                         Some(v) => format!("{name}={v}"),
                         None => name.clone(),
                     });
+                    declared.push((name, value));
+                }
+                for (name, value) in declared {
                     self.scope.declare(name, value);
                 }
                 created_by = format!("ARG {}", parts.join(" "));
