@@ -102,7 +102,8 @@ impl StageVars {
         args: &mut BuildArgs,
         global: &BTreeMap<String, String>,
     ) -> Result<(), crate::dockerfile::ShellError> {
-        let vars = self.scope.vars(&self.env.env_pairs());
+        let env_list: &[String] = self.env.env.as_deref().unwrap_or(&[]);
+        let vars = self.scope.view(env_list);
         let word = |w: &str| self.lexer.process_word_in(w, &vars, &self.budget);
         match inst {
             Instruction::Env(pairs) => {
@@ -115,14 +116,23 @@ impl StageVars {
                 }
             }
             Instruction::Arg(decls) => {
+                let mut declared: Vec<(&String, Option<String>)> = Vec::new();
                 for (name, default) in decls {
                     let value = match args.take(name) {
                         Some(v) => Some(v),
                         None => match default {
                             Some(d) => Some(word(d)?),
-                            None => global.get(name).cloned().or_else(|| self.scope.value(name)),
+                            None => global.get(name).cloned().or_else(|| {
+                                match declared.iter().rev().find(|(n, _)| *n == name) {
+                                    Some((_, v)) => v.clone(),
+                                    None => self.scope.value(name),
+                                }
+                            }),
                         },
                     };
+                    declared.push((name, value));
+                }
+                for (name, value) in declared {
                     self.scope.declare(name, value);
                 }
             }
