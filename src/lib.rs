@@ -10,6 +10,8 @@ pub mod cli;
 pub mod dockerfile;
 pub mod engine;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod lexpath;
 pub mod registry;

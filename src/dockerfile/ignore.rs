@@ -105,8 +105,100 @@ impl Glob {
 
     pub(crate) fn matches(&self, text: &str) -> bool {
         let text: Vec<char> = text.chars().collect();
+        self.prefix_matches(&text)[text.len()]
+    }
+
+    /// The same answer by memoized backtracking, which recurses once per
+    /// pattern token: only for checking [`Self::prefix_matches`] against
+    /// (the fuzz target does), on short patterns.
+    pub(crate) fn matches_backtracking(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
         let mut failed = std::collections::HashSet::new();
         self.match_at(0, &text, 0, &mut failed)
+    }
+
+    /// The same pattern read backwards: it matches the reversed texts.
+    pub(crate) fn reversed(&self) -> Glob {
+        let mut toks = self.toks.clone();
+        toks.reverse();
+        Glob {
+            toks,
+            flavor: self.flavor,
+        }
+    }
+
+    /// Which prefixes of `text` the whole pattern matches: `out[n]` for
+    /// `text[..n]`. One pass over `text` with the set of pattern positions
+    /// reached (a Thompson NFA), so `O(text × pattern)` however many `*`
+    /// there are; it stops once no position is left.
+    pub(crate) fn prefix_matches(&self, text: &[char]) -> Vec<bool> {
+        let k = self.toks.len();
+        let mut out = vec![false; text.len() + 1];
+        // now: pattern positions reached; inside: `**/` positions within
+        // their `.*` (something read since they began, no slash closing
+        // them yet), which, unlike one just reached, cannot be skipped
+        let mut now = States::new(k);
+        let mut inside = States::new(k);
+        let mut next = States::new(k);
+        let mut next_inside = States::new(k);
+        self.enter(&mut now, 0);
+        out[0] = now.has(k);
+        for (n, &c) in text.iter().enumerate() {
+            next.clear();
+            next_inside.clear();
+            let slash_stop = c == '/' && self.stops_at_slash();
+            for &i in inside.list.iter() {
+                // `(.*/)?`: keep reading, or leave after a slash
+                next_inside.insert(i);
+                if c == '/' {
+                    self.enter(&mut next, i + 1);
+                }
+            }
+            for &i in now.list.iter() {
+                let Some(tok) = self.toks.get(i) else {
+                    continue;
+                };
+                let (stay, advance) = match tok {
+                    Tok::Lit(l) => (false, *l == c),
+                    Tok::One => (false, !slash_stop),
+                    Tok::Star => (!slash_stop, false),
+                    Tok::AnyTail => (true, false),
+                    Tok::AnyDirs => {
+                        next_inside.insert(i);
+                        (false, c == '/')
+                    }
+                    Tok::Class { negated, items } => {
+                        let hit = items.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                        (false, !slash_stop && hit != *negated)
+                    }
+                };
+                if stay {
+                    self.enter(&mut next, i);
+                }
+                if advance {
+                    self.enter(&mut next, i + 1);
+                }
+            }
+            if next.list.is_empty() && next_inside.list.is_empty() {
+                break;
+            }
+            std::mem::swap(&mut now, &mut next);
+            std::mem::swap(&mut inside, &mut next_inside);
+            out[n + 1] = now.has(k);
+        }
+        out
+    }
+
+    /// Reaches position `i`, and those after it reachable without reading:
+    /// past a `*`, `**` or `**/` just reached.
+    fn enter(&self, set: &mut States, mut i: usize) {
+        loop {
+            set.insert(i);
+            match self.toks.get(i) {
+                Some(Tok::Star | Tok::AnyTail | Tok::AnyDirs) => i += 1,
+                _ => break,
+            }
+        }
     }
 
     fn stops_at_slash(&self) -> bool {
@@ -170,6 +262,35 @@ impl Glob {
     }
 }
 
+/// A set of pattern positions: a list to walk and a flag per position.
+struct States {
+    list: Vec<usize>,
+    on: Vec<bool>,
+}
+
+impl States {
+    fn new(k: usize) -> Self {
+        Self {
+            list: Vec::new(),
+            on: vec![false; k + 1],
+        }
+    }
+    fn insert(&mut self, i: usize) {
+        if !self.on[i] {
+            self.on[i] = true;
+            self.list.push(i);
+        }
+    }
+    fn has(&self, i: usize) -> bool {
+        self.on[i]
+    }
+    fn clear(&mut self) {
+        for i in self.list.drain(..) {
+            self.on[i] = false;
+        }
+    }
+}
+
 /// Parses a class after its `[`; returns the token and the index after `]`.
 fn parse_class(chars: &[char], mut i: usize) -> Option<(Tok, usize)> {
     let mut negated = false;
@@ -212,14 +333,6 @@ fn parse_class(chars: &[char], mut i: usize) -> Option<(Tok, usize)> {
         items.push((lo, hi));
     }
     Some((Tok::Class { negated, items }, i))
-}
-
-/// Whole-string match of a shell pattern (`${V#pattern}`).
-pub(crate) fn glob_match(pattern: &[char], text: &[char], path: bool) -> bool {
-    let p: String = pattern.iter().collect();
-    let t: String = text.iter().collect();
-    let flavor = if path { Flavor::GoPath } else { Flavor::Shell };
-    Glob::new(&p, flavor).is_some_and(|g| g.matches(&t))
 }
 
 #[derive(Debug, Clone)]

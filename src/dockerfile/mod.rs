@@ -13,7 +13,31 @@ pub mod shell;
 pub use ignore::DockerIgnore;
 pub use instruction::{CommandForm, Copy, From, Healthcheck, Instruction, Run, Source};
 pub use parser::{Directives, Heredoc};
-pub use shell::{Lexer, ShellError, Vars};
+pub use shell::{Budget, Lexer, ShellError, Vars};
+
+/// The largest Dockerfile read, in bytes. The longest real ones are tens
+/// of kilobytes; everything parsed or expanded from a Dockerfile grows with
+/// it.
+pub const MAX_DOCKERFILE: usize = 16 << 20;
+
+/// A Dockerfile's bytes as text: they must be UTF-8 and at most
+/// [`MAX_DOCKERFILE`] bytes; the error names the line where they are not
+/// (and never shows the bytes).
+pub fn text_of<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, DockerfileError> {
+    let line_at = |offset: usize| 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
+    if bytes.len() > MAX_DOCKERFILE {
+        return Err(DockerfileError::Parse {
+            file: file.to_string(),
+            line: line_at(MAX_DOCKERFILE),
+            message: format!("the Dockerfile is larger than {MAX_DOCKERFILE} bytes"),
+        });
+    }
+    std::str::from_utf8(bytes).map_err(|e| DockerfileError::Parse {
+        file: file.to_string(),
+        line: line_at(e.valid_up_to()),
+        message: "not valid UTF-8".to_string(),
+    })
+}
 
 /// ARG declarations: names with optional (unexpanded) defaults.
 pub type ArgDecls = Vec<(String, Option<String>)>;
@@ -73,8 +97,14 @@ pub struct Dockerfile {
 }
 
 impl Dockerfile {
+    /// Parses a Dockerfile as read from disk ([`text_of`]).
+    pub fn parse_bytes(bytes: &[u8], file: &str) -> Result<Dockerfile, DockerfileError> {
+        Self::parse(text_of(bytes, file)?, file)
+    }
+
     /// Parses Dockerfile text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Dockerfile, DockerfileError> {
+        text_of(text.as_bytes(), file)?;
         let parsed = parser::parse(text, file)?;
         let escape = parsed.directives.escape;
         let err = |line: usize, message: String| DockerfileError::Parse {

@@ -6,7 +6,24 @@
 //! arithmetic, exactly as in BuildKit's `shell.Lex`. It must not know about
 //! instructions; the parser decides which arguments are expanded.
 
+use super::ignore::{Flavor, Glob};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How deep `${…}` may nest inside another `${…}`'s word. Real Dockerfiles
+/// nest two or three deep; each level is a recursion of the scanner, and
+/// thousands of levels overflowed the stack.
+pub const MAX_NESTING: usize = 64;
+
+/// How long (in bytes) the result of expanding one argument may grow. A
+/// doubling `ENV A=${A}${A}` repeated reached gigabytes in seconds; this is
+/// far above any real value and below what hurts a machine.
+pub const MAX_EXPANDED: usize = 16 << 20;
+
+/// How many bytes all the expansions of one stage may produce together
+/// (see [`Budget`]).
+pub const MAX_STAGE_EXPANDED: usize = 256 << 20;
 
 /// Where variable values come from.
 pub trait Vars {
@@ -56,6 +73,61 @@ pub enum ShellError {
     Unset { name: String, message: String },
     #[error("bad substitution: {0}")]
     BadSubstitution(String),
+    #[error("variable substitutions nested more than {MAX_NESTING} deep")]
+    TooDeep,
+    #[error(
+        "pattern substitution on a value longer than {MAX_PATTERN_VALUE} characters or with a pattern longer than {MAX_PATTERN}"
+    )]
+    PatternTooLong,
+    #[error("expansion longer than {limit} bytes")]
+    TooLong { limit: usize },
+}
+
+impl ShellError {
+    /// Whether this is one of the bounds on nesting, length and pattern
+    /// work rather than an error in the word.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            ShellError::TooDeep | ShellError::TooLong { .. } | ShellError::PatternTooLong
+        )
+    }
+}
+
+/// What all the expansions of one stage may still produce, in bytes: each
+/// argument is bounded by [`MAX_EXPANDED`], but a stage has as many
+/// arguments as the Dockerfile has words, so the stage's total is bounded
+/// too. Clones share the count.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    left: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(MAX_STAGE_EXPANDED)
+    }
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            left: Arc::new(AtomicUsize::new(limit)),
+            limit,
+        }
+    }
+
+    /// Takes `n` bytes (of expansion, or of what a step derives from it,
+    /// like EXPOSE's port ranges); an error when fewer are left.
+    pub fn charge(&self, n: usize) -> Result<(), ShellError> {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .map(|_| ())
+            .map_err(|_| ShellError::TooLong { limit: self.limit })
+    }
 }
 
 /// Word processor for one escape character (`\` or `` ` ``).
@@ -116,10 +188,34 @@ impl Lexer {
         Ok(words.into_iter().next().unwrap_or_default())
     }
 
+    /// [`Self::process_word`], charging the result's length to `budget`.
+    pub fn process_word_in(
+        &self,
+        word: &str,
+        vars: &dyn Vars,
+        budget: &Budget,
+    ) -> Result<String, ShellError> {
+        let out = self.process_word(word, vars)?;
+        budget.charge(out.len())?;
+        Ok(out)
+    }
+
     /// Expands variables and removes quotes, then splits on unquoted
     /// whitespace (also whitespace that came from an unquoted expansion).
     pub fn process_words(&self, word: &str, vars: &dyn Vars) -> Result<Vec<String>, ShellError> {
         self.run(word, vars, self.mode(true))
+    }
+
+    /// [`Self::process_words`], charging the words' length to `budget`.
+    pub fn process_words_in(
+        &self,
+        word: &str,
+        vars: &dyn Vars,
+        budget: &Budget,
+    ) -> Result<Vec<String>, ShellError> {
+        let out = self.process_words(word, vars)?;
+        budget.charge(out.iter().map(String::len).sum())?;
+        Ok(out)
     }
 
     fn run(&self, word: &str, vars: &dyn Vars, mode: Mode) -> Result<Vec<String>, ShellError> {
@@ -130,6 +226,10 @@ impl Lexer {
             escape: self.escape,
             vars,
             mode,
+            depth: 0,
+            // the input itself always fits: a long literal word is the
+            // Dockerfile's own size, bounded when it is read
+            limit: MAX_EXPANDED.max(word.len()),
         };
         let mut words = Words::default();
         state.process(None, &mut words)?;
@@ -144,6 +244,8 @@ struct Words {
     done: Vec<String>,
     cur: String,
     started: bool,
+    /// Bytes of the finished words.
+    done_len: usize,
 }
 
 impl Words {
@@ -171,9 +273,13 @@ impl Words {
     }
     fn end_word(&mut self) {
         if self.started {
+            self.done_len += self.cur.len();
             self.done.push(std::mem::take(&mut self.cur));
             self.started = false;
         }
+    }
+    fn len(&self) -> usize {
+        self.done_len + self.cur.len()
     }
     fn finish(mut self, split: bool) -> Vec<String> {
         if split {
@@ -191,6 +297,10 @@ struct Scan<'a> {
     escape: char,
     vars: &'a dyn Vars,
     mode: Mode,
+    /// How many `${…}` words enclose the scan position.
+    depth: usize,
+    /// The most bytes the output (and any value built on the way) may hold.
+    limit: usize,
 }
 
 impl Scan<'_> {
@@ -217,6 +327,7 @@ impl Scan<'_> {
                 '"' => self.double_quote(out)?,
                 '$' => {
                     let value = self.dollar()?;
+                    self.check(out.len() + value.len())?;
                     out.push_split(&value, self.mode.split);
                 }
                 c if c == self.escape => {
@@ -283,6 +394,7 @@ impl Scan<'_> {
                 }
                 Some('$') => {
                     let value = self.dollar()?;
+                    self.check(out.len() + value.len())?;
                     out.push_raw(&value);
                 }
                 Some(c) if c == self.escape => {
@@ -333,12 +445,24 @@ impl Scan<'_> {
         name
     }
 
+    fn check(&self, len: usize) -> Result<(), ShellError> {
+        if len > self.limit {
+            return Err(ShellError::TooLong { limit: self.limit });
+        }
+        Ok(())
+    }
+
     /// The text of a word inside `${…}` up to the closing brace.
     fn inner_word(&mut self) -> Result<String, ShellError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ShellError::TooDeep);
+        }
         let mut w = Words::default();
         let mode = self.mode;
         self.mode.split = false;
+        self.depth += 1;
         let found = self.process(Some('}'), &mut w);
+        self.depth -= 1;
         self.mode = mode;
         if !found? {
             return Err(ShellError::MissingBrace);
@@ -407,11 +531,11 @@ impl Scan<'_> {
                 }
                 let pattern = self.inner_word()?;
                 let value = value.unwrap_or_default();
-                Ok(if op == '#' {
+                if op == '#' {
                     trim_prefix(&value, &pattern, longest)
                 } else {
                     trim_suffix(&value, &pattern, longest)
-                })
+                }
             }
             Some('/') => {
                 let all = self.peek() == Some('/');
@@ -420,12 +544,13 @@ impl Scan<'_> {
                 }
                 let spec = self.inner_word()?;
                 let (pattern, replacement) = spec.split_once('/').unwrap_or((spec.as_str(), ""));
-                Ok(replace_pattern(
+                replace_pattern(
                     &value.unwrap_or_default(),
                     pattern,
                     replacement,
                     all,
-                ))
+                    self.limit,
+                )
             }
             Some(other) => {
                 let mut text = format!("${{{name}{other}");
@@ -456,59 +581,81 @@ fn unset_error(name: String, word: String) -> ShellError {
     ShellError::Unset { name, message }
 }
 
-/// Shell pattern match of a whole string (`*`, `?`, `[…]`, `\` escapes).
-fn shell_match(pattern: &[char], text: &[char]) -> bool {
-    crate::dockerfile::ignore::glob_match(pattern, text, false)
+/// The longest value (in characters) `#`, `%` and `/` work on, and the
+/// longest pattern: real ones are versions, paths and file names.
+pub const MAX_PATTERN_VALUE: usize = 8 << 10;
+pub const MAX_PATTERN: usize = 256;
+
+fn shell_glob(value: &[char], pattern: &str) -> Result<Option<Glob>, ShellError> {
+    if value.len() > MAX_PATTERN_VALUE || pattern.chars().count() > MAX_PATTERN {
+        return Err(ShellError::PatternTooLong);
+    }
+    Ok(Glob::new(pattern, Flavor::Shell))
 }
 
-fn trim_prefix(value: &str, pattern: &str, longest: bool) -> String {
+fn trim_prefix(value: &str, pattern: &str, longest: bool) -> Result<String, ShellError> {
     let v: Vec<char> = value.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    let mut ends: Vec<usize> = (0..=v.len()).collect();
-    if longest {
-        ends.reverse();
-    }
-    for end in ends {
-        if shell_match(&p, &v[..end]) {
-            return v[end..].iter().collect();
-        }
-    }
-    value.to_string()
+    let Some(glob) = shell_glob(&v, pattern)? else {
+        return Ok(value.to_string());
+    };
+    let hits = glob.prefix_matches(&v);
+    let end = if longest {
+        hits.iter().rposition(|&m| m)
+    } else {
+        hits.iter().position(|&m| m)
+    };
+    Ok(match end {
+        Some(end) => v[end..].iter().collect(),
+        None => value.to_string(),
+    })
 }
 
-fn trim_suffix(value: &str, pattern: &str, longest: bool) -> String {
+fn trim_suffix(value: &str, pattern: &str, longest: bool) -> Result<String, ShellError> {
     let v: Vec<char> = value.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    let mut starts: Vec<usize> = (0..=v.len()).collect();
-    if !longest {
-        starts.reverse();
-    }
-    for start in starts {
-        if shell_match(&p, &v[start..]) {
-            return v[..start].iter().collect();
-        }
-    }
-    value.to_string()
+    let Some(glob) = shell_glob(&v, pattern)? else {
+        return Ok(value.to_string());
+    };
+    let reversed: Vec<char> = v.iter().rev().copied().collect();
+    // hits[n]: the last n characters match
+    let hits = glob.reversed().prefix_matches(&reversed);
+    let len = if longest {
+        hits.iter().rposition(|&m| m)
+    } else {
+        hits.iter().position(|&m| m)
+    };
+    Ok(match len {
+        Some(len) => v[..v.len() - len].iter().collect(),
+        None => value.to_string(),
+    })
 }
 
-fn replace_pattern(value: &str, pattern: &str, replacement: &str, all: bool) -> String {
+fn replace_pattern(
+    value: &str,
+    pattern: &str,
+    replacement: &str,
+    all: bool,
+    limit: usize,
+) -> Result<String, ShellError> {
     let v: Vec<char> = value.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    if p.is_empty() {
-        return value.to_string();
+    if pattern.is_empty() {
+        return Ok(value.to_string());
     }
+    let Some(glob) = shell_glob(&v, pattern)? else {
+        return Ok(value.to_string());
+    };
     let mut out = String::new();
     let mut i = 0;
     let mut replaced = false;
     while i < v.len() {
         if !replaced || all {
-            // longest match starting at i
-            if let Some(end) = (i + 1..=v.len())
-                .rev()
-                .find(|&end| shell_match(&p, &v[i..end]))
-            {
+            // the longest non-empty match starting at i
+            let hits = glob.prefix_matches(&v[i..]);
+            if let Some(len) = hits.iter().rposition(|&m| m).filter(|&n| n > 0) {
                 out.push_str(replacement);
-                i = end;
+                if out.len() > limit {
+                    return Err(ShellError::TooLong { limit });
+                }
+                i += len;
                 replaced = true;
                 continue;
             }
@@ -516,7 +663,7 @@ fn replace_pattern(value: &str, pattern: &str, replacement: &str, all: bool) -> 
         out.push(v[i]);
         i += 1;
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -739,3 +739,83 @@ fn conformance_dockerfiles_parse() {
         + 1;
     assert_eq!(df.stages[0].steps[12].line, cmd_line);
 }
+
+/// Bytes that are not a Dockerfile smelt will read: the error names the
+/// line and shows none of the bytes.
+#[test]
+fn bytes_table() {
+    let huge = {
+        let mut v = b"FROM scratch\n".to_vec();
+        v.extend(std::iter::repeat_n(b"# comment\n".as_slice(), MAX_DOCKERFILE / 10 + 1).flatten());
+        v
+    };
+    // (bytes, the line and words of the error, or none)
+    type Row<'a> = (&'a [u8], Option<(usize, &'a str)>);
+    let rows: &[Row] = &[
+        (b"FROM scratch\nRUN true\n", None),
+        (
+            b"FROM scratch\nRUN \xff\xfe secret\n",
+            Some((2, "not valid UTF-8")),
+        ),
+        (
+            b"FROM scratch\n\nLABEL a=\xc3\n",
+            Some((3, "not valid UTF-8")),
+        ),
+        (b"\x80", Some((1, "not valid UTF-8"))),
+        (&huge, Some((MAX_DOCKERFILE / 10 + 1, "larger than"))),
+    ];
+    for (bytes, want) in rows {
+        let got = Dockerfile::parse_bytes(bytes, "ctx/Dockerfile");
+        match want {
+            None => assert!(got.is_ok(), "{:?}", got.err()),
+            Some((line, fragment)) => {
+                let err = got.expect_err("must fail").to_string();
+                assert!(
+                    err.starts_with(&format!("ctx/Dockerfile:{line}: ")) && err.contains(fragment),
+                    "{err:?}"
+                );
+                assert!(
+                    !err.contains('\u{fffd}') && !err.contains("secret"),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Deep JSON forms, long continuations and many heredocs: nothing the
+/// parser does recurses with the input (serde_json stops at 128 levels, and
+/// an array it cannot read is a shell form, as in BuildKit).
+#[test]
+fn deep_and_long_forms_parse_without_recursion() {
+    let deep = format!("{}\"a\"{}", "[".repeat(100_000), "]".repeat(100_000));
+    let df = Dockerfile::parse(&format!("FROM scratch\nCMD {deep}\n"), "Dockerfile").unwrap();
+    assert!(matches!(
+        &df.stages[0].steps[0].value,
+        Instruction::Cmd(CommandForm::Shell(s)) if s == &deep
+    ));
+    let nested = format!("{}\"a\"{}", "[".repeat(50), "]".repeat(50));
+    let err = Dockerfile::parse(&format!("FROM scratch\nCMD {nested}\n"), "Dockerfile")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Dockerfile:2: ") && err.contains("strings only"),
+        "{err}"
+    );
+
+    let continued = format!("FROM scratch\nRUN a{}\n", " \\\n b".repeat(100_000));
+    let df = Dockerfile::parse(&continued, "Dockerfile").unwrap();
+    assert_eq!(df.stages[0].steps[0].end_line, 100_002);
+
+    let markers: String = (0..10_000).map(|i| format!(" <<E{i}")).collect();
+    let bodies: String = (0..10_000).map(|i| format!("body\nE{i}\n")).collect();
+    let df = Dockerfile::parse(
+        &format!("FROM scratch\nRUN cat{markers}\n{bodies}"),
+        "Dockerfile",
+    )
+    .unwrap();
+    let Instruction::Run(run) = &df.stages[0].steps[0].value else {
+        panic!("not a RUN");
+    };
+    assert_eq!(run.heredocs.len(), 10_000);
+}

@@ -2,7 +2,7 @@
 //! stages the target needs, run them in order, assemble the image and write
 //! it to every output asked for (docker-archive, OCI layout, digest files).
 
-use super::context::{SourceTree, load_ignore};
+use super::context::{SourceTree, load_ignore, read_build_file};
 use super::plan::Plan;
 use super::remote::Remote;
 use super::scheduler::Runner;
@@ -33,9 +33,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         .iter()
         .map(|d| Reference::parse(d).map_err(EngineError::Invalid))
         .collect::<Result<Vec<_>, _>>()?;
-    let text = fs_err::read_to_string(&opts.dockerfile)?;
+    // beneath the context when it is in it: a symlink there never reads a host file
+    let bytes = read_build_file(
+        &opts.context,
+        &opts.dockerfile,
+        crate::dockerfile::MAX_DOCKERFILE,
+    )?;
     let file = opts.dockerfile.display().to_string();
-    let df = Dockerfile::parse(&text, &file)?;
+    let text = crate::dockerfile::text_of(&bytes, &file)?;
+    let df = Dockerfile::parse(text, &file)?;
     for w in &df.warnings {
         log::warn!("{w}");
     }
@@ -86,18 +92,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
 
     // global scope: automatic platform args, then the ARGs before the first FROM
     let mut global: BTreeMap<String, String> = opts.platform.build_args().into_iter().collect();
+    let budget = crate::dockerfile::Budget::default();
     for meta in &df.meta_args {
         for (name, default) in &meta.value {
             let value = match args.take(name) {
                 Some(v) => Some(v),
                 None => match default {
-                    Some(d) => Some(lexer.process_word(d, &global).map_err(|source| {
-                        crate::dockerfile::DockerfileError::Expand {
+                    Some(d) => Some(lexer.process_word_in(d, &global, &budget).map_err(
+                        |source| crate::dockerfile::DockerfileError::Expand {
                             file: file.clone(),
                             line: meta.line,
                             source,
-                        }
-                    })?),
+                        },
+                    )?),
                     None => None,
                 },
             };
@@ -163,7 +170,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         env: &env,
         remote: &remote,
         work: work.path(),
-        text: &text,
+        text,
     };
     let final_state = runner.run(&plan, &mut args)?;
     let unused = args.unused();

@@ -160,7 +160,8 @@ fn unescape(s: &str) -> String {
 }
 
 /// Reads `.dockerignore` for a context: `<Dockerfile>.dockerignore` next to
-/// the Dockerfile wins over `<context>/.dockerignore`.
+/// the Dockerfile wins over `<context>/.dockerignore`. Both are read as the
+/// Dockerfile is ([`read_build_file`]): beneath the context when they are in it.
 pub fn load_ignore(
     context: &Path,
     dockerfile: &Path,
@@ -173,7 +174,8 @@ pub fn load_ignore(
     }
     candidates.push(context.join(".dockerignore"));
     for path in candidates {
-        if let Ok(text) = fs_err::read_to_string(&path) {
+        let read = read_build_file(context, &path, crate::dockerfile::MAX_DOCKERFILE);
+        if let Some(text) = read.ok().and_then(|b| String::from_utf8(b).ok()) {
             return DockerIgnore::parse(&text).map_err(|source| {
                 crate::dockerfile::DockerfileError::Ignore {
                     file: path.display().to_string(),
@@ -183,4 +185,85 @@ pub fn load_ignore(
         }
     }
     Ok(DockerIgnore::default())
+}
+
+/// `path` relative to `context` when it names something in the context
+/// (compared by name, `.` and `..` resolved without following links).
+fn in_context(context: &Path, path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let normal = |p: &Path| -> Option<PathBuf> {
+        let mut out = PathBuf::new();
+        for c in std::path::absolute(p).ok()?.components() {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    };
+    let rel = normal(path)?
+        .strip_prefix(normal(context)?)
+        .ok()?
+        .to_path_buf();
+    Some(rel)
+}
+
+/// Opens a file of the build's own (the Dockerfile, a `.dockerignore`).
+/// One in the context is opened beneath it (`openat2` with
+/// `RESOLVE_IN_ROOT`), so a symlink resolves inside the context, as
+/// BuildKit's context transfer does, and never reaches a host file; one
+/// elsewhere (a `--dockerfile` the user named outside the context) is
+/// opened as given. Only a regular file is accepted (a FIFO would block).
+pub fn open_build_file(context: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let fd = match in_context(context, path) {
+        Some(rel) => {
+            let root = rustix::fs::open(
+                context,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| named(e.into()))?;
+            let rel = if rel.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                rel.as_path()
+            };
+            rustix::fs::openat2(
+                &root,
+                rel,
+                flags,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            )
+            .map_err(|e| named(e.into()))?
+        }
+        None => rustix::fs::open(path, flags, Mode::empty()).map_err(|e| named(e.into()))?,
+    };
+    let file = std::fs::File::from(fd);
+    if !file.metadata().map_err(named)?.is_file() {
+        return Err(named(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    Ok(file)
+}
+
+/// Reads a file of the build's own ([`open_build_file`]), at most `limit`
+/// bytes and one more (so the caller sees that it is too large).
+pub fn read_build_file(context: &Path, path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_build_file(context, path)?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    Ok(bytes)
 }

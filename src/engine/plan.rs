@@ -87,8 +87,10 @@ impl Plan {
             })?,
         };
         let mut refs = BTreeMap::new();
+        // the names kept here are expanded: bounded together, as a stage's
+        let budget = crate::dockerfile::Budget::default();
         for i in 0..df.stages.len() {
-            refs.insert(i, stage_refs(df, i, global)?);
+            refs.insert(i, stage_refs(df, i, global, &budget)?);
         }
         // depth-first from the target: the order, and cycles on the way
         let mut order = Vec::new();
@@ -183,6 +185,7 @@ fn stage_refs(
     df: &Dockerfile,
     i: usize,
     global: &BTreeMap<String, String>,
+    budget: &crate::dockerfile::Budget,
 ) -> Result<StageRefs, EngineError> {
     let stage = &df.stages[i];
     let lexer = df.lexer();
@@ -190,7 +193,7 @@ fn stage_refs(
         EngineError::Invalid(format!("{}:{line}: {message}", df.file))
     };
     let image = lexer
-        .process_word(&stage.from.value.image, global)
+        .process_word_in(&stage.from.value.image, global, budget)
         .map_err(|e| err(stage.from.line, e.to_string()))?;
     let base = if image.eq_ignore_ascii_case("scratch") {
         None
@@ -212,9 +215,12 @@ fn stage_refs(
         };
         let Some(from) = &c.from else { continue };
         // stage args may take part too; global ones are what a plan can know
-        let from = lexer
-            .process_word(from, global)
-            .unwrap_or_else(|_| from.clone());
+        let from = match lexer.process_word_in(from, global, budget) {
+            Ok(f) => f,
+            Err(e) if e.is_limit() => return Err(err(step.line, e.to_string())),
+            // a stage arg may be what is missing: the step itself will say
+            Err(_) => from.clone(),
+        };
         let r = if let Some(s) = df.stage_named(&from) {
             if s == i {
                 return Err(err(

@@ -95,6 +95,14 @@ impl StageScope {
             .and_then(|(_, v)| v.clone())
     }
 
+    /// Variables for expansion without copying them: ENV (`KEY=value`
+    /// entries, the last of a key winning), else a declared arg's value.
+    /// Building a map per step cost O(variables) per step: 20,000 `ENV`
+    /// lines took minutes.
+    pub fn view<'a>(&'a self, env: &'a [String]) -> ScopeVars<'a> {
+        ScopeVars { scope: self, env }
+    }
+
     /// Variables for expansion: args with values, then ENV on top.
     pub fn vars(&self, env: &[(String, String)]) -> BTreeMap<String, String> {
         let mut vars: BTreeMap<String, String> = self
@@ -106,5 +114,63 @@ impl StageScope {
             vars.insert(k.clone(), v.clone());
         }
         vars
+    }
+}
+
+/// [`StageScope::view`]: what an instruction's words expand with.
+#[derive(Debug, Clone, Copy)]
+pub struct ScopeVars<'a> {
+    scope: &'a StageScope,
+    env: &'a [String],
+}
+
+impl crate::dockerfile::Vars for ScopeVars<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        let from_env = self
+            .env
+            .iter()
+            .rev()
+            .find_map(|kv| match kv.split_once('=') {
+                Some((k, v)) if k == name => Some(v),
+                None if kv == name => Some(""),
+                _ => None,
+            });
+        from_env.or_else(|| {
+            self.scope
+                .args
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.as_deref())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::Vars;
+
+    #[test]
+    fn view_sees_what_vars_holds() {
+        let mut scope = StageScope::default();
+        scope.declare("A", Some("arg".to_string()));
+        scope.declare("B", Some("arg-b".to_string()));
+        scope.declare("C", None);
+        let env: Vec<String> = ["B=env-b", "PATH=/x", "D", "PATH=/y"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let pairs: Vec<(String, String)> = env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
+        let map = scope.vars(&pairs);
+        let view = scope.view(&env);
+        for name in ["A", "B", "C", "D", "PATH", "E"] {
+            assert_eq!(view.lookup(name), map.lookup(name), "{name}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::sandbox;
 use super::scope::{BuildArgs, StageScope};
 use super::{EngineError, Platform, users};
-use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
+use crate::dockerfile::{Budget, CommandForm, Dockerfile, Instruction, Located, Source};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
 use crate::fs::snapshot::{self, SnapshotMode};
@@ -107,6 +107,8 @@ pub struct StageState {
     dry: bool,
     /// `--single-snapshot`: what the steps so far changed.
     pending: Option<ChangeSet>,
+    /// What the stage's expansions may still produce in total.
+    budget: Budget,
 }
 
 /// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
@@ -134,6 +136,7 @@ impl StageState {
             index: None,
             dry: false,
             pending: None,
+            budget: Budget::default(),
         }
     }
 
@@ -157,10 +160,12 @@ impl StageState {
         let fail =
             |message: String| EngineError::step(file, step.line, step.value.keyword(), message);
         let lexer = env.dockerfile.lexer();
-        let vars = self.scope.vars(&self.config.config.env_pairs());
+        let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
+        let vars = self.scope.view(env_list);
+        let budget = self.budget.clone();
         let word = |w: &str| {
             lexer
-                .process_word(w, &vars)
+                .process_word_in(w, &vars, &budget)
                 .map_err(|e| fail(e.to_string()))
         };
         let mut created_by = String::new();
@@ -181,24 +186,32 @@ impl StageState {
             }
             Instruction::Arg(decls) => {
                 let mut parts = Vec::new();
+                // declared once the words are expanded (they see the scope
+                // before this line), in order
+                let mut declared: Vec<(&String, Option<String>)> = Vec::new();
                 for (name, default) in decls {
                     let value = match args.take(name) {
                         Some(v) => Some(v),
                         None => match default {
                             Some(d) => Some(word(d)?),
                             // global ARGs (the automatic platform args among
-                            // them), else the value it has (from the parent stage)
-                            None => env
-                                .global_args
-                                .get(name)
-                                .cloned()
-                                .or_else(|| self.scope.value(name)),
+                            // them), else the value it has (from the parent stage
+                            // or earlier on this line)
+                            None => env.global_args.get(name).cloned().or_else(|| {
+                                match declared.iter().rev().find(|(n, _)| *n == name) {
+                                    Some((_, v)) => v.clone(),
+                                    None => self.scope.value(name),
+                                }
+                            }),
                         },
                     };
                     parts.push(match &value {
                         Some(v) => format!("{name}={v}"),
                         None => name.clone(),
                     });
+                    declared.push((name, value));
+                }
+                for (name, value) in declared {
                     self.scope.declare(name, value);
                 }
                 created_by = format!("ARG {}", parts.join(" "));
@@ -217,10 +230,16 @@ impl StageState {
                 let mut all = Vec::new();
                 for p in ports {
                     for w in lexer
-                        .process_words(p, &vars)
+                        .process_words_in(p, &vars, &budget)
                         .map_err(|e| fail(e.to_string()))?
                     {
-                        all.extend(port_specs(&w).map_err(fail)?);
+                        // a range is one word and up to 65,536 ports: they
+                        // count against the stage's budget before they are
+                        // made, at about what each costs kept (64 bytes)
+                        let (start, end, proto) = port_range(&w).map_err(fail)?;
+                        let count = usize::from(end - start) + 1;
+                        budget.charge(count * 64).map_err(|e| fail(e.to_string()))?;
+                        all.extend((start..=end).map(|p| format!("{p}/{proto}")));
                     }
                 }
                 let exposed = self
@@ -329,7 +348,7 @@ impl StageState {
                             let content = if *expand {
                                 lexer
                                     .with_raw()
-                                    .process_word(content, &vars)
+                                    .process_word_in(content, &vars, &budget)
                                     .map_err(|e| fail(e.to_string()))?
                             } else {
                                 content.clone()
@@ -508,7 +527,11 @@ impl StageState {
     ) -> Result<(String, String), String> {
         let lexer = env.dockerfile.lexer();
         let vars = self.scope.vars(&self.config.config.env_pairs());
-        let word = |w: &str| lexer.process_word(w, &vars).map_err(|e| e.to_string());
+        let word = |w: &str| {
+            lexer
+                .process_word_in(w, &vars, &self.budget)
+                .map_err(|e| e.to_string())
+        };
         let mut text = String::from(step.value.keyword());
         let mut paths = Vec::new();
         for (flag, value) in [("from", &c.from), ("chown", &c.chown), ("chmod", &c.chmod)] {
@@ -833,7 +856,8 @@ fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<Chan
 }
 
 /// EXPOSE's `port[-end][/proto]` into `port/proto` entries.
-fn port_specs(spec: &str) -> Result<Vec<String>, String> {
+/// An EXPOSE word: its first and last port and its protocol.
+fn port_range(spec: &str) -> Result<(u16, u16, String), String> {
     let (ports, proto) = match spec.split_once('/') {
         Some((p, proto)) => (p, proto.to_ascii_lowercase()),
         None => (spec, "tcp".to_string()),
@@ -857,7 +881,7 @@ fn port_specs(spec: &str) -> Result<Vec<String>, String> {
             "invalid range specified for container port: {spec}"
         ));
     }
-    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+    Ok((start, end, proto))
 }
 
 fn check_signal(s: &str) -> Result<(), String> {
@@ -896,11 +920,14 @@ mod tests {
 
     #[test]
     fn exposes() {
-        assert_eq!(port_specs("80"), Ok(vec!["80/tcp".to_string()]));
-        assert_eq!(port_specs("53/UDP"), Ok(vec!["53/udp".to_string()]));
-        assert_eq!(port_specs("8000-8002/tcp").map(|v| v.len()), Ok(3));
-        assert!(port_specs("http").is_err());
-        assert!(port_specs("80/icmp").is_err());
+        assert_eq!(port_range("80"), Ok((80, 80, "tcp".to_string())));
+        assert_eq!(port_range("53/UDP"), Ok((53, 53, "udp".to_string())));
+        assert_eq!(
+            port_range("8000-8002/tcp"),
+            Ok((8000, 8002, "tcp".to_string()))
+        );
+        assert!(port_range("http").is_err());
+        assert!(port_range("80/icmp").is_err());
         assert!(
             check_signal("SIGTERM").is_ok()
                 && check_signal("9").is_ok()

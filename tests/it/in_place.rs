@@ -34,6 +34,17 @@ pub(crate) fn executor_root(dockerfile: &str) -> tempfile::TempDir {
 
 /// Runs `/kaniko/executor ARGS` chrooted into `root`; returns (ok, stderr).
 pub(crate) fn run_executor(root: &Path, secret: &Path, args: &[&str]) -> (bool, String) {
+    let (code, stderr) = run_executor_env(root, secret, args, &[]);
+    (code == Some(0), stderr)
+}
+
+/// [`run_executor`] with more environment; returns (exit code, stderr).
+fn run_executor_env(
+    root: &Path,
+    secret: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
     let r = root.display();
     let script = format!(
         "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
@@ -56,10 +67,11 @@ pub(crate) fn run_executor(root: &Path, secret: &Path, args: &[&str]) -> (bool, 
         .env("HOME", "/root")
         .env("NO_COLOR", "1")
         .env("DOCKER_CONFIG", "/kaniko/.docker")
+        .envs(env.iter().copied())
         .output()
         .expect("unshare is needed by the tests (util-linux)");
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -141,19 +153,40 @@ fn executor_builds_in_place_and_leaves_its_own_files_out() {
     }
 }
 
+/// Refused outside a container without `--force`. Run, like every in-place
+/// test, as the executor in a throwaway root: were the refusal broken, the
+/// build would clear that root, never the machine's own `/`.
+/// `SMELT_IN_CONTAINER=0` makes "not a container" certain whatever the
+/// machine running the tests is.
 #[test]
 fn in_place_outside_a_container_needs_force() {
-    let t = crate::harness::TestContext::new("FROM scratch\n");
-    let work = t.path("kaniko");
-    let run = t.build(&[
+    let root = executor_root("FROM scratch\nCOPY note.txt /\n");
+    let canary = root.path().join("etc/canary");
+    fs_err::write(&canary, "still here\n").unwrap();
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    let args = [
+        "--context",
+        "/workspace",
+        "--dockerfile",
+        "/workspace/Dockerfile",
         "--no-push",
-        "--in-place",
-        "--kaniko-dir",
-        work.to_str().unwrap(),
-    ]);
-    // this machine may itself be a container; then the build just works
-    if run.code() != 0 {
-        assert_eq!(run.code(), 2, "{}", run.stderr());
-        assert!(run.stderr().contains("--force"), "{}", run.stderr());
-    }
+    ];
+    let outside = [("SMELT_IN_CONTAINER", "0")];
+    let (code, log) = run_executor_env(root.path(), secret.path(), &args, &outside);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("this does not look like a container (use --force if it is one"),
+        "{log}"
+    );
+    assert!(!log.contains("FROM scratch"), "a step ran: {log}");
+    assert_eq!(fs_err::read_to_string(&canary).unwrap(), "still here\n");
+
+    // the same root builds with --force, and as a container without it:
+    // what refused was the check
+    let forced = [&args[..], &["--force"]].concat();
+    let (code, log) = run_executor_env(root.path(), secret.path(), &forced, &outside);
+    assert_eq!(code, Some(0), "{log}");
+    let inside = [("SMELT_IN_CONTAINER", "1")];
+    let (code, log) = run_executor_env(root.path(), secret.path(), &args, &inside);
+    assert_eq!(code, Some(0), "{log}");
 }

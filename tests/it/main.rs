@@ -19,6 +19,7 @@ mod dockerfile_semantics;
 mod faults;
 mod git_contexts;
 mod hostile;
+mod hostile_dockerfile;
 mod in_place;
 mod multi_stage;
 mod object_contexts;

@@ -87,3 +87,41 @@ fn copy_globs_do_not_cross_slashes() {
     let g = Glob::new("**.txt", Flavor::GoPath).expect("valid");
     assert!(!g.matches("a/b.txt"));
 }
+
+/// The one-pass matcher against the backtracking one, on the cases where
+/// `**/` must end at a slash, and on patterns long enough that recursing
+/// once per token would overflow the stack.
+#[test]
+fn one_pass_matcher_table() {
+    let rows: &[(&str, Flavor, &str, bool)] = &[
+        ("**/b", Flavor::DockerIgnore, "b", true),
+        ("**/b", Flavor::DockerIgnore, "a/b", true),
+        ("**/b", Flavor::DockerIgnore, "ab", false),
+        ("a/**/b", Flavor::DockerIgnore, "a/b", true),
+        ("a/**/b", Flavor::DockerIgnore, "a/x/y/b", true),
+        ("a/**/b", Flavor::DockerIgnore, "a/xb", false),
+        ("a/**", Flavor::DockerIgnore, "a/x/y", true),
+        ("*.go", Flavor::DockerIgnore, "a/b.go", false),
+        ("*.go", Flavor::Shell, "a/b.go", true),
+        ("a?c", Flavor::GoPath, "a/c", false),
+        ("[^a]b", Flavor::GoPath, "/b", false),
+        ("[^a]b", Flavor::Shell, "/b", true),
+    ];
+    for (pattern, flavor, text, want) in rows {
+        let glob = Glob::new(pattern, *flavor).unwrap();
+        assert_eq!(glob.matches(text), *want, "{pattern:?} {flavor:?} {text:?}");
+        assert_eq!(
+            glob.matches_backtracking(text),
+            *want,
+            "{pattern:?} {text:?}"
+        );
+    }
+    let long = "a".repeat(1 << 16);
+    for flavor in [Flavor::Shell, Flavor::GoPath, Flavor::DockerIgnore] {
+        let glob = Glob::new(&format!("{long}*"), flavor).unwrap();
+        assert!(glob.matches(&long));
+        assert!(!glob.matches(&long[1..]));
+    }
+    let ignore = DockerIgnore::parse(&format!("{long}/**\n")).unwrap();
+    assert!(ignore.is_excluded(&format!("{long}/x")));
+}

@@ -64,6 +64,16 @@ const WORD: &[(&str, &str)] = &[
     ("${FILE##*.}", "gz"),
     ("${FILE/tar/zip}", "archive.zip.gz"),
     ("${A//a/b}", "b"),
+    ("${FILE//[a-c]/_}", "_r_hive.t_r.gz"),
+    ("${FILE/*./}", "gz"),
+    ("${FILE/a*/-}", "-"),
+    ("${FILE%a*}", "archive.t"),
+    ("${FILE%%a*}", ""),
+    ("${FILE#*a}", "rchive.tar.gz"),
+    ("${FILE##*a}", "r.gz"),
+    ("${FILE#x*}", "archive.tar.gz"),
+    ("${FILE%?}", "archive.tar.g"),
+    ("${FILE#\\a}", "rchive.tar.gz"),
     ("''", ""),
     ("\"\"", ""),
     ("a'b c'd", "ab cd"),
@@ -151,4 +161,99 @@ fn backtick_escape_and_raw_mode() {
         skip.process_word("$NOPE ${NOPE} $A", &v).as_deref(),
         Ok("$NOPE ${NOPE} a")
     );
+}
+
+/// Inputs that must fail however they were crafted, and why: nesting,
+/// growth and pattern work are bounded so that a hostile Dockerfile gets an
+/// error instead of a stack overflow or gigabytes of memory.
+#[test]
+fn limits_table() {
+    let nested = |n: usize| format!("{}x{}", "${A:-".repeat(n), "}".repeat(n));
+    let big = "a".repeat(MAX_EXPANDED / 4 + 1);
+    let long = "a".repeat(MAX_PATTERN_VALUE + 1);
+    let vars: Vec<(String, String)> = [("BIG", big.as_str()), ("LONG", long.as_str()), ("A", "")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let rows: &[(String, Option<ShellError>)] = &[
+        (nested(MAX_NESTING), None),
+        (nested(MAX_NESTING + 1), Some(ShellError::TooDeep)),
+        (nested(5000), Some(ShellError::TooDeep)),
+        (
+            format!("${{UNSET:-{}}}", nested(MAX_NESTING)),
+            Some(ShellError::TooDeep),
+        ),
+        ("${BIG}${BIG}${BIG}".to_string(), None),
+        (
+            "${BIG}${BIG}${BIG}${BIG}${BIG}".to_string(),
+            Some(ShellError::TooLong {
+                limit: MAX_EXPANDED,
+            }),
+        ),
+        (
+            "\"${BIG}${BIG}${BIG}${BIG}${BIG}\"".to_string(),
+            Some(ShellError::TooLong {
+                limit: MAX_EXPANDED,
+            }),
+        ),
+        (
+            "${UNSET:-${BIG}${BIG}${BIG}${BIG}${BIG}}".to_string(),
+            Some(ShellError::TooLong {
+                limit: MAX_EXPANDED,
+            }),
+        ),
+        (
+            format!("${{LONG//a/{}}}", "b".repeat(4096)),
+            Some(ShellError::PatternTooLong),
+        ),
+        ("${BIG:0:1}".to_string(), Some(ShellError::BadModifier('0'))),
+        ("${LONG%%a}".to_string(), Some(ShellError::PatternTooLong)),
+        (
+            format!("${{A#{}}}", "*".repeat(MAX_PATTERN + 1)),
+            Some(ShellError::PatternTooLong),
+        ),
+    ];
+    let lex = Lexer::new('\\');
+    for (input, want) in rows {
+        let shown = &input[..input.len().min(40)];
+        for split in [false, true] {
+            let got = if split {
+                lex.process_words(input, &vars).map(|_| ())
+            } else {
+                lex.process_word(input, &vars).map(|_| ())
+            };
+            match want {
+                None => assert!(got.is_ok(), "{shown:?}: {got:?}"),
+                Some(e) => assert_eq!(got.as_ref().err(), Some(e), "{shown:?}"),
+            }
+        }
+    }
+    // a replacement repeated for every character grows too
+    let short: Vec<(String, String)> = vec![("S".to_string(), "a".repeat(4000))];
+    let replace = format!("${{S//?/{}}}", "b".repeat(MAX_EXPANDED / 4000 + 1));
+    assert_eq!(
+        lex.process_word(&replace, &short),
+        Err(ShellError::TooLong {
+            limit: MAX_EXPANDED.max(replace.len())
+        })
+    );
+}
+
+#[test]
+fn budget_is_shared_by_its_clones() {
+    let lex = Lexer::new('\\');
+    let vars = vec![("A".to_string(), "abcd".to_string())];
+    let budget = Budget::new(14);
+    let clone = budget.clone();
+    assert_eq!(lex.process_word_in("$A", &vars, &budget).unwrap(), "abcd");
+    assert_eq!(
+        lex.process_words_in("$A $A", &vars, &clone).unwrap(),
+        ["abcd", "abcd"]
+    );
+    assert_eq!(
+        lex.process_word_in("$A", &vars, &budget),
+        Err(ShellError::TooLong { limit: 14 })
+    );
+    // a failed charge takes nothing
+    assert_eq!(lex.process_word_in("xy", &vars, &budget).unwrap(), "xy");
 }
