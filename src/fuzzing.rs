@@ -18,8 +18,11 @@ pub type Target = fn(&[u8]);
 
 /// Every fuzz target: its name (the directory names under `fuzz/`) and
 /// the function it runs.
-pub const TARGETS: &[(&str, Target)] =
-    &[("dockerfile", dockerfile), ("dockerignore", dockerignore)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("dockerfile", dockerfile),
+    ("dockerignore", dockerignore),
+    ("extract", extract),
+];
 
 /// Parses the bytes as a Dockerfile, then expands every argument of every
 /// instruction as a build does: the global ARGs with some build args, the
@@ -237,6 +240,166 @@ pub fn dockerignore(data: &[u8]) {
             }
         }
     }
+}
+
+/// Names the extractor target builds entries from: links out of the
+/// root, `..`, whiteout names, and a placeholder for the canary's
+/// absolute path.
+const NAME_TOKENS: [&str; 16] = [
+    "esc",
+    "a",
+    "sub",
+    "..",
+    ".",
+    ".wh.",
+    ".wh..",
+    ".wh..wh..opq",
+    "/",
+    "@CANARY",
+    "secret",
+    "bin",
+    "x\u{ff}",
+    "//",
+    ".wh.esc",
+    "../..",
+];
+
+/// Builds two layers of crafted entries from the bytes (each entry: a
+/// kind, a name and a link target of up to four tokens, a body) and
+/// extracts them, one after the other, into a root with a canary
+/// directory beside it; panics if anything outside the root changed.
+pub fn extract(data: &[u8]) {
+    use crate::fs::extract::{ExtractOptions, extract_tar};
+    let Ok(outer) = tempfile::tempdir() else {
+        return;
+    };
+    let root = outer.path().join("root");
+    let canary = outer.path().join("canary");
+    if fs_err::create_dir_all(&root).is_err()
+        || fs_err::create_dir_all(canary.join("sub")).is_err()
+        || fs_err::write(canary.join("secret"), b"host").is_err()
+    {
+        return;
+    }
+    let canary_abs = canary.display().to_string();
+    let before = tree_state(outer.path());
+    let mut bytes = data.iter().copied();
+    let whiteouts = bytes.next().is_some_and(|b| b & 1 == 0);
+    for _layer in 0..2 {
+        let tar = crafted_tar(&mut bytes, &canary_abs);
+        let _ = extract_tar(
+            tar.as_slice(),
+            &root,
+            "",
+            ExtractOptions {
+                whiteouts,
+                ..ExtractOptions::default()
+            },
+        );
+        if bytes.len() == 0 {
+            break;
+        }
+    }
+    // the root itself may change in any way; nothing beside it may
+    let after = tree_state(outer.path());
+    assert_eq!(
+        before, after,
+        "an extraction changed something outside the root"
+    );
+}
+
+/// Up to 12 entries read from `bytes`.
+fn crafted_tar(bytes: &mut impl ExactSizeIterator<Item = u8>, canary: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let token_path = |bytes: &mut dyn Iterator<Item = u8>| {
+        let n = bytes.next().unwrap_or(0) % 5;
+        let mut s = String::new();
+        for _ in 0..n {
+            let t = NAME_TOKENS[usize::from(bytes.next().unwrap_or(0)) % NAME_TOKENS.len()];
+            if !s.is_empty() && !s.ends_with('/') {
+                s.push('/');
+            }
+            s.push_str(if t == "@CANARY" { canary } else { t });
+        }
+        s
+    };
+    for _ in 0..12 {
+        let Some(kind) = bytes.next() else { break };
+        let name = token_path(bytes);
+        let link = token_path(bytes);
+        let size = usize::from(bytes.next().unwrap_or(0) % 4);
+        let kind = match kind % 6 {
+            0 => tar::EntryType::Regular,
+            1 => tar::EntryType::Directory,
+            2 => tar::EntryType::Symlink,
+            3 => tar::EntryType::Link,
+            4 => tar::EntryType::Fifo,
+            _ => tar::EntryType::Regular,
+        };
+        let mut h = tar::Header::new_gnu();
+        let name_bytes = name.as_bytes();
+        let link_bytes = link.as_bytes();
+        if name_bytes.len() > 100 || link_bytes.len() > 100 {
+            continue;
+        }
+        h.as_mut_bytes()[..name_bytes.len()].copy_from_slice(name_bytes);
+        h.as_mut_bytes()[157..157 + link_bytes.len()].copy_from_slice(link_bytes);
+        h.set_entry_type(kind);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(7);
+        let body = vec![
+            b'x';
+            if kind == tar::EntryType::Regular {
+                size
+            } else {
+                0
+            }
+        ];
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        if b.append(&h, body.as_slice()).is_err() {
+            break;
+        }
+    }
+    b.into_inner().unwrap_or_default()
+}
+
+/// Every path under `dir` but its `root`, with type, size, mode, mtime
+/// and contents.
+fn tree_state(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        if p == dir.join("root") {
+            // the root itself may change in any way
+            continue;
+        }
+        let Ok(m) = fs_err::symlink_metadata(&p) else {
+            continue;
+        };
+        let data = if m.is_file() {
+            fs_err::read(&p).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        out.push(format!(
+            "{} {:o} {} {} {data:?}",
+            p.display(),
+            m.mode(),
+            m.size(),
+            m.mtime()
+        ));
+        if m.is_dir()
+            && let Ok(rd) = fs_err::read_dir(&p)
+        {
+            todo.extend(rd.filter_map(Result::ok).map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
 }
 
 #[cfg(test)]
