@@ -400,25 +400,36 @@ impl Remote {
         blobs: &[(Reference, Descriptor)],
         limit: std::time::Duration,
     ) -> Result<Vec<Result<bool, RegistryError>>, EngineError> {
-        use futures_util::StreamExt;
         let registry = self.cache_registry();
         let checks = blobs
             .iter()
             .map(|(r, d)| async move { registry.has_blob(r, &d.digest).await });
         let what = format!("checking for {} cached layers", blobs.len());
+        self.eight_at_a_time_within(limit, &what, checks)
+    }
+
+    /// Runs `requests` 8 at a time, giving each one's answer; past
+    /// `limit`, every answer is a time-out naming `what`.
+    fn eight_at_a_time_within<T>(
+        &self,
+        limit: std::time::Duration,
+        what: &str,
+        requests: impl Iterator<Item = impl Future<Output = Result<T, RegistryError>>>,
+    ) -> Result<Vec<Result<T, RegistryError>>, EngineError> {
+        use futures_util::StreamExt;
+        let count = requests.size_hint().0;
         Ok(
-            match self.block_on_within(limit, &what, async {
-                Ok(futures_util::stream::iter(checks)
+            match self.block_on_within(limit, what, async {
+                Ok(futures_util::stream::iter(requests)
                     .buffered(8)
                     .collect::<Vec<_>>()
                     .await)
             })? {
                 Ok(answers) => answers,
-                Err(_) => blobs
-                    .iter()
+                Err(_) => (0..count)
                     .map(|_| {
                         Err(RegistryError::TimedOut {
-                            what: what.clone(),
+                            what: what.to_string(),
                             message: OUT_OF_TIME.to_string(),
                         })
                     })
@@ -436,7 +447,6 @@ impl Remote {
         keys: &[String],
         limit: std::time::Duration,
     ) -> Result<Vec<Result<Option<CacheEntry>, RegistryError>>, EngineError> {
-        use futures_util::StreamExt;
         let registry = self.cache_registry();
         let lookups = keys.iter().map(|key| {
             let r = Reference {
@@ -452,23 +462,7 @@ impl Remote {
             }
         });
         let what = format!("looking up {} keys in {repo}", keys.len());
-        let answers = match self.block_on_within(limit, &what, async {
-            Ok(futures_util::stream::iter(lookups)
-                .buffered(8)
-                .collect::<Vec<_>>()
-                .await)
-        })? {
-            Ok(answers) => answers,
-            Err(_) => keys
-                .iter()
-                .map(|_| {
-                    Err(RegistryError::TimedOut {
-                        what: what.clone(),
-                        message: OUT_OF_TIME.to_string(),
-                    })
-                })
-                .collect(),
-        };
+        let answers = self.eight_at_a_time_within(limit, &what, lookups)?;
         for e in answers.iter().flatten().flatten() {
             self.remember(&e.layers, &e.source);
         }
