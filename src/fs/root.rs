@@ -265,7 +265,8 @@ impl Root {
         rustix::fs::openat2(
             &self.fd,
             &*os(if rel.is_empty() { "." } else { rel }),
-            OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+            // not blocking on a FIFO a tree holds in its place
+            OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
         )
