@@ -679,6 +679,16 @@ struct DiffIdReader<R> {
 
 impl<R: std::io::Read> std::io::Read for DiffIdReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // a SIGTERM stops an unpacking at its next read, so the build winds
+        // down (and removes its work directory) without waiting for the
+        // rest of the layer
+        if let Some(signal) = super::interrupt::signal() {
+            // not ErrorKind::Interrupted, which readers retry
+            return Err(std::io::Error::other(format!(
+                "stopped by {}",
+                super::interrupt::signal_name(signal)
+            )));
+        }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
