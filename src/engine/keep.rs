@@ -86,6 +86,13 @@ pub fn transfer(
         paths: tops.len(),
         ..Kept::default()
     };
+    // the paths were resolved in this root, so none runs through a
+    // symlink: the kernel checks that before anything moves or is copied
+    // by path (nothing has written into the finished stage since)
+    let root = crate::fs::root::Root::open(from)?;
+    for rel in tops.iter().chain(links) {
+        root.lstat(rel)?;
+    }
     for link in links {
         let target = fs_err::read_link(from.join(link))?;
         make_parents(into, link)?;
