@@ -133,7 +133,10 @@ fn walk_dir(root: &Path, rel: &str, ignores: &RootIgnores) -> Result<Vec<(String
         if ignores.ignored.contains(&child) {
             continue;
         }
-        let meta = fs_err::symlink_metadata(entry.path())
+        // an lstat relative to the directory being read (no path walk
+        // from the root for each entry)
+        let meta = entry
+            .metadata()
             .map_err(|e| FsError::path(format!("/{child}"), format!("snapshot: {e}")))?;
         let xattrs = if meta.is_dir() {
             xattr_hash(&entry.path())
