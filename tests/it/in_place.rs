@@ -190,3 +190,75 @@ fn in_place_outside_a_container_needs_force() {
     let (code, log) = run_executor_env(root.path(), secret.path(), &args, &inside);
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// In place, a SIGTERM (a CI job cancelled) kills the running RUN,
+/// removes the work directory under `/kaniko` and exits 143.
+#[test]
+fn sigterm_in_place_kills_the_run_and_leaves_kaniko_clean() {
+    use std::time::{Duration, Instant};
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let root = executor_root(&format!(
+        "FROM {base}\nRUN echo $$ > /run-pid.tmp && mv /run-pid.tmp /run-pid && sleep 1000\n"
+    ));
+    let kaniko_before = tree(&root.path().join("kaniko"));
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    let r = root.path().display();
+    let script = format!(
+        "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
+         mount --bind {} {r}/etc/secret; exec chroot {r} /kaniko/executor \
+         --context /workspace --no-push --force",
+        secret.path().display()
+    );
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("unshare");
+    let pid_file = root.path().join("run-pid");
+    let start = Instant::now();
+    while !pid_file.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the RUN never started"
+        );
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("the executor ended before its RUN started: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run_pid: i32 = fs_err::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // unshare and sh exec into the executor: the child is the executor
+    let executor = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(executor, rustix::process::Signal::TERM).expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{log}");
+    // the RUN's shell is gone (or a zombie waiting for init to reap it)
+    let start = Instant::now();
+    loop {
+        let stat = fs_err::read_to_string(format!("/proc/{run_pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        if stat.is_empty() || state.starts_with('Z') {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the RUN (pid {run_pid}) is still running: {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        tree(&root.path().join("kaniko")),
+        kaniko_before,
+        "the work directory was left in /kaniko:\n{log}"
+    );
+}
