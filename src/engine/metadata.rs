@@ -326,6 +326,350 @@ fn go_quoted(args: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dockerfile::Dockerfile;
+
+    /// Runs the steps of `FROM scratch` + `steps` through [`apply`] from an
+    /// empty config, with the build arg `GIVEN=given` and the global arg
+    /// `TARGETARCH=amd64`: the last step's history text (or the first
+    /// error) and the config and variables after it.
+    fn run(steps: &str) -> (Result<String, String>, ImageConfig, StageVars) {
+        run_with(steps, StageVars::default())
+    }
+
+    /// [`run`] from `vars`.
+    fn run_with(
+        steps: &str,
+        mut vars: StageVars,
+    ) -> (Result<String, String>, ImageConfig, StageVars) {
+        let text = format!("FROM scratch\n{steps}\n");
+        let df = Dockerfile::parse_bytes(text.as_bytes(), "Dockerfile").unwrap();
+        let global = BTreeMap::from([("TARGETARCH".to_string(), "amd64".to_string())]);
+        let inputs = Inputs {
+            lexer: df.lexer(),
+            file: &df.file,
+            global_args: &global,
+        };
+        let mut args = BuildArgs::new(BTreeMap::from([("GIVEN".to_string(), "given".to_string())]));
+        let mut config = ImageConfig::default();
+        let mut last = Ok(String::new());
+        for step in &df.stages[0].steps {
+            last =
+                apply(&mut config, &mut vars, &mut args, &inputs, step).map_err(|e| e.to_string());
+            if last.is_err() {
+                break;
+            }
+        }
+        (last, config, vars)
+    }
+
+    type Field = fn(&ImageConfig, &StageVars) -> String;
+
+    fn env(c: &ImageConfig, _: &StageVars) -> String {
+        c.config
+            .env
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+    fn args(_: &ImageConfig, v: &StageVars) -> String {
+        let shown = v.scope.args.iter().map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.clone(),
+        });
+        shown.collect::<Vec<_>>().join(",")
+    }
+    fn labels(c: &ImageConfig, _: &StageVars) -> String {
+        let shown = c
+            .config
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"));
+        shown.collect::<Vec<_>>().join(",")
+    }
+    fn ports(c: &ImageConfig, _: &StageVars) -> String {
+        let shown = c
+            .config
+            .exposed_ports
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone());
+        shown.collect::<Vec<_>>().join(",")
+    }
+    fn volumes(c: &ImageConfig, _: &StageVars) -> String {
+        let shown = c.config.volumes.iter().flatten().map(|(k, _)| k.clone());
+        shown.collect::<Vec<_>>().join(",")
+    }
+    fn user(c: &ImageConfig, _: &StageVars) -> String {
+        c.config.user.clone()
+    }
+    fn signal(c: &ImageConfig, _: &StageVars) -> String {
+        c.config.stop_signal.clone()
+    }
+    fn author(c: &ImageConfig, _: &StageVars) -> String {
+        c.author.clone().unwrap_or_default()
+    }
+    fn shell_of(c: &ImageConfig, _: &StageVars) -> String {
+        shell(&c.config).join(",")
+    }
+    fn cmd(c: &ImageConfig, _: &StageVars) -> String {
+        format!("{:?} {:?}", c.config.entrypoint, c.config.cmd)
+    }
+    fn health(c: &ImageConfig, _: &StageVars) -> String {
+        c.config
+            .healthcheck
+            .as_ref()
+            .map(|h| format!("{:?} {} {}", h.test, h.interval, h.retries))
+            .unwrap_or_default()
+    }
+    fn onbuild(c: &ImageConfig, _: &StageVars) -> String {
+        c.config
+            .on_build
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+    fn workdir_of(c: &ImageConfig, _: &StageVars) -> String {
+        c.config.working_dir.clone()
+    }
+
+    #[test]
+    fn each_instruction_changes_the_config_and_says_so_in_history() {
+        // steps, the last step's history text or error, what to look at
+        // after, and what it holds
+        let rows: &[(&str, Result<&str, &str>, Field, &str)] = &[
+            // ENV: the words see the env before the line; a key set again
+            // keeps its place
+            ("ENV A=1 B=x$A", Ok("ENV A=1 B=x"), env, "A=1,B=x"),
+            ("ENV A=1\nENV B=$A A=2", Ok("ENV B=1 A=2"), env, "A=2,B=1"),
+            (
+                "ARG V=arg\nENV V=env W=$V",
+                Ok("ENV V=env W=arg"),
+                env,
+                "V=env,W=arg",
+            ),
+            ("ENV A=${UNSET:?gone}", Err("Dockerfile:2: ENV: "), env, ""),
+            // ARG: a build arg wins over the default, a bare ARG takes the
+            // global value, else the one declared earlier on the line
+            (
+                "ARG GIVEN=default",
+                Ok("ARG GIVEN=given"),
+                args,
+                "GIVEN=given",
+            ),
+            (
+                "ARG TARGETARCH",
+                Ok("ARG TARGETARCH=amd64"),
+                args,
+                "TARGETARCH=amd64",
+            ),
+            ("ARG A=1 A", Ok("ARG A=1 A=1"), args, "A=1"),
+            ("ARG A=1\nARG B=$A C", Ok("ARG B=1 C"), args, "A=1,B=1,C"),
+            ("ARG A=${B:?no B}", Err("Dockerfile:2: ARG: "), args, ""),
+            // LABEL
+            (
+                "ARG V=1\nLABEL a=$V b=\"x y\"",
+                Ok("LABEL a=1 b=x y"),
+                labels,
+                "a=1,b=x y",
+            ),
+            ("LABEL a=1\nLABEL a=2", Ok("LABEL a=2"), labels, "a=2"),
+            (
+                "LABEL a=${X:?unset}",
+                Err("Dockerfile:2: LABEL: "),
+                labels,
+                "",
+            ),
+            // EXPOSE: ranges, protocols, several words from one variable
+            (
+                "EXPOSE 80 53/UDP",
+                Ok("EXPOSE 80/tcp 53/udp"),
+                ports,
+                "53/udp,80/tcp",
+            ),
+            (
+                "ENV P=\"1 2-3/sctp\"\nEXPOSE $P",
+                Ok("EXPOSE 1/tcp 2/sctp 3/sctp"),
+                ports,
+                "1/tcp,2/sctp,3/sctp",
+            ),
+            (
+                "EXPOSE 80/icmp",
+                Err("Dockerfile:2: EXPOSE: invalid proto: icmp"),
+                ports,
+                "",
+            ),
+            (
+                "\nEXPOSE 9-8",
+                Err("Dockerfile:3: EXPOSE: invalid range specified for container port: 9-8"),
+                ports,
+                "",
+            ),
+            // VOLUME
+            ("VOLUME /a /b", Ok("VOLUME [/a /b]"), volumes, "/a,/b"),
+            (
+                "ENV D=/data\nVOLUME [\"$D\", \"/x\"]",
+                Ok("VOLUME [/data /x]"),
+                volumes,
+                "/data,/x",
+            ),
+            (
+                "VOLUME [\"$NONE\"]",
+                Err("Dockerfile:2: VOLUME: VOLUME specified can not be an empty string"),
+                volumes,
+                "",
+            ),
+            // USER
+            ("ARG U=app\nUSER $U:1", Ok("USER app:1"), user, "app:1"),
+            ("USER ${U:?who}", Err("Dockerfile:2: USER: "), user, ""),
+            // STOPSIGNAL
+            (
+                "STOPSIGNAL SIGKILL",
+                Ok("STOPSIGNAL SIGKILL"),
+                signal,
+                "SIGKILL",
+            ),
+            ("ENV S=9\nSTOPSIGNAL $S", Ok("STOPSIGNAL 9"), signal, "9"),
+            (
+                "STOPSIGNAL SIGNOPE",
+                Err("Dockerfile:2: STOPSIGNAL: invalid signal: SIGNOPE"),
+                signal,
+                "",
+            ),
+            (
+                "STOPSIGNAL 65",
+                Err("Dockerfile:2: STOPSIGNAL: invalid signal: 65"),
+                signal,
+                "",
+            ),
+            // MAINTAINER: as written
+            ("MAINTAINER me $X", Ok("MAINTAINER me $X"), author, "me $X"),
+            // SHELL, then CMD and ENTRYPOINT in shell form through it
+            (
+                "SHELL [\"/bin/bash\", \"-c\"]",
+                Ok("SHELL [/bin/bash -c]"),
+                shell_of,
+                "/bin/bash,-c",
+            ),
+            (
+                "CMD echo $HOME",
+                Ok("CMD [\"/bin/sh\" \"-c\" \"echo $HOME\"]"),
+                cmd,
+                "None Some([\"/bin/sh\", \"-c\", \"echo $HOME\"])",
+            ),
+            (
+                "SHELL [\"bash\", \"-e\"]\nCMD [\"run\"]",
+                Ok("CMD [\"run\"]"),
+                cmd,
+                "None Some([\"run\"])",
+            ),
+            (
+                "SHELL [\"bash\", \"-e\"]\nENTRYPOINT go",
+                Ok("ENTRYPOINT [\"bash\" \"-e\" \"go\"]"),
+                cmd,
+                "Some([\"bash\", \"-e\", \"go\"]) None",
+            ),
+            // an ENTRYPOINT keeps a CMD of this stage
+            (
+                "CMD [\"a\"]\nENTRYPOINT [\"e\"]",
+                Ok("ENTRYPOINT [\"e\"]"),
+                cmd,
+                "Some([\"e\"]) Some([\"a\"])",
+            ),
+            // HEALTHCHECK
+            (
+                "HEALTHCHECK --interval=5s --retries=2 CMD true",
+                Ok("HEALTHCHECK [\"CMD-SHELL\" \"true\"]"),
+                health,
+                "[\"CMD-SHELL\", \"true\"] 5000000000 2",
+            ),
+            (
+                "HEALTHCHECK NONE",
+                Ok("HEALTHCHECK [\"NONE\"]"),
+                health,
+                "[\"NONE\"] 0 0",
+            ),
+            // ONBUILD: kept as written, no history text
+            ("ONBUILD RUN echo $X", Ok(""), onbuild, "RUN echo $X"),
+            // WORKDIR: relative to the last one, cleaned, expanded
+            (
+                "WORKDIR /a\nWORKDIR b/../c",
+                Ok("WORKDIR /a/c"),
+                workdir_of,
+                "/a/c",
+            ),
+            (
+                "ENV D=/srv\nWORKDIR $D/app",
+                Ok("WORKDIR /srv/app"),
+                workdir_of,
+                "/srv/app",
+            ),
+            ("WORKDIR rel", Ok("WORKDIR /rel"), workdir_of, "/rel"),
+            (
+                "WORKDIR ${D:?where}",
+                Err("Dockerfile:2: WORKDIR: "),
+                workdir_of,
+                "",
+            ),
+            // not metadata: refused, naming the line
+            (
+                "\n\nRUN true",
+                Err("Dockerfile:4: RUN: not a metadata instruction"),
+                env,
+                "",
+            ),
+            (
+                "COPY a b",
+                Err("Dockerfile:2: COPY: not a metadata instruction"),
+                env,
+                "",
+            ),
+        ];
+        for (steps, history, field, value) in rows {
+            let (got, config, vars) = run(steps);
+            match (history, &got) {
+                (Ok(want), Ok(got)) => assert_eq!(got, want, "{steps}"),
+                (Err(want), Err(got)) => assert!(got.starts_with(want), "{steps}: {got}"),
+                _ => panic!("{steps}: {got:?}, not {history:?}"),
+            }
+            if history.is_ok() {
+                assert_eq!(field(&config, &vars), *value, "{steps}");
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_but_the_config_and_variables_changes() {
+        // the same steps from the same state give the same result: the
+        // function reads nothing else (no file, no clock)
+        let steps = "ARG A=1\nENV B=$A\nWORKDIR /x/$B\nUSER u\nEXPOSE 1-3\nCMD go";
+        let (first, a, _) = run(steps);
+        let (second, b, _) = run(steps);
+        assert_eq!(first, second);
+        assert_eq!(a, b);
+        assert!(a.history.is_empty() && a.rootfs.diff_ids.is_empty());
+        assert_eq!(a.config.working_dir, "/x/1");
+    }
+
+    #[test]
+    fn expose_ranges_count_against_the_budget() {
+        // 64 bytes a port (and the word itself): 1,000 ports fit in 64,032
+        // bytes, 1,001 do not
+        let small = || StageVars {
+            budget: Budget::new(64_032),
+            ..StageVars::default()
+        };
+        let (got, config, _) = run_with("EXPOSE 1-1000", small());
+        assert!(got.is_ok(), "{got:?}");
+        assert_eq!(config.config.exposed_ports.map(|p| p.len()), Some(1000));
+        let (got, _, _) = run_with("EXPOSE 1-1001", small());
+        let err = got.unwrap_err();
+        assert!(err.starts_with("Dockerfile:2: EXPOSE: "), "{err}");
+    }
 
     #[test]
     fn exposes() {
