@@ -1,6 +1,7 @@
 //! Running the steps of one stage: each instruction is expanded with the
-//! variables it can see, then changes the image config (metadata), or
-//! writes into the stage's root and becomes a layer (COPY, ADD, WORKDIR).
+//! variables it can see, then changes the image config (the metadata
+//! instructions, through `metadata::apply`), or writes into the stage's
+//! root and becomes a layer (COPY, ADD, RUN, WORKDIR's directory).
 
 use super::cache::{Cache, KeyInputs};
 use super::context::SourceTree;
