@@ -7,10 +7,11 @@
 //! `fuzz/regressions/<name>/` the inputs that once failed.
 
 use crate::dockerfile::ignore::{Flavor, Glob};
-use crate::dockerfile::{Budget, DockerIgnore, Dockerfile, Instruction, Lexer, Source};
+use crate::dockerfile::{Budget, DockerIgnore, Dockerfile, Instruction, Located, Source};
+use crate::engine::metadata::{self, Inputs, StageVars};
 use crate::engine::plan::Plan;
-use crate::engine::scope::{BuildArgs, StageScope};
-use crate::image::config::RunConfig;
+use crate::engine::scope::BuildArgs;
+use crate::image::ImageConfig;
 use std::collections::BTreeMap;
 
 /// A fuzz target's entry point.
@@ -70,95 +71,59 @@ pub fn dockerfile(data: &[u8]) {
     if Plan::new(&df, None, &global).is_err() {
         return;
     }
+    let inputs = Inputs {
+        lexer,
+        file: &df.file,
+        global_args: &global,
+    };
     for stage in &df.stages {
-        let mut state = StageVars {
-            lexer,
-            scope: StageScope::default(),
-            env: RunConfig::default(),
-            budget: Budget::default(),
+        let mut state = Stage {
+            config: ImageConfig::default(),
+            vars: StageVars::default(),
         };
         if let Some(p) = &stage.from.value.platform
-            && lexer.process_word_in(p, &global, &state.budget).is_err()
+            && lexer
+                .process_word_in(p, &global, &state.vars.budget)
+                .is_err()
         {
             continue;
         }
         for step in &stage.steps {
-            if state.step(&step.value, &mut args, &global).is_err() {
+            if state.step(step, &mut args, &inputs).is_err() {
                 break;
             }
         }
     }
 }
 
-/// A stage's variables while its steps are expanded.
-struct StageVars {
-    lexer: Lexer,
-    scope: StageScope,
-    env: RunConfig,
-    budget: Budget,
+/// A stage's config and variables while its steps are expanded.
+#[derive(Clone)]
+struct Stage {
+    config: ImageConfig,
+    vars: StageVars,
 }
 
-impl StageVars {
+impl Stage {
+    /// Expands a step as a build does: a metadata step through the
+    /// engine's own [`metadata::apply`], a COPY/ADD's words here (the
+    /// engine expands them as it copies).
     fn step(
         &mut self,
-        inst: &Instruction,
+        step: &Located<Instruction>,
         args: &mut BuildArgs,
-        global: &BTreeMap<String, String>,
-    ) -> Result<(), crate::dockerfile::ShellError> {
-        let env_list: &[String] = self.env.env.as_deref().unwrap_or(&[]);
-        let vars = self.scope.view(env_list);
-        let word = |w: &str| self.lexer.process_word_in(w, &vars, &self.budget);
-        match inst {
-            Instruction::Env(pairs) => {
-                let mut expanded = Vec::new();
-                for (k, v) in pairs {
-                    expanded.push((word(k)?, word(v)?));
-                }
-                for (k, v) in expanded {
-                    self.env.env_set(&k, &v);
-                }
-            }
-            Instruction::Arg(decls) => {
-                let mut declared: Vec<(&String, Option<String>)> = Vec::new();
-                for (name, default) in decls {
-                    let value = match args.take(name) {
-                        Some(v) => Some(v),
-                        None => match default {
-                            Some(d) => Some(word(d)?),
-                            None => global.get(name).cloned().or_else(|| {
-                                match declared.iter().rev().find(|(n, _)| *n == name) {
-                                    Some((_, v)) => v.clone(),
-                                    None => self.scope.value(name),
-                                }
-                            }),
-                        },
-                    };
-                    declared.push((name, value));
-                }
-                for (name, value) in declared {
-                    self.scope.declare(name, value);
-                }
-            }
-            Instruction::Label(pairs) => {
-                for (k, v) in pairs {
-                    word(k)?;
-                    word(v)?;
-                }
-            }
-            Instruction::Expose(ports) => {
-                for p in ports {
-                    self.lexer.process_words_in(p, &vars, &self.budget)?;
-                }
-            }
-            Instruction::Volume(words) => {
-                for w in words {
-                    word(w)?;
-                }
-            }
-            Instruction::User(w) | Instruction::Workdir(w) | Instruction::StopSignal(w) => {
-                word(w)?;
-            }
+        inputs: &Inputs<'_>,
+    ) -> Result<(), String> {
+        match &step.value {
             Instruction::Copy(c) => {
+                let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
+                let vars = self.vars.scope.view(env_list);
+                let budget = &self.vars.budget;
+                let word = |w: &str| {
+                    inputs
+                        .lexer
+                        .process_word_in(w, &vars, budget)
+                        .map_err(|e| e.to_string())
+                };
                 for s in &c.sources {
                     match s {
                         Source::Path(p) => {
@@ -168,11 +133,11 @@ impl StageVars {
                             content, expand, ..
                         } => {
                             if *expand {
-                                self.lexer.with_raw().process_word_in(
-                                    content,
-                                    &vars,
-                                    &self.budget,
-                                )?;
+                                inputs
+                                    .lexer
+                                    .with_raw()
+                                    .process_word_in(content, &vars, budget)
+                                    .map_err(|e| e.to_string())?;
                             }
                         }
                     }
@@ -182,24 +147,25 @@ impl StageVars {
                     word(w)?;
                 }
             }
+            Instruction::Run(_) | Instruction::From(_) => {}
             Instruction::Onbuild { trigger, .. } => {
                 // a trigger runs in the stage built on this image: expand it
                 // with what this stage sees, without changing this stage
-                let mut later = StageVars {
-                    lexer: self.lexer,
-                    scope: self.scope.clone(),
-                    env: self.env.clone(),
-                    budget: self.budget.clone(),
+                // (the budget is shared)
+                let mut later = self.clone();
+                let trigger = Located {
+                    line: step.line,
+                    end_line: step.end_line,
+                    value: (**trigger).clone(),
                 };
-                later.step(trigger, args, global)?;
+                later.step(&trigger, args, inputs)?;
+                metadata::apply(&mut self.config, &mut self.vars, args, inputs, step)
+                    .map_err(|e| e.to_string())?;
             }
-            Instruction::From(_)
-            | Instruction::Run(_)
-            | Instruction::Cmd(_)
-            | Instruction::Entrypoint(_)
-            | Instruction::Shell(_)
-            | Instruction::Healthcheck(_)
-            | Instruction::Maintainer(_) => {}
+            _ => {
+                metadata::apply(&mut self.config, &mut self.vars, args, inputs, step)
+                    .map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod context;
 pub mod copy;
 pub mod interrupt;
 pub mod keep;
+pub mod metadata;
 pub mod options;
 pub mod plan;
 pub mod platform;

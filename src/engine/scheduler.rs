@@ -327,7 +327,7 @@ impl Runner<'_> {
                     ..
                 } = *parent;
                 let mut state = StageState::new(label.clone(), root, config, layers);
-                state.scope = scope;
+                state.vars.scope = scope;
                 state.config.config.on_build = None;
                 (state, Vec::new(), key)
             }
@@ -465,7 +465,7 @@ impl Runner<'_> {
             });
             if let (Some(entry), Some((extract, true))) = (&hits[i], fetched) {
                 if matches!(step.value, Instruction::Workdir(_)) {
-                    state.run_metadata(env, args, step, sources)?;
+                    state.run_metadata(env, args, step)?;
                 }
                 state
                     .apply_cached(env, self.remote, entry, extract)
@@ -510,7 +510,7 @@ impl Runner<'_> {
             root: state.root,
             config: state.config,
             layers: state.layers,
-            scope: state.scope,
+            scope: state.vars.scope,
             key: final_key,
         })
     }

@@ -1,19 +1,21 @@
 //! Running the steps of one stage: each instruction is expanded with the
-//! variables it can see, then changes the image config (metadata), or
-//! writes into the stage's root and becomes a layer (COPY, ADD, WORKDIR).
+//! variables it can see, then changes the image config (the metadata
+//! instructions, through `metadata::apply`), or writes into the stage's
+//! root and becomes a layer (COPY, ADD, RUN, WORKDIR's directory).
 
 use super::cache::{Cache, KeyInputs};
 use super::context::SourceTree;
 use super::copy::{self, Chmod, CopyJob, InlineFile};
+use super::metadata::{self, StageVars};
 use super::sandbox;
-use super::scope::{BuildArgs, StageScope};
+use super::scope::BuildArgs;
 use super::{EngineError, Platform, users};
 use crate::dockerfile::{Budget, CommandForm, Dockerfile, Instruction, Located, Source};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
 use crate::fs::snapshot::{self, SnapshotMode};
 use crate::fs::{ChangeSet, LayerOptions, scope, tree, write_layer};
-use crate::image::config::{Empty, HealthConfig};
+use crate::image::config::RunConfig;
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, History, ImageConfig, MediaTypes};
 use crate::lexpath;
@@ -61,6 +63,15 @@ impl BuildEnv<'_> {
             .unwrap_or_else(|| jiff::Timestamp::now().as_second())
     }
 
+    /// What metadata steps are expanded with besides the stage's state.
+    pub fn metadata_inputs(&self) -> metadata::Inputs<'_> {
+        metadata::Inputs {
+            lexer: self.dockerfile.lexer(),
+            file: &self.dockerfile.file,
+            global_args: self.global_args,
+        }
+    }
+
     pub fn created(&self) -> String {
         match self.epoch {
             Some(t) => jiff::Timestamp::from_second(t)
@@ -99,16 +110,12 @@ pub struct StageState {
     pub root: PathBuf,
     pub config: ImageConfig,
     pub layers: Vec<Descriptor>,
-    pub scope: StageScope,
-    cmd_set: bool,
+    /// Declared args, whether CMD was set, the expansion budget.
+    pub vars: StageVars,
     /// The root's metadata after the last RUN, while nothing else wrote.
     index: Option<snapshot::Index>,
-    /// Working out cache keys on a copy: metadata only, nothing written.
-    dry: bool,
     /// `--single-snapshot`: what the steps so far changed.
     pending: Option<ChangeSet>,
-    /// What the stage's expansions may still produce in total.
-    budget: Budget,
 }
 
 /// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
@@ -131,21 +138,15 @@ impl StageState {
             root,
             config,
             layers,
-            scope: StageScope::default(),
-            cmd_set: false,
+            vars: StageVars::default(),
             index: None,
-            dry: false,
             pending: None,
-            budget: Budget::default(),
         }
     }
 
     /// The working directory steps run in (`/` when the config has none).
     fn workdir(&self) -> &str {
-        match self.config.config.working_dir.as_str() {
-            "" => "/",
-            wd => wd,
-        }
+        metadata::workdir(&self.config.config)
     }
 
     /// Runs one step; `copy_from` says where `COPY --from` reads.
@@ -161,179 +162,16 @@ impl StageState {
             |message: String| EngineError::step(file, step.line, step.value.keyword(), message);
         let lexer = env.dockerfile.lexer();
         let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
-        let vars = self.scope.view(env_list);
-        let budget = self.budget.clone();
+        let vars = self.vars.scope.view(env_list);
+        let budget = self.vars.budget.clone();
         let word = |w: &str| {
             lexer
                 .process_word_in(w, &vars, &budget)
                 .map_err(|e| fail(e.to_string()))
         };
-        let mut created_by = String::new();
-        let mut changes: Option<ChangeSet> = None;
+        let created_by;
+        let changes: Option<ChangeSet>;
         match &step.value {
-            Instruction::Env(pairs) => {
-                let mut parts = Vec::new();
-                let mut expanded = Vec::new();
-                for (k, v) in pairs {
-                    let (k, v) = (word(k)?, word(v)?);
-                    parts.push(format!("{k}={v}"));
-                    expanded.push((k, v));
-                }
-                for (k, v) in expanded {
-                    self.config.config.env_set(&k, &v);
-                }
-                created_by = format!("ENV {}", parts.join(" "));
-            }
-            Instruction::Arg(decls) => {
-                let mut parts = Vec::new();
-                // declared once the words are expanded (they see the scope
-                // before this line), in order
-                let mut declared: Vec<(&String, Option<String>)> = Vec::new();
-                for (name, default) in decls {
-                    let value = match args.take(name) {
-                        Some(v) => Some(v),
-                        None => match default {
-                            Some(d) => Some(word(d)?),
-                            // global ARGs (the automatic platform args among
-                            // them), else the value it has (from the parent stage
-                            // or earlier on this line)
-                            None => env.global_args.get(name).cloned().or_else(|| {
-                                match declared.iter().rev().find(|(n, _)| *n == name) {
-                                    Some((_, v)) => v.clone(),
-                                    None => self.scope.value(name),
-                                }
-                            }),
-                        },
-                    };
-                    parts.push(match &value {
-                        Some(v) => format!("{name}={v}"),
-                        None => name.clone(),
-                    });
-                    declared.push((name, value));
-                }
-                for (name, value) in declared {
-                    self.scope.declare(name, value);
-                }
-                created_by = format!("ARG {}", parts.join(" "));
-            }
-            Instruction::Label(pairs) => {
-                let labels = self.config.config.labels.get_or_insert_with(BTreeMap::new);
-                let mut parts = Vec::new();
-                for (k, v) in pairs {
-                    let (k, v) = (word(k)?, word(v)?);
-                    parts.push(format!("{k}={v}"));
-                    labels.insert(k, v);
-                }
-                created_by = format!("LABEL {}", parts.join(" "));
-            }
-            Instruction::Expose(ports) => {
-                let mut all = Vec::new();
-                for p in ports {
-                    for w in lexer
-                        .process_words_in(p, &vars, &budget)
-                        .map_err(|e| fail(e.to_string()))?
-                    {
-                        // a range is one word and up to 65,536 ports: they
-                        // count against the stage's budget before they are
-                        // made, at about what each costs kept (64 bytes)
-                        let (start, end, proto) = port_range(&w).map_err(fail)?;
-                        let count = usize::from(end - start) + 1;
-                        budget.charge(count * 64).map_err(|e| fail(e.to_string()))?;
-                        all.extend((start..=end).map(|p| format!("{p}/{proto}")));
-                    }
-                }
-                let exposed = self
-                    .config
-                    .config
-                    .exposed_ports
-                    .get_or_insert_with(BTreeMap::new);
-                for p in &all {
-                    exposed.insert(p.clone(), Empty {});
-                }
-                created_by = format!("EXPOSE {}", all.join(" "));
-            }
-            Instruction::Volume(vols) => {
-                let mut expanded = Vec::new();
-                for v in vols {
-                    let v = word(v)?;
-                    if v.is_empty() {
-                        return Err(fail(
-                            "VOLUME specified can not be an empty string".to_string(),
-                        ));
-                    }
-                    expanded.push(v);
-                }
-                let volumes = self.config.config.volumes.get_or_insert_with(BTreeMap::new);
-                for v in &expanded {
-                    volumes.insert(v.clone(), Empty {});
-                }
-                created_by = format!("VOLUME [{}]", expanded.join(" "));
-            }
-            Instruction::User(u) => {
-                let u = word(u)?;
-                created_by = format!("USER {u}");
-                self.config.config.user = u;
-            }
-            Instruction::StopSignal(s) => {
-                let s = word(s)?;
-                check_signal(&s).map_err(fail)?;
-                created_by = format!("STOPSIGNAL {s}");
-                self.config.config.stop_signal = s;
-            }
-            Instruction::Maintainer(m) => {
-                created_by = format!("MAINTAINER {m}");
-                self.config.author = Some(m.clone());
-            }
-            Instruction::Shell(sh) => {
-                created_by = format!("SHELL [{}]", sh.join(" "));
-                self.config.config.shell = Some(sh.clone());
-            }
-            Instruction::Cmd(form) => {
-                let args = self.with_shell(form);
-                created_by = format!("CMD {}", go_quoted(&args));
-                self.config.config.cmd = Some(args);
-                self.config.config.args_escaped = true;
-                self.cmd_set = true;
-            }
-            Instruction::Entrypoint(form) => {
-                let args = self.with_shell(form);
-                created_by = format!("ENTRYPOINT {}", go_quoted(&args));
-                self.config.config.entrypoint = Some(args);
-                if !self.cmd_set {
-                    self.config.config.cmd = None;
-                }
-            }
-            Instruction::Healthcheck(h) => {
-                self.config.config.healthcheck = Some(HealthConfig {
-                    test: h.test.clone(),
-                    interval: h.interval.unwrap_or(0),
-                    timeout: h.timeout.unwrap_or(0),
-                    start_period: h.start_period.unwrap_or(0),
-                    start_interval: h.start_interval.unwrap_or(0),
-                    retries: h.retries.unwrap_or(0),
-                });
-                created_by = format!("HEALTHCHECK {}", go_quoted(&h.test));
-            }
-            Instruction::Onbuild { expression, .. } => {
-                self.config
-                    .config
-                    .on_build
-                    .get_or_insert_with(Vec::new)
-                    .push(expression.clone());
-            }
-            Instruction::Workdir(w) => {
-                let w = word(w)?;
-                let wd = lexpath::join(self.workdir(), &w);
-                created_by = format!("WORKDIR {wd}");
-                self.config.config.working_dir = wd.clone();
-                if wd != "/" && !self.dry {
-                    let owner = match self.config.config.user.as_str() {
-                        "" => (0, 0),
-                        u => users::resolve(&self.root, u).map_err(fail)?,
-                    };
-                    changes = Some(mkdir_all(&self.root, &wd, owner, env.now()).map_err(fail)?);
-                }
-            }
             Instruction::Copy(c) => {
                 let mut sources = Vec::new();
                 let mut inline = Vec::new();
@@ -416,11 +254,30 @@ impl StageState {
                 if !run.mounts.is_empty() {
                     return Err(fail("RUN --mount is not implemented yet".to_string()));
                 }
-                let argv = self.run_argv(run);
+                let argv = run_argv(&self.config.config, run);
                 created_by = format!("RUN {} # buildkit", argv.join(" "));
                 changes = Some(self.run(env, &argv, &args.predefined()).map_err(fail)?);
             }
-            Instruction::From(_) => return Err(fail("FROM inside a stage".to_string())),
+            inst => {
+                created_by = metadata::apply(
+                    &mut self.config,
+                    &mut self.vars,
+                    args,
+                    &env.metadata_inputs(),
+                    step,
+                )?;
+                // WORKDIR makes its directory (as the config's user)
+                let wd = self.config.config.working_dir.as_str();
+                changes = if matches!(inst, Instruction::Workdir(_)) && wd != "/" {
+                    let owner = match self.config.config.user.as_str() {
+                        "" => (0, 0),
+                        u => users::resolve(&self.root, u).map_err(fail)?,
+                    };
+                    Some(mkdir_all(&self.root, wd, owner, env.now()).map_err(fail)?)
+                } else {
+                    None
+                };
+            }
         }
         if !matches!(step.value, Instruction::Run(_)) && changes.is_some() {
             // COPY, ADD, WORKDIR wrote without a walk: the index is stale
@@ -443,21 +300,20 @@ impl StageState {
         copy_from: &CopySources,
         start: String,
     ) -> Result<(Vec<Option<KeyInputs>>, String), EngineError> {
-        let mut probe = StageState::new(
-            self.label.clone(),
-            self.root.clone(),
-            self.config.clone(),
-            Vec::new(),
-        );
-        probe.scope = self.scope.clone();
-        probe.cmd_set = self.cmd_set;
-        probe.dry = true;
+        // a copy of the config and variables: what metadata steps change
+        let mut config = self.config.clone();
+        let mut vars = StageVars {
+            scope: self.vars.scope.clone(),
+            cmd_set: self.vars.cmd_set,
+            budget: Budget::default(),
+        };
+        let inputs = env.metadata_inputs();
         let mut prev = start;
         let mut keys = Vec::new();
         for step in steps {
             let (text, sources, cached) = match &step.value {
                 Instruction::Run(run) => {
-                    let argv = probe.run_argv(run);
+                    let argv = run_argv(&config.config, run);
                     let mut text = format!("RUN {}", argv.join(" "));
                     for m in &run.mounts {
                         text.push_str(&format!(" --mount={m:?}"));
@@ -465,7 +321,7 @@ impl StageState {
                     (text, None, cache.opts.run_layers)
                 }
                 Instruction::Copy(c) => {
-                    match probe.copy_key_parts(env, cache, step, c, copy_from) {
+                    match copy_key_parts(&config, &vars, env, cache, step, c, copy_from) {
                         Ok((text, digest)) => (text, Some(digest), cache.opts.copy_layers),
                         Err(e) => {
                             // the step itself will say what is wrong
@@ -479,15 +335,10 @@ impl StageState {
                     }
                 }
                 _ => {
-                    probe.run_step(env, args, step, copy_from)?;
+                    let created_by = metadata::apply(&mut config, &mut vars, args, &inputs, step)?;
                     let text = match &step.value {
                         Instruction::Onbuild { .. } => step_text(step),
-                        _ => probe
-                            .config
-                            .history
-                            .last()
-                            .and_then(|h| h.created_by.clone())
-                            .unwrap_or_else(|| step_text(step)),
+                        _ => created_by,
                     };
                     // WORKDIR may make a directory: its layer is kept too
                     let cached =
@@ -495,16 +346,16 @@ impl StageState {
                     (text, None, cached)
                 }
             };
-            let vars = probe.scope.vars(&probe.config.config.env_pairs());
-            let shell = probe.shell();
+            let seen = vars.scope.vars(&config.config.env_pairs());
+            let shell = metadata::shell(&config.config);
             let key = super::cache::step_key(
                 &prev,
                 &super::cache::StepView {
                     instruction: &text,
-                    vars: &vars,
+                    vars: &seen,
                     platform: env.platform,
-                    user: &probe.config.config.user,
-                    workdir: probe.workdir(),
+                    user: &config.config.user,
+                    workdir: metadata::workdir(&config.config),
                     shell: &shell,
                     sources: sources.as_deref(),
                 },
@@ -515,65 +366,6 @@ impl StageState {
         Ok((keys, prev))
     }
 
-    /// A COPY/ADD as its key sees it: the expanded instruction, and the
-    /// digest of its source files.
-    fn copy_key_parts(
-        &self,
-        env: &BuildEnv<'_>,
-        cache: &Cache,
-        step: &Located<Instruction>,
-        c: &crate::dockerfile::Copy,
-        copy_from: &CopySources,
-    ) -> Result<(String, String), String> {
-        let lexer = env.dockerfile.lexer();
-        let vars = self.scope.vars(&self.config.config.env_pairs());
-        let word = |w: &str| {
-            lexer
-                .process_word_in(w, &vars, &self.budget)
-                .map_err(|e| e.to_string())
-        };
-        let mut text = String::from(step.value.keyword());
-        let mut paths = Vec::new();
-        for (flag, value) in [("from", &c.from), ("chown", &c.chown), ("chmod", &c.chmod)] {
-            if let Some(v) = value {
-                text.push_str(&format!(" --{flag}={}", word(v)?));
-            }
-        }
-        if c.link {
-            text.push_str(" --link");
-        }
-        for s in &c.sources {
-            match s {
-                Source::Path(p) => {
-                    let p = word(p)?;
-                    text.push_str(&format!(" {p}"));
-                    paths.push(p);
-                }
-                Source::Inline { name, content, .. } => {
-                    text.push_str(&format!(" <<{name} {content:?}"));
-                }
-            }
-        }
-        text.push_str(&format!(" {}", word(&c.dest)?));
-        let stage_tree;
-        let tree = match &c.from {
-            None => env.context,
-            Some(from) => {
-                let from = word(from)?;
-                stage_tree = copy_from
-                    .tree(env.dockerfile, &from)
-                    .ok_or_else(|| format!("--from={from} is not prepared"))?;
-                &stage_tree
-            }
-        };
-        let digest = if paths.is_empty() {
-            String::new()
-        } else {
-            cache.sources_digest(tree, &paths)?
-        };
-        Ok((text, digest))
-    }
-
     /// Runs the metadata part of a step (a WORKDIR's config change) and
     /// nothing else; its history entry is left to the cache entry.
     pub fn run_metadata(
@@ -581,13 +373,14 @@ impl StageState {
         env: &BuildEnv<'_>,
         args: &mut BuildArgs,
         step: &Located<Instruction>,
-        copy_from: &CopySources,
     ) -> Result<(), EngineError> {
-        self.dry = true;
-        let done = self.run_step(env, args, step, copy_from);
-        self.dry = false;
-        done?;
-        self.config.history.pop();
+        metadata::apply(
+            &mut self.config,
+            &mut self.vars,
+            args,
+            &env.metadata_inputs(),
+            step,
+        )?;
         Ok(())
     }
 
@@ -622,41 +415,6 @@ impl StageState {
         Ok(())
     }
 
-    /// The argv of a RUN: exec form as is; shell form through SHELL, with
-    /// heredoc bodies as the shell would read them (a RUN that is only a
-    /// heredoc runs its body as the script).
-    fn run_argv(&self, run: &crate::dockerfile::Run) -> Vec<String> {
-        match &run.command {
-            CommandForm::Shell(cmd) if !run.heredocs.is_empty() => {
-                let body = |h: &crate::dockerfile::Heredoc| {
-                    if h.chomp {
-                        h.content
-                            .lines()
-                            .map(|l| format!("{}\n", l.trim_start_matches('\t')))
-                            .collect::<String>()
-                    } else {
-                        h.content.clone()
-                    }
-                };
-                let only = cmd.trim().trim_start_matches("<<").trim_start_matches('-');
-                let only = only.trim_matches(|c| c == '"' || c == '\'');
-                let script = if run.heredocs.len() == 1 && only == run.heredocs[0].name {
-                    body(&run.heredocs[0])
-                } else {
-                    let mut s = format!("{cmd}\n");
-                    for h in &run.heredocs {
-                        s.push_str(&h.content);
-                        s.push_str(&h.name);
-                        s.push('\n');
-                    }
-                    s
-                };
-                self.with_shell(&CommandForm::Shell(script))
-            }
-            form => self.with_shell(form),
-        }
-    }
-
     /// Runs a command in the sandbox and snapshots what it changed.
     fn run(
         &mut self,
@@ -671,7 +429,7 @@ impl StageState {
         tree::mkdir_all(&root, &rel, (0, 0), 0o755).map_err(|e| e.to_string())?;
         let env_pairs = self.config.config.env_pairs();
         let mut run_env = env_pairs.clone();
-        for (k, v) in &self.scope.args {
+        for (k, v) in &self.vars.scope.args {
             if let Some(v) = v
                 && !env_pairs.iter().any(|(e, _)| e == k)
             {
@@ -726,26 +484,6 @@ impl StageState {
         );
         self.index = Some(after);
         Ok(changes)
-    }
-
-    /// SHELL, else `/bin/sh -c`.
-    fn shell(&self) -> Vec<String> {
-        self.config
-            .config
-            .shell
-            .clone()
-            .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
-    }
-
-    fn with_shell(&self, form: &CommandForm) -> Vec<String> {
-        match form {
-            CommandForm::Exec(v) => v.clone(),
-            CommandForm::Shell(s) => {
-                let mut sh = self.shell();
-                sh.push(s.clone());
-                sh
-            }
-        }
     }
 
     /// Adds the history entry and, when files changed, the layer.
@@ -823,6 +561,101 @@ impl StageState {
     }
 }
 
+/// A COPY/ADD as its key sees it: the expanded instruction, and the
+/// digest of its source files.
+fn copy_key_parts(
+    config: &ImageConfig,
+    vars: &StageVars,
+    env: &BuildEnv<'_>,
+    cache: &Cache,
+    step: &Located<Instruction>,
+    c: &crate::dockerfile::Copy,
+    copy_from: &CopySources,
+) -> Result<(String, String), String> {
+    let lexer = env.dockerfile.lexer();
+    let seen = vars.scope.vars(&config.config.env_pairs());
+    let word = |w: &str| {
+        lexer
+            .process_word_in(w, &seen, &vars.budget)
+            .map_err(|e| e.to_string())
+    };
+    let mut text = String::from(step.value.keyword());
+    let mut paths = Vec::new();
+    for (flag, value) in [("from", &c.from), ("chown", &c.chown), ("chmod", &c.chmod)] {
+        if let Some(v) = value {
+            text.push_str(&format!(" --{flag}={}", word(v)?));
+        }
+    }
+    if c.link {
+        text.push_str(" --link");
+    }
+    for s in &c.sources {
+        match s {
+            Source::Path(p) => {
+                let p = word(p)?;
+                text.push_str(&format!(" {p}"));
+                paths.push(p);
+            }
+            Source::Inline { name, content, .. } => {
+                text.push_str(&format!(" <<{name} {content:?}"));
+            }
+        }
+    }
+    text.push_str(&format!(" {}", word(&c.dest)?));
+    let stage_tree;
+    let tree = match &c.from {
+        None => env.context,
+        Some(from) => {
+            let from = word(from)?;
+            stage_tree = copy_from
+                .tree(env.dockerfile, &from)
+                .ok_or_else(|| format!("--from={from} is not prepared"))?;
+            &stage_tree
+        }
+    };
+    let digest = if paths.is_empty() {
+        String::new()
+    } else {
+        cache.sources_digest(tree, &paths)?
+    };
+    Ok((text, digest))
+}
+
+/// The argv of a RUN: exec form as is; shell form through SHELL, with
+/// heredoc bodies as the shell would read them (a RUN that is only a
+/// heredoc runs its body as the script).
+fn run_argv(config: &RunConfig, run: &crate::dockerfile::Run) -> Vec<String> {
+    match &run.command {
+        CommandForm::Shell(cmd) if !run.heredocs.is_empty() => {
+            let body = |h: &crate::dockerfile::Heredoc| {
+                if h.chomp {
+                    h.content
+                        .lines()
+                        .map(|l| format!("{}\n", l.trim_start_matches('\t')))
+                        .collect::<String>()
+                } else {
+                    h.content.clone()
+                }
+            };
+            let only = cmd.trim().trim_start_matches("<<").trim_start_matches('-');
+            let only = only.trim_matches(|c| c == '"' || c == '\'');
+            let script = if run.heredocs.len() == 1 && only == run.heredocs[0].name {
+                body(&run.heredocs[0])
+            } else {
+                let mut s = format!("{cmd}\n");
+                for h in &run.heredocs {
+                    s.push_str(&h.content);
+                    s.push_str(&h.name);
+                    s.push('\n');
+                }
+                s
+            };
+            metadata::with_shell(config, &CommandForm::Shell(script))
+        }
+        form => metadata::with_shell(config, form),
+    }
+}
+
 /// The instruction as written, for history and logs.
 fn step_text(step: &Located<Instruction>) -> String {
     match &step.value {
@@ -853,85 +686,4 @@ fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<Chan
         changes.add(dir);
     }
     Ok(changes)
-}
-
-/// EXPOSE's `port[-end][/proto]` into `port/proto` entries.
-/// An EXPOSE word: its first and last port and its protocol.
-fn port_range(spec: &str) -> Result<(u16, u16, String), String> {
-    let (ports, proto) = match spec.split_once('/') {
-        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
-        None => (spec, "tcp".to_string()),
-    };
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {proto}"));
-    }
-    let parse = |p: &str| {
-        p.parse::<u16>()
-            .map_err(|_| format!("invalid containerPort: {spec}"))
-    };
-    let (start, end) = match ports.split_once('-') {
-        Some((a, b)) => (parse(a)?, parse(b)?),
-        None => {
-            let p = parse(ports)?;
-            (p, p)
-        }
-    };
-    if end < start {
-        return Err(format!(
-            "invalid range specified for container port: {spec}"
-        ));
-    }
-    Ok((start, end, proto))
-}
-
-fn check_signal(s: &str) -> Result<(), String> {
-    const NAMES: [&str; 31] = [
-        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
-        "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
-        "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR",
-    ];
-    if s.contains('$') {
-        return Ok(());
-    }
-    if let Ok(n) = s.parse::<u32>() {
-        return if n > 0 && n <= 64 {
-            Ok(())
-        } else {
-            Err(format!("invalid signal: {s}"))
-        };
-    }
-    let name = s.strip_prefix("SIG").unwrap_or(s);
-    if NAMES.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX") {
-        Ok(())
-    } else {
-        Err(format!("invalid signal: {s}"))
-    }
-}
-
-/// Formats like Go's `%q` on a string slice (BuildKit's history text).
-fn go_quoted(args: &[String]) -> String {
-    let parts: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    format!("[{}]", parts.join(" "))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exposes() {
-        assert_eq!(port_range("80"), Ok((80, 80, "tcp".to_string())));
-        assert_eq!(port_range("53/UDP"), Ok((53, 53, "udp".to_string())));
-        assert_eq!(
-            port_range("8000-8002/tcp"),
-            Ok((8000, 8002, "tcp".to_string()))
-        );
-        assert!(port_range("http").is_err());
-        assert!(port_range("80/icmp").is_err());
-        assert!(
-            check_signal("SIGTERM").is_ok()
-                && check_signal("9").is_ok()
-                && check_signal("SIGNOPE").is_err()
-        );
-    }
 }
