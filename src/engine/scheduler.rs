@@ -15,11 +15,12 @@
 
 use super::cache::{self, KeyInputs};
 use super::context::SourceTree;
+use super::copy_sources::CopySources;
 use super::keep::{self, Transfer};
 use super::plan::{Keep, Plan, Ref};
 use super::remote::{BaseImage, CacheEntry, ImageLayers, Remote};
 use super::scope::{BuildArgs, StageScope};
-use super::stage::{BuildEnv, CopySources, StageState, scratch_config};
+use super::stage::{BuildEnv, StageState, scratch_config};
 use super::{EngineError, Platform};
 use crate::dockerfile::{Dockerfile, Instruction, Located, Stage};
 use crate::image::{Descriptor, ImageConfig};
