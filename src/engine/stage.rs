@@ -341,7 +341,7 @@ impl StageState {
         &mut self,
         env: &BuildEnv<'_>,
         remote: &super::remote::Remote,
-        entry: &super::remote::CacheEntry,
+        entry: &super::cache::CacheEntry,
         extract: bool,
     ) -> Result<(), EngineError> {
         let mut history = entry.history.clone();
