@@ -728,4 +728,81 @@ mod tests {
         );
         assert_eq!(now.changed_from(&stored), ["args and env", "user"]);
     }
+
+    #[test]
+    fn an_entry_reads_back_what_entry_image_stored() {
+        let t = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(t.path()).unwrap();
+        let platform = Platform::parse("linux/amd64").unwrap();
+        let vars = BTreeMap::new();
+        let shell = ["/bin/sh".to_string(), "-c".to_string()];
+        let inputs = step_key(
+            "prev",
+            &StepView {
+                instruction: "RUN make",
+                vars: &vars,
+                platform: &platform,
+                user: "",
+                workdir: "/",
+                shell: &shell,
+                sources: None,
+            },
+        );
+        let history = History {
+            created_by: Some("RUN make # buildkit".to_string()),
+            ..History::default()
+        };
+        let bytes = b"a layer";
+        let layer = Descriptor::new(
+            crate::image::manifest::OCI_LAYER_GZIP,
+            store.put(bytes).unwrap(),
+            bytes.len() as u64,
+        );
+        let diff_id = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+        let r = Reference::parse(&format!("127.0.0.1:5000/cache:{}", inputs.key)).unwrap();
+        let c = cache();
+
+        let image = c
+            .entry_image(
+                &store,
+                &platform,
+                Some((layer.clone(), diff_id.clone())),
+                history.clone(),
+                &inputs,
+            )
+            .unwrap();
+        let entry = parse_entry(&r, &image.manifest_bytes).unwrap();
+        assert_eq!(entry.source, r);
+        assert_eq!(entry.layers, std::slice::from_ref(&layer));
+        assert_eq!(entry.diff_ids, std::slice::from_ref(&diff_id));
+        assert_eq!(entry.history, history);
+        assert!(c.fresh(&entry), "{:?}", entry.stored);
+        assert!(inputs.changed_from(&entry.annotations).is_empty());
+
+        // a step that changed no file: no layer
+        let image = c
+            .entry_image(&store, &platform, None, history.clone(), &inputs)
+            .unwrap();
+        let entry = parse_entry(&r, &image.manifest_bytes).unwrap();
+        assert!(entry.layers.is_empty() && entry.diff_ids.is_empty());
+
+        // what smelt did not write, or not whole, is refused naming the entry
+        let err = |bytes: &[u8]| parse_entry(&r, bytes).unwrap_err().to_string();
+        assert!(err(b"not json").contains("malformed"));
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&image.manifest_bytes).unwrap();
+        manifest["annotations"] = serde_json::json!({});
+        let e = err(&serde_json::to_vec(&manifest).unwrap());
+        assert!(e.contains("no history") && e.contains(&inputs.key), "{e}");
+        let with_layer = c
+            .entry_image(&store, &platform, Some((layer, diff_id)), history, &inputs)
+            .unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&with_layer.manifest_bytes).unwrap();
+        manifest["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(&format!("{LABEL}diff-id"));
+        assert!(err(&serde_json::to_vec(&manifest).unwrap()).contains("at most one layer"));
+    }
 }
