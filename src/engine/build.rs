@@ -228,10 +228,9 @@ struct PendingUploads<'a> {
 impl Drop for PendingUploads<'_> {
     fn drop(&mut self) {
         let repo = &self.cache.repo;
-        let switch = self.cache.switch();
         let stored = self
             .cache
-            .waiting(|left| self.remote.wait_uploads(repo, left, &switch))
+            .waiting(|left| self.cache.wait_uploads(self.remote, left))
             .unwrap_or(0);
         if stored > 0 {
             log::info!("stored {stored} cache entries in {repo}");

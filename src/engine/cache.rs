@@ -14,19 +14,23 @@
 //! changed no file) whose manifest annotations carry what a lookup needs:
 //! the layer's diff ID, the step's history entry, when it was stored (for
 //! `--cache-ttl`) and the inputs of its key (to explain a later miss).
+//!
+//! This file owns what an entry is: it is made (`Cache::entry_image`),
+//! uploaded (`Cache::upload`), looked up and read (`Cache::lookup`,
+//! `parse_entry`) here; `remote.rs` only moves the bytes.
 
 use super::context::SourceTree;
-use super::options::CacheOptions;
-use super::remote::CacheEntry;
+use super::options::{CacheOptions, stored_within};
+use super::remote::{Remote, TagAnswers};
 use super::{EngineError, Platform};
 use crate::image::config::RootFs;
 use crate::image::{
     BlobStore, BuiltImage, Descriptor, Digest, History, ImageConfig, Manifest, MediaTypes,
 };
-use crate::registry::{PushImage, Reference};
+use crate::registry::{PushImage, Reference, RegistryError};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +72,20 @@ impl FileStamp {
             ino: m.ino(),
         }
     }
+}
+
+/// A cache entry found in the registry, as its manifest tells it (one
+/// request per lookup): the step's layer (none when the step changed no
+/// file), its diff ID and history entry, when it was stored, and the
+/// inputs of its key.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    pub source: Reference,
+    pub layers: Vec<Descriptor>,
+    pub diff_ids: Vec<Digest>,
+    pub history: History,
+    pub stored: Option<String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Turns a build's layer cache off, once, with one warning line; shared
@@ -128,7 +146,7 @@ fn put(h: &mut Sha256, part: &[u8]) {
 pub struct StepView<'a> {
     pub instruction: &'a str,
     /// Build args with values and env, sorted by name.
-    pub vars: &'a std::collections::BTreeMap<String, String>,
+    pub vars: &'a BTreeMap<String, String>,
     pub platform: &'a Platform,
     pub user: &'a str,
     pub workdir: &'a str,
@@ -171,7 +189,7 @@ impl KeyInputs {
     }
 
     /// The inputs as entry labels.
-    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+    pub fn labels(&self) -> BTreeMap<String, String> {
         self.fields()
             .iter()
             .filter_map(|(name, v)| {
@@ -181,10 +199,7 @@ impl KeyInputs {
     }
 
     /// Which inputs differ from those an entry was stored with.
-    pub fn changed_from(
-        &self,
-        labels: &std::collections::BTreeMap<String, String>,
-    ) -> Vec<&'static str> {
+    pub fn changed_from(&self, labels: &BTreeMap<String, String>) -> Vec<&'static str> {
         self.fields()
             .iter()
             .filter(|(name, v)| {
@@ -236,15 +251,6 @@ pub fn base_key(base: &str) -> String {
     let mut k = KeyHasher::new("");
     k.field("base", base.as_bytes());
     k.finish()
-}
-
-/// Whether the RFC 3339 time `stored` is no older than `ttl` (`--cache-ttl`
-/// for cache entries and warmed base images); an unreadable time is not.
-pub fn stored_within(stored: &str, ttl: std::time::Duration) -> bool {
-    stored.parse::<jiff::Timestamp>().is_ok_and(|t| {
-        let age = jiff::Timestamp::now().as_second() - t.as_second();
-        u64::try_from(age).unwrap_or(0) <= ttl.as_secs()
-    })
 }
 
 /// One entry of a source tree, for its digest.
@@ -345,6 +351,57 @@ impl Cache {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) += started.elapsed();
         Some(out)
+    }
+
+    /// Looks `tags` (keys, or `next-` tags) up in the cache repository,
+    /// 8 at a time, within `limit`. Each answer: an entry, `None` (no such
+    /// tag), or what went wrong (a malformed entry too). The layers of the
+    /// entries found are remembered as in the cache repository, for the
+    /// push to mount.
+    pub fn lookup(
+        &self,
+        remote: &Remote,
+        tags: &[String],
+        limit: std::time::Duration,
+    ) -> Result<TagAnswers<CacheEntry>, EngineError> {
+        let manifests = remote.cache_manifests(&self.repo, tags, limit)?;
+        let answers: TagAnswers<CacheEntry> = manifests
+            .into_iter()
+            .zip(tags)
+            .map(|(answer, tag)| {
+                let r = Reference {
+                    tag: Some(tag.clone()),
+                    ..self.repo.clone()
+                };
+                answer.and_then(|bytes| bytes.map(|b| parse_entry(&r, &b)).transpose())
+            })
+            .collect();
+        for e in answers.iter().flatten().flatten() {
+            remote.remember(&e.layers, &e.source);
+        }
+        Ok(answers)
+    }
+
+    /// Starts uploading an entry (`entry_image`), tagged with each of
+    /// `tags` (the key first), in the background; an upload that times
+    /// out turns the cache off.
+    pub fn upload(
+        &self,
+        remote: &Remote,
+        tags: &[String],
+        image: PushImage,
+        store: &BlobStore,
+    ) -> Result<(), EngineError> {
+        let switch = self.switch.clone();
+        remote.cache_upload(&self.repo, tags, image, store, move |why| {
+            switch.turn_off(why);
+        })
+    }
+
+    /// Waits for the uploads, at most `limit` (then turns the cache off);
+    /// returns how many succeeded.
+    pub fn wait_uploads(&self, remote: &Remote, limit: std::time::Duration) -> usize {
+        remote.wait_uploads(&self.repo, limit, &|why| self.switch.turn_off(why))
     }
 
     /// Whether an entry is younger than `--cache-ttl`.
@@ -458,11 +515,8 @@ impl Cache {
 }
 
 /// Reads a cache entry from its manifest.
-pub fn parse_entry(
-    r: &Reference,
-    bytes: &[u8],
-) -> Result<CacheEntry, crate::registry::RegistryError> {
-    let bad = |message: String| crate::registry::RegistryError::Invalid {
+pub fn parse_entry(r: &Reference, bytes: &[u8]) -> Result<CacheEntry, RegistryError> {
+    let bad = |message: String| RegistryError::Invalid {
         what: r.to_string(),
         message,
     };
@@ -621,7 +675,7 @@ mod tests {
 
     #[test]
     fn keys_change_with_every_field() {
-        let vars = std::collections::BTreeMap::from([("A".to_string(), "1".to_string())]);
+        let vars = BTreeMap::from([("A".to_string(), "1".to_string())]);
         let platform = Platform::parse("linux/amd64").unwrap();
         let shell = ["/bin/sh".to_string(), "-c".to_string()];
         let view = StepView {
@@ -637,7 +691,7 @@ mod tests {
         assert_eq!(k.len(), 64);
         assert_eq!(k, step_key("prev", &view).key);
         assert_ne!(k, step_key("other", &view).key);
-        let vars2 = std::collections::BTreeMap::from([("A".to_string(), "2".to_string())]);
+        let vars2 = BTreeMap::from([("A".to_string(), "2".to_string())]);
         for changed in [
             StepView {
                 instruction: "RUN make all",
@@ -673,5 +727,82 @@ mod tests {
             },
         );
         assert_eq!(now.changed_from(&stored), ["args and env", "user"]);
+    }
+
+    #[test]
+    fn an_entry_reads_back_what_entry_image_stored() {
+        let t = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(t.path()).unwrap();
+        let platform = Platform::parse("linux/amd64").unwrap();
+        let vars = BTreeMap::new();
+        let shell = ["/bin/sh".to_string(), "-c".to_string()];
+        let inputs = step_key(
+            "prev",
+            &StepView {
+                instruction: "RUN make",
+                vars: &vars,
+                platform: &platform,
+                user: "",
+                workdir: "/",
+                shell: &shell,
+                sources: None,
+            },
+        );
+        let history = History {
+            created_by: Some("RUN make # buildkit".to_string()),
+            ..History::default()
+        };
+        let bytes = b"a layer";
+        let layer = Descriptor::new(
+            crate::image::manifest::OCI_LAYER_GZIP,
+            store.put(bytes).unwrap(),
+            bytes.len() as u64,
+        );
+        let diff_id = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+        let r = Reference::parse(&format!("127.0.0.1:5000/cache:{}", inputs.key)).unwrap();
+        let c = cache();
+
+        let image = c
+            .entry_image(
+                &store,
+                &platform,
+                Some((layer.clone(), diff_id.clone())),
+                history.clone(),
+                &inputs,
+            )
+            .unwrap();
+        let entry = parse_entry(&r, &image.manifest_bytes).unwrap();
+        assert_eq!(entry.source, r);
+        assert_eq!(entry.layers, std::slice::from_ref(&layer));
+        assert_eq!(entry.diff_ids, std::slice::from_ref(&diff_id));
+        assert_eq!(entry.history, history);
+        assert!(c.fresh(&entry), "{:?}", entry.stored);
+        assert!(inputs.changed_from(&entry.annotations).is_empty());
+
+        // a step that changed no file: no layer
+        let image = c
+            .entry_image(&store, &platform, None, history.clone(), &inputs)
+            .unwrap();
+        let entry = parse_entry(&r, &image.manifest_bytes).unwrap();
+        assert!(entry.layers.is_empty() && entry.diff_ids.is_empty());
+
+        // what smelt did not write, or not whole, is refused naming the entry
+        let err = |bytes: &[u8]| parse_entry(&r, bytes).unwrap_err().to_string();
+        assert!(err(b"not json").contains("malformed"));
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&image.manifest_bytes).unwrap();
+        manifest["annotations"] = serde_json::json!({});
+        let e = err(&serde_json::to_vec(&manifest).unwrap());
+        assert!(e.contains("no history") && e.contains(&inputs.key), "{e}");
+        let with_layer = c
+            .entry_image(&store, &platform, Some((layer, diff_id)), history, &inputs)
+            .unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&with_layer.manifest_bytes).unwrap();
+        manifest["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(&format!("{LABEL}diff-id"));
+        assert!(err(&serde_json::to_vec(&manifest).unwrap()).contains("at most one layer"));
     }
 }

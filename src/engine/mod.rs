@@ -6,6 +6,7 @@ pub mod build;
 pub mod cache;
 pub mod context;
 pub mod copy;
+pub mod copy_sources;
 pub mod interrupt;
 pub mod keep;
 pub mod metadata;

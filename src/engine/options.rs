@@ -117,3 +117,12 @@ impl BuildOptions {
         }
     }
 }
+
+/// Whether the RFC 3339 time `stored` is no older than `ttl` (`--cache-ttl`
+/// for cache entries and warmed base images); an unreadable time is not.
+pub fn stored_within(stored: &str, ttl: std::time::Duration) -> bool {
+    stored.parse::<jiff::Timestamp>().is_ok_and(|t| {
+        let age = jiff::Timestamp::now().as_second() - t.as_second();
+        u64::try_from(age).unwrap_or(0) <= ttl.as_secs()
+    })
+}

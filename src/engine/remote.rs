@@ -1,9 +1,10 @@
 //! The engine's side of registries: a tokio runtime started on first use
 //! (a build with no registry image and no push never starts one), base
 //! images resolved for the stage's platform, their layers fetched and
-//! extracted in order, and the push of the finished image.
+//! extracted in order, and the push of the finished image. For the layer
+//! cache (`cache.rs`) it only moves bytes: entry manifests by tag, blob
+//! checks, and entry uploads in the background.
 
-use super::cache::CacheSwitch;
 use super::warm::BaseCache;
 use super::{EngineError, Platform};
 use crate::fs::compress::decompressor;
@@ -20,22 +21,12 @@ use std::sync::{Arc, OnceLock};
 /// What a finished cache upload reports: its key and how it went.
 type UploadDone = (String, Result<Digest, RegistryError>);
 
+/// One answer per tag looked up: what it names, `None` (no such tag), or
+/// what went wrong.
+pub type TagAnswers<T> = Vec<Result<Option<T>, RegistryError>>;
+
 /// Why a cache operation stopped waiting.
 const OUT_OF_TIME: &str = "the layer cache's time (--cache-timeout) ran out";
-
-/// A cache entry found in the registry, as its manifest tells it (one
-/// request per lookup): the step's layer (none when the step changed no
-/// file), its diff ID and history entry, when it was stored, and the
-/// inputs of its key.
-#[derive(Debug, Clone)]
-pub struct CacheEntry {
-    pub source: Reference,
-    pub layers: Vec<Descriptor>,
-    pub diff_ids: Vec<Digest>,
-    pub history: crate::image::History,
-    pub stored: Option<String>,
-    pub annotations: BTreeMap<String, String>,
-}
 
 /// A base image from a registry, ready to start a stage from.
 #[derive(Debug, Clone)]
@@ -192,7 +183,9 @@ impl Remote {
         }
     }
 
-    fn remember(&self, layers: &[Descriptor], source: &Reference) {
+    /// Records `source` as where `layers` can be had from (a push mounts
+    /// them from there).
+    pub fn remember(&self, layers: &[Descriptor], source: &Reference) {
         let mut map = self
             .remote_blobs
             .lock()
@@ -438,48 +431,45 @@ impl Remote {
         )
     }
 
-    /// Looks `keys` up in the cache repository `repo`, all at once. Each
-    /// answer: an entry, `None` (no such tag), or what went wrong.
-    /// Past `limit`, every answer is a time-out.
-    pub fn cache_lookup(
+    /// The manifests tagged `tags` in the cache repository `repo`, 8 at a
+    /// time. Each answer: the manifest's bytes, `None` (no such tag), or
+    /// what went wrong. Past `limit`, every answer is a time-out.
+    pub fn cache_manifests(
         &self,
         repo: &Reference,
-        keys: &[String],
+        tags: &[String],
         limit: std::time::Duration,
-    ) -> Result<Vec<Result<Option<CacheEntry>, RegistryError>>, EngineError> {
+    ) -> Result<TagAnswers<Vec<u8>>, EngineError> {
         let registry = self.cache_registry();
-        let lookups = keys.iter().map(|key| {
+        let lookups = tags.iter().map(|tag| {
             let r = Reference {
-                tag: Some(key.clone()),
+                tag: Some(tag.clone()),
                 ..repo.clone()
             };
             async move {
                 match registry.manifest_at(&r).await {
-                    Ok((bytes, _, _)) => super::cache::parse_entry(&r, &bytes).map(Some),
+                    Ok((bytes, _, _)) => Ok(Some(bytes)),
                     Err(RegistryError::Status { status: 404, .. }) => Ok(None),
                     Err(e) => Err(e),
                 }
             }
         });
-        let what = format!("looking up {} keys in {repo}", keys.len());
-        let answers = self.eight_at_a_time_within(limit, &what, lookups)?;
-        for e in answers.iter().flatten().flatten() {
-            self.remember(&e.layers, &e.source);
-        }
-        Ok(answers)
+        let what = format!("looking up {} keys in {repo}", tags.len());
+        self.eight_at_a_time_within(limit, &what, lookups)
     }
 
     /// Starts pushing a cache entry, tagged with each of `tags` (the key
     /// first), in the background (a thread driving the push on the
     /// runtime: the push future borrows, so it cannot be a task). An
-    /// upload that timed out turns the cache off through `switch`.
+    /// upload that timed out calls `turn_off` with why (it turns the
+    /// cache off).
     pub fn cache_upload(
         &self,
         repo: &Reference,
         tags: &[String],
         image: PushImage,
         store: &BlobStore,
-        switch: CacheSwitch,
+        turn_off: impl FnOnce(&str) + Send + 'static,
     ) -> Result<(), EngineError> {
         let dests: Vec<Reference> = tags
             .iter()
@@ -502,7 +492,7 @@ impl Remote {
             .spawn(move || {
                 let pushed = handle.block_on(registry.push(&dests, &image, &store));
                 if let Err(e @ RegistryError::TimedOut { .. }) = &pushed {
-                    switch.turn_off(&e.to_string());
+                    turn_off(&e.to_string());
                 }
                 // the receiver lives as long as the Remote; a build that
                 // stopped waiting does not read this
@@ -515,13 +505,13 @@ impl Remote {
     /// Waits for the cache uploads, at most `limit`; a failed one is a
     /// warning naming its key and what the registry said (one that timed
     /// out has turned the cache off, with its own warning). Uploads still
-    /// running after `limit` are left behind and the cache turned off.
-    /// Returns how many succeeded.
+    /// running after `limit` are left behind and `turn_off` is called
+    /// with why. Returns how many succeeded.
     pub fn wait_uploads(
         &self,
         repo: &Reference,
         limit: std::time::Duration,
-        switch: &CacheSwitch,
+        turn_off: &dyn Fn(&str),
     ) -> usize {
         let uploads = self
             .uploads
@@ -538,7 +528,7 @@ impl Remote {
                     log::warn!("cache upload of {repo}:{key} failed (the build goes on): {e}");
                 }
                 Err(_) => {
-                    switch.turn_off(&format!(
+                    turn_off(&format!(
                         "{OUT_OF_TIME}; {left} upload{} left unfinished",
                         if left == 1 { "" } else { "s" }
                     ));

@@ -13,13 +13,14 @@
 //! instead of copying it, and a root nobody will read again is removed as
 //! soon as its last reader is done.
 
-use super::cache::{self, KeyInputs};
+use super::cache::{self, CacheEntry, KeyInputs};
 use super::context::SourceTree;
+use super::copy_sources::CopySources;
 use super::keep::{self, Transfer};
 use super::plan::{Keep, Plan, Ref};
-use super::remote::{BaseImage, CacheEntry, ImageLayers, Remote};
+use super::remote::{BaseImage, ImageLayers, Remote};
 use super::scope::{BuildArgs, StageScope};
-use super::stage::{BuildEnv, CopySources, StageState, scratch_config};
+use super::stage::{BuildEnv, StageState, scratch_config};
 use super::{EngineError, Platform};
 use crate::dockerfile::{Dockerfile, Instruction, Located, Stage};
 use crate::image::{Descriptor, ImageConfig};
@@ -545,9 +546,7 @@ impl Runner<'_> {
         if wanted.is_empty() {
             return Ok((keys, hits, final_key));
         }
-        let Some(answers) =
-            cache.waiting(|left| self.remote.cache_lookup(&cache.repo, &wanted, left))
-        else {
+        let Some(answers) = cache.waiting(|left| cache.lookup(self.remote, &wanted, left)) else {
             return Ok((keys, hits, final_key));
         };
         let mut answers = answers?.into_iter();
@@ -582,7 +581,7 @@ impl Runner<'_> {
                 .map(|k| KeyInputs::next_tag(&k.prev))
                 .collect();
             let before = cache
-                .waiting(|left| self.remote.cache_lookup(&cache.repo, &tags, left))
+                .waiting(|left| cache.lookup(self.remote, &tags, left))
                 .transpose()?
                 .unwrap_or_default();
             for ((i, _), answer) in misses.iter().zip(before) {
@@ -730,10 +729,7 @@ impl Runner<'_> {
         let tags = [inputs.key.clone(), KeyInputs::next_tag(&inputs.prev)];
         let stored = cache
             .entry_image(env.store, env.platform, layer, history, inputs)
-            .and_then(|image| {
-                self.remote
-                    .cache_upload(&cache.repo, &tags, image, env.store, cache.switch())
-            });
+            .and_then(|image| cache.upload(self.remote, &tags, image, env.store));
         if let Err(e) = stored {
             log::warn!("cache entry {}:{} not stored: {e}", cache.repo, inputs.key);
         }

@@ -6,6 +6,7 @@
 use super::cache::{Cache, KeyInputs};
 use super::context::SourceTree;
 use super::copy::{self, Chmod, CopyJob, InlineFile};
+use super::copy_sources::{Bodies, CopySources, CopyWords};
 use super::metadata::{self, StageVars};
 use super::sandbox;
 use super::scope::BuildArgs;
@@ -82,26 +83,6 @@ impl BuildEnv<'_> {
     }
 }
 
-/// Where `COPY --from` reads: the roots of the stages a stage reads, by
-/// index, and the images it copies from, unpacked, by reference.
-#[derive(Debug, Clone, Default)]
-pub struct CopySources {
-    pub stages: BTreeMap<usize, PathBuf>,
-    pub images: BTreeMap<String, PathBuf>,
-}
-
-impl CopySources {
-    /// The tree `COPY --from=<from>` reads (a stage by name or index, else
-    /// an image), if this build prepared it.
-    pub fn tree(&self, df: &Dockerfile, from: &str) -> Option<SourceTree> {
-        let (root, what) = match df.stage_index(from) {
-            Some(i) => (self.stages.get(&i)?, "stage"),
-            None => (self.images.get(from)?, "image"),
-        };
-        Some(SourceTree::stage(root.clone(), format!("{what} {from}")))
-    }
-}
-
 /// The state of a stage while its steps run.
 #[derive(Debug)]
 pub struct StageState {
@@ -160,47 +141,17 @@ impl StageState {
         let file = &env.dockerfile.file;
         let fail =
             |message: String| EngineError::step(file, step.line, step.value.keyword(), message);
-        let lexer = env.dockerfile.lexer();
-        let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
-        let vars = self.vars.scope.view(env_list);
-        let budget = self.vars.budget.clone();
-        let word = |w: &str| {
-            lexer
-                .process_word_in(w, &vars, &budget)
-                .map_err(|e| fail(e.to_string()))
-        };
         let created_by;
         let changes: Option<ChangeSet>;
         match &step.value {
             Instruction::Copy(c) => {
-                let mut sources = Vec::new();
-                let mut inline = Vec::new();
-                for s in &c.sources {
-                    match s {
-                        Source::Path(p) => sources.push(word(p)?),
-                        Source::Inline {
-                            name,
-                            content,
-                            expand,
-                        } => {
-                            let content = if *expand {
-                                lexer
-                                    .with_raw()
-                                    .process_word_in(content, &vars, &budget)
-                                    .map_err(|e| fail(e.to_string()))?
-                            } else {
-                                content.clone()
-                            };
-                            inline.push(InlineFile {
-                                name: name.clone(),
-                                content,
-                            });
-                        }
-                    }
-                }
-                let dest_word = word(&c.dest)?;
-                let mut dest = lexpath::join(self.workdir(), &dest_word);
-                if (dest_word.ends_with('/') || dest_word.ends_with("/.") || dest_word == ".")
+                let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
+                let vars = self.vars.scope.view(env_list);
+                let lexer = env.dockerfile.lexer();
+                let words = CopyWords::expand(c, lexer, &vars, &self.vars.budget, Bodies::Expanded)
+                    .map_err(|e| fail(e.to_string()))?;
+                let mut dest = lexpath::join(self.workdir(), &words.dest);
+                if (words.dest.ends_with('/') || words.dest.ends_with("/.") || words.dest == ".")
                     && !dest.ends_with('/')
                 {
                     dest.push('/');
@@ -214,29 +165,29 @@ impl StageState {
                 if c.checksum.is_some() {
                     return Err(fail("--checksum requires an HTTP(S) or git source, which ADD does not fetch yet".to_string()));
                 }
-                let owner = match &c.chown {
-                    Some(spec) => Some(users::resolve(&self.root, &word(spec)?).map_err(fail)?),
+                let owner = match &words.chown {
+                    Some(spec) => Some(users::resolve(&self.root, spec).map_err(fail)?),
                     None => None,
                 };
-                let chmod = match &c.chmod {
-                    Some(m) => Some(Chmod::parse(&word(m)?).map_err(fail)?),
+                let chmod = match &words.chmod {
+                    Some(m) => Some(Chmod::parse(m).map_err(fail)?),
                     None => None,
                 };
-                let stage_tree;
-                let src = match &c.from {
-                    None => env.context,
-                    Some(from) => {
-                        let from = word(from)?;
-                        stage_tree = copy_from.tree(env.dockerfile, &from).ok_or_else(|| {
-                            fail(format!(
-                                "COPY --from={from}: not a stage or image this build prepared (a --from given by a stage's own ARG cannot be planned)"
-                            ))
-                        })?;
-                        &stage_tree
+                let src = copy_from
+                    .source_tree(env.dockerfile, env.context, words.from.as_deref())
+                    .map_err(fail)?;
+                let mut sources = Vec::new();
+                let mut inline = Vec::new();
+                for s in words.sources {
+                    match s {
+                        Source::Path(p) => sources.push(p),
+                        Source::Inline { name, content, .. } => {
+                            inline.push(InlineFile { name, content });
+                        }
                     }
-                };
+                }
                 let job = CopyJob {
-                    src,
+                    src: &src,
                     root: &self.root,
                     sources,
                     inline,
@@ -390,7 +341,7 @@ impl StageState {
         &mut self,
         env: &BuildEnv<'_>,
         remote: &super::remote::Remote,
-        entry: &super::remote::CacheEntry,
+        entry: &super::cache::CacheEntry,
         extract: bool,
     ) -> Result<(), EngineError> {
         let mut history = entry.history.clone();
@@ -572,51 +523,43 @@ fn copy_key_parts(
     c: &crate::dockerfile::Copy,
     copy_from: &CopySources,
 ) -> Result<(String, String), String> {
-    let lexer = env.dockerfile.lexer();
     let seen = vars.scope.vars(&config.config.env_pairs());
-    let word = |w: &str| {
-        lexer
-            .process_word_in(w, &seen, &vars.budget)
-            .map_err(|e| e.to_string())
-    };
+    let words = CopyWords::expand(
+        c,
+        env.dockerfile.lexer(),
+        &seen,
+        &vars.budget,
+        Bodies::AsWritten,
+    )
+    .map_err(|e| e.to_string())?;
     let mut text = String::from(step.value.keyword());
-    let mut paths = Vec::new();
-    for (flag, value) in [("from", &c.from), ("chown", &c.chown), ("chmod", &c.chmod)] {
+    for (flag, value) in [
+        ("from", &words.from),
+        ("chown", &words.chown),
+        ("chmod", &words.chmod),
+    ] {
         if let Some(v) = value {
-            text.push_str(&format!(" --{flag}={}", word(v)?));
+            text.push_str(&format!(" --{flag}={v}"));
         }
     }
     if c.link {
         text.push_str(" --link");
     }
-    for s in &c.sources {
+    for s in &words.sources {
         match s {
-            Source::Path(p) => {
-                let p = word(p)?;
-                text.push_str(&format!(" {p}"));
-                paths.push(p);
-            }
+            Source::Path(p) => text.push_str(&format!(" {p}")),
             Source::Inline { name, content, .. } => {
                 text.push_str(&format!(" <<{name} {content:?}"));
             }
         }
     }
-    text.push_str(&format!(" {}", word(&c.dest)?));
-    let stage_tree;
-    let tree = match &c.from {
-        None => env.context,
-        Some(from) => {
-            let from = word(from)?;
-            stage_tree = copy_from
-                .tree(env.dockerfile, &from)
-                .ok_or_else(|| format!("--from={from} is not prepared"))?;
-            &stage_tree
-        }
-    };
+    text.push_str(&format!(" {}", words.dest));
+    let tree = copy_from.source_tree(env.dockerfile, env.context, words.from.as_deref())?;
+    let paths: Vec<String> = words.paths().map(str::to_string).collect();
     let digest = if paths.is_empty() {
         String::new()
     } else {
-        cache.sources_digest(tree, &paths)?
+        cache.sources_digest(&tree, &paths)?
     };
     Ok((text, digest))
 }

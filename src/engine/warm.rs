@@ -83,7 +83,7 @@ impl BaseCache {
                     .is_some_and(|p| crate::registry::platform_matches(&want, p))
         })?;
         let stored = entry.annotations.as_ref().and_then(|a| a.get(STORED))?;
-        if !super::cache::stored_within(stored, ttl) {
+        if !super::options::stored_within(stored, ttl) {
             log::info!("{name} in the cache directory is older than --cache-ttl");
             return None;
         }
