@@ -210,13 +210,7 @@ impl StageState {
                 changes = Some(self.run(env, &argv, &args.predefined()).map_err(fail)?);
             }
             inst => {
-                created_by = metadata::apply(
-                    &mut self.config,
-                    &mut self.vars,
-                    args,
-                    &env.metadata_inputs(),
-                    step,
-                )?;
+                created_by = self.run_metadata(env, args, step)?;
                 // WORKDIR makes its directory (as the config's user)
                 let wd = self.config.config.working_dir.as_str();
                 changes = if matches!(inst, Instruction::Workdir(_)) && wd != "/" {
@@ -317,22 +311,22 @@ impl StageState {
         Ok((keys, prev))
     }
 
-    /// Runs the metadata part of a step (a WORKDIR's config change) and
-    /// nothing else; its history entry is left to the cache entry.
+    /// Runs the metadata part of a step (its config change) and nothing
+    /// else; returns the history text (a cached WORKDIR leaves its history
+    /// entry to the cache entry).
     pub fn run_metadata(
         &mut self,
         env: &BuildEnv<'_>,
         args: &mut BuildArgs,
         step: &Located<Instruction>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<String, EngineError> {
         metadata::apply(
             &mut self.config,
             &mut self.vars,
             args,
             &env.metadata_inputs(),
             step,
-        )?;
-        Ok(())
+        )
     }
 
     /// Takes a step's result from a cache entry instead of running it: its

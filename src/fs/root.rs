@@ -509,44 +509,7 @@ impl Dir<'_> {
     /// The extended attributes of `name` itself, sorted by name; none
     /// where the filesystem has no support for them.
     pub fn xattrs(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>, FsError> {
-        let path = xattr_path(self, name);
-        let mut names = vec![0u8; 1024];
-        let len = loop {
-            match rustix::fs::llistxattr(&path, &mut names[..]) {
-                Ok(n) => break n,
-                Err(Errno::RANGE) => {
-                    let want = rustix::fs::llistxattr(&path, &mut [0u8; 0][..])
-                        .map_err(|e| self.fail(name, "listing xattrs", e))?;
-                    names.resize(want.max(names.len() * 2), 0);
-                }
-                Err(Errno::NOTSUP) => return Ok(Vec::new()),
-                Err(e) => return Err(self.fail(name, "listing xattrs", e)),
-            }
-        };
-        let mut found = Vec::new();
-        for key in names[..len].split(|b| *b == 0).filter(|k| !k.is_empty()) {
-            let key = OsStr::from_bytes(key);
-            let mut value = vec![0u8; 256];
-            let n = loop {
-                match rustix::fs::lgetxattr(&path, key, &mut value[..]) {
-                    Ok(n) => break Some(n),
-                    Err(Errno::RANGE) => {
-                        let want = rustix::fs::lgetxattr(&path, key, &mut [0u8; 0][..])
-                            .map_err(|e| self.fail(name, "reading xattr", e))?;
-                        value.resize(want.max(value.len() * 2), 0);
-                    }
-                    // removed between the list and the read
-                    Err(Errno::NODATA) => break None,
-                    Err(e) => return Err(self.fail(name, "reading xattr", e)),
-                }
-            };
-            if let Some(n) = n {
-                value.truncate(n);
-                found.push((key.to_string_lossy().into_owned(), value));
-            }
-        }
-        found.sort();
-        Ok(found)
+        super::tree::xattrs_named(&xattr_path(self, name), &format!("/{}", self.rel_of(name)))
     }
 
     /// Opens the regular file `name` for reading (not following it).

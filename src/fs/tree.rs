@@ -3,7 +3,7 @@
 //! symlinks, and removing whatever is at a path of smelt's own.
 
 use super::root::Root;
-use super::{FsError, io_at};
+use super::FsError;
 use std::path::Path;
 
 /// Creates the missing directories of `rel` (relative to `root`, already
@@ -64,17 +64,26 @@ pub fn mark_top_dir(dir: &Path) {
 /// The xattrs of `path` itself (not a symlink's target), as (name, value)
 /// sorted by name; none where the filesystem has no xattr support.
 pub fn xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, FsError> {
+    xattrs_named(path, &path.display().to_string())
+}
+
+/// [`xattrs`] of `path`, errors naming it `shown` (a root-relative path
+/// when `path` goes through a descriptor's `/proc/self/fd` link).
+pub(crate) fn xattrs_named(path: &Path, shown: &str) -> Result<Vec<(String, Vec<u8>)>, FsError> {
     let names = match xattr::list(path) {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
             return Ok(Vec::new());
         }
-        Err(e) => return Err(io_at(path, "listing xattrs")(e)),
+        Err(e) => return Err(FsError::path(shown, format!("listing xattrs: {e}"))),
     };
     let mut found = Vec::new();
     for name in names {
-        if let Some(value) = xattr::get(path, &name).map_err(io_at(path, "reading xattr"))? {
-            found.push((name.to_string_lossy().into_owned(), value));
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => found.push((name.to_string_lossy().into_owned(), value)),
+            // removed between the list and the read
+            Ok(None) => {}
+            Err(e) => return Err(FsError::path(shown, format!("reading xattr: {e}"))),
         }
     }
     found.sort();
