@@ -67,7 +67,10 @@ impl SourceTree {
         links: &mut Vec<String>,
     ) -> Result<Vec<Match>, String> {
         let rel = lexpath::in_root(source);
-        let root = Root::open(&self.root).map_err(|e| e.to_string())?;
+        // a tree that is not there (a stage's root handed to another
+        // stage) holds nothing
+        let root = Root::open(&self.root)
+            .map_err(|_| format!("{source:?}: not found in {}", self.label))?;
         let resolve = |rel: &str, links: &mut Vec<String>| {
             scope::resolve_traced_in(&root, rel, true, links).map_err(|e| e.to_string())
         };
