@@ -2,8 +2,8 @@
 //! root that reports what it created, setting a time without following
 //! symlinks, and removing whatever is at a path of smelt's own.
 
-use super::root::Root;
 use super::FsError;
+use super::root::Root;
 use std::path::Path;
 
 /// Creates the missing directories of `rel` (relative to `root`, already
