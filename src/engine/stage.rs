@@ -166,7 +166,9 @@ impl StageState {
                     return Err(fail("--checksum requires an HTTP(S) or git source, which ADD does not fetch yet".to_string()));
                 }
                 let owner = match &words.chown {
-                    Some(spec) => Some(users::resolve(&self.root, spec).map_err(fail)?),
+                    Some(spec) => {
+                        Some(users::resolve(&self.root, spec).map_err(|e| fail(e.to_string()))?)
+                    }
                     None => None,
                 };
                 let chmod = match &words.chmod {
@@ -216,7 +218,7 @@ impl StageState {
                 changes = if matches!(inst, Instruction::Workdir(_)) && wd != "/" {
                     let owner = match self.config.config.user.as_str() {
                         "" => (0, 0),
-                        u => users::resolve(&self.root, u).map_err(fail)?,
+                        u => users::resolve(&self.root, u).map_err(|e| fail(e.to_string()))?,
                     };
                     Some(mkdir_all(&self.root, wd, owner, env.now()).map_err(fail)?)
                 } else {
@@ -367,7 +369,8 @@ impl StageState {
         argv: &[String],
         proxies: &[(String, String)],
     ) -> Result<ChangeSet, String> {
-        let (uid, gid, groups) = users::run_user(&self.root, &self.config.config.user)?;
+        let (uid, gid, groups) =
+            users::run_user(&self.root, &self.config.config.user).map_err(|e| e.to_string())?;
         let workdir = self.workdir().to_string();
         let root = Root::open(&self.root).map_err(|e| e.to_string())?;
         let rel = scope::resolve_in(&root, &workdir, true).map_err(|e| e.to_string())?;

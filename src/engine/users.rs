@@ -5,14 +5,33 @@ use crate::fs::root::Root;
 use crate::fs::scope;
 use std::path::Path;
 
-/// Resolves `spec` inside `root`. A user name without a group takes the
-/// user's primary group; a numeric uid without a group uses the same number
-/// as gid (docker's documented rule).
-pub fn resolve(root: &Path, spec: &str) -> Result<(u32, u32), String> {
+/// A `user[:group]` that the image's account files cannot resolve.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    UnknownUser(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    UnknownGroup(String),
+    #[error("bad passwd entry for {0}")]
+    BadEntry(String),
+}
+
+/// A user or group given as a number, or as `root`, which is 0 whether or
+/// not the image has account files (BuildKit's rule for COPY --chown,
+/// WORKDIR and `USER root:root`).
+fn numeric_id(s: &str) -> Option<u32> {
+    if s == "root" { Some(0) } else { s.parse().ok() }
+}
+
+/// Resolves `spec` inside `root`, for the files COPY/ADD --chown and
+/// WORKDIR make. A user name without a group takes the user's primary
+/// group; a numeric uid (or `root`) without a group uses the same number as
+/// gid (docker's documented rule).
+pub fn resolve(root: &Path, spec: &str) -> Result<(u32, u32), UserError> {
     let (user, group) = split_spec(spec);
-    let (uid, primary) = match user.parse::<u32>() {
-        Ok(uid) => (uid, uid),
-        Err(_) => {
+    let (uid, primary) = match numeric_id(user) {
+        Some(uid) => (uid, uid),
+        None => {
             let (uid, gid, _) = named_user(root, user)?;
             (uid, gid)
         }
@@ -27,9 +46,13 @@ pub fn resolve(root: &Path, spec: &str) -> Result<(u32, u32), String> {
 /// The identity a RUN step runs as, resolved as runc/BuildKit do for
 /// USER: a name must exist in the image's passwd; a number need not (its
 /// primary group is then 0); without an explicit group the user's
-/// supplementary groups come from /etc/group.
-pub fn run_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), String> {
+/// supplementary groups come from /etc/group. `uid:gid` given both as
+/// numbers or `root` needs no account file (BuildKit's fast path).
+pub fn run_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), UserError> {
     let (user, group) = split_spec(if spec.is_empty() { "0" } else { spec });
+    if let (Some(uid), Some(gid)) = (numeric_id(user), group.and_then(numeric_id)) {
+        return Ok((uid, gid, vec![gid]));
+    }
     let (uid, primary, name) = match user.parse::<u32>() {
         Ok(uid) => {
             let entry = lookup(root, "etc/passwd", &uid.to_string(), 2);
@@ -75,28 +98,26 @@ fn split_spec(spec: &str) -> (&str, Option<&str>) {
 }
 
 /// A user that must be in the image's passwd: uid, primary gid, the entry.
-fn named_user(root: &Path, user: &str) -> Result<(u32, u32, Vec<String>), String> {
+fn named_user(root: &Path, user: &str) -> Result<(u32, u32, Vec<String>), UserError> {
     let entry = lookup(root, "etc/passwd", user, 0)
-        .ok_or_else(|| format!("unable to find user {user}: no matching entries in passwd file"))?;
+        .ok_or_else(|| UserError::UnknownUser(user.to_string()))?;
     let field = |i: usize| {
         entry
             .get(i)
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad passwd entry for {user}"))
+            .ok_or_else(|| UserError::BadEntry(user.to_string()))
     };
     let (uid, gid) = (field(2)?, field(3)?);
     Ok((uid, gid, entry))
 }
 
 /// A group given by number, or by a name the image's /etc/group has.
-fn group_id(root: &Path, group: &str) -> Result<u32, String> {
-    match group.parse::<u32>() {
-        Ok(gid) => Ok(gid),
-        Err(_) => lookup(root, "etc/group", group, 0)
+fn group_id(root: &Path, group: &str) -> Result<u32, UserError> {
+    match numeric_id(group) {
+        Some(gid) => Ok(gid),
+        None => lookup(root, "etc/group", group, 0)
             .and_then(|e| e.get(2).and_then(|s| s.parse().ok()))
-            .ok_or_else(|| {
-                format!("unable to find group {group}: no matching entries in group file")
-            }),
+            .ok_or_else(|| UserError::UnknownGroup(group.to_string())),
     }
 }
 
@@ -159,10 +180,9 @@ mod tests {
         assert_eq!(resolve(r, "1234"), Ok((1234, 1234)));
         assert_eq!(resolve(r, "1234:5678"), Ok((1234, 5678)));
         assert_eq!(resolve(r, "10:root"), Ok((10, 0)));
-        assert!(
-            resolve(r, "ghost")
-                .unwrap_err()
-                .contains("unable to find user ghost")
+        assert_eq!(
+            resolve(r, "ghost").unwrap_err().to_string(),
+            "unable to find user ghost: no matching entries in passwd file"
         );
         assert_eq!(run_user(r, ""), Ok((0, 0, vec![0])));
         assert_eq!(run_user(r, "nobody"), Ok((65534, 65533, vec![65533])));
@@ -170,10 +190,36 @@ mod tests {
         assert_eq!(run_user(r, "65534"), Ok((65534, 65533, vec![65533])));
         assert_eq!(run_user(r, "nobody:root"), Ok((65534, 0, vec![0])));
         assert!(run_user(r, "ghost").is_err());
-        assert!(
-            resolve(r, "root:ghosts")
-                .unwrap_err()
-                .contains("unable to find group ghosts")
+        assert_eq!(
+            resolve(r, "root:ghosts"),
+            Err(UserError::UnknownGroup("ghosts".into()))
+        );
+    }
+
+    /// An image without account files (FROM scratch): numbers and `root`
+    /// resolve, as BuildKit's file operations and RUN's `uid:gid` fast path
+    /// have it; other names do not.
+    #[test]
+    fn no_account_files() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path();
+        assert_eq!(resolve(r, "root"), Ok((0, 0)));
+        assert_eq!(resolve(r, "root:root"), Ok((0, 0)));
+        assert_eq!(resolve(r, "9999"), Ok((9999, 9999)));
+        assert_eq!(resolve(r, "9999:root"), Ok((9999, 0)));
+        assert_eq!(resolve(r, "0"), Ok((0, 0)));
+        assert_eq!(resolve(r, "app"), Err(UserError::UnknownUser("app".into())));
+        assert_eq!(
+            resolve(r, "1:app"),
+            Err(UserError::UnknownGroup("app".into()))
+        );
+        assert_eq!(run_user(r, "root:root"), Ok((0, 0, vec![0])));
+        assert_eq!(run_user(r, "9999:9999"), Ok((9999, 9999, vec![9999])));
+        assert_eq!(run_user(r, "9999"), Ok((9999, 0, vec![0])));
+        assert_eq!(run_user(r, ""), Ok((0, 0, vec![0])));
+        assert_eq!(
+            run_user(r, "root"),
+            Err(UserError::UnknownUser("root".into()))
         );
     }
 }

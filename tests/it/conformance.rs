@@ -323,6 +323,7 @@ cases! {
     multi_stage_matches_docker => "multi-stage",
     copy_from_links_matches_docker => "copy-from-links",
     arg_scopes_match_docker => "arg-scopes",
+    workdir_user_matches_docker => "workdir-user",
 }
 
 /// An extra check, not part of the suite: every case folder under
