@@ -32,13 +32,20 @@ pub struct ExtractOptions<'a> {
     pub skip: Option<&'a RootIgnores>,
 }
 
-struct Deferred {
-    /// The entry's name under the root, parents not yet resolved.
-    named: String,
-    target: Vec<u8>,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
+/// A symlink, made after every other entry of its layer (so that it cannot
+/// redirect them), or a hard link to such a symlink, made after it.
+enum Deferred {
+    Symlink {
+        /// The entry's name under the root, parents not yet resolved.
+        named: String,
+        target: Vec<u8>,
+        uid: u32,
+        gid: u32,
+        mtime: i64,
+    },
+    /// A hard link `named` to the deferred symlink `to` (`cp -al` of a
+    /// tree with symlinks gives these; docker keeps them linked).
+    HardLink { named: String, to: String },
 }
 
 const WHITEOUT: &str = ".wh.";
@@ -261,7 +268,7 @@ impl<'a> Extraction<'a> {
                         .link_name_bytes()
                         .map(|b| b.into_owned())
                         .unwrap_or_default();
-                    symlinks.push(Deferred {
+                    symlinks.push(Deferred::Symlink {
                         named: lexpath::child(&dest, &name),
                         target,
                         uid,
@@ -278,6 +285,17 @@ impl<'a> Extraction<'a> {
                         .map(|b| b.into_owned())
                         .unwrap_or_default();
                     let target = lexpath::in_root(&lexpath::from_bytes(&target));
+                    let to = lexpath::child(&dest, &target);
+                    let to_deferred = symlinks
+                        .iter()
+                        .any(|d| matches!(d, Deferred::Symlink { named, .. } if *named == to));
+                    if to_deferred {
+                        symlinks.push(Deferred::HardLink {
+                            named: lexpath::child(&dest, &name),
+                            to,
+                        });
+                        continue;
+                    }
                     let (tp, tb) = lexpath::split_last(&target);
                     let target_rel = lexpath::child(
                         &scope::resolve_in(root, &lexpath::child(&dest, tp), true)?,
@@ -334,7 +352,16 @@ impl<'a> Extraction<'a> {
         // each symlink may change how the names after it resolve
         self.forget_dirs();
         for link in symlinks {
-            self.make_symlink(link)?;
+            match link {
+                Deferred::Symlink {
+                    named,
+                    target,
+                    uid,
+                    gid,
+                    mtime,
+                } => self.make_symlink(&named, target, (uid, gid), mtime)?,
+                Deferred::HardLink { named, to } => self.make_hard_link(&named, &to)?,
+            }
         }
         // children first, so setting a parent's time is not undone
         let mut dir_times = std::mem::take(&mut self.dir_times);
@@ -349,24 +376,58 @@ impl<'a> Extraction<'a> {
 
     /// Makes a deferred symlink: its parent is resolved now, through the
     /// links made before it, inside the root.
-    fn make_symlink(&mut self, link: Deferred) -> Result<(), FsError> {
+    fn make_symlink(
+        &mut self,
+        named: &str,
+        target: Vec<u8>,
+        (uid, gid): (u32, u32),
+        mtime: i64,
+    ) -> Result<(), FsError> {
+        let Some(rel) = self.deferred_place(named)? else {
+            return Ok(());
+        };
+        let target = std::ffi::OsString::from_vec(target);
+        self.root.symlink(&target, &rel)?;
+        self.root.chown(&rel, uid, gid)?;
+        self.root.set_mtime(&rel, mtime)?;
+        self.changes.add(&rel);
+        Ok(())
+    }
+
+    /// Makes a deferred hard link to a symlink made before it: both names
+    /// resolve now, inside the root, and the link is to the symlink itself.
+    fn make_hard_link(&mut self, named: &str, to: &str) -> Result<(), FsError> {
+        let (tp, tb) = lexpath::split_last(to);
+        let to_rel = lexpath::child(&scope::resolve_in(self.root, tp, true)?, tb);
+        if self.root.kind(&to_rel)? != Some(rustix::fs::FileType::Symlink) {
+            return Err(FsError::path(
+                format!("/{named}"),
+                format!("hard link to /{to_rel}, which is not a symlink in the image"),
+            ));
+        }
+        let Some(rel) = self.deferred_place(named)? else {
+            return Ok(());
+        };
+        self.root.hard_link(&to_rel, &rel)?;
+        self.changes.add(&rel);
+        Ok(())
+    }
+
+    /// Where a deferred entry goes: its parent resolved now (made when
+    /// missing) and whatever is at the name removed; none when skipped.
+    fn deferred_place(&mut self, named: &str) -> Result<Option<String>, FsError> {
         let root = self.root;
-        let (parent, base) = lexpath::split_last(&link.named);
+        let (parent, base) = lexpath::split_last(named);
         let parent_rel = scope::resolve_in(root, parent, true)?;
         let rel = lexpath::child(&parent_rel, base);
         if self.skipped(&rel) {
-            return Ok(());
+            return Ok(None);
         }
         mkdir_all(root, &parent_rel, (0, 0), 0o755)?;
         if root.kind(&rel)?.is_some() {
             self.remove(&rel)?;
         }
-        let target = std::ffi::OsString::from_vec(link.target);
-        root.symlink(&target, &rel)?;
-        root.chown(&rel, link.uid, link.gid)?;
-        root.set_mtime(&rel, link.mtime)?;
-        self.changes.add(&rel);
-        Ok(())
+        Ok(Some(rel))
     }
 }
 
@@ -690,6 +751,34 @@ mod tests {
             Path::new("/etc/shadow")
         );
         assert!(changes.changed.contains(&inside), "{changes:?}");
+    }
+
+    /// `cp -al` of a tree with symlinks gives hard links to symlinks: the
+    /// link is made after the deferred symlink, to the symlink itself, and a
+    /// link to a symlink of a lower layer works too.
+    #[test]
+    fn hard_links_to_symlinks_link_the_symlink() {
+        use std::os::unix::fs::MetadataExt;
+        let (outer, root) = sandbox();
+        let lower = layer(|b| raw(b, "old", tar::EntryType::Symlink, "gone", b""));
+        apply(&root, &lower).expect("lower");
+        let t = layer(|b| {
+            raw(b, "d/rel", tar::EntryType::Symlink, "file", b"");
+            raw(b, "d/again", tar::EntryType::Link, "d/rel", b"");
+            raw(b, "e/third", tar::EntryType::Link, "d/rel", b"");
+            raw(b, "old2", tar::EntryType::Link, "old", b"");
+        });
+        let changes = apply(&root, &t).expect("extract");
+        for name in ["d/again", "e/third", "d/rel"] {
+            let m = fs_err::symlink_metadata(root.join(name)).expect("lstat");
+            assert!(m.file_type().is_symlink(), "{name}");
+            assert_eq!(m.nlink(), 3, "{name}");
+            assert!(changes.changed.contains(name), "{name}: {changes:?}");
+        }
+        let old2 = fs_err::symlink_metadata(root.join("old2")).expect("lstat");
+        assert!(old2.file_type().is_symlink());
+        assert_eq!(old2.nlink(), 2);
+        assert_contained(outer.path());
     }
 
     /// Class 2: an archive holding `esc/secret.txt` and then `esc -> host`

@@ -216,6 +216,29 @@ impl<'a> EntryWriter<'a> {
         let ft = FileType::from_raw_mode(meta.st_mode);
         header.set_mode(meta.st_mode & 0o7777);
         let mut name = rel.to_string();
+        // every name of a file, symlink or special file linked more than
+        // once after the first is a hard link to it (docker's rule: a
+        // `cp -al` of a tree with symlinks keeps them linked)
+        let linkable = matches!(
+            ft,
+            FileType::RegularFile
+                | FileType::Symlink
+                | FileType::Fifo
+                | FileType::CharacterDevice
+                | FileType::BlockDevice
+        );
+        if linkable && meta.st_nlink > 1 {
+            let key = (meta.st_dev, meta.st_ino);
+            if let Some(first) = self.links.get(&key) {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                let first = first.clone();
+                set_link(&mut header, &mut pax, &lexpath::to_bytes(&first));
+                self.add_xattrs(rel, &mut pax)?;
+                return finish(tar, header, pax, &name, io::empty());
+            }
+            self.links.insert(key, rel.to_string());
+        }
         match ft {
             FileType::Directory => {
                 header.set_entry_type(tar::EntryType::Directory);
@@ -228,18 +251,6 @@ impl<'a> EntryWriter<'a> {
                 set_link(&mut header, &mut pax, target.as_bytes());
             }
             FileType::RegularFile => {
-                if meta.st_nlink > 1 {
-                    let key = (meta.st_dev, meta.st_ino);
-                    if let Some(first) = self.links.get(&key) {
-                        header.set_entry_type(tar::EntryType::Link);
-                        header.set_size(0);
-                        let first = first.clone();
-                        set_link(&mut header, &mut pax, &lexpath::to_bytes(&first));
-                        self.add_xattrs(rel, &mut pax)?;
-                        return finish(tar, header, pax, &name, io::empty());
-                    }
-                    self.links.insert(key, rel.to_string());
-                }
                 header.set_entry_type(tar::EntryType::Regular);
                 let size = meta.st_size as u64;
                 if size > 0o77777777777 {

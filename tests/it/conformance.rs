@@ -324,6 +324,7 @@ cases! {
     copy_from_links_matches_docker => "copy-from-links",
     arg_scopes_match_docker => "arg-scopes",
     workdir_user_matches_docker => "workdir-user",
+    linked_symlinks_match_docker => "linked-symlinks",
 }
 
 /// An extra check, not part of the suite: every case folder under

@@ -275,8 +275,8 @@ fn hard_links_and_symlinks_survive_copy() {
         &[
             "/t/hard 644 0:0 file n=2 \"data\\n\"".to_string(),
             "/t/real 644 0:0 file n=2 \"data\\n\"".to_string(),
-            "/t/rel 777 0:0 link -> real".to_string(),
-            "/t/dangling 777 0:0 link -> /nonexistent".to_string(),
+            "/t/rel 777 0:0 link n=1 -> real".to_string(),
+            "/t/dangling 777 0:0 link n=1 -> /nonexistent".to_string(),
             format!("/t/{long}/f 644 0:0 file n=1 \"long\\n\""),
         ],
     );

@@ -276,7 +276,8 @@ pub fn tree(root: &Path) -> String {
                 "dir".to_string()
             } else if ft.is_symlink() {
                 format!(
-                    "link -> {}",
+                    "link n={} -> {}",
+                    meta.nlink(),
                     fs_err::read_link(&path).expect("readlink").display()
                 )
             } else if ft.is_file() {

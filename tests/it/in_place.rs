@@ -137,7 +137,7 @@ fn executor_builds_in_place_and_leaves_its_own_files_out() {
             "/copied/mode 644 0:0 file n=1 \"in-place\\n\"",
             "/note.txt 644 0:0 file n=1 \"from the context\\n\"",
             "/seen 644 0:0 file n=1 \"built\\n\"",
-            "/bin/ls 777 0:0 link -> busybox",
+            "/bin/ls 777 0:0 link n=1 -> busybox",
         ],
     );
     for absent in [

@@ -35,7 +35,7 @@ fn run_adds_changes_and_deletes_files() {
         &[
             "/hello 644 0:0 file n=1 \"hi\\nmore\\n\"",
             "/a 755 0:0 dir",
-            "/link 777 0:0 link -> hello",
+            "/link 777 0:0 link n=1 -> hello",
             "/etc/passwd 600 0:0 file n=1 65 bytes",
         ],
     );
