@@ -116,6 +116,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     }
 
     let plan = Plan::new(&df, opts.target.as_deref(), &global)?;
+    super::unsupported::refuse(&df, plan.refs.keys().copied())?;
     let cache = match &opts.cache {
         Some(_) if opts.single_snapshot => {
             log::warn!("--single-snapshot makes one layer per stage: the layer cache is off");

@@ -134,7 +134,7 @@ pub struct CopyJob<'a> {
 pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
     let mut matched = Vec::new();
     for source in &job.sources {
-        if job.is_add && is_remote(source) {
+        if job.is_add && super::unsupported::is_remote(source) {
             return Err(format!(
                 "ADD from a URL or git repository ({source}) is not implemented yet"
             ));
@@ -204,13 +204,6 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
 
 fn kind(meta: &Stat) -> FileType {
     FileType::from_raw_mode(meta.st_mode)
-}
-
-fn is_remote(source: &str) -> bool {
-    source.starts_with("http://")
-        || source.starts_with("https://")
-        || source.starts_with("git@")
-        || source.contains(".git#")
 }
 
 /// Whether `rel` in `src` is a tar, possibly gzip/bzip2/xz/zstd compressed

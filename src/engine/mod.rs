@@ -19,6 +19,7 @@ pub mod scheduler;
 pub mod scope;
 pub mod source;
 pub mod stage;
+pub mod unsupported;
 pub mod users;
 pub mod warm;
 

@@ -141,6 +141,11 @@ impl StageState {
         let file = &env.dockerfile.file;
         let fail =
             |message: String| EngineError::step(file, step.line, step.value.keyword(), message);
+        // the stages' own steps were judged before the build began; an
+        // ONBUILD trigger of a base image is judged here, as it fires
+        if let Some(what) = super::unsupported::missing(&step.value) {
+            return Err(fail(format!("{what} is not implemented yet")));
+        }
         let created_by;
         let changes: Option<ChangeSet>;
         match &step.value {
@@ -155,15 +160,6 @@ impl StageState {
                     && !dest.ends_with('/')
                 {
                     dest.push('/');
-                }
-                if c.parents {
-                    return Err(fail("--parents is not implemented yet".to_string()));
-                }
-                if !c.excludes.is_empty() {
-                    return Err(fail("--exclude is not implemented yet".to_string()));
-                }
-                if c.checksum.is_some() {
-                    return Err(fail("--checksum requires an HTTP(S) or git source, which ADD does not fetch yet".to_string()));
                 }
                 let owner = match &words.chown {
                     Some(spec) => {
@@ -204,9 +200,6 @@ impl StageState {
                 created_by = step_text(step);
             }
             Instruction::Run(run) => {
-                if !run.mounts.is_empty() {
-                    return Err(fail("RUN --mount is not implemented yet".to_string()));
-                }
                 let argv = run_argv(&self.config.config, run);
                 created_by = format!("RUN {} # buildkit", argv.join(" "));
                 changes = Some(self.run(env, &argv, &args.predefined()).map_err(fail)?);

@@ -297,3 +297,30 @@ fn copy_creates_destination_directories_0755() {
         &["/dst/ro 755 0:0 dir", "/dst/chmodded 750 0:0 dir"],
     );
 }
+
+/// A feature smelt lacks is refused before the first step runs, naming the
+/// file, line and feature; a stage that is not built is not judged.
+#[test]
+fn unsupported_instructions_are_refused_before_any_step_runs() {
+    let t = TestContext::new(
+        "FROM scratch AS unused\nRUN --mount=type=cache,target=/c true\nFROM scratch\nCOPY a.txt /a\nRUN --mount=type=cache,target=/c true\n",
+    );
+    t.file("a.txt", "a\n");
+    let run = t.build(&["--no-push", "-v", "info"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let err = run.stderr();
+    assert!(
+        err.contains("Dockerfile:5: RUN: RUN --mount is not implemented yet"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("COPY a.txt"),
+        "a step ran before the refusal: {err}"
+    );
+    // without the refused stage, the unused one does not matter
+    let t = TestContext::new(
+        "FROM scratch AS unused\nRUN --mount=type=cache,target=/c true\nFROM scratch\nCOPY a.txt /a\n",
+    );
+    t.file("a.txt", "a\n");
+    t.build(&["--no-push"]).ok();
+}

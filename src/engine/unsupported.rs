@@ -1,0 +1,156 @@
+//! Refusing, before any step runs, what smelt cannot build yet: a build
+//! that would fail at its tenth step fails at once, naming the file and
+//! line, instead of after minutes of work (and never half-pushed).
+
+use super::EngineError;
+use crate::dockerfile::instruction::{Instruction, Source};
+use crate::dockerfile::{Dockerfile, Located};
+
+/// The first instruction of the stages `built` that asks for a feature
+/// smelt does not have. ONBUILD lines are only recorded here; a trigger is
+/// judged when it fires, at the FROM of the stage that inherits it, before
+/// that stage's first step.
+pub fn refuse(df: &Dockerfile, built: impl IntoIterator<Item = usize>) -> Result<(), EngineError> {
+    for i in built {
+        let Some(stage) = df.stages.get(i) else {
+            continue;
+        };
+        for step in &stage.steps {
+            if let Some(what) = missing(&step.value) {
+                return Err(refusal(df, step, &what));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn refusal(df: &Dockerfile, step: &Located<Instruction>, what: &str) -> EngineError {
+    EngineError::step(
+        &df.file,
+        step.line,
+        step.value.keyword(),
+        format!("{what} is not implemented yet"),
+    )
+}
+
+/// What `inst` needs that smelt lacks, if anything. ADD sources are judged
+/// as written: one that becomes a URL only through a variable is refused
+/// when its step runs.
+pub fn missing(inst: &Instruction) -> Option<String> {
+    match inst {
+        Instruction::Run(run) => {
+            if !run.mounts.is_empty() {
+                return Some("RUN --mount".to_string());
+            }
+            match run.network.as_deref() {
+                None | Some("default") | Some("host") => {}
+                Some(other) => return Some(format!("RUN --network={other}")),
+            }
+            match run.security.as_deref() {
+                None | Some("sandbox") => {}
+                Some(other) => return Some(format!("RUN --security={other}")),
+            }
+            None
+        }
+        Instruction::Copy(c) => {
+            let keyword = inst.keyword();
+            if c.parents {
+                return Some(format!("{keyword} --parents"));
+            }
+            if !c.excludes.is_empty() {
+                return Some(format!("{keyword} --exclude"));
+            }
+            if c.checksum.is_some() {
+                return Some(format!(
+                    "{keyword} --checksum (it needs ADD of a URL or git repository)"
+                ));
+            }
+            if c.is_add {
+                for s in &c.sources {
+                    if let Source::Path(p) = s
+                        && is_remote(p)
+                    {
+                        return Some(format!("ADD from a URL or git repository ({p})"));
+                    }
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// A source ADD would fetch instead of reading from the context.
+pub fn is_remote(source: &str) -> bool {
+    source.starts_with("http://")
+        || source.starts_with("https://")
+        || source.starts_with("git@")
+        || source.contains(".git#")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_refusal(text: &str) -> Option<String> {
+        let df = Dockerfile::parse_bytes(text.as_bytes(), "Dockerfile").expect("parse");
+        refuse(&df, 0..df.stages.len()).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn refusals_name_the_line_and_the_feature() {
+        let rows: &[(&str, Option<&str>)] = &[
+            ("FROM a\nRUN true\nCOPY x /y\nADD x.tar /\n", None),
+            (
+                "FROM a\nRUN --network=host true\nRUN --network=default --security=sandbox true\n",
+                None,
+            ),
+            (
+                "FROM a\nRUN true\nRUN --mount=type=cache,target=/c true\n",
+                Some("Dockerfile:3: RUN: RUN --mount is not implemented yet"),
+            ),
+            (
+                "FROM a\nRUN --network=none true\n",
+                Some("Dockerfile:2: RUN: RUN --network=none is not implemented yet"),
+            ),
+            (
+                "FROM a\nRUN --security=insecure true\n",
+                Some("Dockerfile:2: RUN: RUN --security=insecure is not implemented yet"),
+            ),
+            (
+                "FROM a\nCOPY --parents a/./b /\n",
+                Some("Dockerfile:2: COPY: COPY --parents is not implemented yet"),
+            ),
+            (
+                "FROM a\nCOPY --exclude=*.md . /\n",
+                Some("Dockerfile:2: COPY: COPY --exclude is not implemented yet"),
+            ),
+            (
+                "FROM a\nADD https://example.com/x /x\n",
+                Some(
+                    "Dockerfile:2: ADD: ADD from a URL or git repository (https://example.com/x) is not implemented yet",
+                ),
+            ),
+            ("FROM a\nCOPY https://example.com/x /x\n", None),
+            ("FROM a\nONBUILD RUN --mount=type=secret,id=x true\n", None),
+            (
+                "FROM a AS one\nRUN true\nFROM a\nRUN --mount=type=tmpfs,target=/t true\n",
+                Some("Dockerfile:4: RUN: RUN --mount is not implemented yet"),
+            ),
+        ];
+        for (text, want) in rows {
+            assert_eq!(first_refusal(text).as_deref(), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn stages_not_built_are_not_judged() {
+        let df = Dockerfile::parse_bytes(
+            b"FROM a AS unused\nRUN --mount=type=cache,target=/c true\nFROM a\nRUN true\n",
+            "Dockerfile",
+        )
+        .expect("parse");
+        assert!(refuse(&df, [1]).is_ok());
+        assert!(refuse(&df, [0, 1]).is_err());
+    }
+}
