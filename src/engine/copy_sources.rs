@@ -1,6 +1,6 @@
 //! What a COPY/ADD reads, worked out once for both of its users: running
 //! the step (`StageState::run_step`) and its cache key
-//! (`StageState::cache_keys`). [`CopyWords::expand`] expands the step's
+//! (`cache::step_keys`). [`CopyWords::expand`] expands the step's
 //! words (sources, heredoc bodies, destination, `--from`, `--chown`,
 //! `--chmod`) with the variables the step sees, and
 //! [`CopySources::source_tree`] finds the tree the sources are read from:

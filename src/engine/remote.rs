@@ -2,7 +2,7 @@
 //! (a build with no registry image and no push never starts one), base
 //! images resolved for the stage's platform, their layers fetched and
 //! extracted in order, and the push of the finished image. For the layer
-//! cache (`cache.rs`) it only moves bytes: entry manifests by tag, blob
+//! cache (`cache/`) it only moves bytes: entry manifests by tag, blob
 //! checks, and entry uploads in the background.
 
 use super::warm::BaseCache;

@@ -13,7 +13,7 @@
 //! instead of copying it, and a root nobody will read again is removed as
 //! soon as its last reader is done.
 
-use super::cache::{self, CacheEntry, KeyInputs};
+use super::cache;
 use super::context::SourceTree;
 use super::copy_sources::CopySources;
 use super::keep::{self, Transfer};
@@ -353,7 +353,8 @@ impl Runner<'_> {
         };
         let steps: Vec<&Located<Instruction>> = triggers.iter().chain(stage.steps.iter()).collect();
         // keys first, every lookup at once; a miss does not stop the others
-        let (keys, mut hits, final_key) = self.look_up(&state, args, &steps, sources, base_key)?;
+        let (keys, mut hits, final_key) =
+            cache::look_up(env, self.remote, &state, args, &steps, sources, base_key)?;
         // the base's files are needed if a step that runs reads them, or a
         // later stage does; layers from the cache are applied up to the
         // last step that needs the files (all of them if a later stage does).
@@ -377,7 +378,7 @@ impl Runner<'_> {
                 })
                 .collect();
             checked.extend(lazy.iter().copied());
-            let gone = self.gone_from_cache(&hits, &lazy);
+            let gone = cache::gone_from_cache(env, self.remote, &hits, &lazy);
             if gone.is_empty() {
                 break last_reader;
             }
@@ -452,7 +453,7 @@ impl Runner<'_> {
                 );
                 // a layer that cannot be had makes the hit a miss
                 let fetched = if extract {
-                    self.fetch_hit(entry)
+                    cache::fetch_hit(env, self.remote, entry)
                 } else {
                     Ok(())
                 };
@@ -478,7 +479,7 @@ impl Runner<'_> {
             let layers_before = state.layers.len();
             state.run_step(env, args, step, sources)?;
             if let Some(inputs) = &keys[i] {
-                self.store_in_cache(&state, inputs, layers_before);
+                cache::store_in_cache(env, self.remote, &state, inputs, layers_before);
             }
         }
         state.finish_snapshot(env)?;
@@ -514,225 +515,6 @@ impl Runner<'_> {
             scope: state.vars.scope,
             key: final_key,
         })
-    }
-
-    /// The cache keys of `steps` and the entries found for them (none when
-    /// the cache is off), and the key after the last step. Misses are
-    /// explained when asked (`Cache::explains`).
-    #[allow(clippy::type_complexity)]
-    fn look_up(
-        &self,
-        state: &StageState,
-        args: &mut BuildArgs,
-        steps: &[&Located<Instruction>],
-        sources: &CopySources,
-        base_key: String,
-    ) -> Result<(Vec<Option<KeyInputs>>, Vec<Option<CacheEntry>>, String), EngineError> {
-        let env = self.env;
-        let label = &state.label;
-        let no_hits = || {
-            steps
-                .iter()
-                .map(|_| None)
-                .collect::<Vec<Option<CacheEntry>>>()
-        };
-        let Some(cache) = env.cache.as_ref().filter(|c| c.usable()) else {
-            let no_keys = steps.iter().map(|_| None).collect();
-            return Ok((no_keys, no_hits(), base_key));
-        };
-        let (keys, final_key) = state.cache_keys(env, cache, args, steps, sources, base_key)?;
-        let wanted: Vec<String> = keys.iter().flatten().map(|k| k.key.clone()).collect();
-        let mut hits = no_hits();
-        if wanted.is_empty() {
-            return Ok((keys, hits, final_key));
-        }
-        let Some(answers) = cache.waiting(|left| cache.lookup(self.remote, &wanted, left)) else {
-            return Ok((keys, hits, final_key));
-        };
-        let mut answers = answers?.into_iter();
-        // misses, with why so far
-        let mut misses: Vec<(usize, &'static str)> = Vec::new();
-        for (i, inputs) in keys.iter().enumerate() {
-            if inputs.is_none() {
-                continue;
-            }
-            let Some(answer) = answers.next() else { break };
-            match answer {
-                Ok(Some(entry)) if cache.fresh(&entry) => hits[i] = Some(entry),
-                Ok(Some(_)) => misses.push((i, "older than --cache-ttl")),
-                Ok(None) => misses.push((i, "not in the cache")),
-                Err(e) => {
-                    cache.give_up(&e.to_string());
-                    return Ok((keys, no_hits(), final_key));
-                }
-            }
-        }
-        log::info!(
-            "[{label}] cache: {} of {} steps found",
-            hits.iter().flatten().count(),
-            wanted.len()
-        );
-        // the newest entry after the same previous key: what changed since
-        let mut changed: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
-        if cache.explains() && !misses.is_empty() {
-            let tags: Vec<String> = misses
-                .iter()
-                .filter_map(|(i, _)| keys[*i].as_ref())
-                .map(|k| KeyInputs::next_tag(&k.prev))
-                .collect();
-            let before = cache
-                .waiting(|left| cache.lookup(self.remote, &tags, left))
-                .transpose()?
-                .unwrap_or_default();
-            for ((i, _), answer) in misses.iter().zip(before) {
-                if let (Ok(Some(entry)), Some(inputs)) = (answer, &keys[*i]) {
-                    changed.insert(*i, inputs.changed_from(&entry.annotations));
-                }
-            }
-        }
-        let why: BTreeMap<usize, &str> = misses.iter().copied().collect();
-        for (i, inputs) in keys.iter().enumerate() {
-            let Some(inputs) = inputs else { continue };
-            let step = steps[i];
-            let result = if hits[i].is_some() { "hit" } else { "miss" };
-            let what_changed = changed.get(&i);
-            if let Some(c) = what_changed {
-                log::debug!(
-                    "[{label}] line {}: cache miss {}: changed since the last entry: {}",
-                    step.line,
-                    &inputs.key[..12],
-                    if c.is_empty() {
-                        "nothing it records".to_string()
-                    } else {
-                        c.join(", ")
-                    }
-                );
-            } else {
-                log::debug!(
-                    "[{label}] line {}: cache {result} {}{}",
-                    step.line,
-                    &inputs.key[..12],
-                    why.get(&i).map(|w| format!(" ({w})")).unwrap_or_default()
-                );
-            }
-            cache.record(serde_json::json!({
-                "stage": label,
-                "line": step.line,
-                "instruction": inputs.instruction,
-                "key": inputs.key,
-                "result": result,
-                "why": why.get(&i),
-                "changed": what_changed,
-            }));
-        }
-        Ok((keys, hits, final_key))
-    }
-
-    /// Which of the hits `lazy` (whose layers are not downloaded) have lost
-    /// their layer from the cache repository, and why.
-    fn gone_from_cache(&self, hits: &[Option<CacheEntry>], lazy: &[usize]) -> Vec<(usize, String)> {
-        let blobs: Vec<(usize, crate::registry::Reference, Descriptor)> = lazy
-            .iter()
-            .filter_map(|&i| {
-                let entry = hits[i].as_ref()?;
-                let layer = entry.layers.first()?;
-                Some((i, entry.source.clone(), layer.clone()))
-            })
-            .filter(|(_, _, layer)| !self.env.store.path(&layer.digest).exists())
-            .collect();
-        let Some(cache) = self.env.cache.as_ref() else {
-            return Vec::new();
-        };
-        if blobs.is_empty() {
-            return Vec::new();
-        }
-        let pairs: Vec<_> = blobs
-            .iter()
-            .map(|(_, r, d)| (r.clone(), d.clone()))
-            .collect();
-        let answers = match cache.waiting(|left| self.remote.cache_blobs_exist(&pairs, left)) {
-            Some(Ok(answers)) => answers,
-            Some(Err(e)) => return blobs.iter().map(|(i, ..)| (*i, e.to_string())).collect(),
-            None => {
-                let why = "the layer cache's time (--cache-timeout) ran out";
-                return blobs.iter().map(|(i, ..)| (*i, why.to_string())).collect();
-            }
-        };
-        blobs
-            .iter()
-            .zip(answers)
-            .filter_map(|((i, ..), answer)| match answer {
-                Ok(true) => None,
-                Ok(false) => Some((*i, "its blob is gone".to_string())),
-                Err(e) => {
-                    if matches!(e, crate::registry::RegistryError::TimedOut { .. }) {
-                        cache.give_up(&e.to_string());
-                    }
-                    Some((*i, e.to_string()))
-                }
-            })
-            .collect()
-    }
-
-    /// Brings a cache hit's layer into the store before it is applied. An
-    /// error is why not (the step then runs as a miss); a time-out turns
-    /// the cache off.
-    fn fetch_hit(&self, entry: &CacheEntry) -> Result<(), String> {
-        let env = self.env;
-        let Some(layer) = entry.layers.first() else {
-            return Ok(());
-        };
-        if env.store.path(&layer.digest).exists() {
-            return Ok(());
-        }
-        let Some(cache) = env.cache.as_ref().filter(|c| c.usable()) else {
-            return Err("the layer cache is off".to_string());
-        };
-        let fetched = cache
-            .waiting(|left| {
-                self.remote
-                    .fetch_cached(layer, &entry.source, env.store, left)
-            })
-            .ok_or_else(|| "the layer cache's time (--cache-timeout) ran out".to_string())?;
-        match fetched {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                if matches!(e, crate::registry::RegistryError::TimedOut { .. }) {
-                    cache.give_up(&e.to_string());
-                }
-                Err(e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Uploads the result of the step just run under its key (and as the
-    /// newest entry after the previous key), in the background; a failure
-    /// is a warning, later.
-    fn store_in_cache(&self, state: &StageState, inputs: &KeyInputs, layers_before: usize) {
-        let env = self.env;
-        let Some(cache) = env.cache.as_ref().filter(|c| c.usable() && c.opts.push) else {
-            return;
-        };
-        let layer = (state.layers.len() > layers_before)
-            .then(|| {
-                state
-                    .layers
-                    .last()
-                    .cloned()
-                    .zip(state.config.rootfs.diff_ids.last().cloned())
-            })
-            .flatten();
-        let Some(history) = state.config.history.last().cloned() else {
-            return;
-        };
-        let tags = [inputs.key.clone(), KeyInputs::next_tag(&inputs.prev)];
-        let stored = cache
-            .entry_image(env.store, env.platform, layer, history, inputs)
-            .and_then(|image| cache.upload(self.remote, &tags, image, env.store));
-        if let Err(e) = stored {
-            log::warn!("cache entry {}:{} not stored: {e}", cache.repo, inputs.key);
-        }
     }
 
     /// Keeps only the paths `sources` match of the finished tree at `root`

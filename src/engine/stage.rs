@@ -3,7 +3,7 @@
 //! instructions, through `metadata::apply`), or writes into the stage's
 //! root and becomes a layer (COPY, ADD, RUN, WORKDIR's directory).
 
-use super::cache::{Cache, KeyInputs};
+use super::cache::Cache;
 use super::context::SourceTree;
 use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::copy_sources::{Bodies, CopySources, CopyWords};
@@ -11,7 +11,7 @@ use super::metadata::{self, StageVars};
 use super::sandbox;
 use super::scope::BuildArgs;
 use super::{EngineError, Platform, users};
-use crate::dockerfile::{Budget, CommandForm, Dockerfile, Instruction, Located, Source};
+use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
 use crate::fs::snapshot::{self, SnapshotMode};
@@ -226,86 +226,6 @@ impl StageState {
         self.commit(env, created_by, changes, &step.value)
     }
 
-    /// The cache key of every step of `steps` run from this state, worked
-    /// out on a copy (metadata steps applied, nothing written or run), and
-    /// the key after the last. `keys[i]` is set for a step whose layer the
-    /// cache keeps (RUN and WORKDIR with `--cache-run-layers`, COPY/ADD
-    /// with `--cache-copy-layers`) and whose key could be worked out.
-    pub fn cache_keys(
-        &self,
-        env: &BuildEnv<'_>,
-        cache: &Cache,
-        args: &mut BuildArgs,
-        steps: &[&Located<Instruction>],
-        copy_from: &CopySources,
-        start: String,
-    ) -> Result<(Vec<Option<KeyInputs>>, String), EngineError> {
-        // a copy of the config and variables: what metadata steps change
-        let mut config = self.config.clone();
-        let mut vars = StageVars {
-            scope: self.vars.scope.clone(),
-            cmd_set: self.vars.cmd_set,
-            budget: Budget::default(),
-        };
-        let inputs = env.metadata_inputs();
-        let mut prev = start;
-        let mut keys = Vec::new();
-        for step in steps {
-            let (text, sources, cached) = match &step.value {
-                Instruction::Run(run) => {
-                    let argv = run_argv(&config.config, run);
-                    let mut text = format!("RUN {}", argv.join(" "));
-                    for m in &run.mounts {
-                        text.push_str(&format!(" --mount={m:?}"));
-                    }
-                    (text, None, cache.opts.run_layers)
-                }
-                Instruction::Copy(c) => {
-                    match copy_key_parts(&config, &vars, env, cache, step, c, copy_from) {
-                        Ok((text, digest)) => (text, Some(digest), cache.opts.copy_layers),
-                        Err(e) => {
-                            // the step itself will say what is wrong
-                            log::debug!(
-                                "[{}] no cache key for line {}: {e}",
-                                self.label,
-                                step.line
-                            );
-                            (format!("{} unreadable", step_text(step)), None, false)
-                        }
-                    }
-                }
-                _ => {
-                    let created_by = metadata::apply(&mut config, &mut vars, args, &inputs, step)?;
-                    let text = match &step.value {
-                        Instruction::Onbuild { .. } => step_text(step),
-                        _ => created_by,
-                    };
-                    // WORKDIR may make a directory: its layer is kept too
-                    let cached =
-                        matches!(step.value, Instruction::Workdir(_)) && cache.opts.run_layers;
-                    (text, None, cached)
-                }
-            };
-            let seen = vars.scope.vars(&config.config.env_pairs());
-            let shell = metadata::shell(&config.config);
-            let key = super::cache::step_key(
-                &prev,
-                &super::cache::StepView {
-                    instruction: &text,
-                    vars: &seen,
-                    platform: env.platform,
-                    user: &config.config.user,
-                    workdir: metadata::workdir(&config.config),
-                    shell: &shell,
-                    sources: sources.as_deref(),
-                },
-            );
-            prev = key.key.clone();
-            keys.push(cached.then_some(key));
-        }
-        Ok((keys, prev))
-    }
-
     /// Runs the metadata part of a step (its config change) and nothing
     /// else; returns the history text (a cached WORKDIR leaves its history
     /// entry to the cache entry).
@@ -502,62 +422,10 @@ impl StageState {
     }
 }
 
-/// A COPY/ADD as its key sees it: the expanded instruction, and the
-/// digest of its source files.
-fn copy_key_parts(
-    config: &ImageConfig,
-    vars: &StageVars,
-    env: &BuildEnv<'_>,
-    cache: &Cache,
-    step: &Located<Instruction>,
-    c: &crate::dockerfile::Copy,
-    copy_from: &CopySources,
-) -> Result<(String, String), String> {
-    let seen = vars.scope.vars(&config.config.env_pairs());
-    let words = CopyWords::expand(
-        c,
-        env.dockerfile.lexer(),
-        &seen,
-        &vars.budget,
-        Bodies::AsWritten,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::from(step.value.keyword());
-    for (flag, value) in [
-        ("from", &words.from),
-        ("chown", &words.chown),
-        ("chmod", &words.chmod),
-    ] {
-        if let Some(v) = value {
-            text.push_str(&format!(" --{flag}={v}"));
-        }
-    }
-    if c.link {
-        text.push_str(" --link");
-    }
-    for s in &words.sources {
-        match s {
-            Source::Path(p) => text.push_str(&format!(" {p}")),
-            Source::Inline { name, content, .. } => {
-                text.push_str(&format!(" <<{name} {content:?}"));
-            }
-        }
-    }
-    text.push_str(&format!(" {}", words.dest));
-    let tree = copy_from.source_tree(env.dockerfile, env.context, words.from.as_deref())?;
-    let paths: Vec<String> = words.paths().map(str::to_string).collect();
-    let digest = if paths.is_empty() {
-        String::new()
-    } else {
-        cache.sources_digest(&tree, &paths)?
-    };
-    Ok((text, digest))
-}
-
 /// The argv of a RUN: exec form as is; shell form through SHELL, with
 /// heredoc bodies as the shell would read them (a RUN that is only a
 /// heredoc runs its body as the script).
-fn run_argv(config: &RunConfig, run: &crate::dockerfile::Run) -> Vec<String> {
+pub(crate) fn run_argv(config: &RunConfig, run: &crate::dockerfile::Run) -> Vec<String> {
     match &run.command {
         CommandForm::Shell(cmd) if !run.heredocs.is_empty() => {
             let body = |h: &crate::dockerfile::Heredoc| {
@@ -590,7 +458,7 @@ fn run_argv(config: &RunConfig, run: &crate::dockerfile::Run) -> Vec<String> {
 }
 
 /// The instruction as written, for history and logs.
-fn step_text(step: &Located<Instruction>) -> String {
+pub(crate) fn step_text(step: &Located<Instruction>) -> String {
     match &step.value {
         Instruction::Copy(c) => {
             let srcs: Vec<String> = c

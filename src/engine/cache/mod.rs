@@ -15,24 +15,30 @@
 //! the layer's diff ID, the step's history entry, when it was stored (for
 //! `--cache-ttl`) and the inputs of its key (to explain a later miss).
 //!
-//! This file owns what an entry is: it is made (`Cache::entry_image`),
-//! uploaded (`Cache::upload`), looked up and read (`Cache::lookup`,
-//! `parse_entry`) here; `remote.rs` only moves the bytes.
+//! The files: `key.rs` computes every step's key (`step_keys`, the one
+//! place a cache key is worked out), `sources.rs` digests what a COPY/ADD
+//! reads, `entry.rs` makes and reads entries, `lookup.rs` uses the cache
+//! during a stage (lookups, explanations, hit layers, storing results),
+//! and this file holds the cache of one build; `remote.rs` only moves the
+//! bytes.
 
-use super::context::SourceTree;
+mod entry;
+mod key;
+mod lookup;
+mod sources;
+
+pub use entry::{CacheEntry, parse_entry};
+pub use key::{KeyHasher, KeyInputs, StepView, base_key, step_key, step_keys};
+pub use lookup::{fetch_hit, gone_from_cache, look_up, store_in_cache};
+
+use super::EngineError;
 use super::options::{CacheOptions, stored_within};
 use super::remote::{Remote, TagAnswers};
-use super::{EngineError, Platform};
-use crate::image::config::RootFs;
-use crate::image::{
-    BlobStore, BuiltImage, Descriptor, Digest, History, ImageConfig, Manifest, MediaTypes,
-};
-use crate::registry::{PushImage, Reference, RegistryError};
-use rayon::prelude::*;
-use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use crate::image::BlobStore;
+use crate::registry::{PushImage, Reference};
+use sources::FileStamp;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -53,39 +59,6 @@ pub struct Cache {
     files: Mutex<HashMap<PathBuf, (FileStamp, [u8; 32])>>,
     /// `--cache-report`: a line per cacheable step.
     report: Mutex<Vec<serde_json::Value>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    ino: u64,
-}
-
-impl FileStamp {
-    fn of(m: &std::fs::Metadata) -> FileStamp {
-        FileStamp {
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-            ino: m.ino(),
-        }
-    }
-}
-
-/// A cache entry found in the registry, as its manifest tells it (one
-/// request per lookup): the step's layer (none when the step changed no
-/// file), its diff ID and history entry, when it was stored, and the
-/// inputs of its key.
-#[derive(Debug, Clone)]
-pub struct CacheEntry {
-    pub source: Reference,
-    pub layers: Vec<Descriptor>,
-    pub diff_ids: Vec<Digest>,
-    pub history: History,
-    pub stored: Option<String>,
-    pub annotations: BTreeMap<String, String>,
 }
 
 /// Turns a build's layer cache off, once, with one warning line; shared
@@ -109,156 +82,6 @@ impl CacheSwitch {
             );
         }
     }
-}
-
-/// Builds one key: length-prefixed, named fields over the previous key.
-#[derive(Debug)]
-pub struct KeyHasher(Sha256);
-
-impl KeyHasher {
-    pub fn new(prev: &str) -> KeyHasher {
-        let mut k = KeyHasher(Sha256::new());
-        k.field("prev", prev.as_bytes());
-        k
-    }
-
-    pub fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
-        put(&mut self.0, name.as_bytes());
-        put(&mut self.0, value);
-        self
-    }
-
-    /// The key, as 64 hex digits (a valid tag).
-    pub fn finish(self) -> String {
-        hex::encode(self.0.finalize())
-    }
-}
-
-/// Adds `part` to `h` with its length first, so no two sequences of parts
-/// hash alike.
-fn put(h: &mut Sha256, part: &[u8]) {
-    h.update((part.len() as u64).to_be_bytes());
-    h.update(part);
-}
-
-/// What a step's key covers besides the instruction: what it can see.
-#[derive(Debug, Clone, Copy)]
-pub struct StepView<'a> {
-    pub instruction: &'a str,
-    /// Build args with values and env, sorted by name.
-    pub vars: &'a BTreeMap<String, String>,
-    pub platform: &'a Platform,
-    pub user: &'a str,
-    pub workdir: &'a str,
-    pub shell: &'a [String],
-    /// COPY/ADD: the digest of the source files.
-    pub sources: Option<&'a str>,
-}
-
-/// What a step's key was made of, kept in its entry (as labels) so a
-/// later miss can say which input changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct KeyInputs {
-    pub key: String,
-    pub prev: String,
-    pub instruction: String,
-    /// sha256 of the args and env it sees.
-    pub vars: String,
-    pub platform: String,
-    pub user: String,
-    pub workdir: String,
-    pub shell: String,
-    /// COPY/ADD: the digest of the source files.
-    pub sources: Option<String>,
-}
-
-const LABEL: &str = "dev.smelt.cache.";
-
-impl KeyInputs {
-    /// The inputs as fields: (name, value), the name as a report gives it.
-    fn fields(&self) -> [(&'static str, Option<&str>); 7] {
-        [
-            ("instruction", Some(&self.instruction)),
-            ("args and env", Some(&self.vars)),
-            ("platform", Some(&self.platform)),
-            ("user", Some(&self.user)),
-            ("workdir", Some(&self.workdir)),
-            ("shell", Some(&self.shell)),
-            ("files", self.sources.as_deref()),
-        ]
-    }
-
-    /// The inputs as entry labels.
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        self.fields()
-            .iter()
-            .filter_map(|(name, v)| {
-                v.map(|v| (format!("{LABEL}{}", name.replace(' ', "-")), v.to_string()))
-            })
-            .collect()
-    }
-
-    /// Which inputs differ from those an entry was stored with.
-    pub fn changed_from(&self, labels: &BTreeMap<String, String>) -> Vec<&'static str> {
-        self.fields()
-            .iter()
-            .filter(|(name, v)| {
-                labels
-                    .get(&format!("{LABEL}{}", name.replace(' ', "-")))
-                    .map(String::as_str)
-                    != *v
-            })
-            .map(|(name, _)| *name)
-            .collect()
-    }
-
-    /// The tag under which the newest entry after `prev` is also stored.
-    pub fn next_tag(prev: &str) -> String {
-        format!("next-{prev}")
-    }
-}
-
-/// The key of a step after `prev`, with what it was made of.
-pub fn step_key(prev: &str, view: &StepView<'_>) -> KeyInputs {
-    let mut vars = Sha256::new();
-    for (name, value) in view.vars {
-        put(&mut vars, name.as_bytes());
-        put(&mut vars, value.as_bytes());
-    }
-    let mut inputs = KeyInputs {
-        key: String::new(),
-        prev: prev.to_string(),
-        instruction: view.instruction.to_string(),
-        vars: hex::encode(vars.finalize()),
-        platform: view.platform.to_string(),
-        user: view.user.to_string(),
-        workdir: view.workdir.to_string(),
-        shell: view.shell.join(" "),
-        sources: view.sources.map(str::to_string),
-    };
-    let mut k = KeyHasher::new(prev);
-    for (name, value) in inputs.fields() {
-        if let Some(v) = value {
-            k.field(name, v.as_bytes());
-        }
-    }
-    inputs.key = k.finish();
-    inputs
-}
-
-/// The key a stage starts from.
-pub fn base_key(base: &str) -> String {
-    let mut k = KeyHasher::new("");
-    k.field("base", base.as_bytes());
-    k.finish()
-}
-
-/// One entry of a source tree, for its digest.
-struct TreeEntry {
-    name: String,
-    meta: String,
-    /// A regular file: where it is, and its metadata when walked.
-    file: Option<(PathBuf, FileStamp)>,
 }
 
 impl Cache {
@@ -411,215 +234,16 @@ impl Cache {
             .as_deref()
             .is_some_and(|stored| stored_within(stored, self.opts.ttl))
     }
-
-    /// The digest of what `sources` match in `tree`: every entry's name
-    /// (as it lands under the destination), type, mode, owner (a stage's
-    /// only), size, link target and content.
-    pub fn sources_digest(&self, tree: &SourceTree, sources: &[String]) -> Result<String, String> {
-        let mut entries = Vec::new();
-        for source in sources {
-            for m in tree.expand(source)? {
-                let name = crate::lexpath::base_name(&m.name).to_string();
-                collect(tree, &m.real, &name, &mut entries)?;
-            }
-        }
-        let contents: Vec<Option<[u8; 32]>> = entries
-            .par_iter()
-            .map(|e| {
-                e.file
-                    .as_ref()
-                    .map(|(p, stamp)| self.file_digest(p, *stamp))
-                    .transpose()
-            })
-            .collect::<Result<_, String>>()?;
-        let mut h = Sha256::new();
-        for (e, content) in entries.iter().zip(contents) {
-            put(&mut h, e.name.as_bytes());
-            put(&mut h, e.meta.as_bytes());
-            h.update(content.unwrap_or([0; 32]));
-        }
-        Ok(hex::encode(h.finalize()))
-    }
-
-    /// The blake3 of the file at `path`, whose metadata `stamp` the walk
-    /// read; reused while the stamp is unchanged.
-    fn file_digest(&self, path: &Path, stamp: FileStamp) -> Result<[u8; 32], String> {
-        let err = |e: std::io::Error| format!("{}: {e}", path.display());
-        if let Some((s, d)) = self
-            .files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(path)
-            && *s == stamp
-        {
-            return Ok(*d);
-        }
-        let mut hasher = blake3::Hasher::new();
-        hasher
-            .update_reader(fs_err::File::open(path).map_err(err)?)
-            .map_err(err)?;
-        let digest = *hasher.finalize().as_bytes();
-        self.files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(path.to_path_buf(), (stamp, digest));
-        Ok(digest)
-    }
-
-    /// The image that stores a step's result under its key: `layer` (with
-    /// its diff ID) if the step made one, and its history entry.
-    pub fn entry_image(
-        &self,
-        store: &BlobStore,
-        platform: &Platform,
-        layer: Option<(Descriptor, Digest)>,
-        history: History,
-        inputs: &KeyInputs,
-    ) -> Result<PushImage, EngineError> {
-        let (layers, diff_ids) = match layer {
-            Some((d, diff)) => (vec![d], vec![diff]),
-            None => (Vec::new(), Vec::new()),
-        };
-        let stored = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
-            .map_err(|e| EngineError::Invalid(e.to_string()))?
-            .to_string();
-        // the manifest tells a lookup everything (one request); the config
-        // says the same for other tools
-        let mut annotations = inputs.labels();
-        annotations.insert(format!("{LABEL}stored"), stored.clone());
-        annotations.insert(
-            format!("{LABEL}history"),
-            serde_json::to_string(&history).map_err(std::io::Error::other)?,
-        );
-        if let Some(diff) = diff_ids.first() {
-            annotations.insert(format!("{LABEL}diff-id"), diff.to_string());
-        }
-        let mut config = ImageConfig {
-            created: Some(stored),
-            architecture: platform.arch.clone(),
-            os: platform.os.clone(),
-            variant: platform.variant.clone(),
-            rootfs: RootFs {
-                diff_ids,
-                ..RootFs::default()
-            },
-            history: vec![history],
-            ..ImageConfig::default()
-        };
-        config.config.labels = Some(inputs.labels());
-        let image =
-            BuiltImage::assemble(store, &config, layers, MediaTypes::Oci, Some(annotations))?;
-        // the step's layer was made in this build: nowhere else holds it
-        Ok(PushImage::of(&image, |_| None))
-    }
-}
-
-/// Reads a cache entry from its manifest.
-pub fn parse_entry(r: &Reference, bytes: &[u8]) -> Result<CacheEntry, RegistryError> {
-    let bad = |message: String| RegistryError::Invalid {
-        what: r.to_string(),
-        message,
-    };
-    let manifest: Manifest = serde_json::from_slice(bytes)
-        .map_err(|e| bad(format!("the cache entry's manifest is malformed: {e}")))?;
-    let annotations = manifest.annotations.unwrap_or_default();
-    let history = annotations
-        .get(&format!("{LABEL}history"))
-        .and_then(|h| serde_json::from_str::<History>(h).ok())
-        .ok_or_else(|| bad("the cache entry has no history (not made by smelt?)".to_string()))?;
-    let diff_ids = match annotations.get(&format!("{LABEL}diff-id")) {
-        Some(d) => vec![Digest::parse(d).map_err(bad)?],
-        None => Vec::new(),
-    };
-    if diff_ids.len() != manifest.layers.len() {
-        return Err(bad(
-            "the cache entry should hold at most one layer, with its diff ID".to_string(),
-        ));
-    }
-    Ok(CacheEntry {
-        source: r.clone(),
-        layers: manifest
-            .layers
-            .iter()
-            .map(|l| Descriptor::new(&l.media_type, l.digest.clone(), l.size))
-            .collect(),
-        diff_ids,
-        history,
-        stored: annotations.get(&format!("{LABEL}stored")).cloned(),
-        annotations,
-    })
-}
-
-/// Adds the tree at `real` (named `name`) to `out`, children sorted,
-/// leaving out what `.dockerignore` excludes as COPY does.
-fn collect(
-    tree: &SourceTree,
-    real: &str,
-    name: &str,
-    out: &mut Vec<TreeEntry>,
-) -> Result<(), String> {
-    let path = tree.path(real);
-    let meta = fs_err::symlink_metadata(&path).map_err(|e| e.to_string())?;
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
-        'd'
-    } else if ft.is_symlink() {
-        'l'
-    } else if ft.is_file() {
-        'f'
-    } else {
-        'o'
-    };
-    let owner = if tree.keep_owner {
-        format!("{}:{}", meta.uid(), meta.gid())
-    } else {
-        String::new()
-    };
-    let link = if ft.is_symlink() {
-        crate::lexpath::from_os(
-            fs_err::read_link(&path)
-                .map_err(|e| e.to_string())?
-                .as_os_str(),
-        )
-    } else {
-        String::new()
-    };
-    let size = if ft.is_file() { meta.size() } else { 0 };
-    out.push(TreeEntry {
-        name: name.to_string(),
-        meta: format!(
-            "{kind} {:o} {owner} {size} {} {link}",
-            meta.mode() & 0o7777,
-            meta.rdev()
-        ),
-        file: ft.is_file().then(|| (path, FileStamp::of(&meta))),
-    });
-    if !ft.is_dir() {
-        return Ok(());
-    }
-    // the entries' own types (no stat each), as COPY reads them
-    let mut children: Vec<(String, bool)> = fs_err::read_dir(tree.path(real))
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| {
-            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-            (crate::lexpath::from_os(&e.file_name()), is_dir)
-        })
-        .collect();
-    children.sort();
-    for (child, is_dir) in children {
-        let child_real = crate::lexpath::child(real, &child);
-        if tree.is_excluded(&child_real) && !(is_dir && tree.may_include_below()) {
-            continue;
-        }
-        collect(tree, &child_real, &crate::lexpath::child(name, &child), out)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::key::LABEL;
     use super::*;
+    use crate::engine::Platform;
+    use crate::engine::context::SourceTree;
+    use crate::image::{Descriptor, Digest, History};
+    use std::collections::BTreeMap;
 
     fn cache() -> Cache {
         Cache::new(CacheOptions {

@@ -1,0 +1,164 @@
+//! The digest of what a COPY/ADD reads, for its key: every matched
+//! entry's name (as it lands under the destination), type, mode, owner (a
+//! stage's; the context's become root's), size, link target and content
+//! (blake3, in parallel, reused between the steps of a build while a
+//! file's size, times and inode are unchanged). Modification times are
+//! left out, so a fresh checkout of the same files hits.
+
+use super::Cache;
+use super::key::put;
+use crate::engine::context::SourceTree;
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+}
+
+impl FileStamp {
+    pub(super) fn of(m: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// One entry of a source tree, for its digest.
+struct TreeEntry {
+    name: String,
+    meta: String,
+    /// A regular file: where it is, and its metadata when walked.
+    file: Option<(PathBuf, FileStamp)>,
+}
+
+impl Cache {
+    /// The digest of what `sources` match in `tree`: every entry's name
+    /// (as it lands under the destination), type, mode, owner (a stage's
+    /// only), size, link target and content.
+    pub fn sources_digest(&self, tree: &SourceTree, sources: &[String]) -> Result<String, String> {
+        let mut entries = Vec::new();
+        for source in sources {
+            for m in tree.expand(source)? {
+                let name = crate::lexpath::base_name(&m.name).to_string();
+                collect(tree, &m.real, &name, &mut entries)?;
+            }
+        }
+        let contents: Vec<Option<[u8; 32]>> = entries
+            .par_iter()
+            .map(|e| {
+                e.file
+                    .as_ref()
+                    .map(|(p, stamp)| self.file_digest(p, *stamp))
+                    .transpose()
+            })
+            .collect::<Result<_, String>>()?;
+        let mut h = Sha256::new();
+        for (e, content) in entries.iter().zip(contents) {
+            put(&mut h, e.name.as_bytes());
+            put(&mut h, e.meta.as_bytes());
+            h.update(content.unwrap_or([0; 32]));
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// The blake3 of the file at `path`, whose metadata `stamp` the walk
+    /// read; reused while the stamp is unchanged.
+    fn file_digest(&self, path: &Path, stamp: FileStamp) -> Result<[u8; 32], String> {
+        let err = |e: std::io::Error| format!("{}: {e}", path.display());
+        if let Some((s, d)) = self
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+            && *s == stamp
+        {
+            return Ok(*d);
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_reader(fs_err::File::open(path).map_err(err)?)
+            .map_err(err)?;
+        let digest = *hasher.finalize().as_bytes();
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path.to_path_buf(), (stamp, digest));
+        Ok(digest)
+    }
+}
+
+/// Adds the tree at `real` (named `name`) to `out`, children sorted,
+/// leaving out what `.dockerignore` excludes as COPY does.
+fn collect(
+    tree: &SourceTree,
+    real: &str,
+    name: &str,
+    out: &mut Vec<TreeEntry>,
+) -> Result<(), String> {
+    let path = tree.path(real);
+    let meta = fs_err::symlink_metadata(&path).map_err(|e| e.to_string())?;
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        'd'
+    } else if ft.is_symlink() {
+        'l'
+    } else if ft.is_file() {
+        'f'
+    } else {
+        'o'
+    };
+    let owner = if tree.keep_owner {
+        format!("{}:{}", meta.uid(), meta.gid())
+    } else {
+        String::new()
+    };
+    let link = if ft.is_symlink() {
+        crate::lexpath::from_os(
+            fs_err::read_link(&path)
+                .map_err(|e| e.to_string())?
+                .as_os_str(),
+        )
+    } else {
+        String::new()
+    };
+    let size = if ft.is_file() { meta.size() } else { 0 };
+    out.push(TreeEntry {
+        name: name.to_string(),
+        meta: format!(
+            "{kind} {:o} {owner} {size} {} {link}",
+            meta.mode() & 0o7777,
+            meta.rdev()
+        ),
+        file: ft.is_file().then(|| (path, FileStamp::of(&meta))),
+    });
+    if !ft.is_dir() {
+        return Ok(());
+    }
+    // the entries' own types (no stat each), as COPY reads them
+    let mut children: Vec<(String, bool)> = fs_err::read_dir(tree.path(real))
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            (crate::lexpath::from_os(&e.file_name()), is_dir)
+        })
+        .collect();
+    children.sort();
+    for (child, is_dir) in children {
+        let child_real = crate::lexpath::child(real, &child);
+        if tree.is_excluded(&child_real) && !(is_dir && tree.may_include_below()) {
+            continue;
+        }
+        collect(tree, &child_real, &crate::lexpath::child(name, &child), out)?;
+    }
+    Ok(())
+}
