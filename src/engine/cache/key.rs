@@ -5,7 +5,7 @@
 //! sources digested, nothing written or run); `step_key` is one key from
 //! what the step sees.
 
-use super::Cache;
+use super::{Cache, CacheError};
 use crate::dockerfile::{Budget, Instruction, Located, Source};
 use crate::engine::copy_sources::{Bodies, CopySources, CopyWords};
 use crate::engine::metadata::{self, StageVars};
@@ -243,7 +243,7 @@ fn copy_key_parts(
     step: &Located<Instruction>,
     c: &crate::dockerfile::Copy,
     copy_from: &CopySources,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), CacheError> {
     let seen = vars.scope.vars(&config.config.env_pairs());
     let words = CopyWords::expand(
         c,
@@ -252,7 +252,7 @@ fn copy_key_parts(
         &vars.budget,
         Bodies::AsWritten,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| CacheError::Sources(e.to_string()))?;
     let mut text = String::from(step.value.keyword());
     for (flag, value) in [
         ("from", &words.from),
@@ -275,7 +275,9 @@ fn copy_key_parts(
         }
     }
     text.push_str(&format!(" {}", words.dest));
-    let tree = copy_from.source_tree(env.dockerfile, env.context, words.from.as_deref())?;
+    let tree = copy_from
+        .source_tree(env.dockerfile, env.context, words.from.as_deref())
+        .map_err(CacheError::Sources)?;
     let paths: Vec<String> = words.paths().map(str::to_string).collect();
     let digest = if paths.is_empty() {
         String::new()

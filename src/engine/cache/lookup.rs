@@ -3,7 +3,7 @@
 //! layer is still in the cache repository, fetching it, and storing what
 //! a step that ran made.
 
-use super::{CacheEntry, KeyInputs, step_keys};
+use super::{CacheEntry, CacheError, KeyInputs, step_keys};
 use crate::dockerfile::{Instruction, Located};
 use crate::engine::EngineError;
 use crate::engine::copy_sources::CopySources;
@@ -179,7 +179,11 @@ pub fn gone_from_cache(
 /// Brings a cache hit's layer into the store before it is applied. An
 /// error is why not (the step then runs as a miss); a time-out turns
 /// the cache off.
-pub fn fetch_hit(env: &BuildEnv<'_>, remote: &Remote, entry: &CacheEntry) -> Result<(), String> {
+pub fn fetch_hit(
+    env: &BuildEnv<'_>,
+    remote: &Remote,
+    entry: &CacheEntry,
+) -> Result<(), CacheError> {
     let Some(layer) = entry.layers.first() else {
         return Ok(());
     };
@@ -187,20 +191,20 @@ pub fn fetch_hit(env: &BuildEnv<'_>, remote: &Remote, entry: &CacheEntry) -> Res
         return Ok(());
     }
     let Some(cache) = env.cache.as_ref().filter(|c| c.usable()) else {
-        return Err("the layer cache is off".to_string());
+        return Err(CacheError::Off);
     };
     let fetched = cache
         .waiting(|left| remote.fetch_cached(layer, &entry.source, env.store, left))
-        .ok_or_else(|| "the layer cache's time (--cache-timeout) ran out".to_string())?;
+        .ok_or(CacheError::OutOfTime)?;
     match fetched {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             if matches!(e, crate::registry::RegistryError::TimedOut { .. }) {
                 cache.give_up(&e.to_string());
             }
-            Err(e.to_string())
+            Err(e.into())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(CacheError::Engine(Box::new(e))),
     }
 }
 

@@ -28,6 +28,32 @@ mod lookup;
 mod sources;
 
 pub use entry::{CacheEntry, parse_entry};
+
+/// Why the cache could not give a key or a hit's layer (the step then has
+/// no key, or runs as a miss).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A COPY/ADD's words or sources, as the step itself will report them.
+    #[error("{0}")]
+    Sources(String),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the layer cache is off")]
+    Off,
+    #[error("the layer cache's time (--cache-timeout) ran out")]
+    OutOfTime,
+    /// Reading a source (fs_err's message names the path).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Engine(Box<EngineError>),
+}
 pub use key::{KeyHasher, KeyInputs, StepView, base_key, step_key, step_keys};
 pub use lookup::{fetch_hit, gone_from_cache, look_up, store_in_cache};
 

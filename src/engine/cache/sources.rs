@@ -5,8 +5,8 @@
 //! file's size, times and inode are unchanged). Modification times are
 //! left out, so a fresh checkout of the same files hits.
 
-use super::Cache;
 use super::key::put;
+use super::{Cache, CacheError};
 use crate::engine::context::SourceTree;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
@@ -44,10 +44,14 @@ impl Cache {
     /// The digest of what `sources` match in `tree`: every entry's name
     /// (as it lands under the destination), type, mode, owner (a stage's
     /// only), size, link target and content.
-    pub fn sources_digest(&self, tree: &SourceTree, sources: &[String]) -> Result<String, String> {
+    pub fn sources_digest(
+        &self,
+        tree: &SourceTree,
+        sources: &[String],
+    ) -> Result<String, CacheError> {
         let mut entries = Vec::new();
         for source in sources {
-            for m in tree.expand(source)? {
+            for m in tree.expand(source).map_err(CacheError::Sources)? {
                 let name = crate::lexpath::base_name(&m.name).to_string();
                 collect(tree, &m.real, &name, &mut entries)?;
             }
@@ -60,7 +64,7 @@ impl Cache {
                     .map(|(p, stamp)| self.file_digest(p, *stamp))
                     .transpose()
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, CacheError>>()?;
         let mut h = Sha256::new();
         for (e, content) in entries.iter().zip(contents) {
             put(&mut h, e.name.as_bytes());
@@ -72,8 +76,7 @@ impl Cache {
 
     /// The blake3 of the file at `path`, whose metadata `stamp` the walk
     /// read; reused while the stamp is unchanged.
-    fn file_digest(&self, path: &Path, stamp: FileStamp) -> Result<[u8; 32], String> {
-        let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    fn file_digest(&self, path: &Path, stamp: FileStamp) -> Result<[u8; 32], CacheError> {
         if let Some((s, d)) = self
             .files
             .lock()
@@ -85,8 +88,11 @@ impl Cache {
         }
         let mut hasher = blake3::Hasher::new();
         hasher
-            .update_reader(fs_err::File::open(path).map_err(err)?)
-            .map_err(err)?;
+            .update_reader(fs_err::File::open(path)?)
+            .map_err(|source| CacheError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let digest = *hasher.finalize().as_bytes();
         self.files
             .lock()
@@ -103,9 +109,9 @@ fn collect(
     real: &str,
     name: &str,
     out: &mut Vec<TreeEntry>,
-) -> Result<(), String> {
+) -> Result<(), CacheError> {
     let path = tree.path(real);
-    let meta = fs_err::symlink_metadata(&path).map_err(|e| e.to_string())?;
+    let meta = fs_err::symlink_metadata(&path)?;
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
         'd'
@@ -122,11 +128,7 @@ fn collect(
         String::new()
     };
     let link = if ft.is_symlink() {
-        crate::lexpath::from_os(
-            fs_err::read_link(&path)
-                .map_err(|e| e.to_string())?
-                .as_os_str(),
-        )
+        crate::lexpath::from_os(fs_err::read_link(&path)?.as_os_str())
     } else {
         String::new()
     };
@@ -138,14 +140,13 @@ fn collect(
             meta.mode() & 0o7777,
             meta.rdev()
         ),
-        file: ft.is_file().then(|| (path, FileStamp::of(&meta))),
+        file: ft.is_file().then(|| (path.clone(), FileStamp::of(&meta))),
     });
     if !ft.is_dir() {
         return Ok(());
     }
     // the entries' own types (no stat each), as COPY reads them
-    let mut children: Vec<(String, bool)> = fs_err::read_dir(tree.path(real))
-        .map_err(|e| e.to_string())?
+    let mut children: Vec<(String, bool)> = fs_err::read_dir(&path)?
         .filter_map(Result::ok)
         .map(|e| {
             let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
