@@ -96,6 +96,16 @@ pub fn dockerfile(data: &[u8]) {
     }
 }
 
+/// Why a step's expansion stopped (the target then moves on: only a
+/// panic is a finding).
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Expand(#[from] crate::dockerfile::ShellError),
+    #[error(transparent)]
+    Apply(#[from] crate::engine::EngineError),
+}
+
 /// A stage's config and variables while its steps are expanded.
 #[derive(Clone)]
 struct Stage {
@@ -112,18 +122,13 @@ impl Stage {
         step: &Located<Instruction>,
         args: &mut BuildArgs,
         inputs: &Inputs<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         match &step.value {
             Instruction::Copy(c) => {
                 let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
                 let vars = self.vars.scope.view(env_list);
                 let budget = &self.vars.budget;
-                let word = |w: &str| {
-                    inputs
-                        .lexer
-                        .process_word_in(w, &vars, budget)
-                        .map_err(|e| e.to_string())
-                };
+                let word = |w: &str| inputs.lexer.process_word_in(w, &vars, budget);
                 for s in &c.sources {
                     match s {
                         Source::Path(p) => {
@@ -136,8 +141,7 @@ impl Stage {
                                 inputs
                                     .lexer
                                     .with_raw()
-                                    .process_word_in(content, &vars, budget)
-                                    .map_err(|e| e.to_string())?;
+                                    .process_word_in(content, &vars, budget)?;
                             }
                         }
                     }
@@ -159,12 +163,10 @@ impl Stage {
                     value: (**trigger).clone(),
                 };
                 later.step(&trigger, args, inputs)?;
-                metadata::apply(&mut self.config, &mut self.vars, args, inputs, step)
-                    .map_err(|e| e.to_string())?;
+                metadata::apply(&mut self.config, &mut self.vars, args, inputs, step)?;
             }
             _ => {
-                metadata::apply(&mut self.config, &mut self.vars, args, inputs, step)
-                    .map_err(|e| e.to_string())?;
+                metadata::apply(&mut self.config, &mut self.vars, args, inputs, step)?;
             }
         }
         Ok(())

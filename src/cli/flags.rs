@@ -5,7 +5,84 @@
 //! [`ExecutorFlags::unsupported`] when set to anything but its default, so
 //! it is never silently ignored.
 
+use crate::engine::source::SourceError;
+use crate::fs::compress::CompressionError;
+use crate::fs::snapshot::UnknownSnapshotMode;
+use crate::registry::ReferenceError;
 use clap::{ArgAction, Args};
+use std::path::PathBuf;
+
+/// A usage error: flags (or the environment they read) that cannot make a
+/// build. Each names the flag and the value it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagError {
+    /// Flags set to what smelt cannot honour yet, with why.
+    #[error("not implemented yet:\n  {}", .0.join("\n  "))]
+    Unsupported(Vec<String>),
+    #[error("you must provide --destination, or use --no-push")]
+    NoDestination,
+    #[error("--dockerfile - and --context tar://stdin cannot both read stdin")]
+    StdinTwice,
+    #[error("--verbosity {0:?}: use trace, debug, info, warn, error, fatal or panic")]
+    Verbosity(String),
+    #[error("--log-format {0:?}: use text, color or json")]
+    LogFormat(String),
+    /// What the platform parser said, which names the value.
+    #[error("--custom-platform: {0}")]
+    Platform(String),
+    #[error("--context {}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("--context {}: {source}", .path.display())]
+    Context {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "--dockerfile {0}: not found (please provide a valid path to a Dockerfile within the build context with --dockerfile)"
+    )]
+    DockerfileNotFound(String),
+    #[error("--label {0:?}: want key=value")]
+    Label(String),
+    #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds")]
+    SourceDateEpoch(String),
+    #[error(
+        "an in-place build replaces the files of / with the image's and runs RUN there; \
+         this does not look like a container (use --force if it is one, or --in-place=false)"
+    )]
+    NotInContainer,
+    #[error("--cache-report needs --cache")]
+    CacheReportWithoutCache,
+    #[error("--cache needs --cache-repo, or a --destination to infer it from (<repository>/cache)")]
+    NoCacheRepo,
+    /// `--destination` or `--cache-repo` that is not an image reference.
+    #[error("--{flag} {value}: {source}")]
+    Reference {
+        flag: &'static str,
+        value: String,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("--cache-repo {0}: a repository, without a tag or digest")]
+    CacheRepoTagged(String),
+    #[error("--{flag} {value}: want a duration such as 6h, 90m or 336h0m0s")]
+    Duration { flag: &'static str, value: String },
+    #[error("--{flag} {value}: must be more than zero")]
+    ZeroDuration { flag: &'static str, value: String },
+    #[error("--registry-certificate {0:?}: want registry=/path/to/ca.pem")]
+    RegistryCertificate(String),
+    #[error("--registry-client-cert {0:?}: want registry=/path/to/cert.pem,/path/to/key.pem")]
+    RegistryClientCert(String),
+    #[error("--registry-map {0:?}: want original=mirror[;other=mirror]")]
+    RegistryMap(String),
+    #[error(transparent)]
+    SnapshotMode(#[from] UnknownSnapshotMode),
+    #[error(transparent)]
+    Compression(#[from] CompressionError),
+    /// `--context` or `--git` values the context fetcher cannot read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
 
 #[derive(Debug, Clone, Args)]
 #[command(rename_all = "kebab-case")]
@@ -215,7 +292,7 @@ pub struct PlatformFlags {
 
 impl PlatformFlags {
     /// The platform asked for, else the host's.
-    pub fn platform(&self) -> Result<crate::engine::Platform, String> {
+    pub fn platform(&self) -> Result<crate::engine::Platform, FlagError> {
         let given = if self.custom_platform.is_empty() {
             &self.custom_platform_deprecated
         } else {
@@ -224,14 +301,14 @@ impl PlatformFlags {
         if given.is_empty() {
             Ok(crate::engine::Platform::host())
         } else {
-            crate::engine::Platform::parse(given).map_err(|e| format!("--custom-platform: {e}"))
+            crate::engine::Platform::parse(given).map_err(FlagError::Platform)
         }
     }
 }
 
 impl LogFlags {
     /// Starts the logger; whether progress bars may be drawn.
-    pub fn init(&self) -> Result<bool, String> {
+    pub fn init(&self) -> Result<bool, FlagError> {
         super::log::init(&self.verbosity, &self.log_format, self.log_timestamp)?;
         Ok(std::io::IsTerminal::is_terminal(&std::io::stderr()) && self.log_format != "json")
     }

@@ -2,6 +2,7 @@
 //! (text, color, json) and `--log-timestamp`, on stderr. Colour only on a
 //! terminal and never when `NO_COLOR` is set.
 
+use super::flags::FlagError;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
@@ -57,18 +58,14 @@ impl log::Log for Logger {
 }
 
 /// Installs the logger; an unknown level or format is a usage error.
-pub fn init(verbosity: &str, format: &str, timestamp: bool) -> Result<(), String> {
+pub fn init(verbosity: &str, format: &str, timestamp: bool) -> Result<(), FlagError> {
     let level = match verbosity {
         "trace" => log::LevelFilter::Trace,
         "debug" => log::LevelFilter::Debug,
         "info" => log::LevelFilter::Info,
         "warn" | "warning" => log::LevelFilter::Warn,
         "error" | "fatal" | "panic" => log::LevelFilter::Error,
-        other => {
-            return Err(format!(
-                "--verbosity {other:?}: use trace, debug, info, warn, error, fatal or panic"
-            ));
-        }
+        other => return Err(FlagError::Verbosity(other.to_string())),
     };
     let (json, color) = match format {
         "json" => (true, false),
@@ -77,7 +74,7 @@ pub fn init(verbosity: &str, format: &str, timestamp: bool) -> Result<(), String
             false,
             std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         ),
-        other => return Err(format!("--log-format {other:?}: use text, color or json")),
+        other => return Err(FlagError::LogFormat(other.to_string())),
     };
     let logger = Logger {
         level,

@@ -11,7 +11,7 @@ pub mod signals;
 use crate::engine::{self, BuildOptions, CacheOptions};
 use crate::fs::Compression;
 use clap::{Parser, Subcommand};
-use flags::ExecutorFlags;
+use flags::{ExecutorFlags, FlagError};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -137,9 +137,9 @@ fn build_command(flags: &ExecutorFlags, progress_bars: bool) -> i32 {
     // Dockerfile from stdin is written to a file
     let prepared = match prepare_inputs(flags, context) {
         Ok(p) => p,
-        Err((code, e)) => {
+        Err(e) => {
             report("error: ", &e);
-            return code;
+            return e.exit_code();
         }
     };
     let opts = match to_options(flags, progress_bars, &prepared) {
@@ -193,20 +193,21 @@ struct ContextChoice {
 /// Refuses flags set to what smelt does not implement, a build with
 /// nowhere to go, and a context or `--git` value it cannot read; returns
 /// the context it read.
-fn check_flags(f: &ExecutorFlags) -> Result<ContextChoice, String> {
+fn check_flags(f: &ExecutorFlags) -> Result<ContextChoice, FlagError> {
     let unsupported = f.unsupported();
     if !unsupported.is_empty() {
-        return Err(format!(
-            "not implemented yet:\n  {}",
-            unsupported.join("\n  ")
-        ));
+        return Err(FlagError::Unsupported(unsupported));
     }
     if !f.no_push && f.destinations.is_empty() {
-        return Err("you must provide --destination, or use --no-push".to_string());
+        return Err(FlagError::NoDestination);
     }
     let spec = context_spec(f);
+    let source = engine::source::ContextSource::parse(&spec)?;
+    if f.dockerfile == "-" && source == engine::source::ContextSource::Stdin {
+        return Err(FlagError::StdinTwice);
+    }
     Ok(ContextChoice {
-        source: engine::source::ContextSource::parse(&spec)?,
+        source,
         git: git_options(f)?,
         shown: engine::source::shown_url(&spec),
     })
@@ -228,7 +229,7 @@ fn context_spec(f: &ExecutorFlags) -> String {
 }
 
 /// `--git`, and BuildKit's `BUILDKIT_CONTEXT_KEEP_GIT_DIR` build argument.
-fn git_options(f: &ExecutorFlags) -> Result<engine::source::GitOptions, String> {
+fn git_options(f: &ExecutorFlags) -> Result<engine::source::GitOptions, FlagError> {
     let mut options = engine::source::GitOptions::parse(&f.git)?;
     options.keep_git_dir = f.build_args.iter().any(|a| {
         a.split_once('=')
@@ -247,30 +248,52 @@ pub struct Prepared {
     pub dockerfile: Option<(engine::interrupt::TrackedDir, PathBuf)>,
 }
 
+/// Why the build's inputs could not be made ready.
+#[derive(Debug, thiserror::Error)]
+enum InputError {
+    #[error("--dockerfile -: reading stdin: {0}")]
+    Stdin(#[source] std::io::Error),
+    /// The directory for the Dockerfile read from stdin, or writing it.
+    #[error("--dockerfile -: {0}")]
+    Dockerfile(#[source] std::io::Error),
+    #[error("--context {shown}: {source}")]
+    ContextDir {
+        shown: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Fetch(#[from] engine::source::SourceError),
+}
+
+impl InputError {
+    /// Unreadable stdin is the caller's mistake; the rest is the build's.
+    fn exit_code(&self) -> i32 {
+        match self {
+            InputError::Stdin(_) => EXIT_USAGE,
+            _ => EXIT_BUILD,
+        }
+    }
+}
+
 /// Fetches a context that is not a local directory (tarball, git, object
 /// store) into a directory, and reads `--dockerfile -` from stdin.
-fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, (i32, String)> {
+fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, InputError> {
     use engine::source::ContextSource;
     let ContextChoice { source, git, shown } = choice;
     let mut dockerfile = None;
     if f.dockerfile == "-" {
-        if source == ContextSource::Stdin {
-            return Err((
-                EXIT_USAGE,
-                "--dockerfile - and --context tar://stdin cannot both read stdin".to_string(),
-            ));
-        }
         let dir = engine::interrupt::temp_dir(|| {
             tempfile::Builder::new()
                 .prefix("smelt-dockerfile-")
                 .tempdir()
         })
-        .map_err(|e| (EXIT_BUILD, format!("--dockerfile -: {e}")))?;
+        .map_err(InputError::Dockerfile)?;
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
-            .map_err(|e| (EXIT_USAGE, format!("--dockerfile -: reading stdin: {e}")))?;
+            .map_err(InputError::Stdin)?;
         let path = dir.path().join("Dockerfile");
-        fs_err::write(&path, text).map_err(|e| (EXIT_BUILD, e.to_string()))?;
+        fs_err::write(&path, text).map_err(InputError::Dockerfile)?;
         dockerfile = Some((dir, path));
     }
     let (context, fetched) = match source {
@@ -279,10 +302,8 @@ fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, 
             let dir = engine::interrupt::temp_dir(|| {
                 tempfile::Builder::new().prefix("smelt-context-").tempdir()
             })
-            .map_err(|e| (EXIT_BUILD, format!("--context {shown}: {e}")))?;
-            let context = remote
-                .fetch(dir.path(), &git)
-                .map_err(|e| (EXIT_BUILD, e.to_string()))?;
+            .map_err(|source| InputError::ContextDir { shown, source })?;
+            let context = remote.fetch(dir.path(), &git)?;
             (context, Some(dir))
         }
     };
@@ -299,16 +320,18 @@ pub fn to_options(
     f: &ExecutorFlags,
     progress_bars: bool,
     prepared: &Prepared,
-) -> Result<BuildOptions, String> {
+) -> Result<BuildOptions, FlagError> {
     let mut context = prepared.context.clone();
     if !f.context_sub_path.is_empty() {
         context = context.join(&f.context_sub_path);
     }
     if !context.is_dir() {
-        return Err(format!("--context {}: not a directory", context.display()));
+        return Err(FlagError::NotADirectory(context));
     }
-    let context = std::path::absolute(&context)
-        .map_err(|e| format!("--context {}: {e}", context.display()))?;
+    let context = std::path::absolute(&context).map_err(|source| FlagError::Context {
+        path: context.clone(),
+        source,
+    })?;
     let dockerfile = if let Some((_, path)) = &prepared.dockerfile {
         path.clone()
     } else {
@@ -320,10 +343,7 @@ pub fn to_options(
         } else if is_file(&context.join(&given)) {
             context.join(&given)
         } else {
-            return Err(format!(
-                "--dockerfile {}: not found (please provide a valid path to a Dockerfile within the build context with --dockerfile)",
-                f.dockerfile
-            ));
+            return Err(FlagError::DockerfileNotFound(f.dockerfile.clone()));
         }
     };
     let platform = f.platform.platform()?;
@@ -345,13 +365,13 @@ pub fn to_options(
     for l in &f.labels {
         let (k, v) = l
             .split_once('=')
-            .ok_or_else(|| format!("--label {l:?}: want key=value"))?;
+            .ok_or_else(|| FlagError::Label(l.clone()))?;
         labels.push((k.to_string(), v.to_string()));
     }
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse::<i64>()
-                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+                .map_err(|_| FlagError::SourceDateEpoch(v.clone()))?,
         ),
         _ => None,
     };
@@ -366,11 +386,7 @@ pub fn to_options(
         .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from));
     let in_place = f.in_place.unwrap_or_else(is_executor_image);
     if in_place && !f.force && !in_container() {
-        return Err(
-            "an in-place build replaces the files of / with the image's and runs RUN there; \
-             this does not look like a container (use --force if it is one, or --in-place=false)"
-                .to_string(),
-        );
+        return Err(FlagError::NotInContainer);
     }
     Ok(BuildOptions {
         context,
@@ -455,42 +471,42 @@ fn warm(f: &flags::WarmerFlags) -> i32 {
 
 /// `--cache` and its flags; the repository inferred from the first
 /// destination as `<repository>/cache` when `--cache-repo` is not given.
-fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, String> {
+fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, FlagError> {
     if !f.cache {
         if !f.cache_report.is_empty() {
-            return Err("--cache-report needs --cache".to_string());
+            return Err(FlagError::CacheReportWithoutCache);
         }
         return Ok(None);
     }
+    let reference = |flag: &'static str, value: &str| {
+        crate::registry::Reference::parse(value).map_err(|source| FlagError::Reference {
+            flag,
+            value: value.to_string(),
+            source,
+        })
+    };
     let repo = if f.cache_repo.is_empty() {
-        let first = f.destinations.first().ok_or(
-            "--cache needs --cache-repo, or a --destination to infer it from (<repository>/cache)",
-        )?;
-        let r = crate::registry::Reference::parse(first)
-            .map_err(|e| format!("--destination {first}: {e}"))?;
+        let first = f.destinations.first().ok_or(FlagError::NoCacheRepo)?;
+        let r = reference("destination", first)?;
         format!("{}/{}/cache", r.registry, r.repository)
     } else {
-        let r = crate::registry::Reference::parse(&f.cache_repo)
-            .map_err(|e| format!("--cache-repo {}: {e}", f.cache_repo))?;
+        let r = reference("cache-repo", &f.cache_repo)?;
         if r.tag.is_some() || r.digest.is_some() {
-            return Err(format!(
-                "--cache-repo {}: a repository, without a tag or digest",
-                f.cache_repo
-            ));
+            return Err(FlagError::CacheRepoTagged(f.cache_repo.clone()));
         }
         format!("{}/{}", r.registry, r.repository)
     };
     let ttl = cache_ttl(f)?;
-    let duration = |flag: &str, value: &str| {
-        parse_duration(value)
-            .map_err(|e| format!("--{flag} {value}: {e}"))
-            .and_then(|d| {
-                if d.is_zero() {
-                    Err(format!("--{flag} {value}: must be more than zero"))
-                } else {
-                    Ok(d)
-                }
+    let duration = |flag: &'static str, value: &str| {
+        let d = parse_duration(flag, value)?;
+        if d.is_zero() {
+            Err(FlagError::ZeroDuration {
+                flag,
+                value: value.to_string(),
             })
+        } else {
+            Ok(d)
+        }
     };
     Ok(Some(CacheOptions {
         request_timeout: duration("cache-request-timeout", &f.cache_request_timeout)?,
@@ -505,16 +521,20 @@ fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, String> {
 }
 
 /// `--cache-ttl`, for cache entries and warmed base images.
-fn cache_ttl(f: &ExecutorFlags) -> Result<std::time::Duration, String> {
-    parse_duration(&f.cache_ttl).map_err(|e| format!("--cache-ttl {}: {e}", f.cache_ttl))
+fn cache_ttl(f: &ExecutorFlags) -> Result<std::time::Duration, FlagError> {
+    parse_duration("cache-ttl", &f.cache_ttl)
 }
 
-/// A Go duration as kaniko's flags take it (`336h0m0s`, `6h`, `90m`,
-/// `1.5h`, `500ms`): the Dockerfile front end's parser (HEALTHCHECK's).
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+/// `--flag`'s value as a Go duration as kaniko's flags take it
+/// (`336h0m0s`, `6h`, `90m`, `1.5h`, `500ms`): the Dockerfile front end's
+/// parser (HEALTHCHECK's).
+fn parse_duration(flag: &'static str, s: &str) -> Result<std::time::Duration, FlagError> {
     crate::dockerfile::instruction::parse_go_duration(s)
         .map(std::time::Duration::from_nanos)
-        .ok_or_else(|| "want a duration such as 6h, 90m or 336h0m0s".to_string())
+        .ok_or_else(|| FlagError::Duration {
+            flag,
+            value: s.to_string(),
+        })
 }
 
 /// Whether this binary is the executor of a kaniko-style image
@@ -551,7 +571,7 @@ fn in_container() -> bool {
 fn registry_settings(
     f: &flags::RegistryFlags,
     progress_bars: bool,
-) -> Result<crate::registry::Settings, String> {
+) -> Result<crate::registry::Settings, FlagError> {
     let mut s = crate::registry::Settings {
         insecure_push: f.insecure,
         insecure_pull: f.insecure_pull,
@@ -570,9 +590,7 @@ fn registry_settings(
         let (host, path) = c
             .split_once('=')
             .filter(|(h, p)| !h.is_empty() && !p.is_empty())
-            .ok_or_else(|| {
-                format!("--registry-certificate {c:?}: want registry=/path/to/ca.pem")
-            })?;
+            .ok_or_else(|| FlagError::RegistryCertificate(c.clone()))?;
         s.certificates.push((host.to_string(), PathBuf::from(path)));
     }
     for c in &f.registry_client_certs {
@@ -581,20 +599,15 @@ fn registry_settings(
             (!host.is_empty() && !cert.is_empty() && !key.is_empty())
                 .then(|| (host.to_string(), PathBuf::from(cert), PathBuf::from(key)))
         });
-        s.client_certs.push(parsed.ok_or_else(|| {
-            format!(
-                "--registry-client-cert {c:?}: want registry=/path/to/cert.pem,/path/to/key.pem"
-            )
-        })?);
+        s.client_certs
+            .push(parsed.ok_or_else(|| FlagError::RegistryClientCert(c.clone()))?);
     }
     for m in &f.registry_maps {
         for pair in m.split(';').filter(|p| !p.is_empty()) {
             let (from, to) = pair
                 .split_once('=')
                 .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-                .ok_or_else(|| {
-                    format!("--registry-map {m:?}: want original=mirror[;other=mirror]")
-                })?;
+                .ok_or_else(|| FlagError::RegistryMap(m.clone()))?;
             match s.registry_maps.iter_mut().find(|(f, _)| f == from) {
                 Some((_, list)) => list.push(to.to_string()),
                 None => s
@@ -608,22 +621,55 @@ fn registry_settings(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{Executor, cache_options, parse_duration, registry_settings};
+    use clap::Parser;
     use std::time::Duration;
+
+    /// A usage error names the flag, the value and what is wrong with it.
+    #[test]
+    fn flag_errors_name_the_flag_and_value() {
+        let flags = |args: &[&str]| {
+            let mut argv = vec!["executor"];
+            argv.extend(args);
+            Executor::try_parse_from(argv).map(|e| e.flags).ok()
+        };
+        let f = flags(&["--cache", "--destination", "app:-bad"]).unwrap_or_else(|| panic!());
+        assert_eq!(
+            cache_options(&f).err().map(|e| e.to_string()).as_deref(),
+            Some("--destination app:-bad: invalid image reference \"app:-bad\": invalid tag")
+        );
+        let f = flags(&["--cache", "--cache-repo", "r.example/c:t"]).unwrap_or_else(|| panic!());
+        assert_eq!(
+            cache_options(&f).err().map(|e| e.to_string()).as_deref(),
+            Some("--cache-repo r.example/c:t: a repository, without a tag or digest")
+        );
+        let f = flags(&["--registry-map", "a=b;c"]).unwrap_or_else(|| panic!());
+        assert_eq!(
+            registry_settings(&f.registry, false)
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("--registry-map \"a=b;c\": want original=mirror[;other=mirror]")
+        );
+    }
 
     #[test]
     fn go_durations_as_kaniko_takes_them() {
-        assert_eq!(
-            parse_duration("336h0m0s"),
-            Ok(Duration::from_secs(336 * 3600))
-        );
-        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        let parsed = |s| parse_duration("cache-ttl", s).ok();
+        assert_eq!(parsed("336h0m0s"), Some(Duration::from_secs(336 * 3600)));
+        assert_eq!(parsed("6h"), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(parsed("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parsed("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parsed("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parsed("0"), Some(Duration::ZERO));
         for bad in ["", "6", "h", "6d", "-1h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+            assert!(parsed(bad).is_none(), "{bad}");
         }
+        assert_eq!(
+            parse_duration("cache-timeout", "6d")
+                .unwrap_err()
+                .to_string(),
+            "--cache-timeout 6d: want a duration such as 6h, 90m or 336h0m0s"
+        );
     }
 }

@@ -31,7 +31,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     let destinations = opts
         .destinations
         .iter()
-        .map(|d| Reference::parse(d).map_err(EngineError::Invalid))
+        .map(|d| Reference::parse(d).map_err(EngineError::from))
         .collect::<Result<Vec<_>, _>>()?;
     // beneath the context when it is in it: a symlink there never reads a host file
     let bytes = read_build_file(

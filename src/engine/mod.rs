@@ -49,6 +49,8 @@ pub enum EngineError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Reference(#[from] crate::registry::ReferenceError),
     /// A feature the build needs that smelt does not have yet.
     #[error("{0}")]
     Unsupported(String),

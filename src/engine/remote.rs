@@ -140,7 +140,7 @@ impl Remote {
         cache: &BaseCache,
         force: bool,
     ) -> Result<(Digest, bool), EngineError> {
-        let reference = Reference::parse(image).map_err(EngineError::Invalid)?;
+        let reference = Reference::parse(image)?;
         if !force && let Some(w) = cache.find(&reference, platform, std::time::Duration::MAX) {
             return Ok((w.digest, false));
         }
@@ -198,7 +198,7 @@ impl Remote {
 
     /// Resolves `image` for `platform`: manifest and config, no layers yet.
     pub fn resolve(&self, image: &str, platform: &Platform) -> Result<BaseImage, EngineError> {
-        let reference = Reference::parse(image).map_err(EngineError::Invalid)?;
+        let reference = Reference::parse(image)?;
         if let Some((cache, ttl, store)) = &self.base_cache
             && let Some(w) = cache.find(&reference, platform, *ttl)
         {

@@ -55,6 +55,101 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Why a RUN could not be started or waited for. Each names what was
+/// being done: the path in the build root, the mount, the program.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("bad sandbox spec: {0}")]
+    Spec(#[source] serde_json::Error),
+    #[error("encoding the sandbox spec: {0}")]
+    EncodeSpec(#[source] serde_json::Error),
+    #[error("RUN has no command")]
+    NoCommand,
+    #[error("opening the build root {}: {source}", .root.display())]
+    Root {
+        root: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("unshare(mount, PID, IPC, UTS namespaces): {0} (smelt must run as root)")]
+    Unshare(#[source] Errno),
+    /// A system call of the setup (`what` says which, with its path).
+    #[error("{what}: {errno}")]
+    Syscall {
+        what: String,
+        #[source]
+        errno: Errno,
+    },
+    #[error("cannot mount /{0}: it is not a directory in the build root")]
+    NotADirectory(String),
+    #[error("opening /{rel} in the build root: {}", describe(*.errno))]
+    Open { rel: String, errno: Errno },
+    /// A mount point the parent makes sure of (`path` is absolute in the
+    /// root).
+    #[error("{path}: {}", describe(*.errno))]
+    Lookup { path: String, errno: Errno },
+    #[error("{0}: it, or a directory above it, is not a directory in the build root")]
+    AboveNotADirectory(String),
+    #[error("{0}: cannot create it in the build root")]
+    CannotCreate(String),
+    #[error("{0}: a symlink whose target is not UTF-8")]
+    LinkNotUtf8(String),
+    #[error("{0}: too many levels of symbolic links")]
+    TooManyLinks(String),
+    #[error("creating {path} in the build root: {errno}")]
+    Create {
+        path: String,
+        #[source]
+        errno: Errno,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("preparing the build root for RUN: {0}")]
+    Prepare(#[source] Box<SandboxError>),
+    #[error("making the sandbox's report pipe: {0}")]
+    Pipe(#[source] std::io::Error),
+    /// What the RUN's first process reported before its exec failed.
+    #[error("{0}")]
+    Init(String),
+    #[error("executing {program}: {source}")]
+    Exec {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("finding smelt's own binary: {0}")]
+    OwnBinary(#[source] std::io::Error),
+    #[error("starting the RUN sandbox ({}): {source}", .exe.display())]
+    Start {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    /// The errno the RUN's first process exits its exec with.
+    fn errno(&self) -> Errno {
+        match self {
+            SandboxError::Syscall { errno, .. }
+            | SandboxError::Open { errno, .. }
+            | SandboxError::Lookup { errno, .. }
+            | SandboxError::Create { errno, .. } => *errno,
+            _ => Errno::PERM,
+        }
+    }
+}
+
 /// What one RUN executes, passed to the sandbox process as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
@@ -163,30 +258,29 @@ fn describe(e: Errno) -> String {
 }
 
 /// Opens the build root itself (a directory smelt made).
-fn open_root(root: &std::path::Path) -> Result<OwnedFd, String> {
+fn open_root(root: &std::path::Path) -> Result<OwnedFd, SandboxError> {
     rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("opening the build root {}: {e}", root.display()))
+    .map_err(|source| SandboxError::Root {
+        root: root.to_path_buf(),
+        source,
+    })
 }
 
 /// The sandbox process: never returns on success (it exits with the
 /// command's status).
-pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, String> {
-    let spec: Spec =
-        serde_json::from_str(spec_json).map_err(|e| format!("bad sandbox spec: {e}"))?;
-    let (program, args) = spec
-        .argv
-        .split_first()
-        .ok_or_else(|| "RUN has no command".to_string())?;
+pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, SandboxError> {
+    let spec: Spec = serde_json::from_str(spec_json).map_err(SandboxError::Spec)?;
+    let (program, args) = spec.argv.split_first().ok_or(SandboxError::NoCommand)?;
     unshare_namespaces()?;
     rustix::mount::mount_change(
         "/",
         rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
     )
-    .map_err(|e| format!("making mounts private: {e}"))?;
+    .map_err(failed("making mounts private"))?;
     // opened in the new mount namespace: a descriptor opened before
     // refers to the host's mounts, onto which nothing can be mounted here
     let root = open_root(&spec.root)?;
@@ -194,8 +288,7 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, String>
     mount_sys(&root)?;
     bind_host_files(&root)?;
     let proc_dir = mount_point(&root, "proc")?;
-    let (mut report, report_to) =
-        std::io::pipe().map_err(|e| format!("making the sandbox's report pipe: {e}"))?;
+    let (mut report, report_to) = std::io::pipe().map_err(SandboxError::Pipe)?;
     let init = Init {
         root,
         proc_dir,
@@ -222,12 +315,18 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, String>
     let _ = report.read_to_string(&mut said);
     let mut child = match spawned {
         Ok(c) => c,
-        Err(_) if !said.is_empty() => return Err(said),
-        Err(e) => return Err(format!("executing {program}: {e}")),
+        Err(_) if !said.is_empty() => return Err(SandboxError::Init(said)),
+        Err(source) => {
+            return Err(SandboxError::Exec {
+                program: program.clone(),
+                source,
+            });
+        }
     };
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    let status = child.wait().map_err(|source| SandboxError::Wait {
+        program: program.clone(),
+        source,
+    })?;
     let code = match status.code() {
         Some(c) => c,
         None => 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
@@ -236,31 +335,36 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, String>
 }
 
 #[allow(unsafe_code)]
-fn unshare_namespaces() -> Result<(), String> {
+fn unshare_namespaces() -> Result<(), SandboxError> {
     use rustix::thread::UnshareFlags;
     let flags =
         UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
     // SAFETY: CLONE_FILES is not among the flags, so no file descriptor
     // table changes under any thread; this process has one thread.
-    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| {
-        format!("unshare(mount, PID, IPC, UTS namespaces): {e} (smelt must run as root)")
-    })
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(SandboxError::Unshare)
 }
 
 /// `rel`'s mount point in the root, which must be a directory.
-fn mount_point(root: &OwnedFd, rel: &str) -> Result<OwnedFd, String> {
-    open_beneath(root, rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| match e {
-        Errno::NOTDIR => format!("cannot mount /{rel}: it is not a directory in the build root"),
-        e => format!("opening /{rel} in the build root: {}", describe(e)),
+fn mount_point(root: &OwnedFd, rel: &str) -> Result<OwnedFd, SandboxError> {
+    open_beneath(root, rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|errno| match errno {
+        Errno::NOTDIR => SandboxError::NotADirectory(rel.to_string()),
+        errno => SandboxError::Open {
+            rel: rel.to_string(),
+            errno,
+        },
     })
 }
 
-fn mount_err(what: &str) -> impl Fn(Errno) -> String + '_ {
-    move |e| format!("{what}: {e}")
+/// The failure of `what`, a system call of the setup.
+fn failed(what: &str) -> impl Fn(Errno) -> SandboxError + '_ {
+    move |errno| SandboxError::Syscall {
+        what: what.to_string(),
+        errno,
+    }
 }
 
 /// A tmpfs `/dev` with the host's basic devices bound in, devpts and shm.
-fn mount_dev(root: &OwnedFd) -> Result<(), String> {
+fn mount_dev(root: &OwnedFd) -> Result<(), SandboxError> {
     use rustix::mount::{mount, mount_bind};
     let at = mount_point(root, "dev")?;
     mount(
@@ -270,10 +374,10 @@ fn mount_dev(root: &OwnedFd) -> Result<(), String> {
         MountFlags::NOSUID | MountFlags::NOEXEC,
         Some(c"mode=755,size=65536k"),
     )
-    .map_err(mount_err("mounting /dev"))?;
+    .map_err(failed("mounting /dev"))?;
     // the tmpfs just mounted: everything below is ours
     let dev = open_beneath(root, "dev", OFlags::RDONLY | OFlags::DIRECTORY)
-        .map_err(mount_err("opening /dev"))?;
+        .map_err(failed("opening /dev"))?;
     for d in DEVICES {
         let host = format!("/dev/{d}");
         if rustix::fs::stat(&host).is_err() {
@@ -285,8 +389,8 @@ fn mount_dev(root: &OwnedFd) -> Result<(), String> {
             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o666),
         )
-        .map_err(mount_err(&format!("creating /dev/{d}")))?;
-        mount_bind(&host, fd_path(&node)).map_err(mount_err(&format!("binding /dev/{d}")))?;
+        .map_err(failed(&format!("creating /dev/{d}")))?;
+        mount_bind(&host, fd_path(&node)).map_err(failed(&format!("binding /dev/{d}")))?;
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -296,7 +400,7 @@ fn mount_dev(root: &OwnedFd) -> Result<(), String> {
         ("ptmx", "pts/ptmx"),
     ] {
         rustix::fs::symlinkat(target, &dev, name)
-            .map_err(mount_err(&format!("linking /dev/{name}")))?;
+            .map_err(failed(&format!("linking /dev/{name}")))?;
     }
     for (d, fs, flags, data) in [
         (
@@ -313,18 +417,18 @@ fn mount_dev(root: &OwnedFd) -> Result<(), String> {
         ),
     ] {
         rustix::fs::mkdirat(&dev, d, Mode::from_raw_mode(0o755))
-            .map_err(mount_err(&format!("creating /dev/{d}")))?;
+            .map_err(failed(&format!("creating /dev/{d}")))?;
         let at = open_under(&dev, d, OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(mount_err(&format!("opening /dev/{d}")))?;
+            .map_err(failed(&format!("opening /dev/{d}")))?;
         mount(fs, fd_path(&at), fs, flags, Some(data))
-            .map_err(mount_err(&format!("mounting /dev/{d}")))?;
+            .map_err(failed(&format!("mounting /dev/{d}")))?;
     }
     Ok(())
 }
 
 /// A fresh sysfs, read-only, with the host's cgroups bound read-only
 /// under it and docker's masked paths.
-fn mount_sys(root: &OwnedFd) -> Result<(), String> {
+fn mount_sys(root: &OwnedFd) -> Result<(), SandboxError> {
     use rustix::mount::{mount, mount_bind, mount_remount};
     let quiet = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let at = mount_point(root, "sys")?;
@@ -335,21 +439,20 @@ fn mount_sys(root: &OwnedFd) -> Result<(), String> {
         quiet | MountFlags::RDONLY,
         None,
     )
-    .map_err(mount_err("mounting /sys"))?;
+    .map_err(failed("mounting /sys"))?;
     let sys = mount_point(root, "sys")?;
     if let Ok(cgroup) = open_under(&sys, "fs/cgroup", OFlags::PATH | OFlags::DIRECTORY)
         && rustix::fs::stat("/sys/fs/cgroup").is_ok()
     {
-        mount_bind("/sys/fs/cgroup", fd_path(&cgroup))
-            .map_err(mount_err("binding /sys/fs/cgroup"))?;
+        mount_bind("/sys/fs/cgroup", fd_path(&cgroup)).map_err(failed("binding /sys/fs/cgroup"))?;
         let bound = open_under(&sys, "fs/cgroup", OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(mount_err("opening /sys/fs/cgroup"))?;
+            .map_err(failed("opening /sys/fs/cgroup"))?;
         mount_remount(
             fd_path(&bound),
             MountFlags::BIND | MountFlags::RDONLY | quiet,
             "",
         )
-        .map_err(mount_err("making /sys/fs/cgroup read-only"))?;
+        .map_err(failed("making /sys/fs/cgroup read-only"))?;
     }
     for name in MASKED_SYS {
         mask(&sys, name, "/sys")?;
@@ -359,7 +462,7 @@ fn mount_sys(root: &OwnedFd) -> Result<(), String> {
 
 /// Binds `/dev/null` over the file `name` under `dir` (an empty read-only
 /// tmpfs over a directory); nothing when it is missing.
-fn mask(dir: &OwnedFd, name: &str, shown: &str) -> Result<(), String> {
+fn mask(dir: &OwnedFd, name: &str, shown: &str) -> Result<(), SandboxError> {
     let Ok(at) = open_under(dir, name, OFlags::PATH) else {
         return Ok(());
     };
@@ -377,18 +480,18 @@ fn mask(dir: &OwnedFd, name: &str, shown: &str) -> Result<(), String> {
     } else {
         rustix::mount::mount_bind("/dev/null", fd_path(&at))
     }
-    .map_err(mount_err(&format!("masking {shown}/{name}")))
+    .map_err(failed(&format!("masking {shown}/{name}")))
 }
 
 /// Makes `name` under `dir` a read-only bind mount of itself.
-fn read_only(dir: &OwnedFd, name: &str, shown: &str) -> Result<(), String> {
+fn read_only(dir: &OwnedFd, name: &str, shown: &str) -> Result<(), SandboxError> {
     let Ok(at) = open_under(dir, name, OFlags::PATH) else {
         return Ok(());
     };
     let what = format!("making {shown}/{name} read-only");
-    rustix::mount::mount_bind(fd_path(&at), fd_path(&at)).map_err(mount_err(&what))?;
+    rustix::mount::mount_bind(fd_path(&at), fd_path(&at)).map_err(failed(&what))?;
     // the bind mount now on top, not the file below it
-    let top = open_under(dir, name, OFlags::PATH).map_err(mount_err(&what))?;
+    let top = open_under(dir, name, OFlags::PATH).map_err(failed(&what))?;
     rustix::mount::mount_remount(
         fd_path(&top),
         MountFlags::BIND
@@ -398,12 +501,12 @@ fn read_only(dir: &OwnedFd, name: &str, shown: &str) -> Result<(), String> {
             | MountFlags::NOEXEC,
         "",
     )
-    .map_err(mount_err(&what))
+    .map_err(failed(&what))
 }
 
 /// The host's resolv.conf and hosts, read-only, over the root's regular
 /// files of those names (resolved inside the root); others are left.
-fn bind_host_files(root: &OwnedFd) -> Result<(), String> {
+fn bind_host_files(root: &OwnedFd) -> Result<(), SandboxError> {
     for f in HOST_FILES {
         let host = format!("/{f}");
         let host_is_file = rustix::fs::stat(&host)
@@ -417,15 +520,15 @@ fn bind_host_files(root: &OwnedFd) -> Result<(), String> {
             continue;
         }
         rustix::mount::mount_bind(&host, fd_path(&target))
-            .map_err(mount_err(&format!("binding {host}")))?;
+            .map_err(failed(&format!("binding {host}")))?;
         let top = open_beneath(root, f, OFlags::PATH)
-            .map_err(mount_err(&format!("opening {host} in the build root")))?;
+            .map_err(failed(&format!("opening {host} in the build root")))?;
         rustix::mount::mount_remount(
             fd_path(&top),
             MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
             "",
         )
-        .map_err(mount_err(&format!("making {host} read-only")))?;
+        .map_err(failed(&format!("making {host} read-only")))?;
     }
     Ok(())
 }
@@ -445,12 +548,8 @@ struct Init {
 }
 
 impl Init {
-    fn enter(&self) -> Result<(), (String, Errno)> {
+    fn enter(&self) -> Result<(), SandboxError> {
         use rustix::process::{Gid, Uid};
-        let with = |what: &str| {
-            let what = what.to_string();
-            move |e: Errno| (format!("{what}: {e}"), e)
-        };
         rustix::mount::mount(
             "proc",
             fd_path(&self.proc_dir),
@@ -458,31 +557,31 @@ impl Init {
             MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
             None,
         )
-        .map_err(with("mounting /proc"))?;
+        .map_err(failed("mounting /proc"))?;
         let proc = open_beneath(&self.root, "proc", OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(with("opening /proc"))?;
+            .map_err(failed("opening /proc"))?;
         for name in MASKED_PROC {
-            mask(&proc, name, "/proc").map_err(|m| (m, Errno::PERM))?;
+            mask(&proc, name, "/proc")?;
         }
         for name in READ_ONLY_PROC {
-            read_only(&proc, name, "/proc").map_err(|m| (m, Errno::PERM))?;
+            read_only(&proc, name, "/proc")?;
         }
-        rustix::process::fchdir(&self.root).map_err(with("entering the build root"))?;
-        rustix::process::chroot(".").map_err(with("chroot"))?;
-        rustix::process::chdir(self.workdir.as_str()).map_err(with(&format!(
+        rustix::process::fchdir(&self.root).map_err(failed("entering the build root"))?;
+        rustix::process::chroot(".").map_err(failed("chroot"))?;
+        rustix::process::chdir(self.workdir.as_str()).map_err(failed(&format!(
             "changing to the working directory {}",
             self.workdir
         )))?;
         drop_capabilities()?;
         // one thread: the thread's ids are the process's
-        rustix::thread::set_thread_groups(&self.groups).map_err(with("setgroups"))?;
+        rustix::thread::set_thread_groups(&self.groups).map_err(failed("setgroups"))?;
         let gid = Gid::from_raw(self.gid);
-        rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(with("setresgid"))?;
+        rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(failed("setresgid"))?;
         let uid = Uid::from_raw(self.uid);
-        rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(with("setresuid"))?;
+        rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(failed("setresuid"))?;
         // after the id change, which clears it
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-            .map_err(with("setting the parent-death signal"))?;
+            .map_err(failed("setting the parent-death signal"))?;
         Ok(())
     }
 }
@@ -491,7 +590,7 @@ impl Init {
 /// permitted and effective the same (what of them this process has),
 /// inheritable and ambient empty. A later change to a non-root uid
 /// clears permitted and effective.
-fn drop_capabilities() -> Result<(), (String, Errno)> {
+fn drop_capabilities() -> Result<(), SandboxError> {
     use rustix::thread::{
         CapabilitySets, capabilities, clear_ambient_capability_set,
         remove_capability_from_bounding_set, set_capabilities,
@@ -505,15 +604,15 @@ fn drop_capabilities() -> Result<(), (String, Errno)> {
             Ok(()) => {}
             // past the kernel's last capability
             Err(Errno::INVAL) => break,
-            Err(e) => return Err((format!("dropping capability {bit}: {e}"), e)),
+            Err(e) => return Err(failed(&format!("dropping capability {bit}"))(e)),
         }
     }
     // kernels without ambient capabilities have none to clear
     match clear_ambient_capability_set() {
         Ok(()) | Err(Errno::INVAL) => {}
-        Err(e) => return Err((format!("clearing ambient capabilities: {e}"), e)),
+        Err(e) => return Err(failed("clearing ambient capabilities")(e)),
     }
-    let have = capabilities(None).map_err(|e| (format!("reading capabilities: {e}"), e))?;
+    let have = capabilities(None).map_err(failed("reading capabilities"))?;
     let keep = have.permitted & DEFAULT_CAPS;
     set_capabilities(
         None,
@@ -523,16 +622,16 @@ fn drop_capabilities() -> Result<(), (String, Errno)> {
             inheritable: CapabilitySet::empty(),
         },
     )
-    .map_err(|e| (format!("setting capabilities: {e}"), e))
+    .map_err(failed("setting capabilities"))
 }
 
 /// Makes `init` run in the child between fork and exec.
 #[allow(unsafe_code)]
 fn start_init(command: &mut Command, init: Init) {
     let hook = move || -> std::io::Result<()> {
-        init.enter().map_err(|(message, errno)| {
-            let _ = (&init.report).write_all(message.as_bytes());
-            std::io::Error::from_raw_os_error(errno.raw_os_error())
+        init.enter().map_err(|e| {
+            let _ = (&init.report).write_all(e.to_string().as_bytes());
+            std::io::Error::from_raw_os_error(e.errno().raw_os_error())
         })
     };
     // SAFETY: the sandbox process has one thread, so the forked child
@@ -561,7 +660,13 @@ impl MountPoints {
     /// a process chrooted there would see it. A missing target of a
     /// symlink is created where the link points, inside the root; nothing
     /// is ever created, or written, outside it.
-    fn ensure(&mut self, root: &OwnedFd, rel: &str, dir: bool, links: u8) -> Result<(), String> {
+    fn ensure(
+        &mut self,
+        root: &OwnedFd,
+        rel: &str,
+        dir: bool,
+        links: u8,
+    ) -> Result<(), SandboxError> {
         let shown = format!("/{rel}");
         let flags = if dir {
             OFlags::PATH | OFlags::DIRECTORY
@@ -571,24 +676,24 @@ impl MountPoints {
         match open_beneath(root, rel, flags) {
             Ok(_) => return Ok(()),
             Err(Errno::NOENT) => {}
-            Err(Errno::NOTDIR) => {
-                return Err(format!(
-                    "{shown}: it, or a directory above it, is not a directory in the build root"
-                ));
-            }
-            Err(e) => return Err(format!("{shown}: {}", describe(e))),
+            Err(Errno::NOTDIR) => return Err(SandboxError::AboveNotADirectory(shown)),
+            Err(errno) => return Err(SandboxError::Lookup { path: shown, errno }),
         }
         let rel = rel.trim_end_matches('/');
         let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         if matches!(name, "" | "." | "..") {
-            return Err(format!("{shown}: cannot create it in the build root"));
+            return Err(SandboxError::CannotCreate(shown));
         }
         if !parent.is_empty() {
             self.ensure(root, parent, true, links)?;
         }
-        let at = open_beneath(root, parent, OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(|e| format!("/{parent}: {}", describe(e)))?;
-        let before = rustix::fs::fstat(&at).map_err(|e| format!("/{parent}: {e}"))?;
+        let parent_lookup = |errno| SandboxError::Lookup {
+            path: format!("/{parent}"),
+            errno,
+        };
+        let at =
+            open_beneath(root, parent, OFlags::PATH | OFlags::DIRECTORY).map_err(parent_lookup)?;
+        let before = rustix::fs::fstat(&at).map_err(parent_lookup)?;
         let made = if dir {
             rustix::fs::mkdirat(&at, name, Mode::from_raw_mode(0o755))
         } else {
@@ -609,7 +714,10 @@ impl MountPoints {
                         tv_sec: before.st_mtime,
                         tv_nsec: i64::try_from(before.st_mtime_nsec).unwrap_or(0),
                     };
-                    let again = at.try_clone().map_err(|e| format!("/{parent}: {e}"))?;
+                    let again = at.try_clone().map_err(|source| SandboxError::Io {
+                        path: format!("/{parent}"),
+                        source,
+                    })?;
                     self.times.push((again, id, mtime));
                 }
                 self.created.push((at, name.to_string()));
@@ -617,11 +725,15 @@ impl MountPoints {
             }
             // there but unresolved: a symlink whose target is missing
             Err(Errno::EXIST) if links > 0 => {
-                let target = rustix::fs::readlinkat(&at, name, Vec::new())
-                    .map_err(|e| format!("{shown}: {e}"))?;
-                let target = target
-                    .to_str()
-                    .map_err(|_| format!("{shown}: a symlink whose target is not UTF-8"))?;
+                let target = rustix::fs::readlinkat(&at, name, Vec::new()).map_err(|errno| {
+                    SandboxError::Lookup {
+                        path: shown.clone(),
+                        errno,
+                    }
+                })?;
+                let Ok(target) = target.to_str() else {
+                    return Err(SandboxError::LinkNotUtf8(shown));
+                };
                 let next = match target.strip_prefix('/') {
                     Some(absolute) => absolute.to_string(),
                     None if parent.is_empty() => target.to_string(),
@@ -629,8 +741,8 @@ impl MountPoints {
                 };
                 self.ensure(root, &next, dir, links - 1)
             }
-            Err(Errno::EXIST) => Err(format!("{shown}: too many levels of symbolic links")),
-            Err(e) => Err(format!("creating {shown} in the build root: {e}")),
+            Err(Errno::EXIST) => Err(SandboxError::TooManyLinks(shown)),
+            Err(errno) => Err(SandboxError::Create { path: shown, errno }),
         }
     }
 
@@ -675,7 +787,7 @@ fn pump<R: Read + Send + 'static>(stream: Option<R>, prefix: &str) -> std::threa
 
 /// Runs `spec` in the sandbox; `log_prefix` goes before each output line.
 /// Returns the exit code (or 128 + signal).
-pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, String> {
+pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
     if spec.in_place {
         return spawn_in_place(spec, log_prefix, cancel);
     }
@@ -687,20 +799,22 @@ pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, St
     });
     if let Err(e) = prepared {
         points.restore();
-        return Err(format!("preparing the build root for RUN: {e}"));
+        return Err(SandboxError::Prepare(Box::new(e)));
     }
     let result = spawn(spec, log_prefix, cancel);
     points.restore();
     result
 }
 
-fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("finding smelt's own binary: {e}"))?;
-    let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
+    let exe = std::env::current_exe().map_err(SandboxError::OwnBinary)?;
+    let json = serde_json::to_string(spec).map_err(SandboxError::EncodeSpec)?;
     let mut command = Command::new(&exe);
     command.arg("__sandbox").arg(json);
-    let child = start(&mut command)
-        .map_err(|e| format!("starting the RUN sandbox ({}): {e}", exe.display()))?;
+    let child = start(&mut command).map_err(|source| SandboxError::Start {
+        exe: exe.clone(),
+        source,
+    })?;
     wait(child, log_prefix, cancel)
 }
 
@@ -708,11 +822,8 @@ fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, Stri
 /// step's working directory, user, groups and environment. smelt's own
 /// binary is not started again: in the executor's container the base
 /// image's files have replaced the libraries it was linked with.
-fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, String> {
-    let (program, args) = spec
-        .argv
-        .split_first()
-        .ok_or_else(|| "RUN has no command".to_string())?;
+fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
+    let (program, args) = spec.argv.split_first().ok_or(SandboxError::NoCommand)?;
     let mut command = Command::new(program);
     command
         .args(args)
@@ -720,7 +831,10 @@ fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.workdir);
     drop_privileges(&mut command, spec);
-    let child = start(&mut command).map_err(|e| format!("executing {program}: {e}"))?;
+    let child = start(&mut command).map_err(|source| SandboxError::Exec {
+        program: program.clone(),
+        source,
+    })?;
     wait(child, log_prefix, cancel)
 }
 
@@ -762,10 +876,13 @@ fn wait(
     mut child: std::process::Child,
     log_prefix: &str,
     cancel: &AtomicBool,
-) -> Result<i32, String> {
+) -> Result<i32, SandboxError> {
     let out = pump(child.stdout.take(), log_prefix);
     let err = pump(child.stderr.take(), log_prefix);
-    let status = wait_or_kill(&mut child, cancel).map_err(|e| format!("waiting for RUN: {e}"))?;
+    let status = wait_or_kill(&mut child, cancel).map_err(|source| SandboxError::Wait {
+        program: "RUN".to_string(),
+        source,
+    })?;
     let _ = out.join();
     let _ = err.join();
     Ok(match status.code() {
@@ -876,9 +993,15 @@ mod tests {
         fs_err::write(t.path().join("sys"), "").unwrap();
         let fd = open_root(t.path()).unwrap();
         let mut points = MountPoints::default();
-        let err = points.ensure(&fd, "proc", true, MAX_LINKS).unwrap_err();
+        let err = points
+            .ensure(&fd, "proc", true, MAX_LINKS)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/proc: "), "{err}");
-        let err = points.ensure(&fd, "sys", true, MAX_LINKS).unwrap_err();
+        let err = points
+            .ensure(&fd, "sys", true, MAX_LINKS)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("/sys: it, or a directory above it, is not a directory"),
             "{err}"

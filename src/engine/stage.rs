@@ -323,7 +323,8 @@ impl StageState {
             groups,
             in_place: env.in_place,
         };
-        let code = sandbox::run(&spec, &format!("[{}] ", self.label), &env.cancelled)?;
+        let code = sandbox::run(&spec, &format!("[{}] ", self.label), &env.cancelled)
+            .map_err(|e| e.to_string())?;
         if code != 0 {
             let shown = argv.join(" ");
             return Err(if code == sandbox::SETUP_FAILED {

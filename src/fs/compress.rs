@@ -12,6 +12,19 @@ pub enum Compression {
     Zstd { level: i32 },
 }
 
+/// `--compression` and `--compression-level` values smelt cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompressionError {
+    #[error("unknown --compression {0:?}: use gzip or zstd")]
+    Unknown(String),
+    #[error("--compression-level {level} is out of range for {compression} (-1..{max})")]
+    Level {
+        compression: &'static str,
+        level: i32,
+        max: i32,
+    },
+}
+
 impl Default for Compression {
     fn default() -> Self {
         Compression::Gzip { level: -1 }
@@ -20,25 +33,27 @@ impl Default for Compression {
 
 impl Compression {
     /// Parses kaniko's flag values.
-    pub fn from_flags(name: &str, level: i32) -> Result<Compression, String> {
-        match name {
-            "gzip" => {
-                if !(-1..=9).contains(&level) {
-                    return Err(format!(
-                        "--compression-level {level} is out of range for gzip (-1..9)"
-                    ));
-                }
-                Ok(Compression::Gzip { level })
-            }
-            "zstd" => {
-                if !(-1..=22).contains(&level) {
-                    return Err(format!(
-                        "--compression-level {level} is out of range for zstd (-1..22)"
-                    ));
-                }
-                Ok(Compression::Zstd { level })
-            }
-            other => Err(format!("unknown --compression {other:?}: use gzip or zstd")),
+    pub fn from_flags(name: &str, level: i32) -> Result<Compression, CompressionError> {
+        let (compression, max) = match name {
+            "gzip" => (Compression::Gzip { level }, 9),
+            "zstd" => (Compression::Zstd { level }, 22),
+            other => return Err(CompressionError::Unknown(other.to_string())),
+        };
+        if !(-1..=max).contains(&level) {
+            return Err(CompressionError::Level {
+                compression: compression.name(),
+                level,
+                max,
+            });
+        }
+        Ok(compression)
+    }
+
+    /// The name `--compression` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip { .. } => "gzip",
+            Compression::Zstd { .. } => "zstd",
         }
     }
 

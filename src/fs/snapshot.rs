@@ -23,13 +23,18 @@ pub enum SnapshotMode {
     Time,
 }
 
+/// A `--snapshot-mode` value that is none of the modes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--snapshot-mode {0:?}: use full, redo or time")]
+pub struct UnknownSnapshotMode(pub String);
+
 impl SnapshotMode {
-    pub fn parse(s: &str) -> Result<SnapshotMode, String> {
+    pub fn parse(s: &str) -> Result<SnapshotMode, UnknownSnapshotMode> {
         match s {
             "full" => Ok(SnapshotMode::Full),
             "redo" => Ok(SnapshotMode::Redo),
             "time" => Ok(SnapshotMode::Time),
-            other => Err(format!("--snapshot-mode {other:?}: use full, redo or time")),
+            other => Err(UnknownSnapshotMode(other.to_string())),
         }
     }
 }

@@ -4,6 +4,17 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Write};
 
+/// A string that is not a digest smelt accepts; each names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    #[error("invalid digest {0:?}: missing algorithm")]
+    NoAlgorithm(String),
+    #[error("invalid digest {digest:?}: unsupported algorithm {algorithm:?}")]
+    Algorithm { digest: String, algorithm: String },
+    #[error("invalid digest {digest:?}: want {len} lower-case hex digits")]
+    Hex { digest: String, len: usize },
+}
+
 /// A content digest such as `sha256:e3b0…`.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -23,17 +34,18 @@ impl Digest {
     }
 
     /// Parses `algorithm:hex`; only sha256 and sha512 are accepted.
-    pub fn parse(s: &str) -> Result<Digest, String> {
+    pub fn parse(s: &str) -> Result<Digest, DigestError> {
         let (alg, hex) = s
             .split_once(':')
-            .ok_or_else(|| format!("invalid digest {s:?}: missing algorithm"))?;
+            .ok_or_else(|| DigestError::NoAlgorithm(s.to_string()))?;
         let len = match alg {
             "sha256" => 64,
             "sha512" => 128,
             _ => {
-                return Err(format!(
-                    "invalid digest {s:?}: unsupported algorithm {alg:?}"
-                ));
+                return Err(DigestError::Algorithm {
+                    digest: s.to_string(),
+                    algorithm: alg.to_string(),
+                });
             }
         };
         if hex.len() != len
@@ -41,9 +53,10 @@ impl Digest {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(format!(
-                "invalid digest {s:?}: want {len} lower-case hex digits"
-            ));
+            return Err(DigestError::Hex {
+                digest: s.to_string(),
+                len,
+            });
         }
         Ok(Digest(s.to_string()))
     }
@@ -69,7 +82,7 @@ impl fmt::Display for Digest {
 }
 
 impl TryFrom<String> for Digest {
-    type Error = String;
+    type Error = DigestError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         Digest::parse(&s)
     }
@@ -128,8 +141,14 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(Digest::parse(d.as_str()), Ok(d.clone()));
-        assert!(Digest::parse("sha256:abc").is_err());
-        assert!(Digest::parse("md5:00").is_err());
+        assert_eq!(
+            Digest::parse("sha256:abc").unwrap_err().to_string(),
+            "invalid digest \"sha256:abc\": want 64 lower-case hex digits"
+        );
+        assert_eq!(
+            Digest::parse("md5:00").unwrap_err().to_string(),
+            "invalid digest \"md5:00\": unsupported algorithm \"md5\""
+        );
         let mut w = HashingWriter::new(Vec::new());
         w.write_all(b"").expect("vec write");
         assert_eq!(w.finish().1, d);

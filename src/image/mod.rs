@@ -16,7 +16,7 @@ pub mod store;
 pub use archive::write_docker_archive;
 pub use built::BuiltImage;
 pub use config::{History, ImageConfig, RunConfig};
-pub use digest::{Digest, HashingWriter};
+pub use digest::{Digest, DigestError, HashingWriter};
 pub use layout::write_oci_layout;
 pub use manifest::{Descriptor, Manifest, MediaTypes};
 pub use store::BlobStore;

@@ -19,4 +19,4 @@ pub use client::{Direction, Registry, Settings, ca_roots_der, download_client};
 pub use error::RegistryError;
 pub use pull::{RemoteImage, platform_matches};
 pub use push::{PushBlob, PushImage};
-pub use reference::Reference;
+pub use reference::{Reference, ReferenceError};

@@ -2,7 +2,27 @@
 //! `docker.io/library/busybox:latest`), enough to name outputs and write
 //! digest files the way kaniko does.
 
+use crate::image::DigestError;
 use std::fmt;
+
+/// A string that is not an image reference; each names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("invalid image reference {0:?}: empty name")]
+    EmptyName(String),
+    #[error(
+        "invalid image reference {0:?}: repository names must be lower case letters, digits and separators"
+    )]
+    Repository(String),
+    #[error("invalid image reference {0:?}: invalid tag")]
+    Tag(String),
+    #[error("invalid image reference {reference:?}: {source}")]
+    Digest {
+        reference: String,
+        #[source]
+        source: DigestError,
+    },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -14,8 +34,7 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn parse(s: &str) -> Result<Reference, String> {
-        let bad = |why: &str| format!("invalid image reference {s:?}: {why}");
+    pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => (r, Some(d.to_string())),
             None => (s, None),
@@ -25,7 +44,7 @@ impl Reference {
             _ => (rest, None),
         };
         if name.is_empty() {
-            return Err(bad("empty name"));
+            return Err(ReferenceError::EmptyName(s.to_string()));
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, repo))
@@ -55,9 +74,7 @@ impl Reference {
                 && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         };
         if !repository.split('/').all(component_ok) {
-            return Err(bad(
-                "repository names must be lower case letters, digits and separators",
-            ));
+            return Err(ReferenceError::Repository(s.to_string()));
         }
         if let Some(t) = &tag {
             let ok = !t.is_empty()
@@ -66,11 +83,14 @@ impl Reference {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
                 && !t.starts_with(['.', '-']);
             if !ok {
-                return Err(bad("invalid tag"));
+                return Err(ReferenceError::Tag(s.to_string()));
             }
         }
         if let Some(d) = &digest {
-            crate::image::Digest::parse(d).map_err(|e| bad(&e))?;
+            crate::image::Digest::parse(d).map_err(|source| ReferenceError::Digest {
+                reference: s.to_string(),
+                source,
+            })?;
         }
         Ok(Reference {
             registry,
@@ -155,6 +175,10 @@ mod tests {
         );
         assert!(Reference::parse("Upper/Case").is_err());
         assert!(Reference::parse("a:b:c").is_err());
-        assert!(Reference::parse("x@sha256:12").is_err());
+        assert_eq!(
+            Reference::parse("x@sha256:12").unwrap_err().to_string(),
+            "invalid image reference \"x@sha256:12\": invalid digest \"sha256:12\": \
+             want 64 lower-case hex digits"
+        );
     }
 }

@@ -92,7 +92,7 @@ pub fn parse_entry(r: &Reference, bytes: &[u8]) -> Result<CacheEntry, RegistryEr
         .and_then(|h| serde_json::from_str::<History>(h).ok())
         .ok_or_else(|| bad("the cache entry has no history (not made by smelt?)".to_string()))?;
     let diff_ids = match annotations.get(&format!("{LABEL}diff-id")) {
-        Some(d) => vec![Digest::parse(d).map_err(bad)?],
+        Some(d) => vec![Digest::parse(d).map_err(|e| bad(e.to_string()))?],
         None => Vec::new(),
     };
     if diff_ids.len() != manifest.layers.len() {

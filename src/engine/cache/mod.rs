@@ -112,7 +112,7 @@ impl CacheSwitch {
 
 impl Cache {
     pub fn new(opts: CacheOptions) -> Result<Cache, EngineError> {
-        let repo = Reference::parse(&opts.repo).map_err(EngineError::Invalid)?;
+        let repo = Reference::parse(&opts.repo)?;
         Ok(Cache {
             repo: repo.clone(),
             opts,

@@ -28,8 +28,7 @@
 //! it. The `.git` directory is left out of the context, as BuildKit does,
 //! unless the build argument `BUILDKIT_CONTEXT_KEEP_GIT_DIR=1` is given.
 
-use super::env;
-use crate::engine::EngineError;
+use super::{SourceError, env};
 use crate::fs::tree::remove_any;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,7 +59,7 @@ pub struct GitOptions {
 
 impl GitOptions {
     /// Reads `--git` values (`key=value`, repeated or comma-separated).
-    pub fn parse(values: &[String]) -> Result<GitOptions, String> {
+    pub fn parse(values: &[String]) -> Result<GitOptions, SourceError> {
         let mut options = GitOptions::default();
         for item in values.iter().flat_map(|v| v.split(',')) {
             if item.is_empty() {
@@ -68,23 +67,21 @@ impl GitOptions {
             }
             let (key, value) = item
                 .split_once('=')
-                .ok_or_else(|| format!("--git {item}: want key=value"))?;
+                .ok_or_else(|| SourceError::GitSyntax(item.to_string()))?;
             let flag = || match value {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
-                _ => Err(format!("--git {key}={value}: want true or false")),
+                _ => Err(SourceError::GitBool {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                }),
             };
             match key {
                 "branch" => options.branch = Some(value.to_string()).filter(|b| !b.is_empty()),
                 "single-branch" => options.single_branch = flag()?,
                 "recurse-submodules" => options.recurse_submodules = flag()?,
                 "insecure-skip-tls" => options.insecure_skip_tls = flag()?,
-                _ => {
-                    return Err(format!(
-                        "--git {key}: unknown option (branch, single-branch, \
-                         recurse-submodules and insecure-skip-tls are)"
-                    ));
-                }
+                _ => return Err(SourceError::GitOption(key.to_string())),
             }
         }
         Ok(options)
@@ -104,12 +101,12 @@ fn is_commit(s: &str) -> bool {
 
 impl GitSource {
     /// `location[#ref[:dir]][#commit-or-dir]`, after `scheme://`.
-    pub fn parse(scheme: Option<&str>, rest: &str) -> Result<GitSource, String> {
-        let bad = |why: String| format!("--context {}: {why}", super::shown_url(rest));
+    pub fn parse(scheme: Option<&str>, rest: &str) -> Result<GitSource, SourceError> {
+        let shown = || super::shown_url(rest);
         let mut parts = rest.split('#');
         let location = parts.next().unwrap_or_default().to_string();
         if location.is_empty() {
-            return Err(bad("no repository in the URL".to_string()));
+            return Err(SourceError::NoRepository { shown: shown() });
         }
         let mut source = GitSource {
             scheme: scheme.map(str::to_string),
@@ -133,13 +130,14 @@ impl GitSource {
             } else if source.subdir.is_none() {
                 source.subdir = Some(second.to_string());
             } else {
-                return Err(bad(format!("{second:?}: a second sub-directory")));
+                return Err(SourceError::SecondSubdir {
+                    shown: shown(),
+                    part: second.to_string(),
+                });
             }
         }
         if parts.next().is_some() {
-            return Err(bad(
-                "too many '#' parts (want #REF, then a commit id or a sub-directory)".to_string(),
-            ));
+            return Err(SourceError::TooManyParts { shown: shown() });
         }
         if let Some(dir) = &source.subdir {
             let path = Path::new(dir.trim_start_matches('/'));
@@ -147,9 +145,10 @@ impl GitSource {
                 .components()
                 .any(|c| !matches!(c, std::path::Component::Normal(_)))
             {
-                return Err(bad(format!(
-                    "sub-directory {dir:?} must stay inside the repository"
-                )));
+                return Err(SourceError::SubdirEscapes {
+                    shown: shown(),
+                    dir: dir.clone(),
+                });
             }
         }
         Ok(source)
@@ -168,11 +167,12 @@ impl GitSource {
 
     /// Clones into the empty directory `into`; returns the context
     /// directory (the sub-directory, when one is named).
-    pub fn fetch(&self, into: &Path, options: &GitOptions) -> Result<PathBuf, EngineError> {
+    pub fn fetch(&self, into: &Path, options: &GitOptions) -> Result<PathBuf, SourceError> {
         let started = Instant::now();
         let git = Git::new(into, &self.url(), options);
-        let fail = |e: String| {
-            EngineError::Invalid(format!("git context {}: {}", git.shown, git.redact(&e)))
+        let fail = |e: GitFailure| SourceError::Git {
+            shown: git.shown.clone(),
+            message: git.redact(&e.to_string()),
         };
         git.run(&["init", "-q"]).map_err(fail)?;
         git.run(&["remote", "add", "origin", &git.url])
@@ -190,7 +190,7 @@ impl GitSource {
             (None, want) => {
                 let want = want.as_deref().unwrap_or("HEAD");
                 git.run(&["fetch", "-q", "--depth", "1", "--no-tags", "origin", want])
-                    .map_err(|e| fail(format!("fetching {want}: {e}")))?;
+                    .map_err(|e| fail(e.during(format!("fetching {want}"))))?;
                 git.run(&["checkout", "-q", "--detach", "FETCH_HEAD"])
                     .map_err(fail)?;
                 want.to_string()
@@ -199,7 +199,7 @@ impl GitSource {
         let mut submodules = Vec::new();
         if options.recurse_submodules {
             git.run(&["submodule", "update", "-q", "--init", "--recursive"])
-                .map_err(|e| fail(format!("checking out submodules: {e}")))?;
+                .map_err(|e| fail(e.during("checking out submodules".to_string())))?;
             let listed = git
                 .run(&[
                     "submodule",
@@ -230,6 +230,47 @@ impl GitSource {
             Some(dir) => into.join(dir.trim_start_matches('/')),
             None => into.to_path_buf(),
         })
+    }
+}
+
+/// Why a `git` command failed; the text goes through [`Git::redact`]
+/// before anyone sees it.
+#[derive(Debug, thiserror::Error)]
+enum GitFailure {
+    #[error("stopped by {0}")]
+    Stopped(String),
+    #[error("the git binary is not installed (a git context needs it)")]
+    NotInstalled,
+    #[error("running git: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// git failed without a word on stderr.
+    #[error("git {command} failed ({status})")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+    },
+    /// What git printed on stderr.
+    #[error("{0}")]
+    Said(String),
+    #[error(
+        "--git branch={name}: no branch or tag of that name (refs/heads/{name}, refs/tags/{name})"
+    )]
+    NoBranchOrTag { name: String },
+    #[error("{doing}: {source}")]
+    During {
+        doing: String,
+        #[source]
+        source: Box<GitFailure>,
+    },
+}
+
+impl GitFailure {
+    /// This failure, as the failure of `doing`.
+    fn during(self, doing: String) -> GitFailure {
+        GitFailure::During {
+            doing,
+            source: Box::new(self),
+        }
     }
 }
 
@@ -358,12 +399,11 @@ impl<'a> Git<'a> {
 
     /// Runs `git ARGS` in the work tree; `Ok` is its standard output,
     /// `Err` what it printed on failure.
-    fn run(&self, args: &[&str]) -> Result<String, String> {
+    fn run(&self, args: &[&str]) -> Result<String, GitFailure> {
         if let Some(s) = crate::engine::interrupt::signal() {
-            return Err(format!(
-                "stopped by {}",
-                crate::engine::interrupt::signal_name(s)
-            ));
+            return Err(GitFailure::Stopped(crate::engine::interrupt::signal_name(
+                s,
+            )));
         }
         let mut command = Command::new("git");
         for c in &self.config {
@@ -374,9 +414,9 @@ impl<'a> Git<'a> {
         command.stdin(std::process::Stdio::null());
         let output = command.output().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                "the git binary is not installed (a git context needs it)".to_string()
+                GitFailure::NotInstalled
             } else {
-                format!("running git: {e}")
+                GitFailure::Spawn(e)
             }
         })?;
         if output.status.success() {
@@ -385,9 +425,12 @@ impl<'a> Git<'a> {
             let said = String::from_utf8_lossy(&output.stderr);
             let said = said.trim();
             Err(if said.is_empty() {
-                format!("git {} failed ({})", args[0], output.status)
+                GitFailure::Failed {
+                    command: args.first().copied().unwrap_or_default().to_string(),
+                    status: output.status,
+                }
             } else {
-                said.to_string()
+                GitFailure::Said(said.to_string())
             })
         }
     }
@@ -403,21 +446,21 @@ impl<'a> Git<'a> {
 
     /// kaniko's `--git branch=`: the branch `refs/heads/B`, else the tag
     /// `refs/tags/B`.
-    fn branch_or_tag(&self, name: &str) -> Result<String, String> {
+    fn branch_or_tag(&self, name: &str) -> Result<String, GitFailure> {
         let heads = format!("refs/heads/{name}");
         let tags = format!("refs/tags/{name}");
         let listed = self
             .run(&["ls-remote", "origin", &heads, &tags])
-            .map_err(|e| format!("listing refs: {e}"))?;
+            .map_err(|e| e.during("listing refs".to_string()))?;
         let has = |r: &str| listed.lines().any(|l| l.split('\t').nth(1) == Some(r));
         if has(&heads) {
             Ok(heads)
         } else if has(&tags) {
             Ok(tags)
         } else {
-            Err(format!(
-                "--git branch={name}: no branch or tag of that name ({heads}, {tags})"
-            ))
+            Err(GitFailure::NoBranchOrTag {
+                name: name.to_string(),
+            })
         }
     }
 
@@ -429,16 +472,16 @@ impl<'a> Git<'a> {
         commit: &str,
         reference: Option<&str>,
         options: &GitOptions,
-    ) -> Result<(), String> {
+    ) -> Result<(), GitFailure> {
         let alone = self.run(&["fetch", "-q", "--depth", "1", "--no-tags", "origin", commit]);
         if alone.is_err() {
             let all = "+refs/heads/*:refs/remotes/origin/*";
             let want = reference.unwrap_or(if options.single_branch { "HEAD" } else { all });
             self.run(&["fetch", "-q", "--tags", "origin", want])
-                .map_err(|e| format!("fetching {want}: {e}"))?;
+                .map_err(|e| e.during(format!("fetching {want}")))?;
         }
         self.run(&["checkout", "-q", "--detach", commit])
-            .map_err(|e| format!("commit {commit}: {e}"))?;
+            .map_err(|e| e.during(format!("commit {commit}")))?;
         Ok(())
     }
 }
@@ -462,7 +505,12 @@ mod tests {
         assert_eq!(g.reference.as_deref(), Some("main"));
         assert_eq!(g.subdir.as_deref(), Some("docker"));
         assert_eq!(g.url(), "https://h/r.git");
-        assert!(GitSource::parse(None, "h/r.git#main#../up").is_err());
+        assert_eq!(
+            GitSource::parse(None, "h/r.git#main#../up")
+                .unwrap_err()
+                .to_string(),
+            "--context h/r.git: sub-directory \"../up\" must stay inside the repository"
+        );
         assert!(GitSource::parse(None, "h/r.git#a#b#c").is_err());
         assert!(is_repository_url("h/r.git#x"));
         assert!(!is_repository_url("h/c.tar.gz"));
@@ -502,6 +550,11 @@ mod tests {
         assert_eq!(o.branch.as_deref(), Some("dev"));
         assert!(o.single_branch && o.recurse_submodules && !o.insecure_skip_tls);
         assert!(GitOptions::parse(&["depth=1".to_string()]).is_err());
-        assert!(GitOptions::parse(&["single-branch=yes".to_string()]).is_err());
+        assert_eq!(
+            GitOptions::parse(&["single-branch=yes".to_string()])
+                .unwrap_err()
+                .to_string(),
+            "--git single-branch=yes: want true or false"
+        );
     }
 }

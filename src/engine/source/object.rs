@@ -18,7 +18,7 @@
 //!
 //! As in kaniko, a path that is empty names `context.tar.gz`.
 
-use super::{ChunkSender, env, forward, get_streamed};
+use super::{ChunkSender, DownloadError, SourceError, env, forward, get_streamed};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
@@ -49,20 +49,25 @@ pub struct ObjectSource {
 
 impl ObjectSource {
     /// `s3://bucket/key` or `gs://bucket/key`.
-    pub fn parse(spec: &str) -> Result<ObjectSource, String> {
+    pub fn parse(spec: &str) -> Result<ObjectSource, SourceError> {
         let (scheme, rest) = spec.split_once("://").unwrap_or(("", spec));
         let store = match scheme {
             "s3" => Store::S3,
             "gs" => Store::Gcs,
-            _ => return Err(format!("{scheme}:// is not an object store")),
+            _ => {
+                return Err(SourceError::NotObjectStore {
+                    shown: super::shown_url(spec),
+                    scheme: scheme.to_string(),
+                });
+            }
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        Self::new(store, bucket, key)
+        Self::new(store, bucket, key, spec)
     }
 
     /// `<account>.blob.core.windows.net/<container>/<key>` (after
     /// `https://`); `None` when the host is not Azure blob storage.
-    pub fn parse_azure(rest: &str) -> Option<Result<ObjectSource, String>> {
+    pub fn parse_azure(rest: &str) -> Option<Result<ObjectSource, SourceError>> {
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         let account = host.strip_suffix(".blob.core.windows.net")?;
         let (container, key) = path.split_once('/').unwrap_or((path, ""));
@@ -72,12 +77,16 @@ impl ObjectSource {
             },
             container,
             key,
+            &format!("https://{rest}"),
         ))
     }
 
-    fn new(store: Store, bucket: &str, key: &str) -> Result<ObjectSource, String> {
+    /// `spec` is the URL as given, for the error.
+    fn new(store: Store, bucket: &str, key: &str, spec: &str) -> Result<ObjectSource, SourceError> {
         if bucket.is_empty() {
-            return Err("no bucket (or container) in the URL".to_string());
+            return Err(SourceError::NoBucket {
+                shown: super::shown_url(spec),
+            });
         }
         let key = key.trim_matches('/');
         Ok(ObjectSource {
@@ -100,7 +109,7 @@ impl ObjectSource {
     }
 
     /// Streams the object down `tx`.
-    pub async fn download(self, tx: ChunkSender) -> Result<(), String> {
+    pub async fn download(self, tx: ChunkSender) -> Result<(), DownloadError> {
         use object_store::{aws, azure};
         let options = client_options();
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match &self.store {
@@ -128,7 +137,7 @@ impl ObjectSource {
                     .map(|s| Arc::new(s) as _)
             }
         };
-        let store = built.map_err(|e| format!("setting up the client: {e}"))?;
+        let store = built.map_err(DownloadError::Setup)?;
         let key = ObjectPath::from(self.key.as_str());
         let object = store.get(&key).await.map_err(|e| self.explain(&e))?;
         forward(object.into_stream(), &tx, |e| self.explain(&e)).await
@@ -138,7 +147,7 @@ impl ObjectSource {
     /// credentials (application default credentials, service accounts,
     /// the metadata server). object_store's own `get` insists on a
     /// `Last-Modified` header that GCS sends but its emulators do not.
-    async fn gcs_download(&self, tx: &ChunkSender) -> Result<(), String> {
+    async fn gcs_download(&self, tx: &ChunkSender) -> Result<(), DownloadError> {
         use object_store::gcp::GoogleCloudStorageBuilder;
         let emulator = env("STORAGE_EMULATOR_HOST").map(|host| {
             if host.contains("://") {
@@ -150,13 +159,16 @@ impl ObjectSource {
         let base = emulator
             .as_deref()
             .unwrap_or("https://storage.googleapis.com");
-        let mut url = reqwest::Url::parse(base).map_err(|e| format!("{base}: {e}"))?;
+        let mut url = reqwest::Url::parse(base).map_err(|source| DownloadError::Endpoint {
+            base: base.to_string(),
+            source,
+        })?;
         url.path_segments_mut()
-            .map_err(|()| format!("{base}: not a base URL"))?
+            .map_err(|()| DownloadError::NotBaseUrl(base.to_string()))?
             .pop_if_empty()
             .push(&self.bucket)
             .extend(self.key.split('/'));
-        let client = crate::registry::download_client().map_err(|e| e.to_string())?;
+        let client = crate::registry::download_client().map_err(DownloadError::Http)?;
         let mut request = client.get(url);
         if emulator.is_none() {
             let mut builder =
@@ -173,20 +185,21 @@ impl ObjectSource {
                 .credentials()
                 .get_credential()
                 .await
-                .map_err(|e| format!("getting GCS credentials: {e}"))?;
+                .map_err(DownloadError::Credentials)?;
             request = request.bearer_auth(&token.bearer);
         }
         get_streamed(request, tx, |status, body| {
             let detail = xml_error(body).unwrap_or_else(|| status.to_string());
-            self.worded(Some(status.as_u16()), detail)
-                .unwrap_or_else(|detail| format!("the server answered {status} ({detail})"))
+            self.worded(Some(status.as_u16()), detail, |detail| {
+                DownloadError::Refused { status, detail }
+            })
         })
         .await
     }
 
     /// What failed, in words; object_store's own text follows (it names
     /// the request, never the credentials, which travel in headers).
-    fn explain(&self, e: &object_store::Error) -> String {
+    fn explain(&self, e: &object_store::Error) -> DownloadError {
         let text = e.to_string();
         // the service's own words, when its XML error body is in the text
         let detail = xml_error(&text).unwrap_or(text);
@@ -196,21 +209,26 @@ impl ObjectSource {
             object_store::Error::PermissionDenied { .. } => Some(403),
             _ => None,
         };
-        self.worded(status, detail).unwrap_or_else(|detail| detail)
+        self.worded(status, detail, DownloadError::Store)
     }
 
     /// A refusal the status names, in words with the service's `detail`;
-    /// `Err(detail)` for any other.
-    fn worded(&self, status: Option<u16>, detail: String) -> Result<String, String> {
+    /// `otherwise(detail)` for any other.
+    fn worded(
+        &self,
+        status: Option<u16>,
+        detail: String,
+        otherwise: impl FnOnce(String) -> DownloadError,
+    ) -> DownloadError {
         let what = match &self.store {
             Store::Azure { .. } => "container or blob",
             _ => "bucket or object",
         };
         match status {
-            Some(404) => Ok(format!("{what} not found ({detail})")),
-            Some(401) => Ok(format!("authentication refused ({detail})")),
-            Some(403) => Ok(format!("access denied ({detail})")),
-            _ => Err(detail),
+            Some(404) => DownloadError::NotFound { what, detail },
+            Some(401) => DownloadError::Unauthenticated { detail },
+            Some(403) => DownloadError::Denied { detail },
+            _ => otherwise(detail),
         }
     }
 }
@@ -355,7 +373,10 @@ mod tests {
         assert_eq!(s3.key, "dir/ctx.tar.gz");
         assert_eq!(ObjectSource::parse("gs://b").unwrap().key, DEFAULT_OBJECT);
         assert_eq!(ObjectSource::parse("gs://b/").unwrap().key, DEFAULT_OBJECT);
-        assert!(ObjectSource::parse("s3:///x").is_err());
+        assert_eq!(
+            ObjectSource::parse("s3:///x").unwrap_err().to_string(),
+            "--context s3:///x: no bucket (or container) in the URL"
+        );
         let azure = ObjectSource::parse_azure("acct.blob.core.windows.net/c/p/x.tar.gz")
             .unwrap()
             .unwrap();
