@@ -297,9 +297,60 @@ fn differential(name: &str) {
         {
             writeln!(diff, "docker only: {l}").unwrap();
         }
+        diff.push_str(&content_diffs(
+            &our_tree,
+            &their_tree,
+            &work.path().join("smelt-rootfs"),
+            &work.path().join("oracle-rootfs"),
+        ));
         panic!("{name}: the file trees differ:\n{diff}");
     }
     assert_eq!(our_config, their_config, "{name}: the configs differ");
+}
+
+/// For each regular file whose digest differs between the two trees, the
+/// `diff -u` of its contents (text only), so a failure shows what differs.
+fn content_diffs(ours: &str, theirs: &str, our_root: &Path, their_root: &Path) -> String {
+    let files = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter(|l| l.contains(" file n="))
+            .filter_map(|l| l.split(' ').next().map(str::to_string))
+            .collect()
+    };
+    let their_files = files(theirs);
+    let mut out = String::new();
+    for path in files(ours)
+        .into_iter()
+        .filter(|p| their_files.contains(p))
+        .filter(|p| {
+            let line = |t: &str| {
+                t.lines()
+                    .find(|l| l.starts_with(&format!("{p} ")))
+                    .map(str::to_string)
+            };
+            line(ours) != line(theirs)
+        })
+    {
+        let a = our_root.join(&path[1..]);
+        let b = their_root.join(&path[1..]);
+        let text = |f: &Path| fs_err::read(f).ok().and_then(|c| String::from_utf8(c).ok());
+        if text(&a).is_none() || text(&b).is_none() {
+            continue;
+        }
+        let d = Command::new("diff")
+            .arg("-u")
+            .arg("--label")
+            .arg(format!("smelt{path}"))
+            .arg("--label")
+            .arg(format!("docker{path}"))
+            .arg(&a)
+            .arg(&b)
+            .output()
+            .expect("diff (diffutils) is needed by the tests");
+        out.push_str(&String::from_utf8_lossy(&d.stdout));
+    }
+    out
 }
 
 macro_rules! cases {
