@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const SOCKET: &str = "unix:///var/run/smelt-oracle.sock";
 const STATE: &str = "/var/tmp/smelt-oracle";
 
-fn docker() -> Command {
+pub(crate) fn docker() -> Command {
     let mut c = Command::new("/usr/bin/docker");
     c.env("DOCKER_HOST", SOCKET).env("DOCKER_BUILDKIT", "1");
     c
@@ -34,7 +34,7 @@ fn oracle_up() -> bool {
 
 /// Starts the reference dockerd once for all test processes (a file lock
 /// keeps two from starting it); it keeps running after the tests.
-fn ensure_oracle() {
+pub(crate) fn ensure_oracle() {
     if oracle_up() {
         return;
     }

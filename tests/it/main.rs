@@ -17,6 +17,7 @@ mod conformance;
 mod contexts;
 mod dockerfile_semantics;
 mod faults;
+mod foreign_bases;
 mod git_contexts;
 mod hostile;
 mod hostile_dockerfile;
