@@ -174,7 +174,9 @@ fn an_index_gives_the_requested_platform() {
     assert_eq!(run.code(), 1);
     assert!(
         run.stderr().contains("no image for platform linux/s390x")
-            && run.stderr().contains("linux/amd64, linux/arm64"),
+            && run.stderr().contains("linux/amd64, linux/arm64")
+            && run.stderr().contains("Dockerfile:1: FROM")
+            && run.stderr().contains(&format!("{}/multi", reg.host)),
         "{}",
         run.stderr()
     );

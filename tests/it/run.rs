@@ -80,9 +80,9 @@ fn run_sees_env_args_user_and_workdir() {
     reg.push_base("base:1", "linux/amd64");
     let (t, listing) = build(
         &reg,
-        "ARG A=1\nENV B=2 A=env-wins-not\nARG C=3\nRUN echo \"$C-$B\" > /vars\n\
+        "ARG A=1\nENV B=2 A=env-wins-not\nARG C=3\nRUN echo \"$C-$B\" > /vars && mkdir -m 1777 /shared\n\
          USER app\nWORKDIR /home/app\nRUN id > ids && pwd > where\n\
-         USER 4242\nRUN id -u > /home/app/numeric 2>/dev/null || echo denied > /tmp-denied; true\n\
+         USER 4242\nRUN id > /shared/numeric\nUSER 4242:777\nRUN id > /shared/numeric2\n\
          USER root\nRUN <<EOF\necho from a heredoc > /heredoc\nEOF\n\
          RUN echo \"$no_proxy\" > /proxy\n",
         &[
@@ -99,11 +99,24 @@ fn run_sees_env_args_user_and_workdir() {
             "/home/app/where 644 1234:4321 file n=1 \"/home/app\\n\"",
             "/heredoc 644 0:0 file n=1 \"from a heredoc\\n\"",
             "/proxy 644 0:0 file n=1 \".example\\n\"",
+            // a uid the image's passwd does not name runs with gid 0
+            "/shared/numeric 644 4242:0 file n=1 \"uid=4242 gid=0(root) groups=0(root)\\n\"",
         ],
     );
     assert_has_line_starting(
         &listing,
         &["/home/app/ids 644 1234:4321 file n=1 56 bytes sha256:"],
+    );
+    // and with the group asked for; the primary gid is a supplementary group
+    // too, as in BuildKit since moby/buildkit#3651 (CVE-2023-25173; docker
+    // 20.10 leaves it out)
+    assert_has_line_starting(
+        &listing,
+        &["/shared/numeric2 644 4242:777 file n=1 42 bytes"],
+    );
+    assert_eq!(
+        read(&t, "shared/numeric2"),
+        "uid=4242 gid=777(extra) groups=777(extra)\n"
     );
     // supplementary groups come from the image's /etc/group
     assert_eq!(
