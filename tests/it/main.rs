@@ -25,6 +25,7 @@ mod in_place;
 mod multi_stage;
 mod object_contexts;
 mod push_pull;
+mod readme_flags;
 mod reproducible;
 mod run;
 mod sandbox;
