@@ -104,7 +104,7 @@ fn add_extracts_local_archives_and_chowns() {
         .file("notatar.gz", "just text\n");
     let ctx = t.ctx();
     for (flags, name) in [("-czf", "bundle.tar.gz"), ("-cJf", "bundle.tar.xz")] {
-        crate::harness::tool(
+        tool(
             "tar",
             &[
                 "-C",

@@ -11,7 +11,6 @@ use crate::harness::{
 };
 use crate::in_place::{executor_root, run_executor};
 use crate::registry_server::{Auth, TestCa, TestRegistry};
-use std::path::Path;
 use std::process::Command;
 
 #[test]
@@ -352,4 +351,178 @@ fn a_miss_for_age_says_older_than_the_ttl() {
             "{log}"
         );
     }
+}
+
+// ---- plain HTTP and unverified TLS -------------------------------------------
+
+/// A name for 127.0.0.1 that is not a loopback name: smelt allows plain
+/// HTTP to loopback registries unasked (as go-containerregistry does), so
+/// the refusal the flags lift shows only under another name.
+const REGISTRY_NAME: &str = "registry.smelt.test";
+
+/// Runs `smelt build` on `t` in a private mount namespace whose
+/// `/etc/hosts` names [`REGISTRY_NAME`] for 127.0.0.1.
+fn build_with_hosts(t: &TestContext, extra: &[&str]) -> crate::harness::Run {
+    let hosts = t.path("hosts");
+    fs_err::write(&hosts, format!("127.0.0.1 localhost {REGISTRY_NAME}\n")).unwrap();
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+        .arg(&hosts)
+        .arg(crate::harness::smelt_bin())
+        .args(["build", "--custom-platform=linux/amd64", "--context"])
+        .arg(t.ctx())
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", t.path("no-docker-config"))
+        .output()
+        .expect("unshare is needed by the tests (util-linux)");
+    crate::harness::Run { output }
+}
+
+#[track_caller]
+fn refused(run: &crate::harness::Run, registry: &str) {
+    let err = run.stderr();
+    assert_eq!(run.code(), 1, "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.contains(&format!("reaching {registry}"))),
+        "the error does not name {registry}:\n{err}"
+    );
+}
+
+/// `--insecure-pull` lets a pull, `--insecure` a push, and
+/// `--insecure-registry` both, fall back to plain HTTP; without them a
+/// registry that speaks only HTTP is refused, and nothing is pushed.
+#[test]
+fn insecure_flags_allow_plain_http_and_only_where_asked() {
+    let reg = TestRegistry::start(Auth::None);
+    reg.push_base("base:1", "linux/amd64");
+    let port = reg.host.rsplit_once(':').unwrap().1;
+    let name = format!("{REGISTRY_NAME}:{port}");
+    let t = TestContext::new(&format!("FROM {name}/base:1\nCOPY hello.txt /hello.txt\n"));
+    t.file("hello.txt", "hello\n");
+    let dest = format!("{name}/app:1");
+    let pushed = |tag: &str| {
+        http_status(&[
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("http://{}/v2/app/manifests/{tag}", reg.host),
+        ]) == "200"
+    };
+
+    refused(&build_with_hosts(&t, &["--no-push"]), &name);
+    // --insecure is for pushes only
+    refused(&build_with_hosts(&t, &["--no-push", "--insecure"]), &name);
+    build_with_hosts(&t, &["--no-push", "--insecure-pull"]).ok();
+
+    refused(
+        &build_with_hosts(&t, &["--insecure-pull", "-d", &dest]),
+        &name,
+    );
+    assert!(!pushed("1"), "pushed over plain HTTP without --insecure");
+    build_with_hosts(&t, &["--insecure-pull", "--insecure", "-d", &dest]).ok();
+    assert!(pushed("1"));
+
+    // --insecure-registry names the registry, for pulls and pushes; another
+    // name lifts nothing
+    let dest2 = format!("{name}/app:2");
+    let other = format!("--insecure-registry={REGISTRY_NAME}:1");
+    refused(&build_with_hosts(&t, &[&other, "-d", &dest2]), &name);
+    let flag = format!("--insecure-registry={name}");
+    build_with_hosts(&t, &[&flag, "-d", &dest2]).ok();
+    assert!(pushed("2"));
+    assert_eq!(reg.layer_count("app:2"), 3);
+}
+
+/// `--skip-tls-verify-registry` skips verification for the registry it
+/// names, pulls and pushes; without it (or naming another) the unknown CA
+/// is refused.
+#[test]
+fn skip_tls_verify_registry_is_per_registry() {
+    let ca = TestCa::new();
+    let reg = TestRegistry::start_with(Auth::None, Some((&ca, false)));
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!("FROM {base}\nCOPY hello.txt /hello.txt\n"));
+    t.file("hello.txt", "hello\n");
+    let dest = format!("{}/app:1", reg.host);
+    let build = |flag: &str| t.build(&["--custom-platform=linux/amd64", "-d", &dest, flag]);
+    let run = build("--skip-tls-verify-registry=127.0.0.1:1");
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("certificate") && run.stderr().contains(&reg.host),
+        "{}",
+        run.stderr()
+    );
+    build(&format!("--skip-tls-verify-registry={}", reg.host)).ok();
+    assert_eq!(reg.layer_count("app:1"), 3);
+}
+
+// ---- ONBUILD -----------------------------------------------------------------
+
+/// An image built with ONBUILD and pushed, then used as a base: its
+/// triggers run at the child's FROM, in order, on the child's context,
+/// before the child's own steps, and are not handed on further.
+#[test]
+fn onbuild_triggers_run_at_from_in_the_child() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let parent = TestContext::new(&format!(
+        "FROM {base}\n\
+         ONBUILD COPY hello.txt /from-trigger.txt\n\
+         ONBUILD RUN cat /from-trigger.txt > /seen-by-trigger\n\
+         ONBUILD ENV TRIGGERED=yes\n\
+         RUN echo parent > /parent\n"
+    ));
+    parent.file("hello.txt", "the parent's context\n");
+    let parent_ref = format!("{}/parent:1", reg.host);
+    parent
+        .build(&["--custom-platform=linux/amd64", "-d", &parent_ref])
+        .ok();
+    // the config blob as pushed (skopeo's --config would drop OnBuild)
+    let manifest = reg.inspect("parent:1", &["--raw"]);
+    let config_url = format!(
+        "http://{}/v2/parent/blobs/{}",
+        reg.host,
+        manifest["config"]["digest"].as_str().unwrap()
+    );
+    let parent_config: serde_json::Value =
+        serde_json::from_str(&tool("curl", &["-sL", &config_url])).unwrap();
+    assert_eq!(
+        parent_config["config"]["OnBuild"],
+        serde_json::json!([
+            "COPY hello.txt /from-trigger.txt",
+            "RUN cat /from-trigger.txt > /seen-by-trigger",
+            "ENV TRIGGERED=yes"
+        ])
+    );
+
+    let child = TestContext::new(&format!(
+        "FROM {parent_ref}\nRUN echo \"$TRIGGERED\" > /env-seen\n"
+    ));
+    child.file("hello.txt", "the child's context\n");
+    child.build_outputs(&["--custom-platform=linux/amd64"]);
+    let listing = tree(&child.unpack());
+    assert_has_lines(
+        &listing,
+        &[
+            "/parent 644 0:0 file n=1 \"parent\\n\"",
+            "/from-trigger.txt 644 0:0 file n=1 \"the child's context\\n\"",
+            "/seen-by-trigger 644 0:0 file n=1 \"the child's context\\n\"",
+            "/env-seen 644 0:0 file n=1 \"yes\\n\"",
+        ],
+    );
+    let config = child.config();
+    assert!(
+        config["config"]["Env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v == "TRIGGERED=yes")),
+        "{config:#}"
+    );
+    let onbuild = &config["config"]["OnBuild"];
+    assert!(
+        onbuild.is_null() || onbuild.as_array().is_some_and(Vec::is_empty),
+        "the triggers were handed on: {onbuild}"
+    );
 }
