@@ -374,6 +374,7 @@ cases! {
     multi_stage_matches_docker => "multi-stage",
     copy_from_links_matches_docker => "copy-from-links",
     arg_scopes_match_docker => "arg-scopes",
+    devices_and_capabilities_match_docker => "devices-and-capabilities",
 }
 
 /// An extra check, not part of the suite: every case folder under
