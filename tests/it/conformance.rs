@@ -377,6 +377,14 @@ cases! {
     devices_and_capabilities_match_docker => "devices-and-capabilities",
 }
 
+/// Not in `cases!` while it fails: smelt's COPY writes no xattrs, so a
+/// file capability is lost on the way (docker keeps it).
+#[test]
+#[ignore = "smelt bug: COPY --from drops security.capability (engine/copy.rs copies no xattrs)"]
+fn copy_from_keeps_capabilities_matches_docker() {
+    differential("copy-from-capabilities");
+}
+
 /// An extra check, not part of the suite: every case folder under
 /// `$SMELT_EXTRA_CONFORMANCE` (e.g. ../shared/conformance) that does not
 /// say it fails, against the same reference. Run with `--run-ignored all`.

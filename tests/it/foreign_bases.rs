@@ -25,7 +25,7 @@ fn busybox_rootfs_tar(into: &Path) {
     fs_err::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     fs_err::copy(busybox(), root.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "echo", "cat", "ln", "mkdir", "mkfifo", "rm", "id", "ls",
+        "sh", "echo", "cat", "ln", "mkdir", "mkfifo", "mknod", "rm", "id", "ls",
     ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
@@ -48,7 +48,8 @@ fn busybox_rootfs_tar(into: &Path) {
     );
 }
 
-/// Builds `dockerfile` (with `rootfs.tar`, a busybox root, in its context)
+/// Builds `dockerfile` (with `rootfs.tar`, a busybox root, and `caps.tar`,
+/// a file `capped` with a security.capability xattr, in its context)
 /// with the docker.io reference, `docker save`s it and pushes the archive
 /// to `reg` as `name` with skopeo, which keeps Docker's media types.
 /// Returns the image's reference.
@@ -59,6 +60,12 @@ pub(crate) fn push_docker_built(reg: &TestRegistry, name: &str, dockerfile: &str
     fs_err::create_dir_all(&ctx).unwrap();
     fs_err::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     busybox_rootfs_tar(&ctx.join("rootfs.tar"));
+    fs_err::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/conformance/devices-and-capabilities/caps.tar"),
+        ctx.join("caps.tar"),
+    )
+    .unwrap();
     let tag = format!(
         "smelt-foreign/{}:{}",
         name.replace([':', '/'], "-"),
@@ -105,9 +112,10 @@ fn from_a_docker_built_base_with_docker_media_types() {
     let base = push_docker_built(
         &reg,
         "docker-base:1",
-        "FROM scratch\nADD rootfs.tar /\n\
-         RUN mkdir -p /data && echo kept > /data/keep && echo doomed > /data/gone \
-         && ln /data/keep /data/hard && ln -s keep /data/link && mkfifo /data/fifo\n\
+        "FROM scratch\nADD rootfs.tar /\nADD caps.tar /data/\n\
+         RUN echo kept > /data/keep && echo doomed > /data/gone \
+         && ln /data/keep /data/hard && ln -s keep /data/link && mkfifo /data/fifo \
+         && mknod /data/null c 1 3\n\
          RUN rm /data/gone && echo later > /data/later\n\
          ENV FROM_DOCKER=yes\nWORKDIR /data\nUSER web\nCMD [\"sh\"]\n",
     );
@@ -115,8 +123,8 @@ fn from_a_docker_built_base_with_docker_media_types() {
     let raw = reg.inspect("docker-base:1", &["--raw"]);
     assert_eq!(raw["mediaType"], DOCKER_MANIFEST, "{raw:#}");
     let layers = raw["layers"].as_array().unwrap();
-    // ADD, two RUNs, and WORKDIR's empty layer (docker 20.10 writes one)
-    assert_eq!(layers.len(), 4, "{raw:#}");
+    // two ADDs, two RUNs, and WORKDIR's empty layer (docker 20.10 writes one)
+    assert_eq!(layers.len(), 5, "{raw:#}");
     for l in layers {
         assert_eq!(l["mediaType"], DOCKER_LAYER, "{raw:#}");
     }
@@ -159,6 +167,8 @@ fn from_a_docker_built_base_with_docker_media_types() {
             "/data/hard 644 0:0 file n=2 \"kept\\n\"",
             "/data/link 777 0:0 link -> keep",
             "/data/fifo 644 0:0 fifo",
+            "/data/null 644 0:0 char 1:3",
+            "/data/capped 755 0:0 file n=1 \"cap\\n\" cap=0100000200040000000000000000000000000000",
             "/data/later 644 0:0 file n=1 \"later\\n\"",
             // RUN as the base's USER, in its WORKDIR, with its ENV (COPY
             // --from keeps the owner, as docker does)
@@ -168,6 +178,9 @@ fn from_a_docker_built_base_with_docker_media_types() {
             "/copied/keep 644 0:0 file n=2 \"kept\\n\"",
             "/copied/hard 644 0:0 file n=2 \"kept\\n\"",
             "/copied/link 777 0:0 link -> keep",
+            // (without its capability: COPY drops xattrs, see the ignored
+            // conformance::copy_from_keeps_capabilities_matches_docker)
+            "/copied/capped 755 0:0 file n=1 \"cap\\n\"",
             "/copied/later 644 0:0 file n=1 \"later\\n\"",
             // COPY from the context into the base's WORKDIR, then out again
             "/copied/from-context.txt 644 0:0 file n=1 \"from the context\\n\"",
@@ -180,12 +193,12 @@ fn from_a_docker_built_base_with_docker_media_types() {
     assert!(env.contains("FROM_DOCKER=yes"), "{config:#}");
     assert_eq!(config["config"]["WorkingDir"], "/data", "{config:#}");
     assert_eq!(config["config"]["User"], "root", "{config:#}");
-    // the base's four layers come first, unchanged
+    // the base's five layers come first, unchanged
     let pushed = reg.inspect("app:1", &[]);
     let base_layers = reg.inspect("docker-base:1", &[])["Layers"].clone();
     let pushed_layers = pushed["Layers"].as_array().unwrap();
     assert_eq!(
-        &pushed_layers[..4],
+        &pushed_layers[..5],
         base_layers.as_array().unwrap().as_slice(),
         "{pushed:#}"
     );
