@@ -171,9 +171,15 @@ fn unpack(layout: &Path, tag: &str, rootfs: &Path) -> (String, serde_json::Value
 }
 
 fn differential(name: &str) {
+    differential_on(name, push_busybox);
+}
+
+/// [`differential`] with `BASE` the image `make_base` pushes to the test
+/// registry (and returns the reference of).
+pub(crate) fn differential_on(name: &str, make_base: fn(&TestRegistry) -> String) {
     ensure_oracle();
     let reg = TestRegistry::start(Auth::None);
-    let base = push_busybox(&reg);
+    let base = make_base(&reg);
     let dir = case_dir(name);
     let context = if dir.join("context").is_dir() {
         dir.join("context")

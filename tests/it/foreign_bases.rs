@@ -106,19 +106,31 @@ pub(crate) fn push_docker_built(reg: &TestRegistry, name: &str, dockerfile: &str
     format!("{}/{name}", reg.host)
 }
 
-#[test]
-fn from_a_docker_built_base_with_docker_media_types() {
-    let reg = TestRegistry::start(Auth::None);
-    let base = push_docker_built(
-        &reg,
-        "docker-base:1",
-        "FROM scratch\nADD rootfs.tar /\nADD caps.tar /data/\n\
+/// The base of [`from_a_docker_built_base_with_docker_media_types`] and
+/// of the `docker-base` conformance case.
+const DOCKER_BASE: &str = "FROM scratch\nADD rootfs.tar /\nADD caps.tar /data/\n\
          RUN echo kept > /data/keep && echo doomed > /data/gone \
          && ln /data/keep /data/hard && ln -s keep /data/link && mkfifo /data/fifo \
          && mknod /data/null c 1 3\n\
          RUN rm /data/gone && echo later > /data/later\n\
-         ENV FROM_DOCKER=yes\nWORKDIR /data\nUSER web\nCMD [\"sh\"]\n",
-    );
+         ENV FROM_DOCKER=yes\nWORKDIR /data\nUSER web\nCMD [\"sh\"]\n";
+
+/// Pushes [`DOCKER_BASE`] as `docker-base:1`.
+pub(crate) fn push_docker_base(reg: &TestRegistry) -> String {
+    push_docker_built(reg, "docker-base:1", DOCKER_BASE)
+}
+
+/// smelt and docker build the same Dockerfile on the docker-built base
+/// and give the same tree and config.
+#[test]
+fn on_a_docker_built_base_smelt_matches_docker() {
+    crate::conformance::differential_on("docker-base", push_docker_base);
+}
+
+#[test]
+fn from_a_docker_built_base_with_docker_media_types() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = push_docker_base(&reg);
     // what smelt pulls is docker's schema 2, not an OCI manifest it wrote
     let raw = reg.inspect("docker-base:1", &["--raw"]);
     assert_eq!(raw["mediaType"], DOCKER_MANIFEST, "{raw:#}");
