@@ -263,12 +263,31 @@ impl Registry {
         registry: &str,
         what: &str,
     ) -> Result<(String, Option<super::auth::Challenge>), RegistryError> {
-        let mut last = None;
+        let mut last: Option<RegistryError> = None;
         for scheme in schemes {
             let base = format!("{scheme}://{host}");
             match http.get(format!("{base}/v2/")).send().await {
                 Ok(response) => {
                     let status = response.status();
+                    // an HTTPS server asked in plain HTTP (Go's answer is a
+                    // 400): the TLS failure before is the one to name, and
+                    // a server that ends the handshake at once most often
+                    // wants a client certificate
+                    if *scheme == "http"
+                        && status == reqwest::StatusCode::BAD_REQUEST
+                        && let Some(tls) = last.take()
+                    {
+                        let tls = tls.to_string();
+                        let tls = tls.strip_prefix(&format!("{what}: ")).unwrap_or(&tls);
+                        return Err(RegistryError::invalid(
+                            what,
+                            format!(
+                                "{tls}; the registry speaks only HTTPS and ended the TLS \
+                                 connection: if it asks for a client certificate, give one \
+                                 with --registry-client-cert={registry}=cert.pem,key.pem"
+                            ),
+                        ));
+                    }
                     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
                     {
                         return Err(fail(response, what).await);
@@ -286,6 +305,7 @@ impl Registry {
                 }
                 Err(e) => {
                     let err = RegistryError::transport(what, &e);
+                    log::debug!("{scheme}: {err}");
                     // a TLS server we do not trust: plain HTTP would not help
                     if *scheme == "https" && err.to_string().contains("certificate") {
                         return Err(RegistryError::invalid(
