@@ -306,6 +306,23 @@ impl Registry {
                 Err(e) => {
                     let err = RegistryError::transport(what, &e);
                     log::debug!("{scheme}: {err}");
+                    // a plain-HTTP server answering the TLS handshake, and
+                    // plain HTTP not allowed: say which flag allows it
+                    if *scheme == "https"
+                        && !schemes.contains(&"http")
+                        && err.to_string().contains("InvalidContentType")
+                    {
+                        let text = err.to_string();
+                        let text = text.strip_prefix(&format!("{what}: ")).unwrap_or(&text);
+                        return Err(RegistryError::invalid(
+                            what,
+                            format!(
+                                "{text}; the registry answers in plain HTTP, which is used \
+                                 only when allowed: --insecure-registry={registry} (or \
+                                 --insecure-pull, --insecure)"
+                            ),
+                        ));
+                    }
                     // a TLS server we do not trust: plain HTTP would not help
                     if *scheme == "https" && err.to_string().contains("certificate") {
                         return Err(RegistryError::invalid(

@@ -390,6 +390,12 @@ fn refused(run: &crate::harness::Run, registry: &str) {
             .is_some_and(|l| l.contains(&format!("reaching {registry}"))),
         "the error does not name {registry}:\n{err}"
     );
+    assert!(
+        err.contains(&format!(
+            "the registry answers in plain HTTP, which is used only when allowed: --insecure-registry={registry}"
+        )),
+        "the error does not say which flag allows plain HTTP:\n{err}"
+    );
 }
 
 /// `--insecure-pull` lets a pull, `--insecure` a push, and
