@@ -325,10 +325,12 @@ impl Registry {
                     }
                     // a TLS server we do not trust: plain HTTP would not help
                     if *scheme == "https" && err.to_string().contains("certificate") {
+                        let text = err.to_string();
+                        let text = text.strip_prefix(&format!("{what}: ")).unwrap_or(&text);
                         return Err(RegistryError::invalid(
                             what,
                             format!(
-                                "{err}; trust its CA with --registry-certificate={registry}=ca.pem, \
+                                "{text}; trust its CA with --registry-certificate={registry}=ca.pem, \
                                  or skip verification with --skip-tls-verify-registry={registry}"
                             ),
                         ));

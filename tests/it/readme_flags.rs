@@ -463,6 +463,41 @@ fn skip_tls_verify_registry_is_per_registry() {
     );
     build(&format!("--skip-tls-verify-registry={}", reg.host)).ok();
     assert_eq!(reg.layer_count("app:1"), 3);
+
+    // --skip-tls-verify is for pushes, --skip-tls-verify-pull for pulls:
+    // each alone leaves the other direction refused
+    let dest2 = format!("{}/app:2", reg.host);
+    let build2 = |flag: &str| t.build(&["--custom-platform=linux/amd64", "-d", &dest2, flag]);
+    for (flag, failing) in [
+        ("--skip-tls-verify", "Dockerfile:1: FROM: "),
+        // (the push's error names the registry, not the image)
+        ("--skip-tls-verify-pull", "error building image: reaching "),
+    ] {
+        let run = build2(flag);
+        let err = run.stderr();
+        assert_eq!(run.code(), 1, "{flag}: {err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.contains(failing) && last.contains("certificate") && last.contains(&reg.host),
+            "{flag}: {err}"
+        );
+        assert_eq!(
+            last.matches(&format!("reaching {}", reg.host)).count(),
+            1,
+            "{flag}: {last}"
+        );
+    }
+    assert_eq!(
+        http_status(&[
+            "--cacert",
+            ca.ca_cert.to_str().unwrap(),
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("https://{dest2}").replace("/app:2", "/v2/app/manifests/2"),
+        ]),
+        "404",
+        "pushed with --skip-tls-verify-pull alone"
+    );
 }
 
 // ---- ONBUILD -----------------------------------------------------------------
