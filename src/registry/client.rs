@@ -263,12 +263,31 @@ impl Registry {
         registry: &str,
         what: &str,
     ) -> Result<(String, Option<super::auth::Challenge>), RegistryError> {
-        let mut last = None;
+        let mut last: Option<RegistryError> = None;
         for scheme in schemes {
             let base = format!("{scheme}://{host}");
             match http.get(format!("{base}/v2/")).send().await {
                 Ok(response) => {
                     let status = response.status();
+                    // an HTTPS server asked in plain HTTP (Go's answer is a
+                    // 400): the TLS failure before is the one to name, and
+                    // a server that ends the handshake at once most often
+                    // wants a client certificate
+                    if *scheme == "http"
+                        && status == reqwest::StatusCode::BAD_REQUEST
+                        && let Some(tls) = last.take()
+                    {
+                        let tls = tls.to_string();
+                        let tls = tls.strip_prefix(&format!("{what}: ")).unwrap_or(&tls);
+                        return Err(RegistryError::invalid(
+                            what,
+                            format!(
+                                "{tls}; the registry speaks only HTTPS and ended the TLS \
+                                 connection: if it asks for a client certificate, give one \
+                                 with --registry-client-cert={registry}=cert.pem,key.pem"
+                            ),
+                        ));
+                    }
                     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
                     {
                         return Err(fail(response, what).await);
@@ -286,12 +305,32 @@ impl Registry {
                 }
                 Err(e) => {
                     let err = RegistryError::transport(what, &e);
-                    // a TLS server we do not trust: plain HTTP would not help
-                    if *scheme == "https" && err.to_string().contains("certificate") {
+                    log::debug!("{scheme}: {err}");
+                    // a plain-HTTP server answering the TLS handshake, and
+                    // plain HTTP not allowed: say which flag allows it
+                    if *scheme == "https"
+                        && !schemes.contains(&"http")
+                        && err.to_string().contains("InvalidContentType")
+                    {
+                        let text = err.to_string();
+                        let text = text.strip_prefix(&format!("{what}: ")).unwrap_or(&text);
                         return Err(RegistryError::invalid(
                             what,
                             format!(
-                                "{err}; trust its CA with --registry-certificate={registry}=ca.pem, \
+                                "{text}; the registry answers in plain HTTP, which is used \
+                                 only when allowed: --insecure-registry={registry} (or \
+                                 --insecure-pull, --insecure)"
+                            ),
+                        ));
+                    }
+                    // a TLS server we do not trust: plain HTTP would not help
+                    if *scheme == "https" && err.to_string().contains("certificate") {
+                        let text = err.to_string();
+                        let text = text.strip_prefix(&format!("{what}: ")).unwrap_or(&text);
+                        return Err(RegistryError::invalid(
+                            what,
+                            format!(
+                                "{text}; trust its CA with --registry-certificate={registry}=ca.pem, \
                                  or skip verification with --skip-tls-verify-registry={registry}"
                             ),
                         ));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const SOCKET: &str = "unix:///var/run/smelt-oracle.sock";
 const STATE: &str = "/var/tmp/smelt-oracle";
 
-fn docker() -> Command {
+pub(crate) fn docker() -> Command {
     let mut c = Command::new("/usr/bin/docker");
     c.env("DOCKER_HOST", SOCKET).env("DOCKER_BUILDKIT", "1");
     c
@@ -34,7 +34,7 @@ fn oracle_up() -> bool {
 
 /// Starts the reference dockerd once for all test processes (a file lock
 /// keeps two from starting it); it keeps running after the tests.
-fn ensure_oracle() {
+pub(crate) fn ensure_oracle() {
     if oracle_up() {
         return;
     }
@@ -171,9 +171,15 @@ fn unpack(layout: &Path, tag: &str, rootfs: &Path) -> (String, serde_json::Value
 }
 
 fn differential(name: &str) {
+    differential_on(name, push_busybox);
+}
+
+/// [`differential`] with `BASE` the image `make_base` pushes to the test
+/// registry (and returns the reference of).
+pub(crate) fn differential_on(name: &str, make_base: fn(&TestRegistry) -> String) {
     ensure_oracle();
     let reg = TestRegistry::start(Auth::None);
-    let base = push_busybox(&reg);
+    let base = make_base(&reg);
     let dir = case_dir(name);
     let context = if dir.join("context").is_dir() {
         dir.join("context")
@@ -297,9 +303,60 @@ fn differential(name: &str) {
         {
             writeln!(diff, "docker only: {l}").unwrap();
         }
+        diff.push_str(&content_diffs(
+            &our_tree,
+            &their_tree,
+            &work.path().join("smelt-rootfs"),
+            &work.path().join("oracle-rootfs"),
+        ));
         panic!("{name}: the file trees differ:\n{diff}");
     }
     assert_eq!(our_config, their_config, "{name}: the configs differ");
+}
+
+/// For each regular file whose digest differs between the two trees, the
+/// `diff -u` of its contents (text only), so a failure shows what differs.
+fn content_diffs(ours: &str, theirs: &str, our_root: &Path, their_root: &Path) -> String {
+    let files = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter(|l| l.contains(" file n="))
+            .filter_map(|l| l.split(' ').next().map(str::to_string))
+            .collect()
+    };
+    let their_files = files(theirs);
+    let mut out = String::new();
+    for path in files(ours)
+        .into_iter()
+        .filter(|p| their_files.contains(p))
+        .filter(|p| {
+            let line = |t: &str| {
+                t.lines()
+                    .find(|l| l.starts_with(&format!("{p} ")))
+                    .map(str::to_string)
+            };
+            line(ours) != line(theirs)
+        })
+    {
+        let a = our_root.join(&path[1..]);
+        let b = their_root.join(&path[1..]);
+        let text = |f: &Path| fs_err::read(f).ok().and_then(|c| String::from_utf8(c).ok());
+        if text(&a).is_none() || text(&b).is_none() {
+            continue;
+        }
+        let d = Command::new("diff")
+            .arg("-u")
+            .arg("--label")
+            .arg(format!("smelt{path}"))
+            .arg("--label")
+            .arg(format!("docker{path}"))
+            .arg(&a)
+            .arg(&b)
+            .output()
+            .expect("diff (diffutils) is needed by the tests");
+        out.push_str(&String::from_utf8_lossy(&d.stdout));
+    }
+    out
 }
 
 macro_rules! cases {
@@ -325,6 +382,15 @@ cases! {
     arg_scopes_match_docker => "arg-scopes",
     workdir_user_matches_docker => "workdir-user",
     linked_symlinks_match_docker => "linked-symlinks",
+    devices_and_capabilities_match_docker => "devices-and-capabilities",
+}
+
+/// Not in `cases!` while it fails: smelt's COPY writes no xattrs, so a
+/// file capability is lost on the way (docker keeps it).
+#[test]
+#[ignore = "smelt bug: COPY --from drops security.capability (engine/copy.rs copies no xattrs)"]
+fn copy_from_keeps_capabilities_matches_docker() {
+    differential("copy-from-capabilities");
 }
 
 /// An extra check, not part of the suite: every case folder under

@@ -1,7 +1,7 @@
 //! COPY/ADD/WORKDIR/metadata semantics, checked on the unpacked image
 //! (umoci) and the config read back by skopeo.
 
-use crate::harness::{TestContext, assert_has_lines, tree};
+use crate::harness::{Layout, TestContext, assert_has_lines, tool, tree};
 
 #[test]
 fn copy_rules_match_docker() {
@@ -104,7 +104,7 @@ fn add_extracts_local_archives_and_chowns() {
         .file("notatar.gz", "just text\n");
     let ctx = t.ctx();
     for (flags, name) in [("-czf", "bundle.tar.gz"), ("-cJf", "bundle.tar.xz")] {
-        crate::harness::tool(
+        tool(
             "tar",
             &[
                 "-C",
@@ -256,6 +256,26 @@ fn stages_copy_from_earlier_stages_and_skip_unused_ones() {
         out.to_str().expect("utf8"),
     ])
     .ok();
+    // the archive holds the middle stage (builder's file and its own), not
+    // the last stage
+    let layout = t.path("middle-oci");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            &format!("docker-archive:{}", out.display()),
+            &format!("oci:{}:t1", layout.display()),
+        ],
+    );
+    let rootfs = t.path("middle-rootfs");
+    Layout(layout).unpack("t1", &rootfs);
+    assert_eq!(
+        tree(&rootfs),
+        "/out 755 0:0 dir\n\
+         /out/artifact 644 0:0 file n=1 \"a\\n\"\n\
+         /out/more 644 0:0 file n=1 \"b\\n\""
+    );
 }
 
 #[test]

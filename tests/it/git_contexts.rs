@@ -154,9 +154,12 @@ fn git_errors_name_the_repository_and_ref_and_never_the_credentials() {
     let out = Command::new(crate::harness::smelt_bin())
         .args(["build", "--no-push", "--context", &daemon_url])
         .args(["--git", "depth=1"])
+        .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--git depth: unknown option"), "{err}");
 }
 
 /// A `git` in front of the real one that appends its arguments (one a

@@ -254,10 +254,13 @@ pub fn assert_no_line_starting(listing: &str, prefixes: &[&str]) {
     }
 }
 
-/// A listing of a tree: path, type, mode, owner, links, size, content or
-/// link target; one line per entry, sorted.
+/// A listing of a tree: path, type, mode, owner, links, content or link
+/// target, device numbers, the `security.capability` xattr; one line per
+/// entry, sorted. A regular file of at most 40 bytes of UTF-8 is shown as
+/// its text (all of it, so nothing is left for a digest to add); any other
+/// is shown as its size and sha256, so a same-length difference shows.
 pub fn tree(root: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut lines = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -271,7 +274,11 @@ pub fn tree(root: &Path) -> String {
                 .display()
                 .to_string();
             let ft = meta.file_type();
-            let what = if ft.is_dir() {
+            let device = || {
+                let dev = meta.rdev();
+                format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev))
+            };
+            let mut what = if ft.is_dir() {
                 stack.push(path.clone());
                 "dir".to_string()
             } else if ft.is_symlink() {
@@ -282,15 +289,30 @@ pub fn tree(root: &Path) -> String {
                 )
             } else if ft.is_file() {
                 let content = fs_err::read(&path).expect("read");
-                let shown = if content.len() <= 40 {
-                    format!("{:?}", String::from_utf8_lossy(&content))
-                } else {
-                    format!("{} bytes", content.len())
+                let shown = match std::str::from_utf8(&content) {
+                    Ok(text) if content.len() <= 40 => format!("{text:?}"),
+                    _ => format!(
+                        "{} bytes {}",
+                        content.len(),
+                        crate::registry_server::sha256(&content)
+                    ),
                 };
                 format!("file n={} {shown}", meta.nlink())
+            } else if ft.is_fifo() {
+                "fifo".to_string()
+            } else if ft.is_char_device() {
+                format!("char {}", device())
+            } else if ft.is_block_device() {
+                format!("block {}", device())
+            } else if ft.is_socket() {
+                "socket".to_string()
             } else {
                 "other".to_string()
             };
+            // not followed through a symlink (xattr::get is lgetxattr)
+            if let Some(cap) = xattr::get(&path, "security.capability").expect("getxattr") {
+                what.push_str(&format!(" cap={}", hex::encode(cap)));
+            }
             lines.push(format!(
                 "/{rel} {:o} {}:{} {what}",
                 meta.mode() & 0o7777,
@@ -301,4 +323,50 @@ pub fn tree(root: &Path) -> String {
     }
     lines.sort();
     lines.join("\n")
+}
+
+/// The listing tells apart what a user would: same-length contents, a FIFO
+/// from a character device, device numbers, a file capability.
+#[test]
+fn tree_shows_contents_devices_and_capabilities() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let long_a = "a".repeat(41);
+    let long_b = format!("{}b", "a".repeat(40));
+    fs_err::write(root.join("a"), &long_a).expect("write");
+    fs_err::write(root.join("b"), &long_b).expect("write");
+    fs_err::write(root.join("bin"), [0xffu8, 0xfe]).expect("write");
+    tool("mkfifo", &[root.join("fifo").to_str().expect("utf8")]);
+    tool(
+        "mknod",
+        &[root.join("null").to_str().expect("utf8"), "c", "1", "3"],
+    );
+    tool(
+        "mknod",
+        &[root.join("loop").to_str().expect("utf8"), "b", "7", "200"],
+    );
+    for name in ["a", "b", "bin", "fifo", "null", "loop"] {
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+    }
+    // cap_net_bind_service+ep, as setcap writes it (VFS_CAP_REVISION_2)
+    let cap = hex::decode("0100000200040000000000000000000000000000").expect("hex");
+    xattr::set(root.join("a"), "security.capability", &cap).expect("setxattr");
+    let listing = tree(root);
+    let sha = |s: &[u8]| crate::registry_server::sha256(s);
+    assert_has_lines(
+        &listing,
+        &[
+            format!(
+                "/a 644 0:0 file n=1 41 bytes {} cap=0100000200040000000000000000000000000000",
+                sha(long_a.as_bytes())
+            ),
+            format!("/b 644 0:0 file n=1 41 bytes {}", sha(long_b.as_bytes())),
+            format!("/bin 644 0:0 file n=1 2 bytes {}", sha(&[0xff, 0xfe])),
+            "/fifo 644 0:0 fifo".to_string(),
+            "/null 644 0:0 char 1:3".to_string(),
+            "/loop 644 0:0 block 7:200".to_string(),
+        ],
+    );
 }

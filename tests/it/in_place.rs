@@ -262,3 +262,43 @@ fn sigterm_in_place_kills_the_run_and_leaves_kaniko_clean() {
         "the work directory was left in /kaniko:\n{log}"
     );
 }
+
+/// `--cleanup`: in place, the image's files leave `/` once the build is
+/// done (kaniko's flag for reusing the executor container); without it
+/// they stay. The executor's own files and the context stay either way.
+#[test]
+fn cleanup_clears_the_root_after_an_in_place_build() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let dockerfile = format!("FROM {base}\nRUN echo made > /made\n");
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    let args = ["--context", "/workspace", "--no-push", "--force"];
+    for cleanup in [false, true] {
+        let root = executor_root(&dockerfile);
+        let mut all = args.to_vec();
+        if cleanup {
+            all.push("--cleanup");
+        }
+        let (ok, log) = run_executor(root.path(), secret.path(), &all);
+        assert!(ok, "the in-place build failed:\n{log}");
+        let r = root.path();
+        for stays in [
+            "kaniko/executor",
+            "workspace/Dockerfile",
+            "workspace/note.txt",
+        ] {
+            assert!(
+                r.join(stays).exists(),
+                "--cleanup={cleanup} removed /{stays}"
+            );
+        }
+        for image_file in ["made", "bin/busybox", "etc/group"] {
+            assert_eq!(
+                r.join(image_file).exists(),
+                !cleanup,
+                "--cleanup={cleanup}: /{image_file}\n{}",
+                tree(r)
+            );
+        }
+    }
+}

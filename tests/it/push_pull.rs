@@ -174,7 +174,9 @@ fn an_index_gives_the_requested_platform() {
     assert_eq!(run.code(), 1);
     assert!(
         run.stderr().contains("no image for platform linux/s390x")
-            && run.stderr().contains("linux/amd64, linux/arm64"),
+            && run.stderr().contains("linux/amd64, linux/arm64")
+            && run.stderr().contains("Dockerfile:1: FROM")
+            && run.stderr().contains(&format!("{}/multi", reg.host)),
         "{}",
         run.stderr()
     );
@@ -400,6 +402,20 @@ fn tls_registries_with_kaniko_certificate_flags() {
     );
     let run = t.build(&["--custom-platform=linux/amd64", "-d", &dest, &ca_flag]);
     assert_eq!(run.code(), 1, "{}", run.stderr());
+    let last = run.stderr().lines().last().unwrap_or_default().to_string();
+    // the TLS failure is named once, not hidden by the HTTP fallback's 400
+    assert_eq!(
+        last.matches(&format!("reaching {}", reg.host)).count(),
+        1,
+        "{last}"
+    );
+    assert!(
+        last.contains(&format!("FROM: reaching {}", reg.host))
+            && last.contains("the registry speaks only HTTPS")
+            && last.contains(&format!("--registry-client-cert={}=", reg.host)),
+        "{}",
+        run.stderr()
+    );
     let client_flag = format!(
         "--registry-client-cert={}={},{}",
         reg.host,

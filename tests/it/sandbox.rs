@@ -265,8 +265,13 @@ fn a_cancelled_build_leaves_no_run_process() {
     ));
     let run = t.build(&["--custom-platform=linux/amd64", "--no-push"]);
     let err = run.stderr();
-    assert_ne!(run.code(), 0, "{err}");
-    assert!(err.contains("exit code: 7"), "{err}");
+    assert_eq!(run.code(), 1, "{err}");
+    assert!(
+        err.contains(
+            "Dockerfile:4: RUN: process \"/bin/sh -c sleep 3; exit 7\" did not complete successfully: exit code: 7"
+        ),
+        "{err}"
+    );
     // the slow RUN was running when the other stage failed
     assert!(err.contains("slow-started"), "{err}");
     // the sandbox process and the RUN's shell carry the marker too
