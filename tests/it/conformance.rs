@@ -323,6 +323,9 @@ cases! {
     multi_stage_matches_docker => "multi-stage",
     copy_from_links_matches_docker => "copy-from-links",
     arg_scopes_match_docker => "arg-scopes",
+    stage_parent_and_source_matches_docker => "stage-parent-and-source",
+    onbuild_stage_parent_matches_docker => "onbuild-stage-parent",
+    onbuild_copy_from_matches_docker => "onbuild-copy-from",
 }
 
 /// An extra check, not part of the suite: every case folder under
