@@ -315,6 +315,11 @@ fn copy_ref(
         }
         Ref::Stage(s)
     } else if let Ok(n) = from.parse::<usize>() {
+        if n >= df.stages.len() && trigger {
+            return Err(err(format!(
+                "COPY --from={from} (an ONBUILD trigger): invalid stage index {n}"
+            )));
+        }
         if n == i || n >= df.stages.len() || (n > i && !trigger) {
             return Err(err(format!(
                 "COPY --from={from}: refers to the current or a later stage (use its name)"
