@@ -917,7 +917,9 @@ fn reads_files(step: &Instruction) -> bool {
             .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
     };
     match step {
-        Instruction::Run(_) | Instruction::Onbuild { .. } => true,
+        // an ONBUILD line only records a trigger; a trigger that runs is
+        // a step of its own here
+        Instruction::Run(_) => true,
         Instruction::User(u) => !numeric(u),
         Instruction::Copy(c) => c.chown.as_deref().is_some_and(|o| !numeric(o)),
         _ => false,
