@@ -2,7 +2,8 @@
 //! base's trigger `COPY --from=<stage>` brings in a stage nothing else
 //! names (and a stage nobody needs, on an image that does not exist, is
 //! never resolved); a changed trigger of a parent stage changes the cache
-//! keys of the stage that runs it.
+//! keys of the stage that runs it; in place, a child runs its parent's
+//! triggers and copies from the parent as the parent left it.
 
 use crate::harness::{TestContext, assert_has_lines, tree};
 use crate::registry_server::{Auth, TestRegistry};
@@ -101,5 +102,56 @@ fn a_changed_trigger_of_a_parent_stage_changes_the_keys_of_the_stage_running_it(
     assert_has_lines(
         &tree(&out.unpack()),
         &["/child 644 0:0 file n=1 \"two\\n\""],
+    );
+}
+
+#[test]
+fn in_place_a_child_runs_its_parents_triggers_and_copies_from_the_parent_as_it_was() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let dockerfile = format!(
+        "FROM {base} AS parent\n\
+         RUN echo parent > /p\n\
+         ONBUILD RUN echo fired >> /fired\n\
+         FROM parent\n\
+         RUN echo changed > /p\n\
+         COPY --from=parent /p /from-parent\n"
+    );
+    let root = crate::in_place::executor_root(&dockerfile);
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    let dest = format!("{}/in-place-onbuild:1", reg.host);
+    let (ok, log) = crate::in_place::run_executor(
+        root.path(),
+        secret.path(),
+        &[
+            "--context",
+            "/workspace",
+            "--dockerfile",
+            "/workspace/Dockerfile",
+            "--destination",
+            &dest,
+            "--force",
+        ],
+    );
+    assert!(ok, "the in-place build failed:\n{log}");
+    let layout = root.path().join("pulled");
+    reg.skopeo(
+        "copy",
+        &["src-"],
+        &[
+            "-q",
+            &format!("docker://{dest}"),
+            &format!("oci:{}:t1", layout.display()),
+        ],
+    );
+    let rootfs = root.path().join("rootfs");
+    crate::harness::Layout(layout).unpack("t1", &rootfs);
+    assert_has_lines(
+        &tree(&rootfs),
+        &[
+            "/fired 644 0:0 file n=1 \"fired\\n\"",
+            "/p 644 0:0 file n=1 \"changed\\n\"",
+            "/from-parent 644 0:0 file n=1 \"parent\\n\"",
+        ],
     );
 }
