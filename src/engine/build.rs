@@ -115,7 +115,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         }
     }
 
-    let plan = Plan::new(&df, opts.target.as_deref(), &global)?;
+    let mut plan = Plan::new(&df, opts.target.as_deref(), &global)?;
     super::unsupported::refuse(&df, plan.refs.keys().copied())?;
     let cache = match &opts.cache {
         Some(_) if opts.single_snapshot => {
@@ -173,7 +173,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         work: work.path(),
         text,
     };
-    let final_state = runner.run(&plan, &mut args)?;
+    let final_state = runner.run(&mut plan, &mut args)?;
     let unused = args.unused();
     if !unused.is_empty() {
         log::warn!("one or more build-args {unused:?} were not consumed");

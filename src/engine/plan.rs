@@ -8,9 +8,16 @@
 //! anything else is an image. A cycle, a stage that refers to itself, a
 //! number out of range and an unknown `--target` are errors that name the
 //! Dockerfile line, raised before anything is built.
+//!
+//! ONBUILD triggers a stage inherits run first in it, and a trigger's
+//! `COPY --from` is a reference of that stage like its own (dockerfile
+//! frontend 1.11/1.12): a stage built on a stage inherits that stage's
+//! ONBUILD lines, known from the file; one built on an image inherits the
+//! image's, known once it is resolved ([`Plan::add_image_triggers`]), and
+//! a stage they name joins the plan then.
 
 use super::EngineError;
-use crate::dockerfile::{Dockerfile, Instruction, Source};
+use crate::dockerfile::{Budget, Copy, Dockerfile, Instruction, Located, Source};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a stage reads from another place.
@@ -35,7 +42,11 @@ pub struct CopyRef {
 pub struct StageRefs {
     /// `FROM`: an earlier stage, an image, or `None` for scratch.
     pub base: Option<Ref>,
+    /// Its own `COPY --from`s and its triggers'.
     pub copies: Vec<CopyRef>,
+    /// The ONBUILD triggers it inherits, to run before its own steps, each
+    /// at the stage's FROM line (as BuildKit reports them).
+    pub triggers: Vec<Located<Instruction>>,
 }
 
 /// What later stages read of a stage's (or a `COPY --from` image's) files.
@@ -71,6 +82,9 @@ pub struct Plan {
     pub refs: BTreeMap<usize, StageRefs>,
     /// For each stage built, how many planned stages read it.
     pub readers: BTreeMap<usize, usize>,
+    /// Every stage's references, needed or not (a trigger found later may
+    /// bring one in).
+    every: BTreeMap<usize, StageRefs>,
 }
 
 impl Plan {
@@ -86,19 +100,68 @@ impl Plan {
                 EngineError::Invalid(format!("failed to reach build target {t} in {file}"))
             })?,
         };
-        let mut refs = BTreeMap::new();
+        let mut every = BTreeMap::new();
         // the names kept here are expanded: bounded together, as a stage's
-        let budget = crate::dockerfile::Budget::default();
+        let budget = Budget::default();
         for i in 0..df.stages.len() {
-            refs.insert(i, stage_refs(df, i, global, &budget)?);
+            every.insert(i, stage_refs(df, i, global, &budget)?);
         }
-        // depth-first from the target: the order, and cycles on the way
+        // a stage built on a stage runs that stage's ONBUILD lines first
+        for i in 0..df.stages.len() {
+            let Some(Ref::Stage(p)) = every[&i].base else {
+                continue;
+            };
+            let expressions: Vec<String> = df.stages[p]
+                .steps
+                .iter()
+                .filter_map(|s| match &s.value {
+                    Instruction::Onbuild { expression, .. } => Some(expression.clone()),
+                    _ => None,
+                })
+                .collect();
+            let what = format!("stage {}", label(df, p));
+            set_triggers(df, &mut every, i, &what, &expressions, global, &budget)?;
+        }
+        let mut plan = Plan {
+            target,
+            order: Vec::new(),
+            refs: BTreeMap::new(),
+            readers: BTreeMap::new(),
+            every,
+        };
+        plan.settle(df)?;
+        Ok(plan)
+    }
+
+    /// Gives stage `i`, built on a registry image, the image's ONBUILD
+    /// `triggers`; a stage their `COPY --from` names joins the plan (its
+    /// own base is then still to resolve).
+    pub fn add_image_triggers(
+        &mut self,
+        df: &Dockerfile,
+        i: usize,
+        image: &str,
+        triggers: &[String],
+        global: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let what = format!("image {image}");
+        let budget = Budget::default();
+        set_triggers(df, &mut self.every, i, &what, triggers, global, &budget)?;
+        self.settle(df)
+    }
+
+    /// The order, the needed stages' references and their readers, from
+    /// every stage's references: depth-first from the target, failing on
+    /// a cycle.
+    fn settle(&mut self, df: &Dockerfile) -> Result<(), EngineError> {
         let mut order = Vec::new();
         let mut state: BTreeMap<usize, bool> = BTreeMap::new(); // false: in progress
-        visit(df, &refs, target, &mut state, &mut order)?;
-        let refs: BTreeMap<usize, StageRefs> = refs
-            .into_iter()
+        visit(df, &self.every, self.target, &mut state, &mut order)?;
+        let refs: BTreeMap<usize, StageRefs> = self
+            .every
+            .iter()
             .filter(|(i, _)| state.contains_key(i))
+            .map(|(i, r)| (*i, r.clone()))
             .collect();
         let mut readers: BTreeMap<usize, usize> = order.iter().map(|&i| (i, 0)).collect();
         for r in refs.values() {
@@ -106,12 +169,10 @@ impl Plan {
                 *readers.entry(s).or_default() += 1;
             }
         }
-        Ok(Plan {
-            target,
-            order,
-            refs,
-            readers,
-        })
+        self.order = order;
+        self.refs = refs;
+        self.readers = readers;
+        Ok(())
     }
 
     /// Whether stage `i` is built.
@@ -185,7 +246,7 @@ fn stage_refs(
     df: &Dockerfile,
     i: usize,
     global: &BTreeMap<String, String>,
-    budget: &crate::dockerfile::Budget,
+    budget: &Budget,
 ) -> Result<StageRefs, EngineError> {
     let stage = &df.stages[i];
     let lexer = df.lexer();
@@ -210,54 +271,141 @@ fn stage_refs(
     };
     let mut copies = Vec::new();
     for step in &stage.steps {
-        let Instruction::Copy(c) = &step.value else {
-            continue;
-        };
-        let Some(from) = &c.from else { continue };
-        // stage args may take part too; global ones are what a plan can know
-        let from = match lexer.process_word_in(from, global, budget) {
-            Ok(f) => f,
-            Err(e) if e.is_limit() => return Err(err(step.line, e.to_string())),
-            // a stage arg may be what is missing: the step itself will say
-            Err(_) => from.clone(),
-        };
-        let r = if let Some(s) = df.stage_named(&from) {
-            if s == i {
-                return Err(err(
-                    step.line,
-                    format!("COPY --from={from}: a stage cannot copy from itself"),
-                ));
-            }
-            Ref::Stage(s)
-        } else if let Ok(n) = from.parse::<usize>() {
-            if n >= i {
-                return Err(err(
-                    step.line,
-                    format!(
-                        "COPY --from={from}: refers to the current or a later stage (use its name)"
-                    ),
-                ));
-            }
-            Ref::Stage(n)
-        } else {
-            Ref::Image(from)
-        };
-        let mut sources = Some(Vec::new());
-        for source in &c.sources {
-            if let Source::Path(p) = source {
-                match &mut sources {
-                    Some(list) if !p.contains('$') => list.push(p.clone()),
-                    _ => sources = None,
-                }
+        if let Instruction::Copy(c) = &step.value
+            && let Some(r) = copy_ref(df, i, step.line, c, false, global, budget)?
+        {
+            copies.push(r);
+        }
+    }
+    Ok(StageRefs {
+        base,
+        copies,
+        triggers: Vec::new(),
+    })
+}
+
+/// The `COPY --from` of `c`, a step of stage `i` at `line` (a trigger's:
+/// `trigger`), if it has one. A trigger's number may name any other stage,
+/// as BuildKit looks triggers up once every stage is known.
+fn copy_ref(
+    df: &Dockerfile,
+    i: usize,
+    line: usize,
+    c: &Copy,
+    trigger: bool,
+    global: &BTreeMap<String, String>,
+    budget: &Budget,
+) -> Result<Option<CopyRef>, EngineError> {
+    let err = |message: String| EngineError::Invalid(format!("{}:{line}: {message}", df.file));
+    let Some(from) = &c.from else {
+        return Ok(None);
+    };
+    // stage args may take part too; global ones are what a plan can know
+    let from = match df.lexer().process_word_in(from, global, budget) {
+        Ok(f) => f,
+        Err(e) if e.is_limit() => return Err(err(e.to_string())),
+        // a stage arg may be what is missing: the step itself will say
+        Err(_) => from.clone(),
+    };
+    let r = if let Some(s) = df.stage_named(&from) {
+        if s == i {
+            return Err(err(format!(
+                "COPY --from={from}: a stage cannot copy from itself"
+            )));
+        }
+        Ref::Stage(s)
+    } else if let Ok(n) = from.parse::<usize>() {
+        if n >= df.stages.len() && trigger {
+            return Err(err(format!(
+                "COPY --from={from} (an ONBUILD trigger): invalid stage index {n}"
+            )));
+        }
+        if n == i || n >= df.stages.len() || (n > i && !trigger) {
+            return Err(err(format!(
+                "COPY --from={from}: refers to the current or a later stage (use its name)"
+            )));
+        }
+        Ref::Stage(n)
+    } else {
+        Ref::Image(from)
+    };
+    let mut sources = Some(Vec::new());
+    for source in &c.sources {
+        if let Source::Path(p) = source {
+            match &mut sources {
+                Some(list) if !p.contains('$') => list.push(p.clone()),
+                _ => sources = None,
             }
         }
-        copies.push(CopyRef {
-            from: r,
-            line: step.line,
-            sources,
-        });
     }
-    Ok(StageRefs { base, copies })
+    Ok(Some(CopyRef {
+        from: r,
+        line,
+        sources,
+    }))
+}
+
+/// Parses the ONBUILD `expressions` stage `i` inherits from `what` into
+/// its triggers, and adds their `COPY --from`s to its references.
+fn set_triggers(
+    df: &Dockerfile,
+    every: &mut BTreeMap<usize, StageRefs>,
+    i: usize,
+    what: &str,
+    expressions: &[String],
+    global: &BTreeMap<String, String>,
+    budget: &Budget,
+) -> Result<(), EngineError> {
+    let line = df.stages[i].from.line;
+    let triggers = parse_triggers(what, expressions, line)?;
+    let mut copies = Vec::new();
+    for t in &triggers {
+        if let Instruction::Copy(c) = &t.value
+            && let Some(r) = copy_ref(df, i, line, c, true, global, budget)?
+        {
+            copies.push(r);
+        }
+    }
+    // once per stage: its base is a stage or an image, never both
+    let Some(refs) = every.get_mut(&i) else {
+        return Ok(());
+    };
+    copies.append(&mut refs.copies);
+    refs.copies = copies;
+    refs.triggers = triggers;
+    Ok(())
+}
+
+/// ONBUILD trigger expressions (as an image config records them) parsed
+/// as the steps they stand for, each one on its own as BuildKit does, all
+/// placed at `line`. `what` names where they come from in errors.
+pub fn parse_triggers(
+    what: &str,
+    expressions: &[String],
+    line: usize,
+) -> Result<Vec<Located<Instruction>>, EngineError> {
+    let mut steps = Vec::with_capacity(expressions.len());
+    for expression in expressions {
+        let text = format!("FROM scratch\n{expression}\n");
+        let df = Dockerfile::parse(&text, &format!("ONBUILD triggers of {what}"))?;
+        let mut parsed: Vec<_> = df.stages.into_iter().flat_map(|s| s.steps).collect();
+        if parsed.len() != 1 {
+            return Err(EngineError::Invalid(format!(
+                "ONBUILD trigger of {what} should be a single expression: {expression:?}"
+            )));
+        }
+        for step in &mut parsed {
+            step.line = line;
+            step.end_line = line;
+        }
+        steps.append(&mut parsed);
+    }
+    Ok(steps)
+}
+
+/// How a stage is named: its `AS` name, else its index.
+fn label(df: &Dockerfile, i: usize) -> String {
+    df.stages[i].name.clone().unwrap_or_else(|| i.to_string())
 }
 
 #[cfg(test)]
@@ -313,6 +461,65 @@ mod tests {
         assert_eq!(p.keep(&Ref::Image("img".to_string())), paths(&[("/i", 3)]));
         let p = plan("FROM scratch AS a\nFROM scratch\n", None).unwrap();
         assert_eq!(p.keep(&Ref::Stage(0)), Keep::Nothing);
+    }
+
+    #[test]
+    fn triggers_a_stage_inherits_are_its_references_too() {
+        // stage 3 runs `rec`'s ONBUILD lines: their COPY --from names
+        // `made` (by name) and stage 2 (a number, later than `rec`)
+        let text = "FROM img AS rec\nONBUILD COPY --from=made /m /m\nONBUILD COPY --from=2 /o /o\n\
+                    ONBUILD RUN true\nFROM img AS made\nFROM img AS other\nFROM doesnt:exist\n\
+                    FROM rec\n";
+        let df = Dockerfile::parse(text, "Dockerfile").unwrap();
+        let p = Plan::new(&df, None, &BTreeMap::new()).unwrap();
+        assert!(!p.needs(3), "an unreachable stage");
+        assert_eq!(p.refs[&4].stages(), BTreeSet::from([0, 1, 2]));
+        let keywords: Vec<_> = p.refs[&4]
+            .triggers
+            .iter()
+            .map(|t| t.value.keyword())
+            .collect();
+        assert_eq!(keywords, ["COPY", "COPY", "RUN"]);
+        assert!(
+            p.refs[&4].triggers.iter().all(|t| t.line == 8),
+            "at the FROM line"
+        );
+        assert!(p.refs[&0].triggers.is_empty(), "a stage never runs its own");
+        assert_eq!(
+            p.keep(&Ref::Stage(1)),
+            Keep::Paths(vec![("/m".to_string(), 8)])
+        );
+        assert_eq!(p.order.last(), Some(&4));
+
+        // an image's triggers, known once it is resolved, bring in `made`
+        let text = "FROM img AS made\nFROM doesnt:exist\nFROM base:1\n";
+        let df = Dockerfile::parse(text, "Dockerfile").unwrap();
+        let mut p = Plan::new(&df, None, &BTreeMap::new()).unwrap();
+        assert_eq!(p.order, [2]);
+        p.add_image_triggers(
+            &df,
+            2,
+            "base:1",
+            &["COPY --from=made /x /y".to_string()],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(p.order, [0, 2]);
+        assert!(!p.needs(1));
+        assert_eq!(p.readers[&0], 1);
+        // a trigger naming the stage that runs it is a cycle
+        let e = p
+            .add_image_triggers(
+                &df,
+                0,
+                "img",
+                &["COPY --from=2 / /".to_string()],
+                &BTreeMap::new(),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("circular dependency"), "{e}");
+        let e = parse_triggers("image x", &["RUN a\nRUN b".to_string()], 1).unwrap_err();
+        assert!(e.to_string().contains("single expression"), "{e}");
     }
 
     #[test]

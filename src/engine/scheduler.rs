@@ -22,7 +22,7 @@ use super::remote::{BaseImage, ImageLayers, Remote};
 use super::scope::{BuildArgs, StageScope};
 use super::stage::{BuildEnv, StageState, scratch_config};
 use super::{EngineError, Platform};
-use crate::dockerfile::{Dockerfile, Instruction, Located, Stage};
+use crate::dockerfile::{Instruction, Located, Stage};
 use crate::image::{Descriptor, ImageConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -76,9 +76,16 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Builds every stage of `plan`; returns the target's output.
-    pub fn run(&self, plan: &Plan, args: &mut BuildArgs) -> Result<StageOutput, EngineError> {
+    /// Builds every stage of `plan`; returns the target's output. The
+    /// plan grows when a registry base's ONBUILD triggers name a stage.
+    pub fn run(&self, plan: &mut Plan, args: &mut BuildArgs) -> Result<StageOutput, EngineError> {
         let df = self.env.dockerfile;
+        let Resolved {
+            mut bases,
+            platforms,
+            images,
+        } = self.resolve_images(plan)?;
+        let plan = &*plan;
         for s in &df.stages {
             if !plan.needs(s.index) && s.index < plan.target {
                 log::info!(
@@ -88,11 +95,6 @@ impl Runner<'_> {
                 );
             }
         }
-        let Resolved {
-            mut bases,
-            platforms,
-            images,
-        } = self.resolve_images(plan)?;
         let parallel = !self.env.in_place;
         let mut done: BTreeMap<usize, StageOutput> = BTreeMap::new();
         let mut readers_left = plan.readers.clone();
@@ -114,9 +116,15 @@ impl Runner<'_> {
                     let base = match &refs.base {
                         None => Base::Scratch(platforms[&i].clone()),
                         Some(Ref::Stage(p)) => {
+                            // not when this stage copies from it too (its
+                            // own COPY --from or a trigger's): the COPY
+                            // reads the parent as it was
+                            let copies_from_it =
+                                refs.copies.iter().any(|c| c.from == Ref::Stage(*p));
                             let take = !self.env.in_place
                                 && readers_left.get(p) == Some(&1)
-                                && *p != plan.target;
+                                && *p != plan.target
+                                && !copies_from_it;
                             Base::Stage {
                                 parent: Box::new(done[p].clone()),
                                 take,
@@ -152,6 +160,7 @@ impl Runner<'_> {
                         images: images.clone(),
                     };
                     let keep = plan.keep(&Ref::Stage(i));
+                    let triggers = &refs.triggers;
                     let first = done.is_empty();
                     let mut stage_args = args.clone();
                     let tx = tx.clone();
@@ -159,7 +168,15 @@ impl Runner<'_> {
                     running += 1;
                     scope.spawn(move || {
                         let r = self
-                            .run_stage(stage, base, &sources, &mut stage_args, &keep, first)
+                            .run_stage(
+                                stage,
+                                base,
+                                triggers,
+                                &sources,
+                                &mut stage_args,
+                                &keep,
+                                first,
+                            )
                             .map(|out| (out, stage_args));
                         let _ = tx.send((i, r));
                     });
@@ -210,24 +227,41 @@ impl Runner<'_> {
 
     /// Resolves every image the plan names: each stage's registry base
     /// (with its platform), and `COPY --from` images, unpacked into the
-    /// work directory. A wrong name fails here, before any stage runs.
-    fn resolve_images(&self, plan: &Plan) -> Result<Resolved, EngineError> {
+    /// work directory. A wrong name fails here, before any stage runs. A
+    /// base's ONBUILD triggers go to the plan, which may then need more
+    /// stages (resolved in turn, as BuildKit's resolveStages does); a
+    /// stage the target never needs is never resolved.
+    fn resolve_images(&self, plan: &mut Plan) -> Result<Resolved, EngineError> {
         let df = self.env.dockerfile;
         let mut bases = BTreeMap::new();
         let mut platforms = BTreeMap::new();
         let mut images = BTreeMap::new();
-        for &i in &plan.order {
+        let step_err = |line, instruction, e| EngineError::step(&df.file, line, instruction, e);
+        while let Some(i) = plan
+            .order
+            .iter()
+            .copied()
+            .find(|i| !platforms.contains_key(i))
+        {
             let stage = &df.stages[i];
             let platform = stage_platform(self.env, stage)?;
             platforms.insert(i, platform.clone());
-            let step_err = |line, instruction, e| EngineError::step(&df.file, line, instruction, e);
-            if let Some(Ref::Image(image)) = &plan.refs[&i].base {
-                let base = self
+            if let Some(Ref::Image(image)) = plan.refs[&i].base.clone() {
+                let mut base = self
                     .remote
-                    .resolve(image, &platform)
+                    .resolve(&image, &platform)
                     .map_err(|e| step_err(stage.from.line, "FROM", e))?;
+                // its triggers run in this stage, never carried on
+                if let Some(triggers) = base.config.config.on_build.take()
+                    && !triggers.is_empty()
+                {
+                    plan.add_image_triggers(df, i, &image, &triggers, self.env.global_args)?;
+                }
                 bases.insert(i, base);
             }
+        }
+        for &i in &plan.order {
+            let platform = &platforms[&i];
             for copy in &plan.refs[&i].copies {
                 let (r, line) = (&copy.from, copy.line);
                 let Ref::Image(image) = r else { continue };
@@ -236,7 +270,7 @@ impl Runner<'_> {
                 }
                 let base = self
                     .remote
-                    .resolve(image, &platform)
+                    .resolve(image, platform)
                     .map_err(|e| step_err(line, "COPY", e))?;
                 let index = images.len() + df.stages.len();
                 let root = stage_root(self.work, index)?;
@@ -265,11 +299,14 @@ impl Runner<'_> {
         })
     }
 
-    /// Builds one stage from its base: ONBUILD triggers, then its steps.
+    /// Builds one stage from its base: the ONBUILD `triggers` it inherits,
+    /// then its steps.
+    #[allow(clippy::too_many_arguments)]
     fn run_stage(
         &self,
         stage: &Stage,
         base: Base,
+        triggers: &[Located<Instruction>],
         sources: &CopySources,
         args: &mut BuildArgs,
         keep: &Keep,
@@ -296,12 +333,11 @@ impl Runner<'_> {
         log::info!("[{label}] FROM {}", stage.from.value.image);
         // a registry base is unpacked once it is known whether a step needs it
         let mut unpack: Option<(String, crate::registry::Reference)> = None;
-        let (mut state, triggers, base_key) = match base {
+        let (mut state, base_key) = match base {
             Base::Scratch(platform) => {
                 let key = cache::base_key(&format!("scratch {platform}"));
                 (
                     StageState::new(label.clone(), root, scratch_config(&platform), Vec::new()),
-                    Vec::new(),
                     key,
                 )
             }
@@ -329,24 +365,21 @@ impl Runner<'_> {
                 } = *parent;
                 let mut state = StageState::new(label.clone(), root, config, layers);
                 state.vars.scope = scope;
+                // the parent's ONBUILD lines are this stage's triggers
                 state.config.config.on_build = None;
-                (state, Vec::new(), key)
+                (state, key)
             }
             Base::Image { image, base } => {
+                // its ONBUILD triggers were taken into the plan
                 let BaseImage {
                     source,
                     digest,
-                    mut config,
+                    config,
                     layers,
                 } = *base;
-                let triggers = match config.config.on_build.take() {
-                    Some(t) if !t.is_empty() => parse_triggers(&image, &t)?,
-                    _ => Vec::new(),
-                };
                 unpack = Some((image, source));
                 (
                     StageState::new(label.clone(), root, config, layers),
-                    triggers,
                     cache::base_key(digest.as_str()),
                 )
             }
@@ -429,7 +462,7 @@ impl Runner<'_> {
             check()?;
             if i < triggers.len() {
                 log::info!(
-                    "[{label}] running ONBUILD trigger of the base image: {}",
+                    "[{label}] running ONBUILD trigger of the base: {}",
                     step.value.keyword()
                 );
             } else {
@@ -666,24 +699,11 @@ fn reads_files(step: &Instruction) -> bool {
             .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
     };
     match step {
-        Instruction::Run(_) | Instruction::Onbuild { .. } => true,
+        // an ONBUILD line only records a trigger; a trigger that runs is
+        // a step of its own here
+        Instruction::Run(_) => true,
         Instruction::User(u) => !numeric(u),
         Instruction::Copy(c) => c.chown.as_deref().is_some_and(|o| !numeric(o)),
         _ => false,
     }
-}
-
-/// ONBUILD triggers of a base image, parsed as the steps they stand for.
-fn parse_triggers(
-    image: &str,
-    triggers: &[String],
-) -> Result<Vec<Located<Instruction>>, EngineError> {
-    let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
-    let df = Dockerfile::parse(&text, &format!("ONBUILD triggers of {image}"))?;
-    Ok(df
-        .stages
-        .into_iter()
-        .next()
-        .map(|s| s.steps)
-        .unwrap_or_default())
 }

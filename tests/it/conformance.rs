@@ -383,6 +383,9 @@ cases! {
     workdir_user_matches_docker => "workdir-user",
     linked_symlinks_match_docker => "linked-symlinks",
     devices_and_capabilities_match_docker => "devices-and-capabilities",
+    stage_parent_and_source_matches_docker => "stage-parent-and-source",
+    onbuild_stage_parent_matches_docker => "onbuild-stage-parent",
+    onbuild_copy_from_matches_docker => "onbuild-copy-from",
 }
 
 /// Not in `cases!` while it fails: smelt's COPY writes no xattrs, so a

@@ -24,6 +24,7 @@ mod hostile_dockerfile;
 mod in_place;
 mod multi_stage;
 mod object_contexts;
+mod onbuild;
 mod push_pull;
 mod readme_flags;
 mod reproducible;
