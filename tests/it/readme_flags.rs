@@ -338,7 +338,6 @@ fn cache_entries_older_than_the_ttl_are_misses() {
 /// `-v debug` says why a step missed; an entry too old is that, not a
 /// change of inputs.
 #[test]
-#[ignore = "smelt bug: a miss for age is explained as \"changed since the last entry: nothing it records\" (engine/scheduler.rs prefers the next- entry's explanation over the miss's reason)"]
 fn a_miss_for_age_says_older_than_the_ttl() {
     let reg = TestRegistry::start(Auth::None);
     let t = aged_cache(&reg);

@@ -13,6 +13,9 @@ use crate::engine::stage::{BuildEnv, StageState};
 use crate::image::Descriptor;
 use std::collections::BTreeMap;
 
+/// Why a step missed when no entry has its key.
+const NOT_FOUND: &str = "not in the cache";
+
 /// The cache keys of `steps` and the entries found for them (none when
 /// the cache is off), and the key after the last step. Misses are
 /// explained when asked (`Cache::explains`).
@@ -57,7 +60,7 @@ pub fn look_up(
         match answer {
             Ok(Some(entry)) if cache.fresh(&entry) => hits[i] = Some(entry),
             Ok(Some(_)) => misses.push((i, "older than --cache-ttl")),
-            Ok(None) => misses.push((i, "not in the cache")),
+            Ok(None) => misses.push((i, NOT_FOUND)),
             Err(e) => {
                 cache.give_up(&e.to_string());
                 return Ok((keys, no_hits(), final_key));
@@ -71,17 +74,23 @@ pub fn look_up(
     );
     // the newest entry after the same previous key: what changed since
     let mut changed: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
-    if cache.explains() && !misses.is_empty() {
-        let tags: Vec<String> = misses
+    // (a miss for age has its reason already: the entry is there)
+    let unexplained: Vec<usize> = misses
+        .iter()
+        .filter(|(_, why)| *why == NOT_FOUND)
+        .map(|(i, _)| *i)
+        .collect();
+    if cache.explains() && !unexplained.is_empty() {
+        let tags: Vec<String> = unexplained
             .iter()
-            .filter_map(|(i, _)| keys[*i].as_ref())
+            .filter_map(|i| keys[*i].as_ref())
             .map(|k| KeyInputs::next_tag(&k.prev))
             .collect();
         let before = cache
             .waiting(|left| cache.lookup(remote, &tags, left))
             .transpose()?
             .unwrap_or_default();
-        for ((i, _), answer) in misses.iter().zip(before) {
+        for (i, answer) in unexplained.iter().zip(before) {
             if let (Ok(Some(entry)), Some(inputs)) = (answer, &keys[*i]) {
                 changed.insert(*i, inputs.changed_from(&entry.annotations));
             }
