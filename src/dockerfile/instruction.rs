@@ -6,6 +6,7 @@
 //! adds the file and line.
 
 use super::parser::{Heredoc, Node, parse_heredoc_word, split_words_keep_quotes};
+use super::syntax::SyntaxError;
 
 /// Exec (`["a", "b"]`) or shell (`a b`) form of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +174,7 @@ impl Flags {
     }
 }
 
-fn parse_flags(node: &Node, spec: &FlagSpec) -> Result<Flags, String> {
+fn parse_flags(node: &Node, spec: &FlagSpec) -> Result<Flags, SyntaxError> {
     let mut flags = Flags::default();
     for (name, value) in &node.flags {
         let n = name.as_str();
@@ -182,24 +183,24 @@ fn parse_flags(node: &Node, spec: &FlagSpec) -> Result<Flags, String> {
                 None | Some("true") => true,
                 Some("false") => false,
                 Some(_) => {
-                    return Err(format!(
-                        "expecting boolean value for flag {n}, not: {}",
-                        value.as_deref().unwrap_or_default()
-                    ));
+                    return Err(SyntaxError::NotABool {
+                        flag: n.to_string(),
+                        value: value.clone().unwrap_or_default(),
+                    });
                 }
             };
             flags.bools.insert(n.to_string(), v);
         } else if spec.strings.contains(&n) || spec.lists.contains(&n) {
             let Some(v) = value.clone() else {
-                return Err(format!("missing a value on flag: {n}"));
+                return Err(SyntaxError::FlagWithoutValue(n.to_string()));
             };
             if spec.lists.contains(&n) {
                 flags.lists.entry(n.to_string()).or_default().push(v);
             } else if flags.strings.insert(n.to_string(), v).is_some() {
-                return Err(format!("duplicate flag specified: {n}"));
+                return Err(SyntaxError::DuplicateFlag(n.to_string()));
             }
         } else {
-            return Err(format!("unknown flag: {n}"));
+            return Err(SyntaxError::UnknownFlag(n.to_string()));
         }
     }
     Ok(flags)
@@ -225,7 +226,7 @@ fn fields(rest: &str) -> Vec<String> {
 
 /// A JSON array of strings, if `rest` is one. `Err` when it is a JSON array
 /// holding something other than strings.
-fn json_array(rest: &str) -> Result<Option<Vec<String>>, String> {
+fn json_array(rest: &str) -> Result<Option<Vec<String>>, SyntaxError> {
     let rest = rest.trim_start();
     if !rest.starts_with('[') {
         return Ok(None);
@@ -236,17 +237,14 @@ fn json_array(rest: &str) -> Result<Option<Vec<String>>, String> {
             .into_iter()
             .map(|v| match v {
                 serde_json::Value::String(s) => Ok(s),
-                _ => Err(
-                    "when using JSON array syntax, arrays must be comprised of strings only"
-                        .to_string(),
-                ),
+                _ => Err(SyntaxError::JsonNotStrings),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
     }
 }
 
-fn command_form(rest: &str) -> Result<CommandForm, String> {
+fn command_form(rest: &str) -> Result<CommandForm, SyntaxError> {
     Ok(match json_array(rest)? {
         Some(v) => CommandForm::Exec(v),
         None => CommandForm::Shell(rest.to_string()),
@@ -254,7 +252,7 @@ fn command_form(rest: &str) -> Result<CommandForm, String> {
 }
 
 /// JSON list or blank-separated words (COPY, ADD, VOLUME); the bool says JSON.
-fn json_or_fields(rest: &str) -> Result<(Vec<String>, bool), String> {
+fn json_or_fields(rest: &str) -> Result<(Vec<String>, bool), SyntaxError> {
     Ok(match json_array(rest)? {
         Some(v) => (v, true),
         None => (fields(rest), false),
@@ -262,45 +260,59 @@ fn json_or_fields(rest: &str) -> Result<(Vec<String>, bool), String> {
 }
 
 /// `KEY=value …` or the old `KEY value` form, for ENV and LABEL.
-fn name_values(rest: &str, keyword: &str, escape: char) -> Result<Vec<(String, String)>, String> {
+fn name_values(
+    rest: &str,
+    keyword: &str,
+    escape: char,
+) -> Result<Vec<(String, String)>, SyntaxError> {
     let words = split_words_keep_quotes(rest, escape);
     let Some(first) = words.first() else {
-        return Err(format!("{keyword} requires at least one argument"));
+        return Err(SyntaxError::Arguments {
+            keyword: keyword.to_string(),
+            rule: "requires at least one argument",
+        });
     };
     if !first.contains('=') {
         // old form: the first blank splits name and value
         let trimmed = rest.trim_start();
         let Some(p) = trimmed.find(is_blank) else {
-            return Err(format!("{keyword} must have two arguments"));
+            return Err(SyntaxError::Arguments {
+                keyword: keyword.to_string(),
+                rule: "must have two arguments",
+            });
         };
         let (name, value) = (&trimmed[..p], trimmed[p..].trim_start());
         if value.is_empty() {
-            return Err(format!("{keyword} must have two arguments"));
+            return Err(SyntaxError::Arguments {
+                keyword: keyword.to_string(),
+                rule: "must have two arguments",
+            });
         }
         return Ok(vec![(name.to_string(), value.to_string())]);
     }
     words
         .into_iter()
         .map(|w| match w.split_once('=') {
-            Some(("", _)) => Err(format!("{keyword} names can not be blank")),
+            Some(("", _)) => Err(SyntaxError::BlankName(keyword.to_string())),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(format!(
-                "syntax error - can't find = in {w:?}. Must be of the form: name=value"
-            )),
+            None => Err(SyntaxError::NoEquals(w)),
         })
         .collect()
 }
 
-fn one_arg(rest: &str, keyword: &str) -> Result<String, String> {
+fn one_arg(rest: &str, keyword: &str) -> Result<String, SyntaxError> {
     let v = rest.trim();
     if v.is_empty() {
-        return Err(format!("{keyword} requires exactly one argument"));
+        return Err(SyntaxError::Arguments {
+            keyword: keyword.to_string(),
+            rule: "requires exactly one argument",
+        });
     }
     Ok(v.to_string())
 }
 
 /// Gives a raw node its meaning.
-pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
+pub fn from_node(node: &Node, escape: char) -> Result<Instruction, SyntaxError> {
     let rest = node.rest.as_str();
     let no_flags = || parse_flags(node, &NO_FLAGS).map(|_| ());
     Ok(match node.cmd.as_str() {
@@ -317,8 +329,18 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             let name = match words.len() {
                 1 => None,
                 3 if words[1].eq_ignore_ascii_case("as") => Some(words[2].clone()),
-                0 => return Err("FROM requires either one or three arguments".to_string()),
-                _ => return Err("FROM requires either one or three arguments".to_string()),
+                0 => {
+                    return Err(SyntaxError::Arguments {
+                        keyword: "FROM".to_string(),
+                        rule: "requires either one or three arguments",
+                    });
+                }
+                _ => {
+                    return Err(SyntaxError::Arguments {
+                        keyword: "FROM".to_string(),
+                        rule: "requires either one or three arguments",
+                    });
+                }
             };
             Instruction::From(From {
                 image: words[0].clone(),
@@ -336,7 +358,10 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
                 },
             )?;
             if rest.trim().is_empty() {
-                return Err("RUN requires at least one argument".to_string());
+                return Err(SyntaxError::Arguments {
+                    keyword: "RUN".to_string(),
+                    rule: "requires at least one argument",
+                });
             }
             Instruction::Run(Run {
                 command: command_form(rest)?,
@@ -365,20 +390,16 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             let (args, json) = json_or_fields(rest)?;
             let keyword = cmd.to_ascii_uppercase();
             if args.len() < 2 {
-                return Err(format!(
-                    "{keyword} requires at least two arguments, but only {} provided. Destination could not be determined",
-                    if args.is_empty() {
-                        "none was".to_string()
-                    } else {
-                        "one was".to_string()
-                    }
-                ));
+                return Err(SyntaxError::NoDestination {
+                    keyword,
+                    given: args.len(),
+                });
             }
-            let (dest, srcs) = args.split_last().ok_or("missing destination")?;
+            let Some((dest, srcs)) = args.split_last() else {
+                return Err(SyntaxError::NoDestination { keyword, given: 0 });
+            };
             if !json && parse_heredoc_word(dest)?.is_some() {
-                return Err(format!(
-                    "{keyword} cannot accept a heredoc as a destination"
-                ));
+                return Err(SyntaxError::HeredocDestination(keyword));
             }
             let mut heredocs = node.heredocs.iter();
             let mut sources = Vec::new();
@@ -387,7 +408,7 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
                     (false, Some(_)) => {
                         let h = heredocs
                             .next()
-                            .ok_or_else(|| format!("heredoc {src} has no body"))?;
+                            .ok_or_else(|| SyntaxError::HeredocWithoutBody(src.clone()))?;
                         sources.push(Source::Inline {
                             name: h.name.clone(),
                             content: h.body(),
@@ -425,7 +446,10 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             no_flags()?;
             let words = split_words_keep_quotes(rest, escape);
             if words.is_empty() {
-                return Err("ARG requires at least one argument".to_string());
+                return Err(SyntaxError::Arguments {
+                    keyword: "ARG".to_string(),
+                    rule: "requires at least one argument",
+                });
             }
             let args = words
                 .into_iter()
@@ -435,7 +459,7 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
                 })
                 .collect::<Vec<_>>();
             if args.iter().any(|(k, _)| k.is_empty()) {
-                return Err("ARG names can not be blank".to_string());
+                return Err(SyntaxError::BlankName("ARG".to_string()));
             }
             Instruction::Arg(args)
         }
@@ -443,7 +467,10 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             no_flags()?;
             let ports = fields(rest);
             if ports.is_empty() {
-                return Err("EXPOSE requires at least one argument".to_string());
+                return Err(SyntaxError::Arguments {
+                    keyword: "EXPOSE".to_string(),
+                    rule: "requires at least one argument",
+                });
             }
             Instruction::Expose(ports)
         }
@@ -451,7 +478,10 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             no_flags()?;
             let (vols, _) = json_or_fields(rest)?;
             if vols.is_empty() {
-                return Err("VOLUME requires at least one argument".to_string());
+                return Err(SyntaxError::Arguments {
+                    keyword: "VOLUME".to_string(),
+                    rule: "requires at least one argument",
+                });
             }
             Instruction::Volume(vols)
         }
@@ -483,8 +513,18 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             no_flags()?;
             match json_array(rest)? {
                 Some(v) if !v.is_empty() => Instruction::Shell(v),
-                Some(_) => return Err("SHELL requires at least one argument".to_string()),
-                None => return Err("SHELL requires the arguments to be in JSON form".to_string()),
+                Some(_) => {
+                    return Err(SyntaxError::Arguments {
+                        keyword: "SHELL".to_string(),
+                        rule: "requires at least one argument",
+                    });
+                }
+                None => {
+                    return Err(SyntaxError::Arguments {
+                        keyword: "SHELL".to_string(),
+                        rule: "requires the arguments to be in JSON form",
+                    });
+                }
             }
         }
         "healthcheck" => healthcheck(node)?,
@@ -492,24 +532,28 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             no_flags()?;
             let expression = onbuild_expression(&node.original);
             if expression.is_empty() {
-                return Err("ONBUILD requires at least one argument".to_string());
+                return Err(SyntaxError::Arguments {
+                    keyword: "ONBUILD".to_string(),
+                    rule: "requires at least one argument",
+                });
             }
             let inner = super::parser::parse(&expression, "ONBUILD").map_err(|e| match e {
-                super::DockerfileError::Parse { message, .. } => message,
-                other => other.to_string(),
+                super::DockerfileError::Parse { source, .. } => source,
+                // the parser makes no other error
+                other => SyntaxError::Nested(Box::new(other)),
             })?;
             let Some(first) = inner.nodes.first() else {
-                return Err("ONBUILD requires at least one argument".to_string());
+                return Err(SyntaxError::Arguments {
+                    keyword: "ONBUILD".to_string(),
+                    rule: "requires at least one argument",
+                });
             };
             match first.value.cmd.as_str() {
                 "onbuild" => {
-                    return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string());
+                    return Err(SyntaxError::OnbuildChain);
                 }
                 c @ ("maintainer" | "from") => {
-                    return Err(format!(
-                        "{} isn't allowed as an ONBUILD trigger",
-                        c.to_ascii_uppercase()
-                    ));
+                    return Err(SyntaxError::OnbuildTrigger(c.to_ascii_uppercase()));
                 }
                 _ => {}
             }
@@ -530,9 +574,8 @@ pub fn from_node(node: &Node, escape: char) -> Result<Instruction, String> {
             let hint = KEYWORDS
                 .iter()
                 .find(|k| edit_distance(k, other) <= 2)
-                .map(|k| format!(" (did you mean {}?)", k.to_ascii_uppercase()))
-                .unwrap_or_default();
-            return Err(format!("unknown instruction: {upper}{hint}"));
+                .map(|k| k.to_ascii_uppercase());
+            return Err(SyntaxError::UnknownInstruction { name: upper, hint });
         }
     })
 }
@@ -547,19 +590,22 @@ fn onbuild_expression(original: &str) -> String {
     rest.trim_start().to_string()
 }
 
-fn healthcheck(node: &Node) -> Result<Instruction, String> {
+fn healthcheck(node: &Node) -> Result<Instruction, SyntaxError> {
     let rest = node.rest.trim_start();
     let (typ, args) = match rest.find(is_blank) {
         Some(p) => (&rest[..p], rest[p..].trim_start()),
         None => (rest, ""),
     };
     if typ.is_empty() {
-        return Err("HEALTHCHECK requires at least one argument".to_string());
+        return Err(SyntaxError::Arguments {
+            keyword: "HEALTHCHECK".to_string(),
+            rule: "requires at least one argument",
+        });
     }
     let typ = typ.to_ascii_uppercase();
     if typ == "NONE" {
         if !args.is_empty() {
-            return Err("HEALTHCHECK NONE takes no arguments".to_string());
+            return Err(SyntaxError::HealthcheckNoneArgs);
         }
         parse_flags(node, &NO_FLAGS)?;
         return Ok(Instruction::Healthcheck(Healthcheck {
@@ -582,37 +628,42 @@ fn healthcheck(node: &Node) -> Result<Instruction, String> {
         },
     )?;
     if typ != "CMD" {
-        return Err(format!("unknown type {typ:?} in HEALTHCHECK (try CMD)"));
+        return Err(SyntaxError::HealthcheckType(typ));
     }
     let test = match command_form(args)? {
         CommandForm::Exec(v) if v.is_empty() => {
-            return Err("missing command after HEALTHCHECK CMD".to_string());
+            return Err(SyntaxError::HealthcheckNoCommand);
         }
         CommandForm::Exec(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
         CommandForm::Shell(s) if s.trim().is_empty() => {
-            return Err("missing command after HEALTHCHECK CMD".to_string());
+            return Err(SyntaxError::HealthcheckNoCommand);
         }
         CommandForm::Shell(s) => vec!["CMD-SHELL".to_string(), s],
     };
-    let duration = |name: &str| -> Result<Option<u64>, String> {
+    let duration = |name: &str| -> Result<Option<u64>, SyntaxError> {
         let Some(v) = flags.string(name) else {
             return Ok(None);
         };
-        let ns =
-            parse_go_duration(&v).ok_or_else(|| format!("invalid duration {v:?} for --{name}"))?;
+        let Some(ns) = parse_go_duration(&v) else {
+            return Err(SyntaxError::BadDuration {
+                flag: name.to_string(),
+                value: v,
+            });
+        };
         if ns != 0 && ns < 1_000_000 {
-            return Err(format!("--{name} {v:?} cannot be less than 1ms"));
+            return Err(SyntaxError::DurationTooShort {
+                flag: name.to_string(),
+                value: v,
+            });
         }
         Ok(Some(ns))
     };
     let retries = match flags.string("retries") {
         None => None,
         Some(v) => {
-            let n: i64 = v
-                .parse()
-                .map_err(|_| format!("invalid value {v:?} for --retries"))?;
+            let n: i64 = v.parse().map_err(|_| SyntaxError::BadRetries(v.clone()))?;
             if n < 0 {
-                return Err(format!("--retries cannot be negative ({n})"));
+                return Err(SyntaxError::NegativeRetries(n));
             }
             Some(n)
         }

@@ -9,11 +9,13 @@ pub mod ignore;
 pub mod instruction;
 pub mod parser;
 pub mod shell;
+pub mod syntax;
 
 pub use ignore::DockerIgnore;
 pub use instruction::{CommandForm, Copy, From, Healthcheck, Instruction, Run, Source};
 pub use parser::{Directives, Heredoc};
 pub use shell::{Budget, Lexer, ShellError, Vars};
+pub use syntax::SyntaxError;
 
 /// The largest Dockerfile read, in bytes. The longest real ones are tens
 /// of kilobytes; everything parsed or expanded from a Dockerfile grows with
@@ -29,13 +31,13 @@ pub fn text_of<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, DockerfileErr
         return Err(DockerfileError::Parse {
             file: file.to_string(),
             line: line_at(MAX_DOCKERFILE),
-            message: format!("the Dockerfile is larger than {MAX_DOCKERFILE} bytes"),
+            source: SyntaxError::TooBig(MAX_DOCKERFILE),
         });
     }
     std::str::from_utf8(bytes).map_err(|e| DockerfileError::Parse {
         file: file.to_string(),
         line: line_at(e.valid_up_to()),
-        message: "not valid UTF-8".to_string(),
+        source: SyntaxError::NotUtf8,
     })
 }
 
@@ -53,11 +55,12 @@ pub struct Located<T> {
 /// Errors of the Dockerfile front end; each names the file and line.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerfileError {
-    #[error("{file}:{line}: {message}")]
+    #[error("{file}:{line}: {source}")]
     Parse {
         file: String,
         line: usize,
-        message: String,
+        #[source]
+        source: SyntaxError,
     },
     #[error("{file}:{line}: {source}")]
     Expand {
@@ -107,10 +110,10 @@ impl Dockerfile {
         text_of(text.as_bytes(), file)?;
         let parsed = parser::parse(text, file)?;
         let escape = parsed.directives.escape;
-        let err = |line: usize, message: String| DockerfileError::Parse {
+        let err = |line: usize, source: SyntaxError| DockerfileError::Parse {
             file: file.to_string(),
             line,
-            message,
+            source,
         };
         let mut meta_args = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
@@ -122,15 +125,10 @@ impl Dockerfile {
                     let name = from.name.as_ref().map(|n| n.to_ascii_lowercase());
                     if let Some(n) = &name {
                         if !valid_stage_name(n) {
-                            return Err(err(
-                                node.line,
-                                format!(
-                                    "invalid name for build stage: {n:?}, name can't start with a number or contain symbols"
-                                ),
-                            ));
+                            return Err(err(node.line, SyntaxError::StageName(n.clone())));
                         }
                         if stages.iter().any(|s| s.name.as_deref() == Some(n)) {
-                            return Err(err(node.line, format!("duplicate stage name {n:?}")));
+                            return Err(err(node.line, SyntaxError::DuplicateStage(n.clone())));
                         }
                     }
                     stages.push(Stage {
@@ -146,10 +144,7 @@ impl Dockerfile {
                     None => {
                         return Err(err(
                             node.line,
-                            format!(
-                                "{} before the first FROM: no build stage in current context",
-                                other.keyword()
-                            ),
+                            SyntaxError::BeforeFrom(other.keyword().to_string()),
                         ));
                     }
                 },
@@ -158,9 +153,9 @@ impl Dockerfile {
         if stages.is_empty() {
             let line = parsed.nodes.last().map_or(1, |n| n.line);
             let message = if parsed.nodes.is_empty() {
-                "the Dockerfile has no instructions".to_string()
+                SyntaxError::Empty
             } else {
-                "the Dockerfile has no FROM instruction".to_string()
+                SyntaxError::NoFrom
             };
             return Err(err(line, message));
         }

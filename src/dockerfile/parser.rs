@@ -7,7 +7,7 @@
 //! nodes into typed instructions.
 
 use super::shell::Lexer;
-use super::{DockerfileError, Located};
+use super::{DockerfileError, Located, SyntaxError};
 
 /// Parser directives from the top of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,10 +127,10 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
     } else {
         lines.len()
     };
-    let err = |line: usize, message: String| DockerfileError::Parse {
+    let err = |line: usize, source: SyntaxError| DockerfileError::Parse {
         file: file.to_string(),
         line,
-        message,
+        source,
     };
 
     let mut directives = Directives::default();
@@ -142,10 +142,7 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
             break;
         };
         if matches!(name.as_str(), "escape" | "syntax" | "check") && !seen.insert(name.clone()) {
-            return Err(err(
-                i + 1,
-                format!("only one {name} parser directive can be used"),
-            ));
+            return Err(err(i + 1, SyntaxError::DuplicateDirective(name)));
         }
         match name.as_str() {
             "escape" => {
@@ -153,10 +150,7 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
                     "\\" => '\\',
                     "`" => '`',
                     _ => {
-                        return Err(err(
-                            i + 1,
-                            format!("invalid escape token '{value}' does not match ` or \\"),
-                        ));
+                        return Err(err(i + 1, SyntaxError::BadEscape(value)));
                     }
                 }
             }
@@ -224,7 +218,7 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
                     content.push('\n');
                 }
                 if !terminated {
-                    return Err(err(start, format!("unterminated heredoc {name}")));
+                    return Err(err(start, SyntaxError::UnterminatedHeredoc(name)));
                 }
                 node.heredocs.push(Heredoc {
                     name,
@@ -248,7 +242,7 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, DockerfileError> {
 }
 
 /// Splits a logical line into keyword, flags and the rest.
-fn split_node(line: &str) -> Result<Node, String> {
+fn split_node(line: &str) -> Result<Node, SyntaxError> {
     let trimmed = line.trim_matches(is_space);
     let (cmd, rest) = match trimmed.find(is_space) {
         Some(p) => (&trimmed[..p], trimmed[p..].trim_start_matches(is_space)),
@@ -269,7 +263,7 @@ fn split_node(line: &str) -> Result<Node, String> {
 /// Builder flags in order: name and value (`None` for a bare `--name`).
 pub type FlagList = Vec<(String, Option<String>)>;
 
-fn extract_flags(rest: &str) -> Result<(FlagList, &str), String> {
+fn extract_flags(rest: &str) -> Result<(FlagList, &str), SyntaxError> {
     let mut flags = Vec::new();
     let mut pos;
     let bytes: Vec<(usize, char)> = rest.char_indices().collect();
@@ -314,7 +308,7 @@ fn extract_flags(rest: &str) -> Result<(FlagList, &str), String> {
             None => (body.to_string(), None),
         };
         if name.is_empty() {
-            return Err(format!("invalid flag {word:?}"));
+            return Err(SyntaxError::BadFlag(word.to_string()));
         }
         flags.push((name, value));
     }
@@ -323,11 +317,9 @@ fn extract_flags(rest: &str) -> Result<(FlagList, &str), String> {
 
 /// The heredoc markers (`<<EOF`, `<<-"EOF"`, …) in an instruction line, in
 /// order: (name, chomp, expand).
-fn heredoc_markers(line: &str) -> Result<Vec<(String, bool, bool)>, String> {
+fn heredoc_markers(line: &str) -> Result<Vec<(String, bool, bool)>, SyntaxError> {
     let raw = Lexer::new('\\').with_raw().with_skip_unset();
-    let words = raw
-        .process_words(line, &Vec::new())
-        .map_err(|e| e.to_string())?;
+    let words = raw.process_words(line, &Vec::new())?;
     let mut out = Vec::new();
     for word in words {
         if let Some(h) = parse_heredoc_word(&word)? {
@@ -338,7 +330,7 @@ fn heredoc_markers(line: &str) -> Result<Vec<(String, bool, bool)>, String> {
 }
 
 /// Whether `word` is a heredoc marker; returns (name, chomp, expand).
-pub(crate) fn parse_heredoc_word(word: &str) -> Result<Option<(String, bool, bool)>, String> {
+pub(crate) fn parse_heredoc_word(word: &str) -> Result<Option<(String, bool, bool)>, SyntaxError> {
     let digits = word.chars().take_while(char::is_ascii_digit).count();
     let Some(after) = word[digits..].strip_prefix("<<") else {
         return Ok(None);
@@ -351,16 +343,12 @@ pub(crate) fn parse_heredoc_word(word: &str) -> Result<Option<(String, bool, boo
         return Ok(None);
     }
     let plain = Lexer::new('\\').with_skip_unset();
-    let words = plain
-        .process_words(rest, &Vec::new())
-        .map_err(|e| e.to_string())?;
+    let words = plain.process_words(rest, &Vec::new())?;
     if words.len() != 1 {
         return Ok(None);
     }
     let raw = Lexer::new('\\').with_raw().with_skip_unset();
-    let raw_words = raw
-        .process_words(rest, &Vec::new())
-        .map_err(|e| e.to_string())?;
+    let raw_words = raw.process_words(rest, &Vec::new())?;
     let quotes = |s: &str| s.matches(['\'', '"']).count();
     let expand = raw_words.len() == 1 && quotes(&words[0]) == quotes(&raw_words[0]);
     Ok(Some((words[0].clone(), chomp, expand)))
