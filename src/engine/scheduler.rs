@@ -327,6 +327,8 @@ impl Runner<'_> {
                     key,
                     ..
                 } = *parent;
+                let env: &[String] = config.config.env.as_deref().unwrap_or(&[]);
+                let scope = scope.for_child(env);
                 let mut state = StageState::new(label.clone(), root, config, layers);
                 state.vars.scope = scope;
                 state.config.config.on_build = None;

@@ -323,6 +323,8 @@ cases! {
     multi_stage_matches_docker => "multi-stage",
     copy_from_links_matches_docker => "copy-from-links",
     arg_scopes_match_docker => "arg-scopes",
+    arg_env_precedence_matches_docker => "arg-env-precedence",
+    target_stage_matches_current_docker => "target-stage",
 }
 
 /// An extra check, not part of the suite: every case folder under
