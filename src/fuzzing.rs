@@ -133,9 +133,7 @@ impl Stage {
                             content, expand, ..
                         } => {
                             if *expand {
-                                inputs
-                                    .lexer
-                                    .with_raw()
+                                crate::dockerfile::Lexer::heredoc()
                                     .process_word_in(content, &vars, budget)
                                     .map_err(|e| e.to_string())?;
                             }

@@ -325,6 +325,7 @@ cases! {
     arg_scopes_match_docker => "arg-scopes",
     arg_env_precedence_matches_docker => "arg-env-precedence",
     target_stage_matches_current_docker => "target-stage",
+    modifiers_and_heredocs_match_current_docker => "modifiers-heredocs",
 }
 
 /// An extra check, not part of the suite: every case folder under
