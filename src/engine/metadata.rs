@@ -685,6 +685,34 @@ mod tests {
     }
 
     #[test]
+    fn an_arg_value_that_reaches_run_is_part_of_its_cache_key() {
+        let key = |steps: &str| {
+            let (got, config, vars) = run(steps);
+            assert!(got.is_ok(), "{steps}: {got:?}");
+            let seen = vars.scope.vars(&config.config.env_pairs());
+            let platform = crate::engine::Platform::parse("linux/amd64").unwrap();
+            let view = crate::engine::cache::StepView {
+                instruction: "RUN echo $V",
+                vars: &seen,
+                platform: &platform,
+                user: "",
+                workdir: "/",
+                shell: &[],
+                sources: None,
+            };
+            crate::engine::cache::step_key("prev", &view).key
+        };
+        assert_ne!(key("ARG V=a"), key("ARG V=b"));
+        // an ARG after the ENV is what RUN sees: its value is in the key
+        assert_ne!(key("ENV V=env\nARG V=a"), key("ENV V=env\nARG V=b"));
+        assert_ne!(key("ENV V=env\nARG V=a"), key("ENV V=env"));
+        // an ENV after the ARG hides it from RUN (and from the key)
+        assert_eq!(key("ARG V=a\nENV V=env"), key("ARG V=b\nENV V=env"));
+        // a declared ARG with no value is nothing
+        assert_eq!(key("ARG V"), key("LABEL l=1"));
+    }
+
+    #[test]
     fn nothing_but_the_config_and_variables_changes() {
         // the same steps from the same state give the same result: the
         // function reads nothing else (no file, no clock)

@@ -337,8 +337,17 @@ mod tests {
             let got = scope.environment(&env);
             let shown: Vec<String> = got.iter().map(|(k, v)| format!("{k}={v}")).collect();
             assert_eq!(shown.join(","), *want, "{base:?}");
+            // what words expand with and what the cache key holds (an
+            // ARG's value that reaches RUN is part of RUN's key) agree
+            let pairs: Vec<(String, String)> = env
+                .iter()
+                .map(|kv| (env_key(kv).to_string(), env_value(kv).to_string()))
+                .collect();
+            let keyed = scope.vars(&pairs);
+            assert_eq!(keyed.len(), got.len(), "{base:?}");
             for (k, v) in &got {
                 assert_eq!(scope.view(&env).lookup(k), Some(v.as_str()), "{k}");
+                assert_eq!(keyed.get(k), Some(v), "{k}");
             }
         }
     }
