@@ -138,9 +138,7 @@ impl Stage {
                             content, expand, ..
                         } => {
                             if *expand {
-                                inputs
-                                    .lexer
-                                    .with_raw()
+                                crate::dockerfile::Lexer::heredoc()
                                     .process_word_in(content, &vars, budget)?;
                             }
                         }

@@ -73,6 +73,10 @@ pub enum ShellError {
     Unset { name: String, message: String },
     #[error("bad substitution: {0}")]
     BadSubstitution(String),
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+    #[error("invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'")]
+    InvalidEscape { pattern: String, escaped: String },
     #[error("variable substitutions nested more than {MAX_NESTING} deep")]
     TooDeep,
     #[error(
@@ -138,6 +142,8 @@ pub struct Lexer {
     raw: bool,
     /// Leave unset variables as written instead of expanding them to "".
     skip_unset: bool,
+    /// Quotes are ordinary characters (heredoc bodies).
+    skip_quotes: bool,
 }
 
 /// How a word is processed.
@@ -150,6 +156,8 @@ struct Mode {
     /// Split into words on unquoted whitespace.
     split: bool,
     skip_unset: bool,
+    /// Quotes are ordinary characters (heredoc bodies).
+    skip_quotes: bool,
 }
 
 impl Lexer {
@@ -158,6 +166,18 @@ impl Lexer {
             escape,
             raw: false,
             skip_unset: false,
+            skip_quotes: false,
+        }
+    }
+
+    /// The lexer of a COPY/ADD heredoc body whose delimiter is not quoted
+    /// (BuildKit's `ExpandRaw`): `\` escapes whatever the Dockerfile's
+    /// escape character, and removes itself (`\$X` gives `$X`); quotes
+    /// are ordinary characters, so `'$X'` expands too.
+    pub fn heredoc() -> Self {
+        Self {
+            skip_quotes: true,
+            ..Self::new('\\')
         }
     }
 
@@ -179,6 +199,7 @@ impl Lexer {
             raw_escapes: self.raw,
             split,
             skip_unset: self.skip_unset,
+            skip_quotes: self.skip_quotes,
         }
     }
 
@@ -323,8 +344,8 @@ impl Scan<'_> {
                 return Ok(true);
             }
             match c {
-                '\'' => self.single_quote(out)?,
-                '"' => self.double_quote(out)?,
+                '\'' if !self.mode.skip_quotes => self.single_quote(out)?,
+                '"' if !self.mode.skip_quotes => self.double_quote(out)?,
                 '$' => {
                     let value = self.dollar()?;
                     self.check(out.len() + value.len())?;
@@ -454,20 +475,30 @@ impl Scan<'_> {
 
     /// The text of a word inside `${…}` up to the closing brace.
     fn inner_word(&mut self) -> Result<String, ShellError> {
+        self.inner_word_until('}', false)?
+            .ok_or(ShellError::MissingBrace)
+    }
+
+    /// The text of a word inside `${…}` up to `stop` (`None` when the input
+    /// ends first); with `raw_escapes` the escape characters stay in it (a
+    /// pattern's, which say what is literal).
+    fn inner_word_until(
+        &mut self,
+        stop: char,
+        raw_escapes: bool,
+    ) -> Result<Option<String>, ShellError> {
         if self.depth >= MAX_NESTING {
             return Err(ShellError::TooDeep);
         }
         let mut w = Words::default();
         let mode = self.mode;
         self.mode.split = false;
+        self.mode.raw_escapes = raw_escapes;
         self.depth += 1;
-        let found = self.process(Some('}'), &mut w);
+        let found = self.process(Some(stop), &mut w);
         self.depth -= 1;
         self.mode = mode;
-        if !found? {
-            return Err(ShellError::MissingBrace);
-        }
-        Ok(w.cur)
+        Ok(found?.then_some(w.cur))
     }
 
     fn dollar(&mut self) -> Result<String, ShellError> {
@@ -525,16 +556,20 @@ impl Scan<'_> {
                 value.ok_or_else(|| unset_error(name, word))
             }
             Some(op @ ('#' | '%')) => {
-                let longest = self.peek() == Some(op);
-                if longest {
-                    self.pos += 1;
-                }
-                let pattern = self.inner_word()?;
+                // as BuildKit: the pattern keeps its escapes, and `##`/`%%`
+                // is told by the expanded pattern's first character
+                let pattern = self
+                    .inner_word_until('}', true)?
+                    .ok_or(ShellError::MissingBrace)?;
+                let (longest, pattern) = match pattern.strip_prefix(op) {
+                    Some(rest) => (true, rest),
+                    None => (false, pattern.as_str()),
+                };
                 let value = value.unwrap_or_default();
                 if op == '#' {
-                    trim_prefix(&value, &pattern, longest)
+                    trim_prefix(&value, pattern, longest)
                 } else {
-                    trim_suffix(&value, &pattern, longest)
+                    trim_suffix(&value, pattern, longest)
                 }
             }
             Some('/') => {
@@ -542,12 +577,20 @@ impl Scan<'_> {
                 if all {
                     self.pos += 1;
                 }
-                let spec = self.inner_word()?;
-                let (pattern, replacement) = spec.split_once('/').unwrap_or((spec.as_str(), ""));
+                // the pattern ends at the first unescaped `/` (`\/` is a
+                // slash in it), the replacement at `}`; both keep their
+                // escapes, and the replacement keeps them in the result,
+                // as BuildKit's lexer does
+                let pattern = self
+                    .inner_word_until('/', true)?
+                    .ok_or(ShellError::MissingSlash)?;
+                let replacement = self
+                    .inner_word_until('}', true)?
+                    .ok_or(ShellError::MissingBrace)?;
                 replace_pattern(
                     &value.unwrap_or_default(),
-                    pattern,
-                    replacement,
+                    &pattern,
+                    &replacement,
                     all,
                     self.limit,
                 )
@@ -586,18 +629,51 @@ fn unset_error(name: String, word: String) -> ShellError {
 pub const MAX_PATTERN_VALUE: usize = 8 << 10;
 pub const MAX_PATTERN: usize = 256;
 
-fn shell_glob(value: &[char], pattern: &str) -> Result<Option<Glob>, ShellError> {
+/// Compiles a `#`, `%` or `/` pattern as BuildKit reads one: `*` and `?`
+/// are wildcards, everything else is literal (no `[…]` classes); `\*`,
+/// `\?` and `\\` are the literal characters, `\/` and `\}` a slash and a
+/// brace, and any other escape is an error.
+fn shell_glob(value: &[char], pattern: &str) -> Result<Glob, ShellError> {
     if value.len() > MAX_PATTERN_VALUE || pattern.chars().count() > MAX_PATTERN {
         return Err(ShellError::PatternTooLong);
     }
-    Ok(Glob::new(pattern, Flavor::Shell))
+    let mut glob = String::with_capacity(pattern.len() * 2);
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' | '?' => glob.push(c),
+            '\\' => match chars.peek() {
+                // the escape of a separator is not part of the pattern
+                Some('}' | '/') => {}
+                Some(&n @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    glob.push('\\');
+                    glob.push(n);
+                }
+                other => {
+                    return Err(ShellError::InvalidEscape {
+                        pattern: pattern.to_string(),
+                        escaped: other.map(|c| c.to_string()).unwrap_or_default(),
+                    });
+                }
+            },
+            c => {
+                glob.push('\\');
+                glob.push(c);
+            }
+        }
+    }
+    // every character but the wildcards is escaped: there is no class to be
+    // unclosed, so this never fails
+    Glob::new(&glob, Flavor::Shell).ok_or_else(|| ShellError::InvalidEscape {
+        pattern: pattern.to_string(),
+        escaped: String::new(),
+    })
 }
 
 fn trim_prefix(value: &str, pattern: &str, longest: bool) -> Result<String, ShellError> {
     let v: Vec<char> = value.chars().collect();
-    let Some(glob) = shell_glob(&v, pattern)? else {
-        return Ok(value.to_string());
-    };
+    let glob = shell_glob(&v, pattern)?;
     let hits = glob.prefix_matches(&v);
     let end = if longest {
         hits.iter().rposition(|&m| m)
@@ -612,9 +688,7 @@ fn trim_prefix(value: &str, pattern: &str, longest: bool) -> Result<String, Shel
 
 fn trim_suffix(value: &str, pattern: &str, longest: bool) -> Result<String, ShellError> {
     let v: Vec<char> = value.chars().collect();
-    let Some(glob) = shell_glob(&v, pattern)? else {
-        return Ok(value.to_string());
-    };
+    let glob = shell_glob(&v, pattern)?;
     let reversed: Vec<char> = v.iter().rev().copied().collect();
     // hits[n]: the last n characters match
     let hits = glob.reversed().prefix_matches(&reversed);
@@ -629,6 +703,11 @@ fn trim_suffix(value: &str, pattern: &str, longest: bool) -> Result<String, Shel
     })
 }
 
+/// `${V/pattern/replacement}` (`all`: `//`) as BuildKit does it with Go's
+/// regexp: the leftmost match, the longest there (greedy wildcards), which
+/// may be empty (an empty pattern inserts the replacement); an empty match
+/// right after a match is not replaced; in the replacement `$0`, `$name`
+/// and `$$` are Go's template expansions (the match, nothing, a `$`).
 fn replace_pattern(
     value: &str,
     pattern: &str,
@@ -637,33 +716,70 @@ fn replace_pattern(
     limit: usize,
 ) -> Result<String, ShellError> {
     let v: Vec<char> = value.chars().collect();
-    if pattern.is_empty() {
-        return Ok(value.to_string());
-    }
-    let Some(glob) = shell_glob(&v, pattern)? else {
-        return Ok(value.to_string());
-    };
+    let glob = shell_glob(&v, pattern)?;
     let mut out = String::new();
-    let mut i = 0;
-    let mut replaced = false;
-    while i < v.len() {
-        if !replaced || all {
-            // the longest non-empty match starting at i
-            let hits = glob.prefix_matches(&v[i..]);
-            if let Some(len) = hits.iter().rposition(|&m| m).filter(|&n| n > 0) {
-                out.push_str(replacement);
-                if out.len() > limit {
-                    return Err(ShellError::TooLong { limit });
-                }
-                i += len;
-                replaced = true;
-                continue;
+    let mut last_end = 0;
+    let mut search = 0;
+    while search <= v.len() {
+        let found = (search..=v.len()).find_map(|start| {
+            let hits = glob.prefix_matches(&v[start..]);
+            hits.iter()
+                .rposition(|&m| m)
+                .map(|len| (start, start + len))
+        });
+        let Some((start, end)) = found else { break };
+        out.extend(&v[last_end..start]);
+        if end > last_end || start == 0 {
+            let matched: String = v[start..end].iter().collect();
+            go_expand(replacement, &matched, &mut out);
+            if out.len() > limit {
+                return Err(ShellError::TooLong { limit });
             }
         }
-        out.push(v[i]);
-        i += 1;
+        last_end = end;
+        search = if end > search { end } else { search + 1 };
+        if !all {
+            break;
+        }
     }
+    out.extend(&v[last_end..]);
     Ok(out)
+}
+
+/// Go's `Regexp.Expand` of a replacement for a pattern with no groups:
+/// `$$` is a `$`, `$0`/`${0}` the match, any other `$name`/`${name}`
+/// nothing, and a `$` that starts none of these stays.
+fn go_expand(template: &str, matched: &str, out: &mut String) {
+    let mut rest = template;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let (brace, body) = match after.strip_prefix('{') {
+            Some(b) => (true, b),
+            None => (false, after),
+        };
+        let name_len: usize = body
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .map(char::len_utf8)
+            .sum();
+        let closed = !brace || body[name_len..].starts_with('}');
+        if name_len == 0 || !closed {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        if &body[..name_len] == "0" {
+            out.push_str(matched);
+        }
+        rest = &body[name_len + usize::from(brace)..];
+    }
+    out.push_str(rest);
 }
 
 #[cfg(test)]

@@ -91,7 +91,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     let lexer = df.lexer();
 
     // global scope: automatic platform args, then the ARGs before the first FROM
-    let mut global: BTreeMap<String, String> = opts.platform.build_args().into_iter().collect();
+    let target_stage = super::platform::target_stage(
+        opts.target.as_deref(),
+        df.stages.last().and_then(|s| s.name.as_deref()),
+    );
+    let mut global: BTreeMap<String, String> = opts
+        .platform
+        .build_args(&target_stage, |k| args.given(k))
+        .into_iter()
+        .collect();
     let budget = crate::dockerfile::Budget::default();
     for meta in &df.meta_args {
         for (name, default) in &meta.value {

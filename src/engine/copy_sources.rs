@@ -93,7 +93,7 @@ impl CopyWords {
                     expand,
                 } => {
                     let content = if *expand && bodies == Bodies::Expanded {
-                        lexer.with_raw().process_word_in(content, vars, budget)?
+                        Lexer::heredoc().process_word_in(content, vars, budget)?
                     } else {
                         content.clone()
                     };

@@ -75,37 +75,32 @@ pub fn apply(
             }
             for (k, v) in expanded {
                 config.config.env_set(&k, &v);
+                vars.scope.env_set(&k);
             }
             format!("ENV {}", parts.join(" "))
         }
         Instruction::Arg(decls) => {
             let mut parts = Vec::new();
-            // declared once the words are expanded (they see the scope
-            // before this line), in order
-            let mut declared: Vec<(&String, Option<String>)> = Vec::new();
+            // as BuildKit's dispatchArg: a build arg, else the default
+            // (expanded with what the line declared so far), else for a
+            // bare ARG the global value (the automatic args among them);
+            // a value replaces what the environment has for the name
             for (name, default) in decls {
                 let value = match args.take(name) {
                     Some(v) => Some(v),
                     None => match default {
-                        Some(d) => Some(word(d)?),
-                        // global ARGs (the automatic platform args among
-                        // them), else the value it has (from the parent stage
-                        // or earlier on this line)
-                        None => inputs.global_args.get(name).cloned().or_else(|| {
-                            match declared.iter().rev().find(|(n, _)| *n == name) {
-                                Some((_, v)) => v.clone(),
-                                None => vars.scope.value(name),
-                            }
-                        }),
+                        Some(d) => Some(
+                            lexer
+                                .process_word_in(d, &vars.scope.view(env_list), &vars.budget)
+                                .map_err(|e| fail(e.to_string()))?,
+                        ),
+                        None => inputs.global_args.get(name).cloned(),
                     },
                 };
                 parts.push(match &value {
                     Some(v) => format!("{name}={v}"),
                     None => name.clone(),
                 });
-                declared.push((name, value));
-            }
-            for (name, value) in declared {
                 vars.scope.declare(name, value);
             }
             format!("ARG {}", parts.join(" "))
@@ -380,6 +375,14 @@ mod tests {
         });
         shown.collect::<Vec<_>>().join(",")
     }
+    fn run_env(c: &ImageConfig, v: &StageVars) -> String {
+        let env: &[String] = c.config.env.as_deref().unwrap_or(&[]);
+        let shown = v.scope.environment(env).into_iter();
+        shown
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
     fn labels(c: &ImageConfig, _: &StageVars) -> String {
         let shown = c
             .config
@@ -467,7 +470,46 @@ mod tests {
                 args,
                 "TARGETARCH=amd64",
             ),
-            ("ARG A=1 A", Ok("ARG A=1 A=1"), args, "A=1"),
+            // a bare ARG with no global value adds nothing (BuildKit's
+            // history shows it bare); a later default sees an earlier one
+            ("ARG A=1 A", Ok("ARG A=1 A"), args, "A=1"),
+            ("ARG A=1 B=x$A", Ok("ARG A=1 B=x1"), args, "A=1,B=x1"),
+            // ARG and ENV of one name: the one set last is in RUN's
+            // environment and expands later words; only ENV in the config
+            ("ENV V=env\nARG V=arg", Ok("ARG V=arg"), run_env, "V=arg"),
+            ("ENV V=env\nARG V=arg", Ok("ARG V=arg"), env, "V=env"),
+            (
+                "ENV V=env\nARG V=arg\nLABEL l=$V",
+                Ok("LABEL l=arg"),
+                labels,
+                "l=arg",
+            ),
+            ("ARG V=arg\nENV V=env", Ok("ENV V=env"), run_env, "V=env"),
+            (
+                "ENV V=env\nARG V\nLABEL l=$V",
+                Ok("LABEL l=env"),
+                labels,
+                "l=env",
+            ),
+            (
+                "ENV GIVEN=env\nARG GIVEN",
+                Ok("ARG GIVEN=given"),
+                run_env,
+                "GIVEN=given",
+            ),
+            (
+                "ENV TARGETARCH=env\nARG TARGETARCH",
+                Ok("ARG TARGETARCH=amd64"),
+                run_env,
+                "TARGETARCH=amd64",
+            ),
+            // in the order each name was last set
+            (
+                "ARG A=1\nENV B=2 C=3\nARG C=4\nENV A=5",
+                Ok("ENV A=5"),
+                run_env,
+                "B=2,C=4,A=5",
+            ),
             ("ARG A=1\nARG B=$A C", Ok("ARG B=1 C"), args, "A=1,B=1,C"),
             ("ARG A=${B:?no B}", Err("Dockerfile:2: ARG: "), args, ""),
             // LABEL
@@ -640,6 +682,34 @@ mod tests {
                 assert_eq!(field(&config, &vars), *value, "{steps}");
             }
         }
+    }
+
+    #[test]
+    fn an_arg_value_that_reaches_run_is_part_of_its_cache_key() {
+        let key = |steps: &str| {
+            let (got, config, vars) = run(steps);
+            assert!(got.is_ok(), "{steps}: {got:?}");
+            let seen = vars.scope.vars(&config.config.env_pairs());
+            let platform = crate::engine::Platform::parse("linux/amd64").unwrap();
+            let view = crate::engine::cache::StepView {
+                instruction: "RUN echo $V",
+                vars: &seen,
+                platform: &platform,
+                user: "",
+                workdir: "/",
+                shell: &[],
+                sources: None,
+            };
+            crate::engine::cache::step_key("prev", &view).key
+        };
+        assert_ne!(key("ARG V=a"), key("ARG V=b"));
+        // an ARG after the ENV is what RUN sees: its value is in the key
+        assert_ne!(key("ENV V=env\nARG V=a"), key("ENV V=env\nARG V=b"));
+        assert_ne!(key("ENV V=env\nARG V=a"), key("ENV V=env"));
+        // an ENV after the ARG hides it from RUN (and from the key)
+        assert_eq!(key("ARG V=a\nENV V=env"), key("ARG V=b\nENV V=env"));
+        // a declared ARG with no value is nothing
+        assert_eq!(key("ARG V"), key("LABEL l=1"));
     }
 
     #[test]

@@ -53,21 +53,44 @@ impl Platform {
         }
     }
 
-    /// The automatic platform args for this target on this build machine.
-    pub fn build_args(&self) -> Vec<(String, String)> {
+    /// The automatic args for this target platform on this build machine
+    /// and the stage `target` (`--target`, else the last stage's name, else
+    /// `default`): the platform args and `TARGETSTAGE`, as BuildKit's
+    /// `defaultArgs` sets them; a `--build-arg` of the same name replaces a
+    /// value (`given`). They are global args: a stage sees one only once it
+    /// declares it with ARG.
+    pub fn build_args(
+        &self,
+        target: &str,
+        given: impl Fn(&str) -> Option<String>,
+    ) -> Vec<(String, String)> {
         let build = Platform::host();
         let mut out = Vec::new();
         for (prefix, p) in [("BUILD", &build), ("TARGET", self)] {
             out.push((format!("{prefix}PLATFORM"), p.to_string()));
             out.push((format!("{prefix}OS"), p.os.clone()));
+            // Windows versions; empty elsewhere, but set (`ARG BUILDOSVERSION` has a value)
+            out.push((format!("{prefix}OSVERSION"), String::new()));
             out.push((format!("{prefix}ARCH"), p.arch.clone()));
             out.push((
                 format!("{prefix}VARIANT"),
                 p.variant.clone().unwrap_or_default(),
             ));
         }
+        out.push(("TARGETSTAGE".to_string(), target.to_string()));
+        for (k, v) in &mut out {
+            if let Some(g) = given(k) {
+                *v = g;
+            }
+        }
         out
     }
+}
+
+/// The stage `TARGETSTAGE` names: `--target` as given, else the last
+/// stage's name, else `default` (BuildKit's `defaultArgs`).
+pub fn target_stage(target: Option<&str>, last_stage_name: Option<&str>) -> String {
+    target.or(last_stage_name).unwrap_or("default").to_string()
 }
 
 impl fmt::Display for Platform {
@@ -128,6 +151,31 @@ mod tests {
             );
         }
         assert!(Platform::parse("linux/").is_err());
+    }
+
+    #[test]
+    fn automatic_args_name_the_target_stage() {
+        // TARGETSTAGE: --target as given, else the last stage's name, else
+        // "default" (BuildKit's defaultArgs; dockerfile_args_test.go has a
+        // stage built for the target "foo" see "foo")
+        assert_eq!(target_stage(Some("Foo"), Some("last")), "Foo");
+        assert_eq!(target_stage(None, Some("last")), "last");
+        assert_eq!(target_stage(None, None), "default");
+        let p = Platform::parse("linux/arm/v7").unwrap();
+        let args = p.build_args("final", |k| (k == "TARGETOS").then(|| "given".to_string()));
+        let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("TARGETSTAGE"), Some("final"));
+        assert_eq!(get("TARGETPLATFORM"), Some("linux/arm/v7"));
+        assert_eq!(get("TARGETVARIANT"), Some("v7"));
+        assert_eq!(get("TARGETOSVERSION"), Some(""));
+        assert_eq!(get("BUILDOSVERSION"), Some(""));
+        assert_eq!(
+            get("BUILDPLATFORM"),
+            Some(Platform::host().to_string().as_str())
+        );
+        // a --build-arg of the same name replaces the value
+        assert_eq!(get("TARGETOS"), Some("given"));
+        assert_eq!(args.len(), 11);
         assert!(Platform::parse("a/b/c/d").is_err());
     }
 }

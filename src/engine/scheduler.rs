@@ -363,6 +363,8 @@ impl Runner<'_> {
                     key,
                     ..
                 } = *parent;
+                let env: &[String] = config.config.env.as_deref().unwrap_or(&[]);
+                let scope = scope.for_child(env);
                 let mut state = StageState::new(label.clone(), root, config, layers);
                 state.vars.scope = scope;
                 // the parent's ONBUILD lines are this stage's triggers

@@ -288,15 +288,9 @@ impl StageState {
         let root = Root::open(&self.root).map_err(|e| e.to_string())?;
         let rel = scope::resolve_in(&root, &workdir, true).map_err(|e| e.to_string())?;
         tree::mkdir_all(&root, &rel, (0, 0), 0o755).map_err(|e| e.to_string())?;
-        let env_pairs = self.config.config.env_pairs();
-        let mut run_env = env_pairs.clone();
-        for (k, v) in &self.vars.scope.args {
-            if let Some(v) = v
-                && !env_pairs.iter().any(|(e, _)| e == k)
-            {
-                run_env.push((k.clone(), v.clone()));
-            }
-        }
+        // the Env with the ARGs that came after it (BuildKit's precedence)
+        let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
+        let mut run_env = self.vars.scope.environment(env_list);
         for (k, v) in proxies {
             if !run_env.iter().any(|(e, _)| e == k) {
                 run_env.push((k.clone(), v.clone()));

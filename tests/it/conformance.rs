@@ -386,6 +386,9 @@ cases! {
     stage_parent_and_source_matches_docker => "stage-parent-and-source",
     onbuild_stage_parent_matches_docker => "onbuild-stage-parent",
     onbuild_copy_from_matches_docker => "onbuild-copy-from",
+    arg_env_precedence_matches_docker => "arg-env-precedence",
+    target_stage_matches_current_docker => "target-stage",
+    modifiers_and_heredocs_match_current_docker => "modifiers-heredocs",
 }
 
 /// Not in `cases!` while it fails: smelt's COPY writes no xattrs, so a

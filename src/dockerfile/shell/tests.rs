@@ -11,6 +11,8 @@ fn vars() -> Vec<(String, String)> {
         ("PATH", "/usr/bin:/bin"),
         ("X_1", "x1"),
         ("FILE", "archive.tar.gz"),
+        ("TPL", "<$0>"),
+        ("STARS", "a*b*c"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -64,7 +66,25 @@ const WORD: &[(&str, &str)] = &[
     ("${FILE##*.}", "gz"),
     ("${FILE/tar/zip}", "archive.zip.gz"),
     ("${A//a/b}", "b"),
-    ("${FILE//[a-c]/_}", "_r_hive.t_r.gz"),
+    // patterns as BuildKit reads them (Go regexps made from the pattern):
+    // `[` is literal, `\/` is a slash and `\}` a brace in the pattern, the
+    // replacement keeps its escapes, an empty pattern matches at the start
+    ("${FILE//[a-c]/_}", "archive.tar.gz"),
+    ("${PATH//\\//-}", "-usr-bin:-bin"),
+    ("${PATH/\\//_}", "_usr/bin:/bin"),
+    ("${PATH//:/\\/}", "/usr/bin\\//bin"),
+    ("${FILE/\\}/x}", "archive.tar.gz"),
+    ("${STARS//\\*/-}", "a-b-c"),
+    ("${STARS#*\\*}", "b*c"),
+    ("${STARS%\\**}", "a*b"),
+    ("${FILE/$EMPTY/x}", "xarchive.tar.gz"),
+    ("${EMPTY//*/x}", "x"),
+    ("${FILE//*/x}", "x"),
+    ("${FILE/${A}r/${A}R}", "aRchive.tar.gz"),
+    // the replacement is a Go template: $0 is the match
+    ("${FILE/tar/$TPL}", "archive.<tar>.gz"),
+    // `##` is told after quotes are removed
+    ("${FILE#'#'a}", "rchive.tar.gz"),
     ("${FILE/*./}", "gz"),
     ("${FILE/a*/-}", "-"),
     ("${FILE%a*}", "archive.t"),
@@ -73,7 +93,6 @@ const WORD: &[(&str, &str)] = &[
     ("${FILE##*a}", "r.gz"),
     ("${FILE#x*}", "archive.tar.gz"),
     ("${FILE%?}", "archive.tar.g"),
-    ("${FILE#\\a}", "rchive.tar.gz"),
     ("''", ""),
     ("\"\"", ""),
     ("a'b c'd", "ab cd"),
@@ -127,6 +146,17 @@ const ERRORS: &[(&str, &str)] = &[
     ("${EMPTY:?}", "EMPTY: is not allowed to be unset"),
     ("${A:=x}", "unsupported modifier (=)"),
     ("${}", "bad substitution"),
+    // BuildKit allows only \*, \?, \\, \/ and \} in a pattern
+    (
+        "${FILE#\\a}",
+        "invalid pattern (\\a) in substitution: invalid escape '\\a'",
+    ),
+    ("${FILE%x\\q}", "invalid escape"),
+    ("${FILE%x\\}", "missing '}'"),
+    // a pattern substitution needs its second slash
+    ("${FILE/tar}", "missing '/'"),
+    ("${FILE//tar}", "missing '/'"),
+    ("${FILE/a/b", "missing '}'"),
 ];
 
 #[test]
@@ -256,4 +286,31 @@ fn budget_is_shared_by_its_clones() {
     );
     // a failed charge takes nothing
     assert_eq!(lex.process_word_in("xy", &vars, &budget).unwrap(), "xy");
+}
+
+/// A COPY/ADD heredoc body with an unquoted delimiter, as BuildKit expands
+/// it (`ExpandRaw`): variables expand inside quotes too, `\` escapes (and
+/// is removed) whatever the Dockerfile's escape character, nothing splits.
+const HEREDOC: &[(&str, &str)] = &[
+    ("value=$A\n", "value=a\n"),
+    ("'$A' \"$A\"\n", "'a' \"a\"\n"),
+    ("\\$A \\${A} ${A}\n", "$A ${A} a\n"),
+    ("a\\nb\\\\c\n", "anb\\c\n"),
+    ("it's \"open\n", "it's \"open\n"),
+    ("${UNSET:-'x y'}\n", "'x y'\n"),
+    ("$B\n", "two words\n"),
+    ("`$A\n", "`a\n"),
+];
+
+#[test]
+fn heredoc_body_table() {
+    let lex = Lexer::heredoc();
+    let v = vars();
+    for (input, want) in HEREDOC {
+        assert_eq!(
+            lex.process_word(input, &v).as_deref(),
+            Ok(*want),
+            "input {input:?}"
+        );
+    }
 }
