@@ -29,7 +29,7 @@ pub enum FlagError {
     LogFormat(String),
     /// What the platform parser said, which names the value.
     #[error("--custom-platform: {0}")]
-    Platform(String),
+    Platform(#[from] crate::engine::platform::PlatformError),
     #[error("--context {}: not a directory", .0.display())]
     NotADirectory(PathBuf),
     #[error("--context {}: {source}", .path.display())]

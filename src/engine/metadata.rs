@@ -53,8 +53,9 @@ pub fn apply(
     inputs: &Inputs<'_>,
     step: &Located<Instruction>,
 ) -> Result<String, EngineError> {
-    let fail =
-        |message: String| EngineError::step(inputs.file, step.line, step.value.keyword(), message);
+    let fail = |message: &dyn std::fmt::Display| {
+        EngineError::step(inputs.file, step.line, step.value.keyword(), message)
+    };
     let lexer = inputs.lexer;
     let env_list: &[String] = config.config.env.as_deref().unwrap_or(&[]);
     let view = vars.scope.view(env_list);
@@ -62,7 +63,7 @@ pub fn apply(
     let word = |w: &str| {
         lexer
             .process_word_in(w, &view, budget)
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| fail(&e))
     };
     let created_by = match &step.value {
         Instruction::Env(pairs) => {
@@ -92,7 +93,7 @@ pub fn apply(
                         Some(d) => Some(
                             lexer
                                 .process_word_in(d, &vars.scope.view(env_list), &vars.budget)
-                                .map_err(|e| fail(e.to_string()))?,
+                                .map_err(|e| fail(&e))?,
                         ),
                         None => inputs.global_args.get(name).cloned(),
                     },
@@ -120,14 +121,14 @@ pub fn apply(
             for p in ports {
                 for w in lexer
                     .process_words_in(p, &view, budget)
-                    .map_err(|e| fail(e.to_string()))?
+                    .map_err(|e| fail(&e))?
                 {
                     // a range is one word and up to 65,536 ports: they
                     // count against the stage's budget before they are
                     // made, at about what each costs kept (64 bytes)
-                    let (start, end, proto) = port_range(&w).map_err(fail)?;
+                    let (start, end, proto) = port_range(&w).map_err(|e| fail(&e))?;
                     let count = usize::from(end - start) + 1;
-                    budget.charge(count * 64).map_err(|e| fail(e.to_string()))?;
+                    budget.charge(count * 64).map_err(|e| fail(&e))?;
                     all.extend((start..=end).map(|p| format!("{p}/{proto}")));
                 }
             }
@@ -145,9 +146,7 @@ pub fn apply(
             for v in vols {
                 let v = word(v)?;
                 if v.is_empty() {
-                    return Err(fail(
-                        "VOLUME specified can not be an empty string".to_string(),
-                    ));
+                    return Err(fail(&"VOLUME specified can not be an empty string"));
                 }
                 expanded.push(v);
             }
@@ -165,7 +164,7 @@ pub fn apply(
         }
         Instruction::StopSignal(s) => {
             let s = word(s)?;
-            check_signal(&s).map_err(fail)?;
+            check_signal(&s).map_err(|e| fail(&e))?;
             let text = format!("STOPSIGNAL {s}");
             config.config.stop_signal = s;
             text
@@ -221,9 +220,9 @@ pub fn apply(
             config.config.working_dir = wd;
             text
         }
-        Instruction::From(_) => return Err(fail("FROM inside a stage".to_string())),
+        Instruction::From(_) => return Err(fail(&"FROM inside a stage")),
         Instruction::Copy(_) | Instruction::Run(_) => {
-            return Err(fail("not a metadata instruction".to_string()));
+            return Err(fail(&"not a metadata instruction"));
         }
     };
     Ok(created_by)
@@ -257,19 +256,32 @@ pub fn with_shell(config: &RunConfig, form: &CommandForm) -> Vec<String> {
     }
 }
 
+/// A value of EXPOSE or STOPSIGNAL docker refuses.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValueError {
+    #[error("invalid proto: {0}")]
+    Proto(String),
+    #[error("invalid containerPort: {0}")]
+    Port(String),
+    #[error("invalid range specified for container port: {0}")]
+    PortRange(String),
+    #[error("invalid signal: {0}")]
+    Signal(String),
+}
+
 /// An EXPOSE word (`port[-end][/proto]`): its first and last port and its
 /// protocol.
-fn port_range(spec: &str) -> Result<(u16, u16, String), String> {
+fn port_range(spec: &str) -> Result<(u16, u16, String), ValueError> {
     let (ports, proto) = match spec.split_once('/') {
         Some((p, proto)) => (p, proto.to_ascii_lowercase()),
         None => (spec, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {proto}"));
+        return Err(ValueError::Proto(proto));
     }
     let parse = |p: &str| {
         p.parse::<u16>()
-            .map_err(|_| format!("invalid containerPort: {spec}"))
+            .map_err(|_| ValueError::Port(spec.to_string()))
     };
     let (start, end) = match ports.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),
@@ -279,16 +291,14 @@ fn port_range(spec: &str) -> Result<(u16, u16, String), String> {
         }
     };
     if end < start {
-        return Err(format!(
-            "invalid range specified for container port: {spec}"
-        ));
+        return Err(ValueError::PortRange(spec.to_string()));
     }
     Ok((start, end, proto))
 }
 
 /// A STOPSIGNAL value docker accepts: a signal name (with or without
 /// `SIG`), a number from 1 to 64, or a word still holding a `$`.
-fn check_signal(s: &str) -> Result<(), String> {
+fn check_signal(s: &str) -> Result<(), ValueError> {
     const NAMES: [&str; 31] = [
         "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
         "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
@@ -301,14 +311,14 @@ fn check_signal(s: &str) -> Result<(), String> {
         return if n > 0 && n <= 64 {
             Ok(())
         } else {
-            Err(format!("invalid signal: {s}"))
+            Err(ValueError::Signal(s.to_string()))
         };
     }
     let name = s.strip_prefix("SIG").unwrap_or(s);
     if NAMES.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX") {
         Ok(())
     } else {
-        Err(format!("invalid signal: {s}"))
+        Err(ValueError::Signal(s.to_string()))
     }
 }
 

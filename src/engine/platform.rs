@@ -10,6 +10,11 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+/// A platform that is not `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform {0:?}: want os/arch[/variant]")]
+pub struct PlatformError(pub String);
+
 impl Platform {
     /// The machine smelt runs on.
     pub fn host() -> Platform {
@@ -22,16 +27,16 @@ impl Platform {
     }
 
     /// Parses `os/arch[/variant]` (or just `arch`, taken as linux).
-    pub fn parse(s: &str) -> Result<Platform, String> {
+    pub fn parse(s: &str) -> Result<Platform, PlatformError> {
         let parts: Vec<&str> = s.split('/').collect();
         let (os, arch, variant) = match parts.as_slice() {
             [arch] if !arch.is_empty() => ("linux", *arch, None),
             [os, arch] => (*os, *arch, None),
             [os, arch, variant] => (*os, *arch, Some(*variant)),
-            _ => return Err(format!("invalid platform {s:?}: want os/arch[/variant]")),
+            _ => return Err(PlatformError(s.to_string())),
         };
         if os.is_empty() || arch.is_empty() || variant.is_some_and(str::is_empty) {
-            return Err(format!("invalid platform {s:?}: want os/arch[/variant]"));
+            return Err(PlatformError(s.to_string()));
         }
         let (arch, variant) = normalize_arch(
             &arch.to_ascii_lowercase(),

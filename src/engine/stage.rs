@@ -15,7 +15,7 @@ use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
 use crate::fs::snapshot::{self, SnapshotMode};
-use crate::fs::{ChangeSet, LayerOptions, scope, tree, write_layer};
+use crate::fs::{ChangeSet, FsError, LayerOptions, scope, tree, write_layer};
 use crate::image::config::RunConfig;
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, History, ImageConfig, MediaTypes};
@@ -99,6 +99,21 @@ pub struct StageState {
     pending: Option<ChangeSet>,
 }
 
+/// Why a RUN failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("process \"{command}\" did not complete successfully: exit code: {code}")]
+    Failed { command: String, code: i32 },
+    #[error("the sandbox for \"{command}\" failed to start (exit code {code})")]
+    SandboxStart { command: String, code: i32 },
+    #[error(transparent)]
+    User(#[from] users::UserError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
 /// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
 pub fn scratch_config(platform: &Platform) -> ImageConfig {
     let mut config = ImageConfig {
@@ -139,12 +154,13 @@ impl StageState {
         copy_from: &CopySources,
     ) -> Result<(), EngineError> {
         let file = &env.dockerfile.file;
-        let fail =
-            |message: String| EngineError::step(file, step.line, step.value.keyword(), message);
+        let fail = |message: &dyn std::fmt::Display| {
+            EngineError::step(file, step.line, step.value.keyword(), message)
+        };
         // the stages' own steps were judged before the build began; an
         // ONBUILD trigger of a base image is judged here, as it fires
         if let Some(what) = super::unsupported::missing(&step.value) {
-            return Err(fail(format!("{what} is not implemented yet")));
+            return Err(fail(&format_args!("{what} is not implemented yet")));
         }
         let created_by;
         let changes: Option<ChangeSet>;
@@ -154,7 +170,7 @@ impl StageState {
                 let vars = self.vars.scope.view(env_list);
                 let lexer = env.dockerfile.lexer();
                 let words = CopyWords::expand(c, lexer, &vars, &self.vars.budget, Bodies::Expanded)
-                    .map_err(|e| fail(e.to_string()))?;
+                    .map_err(|e| fail(&e))?;
                 let mut dest = lexpath::join(self.workdir(), &words.dest);
                 if (words.dest.ends_with('/') || words.dest.ends_with("/.") || words.dest == ".")
                     && !dest.ends_with('/')
@@ -162,18 +178,16 @@ impl StageState {
                     dest.push('/');
                 }
                 let owner = match &words.chown {
-                    Some(spec) => {
-                        Some(users::resolve(&self.root, spec).map_err(|e| fail(e.to_string()))?)
-                    }
+                    Some(spec) => Some(users::resolve(&self.root, spec).map_err(|e| fail(&e))?),
                     None => None,
                 };
                 let chmod = match &words.chmod {
-                    Some(m) => Some(Chmod::parse(m).map_err(fail)?),
+                    Some(m) => Some(Chmod::parse(m).map_err(|e| fail(&e))?),
                     None => None,
                 };
                 let src = copy_from
                     .source_tree(env.dockerfile, env.context, words.from.as_deref())
-                    .map_err(fail)?;
+                    .map_err(|e| fail(&e))?;
                 let mut sources = Vec::new();
                 let mut inline = Vec::new();
                 for s in words.sources {
@@ -196,13 +210,16 @@ impl StageState {
                     now: env.now(),
                     skip: env.in_place.then_some(&env.ignores),
                 };
-                changes = Some(copy::run(&job).map_err(fail)?);
+                changes = Some(copy::run(&job).map_err(|e| fail(&e))?);
                 created_by = step_text(step);
             }
             Instruction::Run(run) => {
                 let argv = run_argv(&self.config.config, run);
                 created_by = format!("RUN {} # buildkit", argv.join(" "));
-                changes = Some(self.run(env, &argv, &args.predefined()).map_err(fail)?);
+                changes = Some(
+                    self.run(env, &argv, &args.predefined())
+                        .map_err(|e| fail(&e))?,
+                );
             }
             inst => {
                 created_by = self.run_metadata(env, args, step)?;
@@ -211,9 +228,9 @@ impl StageState {
                 changes = if matches!(inst, Instruction::Workdir(_)) && wd != "/" {
                     let owner = match self.config.config.user.as_str() {
                         "" => (0, 0),
-                        u => users::resolve(&self.root, u).map_err(|e| fail(e.to_string()))?,
+                        u => users::resolve(&self.root, u).map_err(|e| fail(&e))?,
                     };
-                    Some(mkdir_all(&self.root, wd, owner, env.now()).map_err(fail)?)
+                    Some(mkdir_all(&self.root, wd, owner, env.now()).map_err(|e| fail(&e))?)
                 } else {
                     None
                 };
@@ -281,13 +298,12 @@ impl StageState {
         env: &BuildEnv<'_>,
         argv: &[String],
         proxies: &[(String, String)],
-    ) -> Result<ChangeSet, String> {
-        let (uid, gid, groups) =
-            users::run_user(&self.root, &self.config.config.user).map_err(|e| e.to_string())?;
+    ) -> Result<ChangeSet, StepError> {
+        let (uid, gid, groups) = users::run_user(&self.root, &self.config.config.user)?;
         let workdir = self.workdir().to_string();
-        let root = Root::open(&self.root).map_err(|e| e.to_string())?;
-        let rel = scope::resolve_in(&root, &workdir, true).map_err(|e| e.to_string())?;
-        tree::mkdir_all(&root, &rel, (0, 0), 0o755).map_err(|e| e.to_string())?;
+        let root = Root::open(&self.root)?;
+        let rel = scope::resolve_in(&root, &workdir, true)?;
+        tree::mkdir_all(&root, &rel, (0, 0), 0o755)?;
         // the Env with the ARGs that came after it (BuildKit's precedence)
         let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
         let mut run_env = self.vars.scope.environment(env_list);
@@ -305,7 +321,7 @@ impl StageState {
         }
         let before = match self.index.take() {
             Some(i) => i,
-            None => snapshot::walk(&self.root, &env.ignores).map_err(|e| e.to_string())?,
+            None => snapshot::walk(&self.root, &env.ignores)?,
         };
         let spec = sandbox::Spec {
             root: self.root.clone(),
@@ -317,18 +333,17 @@ impl StageState {
             groups,
             in_place: env.in_place,
         };
-        let code = sandbox::run(&spec, &format!("[{}] ", self.label), &env.cancelled)
-            .map_err(|e| e.to_string())?;
+        let code = sandbox::run(&spec, &format!("[{}] ", self.label), &env.cancelled)?;
         if code != 0 {
-            let shown = argv.join(" ");
+            let command = argv.join(" ");
             return Err(if code == sandbox::SETUP_FAILED {
-                format!("the sandbox for \"{shown}\" failed to start (exit code {code})")
+                StepError::SandboxStart { command, code }
             } else {
-                format!("process \"{shown}\" did not complete successfully: exit code: {code}")
+                StepError::Failed { command, code }
             });
         }
         let started = std::time::Instant::now();
-        let after = snapshot::walk(&self.root, &env.ignores).map_err(|e| e.to_string())?;
+        let after = snapshot::walk(&self.root, &env.ignores)?;
         let changes = snapshot::diff(&before, &after, env.snapshot_mode);
         log::debug!(
             "[{}] snapshot of {} paths in {:.3} s: {} changed, {} deleted",
@@ -472,13 +487,13 @@ pub(crate) fn step_text(step: &Located<Instruction>) -> String {
 
 /// WORKDIR's `mkdir -p` inside the root, recording what was created; times
 /// are set deepest first, once nothing more is created inside.
-fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<ChangeSet, String> {
-    let root = Root::open(root).map_err(|e| e.to_string())?;
-    let rel = scope::resolve_in(&root, abs, true).map_err(|e| e.to_string())?;
-    let created = tree::mkdir_all(&root, &rel, owner, 0o755).map_err(|e| e.to_string())?;
+fn mkdir_all(root: &Path, abs: &str, owner: (u32, u32), now: i64) -> Result<ChangeSet, FsError> {
+    let root = Root::open(root)?;
+    let rel = scope::resolve_in(&root, abs, true)?;
+    let created = tree::mkdir_all(&root, &rel, owner, 0o755)?;
     let mut changes = ChangeSet::default();
     for dir in created.iter().rev() {
-        root.set_mtime(dir, now).map_err(|e| e.to_string())?;
+        root.set_mtime(dir, now)?;
         changes.add(dir);
     }
     Ok(changes)
