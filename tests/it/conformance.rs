@@ -323,6 +323,10 @@ cases! {
     multi_stage_matches_docker => "multi-stage",
     copy_from_links_matches_docker => "copy-from-links",
     arg_scopes_match_docker => "arg-scopes",
+    copy_existing_dest_matches_docker => "copy-existing-dest",
+    copy_chmod_modes_match_current_docker => "copy-chmod-modes",
+    copy_special_names_match_docker => "copy-special-names",
+    copy_dockerignore_exceptions_match_docker => "copy-dockerignore-exceptions",
 }
 
 /// An extra check, not part of the suite: every case folder under
