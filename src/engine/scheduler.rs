@@ -873,8 +873,9 @@ fn step_summary(text: &str, line: usize, end: usize) -> String {
     }
 }
 
-/// Whether `step` reads the files of the image it runs on: RUN, or a user
-/// or group given by name (looked up in /etc/passwd and /etc/group). A
+/// Whether `step` reads the files of the image it runs on: RUN, COPY and
+/// ADD, or a user or group given by name (looked up in /etc/passwd and
+/// /etc/group). A
 /// stage none of whose running steps does, on a registry base, never
 /// downloads the base's layers unless an output needs their bytes (kaniko
 /// does the same).
@@ -886,7 +887,10 @@ fn reads_files(step: &Instruction) -> bool {
     match step {
         Instruction::Run(_) | Instruction::Onbuild { .. } => true,
         Instruction::User(u) => !numeric(u),
-        Instruction::Copy(c) => c.chown.as_deref().is_some_and(|o| !numeric(o)),
+        // where a COPY/ADD lands depends on the base's files: a file
+        // named like an existing directory goes inside it, and existing
+        // parents (/tmp at 1777) keep their mode and owner
+        Instruction::Copy(_) => true,
         _ => false,
     }
 }
