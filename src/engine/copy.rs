@@ -392,11 +392,15 @@ impl Writer<'_, '_> {
         meta: &Stat,
     ) -> Result<(), String> {
         let before = self.changes.changed.len();
-        let created = self
-            .dst
-            .kind(dest_rel)
-            .map_err(|e| e.to_string())?
-            .is_none();
+        let created = match self.dst.kind(dest_rel).map_err(|e| e.to_string())? {
+            Some(FileType::Directory) => false,
+            Some(_) => {
+                return Err(format!(
+                    "cannot copy a directory to non-directory /{dest_rel}"
+                ));
+            }
+            None => true,
+        };
         if created {
             self.dst
                 .create_dir(dest_rel, 0o755)
@@ -466,5 +470,139 @@ impl Writer<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::DockerIgnore;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// A context holding `a.txt`, `b.txt` and `tree/t.txt`, and an empty
+    /// destination root.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        src: SourceTree,
+        root: std::path::PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        let root = dir.path().join("root");
+        fs_err::create_dir_all(ctx.join("tree")).unwrap();
+        fs_err::create_dir_all(&root).unwrap();
+        fs_err::write(ctx.join("a.txt"), "a").unwrap();
+        fs_err::write(ctx.join("b.txt"), "bb").unwrap();
+        fs_err::write(ctx.join("tree/t.txt"), "t").unwrap();
+        let src = SourceTree::context(ctx, DockerIgnore::default());
+        Fixture {
+            _dir: dir,
+            src,
+            root,
+        }
+    }
+
+    fn copy(f: &Fixture, sources: &[&str], dest: &str, chmod: Option<&str>) -> Result<(), String> {
+        let job = CopyJob {
+            src: &f.src,
+            root: &f.root,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            inline: Vec::new(),
+            dest: dest.to_string(),
+            owner: None,
+            chmod: chmod.map(|c| Chmod::parse(c).unwrap()),
+            is_add: false,
+            now: 0,
+            skip: None,
+        };
+        run(&job).map(|_| ())
+    }
+
+    fn mode(f: &Fixture, rel: &str) -> u32 {
+        fs_err::symlink_metadata(f.root.join(rel)).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn existing_parents_and_destinations_keep_their_mode_and_owner() {
+        let f = fixture();
+        fs_err::create_dir(f.root.join("tmp")).unwrap();
+        fs_err::set_permissions(f.root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        std::os::unix::fs::chown(f.root.join("tmp"), Some(7), Some(8)).unwrap();
+        copy(&f, &["tree"], "/tmp", None).unwrap();
+        copy(&f, &["a.txt"], "/tmp/x/a.txt", Some("600")).unwrap();
+        let meta = fs_err::metadata(f.root.join("tmp")).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            (0o1777, 7, 8)
+        );
+        assert!(f.root.join("tmp/t.txt").is_file());
+        // the parent the second COPY made takes the octal --chmod
+        assert_eq!(mode(&f, "tmp/x"), 0o600);
+        assert_eq!(mode(&f, "tmp/x/a.txt"), 0o600);
+    }
+
+    #[test]
+    fn a_file_named_like_an_existing_directory_goes_inside_it() {
+        let f = fixture();
+        fs_err::create_dir_all(f.root.join("usr/bin")).unwrap();
+        copy(&f, &["a.txt"], "/usr/bin", None).unwrap();
+        assert!(f.root.join("usr/bin/a.txt").is_file());
+        // a symlink to a directory is followed
+        std::os::unix::fs::symlink("usr/bin", f.root.join("bin")).unwrap();
+        copy(&f, &["b.txt"], "/bin", None).unwrap();
+        assert!(f.root.join("usr/bin/b.txt").is_file());
+    }
+
+    #[test]
+    fn sources_copy_in_turn_and_an_empty_glob_is_skipped_next_to_others() {
+        let f = fixture();
+        copy(&f, &["nothing*", "a.txt"], "/single", None).unwrap();
+        assert_eq!(fs_err::read_to_string(f.root.join("single")).unwrap(), "a");
+        copy(&f, &["a.txt", "b.txt"], "/both", None).unwrap();
+        assert_eq!(fs_err::read_to_string(f.root.join("both")).unwrap(), "bb");
+        copy(&f, &["tree", "a.txt"], "/mixed", None).unwrap();
+        assert!(f.root.join("mixed/t.txt").is_file() && f.root.join("mixed/a.txt").is_file());
+        let e = copy(&f, &["nothing*", "none?"], "/x/", None).unwrap_err();
+        assert!(
+            e.contains("\"nothing*\": no source files were specified"),
+            "{e}"
+        );
+        let e = copy(&f, &["missing", "a.txt"], "/x/", None).unwrap_err();
+        assert!(e.contains("\"missing\": not found"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_and_a_non_directory_never_replace_each_other() {
+        let f = fixture();
+        fs_err::write(f.root.join("file"), "x").unwrap();
+        let e = copy(&f, &["tree"], "/file", None).unwrap_err();
+        assert!(e.contains("non-directory /file"), "{e}");
+        fs_err::create_dir_all(f.root.join("d/a.txt")).unwrap();
+        let e = copy(&f, &["a.txt"], "/d/", None).unwrap_err();
+        assert!(e.contains("cannot replace directory /d/a.txt"), "{e}");
+        fs_err::create_dir_all(f.root.join("m")).unwrap();
+        fs_err::create_dir(f.root.join("m/t.txt")).unwrap();
+        let e = copy(&f, &["tree"], "/m", None).unwrap_err();
+        assert!(e.contains("cannot replace directory /m/t.txt"), "{e}");
+        // a file replaces a file
+        fs_err::write(f.root.join("over"), "old").unwrap();
+        copy(&f, &["a.txt"], "/over", None).unwrap();
+        assert_eq!(fs_err::read_to_string(f.root.join("over")).unwrap(), "a");
+    }
+
+    #[test]
+    fn a_symbolic_chmod_applies_per_entry_and_leaves_created_parents_0755() {
+        let f = fixture();
+        copy(&f, &["tree"], "/new/dir", Some("a=rX")).unwrap();
+        assert_eq!(mode(&f, "new"), 0o755);
+        assert_eq!(mode(&f, "new/dir"), 0o755);
+        assert_eq!(mode(&f, "new/dir/t.txt"), 0o444);
+        copy(&f, &["tree"], "/oct/dir", Some("0750")).unwrap();
+        assert_eq!(mode(&f, "oct"), 0o750);
+        assert_eq!(mode(&f, "oct/dir"), 0o750);
+        assert_eq!(mode(&f, "oct/dir/t.txt"), 0o750);
     }
 }
