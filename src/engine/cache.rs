@@ -418,7 +418,9 @@ impl Cache {
     pub fn sources_digest(&self, tree: &SourceTree, sources: &[String]) -> Result<String, String> {
         let mut entries = Vec::new();
         for source in sources {
-            for m in tree.expand(source)? {
+            // a glob matching nothing next to other sources is skipped (the
+            // step itself fails when nothing at all matches)
+            for m in tree.expand_allow_empty(source)? {
                 let name = crate::lexpath::base_name(&m.name).to_string();
                 collect(tree, &m.real, &name, &mut entries)?;
             }

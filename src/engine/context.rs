@@ -62,7 +62,11 @@ impl SourceTree {
     /// inside the tree), and named as matched. Excluded paths are not
     /// found. `links` gets every symlink followed on the way. A glob may
     /// match nothing.
-    fn expand_matches(&self, source: &str, links: &mut Vec<String>) -> Result<Vec<Match>, String> {
+    pub fn expand_matches(
+        &self,
+        source: &str,
+        links: &mut Vec<String>,
+    ) -> Result<Vec<Match>, String> {
         let rel = lexpath::in_root(source);
         // a tree that is not there (a stage's root handed to another
         // stage) holds nothing
@@ -128,12 +132,17 @@ impl SourceTree {
     ) -> Result<Vec<Match>, String> {
         let found = self.expand_matches(source, links)?;
         if found.is_empty() {
-            return Err(format!(
-                "{source:?}: no source files were specified (nothing in the {} matches)",
-                self.label
-            ));
+            return Err(self.nothing_matches(source));
         }
         Ok(found)
+    }
+
+    /// The error for a glob that matches nothing.
+    pub fn nothing_matches(&self, source: &str) -> String {
+        format!(
+            "{source:?}: no source files were specified (nothing in the {} matches)",
+            self.label
+        )
     }
 
     /// [`SourceTree::expand_traced`] without the links.

@@ -79,10 +79,7 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
         && matched.is_empty()
         && job.inline.is_empty()
     {
-        return Err(format!(
-            "{source:?}: no source files were specified (nothing in the {} matches)",
-            job.src.label
-        ));
+        return Err(job.src.nothing_matches(source));
     }
     let dest_clean = lexpath::clean(&job.dest);
     let slash = job.dest.ends_with('/') || job.dest.ends_with("/.") || job.dest == ".";
