@@ -337,8 +337,42 @@ fn parse_class(chars: &[char], mut i: usize) -> Option<(Tok, usize)> {
 
 #[derive(Debug, Clone)]
 struct Pattern {
-    glob: Glob,
+    matcher: Matcher,
     exclusion: bool,
+}
+
+/// How one pattern matches a path.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Glob(Glob),
+    /// `**` then only literal characters: patternmatcher (since 2021-12,
+    /// its "suffix match") takes any path ending in them, so `**.log`
+    /// matches `a/b/x.log` and `**foo` matches `barfoo`; with a `/` after
+    /// the `**` the path may also be the rest alone (`**/foo` matches
+    /// `foo`), as the glob reading gives.
+    Suffix(String),
+}
+
+impl Matcher {
+    fn new(cleaned: &str) -> Option<Matcher> {
+        if let Some(rest) = cleaned.strip_prefix("**")
+            && !rest.is_empty()
+            && !rest.contains(['*', '?', '[', ']', '\\'])
+        {
+            return Some(Matcher::Suffix(rest.to_string()));
+        }
+        Glob::new(cleaned, Flavor::DockerIgnore).map(Matcher::Glob)
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Matcher::Glob(g) => g.matches(path),
+            Matcher::Suffix(suffix) => {
+                path.ends_with(suffix.as_str())
+                    || suffix.strip_prefix('/').is_some_and(|s| path == s)
+            }
+        }
+    }
 }
 
 /// The patterns of one `.dockerignore` file.
@@ -372,13 +406,11 @@ impl DockerIgnore {
             if cleaned.len() > 1 && cleaned.starts_with('/') {
                 cleaned.remove(0);
             }
-            let glob = Glob::new(&cleaned, Flavor::DockerIgnore).ok_or_else(|| {
-                IgnoreError::BadPattern {
-                    line,
-                    pattern: raw.trim().to_string(),
-                }
+            let matcher = Matcher::new(&cleaned).ok_or_else(|| IgnoreError::BadPattern {
+                line,
+                pattern: raw.trim().to_string(),
             })?;
-            patterns.push(Pattern { glob, exclusion });
+            patterns.push(Pattern { matcher, exclusion });
         }
         Ok(Self { patterns })
     }
@@ -402,10 +434,10 @@ impl DockerIgnore {
             if pattern.exclusion != matched {
                 continue;
             }
-            let mut hit = pattern.glob.matches(&rel);
+            let mut hit = pattern.matcher.matches(&rel);
             if !hit {
                 for n in 1..=parents.len() {
-                    if pattern.glob.matches(&parents[..n].join("/")) {
+                    if pattern.matcher.matches(&parents[..n].join("/")) {
                         hit = true;
                         break;
                     }

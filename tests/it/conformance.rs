@@ -327,6 +327,7 @@ cases! {
     copy_chmod_modes_match_current_docker => "copy-chmod-modes",
     copy_special_names_match_docker => "copy-special-names",
     copy_dockerignore_exceptions_match_docker => "copy-dockerignore-exceptions",
+    copy_dockerignore_suffix_matches_current_docker => "copy-dockerignore-suffix",
 }
 
 /// An extra check, not part of the suite: every case folder under
