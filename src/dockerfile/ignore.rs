@@ -3,8 +3,10 @@
 //! Docker's rules (moby's `ignorefile` and `patternmatcher`): a line starting
 //! with `#` is a comment, patterns are trimmed and cleaned (`./` and a leading
 //! `/` removed), `!` makes an exception, the last matching pattern wins, `**`
-//! matches any number of directories, and a pattern that matches a parent
-//! directory matches everything below it. This module only matches strings;
+//! matches any number of directories (`**` then only literal characters:
+//! any path ending in them), and a pattern that matches a parent
+//! directory matches everything below it (decided top down, as BuildKit's
+//! context walk does). This module only matches strings;
 //! walking the context is the engine's job.
 
 use crate::lexpath;
@@ -422,32 +424,41 @@ impl DockerIgnore {
     }
 
     /// Whether the context path `rel` (slash-separated, relative to the
-    /// context root, no leading `./`) is excluded.
+    /// context root, no leading `./`) is excluded, decided as BuildKit's
+    /// context walk does (patternmatcher `MatchesUsingParentResults`):
+    /// from the top directory down, each pattern that matched a parent
+    /// counts as matching its children; one not yet matched is tried on
+    /// the path itself when it could change the answer (an exclusion while
+    /// the path is not excluded, an exception while it is), in order, the
+    /// last match deciding.
     pub fn is_excluded(&self, rel: &str) -> bool {
         let rel = lexpath::clean(rel);
-        let parents: Vec<&str> = match rel.rfind('/') {
-            Some(i) => rel[..i].split('/').collect(),
-            None => Vec::new(),
-        };
-        let mut matched = false;
-        for pattern in &self.patterns {
-            if pattern.exclusion != matched {
-                continue;
-            }
-            let mut hit = pattern.matcher.matches(&rel);
-            if !hit {
-                for n in 1..=parents.len() {
-                    if pattern.matcher.matches(&parents[..n].join("/")) {
-                        hit = true;
-                        break;
+        let mut carried = vec![false; self.patterns.len()];
+        let mut end = 0;
+        loop {
+            end = match rel[end..].find('/') {
+                Some(i) if end + i > 0 => end + i,
+                Some(_) => 1,
+                None => rel.len(),
+            };
+            let path = &rel[..end];
+            let mut matched = false;
+            for (pattern, carry) in self.patterns.iter().zip(carried.iter_mut()) {
+                if !*carry {
+                    if pattern.exclusion != matched {
+                        continue;
                     }
+                    *carry = pattern.matcher.matches(path);
+                }
+                if *carry {
+                    matched = !pattern.exclusion;
                 }
             }
-            if hit {
-                matched = !pattern.exclusion;
+            if end >= rel.len() {
+                return matched;
             }
+            end += 1;
         }
-        matched
     }
 }
 

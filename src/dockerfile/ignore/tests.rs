@@ -64,6 +64,14 @@ const CASES: &[(&str, &str, bool)] = &[
     ("**/foo", "barfoo", false),
     ("**/foo.txt\n!**/keep/foo.txt", "keep/foo.txt", false),
     ("**/foo.txt\n!**/keep/foo.txt", "a/foo.txt", true),
+    // decided from the top down as BuildKit's walk does: the second `x`
+    // was not tried on the parent (already excluded there), and the path
+    // itself does not match it, so the exception stands
+    ("x\n!x/y\nx", "x/y", false),
+    ("x\n!x/y\nx", "x/y/z", false),
+    ("x\n!x/y\nx", "x/w", true),
+    ("a/*\n!a/b/c", "a/b/c/d", false),
+    ("a/*\n!a/b/c", "a/b/d", true),
     // with any glob after it, `**` is `(.*/)?` again
     ("**x*.log", "ax.log", false),
     ("**x*.log", "a/x1.log", true),
