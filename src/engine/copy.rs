@@ -258,9 +258,8 @@ impl Writer<'_, '_> {
         }
     }
 
-    /// Owner, mode (after `--chmod`) and, for files, times.
-    /// `mode` is the mode before `--chmod`: the source's, or 0755 for a
-    /// directory COPY creates.
+    /// Owner, mode (after `--chmod`) and, for files, times, of a copied
+    /// entry. `mode` is the source's mode before `--chmod`.
     fn apply_meta(
         &mut self,
         rel: &str,
