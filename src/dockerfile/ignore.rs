@@ -3,8 +3,10 @@
 //! Docker's rules (moby's `ignorefile` and `patternmatcher`): a line starting
 //! with `#` is a comment, patterns are trimmed and cleaned (`./` and a leading
 //! `/` removed), `!` makes an exception, the last matching pattern wins, `**`
-//! matches any number of directories, and a pattern that matches a parent
-//! directory matches everything below it. This module only matches strings;
+//! matches any number of directories (`**` then only literal characters:
+//! any path ending in them), and a pattern that matches a parent
+//! directory matches everything below it (decided top down, as BuildKit's
+//! context walk does). This module only matches strings;
 //! walking the context is the engine's job.
 
 use crate::lexpath;
@@ -337,8 +339,42 @@ fn parse_class(chars: &[char], mut i: usize) -> Option<(Tok, usize)> {
 
 #[derive(Debug, Clone)]
 struct Pattern {
-    glob: Glob,
+    matcher: Matcher,
     exclusion: bool,
+}
+
+/// How one pattern matches a path.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Glob(Glob),
+    /// `**` then only literal characters: patternmatcher (since 2021-12,
+    /// its "suffix match") takes any path ending in them, so `**.log`
+    /// matches `a/b/x.log` and `**foo` matches `barfoo`; with a `/` after
+    /// the `**` the path may also be the rest alone (`**/foo` matches
+    /// `foo`), as the glob reading gives.
+    Suffix(String),
+}
+
+impl Matcher {
+    fn new(cleaned: &str) -> Option<Matcher> {
+        if let Some(rest) = cleaned.strip_prefix("**")
+            && !rest.is_empty()
+            && !rest.contains(['*', '?', '[', ']', '\\'])
+        {
+            return Some(Matcher::Suffix(rest.to_string()));
+        }
+        Glob::new(cleaned, Flavor::DockerIgnore).map(Matcher::Glob)
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Matcher::Glob(g) => g.matches(path),
+            Matcher::Suffix(suffix) => {
+                path.ends_with(suffix.as_str())
+                    || suffix.strip_prefix('/').is_some_and(|s| path == s)
+            }
+        }
+    }
 }
 
 /// The patterns of one `.dockerignore` file.
@@ -372,13 +408,11 @@ impl DockerIgnore {
             if cleaned.len() > 1 && cleaned.starts_with('/') {
                 cleaned.remove(0);
             }
-            let glob = Glob::new(&cleaned, Flavor::DockerIgnore).ok_or_else(|| {
-                IgnoreError::BadPattern {
-                    line,
-                    pattern: raw.trim().to_string(),
-                }
+            let matcher = Matcher::new(&cleaned).ok_or_else(|| IgnoreError::BadPattern {
+                line,
+                pattern: raw.trim().to_string(),
             })?;
-            patterns.push(Pattern { glob, exclusion });
+            patterns.push(Pattern { matcher, exclusion });
         }
         Ok(Self { patterns })
     }
@@ -390,32 +424,41 @@ impl DockerIgnore {
     }
 
     /// Whether the context path `rel` (slash-separated, relative to the
-    /// context root, no leading `./`) is excluded.
+    /// context root, no leading `./`) is excluded, decided as BuildKit's
+    /// context walk does (patternmatcher `MatchesUsingParentResults`):
+    /// from the top directory down, each pattern that matched a parent
+    /// counts as matching its children; one not yet matched is tried on
+    /// the path itself when it could change the answer (an exclusion while
+    /// the path is not excluded, an exception while it is), in order, the
+    /// last match deciding.
     pub fn is_excluded(&self, rel: &str) -> bool {
         let rel = lexpath::clean(rel);
-        let parents: Vec<&str> = match rel.rfind('/') {
-            Some(i) => rel[..i].split('/').collect(),
-            None => Vec::new(),
-        };
-        let mut matched = false;
-        for pattern in &self.patterns {
-            if pattern.exclusion != matched {
-                continue;
-            }
-            let mut hit = pattern.glob.matches(&rel);
-            if !hit {
-                for n in 1..=parents.len() {
-                    if pattern.glob.matches(&parents[..n].join("/")) {
-                        hit = true;
-                        break;
+        let mut carried = vec![false; self.patterns.len()];
+        let mut end = 0;
+        loop {
+            end = match rel[end..].find('/') {
+                Some(i) if end + i > 0 => end + i,
+                Some(_) => 1,
+                None => rel.len(),
+            };
+            let path = &rel[..end];
+            let mut matched = false;
+            for (pattern, carry) in self.patterns.iter().zip(carried.iter_mut()) {
+                if !*carry {
+                    if pattern.exclusion != matched {
+                        continue;
                     }
+                    *carry = pattern.matcher.matches(path);
+                }
+                if *carry {
+                    matched = !pattern.exclusion;
                 }
             }
-            if hit {
-                matched = !pattern.exclusion;
+            if end >= rel.len() {
+                return matched;
             }
+            end += 1;
         }
-        matched
     }
 }
 

@@ -60,8 +60,9 @@ impl SourceTree {
     /// (as Go's `filepath.Glob`), a plain path as written. Each match is
     /// read through its resolved path (symlinks followed, the last one too,
     /// inside the tree), and named as matched. Excluded paths are not
-    /// found. `links` gets every symlink followed on the way.
-    pub fn expand_traced(
+    /// found. `links` gets every symlink followed on the way. A glob may
+    /// match nothing.
+    pub fn expand_matches(
         &self,
         source: &str,
         links: &mut Vec<String>,
@@ -77,7 +78,7 @@ impl SourceTree {
         let exists = |real: &str| root.lstat(real).is_ok_and(|m| m.is_some());
         if !has_glob(&rel) {
             let real = resolve(&rel, links)?;
-            if !exists(&real) || self.is_excluded(&rel) {
+            if !exists(&real) || !self.is_sent(&root, &rel, &real) {
                 return Err(format!("{source:?}: not found in {}", self.label));
             }
             return Ok(vec![Match { name: rel, real }]);
@@ -118,19 +119,67 @@ impl SourceTree {
             }
             found = next;
         }
-        found.retain(|m| !self.is_excluded(&m.name));
+        found.retain(|m| self.is_sent(&root, &m.name, &m.real));
+        Ok(found)
+    }
+
+    /// [`SourceTree::expand_traced`], where a glob matching nothing is an
+    /// error naming the source.
+    pub fn expand_traced(
+        &self,
+        source: &str,
+        links: &mut Vec<String>,
+    ) -> Result<Vec<Match>, String> {
+        let found = self.expand_matches(source, links)?;
         if found.is_empty() {
-            return Err(format!(
-                "{source:?}: no source files were specified (nothing in the {} matches)",
-                self.label
-            ));
+            return Err(self.nothing_matches(source));
         }
         Ok(found)
+    }
+
+    /// The error for a glob that matches nothing.
+    pub fn nothing_matches(&self, source: &str) -> String {
+        format!(
+            "{source:?}: no source files were specified (nothing in the {} matches)",
+            self.label
+        )
     }
 
     /// [`SourceTree::expand_traced`] without the links.
     pub fn expand(&self, source: &str) -> Result<Vec<Match>, String> {
         self.expand_traced(source, &mut Vec::new())
+    }
+
+    /// The paths a COPY source names; a glob may match nothing (BuildKit
+    /// allows that next to other sources), a plain path must be there.
+    pub fn expand_allow_empty(&self, source: &str) -> Result<Vec<Match>, String> {
+        self.expand_matches(source, &mut Vec::new())
+    }
+
+    /// Whether the path named `name` (really at `real`) is in the tree as
+    /// BuildKit's context transfer sends it: not excluded by
+    /// `.dockerignore`, or an excluded directory that holds something a
+    /// `!` exception re-includes (sent as that thing's parent).
+    fn is_sent(&self, root: &Root, name: &str, real: &str) -> bool {
+        !self.is_excluded(name)
+            || (self.may_include_below()
+                && root.is_dir(real).unwrap_or(false)
+                && self.holds_included(root, real, 0))
+    }
+
+    /// Whether something below the excluded directory `real` is not
+    /// excluded (a walk bounded in depth by the kernel's path length).
+    fn holds_included(&self, root: &Root, real: &str, depth: usize) -> bool {
+        let Ok(entries) = root.read_dir(real) else {
+            return false;
+        };
+        entries.into_iter().any(|(name, _)| {
+            let child = lexpath::child(real, &name);
+            !self.is_excluded(&child)
+                || (depth < 2048
+                    && root.is_dir(&child).unwrap_or(false)
+                    && self.holds_included(root, &child, depth + 1))
+        })
     }
 }
 

@@ -20,88 +20,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, Read};
 use std::path::Path;
 
-/// `--chmod`: an octal mode or symbolic clauses (`u+x,go-w`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Chmod {
-    Octal(u32),
-    Symbolic(Vec<(u32, char, u32, bool)>),
-}
-
-impl Chmod {
-    pub fn parse(s: &str) -> Result<Chmod, String> {
-        if !s.is_empty() && s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-            let m = u32::from_str_radix(s, 8).map_err(|_| format!("invalid --chmod {s:?}"))?;
-            if m > 0o7777 {
-                return Err(format!("invalid --chmod {s:?}: mode out of range"));
-            }
-            return Ok(Chmod::Octal(m));
-        }
-        let mut clauses = Vec::new();
-        for clause in s.split(',') {
-            let who_len = clause
-                .find(['+', '-', '='])
-                .ok_or_else(|| format!("invalid --chmod {s:?}"))?;
-            let mut who = 0;
-            for c in clause[..who_len].chars() {
-                who |= match c {
-                    'u' => 0o4700,
-                    'g' => 0o2070,
-                    'o' => 0o1007,
-                    'a' => 0o7777,
-                    _ => return Err(format!("invalid --chmod {s:?}")),
-                };
-            }
-            if who == 0 {
-                who = 0o7777;
-            }
-            let op = clause[who_len..]
-                .chars()
-                .next()
-                .ok_or_else(|| format!("invalid --chmod {s:?}"))?;
-            let mut perm = 0;
-            let mut cap_x = false;
-            for c in clause[who_len + 1..].chars() {
-                perm |= match c {
-                    'r' => 0o444,
-                    'w' => 0o222,
-                    'x' => 0o111,
-                    'X' => {
-                        cap_x = true;
-                        0
-                    }
-                    's' => 0o6000,
-                    't' => 0o1000,
-                    _ => return Err(format!("invalid --chmod {s:?}")),
-                };
-            }
-            clauses.push((who, op, perm, cap_x));
-        }
-        Ok(Chmod::Symbolic(clauses))
-    }
-
-    /// The mode for a file whose own mode is `mode`.
-    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
-        match self {
-            Chmod::Octal(m) => *m,
-            Chmod::Symbolic(clauses) => {
-                let mut m = mode & 0o7777;
-                for &(who, op, perm, cap_x) in clauses {
-                    let mut p = perm;
-                    if cap_x && (is_dir || m & 0o111 != 0) {
-                        p |= 0o111;
-                    }
-                    let p = p & who;
-                    match op {
-                        '+' => m |= p,
-                        '-' => m &= !p,
-                        _ => m = (m & !who) | p,
-                    }
-                }
-                m
-            }
-        }
-    }
-}
+pub use super::chmod::Chmod;
 
 /// An inline (heredoc) source, already expanded.
 #[derive(Debug, Clone)]
@@ -131,30 +50,41 @@ pub struct CopyJob<'a> {
 }
 
 /// Runs the copy; returns what changed, or a message for the user.
+///
+/// As BuildKit's dockerfile frontend does, every matched source (then every
+/// inline file) is one copy to the same destination, each deciding anew
+/// from what is there when it runs: a directory's contents go into the
+/// destination directory (made if missing; one that exists keeps its mode
+/// and owner, and a file there is an error); anything else goes inside an
+/// existing directory or a destination ending in `/`, else becomes the
+/// destination (followed if it is a symlink). Several sources need no `/`
+/// (BuildKit never enforced the legacy builder's rule), and a glob that
+/// matches nothing is skipped if another source matched.
 pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
     let mut matched = Vec::new();
+    let mut empty = None;
     for source in &job.sources {
         if job.is_add && super::unsupported::is_remote(source) {
             return Err(format!(
                 "ADD from a URL or git repository ({source}) is not implemented yet"
             ));
         }
-        matched.extend(job.src.expand(source)?);
+        let found = job.src.expand_allow_empty(source)?;
+        if found.is_empty() && empty.is_none() {
+            empty = Some(source);
+        }
+        matched.extend(found);
     }
-    let count = matched.len() + job.inline.len();
+    if let Some(source) = empty
+        && matched.is_empty()
+        && job.inline.is_empty()
+    {
+        return Err(job.src.nothing_matches(source));
+    }
     let dest_clean = lexpath::clean(&job.dest);
     let slash = job.dest.ends_with('/') || job.dest.ends_with("/.") || job.dest == ".";
     let dst = Root::open(job.root).map_err(|e| e.to_string())?;
     let src = Root::open(&job.src.root).map_err(|e| e.to_string())?;
-    let dest_followed = scope::resolve_in(&dst, &dest_clean, true).map_err(|e| e.to_string())?;
-    let dest_is_dir = dst.is_dir(&dest_followed).map_err(|e| e.to_string())?;
-    let into = slash || count > 1 || dest_is_dir;
-    if count > 1 && !slash && !dest_is_dir && job.sources.len() + job.inline.len() > 1 {
-        return Err(format!(
-            "when using {} with more than one source file, the destination must be a directory and end with a /",
-            if job.is_add { "ADD" } else { "COPY" }
-        ));
-    }
     let mut w = Writer {
         job,
         dst: &dst,
@@ -163,14 +93,6 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
         links: HashMap::new(),
         dir_times: Vec::new(),
     };
-    for inline in &job.inline {
-        let target = if into {
-            lexpath::child(&dest_clean, &inline.name)
-        } else {
-            dest_clean.clone()
-        };
-        w.write_inline(&target, inline)?;
-    }
     for m in matched {
         // hard links are kept within one match, as BuildKit's copier (one
         // per match) keeps them: two matches of one inode are two files
@@ -180,23 +102,22 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{:?}: not found in {}", m.name, job.src.label))?;
         if kind(&meta) == FileType::Directory {
-            let dest_rel = w.prepare_dir(&dest_clean, &meta)?;
+            let dest_rel = w.dir_destination(&dest_clean, &meta)?;
             w.copy_dir_contents(&m.real, &dest_rel)?;
         } else if job.is_add
             && kind(&meta) == FileType::RegularFile
             && is_tar_archive(&src, &m.real)
         {
-            let dest_rel = w.prepare_dir(&dest_clean, &meta)?;
+            let dest_rel = w.archive_destination(&dest_clean)?;
             w.extract(&m.real, &dest_rel)?;
         } else {
-            let target = if into {
-                lexpath::child(&dest_clean, lexpath::base_name(&m.name))
-            } else {
-                dest_clean.clone()
-            };
-            let dest_rel = w.target(&target)?;
+            let dest_rel = w.file_destination(&dest_clean, slash, lexpath::base_name(&m.name))?;
             w.copy_entry(&m.real, &meta, &dest_rel)?;
         }
+    }
+    for inline in &job.inline {
+        let dest_rel = w.file_destination(&dest_clean, slash, &inline.name)?;
+        w.write_inline(&dest_rel, inline)?;
     }
     w.finish()?;
     Ok(w.changes)
@@ -251,13 +172,53 @@ struct Writer<'a, 'b> {
 }
 
 impl Writer<'_, '_> {
-    /// Resolves a destination file path: parents through symlinks (inside the
-    /// root), the last element as written; creates missing parents.
-    fn target(&mut self, abs: &str) -> Result<String, String> {
-        let (parent, base) = lexpath::split_last(abs);
-        let parent_rel = scope::resolve_in(self.dst, parent, true).map_err(|e| e.to_string())?;
-        self.mkdir_parents(&parent_rel)?;
-        Ok(lexpath::child(&parent_rel, base))
+    /// Where a non-directory source goes: inside the destination if it
+    /// ends in `/` or is a directory, else the destination itself; a
+    /// symlink there is followed (inside the root), as BuildKit resolves
+    /// its destination. Missing parents are made.
+    fn file_destination(&mut self, abs: &str, slash: bool, base: &str) -> Result<String, String> {
+        let followed = scope::resolve_in(self.dst, abs, true).map_err(|e| e.to_string())?;
+        let into = slash || self.dst.is_dir(&followed).map_err(|e| e.to_string())?;
+        let target = if into {
+            lexpath::child(&followed, base)
+        } else {
+            followed
+        };
+        self.mkdir_parents(lexpath::split_last(&target).0)?;
+        Ok(target)
+    }
+
+    /// The directory a directory source's contents go into: the
+    /// destination, followed. One that exists keeps its mode, owner and
+    /// times (BuildKit leaves an existing destination's metadata alone: a
+    /// COPY into `/tmp` keeps it 1777); a missing one is made with its
+    /// parents (mode 0755 or an octal `--chmod`'s, owned by root or the
+    /// `--chown` owner) and takes the source directory's times; anything
+    /// else there is an error, as in BuildKit.
+    fn dir_destination(&mut self, abs: &str, src_dir: &Stat) -> Result<String, String> {
+        let rel = scope::resolve_in(self.dst, abs, true).map_err(|e| e.to_string())?;
+        match self.dst.kind(&rel).map_err(|e| e.to_string())? {
+            Some(FileType::Directory) => {}
+            Some(_) => return Err(format!("cannot copy a directory to non-directory /{rel}")),
+            None => {
+                self.mkdir_parents(&rel)?;
+                self.dir_times.retain(|(p, _)| *p != rel);
+                self.dir_times.push((rel.clone(), src_dir.st_mtime));
+            }
+        }
+        Ok(rel)
+    }
+
+    /// The directory an archive ADD unpacks into: made 0755 with its
+    /// parents if missing (BuildKit's unpack ignores `--chmod` there).
+    fn archive_destination(&mut self, abs: &str) -> Result<String, String> {
+        let rel = scope::resolve_in(self.dst, abs, true).map_err(|e| e.to_string())?;
+        let owner = self.job.owner.unwrap_or((0, 0));
+        for dir in tree::mkdir_all(self.dst, &rel, owner, 0o755).map_err(|e| e.to_string())? {
+            self.dir_times.push((dir.clone(), self.job.now));
+            self.changes.add(&dir);
+        }
+        Ok(rel)
     }
 
     /// Removes what is at `rel` in the destination, and forgets what this
@@ -268,30 +229,14 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
-    /// Makes sure the destination directory exists. A new one takes the
-    /// owner and times of the source directory (`src_dir`) but mode 0755
-    /// (after `--chmod`), as BuildKit creates it (checked against docker
-    /// build: a 0555 source directory still gives a 0755 destination).
-    fn prepare_dir(&mut self, abs: &str, src_dir: &Stat) -> Result<String, String> {
-        let rel = scope::resolve_in(self.dst, abs, true).map_err(|e| e.to_string())?;
-        match self.dst.kind(&rel).map_err(|e| e.to_string())? {
-            Some(FileType::Directory) => return Ok(rel),
-            Some(_) => self.remove(&rel)?,
-            None => {}
-        }
-        self.mkdir_parents(lexpath::split_last(&rel).0)?;
-        self.dst
-            .create_dir(&rel, 0o755)
-            .map_err(|e| e.to_string())?;
-        self.apply_meta(&rel, src_dir, 0o755, true)?;
-        Ok(rel)
-    }
-
-    /// `mkdir -p` of a root-relative directory: new ones are 0755, owned by
-    /// the `--chown` owner, stamped with the build time.
+    /// `mkdir -p` of a root-relative directory: new ones are 0755 (an
+    /// octal `--chmod`'s mode instead, as BuildKit ≥ 0.21 makes them),
+    /// owned by root or the `--chown` owner, stamped with the build time;
+    /// existing ones are left as they are.
     fn mkdir_parents(&mut self, rel: &str) -> Result<(), String> {
         let owner = self.job.owner.unwrap_or((0, 0));
-        for dir in tree::mkdir_all(self.dst, rel, owner, 0o755).map_err(|e| e.to_string())? {
+        let mode = Chmod::dir_mode(self.job.chmod.as_ref());
+        for dir in tree::mkdir_all(self.dst, rel, owner, mode).map_err(|e| e.to_string())? {
             self.dir_times.push((dir.clone(), self.job.now));
             self.changes.add(&dir);
         }
@@ -306,9 +251,8 @@ impl Writer<'_, '_> {
         }
     }
 
-    /// Owner, mode (after `--chmod`) and, for files, times.
-    /// `mode` is the mode before `--chmod`: the source's, or 0755 for a
-    /// directory COPY creates.
+    /// Owner, mode (after `--chmod`) and, for files, times, of a copied
+    /// entry. `mode` is the source's mode before `--chmod`.
     fn apply_meta(
         &mut self,
         rel: &str,
@@ -343,7 +287,20 @@ impl Writer<'_, '_> {
         let is_dir = ft == FileType::Directory;
         let existing = self.dst.kind(dest_rel).map_err(|e| e.to_string())?;
         let dir_there = existing == Some(FileType::Directory);
-        if existing.is_some() && !(is_dir && dir_there) {
+        // as BuildKit's copier: directories merge, a directory is never
+        // replaced by anything else nor anything else by a directory, and
+        // any other entry there is replaced
+        if dir_there && !is_dir {
+            return Err(format!(
+                "cannot replace directory /{dest_rel} with a non-directory"
+            ));
+        }
+        if existing.is_some() && is_dir && !dir_there {
+            return Err(format!(
+                "cannot copy a directory to non-directory /{dest_rel}"
+            ));
+        }
+        if existing.is_some() && !is_dir {
             self.remove(dest_rel)?;
         }
         let err = |e: crate::fs::FsError| e.to_string();
@@ -424,11 +381,15 @@ impl Writer<'_, '_> {
         meta: &Stat,
     ) -> Result<(), String> {
         let before = self.changes.changed.len();
-        let created = self
-            .dst
-            .kind(dest_rel)
-            .map_err(|e| e.to_string())?
-            .is_none();
+        let created = match self.dst.kind(dest_rel).map_err(|e| e.to_string())? {
+            Some(FileType::Directory) => false,
+            Some(_) => {
+                return Err(format!(
+                    "cannot copy a directory to non-directory /{dest_rel}"
+                ));
+            }
+            None => true,
+        };
         if created {
             self.dst
                 .create_dir(dest_rel, 0o755)
@@ -444,26 +405,31 @@ impl Writer<'_, '_> {
         self.apply_meta(dest_rel, meta, meta.st_mode, true)
     }
 
-    fn write_inline(&mut self, abs: &str, inline: &InlineFile) -> Result<(), String> {
-        let rel = self.target(abs)?;
-        if self.dst.kind(&rel).map_err(|e| e.to_string())?.is_some() {
-            self.remove(&rel)?;
+    fn write_inline(&mut self, rel: &str, inline: &InlineFile) -> Result<(), String> {
+        match self.dst.kind(rel).map_err(|e| e.to_string())? {
+            Some(FileType::Directory) => {
+                return Err(format!(
+                    "cannot replace directory /{rel} with a non-directory"
+                ));
+            }
+            Some(_) => self.remove(rel)?,
+            None => {}
         }
         let err = |e: crate::fs::FsError| e.to_string();
-        let mut f = self.dst.create_file(&rel, 0o600).map_err(err)?;
+        let mut f = self.dst.create_file(rel, 0o600).map_err(err)?;
         std::io::Write::write_all(&mut f, inline.content.as_bytes())
             .map_err(|e| format!("/{rel}: {e}"))?;
         drop(f);
         let (uid, gid) = self.job.owner.unwrap_or((0, 0));
-        self.dst.chown(&rel, uid, gid).map_err(err)?;
+        self.dst.chown(rel, uid, gid).map_err(err)?;
         let mode = self
             .job
             .chmod
             .as_ref()
             .map_or(0o644, |c| c.apply(0o644, false));
-        self.dst.chmod(&rel, mode).map_err(err)?;
-        self.dst.set_mtime(&rel, self.job.now).map_err(err)?;
-        self.changes.add(&rel);
+        self.dst.chmod(rel, mode).map_err(err)?;
+        self.dst.set_mtime(rel, self.job.now).map_err(err)?;
+        self.changes.add(rel);
         Ok(())
     }
 
@@ -499,36 +465,133 @@ impl Writer<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dockerfile::DockerIgnore;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// A context holding `a.txt`, `b.txt` and `tree/t.txt`, and an empty
+    /// destination root.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        src: SourceTree,
+        root: std::path::PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        let root = dir.path().join("root");
+        fs_err::create_dir_all(ctx.join("tree")).unwrap();
+        fs_err::create_dir_all(&root).unwrap();
+        fs_err::write(ctx.join("a.txt"), "a").unwrap();
+        fs_err::write(ctx.join("b.txt"), "bb").unwrap();
+        fs_err::write(ctx.join("tree/t.txt"), "t").unwrap();
+        let src = SourceTree::context(ctx, DockerIgnore::default());
+        Fixture {
+            _dir: dir,
+            src,
+            root,
+        }
+    }
+
+    fn copy(f: &Fixture, sources: &[&str], dest: &str, chmod: Option<&str>) -> Result<(), String> {
+        let job = CopyJob {
+            src: &f.src,
+            root: &f.root,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            inline: Vec::new(),
+            dest: dest.to_string(),
+            owner: None,
+            chmod: chmod.map(|c| Chmod::parse(c).unwrap()),
+            is_add: false,
+            now: 0,
+            skip: None,
+        };
+        run(&job).map(|_| ())
+    }
+
+    fn mode(f: &Fixture, rel: &str) -> u32 {
+        fs_err::symlink_metadata(f.root.join(rel)).unwrap().mode() & 0o7777
+    }
 
     #[test]
-    fn chmod_forms() {
+    fn existing_parents_and_destinations_keep_their_mode_and_owner() {
+        let f = fixture();
+        fs_err::create_dir(f.root.join("tmp")).unwrap();
+        fs_err::set_permissions(f.root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        std::os::unix::fs::chown(f.root.join("tmp"), Some(7), Some(8)).unwrap();
+        copy(&f, &["tree"], "/tmp", None).unwrap();
+        copy(&f, &["a.txt"], "/tmp/x/a.txt", Some("600")).unwrap();
+        let meta = fs_err::metadata(f.root.join("tmp")).unwrap();
         assert_eq!(
-            Chmod::parse("0751").map(|c| c.apply(0o644, false)),
-            Ok(0o751)
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            (0o1777, 7, 8)
         );
-        assert_eq!(Chmod::parse("755").map(|c| c.apply(0o600, true)), Ok(0o755));
-        assert_eq!(
-            Chmod::parse("u+x").map(|c| c.apply(0o644, false)),
-            Ok(0o744)
+        assert!(f.root.join("tmp/t.txt").is_file());
+        // the parent the second COPY made takes the octal --chmod
+        assert_eq!(mode(&f, "tmp/x"), 0o600);
+        assert_eq!(mode(&f, "tmp/x/a.txt"), 0o600);
+    }
+
+    #[test]
+    fn a_file_named_like_an_existing_directory_goes_inside_it() {
+        let f = fixture();
+        fs_err::create_dir_all(f.root.join("usr/bin")).unwrap();
+        copy(&f, &["a.txt"], "/usr/bin", None).unwrap();
+        assert!(f.root.join("usr/bin/a.txt").is_file());
+        // a symlink to a directory is followed
+        std::os::unix::fs::symlink("usr/bin", f.root.join("bin")).unwrap();
+        copy(&f, &["b.txt"], "/bin", None).unwrap();
+        assert!(f.root.join("usr/bin/b.txt").is_file());
+    }
+
+    #[test]
+    fn sources_copy_in_turn_and_an_empty_glob_is_skipped_next_to_others() {
+        let f = fixture();
+        copy(&f, &["nothing*", "a.txt"], "/single", None).unwrap();
+        assert_eq!(fs_err::read_to_string(f.root.join("single")).unwrap(), "a");
+        copy(&f, &["a.txt", "b.txt"], "/both", None).unwrap();
+        assert_eq!(fs_err::read_to_string(f.root.join("both")).unwrap(), "bb");
+        copy(&f, &["tree", "a.txt"], "/mixed", None).unwrap();
+        assert!(f.root.join("mixed/t.txt").is_file() && f.root.join("mixed/a.txt").is_file());
+        let e = copy(&f, &["nothing*", "none?"], "/x/", None).unwrap_err();
+        assert!(
+            e.contains("\"nothing*\": no source files were specified"),
+            "{e}"
         );
-        assert_eq!(
-            Chmod::parse("go-r").map(|c| c.apply(0o644, false)),
-            Ok(0o600)
-        );
-        assert_eq!(
-            Chmod::parse("a=rX").map(|c| c.apply(0o700, true)),
-            Ok(0o555)
-        );
-        assert_eq!(
-            Chmod::parse("a=rX").map(|c| c.apply(0o600, false)),
-            Ok(0o444)
-        );
-        assert_eq!(
-            Chmod::parse("u=rwx,g=rx,o=").map(|c| c.apply(0o000, false)),
-            Ok(0o750)
-        );
-        assert!(Chmod::parse("9").is_err());
-        assert!(Chmod::parse("z+x").is_err());
-        assert!(Chmod::parse("77777").is_err());
+        let e = copy(&f, &["missing", "a.txt"], "/x/", None).unwrap_err();
+        assert!(e.contains("\"missing\": not found"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_and_a_non_directory_never_replace_each_other() {
+        let f = fixture();
+        fs_err::write(f.root.join("file"), "x").unwrap();
+        let e = copy(&f, &["tree"], "/file", None).unwrap_err();
+        assert!(e.contains("non-directory /file"), "{e}");
+        fs_err::create_dir_all(f.root.join("d/a.txt")).unwrap();
+        let e = copy(&f, &["a.txt"], "/d/", None).unwrap_err();
+        assert!(e.contains("cannot replace directory /d/a.txt"), "{e}");
+        fs_err::create_dir_all(f.root.join("m")).unwrap();
+        fs_err::create_dir(f.root.join("m/t.txt")).unwrap();
+        let e = copy(&f, &["tree"], "/m", None).unwrap_err();
+        assert!(e.contains("cannot replace directory /m/t.txt"), "{e}");
+        // a file replaces a file
+        fs_err::write(f.root.join("over"), "old").unwrap();
+        copy(&f, &["a.txt"], "/over", None).unwrap();
+        assert_eq!(fs_err::read_to_string(f.root.join("over")).unwrap(), "a");
+    }
+
+    #[test]
+    fn a_symbolic_chmod_applies_per_entry_and_leaves_created_parents_0755() {
+        let f = fixture();
+        copy(&f, &["tree"], "/new/dir", Some("a=rX")).unwrap();
+        assert_eq!(mode(&f, "new"), 0o755);
+        assert_eq!(mode(&f, "new/dir"), 0o755);
+        assert_eq!(mode(&f, "new/dir/t.txt"), 0o444);
+        copy(&f, &["tree"], "/oct/dir", Some("0750")).unwrap();
+        assert_eq!(mode(&f, "oct"), 0o750);
+        assert_eq!(mode(&f, "oct/dir"), 0o750);
+        assert_eq!(mode(&f, "oct/dir/t.txt"), 0o750);
     }
 }

@@ -54,14 +54,29 @@ pub fn select(
 ) -> Result<Option<Selection>, Missing> {
     let mut links = Vec::new();
     let mut reals = Vec::new();
+    // a glob matching nothing is only an error when nothing else of its
+    // COPY matches (BuildKit skips it next to other sources)
+    let mut empty: Vec<(usize, &str)> = Vec::new();
+    let mut matched_lines = Vec::new();
     for (source, line) in sources {
         let matches = tree
-            .expand_traced(source, &mut links)
+            .expand_matches(source, &mut links)
             .map_err(|message| Missing {
                 line: *line,
                 message,
             })?;
+        if matches.is_empty() {
+            empty.push((*line, source));
+        } else {
+            matched_lines.push(*line);
+        }
         reals.extend(matches.into_iter().map(|m| m.real));
+    }
+    if let Some((line, source)) = empty.into_iter().find(|(l, _)| !matched_lines.contains(l)) {
+        return Err(Missing {
+            line,
+            message: tree.nothing_matches(source),
+        });
     }
     if reals.iter().any(String::is_empty) {
         return Ok(None);

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod chmod;
 pub mod context;
 pub mod copy;
 pub mod copy_sources;

@@ -690,8 +690,9 @@ fn step_summary(text: &str, line: usize, end: usize) -> String {
     }
 }
 
-/// Whether `step` reads the files of the image it runs on: RUN, or a user
-/// or group given by name (looked up in /etc/passwd and /etc/group). A
+/// Whether `step` reads the files of the image it runs on: RUN, COPY,
+/// ADD and WORKDIR, or a user or group given by name (looked up in /etc/passwd and
+/// /etc/group). A
 /// stage none of whose running steps does, on a registry base, never
 /// downloads the base's layers unless an output needs their bytes (kaniko
 /// does the same).
@@ -705,7 +706,13 @@ fn reads_files(step: &Instruction) -> bool {
         // a step of its own here
         Instruction::Run(_) => true,
         Instruction::User(u) => !numeric(u),
-        Instruction::Copy(c) => c.chown.as_deref().is_some_and(|o| !numeric(o)),
+        // where a COPY/ADD lands depends on the base's files: a file
+        // named like an existing directory goes inside it, and existing
+        // parents (/tmp at 1777) keep their mode and owner
+        Instruction::Copy(_) => true,
+        // so does what WORKDIR creates: only the missing directories,
+        // never an existing one (a WORKDIR /tmp must not make it 755)
+        Instruction::Workdir(_) => true,
         _ => false,
     }
 }

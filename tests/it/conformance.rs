@@ -389,6 +389,12 @@ cases! {
     arg_env_precedence_matches_docker => "arg-env-precedence",
     target_stage_matches_current_docker => "target-stage",
     modifiers_and_heredocs_match_current_docker => "modifiers-heredocs",
+    copy_existing_dest_matches_docker => "copy-existing-dest",
+    copy_chmod_modes_match_current_docker => "copy-chmod-modes",
+    copy_special_names_match_docker => "copy-special-names",
+    copy_dockerignore_exceptions_match_docker => "copy-dockerignore-exceptions",
+    copy_dockerignore_suffix_matches_current_docker => "copy-dockerignore-suffix",
+    workdir_existing_matches_docker => "workdir-existing",
 }
 
 /// Not in `cases!` while it fails: smelt's COPY writes no xattrs, so a

@@ -17,9 +17,11 @@ fn app(base: &str, steps: &str) -> TestContext {
 fn from_a_registry_image_pushes_without_downloading_the_base() {
     let reg = TestRegistry::start(Auth::None);
     let base = reg.push_base("base:1", "linux/amd64");
+    // only config steps: a COPY reads the base's files (where it lands
+    // depends on them), so it would download the base
     let t = app(
         &base,
-        "COPY hello.txt /app/hello.txt\nENV APP=1\nCMD [\"/bin/busybox\",\"cat\",\"/app/hello.txt\"]\n",
+        "ENV APP=1\nCMD [\"/bin/busybox\",\"cat\",\"/etc/passwd\"]\n",
     );
     let digest_file = t.path("digest");
     let dest1 = format!("{}/app:1", reg.host);
@@ -54,8 +56,7 @@ fn from_a_registry_image_pushes_without_downloading_the_base() {
     assert_eq!(reg.inspect("other/app:2", &[])["Digest"], info["Digest"]);
     let layers = info["Layers"].as_array().unwrap();
     let base_layers = base_info["Layers"].as_array().unwrap();
-    assert_eq!(layers.len(), base_layers.len() + 1);
-    assert_eq!(&layers[..base_layers.len()], &base_layers[..]);
+    assert_eq!(layers, base_layers);
     let env: Vec<&str> = info["Env"]
         .as_array()
         .unwrap()
@@ -81,10 +82,6 @@ fn from_a_registry_image_pushes_without_downloading_the_base() {
     let rootfs = t.path("pulled-rootfs");
     Layout(layout).unpack("app", &rootfs);
     let listing = tree(&rootfs);
-    assert_has_lines(
-        &listing,
-        &["/app/hello.txt 644 0:0 file n=1 \"hello from smelt\\n\""],
-    );
     assert_has_line_starting(&listing, &["/bin/busybox 755 0:0 file"]);
 }
 

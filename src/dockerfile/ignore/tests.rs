@@ -52,6 +52,29 @@ const CASES: &[(&str, &str, bool)] = &[
     ("x\n!x/y", "x/z", true),
     ("*.log\n!*.log\nkeep/k2.log", "keep/k2.log", true),
     ("Dockerfile", "Dockerfile", true),
+    // patternmatcher's suffix match: `**` then only literal characters
+    // takes any path ending in them
+    ("**.log", "a/b/x.log", true),
+    ("**.log", "x.log", true),
+    ("**.log", "x.log.1", false),
+    ("**foo", "barfoo", true),
+    ("**foo", "a/barfoo/c", true),
+    ("**/foo", "foo", true),
+    ("**/foo", "a/b/foo", true),
+    ("**/foo", "barfoo", false),
+    ("**/foo.txt\n!**/keep/foo.txt", "keep/foo.txt", false),
+    ("**/foo.txt\n!**/keep/foo.txt", "a/foo.txt", true),
+    // decided from the top down as BuildKit's walk does: the second `x`
+    // was not tried on the parent (already excluded there), and the path
+    // itself does not match it, so the exception stands
+    ("x\n!x/y\nx", "x/y", false),
+    ("x\n!x/y\nx", "x/y/z", false),
+    ("x\n!x/y\nx", "x/w", true),
+    ("a/*\n!a/b/c", "a/b/c/d", false),
+    ("a/*\n!a/b/c", "a/b/d", true),
+    // with any glob after it, `**` is `(.*/)?` again
+    ("**x*.log", "ax.log", false),
+    ("**x*.log", "a/x1.log", true),
 ];
 
 #[test]

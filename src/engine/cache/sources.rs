@@ -51,7 +51,12 @@ impl Cache {
     ) -> Result<String, CacheError> {
         let mut entries = Vec::new();
         for source in sources {
-            for m in tree.expand(source).map_err(CacheError::Sources)? {
+            // a glob matching nothing next to other sources is skipped (the
+            // step itself fails when nothing at all matches)
+            for m in tree
+                .expand_allow_empty(source)
+                .map_err(CacheError::Sources)?
+            {
                 let name = crate::lexpath::base_name(&m.name).to_string();
                 collect(tree, &m.real, &name, &mut entries)?;
             }
