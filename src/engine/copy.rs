@@ -251,10 +251,12 @@ impl Writer<'_, '_> {
         }
     }
 
-    /// Owner, mode (after `--chmod`) and, for files, times, of a copied
-    /// entry. `mode` is the source's mode before `--chmod`.
+    /// Owner, mode (after `--chmod`), xattrs and, for files, times, of the
+    /// entry copied from `src_rel` to `rel`. `mode` is the source's mode
+    /// before `--chmod`.
     fn apply_meta(
         &mut self,
+        src_rel: &str,
         rel: &str,
         meta: &Stat,
         mode: u32,
@@ -269,6 +271,8 @@ impl Writer<'_, '_> {
             };
             self.dst.chmod(rel, mode).map_err(|e| e.to_string())?;
         }
+        // after the owner: chown drops `security.capability`
+        self.copy_xattrs(src_rel, rel)?;
         if is_dir {
             self.dir_times.push((rel.to_string(), meta.st_mtime));
         } else {
@@ -277,6 +281,22 @@ impl Writer<'_, '_> {
                 .map_err(|e| e.to_string())?;
         }
         self.changes.add(rel);
+        Ok(())
+    }
+
+    /// The source entry's extended attributes onto the copy, as BuildKit's
+    /// copier sets them (all of them, `security.capability` included, read
+    /// and set on the entry itself, never through a symlink; its context
+    /// transfer sends them all too, but macOS's `com.apple.` ones, which
+    /// Linux has none of). One the destination refuses (a `user.` name on
+    /// a symlink, a filesystem without them) is skipped, as BuildKit logs
+    /// and skips it.
+    fn copy_xattrs(&self, src_rel: &str, rel: &str) -> Result<(), String> {
+        for (key, value) in self.src.xattrs(src_rel).map_err(|e| e.to_string())? {
+            if let Err(e) = self.dst.set_xattr(rel, &key, &value) {
+                log::debug!("not copied: {e}");
+            }
+        }
         Ok(())
     }
 
@@ -337,7 +357,7 @@ impl Writer<'_, '_> {
             // sockets are not copied
             _ => return Ok(()),
         }
-        self.apply_meta(dest_rel, meta, meta.st_mode, is_dir)
+        self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, is_dir)
     }
 
     /// Copies the contents of source directory `src_rel` into `dest_rel`,
@@ -402,7 +422,7 @@ impl Writer<'_, '_> {
             }
             return Ok(());
         }
-        self.apply_meta(dest_rel, meta, meta.st_mode, true)
+        self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, true)
     }
 
     fn write_inline(&mut self, rel: &str, inline: &InlineFile) -> Result<(), String> {
@@ -593,5 +613,48 @@ mod tests {
         assert_eq!(mode(&f, "oct"), 0o750);
         assert_eq!(mode(&f, "oct/dir"), 0o750);
         assert_eq!(mode(&f, "oct/dir/t.txt"), 0o750);
+    }
+
+    /// `cap_net_bind_service+ep` as the kernel stores it (v2).
+    const CAP: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    #[test]
+    fn copies_keep_xattrs_after_chown_and_never_read_through_symlinks() {
+        let f = fixture();
+        let ctx = f.src.root.clone();
+        xattr::set(ctx.join("a.txt"), "security.capability", &CAP).unwrap();
+        xattr::set(ctx.join("tree"), "trusted.smelt", b"dir").unwrap();
+        std::os::unix::fs::symlink("a.txt", ctx.join("tree/link")).unwrap();
+        let stage = SourceTree::stage(ctx, "stage s".to_string());
+        let job = CopyJob {
+            src: &stage,
+            root: &f.root,
+            sources: vec!["a.txt".to_string(), "/".to_string()],
+            inline: Vec::new(),
+            dest: "/out/".to_string(),
+            // chown drops a capability: it must be set after
+            owner: Some((5, 6)),
+            chmod: None,
+            is_add: false,
+            now: 0,
+            skip: None,
+        };
+        run(&job).unwrap();
+        let cap = |rel: &str| xattr::get(f.root.join(rel), "security.capability").unwrap();
+        assert_eq!(cap("out/a.txt").as_deref(), Some(&CAP[..]));
+        assert_eq!(
+            xattr::get(f.root.join("out/tree"), "trusted.smelt")
+                .unwrap()
+                .as_deref(),
+            Some(&b"dir"[..])
+        );
+        // the symlink's own (none), not its target's
+        let link = f.root.join("out/tree/link");
+        assert!(link.symlink_metadata().unwrap().is_symlink());
+        assert_eq!(xattr::list(&link).unwrap().count(), 0);
+        assert_eq!(cap("out/b.txt"), None);
+        // from the context too (owned by root there)
+        copy(&f, &["a.txt"], "/ctx/", None).unwrap();
+        assert_eq!(cap("ctx/a.txt").as_deref(), Some(&CAP[..]));
     }
 }
