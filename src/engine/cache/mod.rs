@@ -33,9 +33,15 @@ pub use entry::{CacheEntry, parse_entry};
 /// no key, or runs as a miss).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    /// A COPY/ADD's words or sources, as the step itself will report them.
-    #[error("{0}")]
-    Sources(String),
+    /// A COPY/ADD's words, as the step itself will report them.
+    #[error(transparent)]
+    Words(#[from] crate::dockerfile::ShellError),
+    /// A COPY/ADD's `--from`, as the step itself will report it.
+    #[error(transparent)]
+    CopyFrom(#[from] crate::engine::copy_sources::CopySourceError),
+    /// A COPY/ADD's sources, as the step itself will report them.
+    #[error(transparent)]
+    Sources(#[from] crate::engine::context::SourceTreeError),
     #[error("{}: {source}", path.display())]
     Read {
         path: PathBuf,

@@ -53,10 +53,7 @@ impl Cache {
         for source in sources {
             // a glob matching nothing next to other sources is skipped (the
             // step itself fails when nothing at all matches)
-            for m in tree
-                .expand_allow_empty(source)
-                .map_err(CacheError::Sources)?
-            {
+            for m in tree.expand_allow_empty(source)? {
                 let name = crate::lexpath::base_name(&m.name).to_string();
                 collect(tree, &m.real, &name, &mut entries)?;
             }
