@@ -5,9 +5,26 @@
 use crate::dockerfile::DockerIgnore;
 use crate::dockerfile::ignore::{Flavor, Glob};
 use crate::fs::root::Root;
-use crate::fs::scope;
+use crate::fs::{FsError, scope};
 use crate::lexpath;
 use std::path::{Path, PathBuf};
+
+/// Why a COPY source cannot be read from its tree. `tree` is how the tree is
+/// named ("build context", "stage builder"); paths and patterns are as
+/// written.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceTreeError {
+    #[error("{path:?}: not found in {tree}")]
+    NotFound { path: String, tree: String },
+    #[error("{pattern:?}: no source files were specified (nothing in the {tree} matches)")]
+    NothingMatches { pattern: String, tree: String },
+    #[error("{pattern:?}: syntax error in pattern")]
+    BadPattern { pattern: String },
+    /// Resolving a path inside the tree (a symlink loop, a name too long);
+    /// the message names the path.
+    #[error(transparent)]
+    Resolve(#[from] FsError),
+}
 
 /// A tree COPY can read from.
 #[derive(Debug, Clone)]
@@ -66,20 +83,18 @@ impl SourceTree {
         &self,
         source: &str,
         links: &mut Vec<String>,
-    ) -> Result<Vec<Match>, String> {
+    ) -> Result<Vec<Match>, SourceTreeError> {
         let rel = lexpath::in_root(source);
         // a tree that is not there (a stage's root handed to another
         // stage) holds nothing
-        let root = Root::open(&self.root)
-            .map_err(|_| format!("{source:?}: not found in {}", self.label))?;
-        let resolve = |rel: &str, links: &mut Vec<String>| {
-            scope::resolve_traced_in(&root, rel, true, links).map_err(|e| e.to_string())
-        };
+        let root = Root::open(&self.root).map_err(|_| self.not_found(source))?;
+        let resolve =
+            |rel: &str, links: &mut Vec<String>| scope::resolve_traced_in(&root, rel, true, links);
         let exists = |real: &str| root.lstat(real).is_ok_and(|m| m.is_some());
         if !has_glob(&rel) {
             let real = resolve(&rel, links)?;
             if !exists(&real) || !self.is_sent(&root, &rel, &real) {
-                return Err(format!("{source:?}: not found in {}", self.label));
+                return Err(self.not_found(source));
             }
             return Ok(vec![Match { name: rel, real }]);
         }
@@ -98,8 +113,10 @@ impl SourceTree {
                     }
                     continue;
                 }
-                let glob = Glob::new(part, Flavor::GoPath)
-                    .ok_or_else(|| format!("{source:?}: syntax error in pattern"))?;
+                let glob =
+                    Glob::new(part, Flavor::GoPath).ok_or_else(|| SourceTreeError::BadPattern {
+                        pattern: source.to_string(),
+                    })?;
                 let Ok(entries) = root.read_dir(&dir.real) else {
                     continue;
                 };
@@ -129,7 +146,7 @@ impl SourceTree {
         &self,
         source: &str,
         links: &mut Vec<String>,
-    ) -> Result<Vec<Match>, String> {
+    ) -> Result<Vec<Match>, SourceTreeError> {
         let found = self.expand_matches(source, links)?;
         if found.is_empty() {
             return Err(self.nothing_matches(source));
@@ -138,21 +155,29 @@ impl SourceTree {
     }
 
     /// The error for a glob that matches nothing.
-    pub fn nothing_matches(&self, source: &str) -> String {
-        format!(
-            "{source:?}: no source files were specified (nothing in the {} matches)",
-            self.label
-        )
+    pub fn nothing_matches(&self, pattern: &str) -> SourceTreeError {
+        SourceTreeError::NothingMatches {
+            pattern: pattern.to_string(),
+            tree: self.label.clone(),
+        }
+    }
+
+    /// The error for a path that is not in the tree.
+    pub fn not_found(&self, path: &str) -> SourceTreeError {
+        SourceTreeError::NotFound {
+            path: path.to_string(),
+            tree: self.label.clone(),
+        }
     }
 
     /// [`SourceTree::expand_traced`] without the links.
-    pub fn expand(&self, source: &str) -> Result<Vec<Match>, String> {
+    pub fn expand(&self, source: &str) -> Result<Vec<Match>, SourceTreeError> {
         self.expand_traced(source, &mut Vec::new())
     }
 
     /// The paths a COPY source names; a glob may match nothing (BuildKit
     /// allows that next to other sources), a plain path must be there.
-    pub fn expand_allow_empty(&self, source: &str) -> Result<Vec<Match>, String> {
+    pub fn expand_allow_empty(&self, source: &str) -> Result<Vec<Match>, SourceTreeError> {
         self.expand_matches(source, &mut Vec::new())
     }
 

@@ -8,12 +8,12 @@
 //! way), and every path written is recorded, so the layer is made from
 //! exactly what changed.
 
-use super::context::SourceTree;
+use super::context::{SourceTree, SourceTreeError};
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
 use crate::fs::tree;
-use crate::fs::{ChangeSet, compress, scope};
+use crate::fs::{ChangeSet, FsError, compress, scope};
 use crate::lexpath;
 use rustix::fs::{FileType, Stat};
 use std::collections::HashMap;
@@ -21,6 +21,49 @@ use std::io::{BufRead, Read};
 use std::path::Path;
 
 pub use super::chmod::Chmod;
+
+/// Why a COPY or ADD failed. Destination paths are absolute in the image;
+/// source paths are as the source tree has them.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("ADD from a URL or git repository ({url}) is not implemented yet")]
+    Remote { url: String },
+    /// A source that names nothing, or a bad pattern.
+    #[error(transparent)]
+    Source(#[from] SourceTreeError),
+    #[error("cannot copy a directory to non-directory {dest}")]
+    DirectoryOntoFile { dest: String },
+    #[error("cannot replace directory {dest} with a non-directory")]
+    FileOntoDirectory { dest: String },
+    #[error("{dest}: copying from {from}: {error}")]
+    Content {
+        from: String,
+        dest: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{dest}: writing: {error}")]
+    Write {
+        dest: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{archive}: reading the archive: {error}")]
+    Archive {
+        archive: String,
+        #[source]
+        error: std::io::Error,
+    },
+    /// Reading the source or writing the destination; the message names
+    /// the path.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+/// `rel` (root-relative) as the image shows it.
+fn absolute(rel: &str) -> String {
+    format!("/{rel}")
+}
 
 /// An inline (heredoc) source, already expanded.
 #[derive(Debug, Clone)]
@@ -60,14 +103,14 @@ pub struct CopyJob<'a> {
 /// destination (followed if it is a symlink). Several sources need no `/`
 /// (BuildKit never enforced the legacy builder's rule), and a glob that
 /// matches nothing is skipped if another source matched.
-pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
+pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
     let mut matched = Vec::new();
     let mut empty = None;
     for source in &job.sources {
         if job.is_add && super::unsupported::is_remote(source) {
-            return Err(format!(
-                "ADD from a URL or git repository ({source}) is not implemented yet"
-            ));
+            return Err(CopyError::Remote {
+                url: source.clone(),
+            });
         }
         let found = job.src.expand_allow_empty(source)?;
         if found.is_empty() && empty.is_none() {
@@ -79,12 +122,12 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
         && matched.is_empty()
         && job.inline.is_empty()
     {
-        return Err(job.src.nothing_matches(source));
+        return Err(job.src.nothing_matches(source).into());
     }
     let dest_clean = lexpath::clean(&job.dest);
     let slash = job.dest.ends_with('/') || job.dest.ends_with("/.") || job.dest == ".";
-    let dst = Root::open(job.root).map_err(|e| e.to_string())?;
-    let src = Root::open(&job.src.root).map_err(|e| e.to_string())?;
+    let dst = Root::open(job.root)?;
+    let src = Root::open(&job.src.root)?;
     let mut w = Writer {
         job,
         dst: &dst,
@@ -98,9 +141,8 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, String> {
         // per match) keeps them: two matches of one inode are two files
         w.links.clear();
         let meta = src
-            .lstat(&m.real)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{:?}: not found in {}", m.name, job.src.label))?;
+            .lstat(&m.real)?
+            .ok_or_else(|| job.src.not_found(&m.name))?;
         if kind(&meta) == FileType::Directory {
             let dest_rel = w.dir_destination(&dest_clean, &meta)?;
             w.copy_dir_contents(&m.real, &dest_rel)?;
@@ -176,9 +218,14 @@ impl Writer<'_, '_> {
     /// ends in `/` or is a directory, else the destination itself; a
     /// symlink there is followed (inside the root), as BuildKit resolves
     /// its destination. Missing parents are made.
-    fn file_destination(&mut self, abs: &str, slash: bool, base: &str) -> Result<String, String> {
-        let followed = scope::resolve_in(self.dst, abs, true).map_err(|e| e.to_string())?;
-        let into = slash || self.dst.is_dir(&followed).map_err(|e| e.to_string())?;
+    fn file_destination(
+        &mut self,
+        abs: &str,
+        slash: bool,
+        base: &str,
+    ) -> Result<String, CopyError> {
+        let followed = scope::resolve_in(self.dst, abs, true)?;
+        let into = slash || self.dst.is_dir(&followed)?;
         let target = if into {
             lexpath::child(&followed, base)
         } else {
@@ -195,11 +242,15 @@ impl Writer<'_, '_> {
     /// parents (mode 0755 or an octal `--chmod`'s, owned by root or the
     /// `--chown` owner) and takes the source directory's times; anything
     /// else there is an error, as in BuildKit.
-    fn dir_destination(&mut self, abs: &str, src_dir: &Stat) -> Result<String, String> {
-        let rel = scope::resolve_in(self.dst, abs, true).map_err(|e| e.to_string())?;
-        match self.dst.kind(&rel).map_err(|e| e.to_string())? {
+    fn dir_destination(&mut self, abs: &str, src_dir: &Stat) -> Result<String, CopyError> {
+        let rel = scope::resolve_in(self.dst, abs, true)?;
+        match self.dst.kind(&rel)? {
             Some(FileType::Directory) => {}
-            Some(_) => return Err(format!("cannot copy a directory to non-directory /{rel}")),
+            Some(_) => {
+                return Err(CopyError::DirectoryOntoFile {
+                    dest: absolute(&rel),
+                });
+            }
             None => {
                 self.mkdir_parents(&rel)?;
                 self.dir_times.retain(|(p, _)| *p != rel);
@@ -211,10 +262,10 @@ impl Writer<'_, '_> {
 
     /// The directory an archive ADD unpacks into: made 0755 with its
     /// parents if missing (BuildKit's unpack ignores `--chmod` there).
-    fn archive_destination(&mut self, abs: &str) -> Result<String, String> {
-        let rel = scope::resolve_in(self.dst, abs, true).map_err(|e| e.to_string())?;
+    fn archive_destination(&mut self, abs: &str) -> Result<String, CopyError> {
+        let rel = scope::resolve_in(self.dst, abs, true)?;
         let owner = self.job.owner.unwrap_or((0, 0));
-        for dir in tree::mkdir_all(self.dst, &rel, owner, 0o755).map_err(|e| e.to_string())? {
+        for dir in tree::mkdir_all(self.dst, &rel, owner, 0o755)? {
             self.dir_times.push((dir.clone(), self.job.now));
             self.changes.add(&dir);
         }
@@ -223,8 +274,8 @@ impl Writer<'_, '_> {
 
     /// Removes what is at `rel` in the destination, and forgets what this
     /// copy wrote under it.
-    fn remove(&mut self, rel: &str) -> Result<(), String> {
-        self.dst.remove(rel).map_err(|e| e.to_string())?;
+    fn remove(&mut self, rel: &str) -> Result<(), CopyError> {
+        self.dst.remove(rel)?;
         self.changes.forget_below(rel);
         Ok(())
     }
@@ -233,10 +284,10 @@ impl Writer<'_, '_> {
     /// octal `--chmod`'s mode instead, as BuildKit ≥ 0.21 makes them),
     /// owned by root or the `--chown` owner, stamped with the build time;
     /// existing ones are left as they are.
-    fn mkdir_parents(&mut self, rel: &str) -> Result<(), String> {
+    fn mkdir_parents(&mut self, rel: &str) -> Result<(), CopyError> {
         let owner = self.job.owner.unwrap_or((0, 0));
         let mode = Chmod::dir_mode(self.job.chmod.as_ref());
-        for dir in tree::mkdir_all(self.dst, rel, owner, mode).map_err(|e| e.to_string())? {
+        for dir in tree::mkdir_all(self.dst, rel, owner, mode)? {
             self.dir_times.push((dir.clone(), self.job.now));
             self.changes.add(&dir);
         }
@@ -251,102 +302,120 @@ impl Writer<'_, '_> {
         }
     }
 
-    /// Owner, mode (after `--chmod`) and, for files, times, of a copied
-    /// entry. `mode` is the source's mode before `--chmod`.
+    /// Owner, mode (after `--chmod`), xattrs and, for files, times, of the
+    /// entry copied from `src_rel` to `rel`. `mode` is the source's mode
+    /// before `--chmod`.
     fn apply_meta(
         &mut self,
+        src_rel: &str,
         rel: &str,
         meta: &Stat,
         mode: u32,
         is_dir: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), CopyError> {
         let (uid, gid) = self.owner_for(meta);
-        self.dst.chown(rel, uid, gid).map_err(|e| e.to_string())?;
+        self.dst.chown(rel, uid, gid)?;
         if kind(meta) != FileType::Symlink {
             let mode = match &self.job.chmod {
                 Some(c) => c.apply(mode, is_dir),
                 None => mode & 0o7777,
             };
-            self.dst.chmod(rel, mode).map_err(|e| e.to_string())?;
+            self.dst.chmod(rel, mode)?;
         }
+        // after the owner: chown drops `security.capability`
+        self.copy_xattrs(src_rel, rel)?;
         if is_dir {
             self.dir_times.push((rel.to_string(), meta.st_mtime));
         } else {
-            self.dst
-                .set_mtime(rel, meta.st_mtime)
-                .map_err(|e| e.to_string())?;
+            self.dst.set_mtime(rel, meta.st_mtime)?;
         }
         self.changes.add(rel);
         Ok(())
     }
 
+    /// The source entry's extended attributes onto the copy, as BuildKit's
+    /// copier sets them (all of them, `security.capability` included, read
+    /// and set on the entry itself, never through a symlink; its context
+    /// transfer sends them all too, but macOS's `com.apple.` ones, which
+    /// Linux has none of). One the destination refuses (a `user.` name on
+    /// a symlink, a filesystem without them) is skipped, as BuildKit logs
+    /// and skips it.
+    fn copy_xattrs(&self, src_rel: &str, rel: &str) -> Result<(), CopyError> {
+        for (key, value) in self.src.xattrs(src_rel)? {
+            if let Err(e) = self.dst.set_xattr(rel, &key, &value) {
+                log::debug!("not copied: {e}");
+            }
+        }
+        Ok(())
+    }
+
     /// Copies one non-directory entry (or an empty directory's shell) from
     /// `src_rel` to `dest_rel`.
-    fn copy_entry(&mut self, src_rel: &str, meta: &Stat, dest_rel: &str) -> Result<(), String> {
+    fn copy_entry(&mut self, src_rel: &str, meta: &Stat, dest_rel: &str) -> Result<(), CopyError> {
         let ft = kind(meta);
         let is_dir = ft == FileType::Directory;
-        let existing = self.dst.kind(dest_rel).map_err(|e| e.to_string())?;
+        let existing = self.dst.kind(dest_rel)?;
         let dir_there = existing == Some(FileType::Directory);
         // as BuildKit's copier: directories merge, a directory is never
         // replaced by anything else nor anything else by a directory, and
         // any other entry there is replaced
         if dir_there && !is_dir {
-            return Err(format!(
-                "cannot replace directory /{dest_rel} with a non-directory"
-            ));
+            return Err(CopyError::FileOntoDirectory {
+                dest: absolute(dest_rel),
+            });
         }
         if existing.is_some() && is_dir && !dir_there {
-            return Err(format!(
-                "cannot copy a directory to non-directory /{dest_rel}"
-            ));
+            return Err(CopyError::DirectoryOntoFile {
+                dest: absolute(dest_rel),
+            });
         }
         if existing.is_some() && !is_dir {
             self.remove(dest_rel)?;
         }
-        let err = |e: crate::fs::FsError| e.to_string();
         match ft {
             FileType::Directory => {
                 if !dir_there {
-                    self.dst.create_dir(dest_rel, 0o755).map_err(err)?;
+                    self.dst.create_dir(dest_rel, 0o755)?;
                 }
             }
             FileType::Symlink => {
-                let target = self.src.read_link(src_rel).map_err(err)?;
-                self.dst.symlink(&target, dest_rel).map_err(err)?;
+                let target = self.src.read_link(src_rel)?;
+                self.dst.symlink(&target, dest_rel)?;
             }
             FileType::RegularFile => {
                 let key = (meta.st_dev, meta.st_ino);
                 if meta.st_nlink > 1 {
                     if let Some(first) = self.links.get(&key) {
-                        self.dst.hard_link(first, dest_rel).map_err(err)?;
+                        self.dst.hard_link(first, dest_rel)?;
                         self.changes.add(dest_rel);
                         return Ok(());
                     }
                     self.links.insert(key, dest_rel.to_string());
                 }
-                let mut from = self.src.open_file(src_rel).map_err(err)?;
-                let mut to = self.dst.create_file(dest_rel, 0o600).map_err(err)?;
-                std::io::copy(&mut from, &mut to)
-                    .map_err(|e| format!("/{dest_rel}: copying from {src_rel}: {e}"))?;
+                let mut from = self.src.open_file(src_rel)?;
+                let mut to = self.dst.create_file(dest_rel, 0o600)?;
+                std::io::copy(&mut from, &mut to).map_err(|error| CopyError::Content {
+                    from: src_rel.to_string(),
+                    dest: absolute(dest_rel),
+                    error,
+                })?;
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
                 self.dst
-                    .mknod(dest_rel, ft, meta.st_mode & 0o7777, meta.st_rdev)
-                    .map_err(err)?;
+                    .mknod(dest_rel, ft, meta.st_mode & 0o7777, meta.st_rdev)?;
             }
             // sockets are not copied
             _ => return Ok(()),
         }
-        self.apply_meta(dest_rel, meta, meta.st_mode, is_dir)
+        self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, is_dir)
     }
 
     /// Copies the contents of source directory `src_rel` into `dest_rel`,
     /// skipping what `.dockerignore` excludes.
-    fn copy_dir_contents(&mut self, src_rel: &str, dest_rel: &str) -> Result<(), String> {
+    fn copy_dir_contents(&mut self, src_rel: &str, dest_rel: &str) -> Result<(), CopyError> {
         let mut entries: Vec<String> = self
             .src
-            .read_dir(src_rel)
-            .map_err(|e| e.to_string())?
+            .read_dir(src_rel)?
             .into_iter()
             .map(|(name, _)| name)
             .collect();
@@ -354,7 +423,7 @@ impl Writer<'_, '_> {
         for name in entries {
             let child_src = lexpath::child(src_rel, &name);
             let child_dest = lexpath::child(dest_rel, &name);
-            let Some(meta) = self.src.lstat(&child_src).map_err(|e| e.to_string())? else {
+            let Some(meta) = self.src.lstat(&child_src)? else {
                 continue;
             };
             let is_dir = kind(&meta) == FileType::Directory;
@@ -379,83 +448,87 @@ impl Writer<'_, '_> {
         src_rel: &str,
         dest_rel: &str,
         meta: &Stat,
-    ) -> Result<(), String> {
+    ) -> Result<(), CopyError> {
         let before = self.changes.changed.len();
-        let created = match self.dst.kind(dest_rel).map_err(|e| e.to_string())? {
+        let created = match self.dst.kind(dest_rel)? {
             Some(FileType::Directory) => false,
             Some(_) => {
-                return Err(format!(
-                    "cannot copy a directory to non-directory /{dest_rel}"
-                ));
+                return Err(CopyError::DirectoryOntoFile {
+                    dest: absolute(dest_rel),
+                });
             }
             None => true,
         };
         if created {
-            self.dst
-                .create_dir(dest_rel, 0o755)
-                .map_err(|e| e.to_string())?;
+            self.dst.create_dir(dest_rel, 0o755)?;
         }
         self.copy_dir_contents(src_rel, dest_rel)?;
         if self.changes.changed.len() == before {
             if created {
-                self.dst.remove(dest_rel).map_err(|e| e.to_string())?;
+                self.dst.remove(dest_rel)?;
             }
             return Ok(());
         }
-        self.apply_meta(dest_rel, meta, meta.st_mode, true)
+        self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, true)
     }
 
-    fn write_inline(&mut self, rel: &str, inline: &InlineFile) -> Result<(), String> {
-        match self.dst.kind(rel).map_err(|e| e.to_string())? {
+    fn write_inline(&mut self, rel: &str, inline: &InlineFile) -> Result<(), CopyError> {
+        match self.dst.kind(rel)? {
             Some(FileType::Directory) => {
-                return Err(format!(
-                    "cannot replace directory /{rel} with a non-directory"
-                ));
+                return Err(CopyError::FileOntoDirectory {
+                    dest: absolute(rel),
+                });
             }
             Some(_) => self.remove(rel)?,
             None => {}
         }
-        let err = |e: crate::fs::FsError| e.to_string();
-        let mut f = self.dst.create_file(rel, 0o600).map_err(err)?;
-        std::io::Write::write_all(&mut f, inline.content.as_bytes())
-            .map_err(|e| format!("/{rel}: {e}"))?;
+        let mut f = self.dst.create_file(rel, 0o600)?;
+        std::io::Write::write_all(&mut f, inline.content.as_bytes()).map_err(|error| {
+            CopyError::Write {
+                dest: absolute(rel),
+                error,
+            }
+        })?;
         drop(f);
         let (uid, gid) = self.job.owner.unwrap_or((0, 0));
-        self.dst.chown(rel, uid, gid).map_err(err)?;
+        self.dst.chown(rel, uid, gid)?;
         let mode = self
             .job
             .chmod
             .as_ref()
             .map_or(0o644, |c| c.apply(0o644, false));
-        self.dst.chmod(rel, mode).map_err(err)?;
-        self.dst.set_mtime(rel, self.job.now).map_err(err)?;
+        self.dst.chmod(rel, mode)?;
+        self.dst.set_mtime(rel, self.job.now)?;
         self.changes.add(rel);
         Ok(())
     }
 
-    fn extract(&mut self, archive_rel: &str, dest_rel: &str) -> Result<(), String> {
-        let file = self.src.open_file(archive_rel).map_err(|e| e.to_string())?;
+    fn extract(&mut self, archive_rel: &str, dest_rel: &str) -> Result<(), CopyError> {
+        let file = self.src.open_file(archive_rel)?;
         let mut reader = std::io::BufReader::new(file);
-        reader.fill_buf().map_err(|e| e.to_string())?;
-        let stream = compress::decompressor(reader).map_err(|e| e.to_string())?;
+        let archive = |error| CopyError::Archive {
+            archive: archive_rel.to_string(),
+            error,
+        };
+        reader.fill_buf().map_err(archive)?;
+        let stream = compress::decompressor(reader).map_err(archive)?;
         let opts = ExtractOptions {
             whiteouts: false,
             chown: self.job.owner,
             skip: self.job.skip,
         };
-        let changes =
-            extract_tar(stream, self.job.root, dest_rel, opts).map_err(|e| e.to_string())?;
+        let changes = extract_tar(stream, self.job.root, dest_rel, opts)?;
         self.changes.extend(changes);
         Ok(())
     }
 
     /// Sets directory times deepest first, so writing children does not
     /// disturb them.
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), CopyError> {
         self.dir_times.sort_by(|a, b| b.0.cmp(&a.0));
         for (rel, t) in std::mem::take(&mut self.dir_times) {
-            if self.dst.is_dir(&rel).map_err(|e| e.to_string())? {
-                self.dst.set_mtime(&rel, t).map_err(|e| e.to_string())?;
+            if self.dst.is_dir(&rel)? {
+                self.dst.set_mtime(&rel, t)?;
             }
         }
         Ok(())
@@ -493,7 +566,12 @@ mod tests {
         }
     }
 
-    fn copy(f: &Fixture, sources: &[&str], dest: &str, chmod: Option<&str>) -> Result<(), String> {
+    fn copy(
+        f: &Fixture,
+        sources: &[&str],
+        dest: &str,
+        chmod: Option<&str>,
+    ) -> Result<(), CopyError> {
         let job = CopyJob {
             src: &f.src,
             root: &f.root,
@@ -556,11 +634,21 @@ mod tests {
         assert!(f.root.join("mixed/t.txt").is_file() && f.root.join("mixed/a.txt").is_file());
         let e = copy(&f, &["nothing*", "none?"], "/x/", None).unwrap_err();
         assert!(
-            e.contains("\"nothing*\": no source files were specified"),
-            "{e}"
+            matches!(&e, CopyError::Source(SourceTreeError::NothingMatches { pattern, tree })
+                if pattern == "nothing*" && tree == "build context"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "\"nothing*\": no source files were specified (nothing in the build context matches)"
         );
         let e = copy(&f, &["missing", "a.txt"], "/x/", None).unwrap_err();
-        assert!(e.contains("\"missing\": not found"), "{e}");
+        assert_eq!(e.to_string(), "\"missing\": not found in build context");
+        let e = copy(&f, &["a.txt", "[a"], "/x/", None).unwrap_err();
+        assert!(
+            matches!(&e, CopyError::Source(SourceTreeError::BadPattern { pattern }) if pattern == "[a"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -568,14 +656,27 @@ mod tests {
         let f = fixture();
         fs_err::write(f.root.join("file"), "x").unwrap();
         let e = copy(&f, &["tree"], "/file", None).unwrap_err();
-        assert!(e.contains("non-directory /file"), "{e}");
+        assert!(
+            matches!(&e, CopyError::DirectoryOntoFile { dest } if dest == "/file"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot copy a directory to non-directory /file"
+        );
         fs_err::create_dir_all(f.root.join("d/a.txt")).unwrap();
         let e = copy(&f, &["a.txt"], "/d/", None).unwrap_err();
-        assert!(e.contains("cannot replace directory /d/a.txt"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "cannot replace directory /d/a.txt with a non-directory"
+        );
         fs_err::create_dir_all(f.root.join("m")).unwrap();
         fs_err::create_dir(f.root.join("m/t.txt")).unwrap();
         let e = copy(&f, &["tree"], "/m", None).unwrap_err();
-        assert!(e.contains("cannot replace directory /m/t.txt"), "{e}");
+        assert!(
+            matches!(&e, CopyError::FileOntoDirectory { dest } if dest == "/m/t.txt"),
+            "{e:?}"
+        );
         // a file replaces a file
         fs_err::write(f.root.join("over"), "old").unwrap();
         copy(&f, &["a.txt"], "/over", None).unwrap();
@@ -593,5 +694,48 @@ mod tests {
         assert_eq!(mode(&f, "oct"), 0o750);
         assert_eq!(mode(&f, "oct/dir"), 0o750);
         assert_eq!(mode(&f, "oct/dir/t.txt"), 0o750);
+    }
+
+    /// `cap_net_bind_service+ep` as the kernel stores it (v2).
+    const CAP: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    #[test]
+    fn copies_keep_xattrs_after_chown_and_never_read_through_symlinks() {
+        let f = fixture();
+        let ctx = f.src.root.clone();
+        xattr::set(ctx.join("a.txt"), "security.capability", &CAP).unwrap();
+        xattr::set(ctx.join("tree"), "trusted.smelt", b"dir").unwrap();
+        std::os::unix::fs::symlink("a.txt", ctx.join("tree/link")).unwrap();
+        let stage = SourceTree::stage(ctx, "stage s".to_string());
+        let job = CopyJob {
+            src: &stage,
+            root: &f.root,
+            sources: vec!["a.txt".to_string(), "/".to_string()],
+            inline: Vec::new(),
+            dest: "/out/".to_string(),
+            // chown drops a capability: it must be set after
+            owner: Some((5, 6)),
+            chmod: None,
+            is_add: false,
+            now: 0,
+            skip: None,
+        };
+        run(&job).unwrap();
+        let cap = |rel: &str| xattr::get(f.root.join(rel), "security.capability").unwrap();
+        assert_eq!(cap("out/a.txt").as_deref(), Some(&CAP[..]));
+        assert_eq!(
+            xattr::get(f.root.join("out/tree"), "trusted.smelt")
+                .unwrap()
+                .as_deref(),
+            Some(&b"dir"[..])
+        );
+        // the symlink's own (none), not its target's
+        let link = f.root.join("out/tree/link");
+        assert!(link.symlink_metadata().unwrap().is_symlink());
+        assert_eq!(xattr::list(&link).unwrap().count(), 0);
+        assert_eq!(cap("out/b.txt"), None);
+        // from the context too (owned by root there)
+        copy(&f, &["a.txt"], "/ctx/", None).unwrap();
+        assert_eq!(cap("ctx/a.txt").as_deref(), Some(&CAP[..]));
     }
 }

@@ -12,6 +12,15 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// A `COPY --from` whose tree this build did not prepare.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CopySourceError {
+    #[error(
+        "COPY --from={from}: not a stage or image this build prepared (a --from given by a stage's own ARG cannot be planned)"
+    )]
+    NotPrepared { from: String },
+}
+
 /// Where `COPY --from` reads: the roots of the stages a stage reads, by
 /// index, and the images it copies from, unpacked, by reference.
 #[derive(Debug, Clone, Default)]
@@ -38,14 +47,16 @@ impl CopySources {
         df: &Dockerfile,
         context: &'a SourceTree,
         from: Option<&str>,
-    ) -> Result<Cow<'a, SourceTree>, String> {
+    ) -> Result<Cow<'a, SourceTree>, CopySourceError> {
         match from {
             None => Ok(Cow::Borrowed(context)),
-            Some(from) => self.tree(df, from).map(Cow::Owned).ok_or_else(|| {
-                format!(
-                    "COPY --from={from}: not a stage or image this build prepared (a --from given by a stage's own ARG cannot be planned)"
-                )
-            }),
+            Some(from) => {
+                self.tree(df, from)
+                    .map(Cow::Owned)
+                    .ok_or_else(|| CopySourceError::NotPrepared {
+                        from: from.to_string(),
+                    })
+            }
         }
     }
 }
@@ -243,6 +254,15 @@ mod tests {
             (PathBuf::from("/alpine"), "image alpine".to_string())
         );
         let err = root(Some("busybox")).unwrap_err();
-        assert!(err.contains("--from=busybox"), "{err}");
+        assert_eq!(
+            err,
+            CopySourceError::NotPrepared {
+                from: "busybox".to_string()
+            }
+        );
+        assert!(
+            err.to_string().starts_with("COPY --from=busybox: "),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! the stage that reads it starts.
 
 use super::EngineError;
-use super::context::SourceTree;
+use super::context::{SourceTree, SourceTreeError};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -30,11 +30,11 @@ pub enum Transfer {
     Copy,
 }
 
-/// A source that matched nothing: its line and the message.
+/// A source that matched nothing: its COPY's line and why.
 #[derive(Debug)]
 pub struct Missing {
     pub line: usize,
-    pub message: String,
+    pub message: SourceTreeError,
 }
 
 /// What to keep of a tree.

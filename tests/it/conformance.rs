@@ -393,16 +393,9 @@ cases! {
     copy_chmod_modes_match_current_docker => "copy-chmod-modes",
     copy_special_names_match_docker => "copy-special-names",
     copy_dockerignore_exceptions_match_docker => "copy-dockerignore-exceptions",
+    copy_from_keeps_capabilities_matches_docker => "copy-from-capabilities",
     copy_dockerignore_suffix_matches_current_docker => "copy-dockerignore-suffix",
     workdir_existing_matches_docker => "workdir-existing",
-}
-
-/// Not in `cases!` while it fails: smelt's COPY writes no xattrs, so a
-/// file capability is lost on the way (docker keeps it).
-#[test]
-#[ignore = "smelt bug: COPY --from drops security.capability (engine/copy.rs copies no xattrs)"]
-fn copy_from_keeps_capabilities_matches_docker() {
-    differential("copy-from-capabilities");
 }
 
 /// An extra check, not part of the suite: every case folder under

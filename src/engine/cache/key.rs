@@ -251,8 +251,7 @@ fn copy_key_parts(
         &seen,
         &vars.budget,
         Bodies::AsWritten,
-    )
-    .map_err(|e| CacheError::Sources(e.to_string()))?;
+    )?;
     let mut text = String::from(step.value.keyword());
     for (flag, value) in [
         ("from", &words.from),
@@ -275,9 +274,7 @@ fn copy_key_parts(
         }
     }
     text.push_str(&format!(" {}", words.dest));
-    let tree = copy_from
-        .source_tree(env.dockerfile, env.context, words.from.as_deref())
-        .map_err(CacheError::Sources)?;
+    let tree = copy_from.source_tree(env.dockerfile, env.context, words.from.as_deref())?;
     let paths: Vec<String> = words.paths().map(str::to_string).collect();
     let digest = if paths.is_empty() {
         String::new()

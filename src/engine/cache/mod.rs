@@ -33,9 +33,15 @@ pub use entry::{CacheEntry, parse_entry};
 /// no key, or runs as a miss).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    /// A COPY/ADD's words or sources, as the step itself will report them.
-    #[error("{0}")]
-    Sources(String),
+    /// A COPY/ADD's words, as the step itself will report them.
+    #[error(transparent)]
+    Words(#[from] crate::dockerfile::ShellError),
+    /// A COPY/ADD's `--from`, as the step itself will report it.
+    #[error(transparent)]
+    CopyFrom(#[from] crate::engine::copy_sources::CopySourceError),
+    /// A COPY/ADD's sources, as the step itself will report them.
+    #[error(transparent)]
+    Sources(#[from] crate::engine::context::SourceTreeError),
     #[error("{}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -49,6 +55,9 @@ pub enum CacheError {
     /// Reading a source (fs_err's message names the path).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Reading a source's xattrs (the message names the path).
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
     #[error(transparent)]
@@ -321,6 +330,27 @@ mod tests {
         assert_ne!(third, second);
         fs_err::write(root.join("app/new"), "").unwrap();
         assert_ne!(c.sources_digest(&tree, &sources).unwrap(), third);
+    }
+
+    #[test]
+    fn source_digests_follow_xattrs() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        fs_err::write(root.join("tool"), "x").unwrap();
+        let tree = SourceTree::stage(root.clone(), "stage s".to_string());
+        let c = cache();
+        let sources = ["tool".to_string()];
+        let plain = c.sources_digest(&tree, &sources).unwrap();
+        // cap_net_bind_service+ep, then cap_net_raw+ep
+        let mut cap = [0u8; 20];
+        cap[..4].copy_from_slice(&[1, 0, 0, 2]);
+        cap[5] = 4;
+        xattr::set(root.join("tool"), "security.capability", &cap).unwrap();
+        let bind = c.sources_digest(&tree, &sources).unwrap();
+        assert_ne!(bind, plain);
+        cap[5] = 0x20;
+        xattr::set(root.join("tool"), "security.capability", &cap).unwrap();
+        assert_ne!(c.sources_digest(&tree, &sources).unwrap(), bind);
     }
 
     #[test]

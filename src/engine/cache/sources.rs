@@ -1,6 +1,6 @@
 //! The digest of what a COPY/ADD reads, for its key: every matched
 //! entry's name (as it lands under the destination), type, mode, owner (a
-//! stage's; the context's become root's), size, link target and content
+//! stage's; the context's become root's), size, link target, xattrs and content
 //! (blake3, in parallel, reused between the steps of a build while a
 //! file's size, times and inode are unchanged). Modification times are
 //! left out, so a fresh checkout of the same files hits.
@@ -43,7 +43,7 @@ struct TreeEntry {
 impl Cache {
     /// The digest of what `sources` match in `tree`: every entry's name
     /// (as it lands under the destination), type, mode, owner (a stage's
-    /// only), size, link target and content.
+    /// only), size, link target, xattrs and content.
     pub fn sources_digest(
         &self,
         tree: &SourceTree,
@@ -53,10 +53,7 @@ impl Cache {
         for source in sources {
             // a glob matching nothing next to other sources is skipped (the
             // step itself fails when nothing at all matches)
-            for m in tree
-                .expand_allow_empty(source)
-                .map_err(CacheError::Sources)?
-            {
+            for m in tree.expand_allow_empty(source)? {
                 let name = crate::lexpath::base_name(&m.name).to_string();
                 collect(tree, &m.real, &name, &mut entries)?;
             }
@@ -138,13 +135,22 @@ fn collect(
         String::new()
     };
     let size = if ft.is_file() { meta.size() } else { 0 };
+    let mut meta_text = format!(
+        "{kind} {:o} {owner} {size} {} {link}",
+        meta.mode() & 0o7777,
+        meta.rdev()
+    );
+    // after a NUL, which no link target holds; none leaves the text (and
+    // the keys of trees without xattrs) as before
+    for (key, value) in crate::fs::tree::xattrs(&path)? {
+        meta_text.push('\0');
+        meta_text.push_str(&key);
+        meta_text.push('=');
+        meta_text.push_str(&hex::encode(value));
+    }
     out.push(TreeEntry {
         name: name.to_string(),
-        meta: format!(
-            "{kind} {:o} {owner} {size} {} {link}",
-            meta.mode() & 0o7777,
-            meta.rdev()
-        ),
+        meta: meta_text,
         file: ft.is_file().then(|| (path.clone(), FileStamp::of(&meta))),
     });
     if !ft.is_dir() {
