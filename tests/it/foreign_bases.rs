@@ -190,9 +190,8 @@ fn from_a_docker_built_base_with_docker_media_types() {
             "/copied/keep 644 0:0 file n=2 \"kept\\n\"",
             "/copied/hard 644 0:0 file n=2 \"kept\\n\"",
             "/copied/link 777 0:0 link n=1 -> keep",
-            // (without its capability: COPY drops xattrs, see the ignored
-            // conformance::copy_from_keeps_capabilities_matches_docker)
-            "/copied/capped 755 0:0 file n=1 \"cap\\n\"",
+            // with its capability, as docker's COPY keeps xattrs
+            "/copied/capped 755 0:0 file n=1 \"cap\\n\" cap=0100000200040000000000000000000000000000",
             "/copied/later 644 0:0 file n=1 \"later\\n\"",
             // COPY from the context into the base's WORKDIR, then out again
             "/copied/from-context.txt 644 0:0 file n=1 \"from the context\\n\"",
