@@ -73,6 +73,14 @@ pub enum SandboxError {
     },
     #[error("unshare(mount, PID, IPC, UTS namespaces): {0} (smelt must run as root)")]
     Unshare(#[source] Errno),
+    #[error("RUN --network=none: unsharing the network namespace: {0}")]
+    UnshareNetwork(#[source] Errno),
+    #[error("RUN --network=none: bringing the loopback interface up: {0}")]
+    Loopback(#[source] Errno),
+    #[error(
+        "RUN --network=none in place needs CAP_SYS_ADMIN to make a network namespace, and smelt lacks it"
+    )]
+    NoNetworkNamespace,
     /// A system call of the setup (`what` says which, with its path).
     #[error("{what}: {errno}")]
     Syscall {
@@ -164,6 +172,15 @@ pub struct Spec {
     /// The root is `/` of the container smelt runs in: the command runs
     /// directly (no namespace, no mounts, no chroot), as kaniko runs it.
     pub in_place: bool,
+    /// `RUN --network=none`: a network namespace of the RUN's own whose
+    /// only interface is the loopback, up.
+    #[serde(default)]
+    pub network_none: bool,
+    /// `RUN --security=insecure`: every capability smelt has, in all five
+    /// sets, no masked or read-only `/proc` paths, a writable `/sys` and
+    /// the host's extra devices, as BuildKit's insecure entitlement gives.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// The exit code of a sandbox that could not start the command (docker
@@ -172,6 +189,9 @@ pub const SETUP_FAILED: i32 = 125;
 
 /// Device nodes bound from the host into the sandbox's `/dev` (a tmpfs).
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Devices BuildKit adds for `--security=insecure` (bound when the host
+/// has them), besides the host's loop devices.
+const INSECURE_DEVICES: [&str; 6] = ["kmsg", "cuse", "fuse", "kvm", "loop-control", "net/tun"];
 /// Host files bound read-only into the root (created empty when missing).
 const HOST_FILES: [&str; 2] = ["etc/resolv.conf", "etc/hosts"];
 /// The mount points the parent makes sure of: (path in the root, directory).
@@ -276,6 +296,10 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, Sandbox
     let spec: Spec = serde_json::from_str(spec_json).map_err(SandboxError::Spec)?;
     let (program, args) = spec.argv.split_first().ok_or(SandboxError::NoCommand)?;
     unshare_namespaces()?;
+    if spec.network_none {
+        unshare_network().map_err(SandboxError::UnshareNetwork)?;
+        loopback_up().map_err(SandboxError::Loopback)?;
+    }
     rustix::mount::mount_change(
         "/",
         rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
@@ -284,8 +308,8 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, Sandbox
     // opened in the new mount namespace: a descriptor opened before
     // refers to the host's mounts, onto which nothing can be mounted here
     let root = open_root(&spec.root)?;
-    mount_dev(&root)?;
-    mount_sys(&root)?;
+    mount_dev(&root, spec.insecure)?;
+    mount_sys(&root, spec.insecure)?;
     bind_host_files(&root)?;
     let proc_dir = mount_point(&root, "proc")?;
     let (mut report, report_to) = std::io::pipe().map_err(SandboxError::Pipe)?;
@@ -293,6 +317,7 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, Sandbox
         root,
         proc_dir,
         workdir: spec.workdir.clone(),
+        insecure: spec.insecure,
         uid: spec.uid,
         gid: spec.gid,
         groups: spec
@@ -344,6 +369,64 @@ fn unshare_namespaces() -> Result<(), SandboxError> {
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(SandboxError::Unshare)
 }
 
+/// Moves this process into a network namespace of its own (only a
+/// loopback interface, down). Neither allocates nor takes a lock: it also
+/// runs between fork and exec in place.
+#[allow(unsafe_code)]
+fn unshare_network() -> Result<(), Errno> {
+    // SAFETY: CLONE_FILES is not among the flags, so no file descriptor
+    // table changes under any thread; the callers have one thread.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+}
+
+/// `lo`'s index: the kernel gives the loopback of every network namespace
+/// index 1 (`LOOPBACK_IFINDEX`).
+const LOOPBACK_INDEX: i32 = 1;
+
+/// Brings the loopback interface of this network namespace up, as runc
+/// does for a container without a network: an rtnetlink `RTM_NEWLINK`
+/// request that sets `IFF_UP` on it, then the kernel's acknowledgement.
+/// Neither allocates nor takes a lock (the buffers are on the stack): it
+/// also runs between fork and exec in place.
+fn loopback_up() -> Result<(), Errno> {
+    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+    const RTM_NEWLINK: u16 = 16;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLM_F_ACK: u16 = 4;
+    const NLMSG_ERROR: u16 = 2;
+    const IFF_UP: u32 = 1;
+    const LEN: u32 = 32;
+    // NETLINK_ROUTE is protocol 0
+    let sock = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // struct nlmsghdr (len, type, flags, seq, pid), then struct ifinfomsg
+    // (family, pad, type, index, flags, change), in native byte order
+    let mut msg = [0u8; LEN as usize];
+    msg[0..4].copy_from_slice(&LEN.to_ne_bytes());
+    msg[4..6].copy_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    msg[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    msg[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    msg[20..24].copy_from_slice(&LOOPBACK_INDEX.to_ne_bytes());
+    msg[24..28].copy_from_slice(&IFF_UP.to_ne_bytes());
+    msg[28..32].copy_from_slice(&IFF_UP.to_ne_bytes());
+    // an unconnected netlink socket sends to the kernel
+    rustix::net::send(&sock, &msg, SendFlags::empty())?;
+    let mut answer = [0u8; 256];
+    let (got, _) = rustix::net::recv(&sock, &mut answer, RecvFlags::empty())?;
+    // struct nlmsgerr after the header: the error (0 acknowledges)
+    if got < 20 || u16::from_ne_bytes([answer[4], answer[5]]) != NLMSG_ERROR {
+        return Err(Errno::PROTO);
+    }
+    match i32::from_ne_bytes([answer[16], answer[17], answer[18], answer[19]]) {
+        0 => Ok(()),
+        e => Err(Errno::from_raw_os_error(-e)),
+    }
+}
+
 /// `rel`'s mount point in the root, which must be a directory.
 fn mount_point(root: &OwnedFd, rel: &str) -> Result<OwnedFd, SandboxError> {
     open_beneath(root, rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|errno| match errno {
@@ -363,8 +446,9 @@ fn failed(what: &str) -> impl Fn(Errno) -> SandboxError + '_ {
     }
 }
 
-/// A tmpfs `/dev` with the host's basic devices bound in, devpts and shm.
-fn mount_dev(root: &OwnedFd) -> Result<(), SandboxError> {
+/// A tmpfs `/dev` with the host's basic devices bound in, devpts and shm
+/// (and, when `insecure`, BuildKit's extra devices and the loop devices).
+fn mount_dev(root: &OwnedFd, insecure: bool) -> Result<(), SandboxError> {
     use rustix::mount::{mount, mount_bind};
     let at = mount_point(root, "dev")?;
     mount(
@@ -378,14 +462,31 @@ fn mount_dev(root: &OwnedFd) -> Result<(), SandboxError> {
     // the tmpfs just mounted: everything below is ours
     let dev = open_beneath(root, "dev", OFlags::RDONLY | OFlags::DIRECTORY)
         .map_err(failed("opening /dev"))?;
-    for d in DEVICES {
+    let mut devices: Vec<String> = DEVICES.iter().map(|d| d.to_string()).collect();
+    if insecure {
+        devices.extend(INSECURE_DEVICES.iter().map(|d| d.to_string()));
+        devices.extend(host_loop_devices());
+    }
+    for d in &devices {
         let host = format!("/dev/{d}");
         if rustix::fs::stat(&host).is_err() {
             continue;
         }
+        let (at, name) = match d.split_once('/') {
+            Some((dir, name)) => {
+                match rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(failed(&format!("creating /dev/{dir}"))(e)),
+                }
+                let at = open_under(&dev, dir, OFlags::RDONLY | OFlags::DIRECTORY)
+                    .map_err(failed(&format!("opening /dev/{dir}")))?;
+                (Some(at), name)
+            }
+            None => (None, d.as_str()),
+        };
         let node = rustix::fs::openat(
-            &dev,
-            d,
+            at.as_ref().map_or(dev.as_fd(), |a| a.as_fd()),
+            name,
             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o666),
         )
@@ -426,20 +527,38 @@ fn mount_dev(root: &OwnedFd) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// The host's `/dev/loopN` block devices (`insecure` binds them all;
+/// BuildKit makes nodes up to the first free one and seven more).
+fn host_loop_devices() -> Vec<String> {
+    let Ok(entries) = fs_err::read_dir("/dev") else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            n.strip_prefix("loop")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// A fresh sysfs, read-only, with the host's cgroups bound read-only
-/// under it and docker's masked paths.
-fn mount_sys(root: &OwnedFd) -> Result<(), SandboxError> {
+/// under it and docker's masked paths; when `insecure`, both writable and
+/// nothing masked (BuildKit's writable sysfs and cgroupfs).
+fn mount_sys(root: &OwnedFd, insecure: bool) -> Result<(), SandboxError> {
     use rustix::mount::{mount, mount_bind, mount_remount};
     let quiet = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let read_only = if insecure {
+        MountFlags::empty()
+    } else {
+        MountFlags::RDONLY
+    };
     let at = mount_point(root, "sys")?;
-    mount(
-        "sysfs",
-        fd_path(&at),
-        "sysfs",
-        quiet | MountFlags::RDONLY,
-        None,
-    )
-    .map_err(failed("mounting /sys"))?;
+    mount("sysfs", fd_path(&at), "sysfs", quiet | read_only, None)
+        .map_err(failed("mounting /sys"))?;
     let sys = mount_point(root, "sys")?;
     if let Ok(cgroup) = open_under(&sys, "fs/cgroup", OFlags::PATH | OFlags::DIRECTORY)
         && rustix::fs::stat("/sys/fs/cgroup").is_ok()
@@ -447,12 +566,11 @@ fn mount_sys(root: &OwnedFd) -> Result<(), SandboxError> {
         mount_bind("/sys/fs/cgroup", fd_path(&cgroup)).map_err(failed("binding /sys/fs/cgroup"))?;
         let bound = open_under(&sys, "fs/cgroup", OFlags::PATH | OFlags::DIRECTORY)
             .map_err(failed("opening /sys/fs/cgroup"))?;
-        mount_remount(
-            fd_path(&bound),
-            MountFlags::BIND | MountFlags::RDONLY | quiet,
-            "",
-        )
-        .map_err(failed("making /sys/fs/cgroup read-only"))?;
+        mount_remount(fd_path(&bound), MountFlags::BIND | read_only | quiet, "")
+            .map_err(failed("remounting /sys/fs/cgroup"))?;
+    }
+    if insecure {
+        return Ok(());
     }
     for name in MASKED_SYS {
         mask(&sys, name, "/sys")?;
@@ -540,6 +658,8 @@ struct Init {
     /// `/proc`'s mount point in the root.
     proc_dir: OwnedFd,
     workdir: String,
+    /// `--security=insecure`: nothing masked, every capability.
+    insecure: bool,
     uid: u32,
     gid: u32,
     groups: Vec<rustix::process::Gid>,
@@ -560,11 +680,13 @@ impl Init {
         .map_err(failed("mounting /proc"))?;
         let proc = open_beneath(&self.root, "proc", OFlags::PATH | OFlags::DIRECTORY)
             .map_err(failed("opening /proc"))?;
-        for name in MASKED_PROC {
-            mask(&proc, name, "/proc")?;
-        }
-        for name in READ_ONLY_PROC {
-            read_only(&proc, name, "/proc")?;
+        if !self.insecure {
+            for name in MASKED_PROC {
+                mask(&proc, name, "/proc")?;
+            }
+            for name in READ_ONLY_PROC {
+                read_only(&proc, name, "/proc")?;
+            }
         }
         rustix::process::fchdir(&self.root).map_err(failed("entering the build root"))?;
         rustix::process::chroot(".").map_err(failed("chroot"))?;
@@ -572,13 +694,21 @@ impl Init {
             "changing to the working directory {}",
             self.workdir
         )))?;
-        drop_capabilities()?;
+        if self.insecure {
+            // kept through the change to a non-root uid, then raised again
+            rustix::thread::set_keep_capabilities(true).map_err(failed("keeping capabilities"))?;
+        } else {
+            drop_capabilities()?;
+        }
         // one thread: the thread's ids are the process's
         rustix::thread::set_thread_groups(&self.groups).map_err(failed("setgroups"))?;
         let gid = Gid::from_raw(self.gid);
         rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(failed("setresgid"))?;
         let uid = Uid::from_raw(self.uid);
         rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(failed("setresuid"))?;
+        if self.insecure {
+            all_capabilities()?;
+        }
         // after the id change, which clears it
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
             .map_err(failed("setting the parent-death signal"))?;
@@ -623,6 +753,41 @@ fn drop_capabilities() -> Result<(), SandboxError> {
         },
     )
     .map_err(failed("setting capabilities"))
+}
+
+/// `--security=insecure`, as BuildKit's insecure entitlement: every
+/// capability this process has (smelt's own, the full set as root) in
+/// the permitted, effective and inheritable sets and raised into the
+/// ambient set, so a non-root user's command keeps them across its exec
+/// too. The bounding set is left whole.
+fn all_capabilities() -> Result<(), SandboxError> {
+    use rustix::thread::{
+        CapabilitySets, capabilities, configure_capability_in_ambient_set, set_capabilities,
+    };
+    let have = capabilities(None).map_err(failed("reading capabilities"))?;
+    let all = have.permitted;
+    set_capabilities(
+        None,
+        CapabilitySets {
+            effective: all,
+            permitted: all,
+            inheritable: all,
+        },
+    )
+    .map_err(failed("setting capabilities"))?;
+    for bit in 0..64 {
+        let cap = CapabilitySet::from_bits_retain(1 << bit);
+        if !all.contains(cap) {
+            continue;
+        }
+        match configure_capability_in_ambient_set(cap, true) {
+            Ok(()) => {}
+            // kernels without ambient capabilities
+            Err(Errno::INVAL) if bit == 0 => return Ok(()),
+            Err(e) => return Err(failed(&format!("raising ambient capability {bit}"))(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Makes `init` run in the child between fork and exec.
@@ -821,9 +986,20 @@ fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, Sand
 /// In place: the command itself, started from this process with the
 /// step's working directory, user, groups and environment. smelt's own
 /// binary is not started again: in the executor's container the base
-/// image's files have replaced the libraries it was linked with.
+/// image's files have replaced the libraries it was linked with. With
+/// `--network=none` the command gets a network namespace of its own with
+/// the loopback up (that needs CAP_SYS_ADMIN, which a kaniko container
+/// without privileges lacks: the RUN then fails saying so); the
+/// capabilities are the container's whatever `--security` says, as in
+/// kaniko.
 fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
     let (program, args) = spec.argv.split_first().ok_or(SandboxError::NoCommand)?;
+    if spec.network_none
+        && !rustix::thread::capabilities(None)
+            .is_ok_and(|c| c.effective.contains(CapabilitySet::SYS_ADMIN))
+    {
+        return Err(SandboxError::NoNetworkNamespace);
+    }
     let mut command = Command::new(program);
     command
         .args(args)
@@ -844,15 +1020,21 @@ fn drop_privileges(command: &mut Command, spec: &Spec) {
     let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     let gid = Gid::from_raw(spec.gid);
     let uid = Uid::from_raw(spec.uid);
+    let network_none = spec.network_none;
     let hook = move || -> std::io::Result<()> {
+        if network_none {
+            unshare_network()?;
+            loopback_up()?;
+        }
         // the forked child has one thread: the thread's ids are the process's
         rustix::thread::set_thread_groups(&groups)?;
         rustix::thread::set_thread_res_gid(gid, gid, gid)?;
         rustix::thread::set_thread_res_uid(uid, uid, uid)?;
         Ok(())
     };
-    // SAFETY: the hook makes three system calls and neither allocates nor
-    // takes locks (the group list was built before the fork).
+    // SAFETY: the hook makes system calls only and neither allocates nor
+    // takes locks (the group list was built before the fork, the netlink
+    // buffers are on the stack).
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, hook);
     }

@@ -217,7 +217,7 @@ impl StageState {
                 let argv = run_argv(&self.config.config, run);
                 created_by = format!("RUN {} # buildkit", argv.join(" "));
                 changes = Some(
-                    self.run(env, &argv, &args.predefined())
+                    self.run(env, run, &argv, &args.predefined())
                         .map_err(|e| fail(&e))?,
                 );
             }
@@ -296,6 +296,7 @@ impl StageState {
     fn run(
         &mut self,
         env: &BuildEnv<'_>,
+        run: &crate::dockerfile::Run,
         argv: &[String],
         proxies: &[(String, String)],
     ) -> Result<ChangeSet, StepError> {
@@ -332,6 +333,10 @@ impl StageState {
             gid,
             groups,
             in_place: env.in_place,
+            // `default` and `host` are both the host's network, as in
+            // kaniko and BuildKit's host entitlement
+            network_none: run.network.as_deref() == Some("none"),
+            insecure: run.security.as_deref() == Some("insecure"),
         };
         let code = sandbox::run(&spec, &format!("[{}] ", self.label), &env.cancelled)?;
         if code != 0 {

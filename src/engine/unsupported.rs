@@ -43,11 +43,11 @@ pub fn missing(inst: &Instruction) -> Option<String> {
                 return Some("RUN --mount".to_string());
             }
             match run.network.as_deref() {
-                None | Some("default") | Some("host") => {}
+                None | Some("default") | Some("host") | Some("none") => {}
                 Some(other) => return Some(format!("RUN --network={other}")),
             }
             match run.security.as_deref() {
-                None | Some("sandbox") => {}
+                None | Some("sandbox") | Some("insecure") => {}
                 Some(other) => return Some(format!("RUN --security={other}")),
             }
             None
@@ -110,12 +110,12 @@ mod tests {
                 Some("Dockerfile:3: RUN: RUN --mount is not implemented yet"),
             ),
             (
-                "FROM a\nRUN --network=none true\n",
-                Some("Dockerfile:2: RUN: RUN --network=none is not implemented yet"),
+                "FROM a\nRUN --network=none true\nRUN --security=insecure true\n",
+                None,
             ),
             (
-                "FROM a\nRUN --security=insecure true\n",
-                Some("Dockerfile:2: RUN: RUN --security=insecure is not implemented yet"),
+                "FROM a\nRUN --network=bridge true\n",
+                Some("Dockerfile:2: RUN: RUN --network=bridge is not implemented yet"),
             ),
             (
                 "FROM a\nCOPY --parents a/./b /\n",

@@ -3,7 +3,9 @@
 //! capabilities, no way to the host through `/proc/<pid>/root`, base
 //! images whose `proc`, `dev`, `sys` or `etc` point at the host (canary
 //! directories checked before and after), and no process left behind by
-//! a RUN, whether it ends or its build is cancelled.
+//! a RUN, whether it ends or its build is cancelled; `--network=none`
+//! (only an up loopback) and `--security=insecure` (every capability),
+//! which also key the cache.
 
 use crate::harness::{TestContext, tree};
 use crate::registry_server::{Auth, TestRegistry, busybox};
@@ -276,4 +278,137 @@ fn a_cancelled_build_leaves_no_run_process() {
     assert!(err.contains("slow-started"), "{err}");
     // the sandbox process and the RUN's shell carry the marker too
     assert_eq!(processes_with(&mark), Vec::<String>::new());
+}
+
+/// `--network=none`: a network namespace of the RUN's own whose only
+/// interface is the loopback, up (ping to 127.0.0.1 answers), and from
+/// which a listener on the host's 127.0.0.1 is out of reach; the next
+/// RUN, without the flag, reaches it.
+#[test]
+fn run_network_none_has_only_an_up_loopback_and_no_way_to_the_host() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stream.is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let reach = format!(
+        "if busybox nc -w 5 127.0.0.1 {port} </dev/null; then echo reached; else echo unreachable; fi"
+    );
+    let (_t, rootfs) = build(
+        &base,
+        &format!(
+            "RUN --network=none {reach} > /none-host; ls /sys/class/net > /none-links; \
+             busybox ip -o link show > /none-ip; \
+             busybox ping -c 1 -W 5 127.0.0.1 > /dev/null && echo pong > /none-ping; \
+             busybox readlink /proc/self/ns/net > /none-ns\n\
+             RUN {reach} > /host; busybox readlink /proc/self/ns/net > /host-ns\n"
+        ),
+    );
+    assert_eq!(read(&rootfs, "none-host"), "unreachable\n");
+    assert_eq!(read(&rootfs, "none-links"), "lo\n");
+    let ip = read(&rootfs, "none-ip");
+    assert!(
+        ip.lines().count() == 1 && ip.starts_with("1: lo: <LOOPBACK,UP,LOWER_UP>"),
+        "{ip}"
+    );
+    assert_eq!(read(&rootfs, "none-ping"), "pong\n");
+    let host_net = host_ns("net");
+    assert_ne!(read(&rootfs, "none-ns").trim_end(), host_net);
+    assert_eq!(read(&rootfs, "host"), "reached\n");
+    assert_eq!(read(&rootfs, "host-ns").trim_end(), host_net);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A `CapXxx:` line of a `/proc/PID/status` text.
+fn cap_line<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
+/// `--security=insecure`: every capability smelt has (what this root
+/// test process has) in all five sets, for root and for a non-root user
+/// (through the ambient set, as runc gives BuildKit's insecure RUN), no
+/// masked `/proc` path and a writable `/sys`; the sandbox mode keeps
+/// docker's default set.
+#[test]
+fn run_security_insecure_has_every_capability() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let status = "busybox grep -E '^Cap' /proc/self/status";
+    let mounts = "busybox grep -E ' /(sys|proc/keys) ' /proc/self/mountinfo";
+    let (_t, rootfs) = build(
+        &base,
+        &format!(
+            "RUN --security=insecure {status} > /insecure-caps; {mounts} > /insecure-mounts\n\
+             RUN --security=sandbox {status} > /sandbox-caps; {mounts} > /sandbox-mounts\n\
+             USER app\nWORKDIR /home/app\nRUN --security=insecure {status} > app-caps\n"
+        ),
+    );
+    let host = fs_err::read_to_string("/proc/self/status").unwrap();
+    let full = cap_line(&host, "CapEff").trim_start_matches("CapEff:\t");
+    assert_ne!(full, "00000000a80425fb");
+    for file in ["insecure-caps", "home/app/app-caps"] {
+        let caps = read(&rootfs, file);
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(cap_line(&caps, set), format!("{set}:\t{full}"), "{file}");
+        }
+    }
+    let sandbox = read(&rootfs, "sandbox-caps");
+    assert_eq!(cap_line(&sandbox, "CapEff"), "CapEff:\t00000000a80425fb");
+    let insecure = read(&rootfs, "insecure-mounts");
+    // the mount's own options (mountinfo's sixth field)
+    assert!(insecure.contains(" /sys rw,"), "{insecure}");
+    assert!(!insecure.contains("/proc/keys"), "{insecure}");
+    let masked = read(&rootfs, "sandbox-mounts");
+    assert!(masked.contains(" /sys ro,"), "{masked}");
+    assert!(masked.contains(" /proc/keys "), "{masked}");
+}
+
+/// A RUN's cache key holds its network and security modes: the same
+/// command with `--network=none` or `--security=insecure` misses, with
+/// `--network=default` hits.
+#[test]
+fn run_network_and_security_modes_key_the_cache() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new("");
+    let mut hits = Vec::new();
+    for (i, flags) in [
+        "",
+        "--network=none",
+        "--network=default",
+        "--security=insecure",
+    ]
+    .iter()
+    .enumerate()
+    {
+        t.file(
+            "Dockerfile",
+            &format!("FROM {base}\nRUN {flags} echo same > /same\n"),
+        );
+        let dest = format!("{}/app:{i}", reg.host);
+        let cache_repo = format!("{}/cache", reg.host);
+        let log = t
+            .build(&[
+                "--cache",
+                "--cache-repo",
+                &cache_repo,
+                "--destination",
+                &dest,
+            ])
+            .ok()
+            .stderr();
+        hits.push(log.lines().filter(|l| l.contains("] cache hit ")).count());
+    }
+    assert_eq!(hits, [0, 0, 1, 0]);
 }

@@ -190,6 +190,13 @@ pub fn step_keys(
                 for m in &run.mounts {
                     text.push_str(&format!(" --mount={m:?}"));
                 }
+                // what the command can reach changes what it makes
+                if let Some(n) = run.network.as_deref().filter(|n| *n != "default") {
+                    text.push_str(&format!(" --network={n}"));
+                }
+                if let Some(s) = run.security.as_deref().filter(|s| *s != "sandbox") {
+                    text.push_str(&format!(" --security={s}"));
+                }
                 (text, None, cache.opts.run_layers)
             }
             Instruction::Copy(c) => {
