@@ -16,6 +16,12 @@
 //! exactly the step's environment. The hostname is the host's, in a UTS
 //! namespace of the RUN's own: the bound `/etc/hosts` still resolves it.
 //!
+//! `RUN --network=none` adds a network namespace whose only interface,
+//! the loopback, the sandbox process brings up over rtnetlink (runc gives
+//! BuildKit's RUN the same). `RUN --security=insecure` is BuildKit's
+//! insecure entitlement: every capability, in all five sets, nothing of
+//! `/proc` or `/sys` masked or read-only, and the host's extra devices.
+//!
 //! The command is PID 1 of its namespace, as in BuildKit (runc without
 //! `--init`): `echo $$` prints 1, orphans are reparented to it, and when
 //! it ends the kernel kills every other process of the namespace before

@@ -391,6 +391,7 @@ cases! {
     modifiers_and_heredocs_match_current_docker => "modifiers-heredocs",
     copy_existing_dest_matches_docker => "copy-existing-dest",
     copy_chmod_modes_match_current_docker => "copy-chmod-modes",
+    run_network_security_match_current_docker => "run-network-security",
     copy_special_names_match_docker => "copy-special-names",
     copy_dockerignore_exceptions_match_docker => "copy-dockerignore-exceptions",
     copy_from_keeps_capabilities_matches_docker => "copy-from-capabilities",

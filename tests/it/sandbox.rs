@@ -412,3 +412,55 @@ fn run_network_and_security_modes_key_the_cache() {
     }
     assert_eq!(hits, [0, 0, 1, 0]);
 }
+
+/// In place (kaniko's executor, root in a container with every
+/// capability), `--network=none` also gives the RUN a network namespace
+/// with only an up loopback: the host's listener is out of reach, and
+/// reached by the next RUN.
+#[test]
+fn in_place_run_network_none_has_only_an_up_loopback() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let reach = |tag: &str| {
+        format!(
+            "if busybox nc -w 5 127.0.0.1 {port} </dev/null; then echo {tag}-reached; \
+             else echo {tag}-unreachable; fi"
+        )
+    };
+    let dockerfile = format!(
+        "FROM {base}\n\
+         RUN --network=none {}; busybox ip -o link show | busybox sed 's/^/none-link /'; \
+         busybox ping -c 1 -W 5 127.0.0.1 >/dev/null && echo none-pong\n\
+         RUN {}\n",
+        reach("none"),
+        reach("host")
+    );
+    let root = crate::in_place::executor_root(&dockerfile);
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    let dest = format!("{}/in-place-net:1", reg.host);
+    let (ok, log) = crate::in_place::run_executor(
+        root.path(),
+        secret.path(),
+        &[
+            "--context",
+            "/workspace",
+            "--dockerfile",
+            "/workspace/Dockerfile",
+            "--destination",
+            &dest,
+            "--force",
+        ],
+    );
+    assert!(ok, "the in-place build failed:\n{log}");
+    for want in ["none-unreachable", "none-pong", "host-reached"] {
+        assert!(log.contains(want), "no {want} in\n{log}");
+    }
+    let links: Vec<&str> = log.lines().filter(|l| l.contains("none-link ")).collect();
+    assert!(
+        links.len() == 1 && links[0].contains("none-link 1: lo: <LOOPBACK,UP,LOWER_UP>"),
+        "{log}"
+    );
+}
