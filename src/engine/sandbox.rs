@@ -781,15 +781,16 @@ fn all_capabilities() -> Result<(), SandboxError> {
         },
     )
     .map_err(failed("setting capabilities"))?;
+    let mut raised = false;
     for bit in 0..64 {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
         if !all.contains(cap) {
             continue;
         }
         match configure_capability_in_ambient_set(cap, true) {
-            Ok(()) => {}
-            // kernels without ambient capabilities
-            Err(Errno::INVAL) if bit == 0 => return Ok(()),
+            Ok(()) => raised = true,
+            // a kernel without ambient capabilities refuses the first one
+            Err(Errno::INVAL) if !raised => return Ok(()),
             Err(e) => return Err(failed(&format!("raising ambient capability {bit}"))(e)),
         }
     }
