@@ -9,6 +9,7 @@
 //! exactly what changed.
 
 use super::context::{SourceTree, SourceTreeError};
+use crate::dockerfile::DockerIgnore;
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
@@ -90,6 +91,10 @@ pub struct CopyJob<'a> {
     /// Paths an archive ADD unpacks must leave alone (in place: mounts,
     /// `/proc`, the executor's directory).
     pub skip: Option<&'a RootIgnores>,
+    /// The `--exclude` patterns, matched as BuildKit's copier does: against
+    /// each path below a matched source, relative to that source (a
+    /// matched source itself is never excluded).
+    pub excludes: &'a DockerIgnore,
 }
 
 /// Runs the copy; returns what changed, or a message for the user.
@@ -135,8 +140,10 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
         changes: ChangeSet::default(),
         links: HashMap::new(),
         dir_times: Vec::new(),
+        match_root: String::new(),
     };
     for m in matched {
+        w.match_root.clone_from(&m.real);
         // hard links are kept within one match, as BuildKit's copier (one
         // per match) keeps them: two matches of one inode are two files
         w.links.clear();
@@ -211,6 +218,9 @@ struct Writer<'a, 'b> {
     links: HashMap<(u64, u64), String>,
     /// Directories whose times are set once their contents are written.
     dir_times: Vec<(String, i64)>,
+    /// The source being copied (its real path): `--exclude` patterns match
+    /// paths relative to it.
+    match_root: String,
 }
 
 impl Writer<'_, '_> {
@@ -410,8 +420,34 @@ impl Writer<'_, '_> {
         self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, is_dir)
     }
 
+    /// Whether `child` (a real path below the source being copied) is left
+    /// out: by `.dockerignore` (from the tree's root) or by `--exclude`
+    /// (relative to the source).
+    fn is_excluded(&self, child: &str) -> bool {
+        if self.job.src.is_excluded(child) {
+            return true;
+        }
+        if self.job.excludes.is_empty() {
+            return false;
+        }
+        let rel = if self.match_root.is_empty() {
+            child
+        } else {
+            child
+                .strip_prefix(self.match_root.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(child)
+        };
+        self.job.excludes.is_excluded(rel)
+    }
+
+    /// Whether an excluded directory may still hold included files.
+    fn may_include_below(&self) -> bool {
+        self.job.src.may_include_below() || self.job.excludes.has_exceptions()
+    }
+
     /// Copies the contents of source directory `src_rel` into `dest_rel`,
-    /// skipping what `.dockerignore` excludes.
+    /// skipping what `.dockerignore` and `--exclude` exclude.
     fn copy_dir_contents(&mut self, src_rel: &str, dest_rel: &str) -> Result<(), CopyError> {
         let mut entries: Vec<String> = self
             .src
@@ -427,8 +463,8 @@ impl Writer<'_, '_> {
                 continue;
             };
             let is_dir = kind(&meta) == FileType::Directory;
-            if self.job.src.is_excluded(&child_src) {
-                if is_dir && self.job.src.may_include_below() {
+            if self.is_excluded(&child_src) {
+                if is_dir && self.may_include_below() {
                     self.copy_excluded_dir(&child_src, &child_dest, &meta)?;
                 }
                 continue;
@@ -572,6 +608,18 @@ mod tests {
         dest: &str,
         chmod: Option<&str>,
     ) -> Result<(), CopyError> {
+        copy_excluding(f, sources, dest, chmod, &[])
+    }
+
+    fn copy_excluding(
+        f: &Fixture,
+        sources: &[&str],
+        dest: &str,
+        chmod: Option<&str>,
+        excludes: &[&str],
+    ) -> Result<(), CopyError> {
+        let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+        let excludes = DockerIgnore::from_patterns(&excludes).unwrap();
         let job = CopyJob {
             src: &f.src,
             root: &f.root,
@@ -583,8 +631,92 @@ mod tests {
             is_add: false,
             now: 0,
             skip: None,
+            excludes: &excludes,
         };
         run(&job).map(|_| ())
+    }
+
+    /// Every path under `dir`, sorted, relative to it.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![String::new()];
+        while let Some(rel) = todo.pop() {
+            for e in fs_err::read_dir(dir.join(&rel)).unwrap() {
+                let e = e.unwrap();
+                let child = lexpath::child(&rel, &e.file_name().to_string_lossy());
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(child.clone());
+                }
+                out.push(child);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn excludes_match_below_each_source_relative_to_it() {
+        let f = fixture();
+        let ctx = f.src.root.clone();
+        for d in ["tree/docs/keep", "tree/sub", "other"] {
+            fs_err::create_dir_all(ctx.join(d)).unwrap();
+        }
+        for p in [
+            "tree/a.md",
+            "tree/sub/b.md",
+            "tree/docs/x.md",
+            "tree/docs/keep/README.md",
+            "other/o.md",
+            "other/o.txt",
+        ] {
+            fs_err::write(ctx.join(p), "x").unwrap();
+        }
+        // `*.md` is relative to the source: only the top level of each
+        // matched directory; a matched file itself is never excluded
+        copy_excluding(&f, &["tree", "a.txt"], "/one/", None, &["*.md", "a.txt"]).unwrap();
+        assert_eq!(
+            listing(&f.root.join("one")),
+            [
+                "a.txt",
+                "docs",
+                "docs/keep",
+                "docs/keep/README.md",
+                "docs/x.md",
+                "sub",
+                "sub/b.md",
+                "t.txt"
+            ]
+        );
+        // `**` reaches every depth; `!` re-includes below an excluded
+        // directory, which is then made for what it holds
+        copy_excluding(
+            &f,
+            &["tree"],
+            "/two/",
+            None,
+            &["**/*.md", "docs", "!docs/keep/README.md"],
+        )
+        .unwrap();
+        assert_eq!(
+            listing(&f.root.join("two")),
+            ["docs", "docs/keep", "docs/keep/README.md", "sub", "t.txt"]
+        );
+        // a glob source: each match is its own root
+        copy_excluding(&f, &["[ot]*"], "/three/", None, &["*.txt", "sub"]).unwrap();
+        assert_eq!(
+            listing(&f.root.join("three")),
+            [
+                "a.md",
+                "docs",
+                "docs/keep",
+                "docs/keep/README.md",
+                "docs/x.md",
+                "o.md"
+            ]
+        );
+        // everything excluded: an empty destination, no error
+        copy_excluding(&f, &["tree"], "/four", None, &["*"]).unwrap();
+        assert!(listing(&f.root.join("four")).is_empty());
     }
 
     fn mode(f: &Fixture, rel: &str) -> u32 {
@@ -719,6 +851,7 @@ mod tests {
             is_add: false,
             now: 0,
             skip: None,
+            excludes: &DockerIgnore::default(),
         };
         run(&job).unwrap();
         let cap = |rel: &str| xattr::get(f.root.join(rel), "security.capability").unwrap();

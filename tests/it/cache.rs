@@ -533,3 +533,45 @@ fn a_cache_hit_left_in_the_registry_whose_layer_is_gone_runs_as_a_miss() {
     );
     assert_eq!(fs_err::read_to_string(root.join("a.txt")).unwrap(), "a\n");
 }
+
+#[test]
+fn a_change_to_a_file_copy_exclude_leaves_out_still_hits() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let dockerfile = |flags: &str| format!("FROM {base}\nCOPY {flags} app /app/\n");
+    let t = TestContext::new(&dockerfile("--exclude=*.log"));
+    t.file("app/main.c", "main\n")
+        .file("app/debug.log", "1\n")
+        .file("app/sub/z.log", "z\n");
+    let log = build(&t, &cache_flags(&reg, "app:1"));
+    assert_eq!(hits(&log), 0, "{log}");
+    // an excluded file changes: the COPY hits
+    t.file("app/debug.log", "2\n");
+    let log = build(&t, &cache_flags(&reg, "app:2"));
+    assert_eq!(
+        hits(&log),
+        1,
+        "a change to an excluded file should hit:\n{log}"
+    );
+    // *.log is relative to app: sub/z.log is copied, so its change misses
+    t.file("app/sub/z.log", "Z\n");
+    let log = build(&t, &cache_flags(&reg, "app:3"));
+    assert_eq!(
+        hits(&log),
+        0,
+        "a change to a copied file should miss:\n{log}"
+    );
+    // another --exclude is another key
+    t.file("Dockerfile", &dockerfile("--exclude=*.log --exclude=sub"));
+    let log = build(&t, &cache_flags(&reg, "app:4"));
+    assert_eq!(hits(&log), 0, "a new --exclude should miss:\n{log}");
+
+    let out = TestContext::new(&format!("FROM {}/app:4\n", reg.host));
+    out.build_outputs(&[]);
+    let listing = tree(&out.unpack());
+    assert!(listing.contains("/app/main.c "), "{listing}");
+    assert!(
+        !listing.contains("/app/debug.log") && !listing.contains("/app/sub"),
+        "{listing}"
+    );
+}

@@ -396,6 +396,7 @@ cases! {
     copy_from_keeps_capabilities_matches_docker => "copy-from-capabilities",
     copy_dockerignore_suffix_matches_current_docker => "copy-dockerignore-suffix",
     workdir_existing_matches_docker => "workdir-existing",
+    copy_exclude_matches_current_docker => "copy-exclude",
 }
 
 /// An extra check, not part of the suite: every case folder under

@@ -7,6 +7,7 @@
 
 use super::key::put;
 use super::{Cache, CacheError};
+use crate::dockerfile::DockerIgnore;
 use crate::engine::context::SourceTree;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
@@ -43,11 +44,14 @@ struct TreeEntry {
 impl Cache {
     /// The digest of what `sources` match in `tree`: every entry's name
     /// (as it lands under the destination), type, mode, owner (a stage's
-    /// only), size, link target, xattrs and content.
+    /// only), size, link target, xattrs and content; what `excludes` (the
+    /// step's `--exclude`, relative to each matched source) leaves out is
+    /// left out here too, so changing an excluded file still hits.
     pub fn sources_digest(
         &self,
         tree: &SourceTree,
         sources: &[String],
+        excludes: &DockerIgnore,
     ) -> Result<String, CacheError> {
         let mut entries = Vec::new();
         for source in sources {
@@ -55,7 +59,8 @@ impl Cache {
             // step itself fails when nothing at all matches)
             for m in tree.expand_allow_empty(source)? {
                 let name = crate::lexpath::base_name(&m.name).to_string();
-                collect(tree, &m.real, &name, &mut entries)?;
+                let walk = Walk { tree, excludes };
+                walk.collect(&m.real, &name, "", &mut entries)?;
             }
         }
         let contents: Vec<Option<[u8; 32]>> = entries
@@ -104,73 +109,99 @@ impl Cache {
     }
 }
 
-/// Adds the tree at `real` (named `name`) to `out`, children sorted,
-/// leaving out what `.dockerignore` excludes as COPY does.
-fn collect(
-    tree: &SourceTree,
-    real: &str,
-    name: &str,
-    out: &mut Vec<TreeEntry>,
-) -> Result<(), CacheError> {
-    let path = tree.path(real);
-    let meta = fs_err::symlink_metadata(&path)?;
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
-        'd'
-    } else if ft.is_symlink() {
-        'l'
-    } else if ft.is_file() {
-        'f'
-    } else {
-        'o'
-    };
-    let owner = if tree.keep_owner {
-        format!("{}:{}", meta.uid(), meta.gid())
-    } else {
-        String::new()
-    };
-    let link = if ft.is_symlink() {
-        crate::lexpath::from_os(fs_err::read_link(&path)?.as_os_str())
-    } else {
-        String::new()
-    };
-    let size = if ft.is_file() { meta.size() } else { 0 };
-    let mut meta_text = format!(
-        "{kind} {:o} {owner} {size} {} {link}",
-        meta.mode() & 0o7777,
-        meta.rdev()
-    );
-    // after a NUL, which no link target holds; none leaves the text (and
-    // the keys of trees without xattrs) as before
-    for (key, value) in crate::fs::tree::xattrs(&path)? {
-        meta_text.push('\0');
-        meta_text.push_str(&key);
-        meta_text.push('=');
-        meta_text.push_str(&hex::encode(value));
+/// One matched source's walk: its tree and the step's `--exclude`.
+struct Walk<'a> {
+    tree: &'a SourceTree,
+    excludes: &'a DockerIgnore,
+}
+
+impl Walk<'_> {
+    /// Whether COPY leaves out `real` (at `rel` below the matched source).
+    fn is_excluded(&self, real: &str, rel: &str) -> bool {
+        self.tree.is_excluded(real) || self.excludes.is_excluded(rel)
     }
-    out.push(TreeEntry {
-        name: name.to_string(),
-        meta: meta_text,
-        file: ft.is_file().then(|| (path.clone(), FileStamp::of(&meta))),
-    });
-    if !ft.is_dir() {
-        return Ok(());
+
+    fn may_include_below(&self) -> bool {
+        self.tree.may_include_below() || self.excludes.has_exceptions()
     }
-    // the entries' own types (no stat each), as COPY reads them
-    let mut children: Vec<(String, bool)> = fs_err::read_dir(&path)?
-        .filter_map(Result::ok)
-        .map(|e| {
-            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-            (crate::lexpath::from_os(&e.file_name()), is_dir)
-        })
-        .collect();
-    children.sort();
-    for (child, is_dir) in children {
-        let child_real = crate::lexpath::child(real, &child);
-        if tree.is_excluded(&child_real) && !(is_dir && tree.may_include_below()) {
-            continue;
+
+    /// Adds the tree at `real` (named `name`, at `rel` below the matched
+    /// source) to `out`, children sorted, leaving out what `.dockerignore` and
+    /// `--exclude` exclude as COPY does.
+    fn collect(
+        &self,
+        real: &str,
+        name: &str,
+        rel: &str,
+        out: &mut Vec<TreeEntry>,
+    ) -> Result<(), CacheError> {
+        let tree = self.tree;
+        let path = tree.path(real);
+        let meta = fs_err::symlink_metadata(&path)?;
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            'd'
+        } else if ft.is_symlink() {
+            'l'
+        } else if ft.is_file() {
+            'f'
+        } else {
+            'o'
+        };
+        let owner = if tree.keep_owner {
+            format!("{}:{}", meta.uid(), meta.gid())
+        } else {
+            String::new()
+        };
+        let link = if ft.is_symlink() {
+            crate::lexpath::from_os(fs_err::read_link(&path)?.as_os_str())
+        } else {
+            String::new()
+        };
+        let size = if ft.is_file() { meta.size() } else { 0 };
+        let mut meta_text = format!(
+            "{kind} {:o} {owner} {size} {} {link}",
+            meta.mode() & 0o7777,
+            meta.rdev()
+        );
+        // after a NUL, which no link target holds; none leaves the text (and
+        // the keys of trees without xattrs) as before
+        for (key, value) in crate::fs::tree::xattrs(&path)? {
+            meta_text.push('\0');
+            meta_text.push_str(&key);
+            meta_text.push('=');
+            meta_text.push_str(&hex::encode(value));
         }
-        collect(tree, &child_real, &crate::lexpath::child(name, &child), out)?;
+        out.push(TreeEntry {
+            name: name.to_string(),
+            meta: meta_text,
+            file: ft.is_file().then(|| (path.clone(), FileStamp::of(&meta))),
+        });
+        if !ft.is_dir() {
+            return Ok(());
+        }
+        // the entries' own types (no stat each), as COPY reads them
+        let mut children: Vec<(String, bool)> = fs_err::read_dir(&path)?
+            .filter_map(Result::ok)
+            .map(|e| {
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                (crate::lexpath::from_os(&e.file_name()), is_dir)
+            })
+            .collect();
+        children.sort();
+        for (child, is_dir) in children {
+            let child_real = crate::lexpath::child(real, &child);
+            let child_rel = crate::lexpath::child(rel, &child);
+            if self.is_excluded(&child_real, &child_rel) && !(is_dir && self.may_include_below()) {
+                continue;
+            }
+            self.collect(
+                &child_real,
+                &crate::lexpath::child(name, &child),
+                &child_rel,
+                out,
+            )?;
+        }
+        Ok(())
     }
-    Ok(())
 }
