@@ -8,7 +8,7 @@
 //! way), and every path written is recorded, so the layer is made from
 //! exactly what changed.
 
-use super::context::{SourceTree, SourceTreeError};
+use super::context::{Match, ParentsSource, SourceTree, SourceTreeError, WalkFilter};
 use crate::dockerfile::DockerIgnore;
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
@@ -95,6 +95,10 @@ pub struct CopyJob<'a> {
     /// each path below a matched source, relative to that source (a
     /// matched source itself is never excluded).
     pub excludes: &'a DockerIgnore,
+    /// `--parents`: each source is split at its `/./` pivot; the contents
+    /// of the part before that the part after matches are copied, keeping
+    /// their paths below it.
+    pub parents: bool,
 }
 
 /// Runs the copy; returns what changed, or a message for the user.
@@ -109,7 +113,8 @@ pub struct CopyJob<'a> {
 /// (BuildKit never enforced the legacy builder's rule), and a glob that
 /// matches nothing is skipped if another source matched.
 pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
-    let mut matched = Vec::new();
+    // each match, with the --parents pattern of its source
+    let mut matched: Vec<(Match, Option<std::rc::Rc<ParentsSource>>)> = Vec::new();
     let mut empty = None;
     for source in &job.sources {
         if job.is_add && super::unsupported::is_remote(source) {
@@ -117,11 +122,29 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
                 url: source.clone(),
             });
         }
+        if job.parents {
+            let p = std::rc::Rc::new(ParentsSource::parse(source)?);
+            if let Some(required) = p.required() {
+                job.src
+                    .expand_matches(&required, &mut Vec::new())
+                    .and_then(|m| {
+                        if m.is_empty() {
+                            Err(job.src.not_found(source))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .map_err(|_| job.src.not_found(source))?;
+            }
+            let found = job.src.expand_allow_empty(p.parent_source())?;
+            matched.extend(found.into_iter().map(|m| (m, Some(p.clone()))));
+            continue;
+        }
         let found = job.src.expand_allow_empty(source)?;
         if found.is_empty() && empty.is_none() {
             empty = Some(source);
         }
-        matched.extend(found);
+        matched.extend(found.into_iter().map(|m| (m, None)));
     }
     if let Some(source) = empty
         && matched.is_empty()
@@ -141,9 +164,11 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
         links: HashMap::new(),
         dir_times: Vec::new(),
         match_root: String::new(),
+        parents: None,
     };
-    for m in matched {
+    for (m, parents) in matched {
         w.match_root.clone_from(&m.real);
+        w.parents = parents;
         // hard links are kept within one match, as BuildKit's copier (one
         // per match) keeps them: two matches of one inode are two files
         w.links.clear();
@@ -221,6 +246,8 @@ struct Writer<'a, 'b> {
     /// The source being copied (its real path): `--exclude` patterns match
     /// paths relative to it.
     match_root: String,
+    /// The `--parents` pattern of the source being copied.
+    parents: Option<std::rc::Rc<ParentsSource>>,
 }
 
 impl Writer<'_, '_> {
@@ -420,34 +447,31 @@ impl Writer<'_, '_> {
         self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, is_dir)
     }
 
-    /// Whether `child` (a real path below the source being copied) is left
-    /// out: by `.dockerignore` (from the tree's root) or by `--exclude`
-    /// (relative to the source).
-    fn is_excluded(&self, child: &str) -> bool {
-        if self.job.src.is_excluded(child) {
-            return true;
+    /// What the walk below the source being copied copies.
+    fn filter(&self) -> WalkFilter<'_> {
+        WalkFilter {
+            tree: self.job.src,
+            excludes: self.job.excludes,
+            parents: self.parents.as_deref(),
         }
-        if self.job.excludes.is_empty() {
-            return false;
-        }
-        let rel = if self.match_root.is_empty() {
+    }
+
+    /// `child` (a real path below the source being copied) relative to
+    /// that source.
+    fn rel_in_match<'c>(&self, child: &'c str) -> &'c str {
+        if self.match_root.is_empty() {
             child
         } else {
             child
                 .strip_prefix(self.match_root.as_str())
                 .and_then(|r| r.strip_prefix('/'))
                 .unwrap_or(child)
-        };
-        self.job.excludes.is_excluded(rel)
-    }
-
-    /// Whether an excluded directory may still hold included files.
-    fn may_include_below(&self) -> bool {
-        self.job.src.may_include_below() || self.job.excludes.has_exceptions()
+        }
     }
 
     /// Copies the contents of source directory `src_rel` into `dest_rel`,
-    /// skipping what `.dockerignore` and `--exclude` exclude.
+    /// skipping what `.dockerignore` and `--exclude` exclude and, with
+    /// `--parents`, what its pattern does not match ([`WalkFilter`]).
     fn copy_dir_contents(&mut self, src_rel: &str, dest_rel: &str) -> Result<(), CopyError> {
         let mut entries: Vec<String> = self
             .src
@@ -463,8 +487,9 @@ impl Writer<'_, '_> {
                 continue;
             };
             let is_dir = kind(&meta) == FileType::Directory;
-            if self.is_excluded(&child_src) {
-                if is_dir && self.may_include_below() {
+            let rel = self.rel_in_match(&child_src);
+            if !self.filter().copies(&child_src, rel) {
+                if is_dir && self.filter().may_hold_copied(&child_src, rel) {
                     self.copy_excluded_dir(&child_src, &child_dest, &meta)?;
                 }
                 continue;
@@ -608,7 +633,7 @@ mod tests {
         dest: &str,
         chmod: Option<&str>,
     ) -> Result<(), CopyError> {
-        copy_excluding(f, sources, dest, chmod, &[])
+        copy_excluding(f, sources, dest, chmod, &[], false)
     }
 
     fn copy_excluding(
@@ -617,6 +642,7 @@ mod tests {
         dest: &str,
         chmod: Option<&str>,
         excludes: &[&str],
+        parents: bool,
     ) -> Result<(), CopyError> {
         let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
         let excludes = DockerIgnore::from_patterns(&excludes).unwrap();
@@ -632,6 +658,7 @@ mod tests {
             now: 0,
             skip: None,
             excludes: &excludes,
+            parents,
         };
         run(&job).map(|_| ())
     }
@@ -673,7 +700,15 @@ mod tests {
         }
         // `*.md` is relative to the source: only the top level of each
         // matched directory; a matched file itself is never excluded
-        copy_excluding(&f, &["tree", "a.txt"], "/one/", None, &["*.md", "a.txt"]).unwrap();
+        copy_excluding(
+            &f,
+            &["tree", "a.txt"],
+            "/one/",
+            None,
+            &["*.md", "a.txt"],
+            false,
+        )
+        .unwrap();
         assert_eq!(
             listing(&f.root.join("one")),
             [
@@ -695,6 +730,7 @@ mod tests {
             "/two/",
             None,
             &["**/*.md", "docs", "!docs/keep/README.md"],
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -702,7 +738,7 @@ mod tests {
             ["docs", "docs/keep", "docs/keep/README.md", "sub", "t.txt"]
         );
         // a glob source: each match is its own root
-        copy_excluding(&f, &["[ot]*"], "/three/", None, &["*.txt", "sub"]).unwrap();
+        copy_excluding(&f, &["[ot]*"], "/three/", None, &["*.txt", "sub"], false).unwrap();
         assert_eq!(
             listing(&f.root.join("three")),
             [
@@ -715,8 +751,70 @@ mod tests {
             ]
         );
         // everything excluded: an empty destination, no error
-        copy_excluding(&f, &["tree"], "/four", None, &["*"]).unwrap();
+        copy_excluding(&f, &["tree"], "/four", None, &["*"], false).unwrap();
         assert!(listing(&f.root.join("four")).is_empty());
+    }
+
+    #[test]
+    fn parents_keep_the_path_below_the_pivot() {
+        let f = fixture();
+        let ctx = f.src.root.clone();
+        for d in ["x/y", "y", "src/x/y"] {
+            fs_err::create_dir_all(ctx.join(d)).unwrap();
+        }
+        for p in [
+            "x/a.txt",
+            "y/a.txt",
+            "x/y/c.txt",
+            "src/a.txt",
+            "src/x/b.txt",
+            "src/x/y/c.txt",
+            "src/x/y/d.md",
+        ] {
+            fs_err::write(ctx.join(p), p).unwrap();
+        }
+        fs_err::set_permissions(ctx.join("src/x"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        let parents = |sources: &[&str], dest: &str, excludes: &[&str]| {
+            copy_excluding(&f, sources, dest, None, excludes, true)
+        };
+        parents(&["./x/a.txt", "y/a.txt"], "/p/", &[]).unwrap();
+        assert_eq!(listing(&f.root.join("p")), ["x", "x/a.txt", "y", "y/a.txt"]);
+        parents(&["./x/./y/*.txt"], "/q/", &[]).unwrap();
+        assert_eq!(listing(&f.root.join("q")), ["y", "y/c.txt"]);
+        // a directory matched is copied whole; parents made on the way
+        // take their source's mode
+        parents(&["src/**/*.txt", "x/y"], "/r", &[]).unwrap();
+        assert_eq!(
+            listing(&f.root.join("r")),
+            [
+                "src",
+                "src/a.txt",
+                "src/x",
+                "src/x/b.txt",
+                "src/x/y",
+                "src/x/y/c.txt",
+                "x",
+                "x/y",
+                "x/y/c.txt"
+            ]
+        );
+        assert_eq!(mode(&f, "r/src/x"), 0o750);
+        assert_eq!(
+            fs_err::read_to_string(f.root.join("r/src/x/y/c.txt")).unwrap(),
+            "src/x/y/c.txt"
+        );
+        // --exclude relative to the parent; a directory holding nothing
+        // copied is not made
+        parents(&["src/./**/*.txt"], "/s/", &["x/y"]).unwrap();
+        assert_eq!(listing(&f.root.join("s")), ["a.txt", "x", "x/b.txt"]);
+        // a path without a glob must be there; a glob may match nothing
+        let err = parents(&["src/nope.txt"], "/t/", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("\"src/nope.txt\": not found"),
+            "{err}"
+        );
+        parents(&["src/*.none"], "/t/", &[]).unwrap();
+        assert!(listing(&f.root.join("t")).is_empty());
     }
 
     fn mode(f: &Fixture, rel: &str) -> u32 {
@@ -852,6 +950,7 @@ mod tests {
             now: 0,
             skip: None,
             excludes: &DockerIgnore::default(),
+            parents: false,
         };
         run(&job).unwrap();
         let cap = |rel: &str| xattr::get(f.root.join(rel), "security.capability").unwrap();

@@ -212,6 +212,7 @@ impl StageState {
                     now: env.now(),
                     skip: env.in_place.then_some(&env.ignores),
                     excludes: &excludes,
+                    parents: c.parents,
                 };
                 changes = Some(copy::run(&job).map_err(|e| fail(&e))?);
                 created_by = step_text(step);

@@ -54,9 +54,6 @@ pub fn missing(inst: &Instruction) -> Option<String> {
         }
         Instruction::Copy(c) => {
             let keyword = inst.keyword();
-            if c.parents {
-                return Some(format!("{keyword} --parents"));
-            }
             if c.checksum.is_some() {
                 return Some(format!(
                     "{keyword} --checksum (it needs ADD of a URL or git repository)"
@@ -114,10 +111,7 @@ mod tests {
                 "FROM a\nRUN --security=insecure true\n",
                 Some("Dockerfile:2: RUN: RUN --security=insecure is not implemented yet"),
             ),
-            (
-                "FROM a\nCOPY --parents a/./b /\n",
-                Some("Dockerfile:2: COPY: COPY --parents is not implemented yet"),
-            ),
+            ("FROM a\nCOPY --parents a/./b /\n", None),
             (
                 "FROM a\nCOPY --exclude=*.md --exclude=!README.md . /\n",
                 None,

@@ -575,3 +575,35 @@ fn a_change_to_a_file_copy_exclude_leaves_out_still_hits() {
         "{listing}"
     );
 }
+
+#[test]
+fn copy_parents_keys_only_what_its_pattern_matches() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\nCOPY --parents src/./**/*.txt /out/\n"
+    ));
+    t.file("src/a.txt", "a\n")
+        .file("src/x/b.txt", "b\n")
+        .file("src/x/c.md", "c\n")
+        .file("other.txt", "o\n");
+    let log = build(&t, &cache_flags(&reg, "app:1"));
+    assert_eq!(hits(&log), 0, "{log}");
+    // files the pattern does not match change: the COPY hits
+    t.file("src/x/c.md", "C\n").file("other.txt", "O\n");
+    let log = build(&t, &cache_flags(&reg, "app:2"));
+    assert_eq!(hits(&log), 1, "unmatched files should not count:\n{log}");
+    // a matched one changes: it misses
+    t.file("src/x/b.txt", "B\n");
+    let log = build(&t, &cache_flags(&reg, "app:3"));
+    assert_eq!(hits(&log), 0, "a matched file's change should miss:\n{log}");
+
+    let out = TestContext::new(&format!("FROM {}/app:3\n", reg.host));
+    out.build_outputs(&[]);
+    let listing = tree(&out.unpack());
+    assert!(
+        listing.contains("/out/x/b.txt ") && listing.contains("/out/a.txt "),
+        "{listing}"
+    );
+    assert!(!listing.contains("c.md"), "{listing}");
+}

@@ -265,6 +265,9 @@ fn copy_key_parts(
     if c.link {
         text.push_str(" --link");
     }
+    if c.parents {
+        text.push_str(" --parents");
+    }
     // as written: BuildKit expands no variables in them
     for pattern in &c.excludes {
         text.push_str(&format!(" --exclude={pattern}"));
@@ -284,7 +287,7 @@ fn copy_key_parts(
         String::new()
     } else {
         let excludes = crate::dockerfile::DockerIgnore::from_patterns(&c.excludes)?;
-        cache.sources_digest(&tree, &paths, &excludes)?
+        cache.sources_digest(&tree, &paths, &excludes, c.parents)?
     };
     Ok((text, digest))
 }

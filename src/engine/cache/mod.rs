@@ -309,7 +309,7 @@ mod tests {
         let c = cache();
         let sources = ["app".to_string()];
         let first = c
-            .sources_digest(&tree, &sources, &Default::default())
+            .sources_digest(&tree, &sources, &Default::default(), false)
             .unwrap();
         // a new mtime alone: same digest
         filetime::set_file_mtime(
@@ -318,21 +318,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.sources_digest(&tree, &sources, &Default::default())
+            c.sources_digest(&tree, &sources, &Default::default(), false)
                 .unwrap(),
             first
         );
         // a file outside the sources: same digest
         fs_err::write(root.join("other"), "changed").unwrap();
         assert_eq!(
-            c.sources_digest(&tree, &sources, &Default::default())
+            c.sources_digest(&tree, &sources, &Default::default(), false)
                 .unwrap(),
             first
         );
         // content, mode, a new file: new digests
         fs_err::write(root.join("app/sub/b.txt"), "B").unwrap();
         let second = c
-            .sources_digest(&tree, &sources, &Default::default())
+            .sources_digest(&tree, &sources, &Default::default(), false)
             .unwrap();
         assert_ne!(second, first);
         use std::os::unix::fs::PermissionsExt;
@@ -342,12 +342,12 @@ mod tests {
         )
         .unwrap();
         let third = c
-            .sources_digest(&tree, &sources, &Default::default())
+            .sources_digest(&tree, &sources, &Default::default(), false)
             .unwrap();
         assert_ne!(third, second);
         fs_err::write(root.join("app/new"), "").unwrap();
         assert_ne!(
-            c.sources_digest(&tree, &sources, &Default::default())
+            c.sources_digest(&tree, &sources, &Default::default(), false)
                 .unwrap(),
             third
         );
@@ -362,7 +362,7 @@ mod tests {
         let c = cache();
         let sources = ["tool".to_string()];
         let plain = c
-            .sources_digest(&tree, &sources, &Default::default())
+            .sources_digest(&tree, &sources, &Default::default(), false)
             .unwrap();
         // cap_net_bind_service+ep, then cap_net_raw+ep
         let mut cap = [0u8; 20];
@@ -370,13 +370,13 @@ mod tests {
         cap[5] = 4;
         xattr::set(root.join("tool"), "security.capability", &cap).unwrap();
         let bind = c
-            .sources_digest(&tree, &sources, &Default::default())
+            .sources_digest(&tree, &sources, &Default::default(), false)
             .unwrap();
         assert_ne!(bind, plain);
         cap[5] = 0x20;
         xattr::set(root.join("tool"), "security.capability", &cap).unwrap();
         assert_ne!(
-            c.sources_digest(&tree, &sources, &Default::default())
+            c.sources_digest(&tree, &sources, &Default::default(), false)
                 .unwrap(),
             bind
         );

@@ -8,7 +8,7 @@
 use super::key::put;
 use super::{Cache, CacheError};
 use crate::dockerfile::DockerIgnore;
-use crate::engine::context::SourceTree;
+use crate::engine::context::{ParentsSource, SourceTree, WalkFilter};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::os::unix::fs::MetadataExt;
@@ -52,15 +52,26 @@ impl Cache {
         tree: &SourceTree,
         sources: &[String],
         excludes: &DockerIgnore,
+        parents: bool,
     ) -> Result<String, CacheError> {
         let mut entries = Vec::new();
         for source in sources {
+            // with --parents, the directory before the pivot, walked for
+            // what the pattern after it matches
+            let split = parents.then(|| ParentsSource::parse(source)).transpose()?;
+            let expanded = split
+                .as_ref()
+                .map_or(source.as_str(), |p| p.parent_source());
             // a glob matching nothing next to other sources is skipped (the
             // step itself fails when nothing at all matches)
-            for m in tree.expand_allow_empty(source)? {
+            for m in tree.expand_allow_empty(expanded)? {
                 let name = crate::lexpath::base_name(&m.name).to_string();
-                let walk = Walk { tree, excludes };
-                walk.collect(&m.real, &name, "", &mut entries)?;
+                let walk = WalkFilter {
+                    tree,
+                    excludes,
+                    parents: split.as_ref(),
+                };
+                collect(walk, &m.real, &name, "", &mut entries)?;
             }
         }
         let contents: Vec<Option<[u8; 32]>> = entries
@@ -109,99 +120,90 @@ impl Cache {
     }
 }
 
-/// One matched source's walk: its tree and the step's `--exclude`.
-struct Walk<'a> {
-    tree: &'a SourceTree,
-    excludes: &'a DockerIgnore,
-}
-
-impl Walk<'_> {
-    /// Whether COPY leaves out `real` (at `rel` below the matched source).
-    fn is_excluded(&self, real: &str, rel: &str) -> bool {
-        self.tree.is_excluded(real) || self.excludes.is_excluded(rel)
+/// Adds the tree at `real` (named `name`, at `rel` below the matched
+/// source) to `out`, children sorted, leaving out what COPY leaves out
+/// ([`WalkFilter`]): a directory left out itself is walked when it may
+/// hold something copied, and kept only if it does.
+fn collect(
+    walk: WalkFilter<'_>,
+    real: &str,
+    name: &str,
+    rel: &str,
+    out: &mut Vec<TreeEntry>,
+) -> Result<(), CacheError> {
+    let tree = walk.tree;
+    let path = tree.path(real);
+    let meta = fs_err::symlink_metadata(&path)?;
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        'd'
+    } else if ft.is_symlink() {
+        'l'
+    } else if ft.is_file() {
+        'f'
+    } else {
+        'o'
+    };
+    let owner = if tree.keep_owner {
+        format!("{}:{}", meta.uid(), meta.gid())
+    } else {
+        String::new()
+    };
+    let link = if ft.is_symlink() {
+        crate::lexpath::from_os(fs_err::read_link(&path)?.as_os_str())
+    } else {
+        String::new()
+    };
+    let size = if ft.is_file() { meta.size() } else { 0 };
+    let mut meta_text = format!(
+        "{kind} {:o} {owner} {size} {} {link}",
+        meta.mode() & 0o7777,
+        meta.rdev()
+    );
+    // after a NUL, which no link target holds; none leaves the text (and
+    // the keys of trees without xattrs) as before
+    for (key, value) in crate::fs::tree::xattrs(&path)? {
+        meta_text.push('\0');
+        meta_text.push_str(&key);
+        meta_text.push('=');
+        meta_text.push_str(&hex::encode(value));
     }
-
-    fn may_include_below(&self) -> bool {
-        self.tree.may_include_below() || self.excludes.has_exceptions()
+    out.push(TreeEntry {
+        name: name.to_string(),
+        meta: meta_text,
+        file: ft.is_file().then(|| (path.clone(), FileStamp::of(&meta))),
+    });
+    if !ft.is_dir() {
+        return Ok(());
     }
-
-    /// Adds the tree at `real` (named `name`, at `rel` below the matched
-    /// source) to `out`, children sorted, leaving out what `.dockerignore` and
-    /// `--exclude` exclude as COPY does.
-    fn collect(
-        &self,
-        real: &str,
-        name: &str,
-        rel: &str,
-        out: &mut Vec<TreeEntry>,
-    ) -> Result<(), CacheError> {
-        let tree = self.tree;
-        let path = tree.path(real);
-        let meta = fs_err::symlink_metadata(&path)?;
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            'd'
-        } else if ft.is_symlink() {
-            'l'
-        } else if ft.is_file() {
-            'f'
-        } else {
-            'o'
-        };
-        let owner = if tree.keep_owner {
-            format!("{}:{}", meta.uid(), meta.gid())
-        } else {
-            String::new()
-        };
-        let link = if ft.is_symlink() {
-            crate::lexpath::from_os(fs_err::read_link(&path)?.as_os_str())
-        } else {
-            String::new()
-        };
-        let size = if ft.is_file() { meta.size() } else { 0 };
-        let mut meta_text = format!(
-            "{kind} {:o} {owner} {size} {} {link}",
-            meta.mode() & 0o7777,
-            meta.rdev()
-        );
-        // after a NUL, which no link target holds; none leaves the text (and
-        // the keys of trees without xattrs) as before
-        for (key, value) in crate::fs::tree::xattrs(&path)? {
-            meta_text.push('\0');
-            meta_text.push_str(&key);
-            meta_text.push('=');
-            meta_text.push_str(&hex::encode(value));
+    // the entries' own types (no stat each), as COPY reads them
+    let mut children: Vec<(String, bool)> = fs_err::read_dir(&path)?
+        .filter_map(Result::ok)
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            (crate::lexpath::from_os(&e.file_name()), is_dir)
+        })
+        .collect();
+    children.sort();
+    for (child, is_dir) in children {
+        let child_real = crate::lexpath::child(real, &child);
+        let child_rel = crate::lexpath::child(rel, &child);
+        let copied = walk.copies(&child_real, &child_rel);
+        let walked = is_dir && walk.may_hold_copied(&child_real, &child_rel);
+        if !copied && !walked {
+            continue;
         }
-        out.push(TreeEntry {
-            name: name.to_string(),
-            meta: meta_text,
-            file: ft.is_file().then(|| (path.clone(), FileStamp::of(&meta))),
-        });
-        if !ft.is_dir() {
-            return Ok(());
+        let before = out.len();
+        collect(
+            walk,
+            &child_real,
+            &crate::lexpath::child(name, &child),
+            &child_rel,
+            out,
+        )?;
+        if !copied && out.len() == before + 1 {
+            out.truncate(before);
         }
-        // the entries' own types (no stat each), as COPY reads them
-        let mut children: Vec<(String, bool)> = fs_err::read_dir(&path)?
-            .filter_map(Result::ok)
-            .map(|e| {
-                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-                (crate::lexpath::from_os(&e.file_name()), is_dir)
-            })
-            .collect();
-        children.sort();
-        for (child, is_dir) in children {
-            let child_real = crate::lexpath::child(real, &child);
-            let child_rel = crate::lexpath::child(rel, &child);
-            if self.is_excluded(&child_real, &child_rel) && !(is_dir && self.may_include_below()) {
-                continue;
-            }
-            self.collect(
-                &child_real,
-                &crate::lexpath::child(name, &child),
-                &child_rel,
-                out,
-            )?;
-        }
-        Ok(())
     }
+    Ok(())
 }
