@@ -261,6 +261,17 @@ impl ParentsSource {
         })
     }
 
+    /// What a stage read by this source must keep for it (`keep.rs`): the
+    /// parent and the pattern's leading components without a glob.
+    pub fn kept_path(&self) -> String {
+        let parent = if self.parent.is_empty() {
+            "/".to_string()
+        } else {
+            self.parent.clone()
+        };
+        format!("{parent}/{}", self.literal.join("/"))
+    }
+
     /// The parent as a source to expand (the root when empty).
     pub fn parent_source(&self) -> &str {
         if self.parent.is_empty() {

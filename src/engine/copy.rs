@@ -124,17 +124,11 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
         }
         if job.parents {
             let p = std::rc::Rc::new(ParentsSource::parse(source)?);
-            if let Some(required) = p.required() {
-                job.src
-                    .expand_matches(&required, &mut Vec::new())
-                    .and_then(|m| {
-                        if m.is_empty() {
-                            Err(job.src.not_found(source))
-                        } else {
-                            Ok(())
-                        }
-                    })
-                    .map_err(|_| job.src.not_found(source))?;
+            // BuildKit's required path: named as the source is written
+            if let Some(required) = p.required()
+                && job.src.expand_allow_empty(&required).is_err()
+            {
+                return Err(job.src.not_found(source).into());
             }
             let found = job.src.expand_allow_empty(p.parent_source())?;
             matched.extend(found.into_iter().map(|m| (m, Some(p.clone()))));
