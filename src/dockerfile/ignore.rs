@@ -18,6 +18,9 @@ pub enum IgnoreError {
     EmptyExclusion { line: usize },
     #[error("line {line}: syntax error in pattern {pattern:?}")]
     BadPattern { line: usize, pattern: String },
+    /// A COPY/ADD `--exclude` pattern (BuildKit's "invalid excludepatterns").
+    #[error("--exclude={pattern:?}: invalid exclude pattern")]
+    BadExclude { pattern: String },
 }
 
 /// How a glob treats `/` and `**`.
@@ -415,6 +418,38 @@ impl DockerIgnore {
             patterns.push(Pattern { matcher, exclusion });
         }
         Ok(Self { patterns })
+    }
+
+    /// The patterns of COPY/ADD `--exclude` flags, as BuildKit's copier
+    /// reads them (patternmatcher `New`): each trimmed (an empty one is
+    /// skipped) and cleaned, `!` making an exception; no comments, and a
+    /// leading `/` is kept (so it matches nothing, as in BuildKit).
+    pub fn from_patterns(patterns: &[String]) -> Result<Self, IgnoreError> {
+        let mut out = Vec::new();
+        for raw in patterns {
+            let bad = || IgnoreError::BadExclude {
+                pattern: raw.clone(),
+            };
+            let mut p = raw.trim();
+            if p.is_empty() {
+                continue;
+            }
+            let exclusion = p.starts_with('!');
+            if exclusion {
+                p = &p[1..];
+                if p.is_empty() {
+                    return Err(bad());
+                }
+            }
+            let matcher = Matcher::new(&lexpath::clean(p)).ok_or_else(bad)?;
+            out.push(Pattern { matcher, exclusion });
+        }
+        Ok(Self { patterns: out })
+    }
+
+    /// Whether there are no patterns (nothing is excluded).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
     }
 
     /// True when some pattern is an exception (`!…`): an excluded directory

@@ -208,6 +208,124 @@ impl SourceTree {
     }
 }
 
+/// A `COPY --parents` source, split at its `/./` pivot as BuildKit's
+/// frontend splits it: the part before is the directory copied from (the
+/// tree's root without a pivot), the part after a pattern (`.dockerignore`
+/// rules) of what below it is copied, keeping the path it matched.
+#[derive(Debug, Clone)]
+pub struct ParentsSource {
+    /// Where the copy starts, as written (may hold a glob).
+    pub parent: String,
+    /// What below `parent` is copied, as written.
+    pub pattern: String,
+    include: DockerIgnore,
+    /// The pattern's leading components without a glob character: only
+    /// directories along them can hold a match.
+    literal: Vec<String>,
+}
+
+impl ParentsSource {
+    pub fn parse(source: &str) -> Result<ParentsSource, SourceTreeError> {
+        let (parent, pattern) = match source.split_once("/./") {
+            Some((parent, pattern)) => (parent, pattern),
+            None => ("", source),
+        };
+        let cleaned = lexpath::in_root(pattern);
+        let include =
+            DockerIgnore::from_patterns(std::slice::from_ref(&cleaned)).map_err(|_| {
+                SourceTreeError::BadPattern {
+                    pattern: source.to_string(),
+                }
+            })?;
+        let literal = cleaned
+            .split('/')
+            .take_while(|c| !c.is_empty() && !c.contains(['*', '?', '[', '\\']))
+            .map(str::to_string)
+            .collect();
+        Ok(ParentsSource {
+            parent: parent.to_string(),
+            pattern: pattern.to_string(),
+            include,
+            literal,
+        })
+    }
+
+    /// The path that must be there: the whole source when neither part
+    /// holds a glob (BuildKit's required paths), else none.
+    pub fn required(&self) -> Option<String> {
+        (!has_glob(&self.parent) && !has_glob(&self.pattern)).then(|| {
+            lexpath::child(
+                &lexpath::in_root(&self.parent),
+                &lexpath::in_root(&self.pattern),
+            )
+        })
+    }
+
+    /// What a stage read by this source must keep for it (`keep.rs`): the
+    /// parent and the pattern's leading components without a glob.
+    pub fn kept_path(&self) -> String {
+        let parent = if self.parent.is_empty() {
+            "/".to_string()
+        } else {
+            self.parent.clone()
+        };
+        format!("{parent}/{}", self.literal.join("/"))
+    }
+
+    /// The parent as a source to expand (the root when empty).
+    pub fn parent_source(&self) -> &str {
+        if self.parent.is_empty() {
+            "/"
+        } else {
+            &self.parent
+        }
+    }
+
+    /// Whether `rel` (below the parent) matches the pattern, or lies
+    /// below a directory that does.
+    /// An empty pattern (`a/./`, `.`) takes everything.
+    pub fn includes(&self, rel: &str) -> bool {
+        self.include.is_empty() || self.include.is_excluded(rel)
+    }
+
+    /// Whether the directory `rel` may hold something the pattern matches.
+    fn may_hold(&self, rel: &str) -> bool {
+        rel.split('/').zip(&self.literal).all(|(a, b)| a == b)
+    }
+}
+
+/// What a COPY's walk below one matched source copies: not what
+/// `.dockerignore` hides (by the path in the tree), nor what `--exclude`
+/// excludes, and with `--parents` only what its pattern matches (both by
+/// the path below the source). A directory left out is still walked when
+/// something below it may be copied, and made only if something is.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkFilter<'a> {
+    pub tree: &'a SourceTree,
+    pub excludes: &'a DockerIgnore,
+    pub parents: Option<&'a ParentsSource>,
+}
+
+impl WalkFilter<'_> {
+    /// Whether the entry at `real` in the tree, `rel` below the source, is
+    /// copied itself.
+    pub fn copies(&self, real: &str, rel: &str) -> bool {
+        !self.tree.is_excluded(real)
+            && !self.excludes.is_excluded(rel)
+            && self.parents.is_none_or(|p| p.includes(rel))
+    }
+
+    /// Whether the directory at `real` (`rel`), left out itself, may hold
+    /// something copied: each reason it is left out can be undone below.
+    pub fn may_hold_copied(&self, real: &str, rel: &str) -> bool {
+        (!self.tree.is_excluded(real) || self.tree.may_include_below())
+            && (!self.excludes.is_excluded(rel) || self.excludes.has_exceptions())
+            && self
+                .parents
+                .is_none_or(|p| p.includes(rel) || p.may_hold(rel))
+    }
+}
+
 /// A path a COPY source matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {

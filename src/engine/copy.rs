@@ -8,7 +8,8 @@
 //! way), and every path written is recorded, so the layer is made from
 //! exactly what changed.
 
-use super::context::{SourceTree, SourceTreeError};
+use super::context::{Match, ParentsSource, SourceTree, SourceTreeError, WalkFilter};
+use crate::dockerfile::DockerIgnore;
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
@@ -90,6 +91,14 @@ pub struct CopyJob<'a> {
     /// Paths an archive ADD unpacks must leave alone (in place: mounts,
     /// `/proc`, the executor's directory).
     pub skip: Option<&'a RootIgnores>,
+    /// The `--exclude` patterns, matched as BuildKit's copier does: against
+    /// each path below a matched source, relative to that source (a
+    /// matched source itself is never excluded).
+    pub excludes: &'a DockerIgnore,
+    /// `--parents`: each source is split at its `/./` pivot; the contents
+    /// of the part before that the part after matches are copied, keeping
+    /// their paths below it.
+    pub parents: bool,
 }
 
 /// Runs the copy; returns what changed, or a message for the user.
@@ -104,7 +113,8 @@ pub struct CopyJob<'a> {
 /// (BuildKit never enforced the legacy builder's rule), and a glob that
 /// matches nothing is skipped if another source matched.
 pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
-    let mut matched = Vec::new();
+    // each match, with the --parents pattern of its source
+    let mut matched: Vec<(Match, Option<std::rc::Rc<ParentsSource>>)> = Vec::new();
     let mut empty = None;
     for source in &job.sources {
         if job.is_add && super::unsupported::is_remote(source) {
@@ -112,11 +122,23 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
                 url: source.clone(),
             });
         }
+        if job.parents {
+            let p = std::rc::Rc::new(ParentsSource::parse(source)?);
+            // BuildKit's required path: named as the source is written
+            if let Some(required) = p.required()
+                && job.src.expand_allow_empty(&required).is_err()
+            {
+                return Err(job.src.not_found(source).into());
+            }
+            let found = job.src.expand_allow_empty(p.parent_source())?;
+            matched.extend(found.into_iter().map(|m| (m, Some(p.clone()))));
+            continue;
+        }
         let found = job.src.expand_allow_empty(source)?;
         if found.is_empty() && empty.is_none() {
             empty = Some(source);
         }
-        matched.extend(found);
+        matched.extend(found.into_iter().map(|m| (m, None)));
     }
     if let Some(source) = empty
         && matched.is_empty()
@@ -135,8 +157,12 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
         changes: ChangeSet::default(),
         links: HashMap::new(),
         dir_times: Vec::new(),
+        match_root: String::new(),
+        parents: None,
     };
-    for m in matched {
+    for (m, parents) in matched {
+        w.match_root.clone_from(&m.real);
+        w.parents = parents;
         // hard links are kept within one match, as BuildKit's copier (one
         // per match) keeps them: two matches of one inode are two files
         w.links.clear();
@@ -211,6 +237,11 @@ struct Writer<'a, 'b> {
     links: HashMap<(u64, u64), String>,
     /// Directories whose times are set once their contents are written.
     dir_times: Vec<(String, i64)>,
+    /// The source being copied (its real path): `--exclude` patterns match
+    /// paths relative to it.
+    match_root: String,
+    /// The `--parents` pattern of the source being copied.
+    parents: Option<std::rc::Rc<ParentsSource>>,
 }
 
 impl Writer<'_, '_> {
@@ -410,8 +441,31 @@ impl Writer<'_, '_> {
         self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, is_dir)
     }
 
+    /// What the walk below the source being copied copies.
+    fn filter(&self) -> WalkFilter<'_> {
+        WalkFilter {
+            tree: self.job.src,
+            excludes: self.job.excludes,
+            parents: self.parents.as_deref(),
+        }
+    }
+
+    /// `child` (a real path below the source being copied) relative to
+    /// that source.
+    fn rel_in_match<'c>(&self, child: &'c str) -> &'c str {
+        if self.match_root.is_empty() {
+            child
+        } else {
+            child
+                .strip_prefix(self.match_root.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(child)
+        }
+    }
+
     /// Copies the contents of source directory `src_rel` into `dest_rel`,
-    /// skipping what `.dockerignore` excludes.
+    /// skipping what `.dockerignore` and `--exclude` exclude and, with
+    /// `--parents`, what its pattern does not match ([`WalkFilter`]).
     fn copy_dir_contents(&mut self, src_rel: &str, dest_rel: &str) -> Result<(), CopyError> {
         let mut entries: Vec<String> = self
             .src
@@ -427,8 +481,9 @@ impl Writer<'_, '_> {
                 continue;
             };
             let is_dir = kind(&meta) == FileType::Directory;
-            if self.job.src.is_excluded(&child_src) {
-                if is_dir && self.job.src.may_include_below() {
+            let rel = self.rel_in_match(&child_src);
+            if !self.filter().copies(&child_src, rel) {
+                if is_dir && self.filter().may_hold_copied(&child_src, rel) {
                     self.copy_excluded_dir(&child_src, &child_dest, &meta)?;
                 }
                 continue;
@@ -572,6 +627,19 @@ mod tests {
         dest: &str,
         chmod: Option<&str>,
     ) -> Result<(), CopyError> {
+        copy_excluding(f, sources, dest, chmod, &[], false)
+    }
+
+    fn copy_excluding(
+        f: &Fixture,
+        sources: &[&str],
+        dest: &str,
+        chmod: Option<&str>,
+        excludes: &[&str],
+        parents: bool,
+    ) -> Result<(), CopyError> {
+        let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+        let excludes = DockerIgnore::from_patterns(&excludes).unwrap();
         let job = CopyJob {
             src: &f.src,
             root: &f.root,
@@ -583,8 +651,164 @@ mod tests {
             is_add: false,
             now: 0,
             skip: None,
+            excludes: &excludes,
+            parents,
         };
         run(&job).map(|_| ())
+    }
+
+    /// Every path under `dir`, sorted, relative to it.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![String::new()];
+        while let Some(rel) = todo.pop() {
+            for e in fs_err::read_dir(dir.join(&rel)).unwrap() {
+                let e = e.unwrap();
+                let child = lexpath::child(&rel, &e.file_name().to_string_lossy());
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(child.clone());
+                }
+                out.push(child);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn excludes_match_below_each_source_relative_to_it() {
+        let f = fixture();
+        let ctx = f.src.root.clone();
+        for d in ["tree/docs/keep", "tree/sub", "other"] {
+            fs_err::create_dir_all(ctx.join(d)).unwrap();
+        }
+        for p in [
+            "tree/a.md",
+            "tree/sub/b.md",
+            "tree/docs/x.md",
+            "tree/docs/keep/README.md",
+            "other/o.md",
+            "other/o.txt",
+        ] {
+            fs_err::write(ctx.join(p), "x").unwrap();
+        }
+        // `*.md` is relative to the source: only the top level of each
+        // matched directory; a matched file itself is never excluded
+        copy_excluding(
+            &f,
+            &["tree", "a.txt"],
+            "/one/",
+            None,
+            &["*.md", "a.txt"],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            listing(&f.root.join("one")),
+            [
+                "a.txt",
+                "docs",
+                "docs/keep",
+                "docs/keep/README.md",
+                "docs/x.md",
+                "sub",
+                "sub/b.md",
+                "t.txt"
+            ]
+        );
+        // `**` reaches every depth; `!` re-includes below an excluded
+        // directory, which is then made for what it holds
+        copy_excluding(
+            &f,
+            &["tree"],
+            "/two/",
+            None,
+            &["**/*.md", "docs", "!docs/keep/README.md"],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            listing(&f.root.join("two")),
+            ["docs", "docs/keep", "docs/keep/README.md", "sub", "t.txt"]
+        );
+        // a glob source: each match is its own root
+        copy_excluding(&f, &["[ot]*"], "/three/", None, &["*.txt", "sub"], false).unwrap();
+        assert_eq!(
+            listing(&f.root.join("three")),
+            [
+                "a.md",
+                "docs",
+                "docs/keep",
+                "docs/keep/README.md",
+                "docs/x.md",
+                "o.md"
+            ]
+        );
+        // everything excluded: an empty destination, no error
+        copy_excluding(&f, &["tree"], "/four", None, &["*"], false).unwrap();
+        assert!(listing(&f.root.join("four")).is_empty());
+    }
+
+    #[test]
+    fn parents_keep_the_path_below_the_pivot() {
+        let f = fixture();
+        let ctx = f.src.root.clone();
+        for d in ["x/y", "y", "src/x/y"] {
+            fs_err::create_dir_all(ctx.join(d)).unwrap();
+        }
+        for p in [
+            "x/a.txt",
+            "y/a.txt",
+            "x/y/c.txt",
+            "src/a.txt",
+            "src/x/b.txt",
+            "src/x/y/c.txt",
+            "src/x/y/d.md",
+        ] {
+            fs_err::write(ctx.join(p), p).unwrap();
+        }
+        fs_err::set_permissions(ctx.join("src/x"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        let parents = |sources: &[&str], dest: &str, excludes: &[&str]| {
+            copy_excluding(&f, sources, dest, None, excludes, true)
+        };
+        parents(&["./x/a.txt", "y/a.txt"], "/p/", &[]).unwrap();
+        assert_eq!(listing(&f.root.join("p")), ["x", "x/a.txt", "y", "y/a.txt"]);
+        parents(&["./x/./y/*.txt"], "/q/", &[]).unwrap();
+        assert_eq!(listing(&f.root.join("q")), ["y", "y/c.txt"]);
+        // a directory matched is copied whole; parents made on the way
+        // take their source's mode
+        parents(&["src/**/*.txt", "x/y"], "/r", &[]).unwrap();
+        assert_eq!(
+            listing(&f.root.join("r")),
+            [
+                "src",
+                "src/a.txt",
+                "src/x",
+                "src/x/b.txt",
+                "src/x/y",
+                "src/x/y/c.txt",
+                "x",
+                "x/y",
+                "x/y/c.txt"
+            ]
+        );
+        assert_eq!(mode(&f, "r/src/x"), 0o750);
+        assert_eq!(
+            fs_err::read_to_string(f.root.join("r/src/x/y/c.txt")).unwrap(),
+            "src/x/y/c.txt"
+        );
+        // --exclude relative to the parent; a directory holding nothing
+        // copied is not made
+        parents(&["src/./**/*.txt"], "/s/", &["x/y"]).unwrap();
+        assert_eq!(listing(&f.root.join("s")), ["a.txt", "x", "x/b.txt"]);
+        // a path without a glob must be there; a glob may match nothing
+        let err = parents(&["src/nope.txt"], "/t/", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("\"src/nope.txt\": not found"),
+            "{err}"
+        );
+        parents(&["src/*.none"], "/t/", &[]).unwrap();
+        assert!(listing(&f.root.join("t")).is_empty());
     }
 
     fn mode(f: &Fixture, rel: &str) -> u32 {
@@ -719,6 +943,8 @@ mod tests {
             is_add: false,
             now: 0,
             skip: None,
+            excludes: &DockerIgnore::default(),
+            parents: false,
         };
         run(&job).unwrap();
         let cap = |rel: &str| xattr::get(f.root.join(rel), "security.capability").unwrap();

@@ -33,7 +33,8 @@ pub enum Ref {
 pub struct CopyRef {
     pub from: Ref,
     pub line: usize,
-    /// Its source paths as written; `None` when one holds a variable (its
+    /// Its source paths as written (with `--parents`, the directory its
+    /// pattern needs: `ParentsSource::kept_path`); `None` when one holds a variable (its
     /// value is known only when the step runs).
     pub sources: Option<Vec<String>>,
 }
@@ -332,8 +333,16 @@ fn copy_ref(
     let mut sources = Some(Vec::new());
     for source in &c.sources {
         if let Source::Path(p) = source {
-            match &mut sources {
-                Some(list) if !p.contains('$') => list.push(p.clone()),
+            // --parents keeps what is below the pattern's literal part
+            let kept = if c.parents {
+                super::context::ParentsSource::parse(p)
+                    .ok()
+                    .map(|s| s.kept_path())
+            } else {
+                Some(p.clone())
+            };
+            match (&mut sources, kept) {
+                (Some(list), Some(kept)) if !p.contains('$') => list.push(kept),
                 _ => sources = None,
             }
         }

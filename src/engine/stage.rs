@@ -198,6 +198,8 @@ impl StageState {
                         }
                     }
                 }
+                let excludes = crate::dockerfile::DockerIgnore::from_patterns(&c.excludes)
+                    .map_err(|e| fail(&e))?;
                 let job = CopyJob {
                     src: &src,
                     root: &self.root,
@@ -209,6 +211,8 @@ impl StageState {
                     is_add: c.is_add,
                     now: env.now(),
                     skip: env.in_place.then_some(&env.ignores),
+                    excludes: &excludes,
+                    parents: c.parents,
                 };
                 changes = Some(copy::run(&job).map_err(|e| fail(&e))?);
                 created_by = step_text(step);

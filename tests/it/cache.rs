@@ -533,3 +533,77 @@ fn a_cache_hit_left_in_the_registry_whose_layer_is_gone_runs_as_a_miss() {
     );
     assert_eq!(fs_err::read_to_string(root.join("a.txt")).unwrap(), "a\n");
 }
+
+#[test]
+fn a_change_to_a_file_copy_exclude_leaves_out_still_hits() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let dockerfile = |flags: &str| format!("FROM {base}\nCOPY {flags} app /app/\n");
+    let t = TestContext::new(&dockerfile("--exclude=*.log"));
+    t.file("app/main.c", "main\n")
+        .file("app/debug.log", "1\n")
+        .file("app/sub/z.log", "z\n");
+    let log = build(&t, &cache_flags(&reg, "app:1"));
+    assert_eq!(hits(&log), 0, "{log}");
+    // an excluded file changes: the COPY hits
+    t.file("app/debug.log", "2\n");
+    let log = build(&t, &cache_flags(&reg, "app:2"));
+    assert_eq!(
+        hits(&log),
+        1,
+        "a change to an excluded file should hit:\n{log}"
+    );
+    // *.log is relative to app: sub/z.log is copied, so its change misses
+    t.file("app/sub/z.log", "Z\n");
+    let log = build(&t, &cache_flags(&reg, "app:3"));
+    assert_eq!(
+        hits(&log),
+        0,
+        "a change to a copied file should miss:\n{log}"
+    );
+    // another --exclude is another key
+    t.file("Dockerfile", &dockerfile("--exclude=*.log --exclude=sub"));
+    let log = build(&t, &cache_flags(&reg, "app:4"));
+    assert_eq!(hits(&log), 0, "a new --exclude should miss:\n{log}");
+
+    let out = TestContext::new(&format!("FROM {}/app:4\n", reg.host));
+    out.build_outputs(&[]);
+    let listing = tree(&out.unpack());
+    assert!(listing.contains("/app/main.c "), "{listing}");
+    assert!(
+        !listing.contains("/app/debug.log") && !listing.contains("/app/sub"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn copy_parents_keys_only_what_its_pattern_matches() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\nCOPY --parents src/./**/*.txt /out/\n"
+    ));
+    t.file("src/a.txt", "a\n")
+        .file("src/x/b.txt", "b\n")
+        .file("src/x/c.md", "c\n")
+        .file("other.txt", "o\n");
+    let log = build(&t, &cache_flags(&reg, "app:1"));
+    assert_eq!(hits(&log), 0, "{log}");
+    // files the pattern does not match change: the COPY hits
+    t.file("src/x/c.md", "C\n").file("other.txt", "O\n");
+    let log = build(&t, &cache_flags(&reg, "app:2"));
+    assert_eq!(hits(&log), 1, "unmatched files should not count:\n{log}");
+    // a matched one changes: it misses
+    t.file("src/x/b.txt", "B\n");
+    let log = build(&t, &cache_flags(&reg, "app:3"));
+    assert_eq!(hits(&log), 0, "a matched file's change should miss:\n{log}");
+
+    let out = TestContext::new(&format!("FROM {}/app:3\n", reg.host));
+    out.build_outputs(&[]);
+    let listing = tree(&out.unpack());
+    assert!(
+        listing.contains("/out/x/b.txt ") && listing.contains("/out/a.txt "),
+        "{listing}"
+    );
+    assert!(!listing.contains("c.md"), "{listing}");
+}

@@ -397,6 +397,8 @@ cases! {
     copy_from_keeps_capabilities_matches_docker => "copy-from-capabilities",
     copy_dockerignore_suffix_matches_current_docker => "copy-dockerignore-suffix",
     workdir_existing_matches_docker => "workdir-existing",
+    copy_exclude_matches_current_docker => "copy-exclude",
+    copy_parents_matches_current_docker => "copy-parents",
 }
 
 /// An extra check, not part of the suite: every case folder under

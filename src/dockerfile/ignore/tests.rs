@@ -148,3 +148,28 @@ fn one_pass_matcher_table() {
     let ignore = DockerIgnore::parse(&format!("{long}/**\n")).unwrap();
     assert!(ignore.is_excluded(&format!("{long}/x")));
 }
+
+/// `--exclude` patterns: no comments, `!` exceptions, a leading `/` kept
+/// (patternmatcher matches it against relative paths, so never), bad ones
+/// named.
+#[test]
+fn exclude_flags_read_as_patternmatcher_does() {
+    let set = |p: &[&str]| {
+        DockerIgnore::from_patterns(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    };
+    let ex = set(&["#x", " *.md ", "", "!KEEP.md", "/abs", "./dir/"]).unwrap();
+    assert!(ex.is_excluded("#x") && ex.is_excluded("a.md") && !ex.is_excluded("KEEP.md"));
+    assert!(ex.is_excluded("dir/f") && !ex.is_excluded("abs") && !ex.is_excluded("sub/a.md"));
+    assert!(ex.has_exceptions() && !ex.is_empty());
+    assert!(set(&[" ", ""]).unwrap().is_empty());
+    assert_eq!(
+        set(&["ok", "!"]).unwrap_err().to_string(),
+        "--exclude=\"!\": invalid exclude pattern"
+    );
+    assert_eq!(
+        set(&["a[", "ok"]).unwrap_err(),
+        IgnoreError::BadExclude {
+            pattern: "a[".to_string()
+        }
+    );
+}

@@ -272,6 +272,13 @@ fn copy_key_parts(
     if c.link {
         text.push_str(" --link");
     }
+    if c.parents {
+        text.push_str(" --parents");
+    }
+    // as written: BuildKit expands no variables in them
+    for pattern in &c.excludes {
+        text.push_str(&format!(" --exclude={pattern}"));
+    }
     for s in &words.sources {
         match s {
             Source::Path(p) => text.push_str(&format!(" {p}")),
@@ -286,7 +293,8 @@ fn copy_key_parts(
     let digest = if paths.is_empty() {
         String::new()
     } else {
-        cache.sources_digest(&tree, &paths)?
+        let excludes = crate::dockerfile::DockerIgnore::from_patterns(&c.excludes)?;
+        cache.sources_digest(&tree, &paths, &excludes, c.parents)?
     };
     Ok((text, digest))
 }

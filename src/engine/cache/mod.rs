@@ -39,6 +39,9 @@ pub enum CacheError {
     /// A COPY/ADD's `--from`, as the step itself will report it.
     #[error(transparent)]
     CopyFrom(#[from] crate::engine::copy_sources::CopySourceError),
+    /// A COPY/ADD's `--exclude`, as the step itself will report it.
+    #[error(transparent)]
+    Exclude(#[from] crate::dockerfile::ignore::IgnoreError),
     /// A COPY/ADD's sources, as the step itself will report them.
     #[error(transparent)]
     Sources(#[from] crate::engine::context::SourceTreeError),
@@ -305,20 +308,32 @@ mod tests {
         let tree = SourceTree::context(root.clone(), Default::default());
         let c = cache();
         let sources = ["app".to_string()];
-        let first = c.sources_digest(&tree, &sources).unwrap();
+        let first = c
+            .sources_digest(&tree, &sources, &Default::default(), false)
+            .unwrap();
         // a new mtime alone: same digest
         filetime::set_file_mtime(
             root.join("app/a.txt"),
             filetime::FileTime::from_unix_time(5, 0),
         )
         .unwrap();
-        assert_eq!(c.sources_digest(&tree, &sources).unwrap(), first);
+        assert_eq!(
+            c.sources_digest(&tree, &sources, &Default::default(), false)
+                .unwrap(),
+            first
+        );
         // a file outside the sources: same digest
         fs_err::write(root.join("other"), "changed").unwrap();
-        assert_eq!(c.sources_digest(&tree, &sources).unwrap(), first);
+        assert_eq!(
+            c.sources_digest(&tree, &sources, &Default::default(), false)
+                .unwrap(),
+            first
+        );
         // content, mode, a new file: new digests
         fs_err::write(root.join("app/sub/b.txt"), "B").unwrap();
-        let second = c.sources_digest(&tree, &sources).unwrap();
+        let second = c
+            .sources_digest(&tree, &sources, &Default::default(), false)
+            .unwrap();
         assert_ne!(second, first);
         use std::os::unix::fs::PermissionsExt;
         fs_err::set_permissions(
@@ -326,10 +341,16 @@ mod tests {
             std::fs::Permissions::from_mode(0o600),
         )
         .unwrap();
-        let third = c.sources_digest(&tree, &sources).unwrap();
+        let third = c
+            .sources_digest(&tree, &sources, &Default::default(), false)
+            .unwrap();
         assert_ne!(third, second);
         fs_err::write(root.join("app/new"), "").unwrap();
-        assert_ne!(c.sources_digest(&tree, &sources).unwrap(), third);
+        assert_ne!(
+            c.sources_digest(&tree, &sources, &Default::default(), false)
+                .unwrap(),
+            third
+        );
     }
 
     #[test]
@@ -340,17 +361,25 @@ mod tests {
         let tree = SourceTree::stage(root.clone(), "stage s".to_string());
         let c = cache();
         let sources = ["tool".to_string()];
-        let plain = c.sources_digest(&tree, &sources).unwrap();
+        let plain = c
+            .sources_digest(&tree, &sources, &Default::default(), false)
+            .unwrap();
         // cap_net_bind_service+ep, then cap_net_raw+ep
         let mut cap = [0u8; 20];
         cap[..4].copy_from_slice(&[1, 0, 0, 2]);
         cap[5] = 4;
         xattr::set(root.join("tool"), "security.capability", &cap).unwrap();
-        let bind = c.sources_digest(&tree, &sources).unwrap();
+        let bind = c
+            .sources_digest(&tree, &sources, &Default::default(), false)
+            .unwrap();
         assert_ne!(bind, plain);
         cap[5] = 0x20;
         xattr::set(root.join("tool"), "security.capability", &cap).unwrap();
-        assert_ne!(c.sources_digest(&tree, &sources).unwrap(), bind);
+        assert_ne!(
+            c.sources_digest(&tree, &sources, &Default::default(), false)
+                .unwrap(),
+            bind
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 
 use super::key::put;
 use super::{Cache, CacheError};
-use crate::engine::context::SourceTree;
+use crate::dockerfile::DockerIgnore;
+use crate::engine::context::{ParentsSource, SourceTree, WalkFilter};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::os::unix::fs::MetadataExt;
@@ -43,19 +44,34 @@ struct TreeEntry {
 impl Cache {
     /// The digest of what `sources` match in `tree`: every entry's name
     /// (as it lands under the destination), type, mode, owner (a stage's
-    /// only), size, link target, xattrs and content.
+    /// only), size, link target, xattrs and content; what `excludes` (the
+    /// step's `--exclude`, relative to each matched source) leaves out is
+    /// left out here too, so changing an excluded file still hits.
     pub fn sources_digest(
         &self,
         tree: &SourceTree,
         sources: &[String],
+        excludes: &DockerIgnore,
+        parents: bool,
     ) -> Result<String, CacheError> {
         let mut entries = Vec::new();
         for source in sources {
+            // with --parents, the directory before the pivot, walked for
+            // what the pattern after it matches
+            let split = parents.then(|| ParentsSource::parse(source)).transpose()?;
+            let expanded = split
+                .as_ref()
+                .map_or(source.as_str(), |p| p.parent_source());
             // a glob matching nothing next to other sources is skipped (the
             // step itself fails when nothing at all matches)
-            for m in tree.expand_allow_empty(source)? {
+            for m in tree.expand_allow_empty(expanded)? {
                 let name = crate::lexpath::base_name(&m.name).to_string();
-                collect(tree, &m.real, &name, &mut entries)?;
+                let walk = WalkFilter {
+                    tree,
+                    excludes,
+                    parents: split.as_ref(),
+                };
+                collect(walk, &m.real, &name, "", &mut entries)?;
             }
         }
         let contents: Vec<Option<[u8; 32]>> = entries
@@ -104,14 +120,18 @@ impl Cache {
     }
 }
 
-/// Adds the tree at `real` (named `name`) to `out`, children sorted,
-/// leaving out what `.dockerignore` excludes as COPY does.
+/// Adds the tree at `real` (named `name`, at `rel` below the matched
+/// source) to `out`, children sorted, leaving out what COPY leaves out
+/// ([`WalkFilter`]): a directory left out itself is walked when it may
+/// hold something copied, and kept only if it does.
 fn collect(
-    tree: &SourceTree,
+    walk: WalkFilter<'_>,
     real: &str,
     name: &str,
+    rel: &str,
     out: &mut Vec<TreeEntry>,
 ) -> Result<(), CacheError> {
+    let tree = walk.tree;
     let path = tree.path(real);
     let meta = fs_err::symlink_metadata(&path)?;
     let ft = meta.file_type();
@@ -167,10 +187,23 @@ fn collect(
     children.sort();
     for (child, is_dir) in children {
         let child_real = crate::lexpath::child(real, &child);
-        if tree.is_excluded(&child_real) && !(is_dir && tree.may_include_below()) {
+        let child_rel = crate::lexpath::child(rel, &child);
+        let copied = walk.copies(&child_real, &child_rel);
+        let walked = is_dir && walk.may_hold_copied(&child_real, &child_rel);
+        if !copied && !walked {
             continue;
         }
-        collect(tree, &child_real, &crate::lexpath::child(name, &child), out)?;
+        let before = out.len();
+        collect(
+            walk,
+            &child_real,
+            &crate::lexpath::child(name, &child),
+            &child_rel,
+            out,
+        )?;
+        if !copied && out.len() == before + 1 {
+            out.truncate(before);
+        }
     }
     Ok(())
 }
