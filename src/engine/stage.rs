@@ -159,8 +159,8 @@ impl StageState {
         };
         // the stages' own steps were judged before the build began; an
         // ONBUILD trigger of a base image is judged here, as it fires
-        if let Some(what) = super::unsupported::missing(&step.value) {
-            return Err(fail(&format_args!("{what} is not implemented yet")));
+        if let Some(refused) = super::unsupported::missing(&step.value) {
+            return Err(fail(&refused));
         }
         let created_by;
         let changes: Option<ChangeSet>;

@@ -16,55 +16,65 @@ pub fn refuse(df: &Dockerfile, built: impl IntoIterator<Item = usize>) -> Result
             continue;
         };
         for step in &stage.steps {
-            if let Some(what) = missing(&step.value) {
-                return Err(refusal(df, step, &what));
+            if let Some(refused) = missing(&step.value) {
+                return Err(refusal(df, step, &refused));
             }
         }
     }
     Ok(())
 }
 
-fn refusal(df: &Dockerfile, step: &Located<Instruction>, what: &str) -> EngineError {
-    EngineError::step(
-        &df.file,
-        step.line,
-        step.value.keyword(),
-        format!("{what} is not implemented yet"),
-    )
+fn refusal(df: &Dockerfile, step: &Located<Instruction>, refused: &Refused) -> EngineError {
+    EngineError::step(&df.file, step.line, step.value.keyword(), refused)
 }
 
-/// What `inst` needs that smelt lacks, if anything. ADD sources are judged
-/// as written: one that becomes a URL only through a variable is refused
-/// when its step runs.
-pub fn missing(inst: &Instruction) -> Option<String> {
+/// Why a step cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// A feature smelt does not have yet.
+    #[error("{0} is not implemented yet")]
+    Missing(String),
+    /// A value no docker accepts either (BuildKit's words).
+    #[error("invalid network mode {0:?}")]
+    Network(String),
+    #[error("security {0:?} is not valid")]
+    Security(String),
+}
+
+/// What `inst` needs that smelt lacks, or a mode no builder knows, if
+/// anything. ADD sources are judged as written: one that becomes a URL
+/// only through a variable is refused when its step runs.
+pub fn missing(inst: &Instruction) -> Option<Refused> {
     match inst {
         Instruction::Run(run) => {
             if !run.mounts.is_empty() {
-                return Some("RUN --mount".to_string());
+                return Some(Refused::Missing("RUN --mount".to_string()));
             }
             match run.network.as_deref() {
                 None | Some("default") | Some("host") | Some("none") => {}
-                Some(other) => return Some(format!("RUN --network={other}")),
+                Some(other) => return Some(Refused::Network(other.to_string())),
             }
             match run.security.as_deref() {
                 None | Some("sandbox") | Some("insecure") => {}
-                Some(other) => return Some(format!("RUN --security={other}")),
+                Some(other) => return Some(Refused::Security(other.to_string())),
             }
             None
         }
         Instruction::Copy(c) => {
             let keyword = inst.keyword();
             if c.checksum.is_some() {
-                return Some(format!(
+                return Some(Refused::Missing(format!(
                     "{keyword} --checksum (it needs ADD of a URL or git repository)"
-                ));
+                )));
             }
             if c.is_add {
                 for s in &c.sources {
                     if let Source::Path(p) = s
                         && is_remote(p)
                     {
-                        return Some(format!("ADD from a URL or git repository ({p})"));
+                        return Some(Refused::Missing(format!(
+                            "ADD from a URL or git repository ({p})"
+                        )));
                     }
                 }
             }
@@ -109,7 +119,11 @@ mod tests {
             ),
             (
                 "FROM a\nRUN --network=bridge true\n",
-                Some("Dockerfile:2: RUN: RUN --network=bridge is not implemented yet"),
+                Some("Dockerfile:2: RUN: invalid network mode \"bridge\""),
+            ),
+            (
+                "FROM a\nRUN --security=root true\n",
+                Some("Dockerfile:2: RUN: security \"root\" is not valid"),
             ),
             ("FROM a\nCOPY --parents a/./b /\n", None),
             (
