@@ -154,6 +154,8 @@ impl<'a> Extraction<'a> {
         let dest = scope::resolve_in(root, dest, true)?;
         let mut archive = tar::Archive::new(reader);
         let mut symlinks: Vec<Deferred> = Vec::new();
+        // the names of the deferred symlinks, for a hard link to one
+        let mut symlink_names: std::collections::HashSet<String> = std::collections::HashSet::new();
         let bad =
             |e: std::io::Error| FsError::path(format!("/{dest}"), format!("reading archive: {e}"));
         for entry in archive.entries().map_err(bad)? {
@@ -268,8 +270,10 @@ impl<'a> Extraction<'a> {
                         .link_name_bytes()
                         .map(|b| b.into_owned())
                         .unwrap_or_default();
+                    let named = lexpath::child(&dest, &name);
+                    symlink_names.insert(named.clone());
                     symlinks.push(Deferred::Symlink {
-                        named: lexpath::child(&dest, &name),
+                        named,
                         target,
                         uid,
                         gid,
@@ -286,10 +290,7 @@ impl<'a> Extraction<'a> {
                         .unwrap_or_default();
                     let target = lexpath::in_root(&lexpath::from_bytes(&target));
                     let to = lexpath::child(&dest, &target);
-                    let to_deferred = symlinks
-                        .iter()
-                        .any(|d| matches!(d, Deferred::Symlink { named, .. } if *named == to));
-                    if to_deferred {
+                    if symlink_names.contains(&to) {
                         symlinks.push(Deferred::HardLink {
                             named: lexpath::child(&dest, &name),
                             to,
