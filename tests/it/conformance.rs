@@ -170,6 +170,34 @@ fn unpack(layout: &Path, tag: &str, rootfs: &Path) -> (String, serde_json::Value
     (tree(rootfs), compared(&layout.config()))
 }
 
+/// `docker build -t TAG ARGS` (BuildKit, host network), then `docker save`
+/// of the image to `saved` and the tag removed; `what` names the build in
+/// a failure.
+pub(crate) fn docker_build_saved(tag: &str, args: &[std::ffi::OsString], saved: &Path, what: &str) {
+    let out = docker()
+        .args(["build", "-q", "--network", "host", "-t", tag])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker build failed on {what}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = docker()
+        .args(["save", "-o"])
+        .arg(saved)
+        .arg(tag)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker save: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = docker().args(["rmi", "-f", tag]).output();
+}
+
 fn differential(name: &str) {
     differential_on(name, push_busybox);
 }
@@ -249,32 +277,10 @@ pub(crate) fn differential_on(name: &str, make_base: fn(&TestRegistry) -> String
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tag = format!("smelt-oracle/{short}:{}", reg.host.replace([':', '.'], "-"));
-    let out = docker()
-        .args(["build", "-q", "--network", "host", "-t", &tag])
-        .args(&build_args)
-        .arg("-f")
-        .arg(&dockerfile)
-        .arg(&context)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "docker build failed on {name}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let saved = work.path().join("oracle.tar");
-    let out = docker()
-        .args(["save", "-o"])
-        .arg(&saved)
-        .arg(&tag)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "docker save: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = docker().args(["rmi", "-f", &tag]).output();
+    let mut args: Vec<std::ffi::OsString> = build_args.iter().map(Into::into).collect();
+    args.extend(["-f".into(), dockerfile.into(), context.into()]);
+    docker_build_saved(&tag, &args, &saved, name);
     let theirs = work.path().join("oracle-oci");
     tool(
         "skopeo",

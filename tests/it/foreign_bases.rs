@@ -5,7 +5,7 @@
 //! into it and copies out of it with `COPY --from`; the pushed result is
 //! read back with skopeo and umoci.
 
-use crate::conformance::{docker, ensure_oracle};
+use crate::conformance::{docker_build_saved, ensure_oracle};
 use crate::harness::{Layout, TestContext, assert_has_lines, assert_no_line_starting, tool, tree};
 use crate::registry_server::{Auth, TestRegistry, busybox};
 use std::path::Path;
@@ -71,29 +71,8 @@ pub(crate) fn push_docker_built(reg: &TestRegistry, name: &str, dockerfile: &str
         name.replace([':', '/'], "-"),
         reg.host.replace([':', '.'], "-")
     );
-    let out = docker()
-        .args(["build", "-q", "--network", "host", "-t", &tag])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "docker build failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let saved = work.path().join("saved.tar");
-    let out = docker()
-        .args(["save", "-o"])
-        .arg(&saved)
-        .arg(&tag)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "docker save: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = docker().args(["rmi", "-f", &tag]).output();
+    docker_build_saved(&tag, &[ctx.into()], &saved, name);
     reg.skopeo(
         "copy",
         &["dest-"],

@@ -38,6 +38,26 @@ pub(crate) fn run_executor(root: &Path, secret: &Path, args: &[&str]) -> (bool, 
     (code == Some(0), stderr)
 }
 
+/// Builds `/workspace/Dockerfile` in place in `root` and pushes it to
+/// `dest`, as a kaniko job does, with a throwaway file at `/etc/secret`;
+/// returns (ok, stderr).
+pub(crate) fn build_workspace(root: &Path, dest: &str) -> (bool, String) {
+    let secret = tempfile::NamedTempFile::new().expect("secret file");
+    run_executor(
+        root,
+        secret.path(),
+        &[
+            "--context",
+            "/workspace",
+            "--dockerfile",
+            "/workspace/Dockerfile",
+            "--destination",
+            dest,
+            "--force",
+        ],
+    )
+}
+
 /// [`run_executor`] with more environment; returns (exit code, stderr).
 fn run_executor_env(
     root: &Path,

@@ -118,21 +118,8 @@ fn in_place_a_child_runs_its_parents_triggers_and_copies_from_the_parent_as_it_w
          COPY --from=parent /p /from-parent\n"
     );
     let root = crate::in_place::executor_root(&dockerfile);
-    let secret = tempfile::NamedTempFile::new().expect("secret file");
     let dest = format!("{}/in-place-onbuild:1", reg.host);
-    let (ok, log) = crate::in_place::run_executor(
-        root.path(),
-        secret.path(),
-        &[
-            "--context",
-            "/workspace",
-            "--dockerfile",
-            "/workspace/Dockerfile",
-            "--destination",
-            &dest,
-            "--force",
-        ],
-    );
+    let (ok, log) = crate::in_place::build_workspace(root.path(), &dest);
     assert!(ok, "the in-place build failed:\n{log}");
     let layout = root.path().join("pulled");
     reg.skopeo(

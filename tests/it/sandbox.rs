@@ -439,21 +439,8 @@ fn in_place_run_network_none_has_only_an_up_loopback() {
         reach("host")
     );
     let root = crate::in_place::executor_root(&dockerfile);
-    let secret = tempfile::NamedTempFile::new().unwrap();
     let dest = format!("{}/in-place-net:1", reg.host);
-    let (ok, log) = crate::in_place::run_executor(
-        root.path(),
-        secret.path(),
-        &[
-            "--context",
-            "/workspace",
-            "--dockerfile",
-            "/workspace/Dockerfile",
-            "--destination",
-            &dest,
-            "--force",
-        ],
-    );
+    let (ok, log) = crate::in_place::build_workspace(root.path(), &dest);
     assert!(ok, "the in-place build failed:\n{log}");
     for want in ["none-unreachable", "none-pong", "host-reached"] {
         assert!(log.contains(want), "no {want} in\n{log}");
