@@ -151,6 +151,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     let env = BuildEnv {
         dockerfile: &df,
         store: &store,
+        work: work.path(),
         context: &context,
         layer: LayerOptions {
             compression: opts.compression,

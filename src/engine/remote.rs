@@ -596,7 +596,7 @@ fn layer_descriptors(
 /// leaving what `skip` covers alone. The uncompressed stream the extractor
 /// reads is hashed on the way and must match the layer's diff ID; every
 /// error names the image and the layer.
-fn extract_layer(
+pub(crate) fn extract_layer(
     image: ImageLayers<'_>,
     n: usize,
     store: &BlobStore,

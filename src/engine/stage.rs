@@ -15,7 +15,7 @@ use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
 use crate::fs::snapshot::{self, SnapshotMode};
-use crate::fs::{ChangeSet, FsError, LayerOptions, scope, tree, write_layer};
+use crate::fs::{ChangeSet, FsError, LayerBlob, LayerOptions, scope, tree, write_layer};
 use crate::image::config::RunConfig;
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, History, ImageConfig, MediaTypes};
@@ -30,6 +30,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub struct BuildEnv<'a> {
     pub dockerfile: &'a Dockerfile,
     pub store: &'a BlobStore,
+    /// The build's work directory (stage roots, scratch trees).
+    pub work: &'a Path,
     pub context: &'a SourceTree,
     pub layer: LayerOptions,
     pub media_types: MediaTypes,
@@ -200,9 +202,14 @@ impl StageState {
                 }
                 let excludes = crate::dockerfile::DockerIgnore::from_patterns(&c.excludes)
                     .map_err(|e| fail(&e))?;
+                let linked = is_linked(c, words.chmod.as_deref());
+                let scratch = match linked {
+                    true => Some(scratch_root(env.work).map_err(|e| fail(&e))?),
+                    false => None,
+                };
                 let job = CopyJob {
                     src: &src,
-                    root: &self.root,
+                    root: scratch.as_ref().map_or(&self.root, |s| s.path()),
                     sources,
                     inline,
                     dest,
@@ -210,12 +217,19 @@ impl StageState {
                     chmod,
                     is_add: c.is_add,
                     now: env.now(),
-                    skip: env.in_place.then_some(&env.ignores),
+                    skip: (env.in_place && !linked).then_some(&env.ignores),
                     excludes: &excludes,
                     parents: c.parents,
                 };
-                changes = Some(copy::run(&job).map_err(|e| fail(&e))?);
+                let copied = copy::run(&job).map_err(|e| fail(&e))?;
                 created_by = step_text(step);
+                if let Some(scratch) = scratch {
+                    self.index = None;
+                    return self
+                        .commit_linked(env, created_by, copied, scratch.path())
+                        .map_err(|e| fail(&e));
+                }
+                changes = Some(copied);
             }
             Instruction::Run(run) => {
                 let argv = run_argv(&self.config.config, run);
@@ -404,6 +418,56 @@ impl StageState {
         Ok(())
     }
 
+    /// `COPY --link`: the files were copied into `scratch`, an empty
+    /// directory, as BuildKit copies onto `scratch` before it merges: the
+    /// layer is that tree (the parent directories the copy made included,
+    /// whatever the stage has there), and it is applied to the root as any
+    /// layer is unpacked, so the root is what an image puller sees.
+    fn commit_linked(
+        &mut self,
+        env: &BuildEnv<'_>,
+        created_by: String,
+        changes: ChangeSet,
+        scratch: &Path,
+    ) -> Result<(), EngineError> {
+        let mut history = History {
+            created: Some(env.created()),
+            created_by: Some(created_by),
+            ..History::default()
+        };
+        if changes.is_empty() {
+            history.empty_layer = true;
+            self.config.history.push(history);
+            return Ok(());
+        }
+        let blob = write_layer(scratch, &changes, env.store, env.layer)?;
+        let layer = self.layer_descriptor(env, &blob);
+        let diff_ids = [blob.diff_id.clone()];
+        super::remote::extract_layer(
+            super::remote::ImageLayers {
+                image: "the COPY --link layer",
+                layers: std::slice::from_ref(&layer),
+                diff_ids: &diff_ids,
+            },
+            0,
+            env.store,
+            &self.root,
+            env.in_place.then_some(&env.ignores),
+        )?;
+        if env.single_snapshot {
+            // the paths are the root's now: the stage's one layer takes them
+            self.pending
+                .get_or_insert_with(ChangeSet::default)
+                .extend(changes);
+            history.empty_layer = true;
+        } else {
+            self.config.rootfs.diff_ids.push(blob.diff_id);
+            self.layers.push(layer);
+        }
+        self.config.history.push(history);
+        Ok(())
+    }
+
     /// With `--single-snapshot`: the stage's one layer, of everything its
     /// steps changed, with a history entry of its own.
     pub fn finish_snapshot(&mut self, env: &BuildEnv<'_>) -> Result<(), EngineError> {
@@ -422,6 +486,14 @@ impl StageState {
     /// Writes `changes` as a layer and adds it to the image.
     fn add_layer(&mut self, env: &BuildEnv<'_>, changes: &ChangeSet) -> Result<(), EngineError> {
         let blob = write_layer(&self.root, changes, env.store, env.layer)?;
+        let layer = self.layer_descriptor(env, &blob);
+        self.config.rootfs.diff_ids.push(blob.diff_id);
+        self.layers.push(layer);
+        Ok(())
+    }
+
+    /// A layer just written, as the manifest lists it (and logged).
+    fn layer_descriptor(&self, env: &BuildEnv<'_>, blob: &LayerBlob) -> Descriptor {
         let media_type = match (env.media_types, blob.compression.is_zstd()) {
             (_, true) => OCI_LAYER_ZSTD,
             (MediaTypes::Docker, false) => DOCKER_LAYER_GZIP,
@@ -434,11 +506,32 @@ impl StageState {
             blob.entries,
             blob.size
         );
-        self.config.rootfs.diff_ids.push(blob.diff_id.clone());
-        self.layers
-            .push(Descriptor::new(media_type, blob.digest, blob.size));
-        Ok(())
+        Descriptor::new(media_type, blob.digest.clone(), blob.size)
     }
+}
+
+/// Whether a COPY/ADD is built as `--link` asks: BuildKit ignores the
+/// flag when `--chmod` is given (dockerfile2llb's `dispatchCopy` merges
+/// only without it).
+pub(crate) fn is_linked(c: &crate::dockerfile::Copy, chmod: Option<&str>) -> bool {
+    c.link && chmod.is_none()
+}
+
+/// An empty directory in the work directory for a `COPY --link`, removed
+/// when dropped.
+fn scratch_root(work: &Path) -> Result<tempfile::TempDir, FsError> {
+    let dir = tempfile::Builder::new()
+        .prefix("link-")
+        .tempdir_in(work)
+        .map_err(crate::fs::io_at(
+            work,
+            "creating a directory for COPY --link",
+        ))?;
+    fs_err::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    Ok(dir)
 }
 
 /// The argv of a RUN: exec form as is; shell form through SHELL, with

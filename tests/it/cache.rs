@@ -610,3 +610,46 @@ fn copy_parents_keys_only_what_its_pattern_matches() {
     );
     assert!(!listing.contains("c.md"), "{listing}");
 }
+
+/// Whether the build's `COPY --link` step came from the cache.
+fn link_hit(log: &str) -> bool {
+    log.lines()
+        .skip_while(|l| !l.contains("COPY --link"))
+        .nth(1)
+        .is_some_and(|l| l.contains("] cache hit "))
+}
+
+#[test]
+fn a_copy_link_hits_whatever_the_steps_before_it_did() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let dockerfile = |env: &str| {
+        format!("FROM {base}\nENV V={env}\nCOPY before.txt /before\nCOPY --link app /app/\n")
+    };
+    let t = TestContext::new(&dockerfile("1"));
+    t.file("before.txt", "1\n").file("app/a.txt", "a\n");
+    let log = build(&t, &cache_flags(&reg, "app:1"));
+    assert_eq!(hits(&log), 0, "{log}");
+    // the step before changes, and so does the environment: the link hits
+    t.file("before.txt", "2\n");
+    t.file("Dockerfile", &dockerfile("2"));
+    let log = build(&t, &cache_flags(&reg, "app:2"));
+    assert_eq!(hits(&log), 1, "{log}");
+    assert!(link_hit(&log), "the COPY --link should hit:\n{log}");
+    // its own file changes: it misses (the COPY before it hits)
+    t.file("app/a.txt", "A\n");
+    let log = build(&t, &cache_flags(&reg, "app:3"));
+    assert!(
+        !link_hit(&log),
+        "a copied file's change should miss:\n{log}"
+    );
+
+    for (tag, before, app) in [("app:2", "2", "a"), ("app:3", "2", "A")] {
+        let out = TestContext::new(&format!("FROM {}/{tag}\n", reg.host));
+        out.build_outputs(&[]);
+        let root = out.unpack();
+        let read = |p: &str| fs_err::read_to_string(root.join(p)).unwrap_or_default();
+        assert_eq!(read("before"), format!("{before}\n"), "{tag}");
+        assert_eq!(read("app/a.txt"), format!("{app}\n"), "{tag}");
+    }
+}

@@ -405,6 +405,7 @@ cases! {
     workdir_existing_matches_docker => "workdir-existing",
     copy_exclude_matches_current_docker => "copy-exclude",
     copy_parents_matches_current_docker => "copy-parents",
+    copy_link_matches_current_docker => "copy-link",
 }
 
 /// An extra check, not part of the suite: every case folder under

@@ -123,6 +123,38 @@ impl KeyInputs {
     }
 }
 
+/// The key of a `COPY --link` after `prev`, with what it was made of: as
+/// in BuildKit, where the copy onto scratch is an operation of its own,
+/// it is made of what the copy reads and where it writes, not of the
+/// steps before (nor of variables, user or shell, which only reach it
+/// through the expanded instruction). `prev` is kept in the inputs, so a
+/// miss is explained against the last entry stored after the same step.
+pub fn link_key(prev: &str, view: &StepView<'_>) -> KeyInputs {
+    let vars = BTreeMap::new();
+    let mut inputs = step_key(
+        LINKED,
+        &StepView {
+            vars: &vars,
+            user: "",
+            shell: &[],
+            ..*view
+        },
+    );
+    inputs.prev = prev.to_string();
+    inputs
+}
+
+/// What a `COPY --link` key is made over instead of the previous key.
+const LINKED: &str = "COPY --link";
+
+/// The key the steps after a `COPY --link` build on: the previous key and
+/// the link's own, since they see both.
+pub fn after_link(prev: &str, link: &KeyInputs) -> String {
+    let mut k = KeyHasher::new(prev);
+    k.field("link", link.key.as_bytes());
+    k.finish()
+}
+
 /// The key of a step after `prev`, with what it was made of.
 pub fn step_key(prev: &str, view: &StepView<'_>) -> KeyInputs {
     let mut vars = Sha256::new();
@@ -183,6 +215,7 @@ pub fn step_keys(
     let mut prev = start;
     let mut keys = Vec::new();
     for step in steps {
+        let mut linked = false;
         let (text, sources, cached) = match &step.value {
             Instruction::Run(run) => {
                 let argv = run_argv(&config.config, run);
@@ -201,7 +234,10 @@ pub fn step_keys(
             }
             Instruction::Copy(c) => {
                 match copy_key_parts(&config, &vars, env, cache, step, c, copy_from) {
-                    Ok((text, digest)) => (text, Some(digest), cache.opts.copy_layers),
+                    Ok((text, digest, link)) => {
+                        linked = link;
+                        (text, Some(digest), cache.opts.copy_layers)
+                    }
                     Err(e) => {
                         // the step itself will say what is wrong
                         log::debug!("[{}] no cache key for line {}: {e}", state.label, step.line);
@@ -222,19 +258,24 @@ pub fn step_keys(
         };
         let seen = vars.scope.vars(&config.config.env_pairs());
         let shell = metadata::shell(&config.config);
-        let key = step_key(
-            &prev,
-            &StepView {
-                instruction: &text,
-                vars: &seen,
-                platform: env.platform,
-                user: &config.config.user,
-                workdir: metadata::workdir(&config.config),
-                shell: &shell,
-                sources: sources.as_deref(),
-            },
-        );
-        prev = key.key.clone();
+        let view = StepView {
+            instruction: &text,
+            vars: &seen,
+            platform: env.platform,
+            user: &config.config.user,
+            workdir: metadata::workdir(&config.config),
+            shell: &shell,
+            sources: sources.as_deref(),
+        };
+        let key = if linked {
+            let key = link_key(&prev, &view);
+            prev = after_link(&prev, &key);
+            key
+        } else {
+            let key = step_key(&prev, &view);
+            prev = key.key.clone();
+            key
+        };
         keys.push(cached.then_some(key));
     }
     Ok((keys, prev))
@@ -250,7 +291,7 @@ fn copy_key_parts(
     step: &Located<Instruction>,
     c: &crate::dockerfile::Copy,
     copy_from: &CopySources,
-) -> Result<(String, String), CacheError> {
+) -> Result<(String, String, bool), CacheError> {
     let seen = vars.scope.vars(&config.config.env_pairs());
     let words = CopyWords::expand(
         c,
@@ -269,7 +310,8 @@ fn copy_key_parts(
             text.push_str(&format!(" --{flag}={v}"));
         }
     }
-    if c.link {
+    let linked = crate::engine::stage::is_linked(c, words.chmod.as_deref());
+    if linked {
         text.push_str(" --link");
     }
     if c.parents {
@@ -296,5 +338,5 @@ fn copy_key_parts(
         let excludes = crate::dockerfile::DockerIgnore::from_patterns(&c.excludes)?;
         cache.sources_digest(&tree, &paths, &excludes, c.parents)?
     };
-    Ok((text, digest))
+    Ok((text, digest, linked))
 }
