@@ -79,6 +79,9 @@ pub enum FlagError {
     SnapshotMode(#[from] UnknownSnapshotMode),
     #[error(transparent)]
     Compression(#[from] CompressionError),
+    /// `--secret` or `--ssh` values that cannot be used.
+    #[error(transparent)]
+    Secret(#[from] crate::engine::secrets::SecretError),
     /// `--context` or `--git` values the context fetcher cannot read.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -113,6 +116,12 @@ pub struct ExecutorFlags {
     /// ARG values: NAME=value, or NAME to take the value from the environment; repeatable.
     #[arg(long = "build-arg", action = ArgAction::Append)]
     pub build_args: Vec<String>,
+    /// A secret for `RUN --mount=type=secret`: id=ID,src=FILE or id=ID,env=VAR; repeatable.
+    #[arg(long = "secret", action = ArgAction::Append)]
+    pub secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: default (SSH_AUTH_SOCK) or ID=SOCKET; repeatable.
+    #[arg(long = "ssh", action = ArgAction::Append)]
+    pub ssh: Vec<String>,
     /// Treat known tag-immutability errors on push as success.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub push_ignore_immutable_tag_errors: bool,

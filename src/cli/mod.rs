@@ -361,6 +361,8 @@ pub fn to_options(
             None => build_args.push((a.clone(), std::env::var(a).unwrap_or_default())),
         }
     }
+    let secrets =
+        engine::secrets::Secrets::parse(&f.secrets, &f.ssh, |name| std::env::var(name).ok())?;
     let mut labels = Vec::new();
     for l in &f.labels {
         let (k, v) = l
@@ -426,6 +428,7 @@ pub fn to_options(
         } else {
             None
         },
+        secrets,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod remote;
 pub mod sandbox;
 pub mod scheduler;
 pub mod scope;
+pub mod secrets;
 pub mod source;
 pub mod stage;
 pub mod unsupported;

@@ -56,6 +56,8 @@ pub struct BuildOptions {
     /// `--cache-dir`: base images the warmer stored, read before registries
     /// while younger than the TTL (`--cache-ttl`).
     pub cache_dir: Option<(PathBuf, std::time::Duration)>,
+    /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` reads.
+    pub secrets: super::secrets::Secrets,
 }
 
 /// The layer cache (kaniko's `--cache` flags).
@@ -114,6 +116,7 @@ impl BuildOptions {
             registry: crate::registry::Settings::default(),
             cache: None,
             cache_dir: None,
+            secrets: super::secrets::Secrets::default(),
         }
     }
 }
