@@ -209,6 +209,115 @@ fn parse_ssh(
     Ok((id.to_string(), path))
 }
 
+/// Writes a secret's value to a new file `path` (the directory is the
+/// build's own) with the mount's mode and owner, for a RUN to bind.
+pub fn write_secret_file(
+    path: &Path,
+    value: &[u8],
+    mode: u32,
+    owner: (u32, u32),
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(value)?;
+    let file = file.into_parts().0;
+    std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))?;
+    // after the owner: chown clears set-id bits
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    Ok(())
+}
+
+/// A socket of the build's own that forwards each connection to an SSH
+/// agent, as BuildKit forwards the client's agent: the RUN gets a socket
+/// with the mount's owner and mode (BuildKit's default 0600, root) and
+/// never the agent's own, which may belong to another user. It stops,
+/// and its socket goes, when dropped; connections still open end with the
+/// RUN's processes.
+#[derive(Debug)]
+pub struct AgentProxy {
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AgentProxy {
+    /// Listens at `path` (which must not exist) and forwards to `agent`.
+    pub fn start(
+        agent: &Path,
+        path: PathBuf,
+        mode: u32,
+        owner: (u32, u32),
+    ) -> std::io::Result<AgentProxy> {
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1))?;
+        fs_err::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let agent = agent.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                match std::os::unix::net::UnixStream::connect(&agent) {
+                    Ok(upstream) => forward(conn, upstream),
+                    Err(e) => {
+                        log::warn!("the SSH agent at {} did not answer: {e}", agent.display())
+                    }
+                }
+            }
+        });
+        Ok(AgentProxy {
+            path,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The socket the RUN is given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for AgentProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // wakes the accepting thread, which then sees the flag
+        let _ = std::os::unix::net::UnixStream::connect(&self.path);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = fs_err::remove_file(&self.path);
+    }
+}
+
+/// Copies both ways between a RUN's connection and the agent's, each way
+/// on a thread of its own, until either side closes.
+fn forward(conn: std::os::unix::net::UnixStream, upstream: std::os::unix::net::UnixStream) {
+    let pair = conn
+        .try_clone()
+        .and_then(|c| Ok((c, upstream.try_clone()?)));
+    let Ok((conn_back, upstream_back)) = pair else {
+        return;
+    };
+    let one_way = |mut from: std::os::unix::net::UnixStream,
+                   mut to: std::os::unix::net::UnixStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    one_way(conn, upstream);
+    one_way(upstream_back, conn_back);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,5 +417,39 @@ mod tests {
         let e = Secrets::parse(&[], &[format!("default={}", key.display())], env)
             .expect_err("a key file");
         assert!(e.to_string().contains("a file: a key?"), "{e}");
+    }
+
+    #[test]
+    fn the_agent_proxy_forwards_with_its_own_mode_and_goes_when_dropped() {
+        use std::io::{Read as _, Write as _};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = dir.path().join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&agent).expect("bind");
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let mut asked = [0u8; 4];
+                if conn.read_exact(&mut asked).is_ok() {
+                    let _ = conn.write_all(&[b"re:", &asked[..]].concat());
+                }
+            }
+        });
+        let at = dir.path().join("proxy.sock");
+        let proxy = AgentProxy::start(&agent, at.clone(), 0o600, (1234, 4321)).expect("start");
+        let meta = fs_err::metadata(&at).expect("stat");
+        use std::os::unix::fs::MetadataExt as _;
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            (0o600, 1234, 4321)
+        );
+        for _ in 0..2 {
+            let mut c = std::os::unix::net::UnixStream::connect(proxy.path()).expect("connect");
+            c.write_all(b"ping").expect("write");
+            let mut answer = [0u8; 7];
+            c.read_exact(&mut answer).expect("read");
+            assert_eq!(&answer, b"re:ping");
+        }
+        drop(proxy);
+        assert!(!at.exists(), "the socket should go with the proxy");
     }
 }
