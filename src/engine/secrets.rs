@@ -217,8 +217,8 @@ pub fn write_secret_file(
     mode: u32,
     owner: (u32, u32),
 ) -> std::io::Result<()> {
-    use std::io::Write as _;
     use fs_err::os::unix::fs::OpenOptionsExt as _;
+    use std::io::Write as _;
     let mut file = fs_err::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -268,7 +268,7 @@ impl AgentProxy {
                 match std::os::unix::net::UnixStream::connect(&agent) {
                     Ok(upstream) => forward(conn, upstream),
                     Err(e) => {
-                        log::warn!("the SSH agent at {} did not answer: {e}", agent.display())
+                        log::warn!("the SSH agent at {} did not answer: {e}", agent.display());
                     }
                 }
             }
