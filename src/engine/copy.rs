@@ -1,7 +1,8 @@
 //! COPY and ADD: docker's rules for sources (globs, directories copy their
 //! contents, a top-level symlink is followed), destinations (a trailing `/`,
 //! several sources or an existing directory mean "into"), `--chown`,
-//! `--chmod`, hard links kept, and ADD's extraction of local archives.
+//! `--chmod`, hard links kept, ADD's extraction of local archives, and
+//! ADD's downloaded URLs (fetched before, by `download.rs`).
 //!
 //! Sources are read and the destination written through `fs::root::Root`
 //! (paths resolved by `fs::scope`, the kernel refusing any symlink on the
@@ -9,6 +10,7 @@
 //! exactly what changed.
 
 use super::context::{Match, ParentsSource, SourceTree, SourceTreeError, WalkFilter};
+use super::download::Downloaded;
 use crate::dockerfile::DockerIgnore;
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
@@ -20,6 +22,7 @@ use rustix::fs::{FileType, Stat};
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 pub use super::chmod::Chmod;
 
@@ -27,7 +30,7 @@ pub use super::chmod::Chmod;
 /// source paths are as the source tree has them.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("ADD from a URL or git repository ({url}) is not implemented yet")]
+    #[error("ADD from a git repository ({url}) is not implemented yet")]
     Remote { url: String },
     /// A source that names nothing, or a bad pattern.
     #[error(transparent)]
@@ -99,6 +102,18 @@ pub struct CopyJob<'a> {
     /// of the part before that the part after matches are copied, keeping
     /// their paths below it.
     pub parents: bool,
+    /// ADD: the downloaded files of the URL sources, by their index in
+    /// `sources`.
+    pub remote: HashMap<usize, Arc<Downloaded>>,
+}
+
+/// One thing a COPY/ADD copies, in the order of its sources.
+enum Item {
+    /// A match in the source tree, with the `--parents` pattern of its
+    /// source.
+    Match(Match, Option<std::rc::Rc<ParentsSource>>),
+    /// A downloaded URL.
+    Remote(Arc<Downloaded>),
 }
 
 /// Runs the copy; returns what changed, or a message for the user.
@@ -114,10 +129,14 @@ pub struct CopyJob<'a> {
 /// matches nothing is skipped if another source matched.
 pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
     // each match, with the --parents pattern of its source
-    let mut matched: Vec<(Match, Option<std::rc::Rc<ParentsSource>>)> = Vec::new();
+    let mut matched: Vec<Item> = Vec::new();
     let mut empty = None;
-    for source in &job.sources {
-        if job.is_add && super::unsupported::is_remote(source) {
+    for (i, source) in job.sources.iter().enumerate() {
+        if let Some(file) = job.remote.get(&i) {
+            matched.push(Item::Remote(Arc::clone(file)));
+            continue;
+        }
+        if job.is_add && super::unsupported::is_git(source) {
             return Err(CopyError::Remote {
                 url: source.clone(),
             });
@@ -131,14 +150,14 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
                 return Err(job.src.not_found(source).into());
             }
             let found = job.src.expand_allow_empty(p.parent_source())?;
-            matched.extend(found.into_iter().map(|m| (m, Some(p.clone()))));
+            matched.extend(found.into_iter().map(|m| Item::Match(m, Some(p.clone()))));
             continue;
         }
         let found = job.src.expand_allow_empty(source)?;
         if found.is_empty() && empty.is_none() {
             empty = Some(source);
         }
-        matched.extend(found.into_iter().map(|m| (m, None)));
+        matched.extend(found.into_iter().map(|m| Item::Match(m, None)));
     }
     if let Some(source) = empty
         && matched.is_empty()
@@ -160,7 +179,15 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
         match_root: String::new(),
         parents: None,
     };
-    for (m, parents) in matched {
+    for item in matched {
+        let (m, parents) = match item {
+            Item::Match(m, parents) => (m, parents),
+            Item::Remote(file) => {
+                let dest_rel = w.file_destination(&dest_clean, slash, &file.name)?;
+                w.write_download(&dest_rel, &file)?;
+                continue;
+            }
+        };
         w.match_root.clone_from(&m.real);
         w.parents = parents;
         // hard links are kept within one match, as BuildKit's copier (one
@@ -527,7 +554,30 @@ impl Writer<'_, '_> {
         self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, true)
     }
 
+    /// A downloaded file: mode 0600 (before `--chmod`), owned by root or
+    /// the `--chown` owner, its time from `Last-Modified`; never unpacked.
+    fn write_download(&mut self, rel: &str, file: &Downloaded) -> Result<(), CopyError> {
+        let mut from = file.open().map_err(|error| CopyError::Content {
+            from: file.shown.clone(),
+            dest: absolute(rel),
+            error,
+        })?;
+        self.write_file(rel, &mut from, 0o600, file.mtime)
+    }
+
     fn write_inline(&mut self, rel: &str, inline: &InlineFile) -> Result<(), CopyError> {
+        self.write_file(rel, &mut inline.content.as_bytes(), 0o644, self.job.now)
+    }
+
+    /// Writes `content` as a new file at `rel` (replacing a non-directory),
+    /// with `mode` (then `--chmod`), the `--chown` owner or root, `mtime`.
+    fn write_file(
+        &mut self,
+        rel: &str,
+        content: &mut dyn Read,
+        mode: u32,
+        mtime: i64,
+    ) -> Result<(), CopyError> {
         match self.dst.kind(rel)? {
             Some(FileType::Directory) => {
                 return Err(CopyError::FileOntoDirectory {
@@ -538,11 +588,9 @@ impl Writer<'_, '_> {
             None => {}
         }
         let mut f = self.dst.create_file(rel, 0o600)?;
-        std::io::Write::write_all(&mut f, inline.content.as_bytes()).map_err(|error| {
-            CopyError::Write {
-                dest: absolute(rel),
-                error,
-            }
+        std::io::copy(content, &mut f).map_err(|error| CopyError::Write {
+            dest: absolute(rel),
+            error,
         })?;
         drop(f);
         let (uid, gid) = self.job.owner.unwrap_or((0, 0));
@@ -551,9 +599,9 @@ impl Writer<'_, '_> {
             .job
             .chmod
             .as_ref()
-            .map_or(0o644, |c| c.apply(0o644, false));
+            .map_or(mode, |c| c.apply(mode, false));
         self.dst.chmod(rel, mode)?;
-        self.dst.set_mtime(rel, self.job.now)?;
+        self.dst.set_mtime(rel, mtime)?;
         self.changes.add(rel);
         Ok(())
     }
@@ -653,6 +701,7 @@ mod tests {
             skip: None,
             excludes: &excludes,
             parents,
+            remote: HashMap::new(),
         };
         run(&job).map(|_| ())
     }
@@ -945,6 +994,7 @@ mod tests {
             skip: None,
             excludes: &DockerIgnore::default(),
             parents: false,
+            remote: HashMap::new(),
         };
         run(&job).unwrap();
         let cap = |rel: &str| xattr::get(f.root.join(rel), "security.capability").unwrap();

@@ -8,6 +8,7 @@ pub mod chmod;
 pub mod context;
 pub mod copy;
 pub mod copy_sources;
+pub mod download;
 pub mod interrupt;
 pub mod keep;
 pub mod metadata;

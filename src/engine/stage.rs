@@ -56,6 +56,8 @@ pub struct BuildEnv<'a> {
     pub cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// `--cache`: the layer cache in a registry.
     pub cache: Option<Cache>,
+    /// ADD's downloaded URLs, shared by the cache keys and the steps.
+    pub downloads: super::download::Downloads,
 }
 
 impl BuildEnv<'_> {
@@ -171,6 +173,7 @@ impl StageState {
                 let lexer = env.dockerfile.lexer();
                 let words = CopyWords::expand(c, lexer, &vars, &self.vars.budget, Bodies::Expanded)
                     .map_err(|e| fail(&e))?;
+                words.check_remote(c.is_add).map_err(|e| fail(&e))?;
                 let mut dest = lexpath::join(self.workdir(), &words.dest);
                 if (words.dest.ends_with('/') || words.dest.ends_with("/.") || words.dest == ".")
                     && !dest.ends_with('/')
@@ -190,9 +193,19 @@ impl StageState {
                     .map_err(|e| fail(&e))?;
                 let mut sources = Vec::new();
                 let mut inline = Vec::new();
+                let mut remote = std::collections::HashMap::new();
                 for s in words.sources {
                     match s {
-                        Source::Path(p) => sources.push(p),
+                        Source::Path(p) => {
+                            if c.is_add && super::download::is_url(&p) {
+                                let file = env
+                                    .downloads
+                                    .get(&p, words.checksum.as_deref())
+                                    .map_err(|e| fail(&e))?;
+                                remote.insert(sources.len(), file);
+                            }
+                            sources.push(p);
+                        }
                         Source::Inline { name, content, .. } => {
                             inline.push(InlineFile { name, content });
                         }
@@ -213,6 +226,7 @@ impl StageState {
                     skip: env.in_place.then_some(&env.ignores),
                     excludes: &excludes,
                     parents: c.parents,
+                    remote,
                 };
                 changes = Some(copy::run(&job).map_err(|e| fail(&e))?);
                 created_by = step_text(step);
@@ -488,7 +502,9 @@ pub(crate) fn step_text(step: &Located<Instruction>) -> String {
                     Source::Inline { name, .. } => format!("<<{name}"),
                 })
                 .collect();
-            format!("{} {} {}", step.value.keyword(), srcs.join(" "), c.dest)
+            let text = format!("{} {} {}", step.value.keyword(), srcs.join(" "), c.dest);
+            // a URL's user info never reaches the history
+            super::download::without_credentials(&text)
         }
         other => other.keyword().to_string(),
     }

@@ -42,8 +42,8 @@ pub enum Refused {
 }
 
 /// What `inst` needs that smelt lacks, or a mode no builder knows, if
-/// anything. ADD sources are judged as written: one that becomes a URL
-/// only through a variable is refused when its step runs.
+/// anything. ADD sources are judged as written: one that becomes a git
+/// repository only through a variable is refused when its step runs.
 pub fn missing(inst: &Instruction) -> Option<Refused> {
     match inst {
         Instruction::Run(run) => {
@@ -61,19 +61,14 @@ pub fn missing(inst: &Instruction) -> Option<Refused> {
             None
         }
         Instruction::Copy(c) => {
-            let keyword = inst.keyword();
-            if c.checksum.is_some() {
-                return Some(Refused::Missing(format!(
-                    "{keyword} --checksum (it needs ADD of a URL or git repository)"
-                )));
-            }
             if c.is_add {
                 for s in &c.sources {
                     if let Source::Path(p) = s
-                        && is_remote(p)
+                        && is_git(p)
                     {
                         return Some(Refused::Missing(format!(
-                            "ADD from a URL or git repository ({p})"
+                            "ADD from a git repository ({})",
+                            super::source::shown_url(p)
                         )));
                     }
                 }
@@ -84,12 +79,15 @@ pub fn missing(inst: &Instruction) -> Option<Refused> {
     }
 }
 
-/// A source ADD would fetch instead of reading from the context.
-pub fn is_remote(source: &str) -> bool {
-    source.starts_with("http://")
-        || source.starts_with("https://")
-        || source.starts_with("git@")
-        || source.contains(".git#")
+/// A git repository as ADD takes one (BuildKit's `ParseGitRef`): `git@`,
+/// `git://`, `ssh://`, or an `http(s)://` URL whose path ends in `.git`.
+pub fn is_git(source: &str) -> bool {
+    match source.split_once("://") {
+        Some(("git" | "ssh", _)) => true,
+        Some(("http" | "https", rest)) => super::source::git::is_repository_url(rest),
+        Some(_) => false,
+        None => source.starts_with("git@"),
+    }
 }
 
 #[cfg(test)]
@@ -130,10 +128,15 @@ mod tests {
                 "FROM a\nCOPY --exclude=*.md --exclude=!README.md . /\n",
                 None,
             ),
+            ("FROM a\nADD https://example.com/x /x\n", None),
             (
-                "FROM a\nADD https://example.com/x /x\n",
+                "FROM a\nADD --checksum=sha256:0 https://example.com/x /x\n",
+                None,
+            ),
+            (
+                "FROM a\nADD https://u:pw@example.com/r.git#main /x\n",
                 Some(
-                    "Dockerfile:2: ADD: ADD from a URL or git repository (https://example.com/x) is not implemented yet",
+                    "Dockerfile:2: ADD: ADD from a git repository (https://example.com/r.git) is not implemented yet",
                 ),
             ),
             ("FROM a\nCOPY https://example.com/x /x\n", None),
