@@ -10,7 +10,7 @@
 //! exactly what changed.
 
 use super::context::{Match, ParentsSource, SourceTree, SourceTreeError, WalkFilter};
-use super::download::Downloaded;
+use super::download::{Downloaded, Fetched};
 use crate::dockerfile::DockerIgnore;
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
@@ -30,8 +30,10 @@ pub use super::chmod::Chmod;
 /// source paths are as the source tree has them.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("ADD from a git repository ({url}) is not implemented yet")]
-    Remote { url: String },
+    /// A URL or repository source the step did not fetch (the step
+    /// fetches every one before copying).
+    #[error("ADD of {url}: not fetched")]
+    NotFetched { url: String },
     /// A source that names nothing, or a bad pattern.
     #[error(transparent)]
     Source(#[from] SourceTreeError),
@@ -102,9 +104,9 @@ pub struct CopyJob<'a> {
     /// of the part before that the part after matches are copied, keeping
     /// their paths below it.
     pub parents: bool,
-    /// ADD: the downloaded files of the URL sources, by their index in
+    /// ADD: what its URL and git sources fetched, by their index in
     /// `sources`.
-    pub remote: HashMap<usize, Arc<Downloaded>>,
+    pub remote: HashMap<usize, Fetched>,
 }
 
 /// One thing a COPY/ADD copies, in the order of its sources.
@@ -114,6 +116,8 @@ enum Item {
     Match(Match, Option<std::rc::Rc<ParentsSource>>),
     /// A downloaded URL.
     Remote(Arc<Downloaded>),
+    /// A checked-out repository, copied as a directory is.
+    Repository(Arc<super::add_git::Checkout>),
 }
 
 /// Runs the copy; returns what changed, or a message for the user.
@@ -132,13 +136,20 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
     let mut matched: Vec<Item> = Vec::new();
     let mut empty = None;
     for (i, source) in job.sources.iter().enumerate() {
-        if let Some(file) = job.remote.get(&i) {
-            matched.push(Item::Remote(Arc::clone(file)));
-            continue;
+        match job.remote.get(&i) {
+            Some(Fetched::File(file)) => {
+                matched.push(Item::Remote(Arc::clone(file)));
+                continue;
+            }
+            Some(Fetched::Repository(checkout)) => {
+                matched.push(Item::Repository(Arc::clone(checkout)));
+                continue;
+            }
+            None => {}
         }
-        if job.is_add && super::unsupported::is_git(source) {
-            return Err(CopyError::Remote {
-                url: source.clone(),
+        if job.is_add && (super::unsupported::is_git(source) || super::download::is_url(source)) {
+            return Err(CopyError::NotFetched {
+                url: super::source::shown_url(source),
             });
         }
         if job.parents {
@@ -187,6 +198,10 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
                 w.write_download(&dest_rel, &file)?;
                 continue;
             }
+            Item::Repository(checkout) => {
+                w.changes.extend(copy_checkout(job, &checkout)?);
+                continue;
+            }
         };
         w.match_root.clone_from(&m.real);
         w.parents = parents;
@@ -216,6 +231,37 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
     }
     w.finish()?;
     Ok(w.changes)
+}
+
+/// A checked-out repository's files into the destination, as a
+/// directory source's are (BuildKit copies the git source's `/`): owned
+/// by root unless `--chown`, modes as checked out, `--chmod` and
+/// `--exclude` applied, nothing unpacked.
+fn copy_checkout(
+    job: &CopyJob<'_>,
+    checkout: &super::add_git::Checkout,
+) -> Result<ChangeSet, CopyError> {
+    let tree = SourceTree {
+        root: checkout.tree.clone(),
+        ignore: None,
+        keep_owner: false,
+        label: format!("git repository {}", checkout.shown),
+    };
+    run(&CopyJob {
+        src: &tree,
+        root: job.root,
+        sources: vec!["/".to_string()],
+        inline: Vec::new(),
+        dest: job.dest.clone(),
+        owner: job.owner,
+        chmod: job.chmod.clone(),
+        is_add: false,
+        now: job.now,
+        skip: job.skip,
+        excludes: job.excludes,
+        parents: false,
+        remote: HashMap::new(),
+    })
 }
 
 fn kind(meta: &Stat) -> FileType {

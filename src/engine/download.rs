@@ -137,17 +137,27 @@ impl Downloaded {
     }
 }
 
-/// The downloads of one build, by URL.
+/// The downloads of one build, by URL, and its git repositories.
 #[derive(Debug)]
 pub struct Downloads {
     dir: PathBuf,
     done: Mutex<HashMap<String, Arc<Downloaded>>>,
+    /// ADD's git repositories (`add_git.rs`).
+    pub git: super::add_git::Repositories,
+}
+
+/// What an ADD fetched for one of its sources.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    File(Arc<Downloaded>),
+    Repository(Arc<super::add_git::Checkout>),
 }
 
 impl Downloads {
-    /// Downloads go to `dir` (made on first use).
+    /// Downloads go to `dir` (made on first use), checkouts to `dir/git`.
     pub fn new(dir: PathBuf) -> Downloads {
         Downloads {
+            git: super::add_git::Repositories::new(dir.join("git")),
             dir,
             done: Mutex::new(HashMap::new()),
         }

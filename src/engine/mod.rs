@@ -2,6 +2,7 @@
 //! WORKDIR), makes layers from what each step changed, and writes the
 //! finished image to its outputs.
 
+pub mod add_git;
 pub mod build;
 pub mod cache;
 pub mod chmod;

@@ -7,6 +7,7 @@ use super::cache::Cache;
 use super::context::SourceTree;
 use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::copy_sources::{Bodies, CopySources, CopyWords};
+use super::download::Fetched;
 use super::metadata::{self, StageVars};
 use super::sandbox;
 use super::scope::BuildArgs;
@@ -197,12 +198,17 @@ impl StageState {
                 for s in words.sources {
                     match s {
                         Source::Path(p) => {
+                            let checksum = words.checksum.as_deref();
                             if c.is_add && super::download::is_url(&p) {
-                                let file = env
-                                    .downloads
-                                    .get(&p, words.checksum.as_deref())
+                                let file = env.downloads.get(&p, checksum).map_err(|e| fail(&e))?;
+                                remote.insert(sources.len(), Fetched::File(file));
+                            } else if c.is_add && super::unsupported::is_git(&p) {
+                                let repo = super::add_git::GitRef::parse(&p)
+                                    .and_then(|g| {
+                                        env.downloads.git.checkout(&g, checksum, c.keep_git_dir)
+                                    })
                                     .map_err(|e| fail(&e))?;
-                                remote.insert(sources.len(), file);
+                                remote.insert(sources.len(), Fetched::Repository(repo));
                             }
                             sources.push(p);
                         }

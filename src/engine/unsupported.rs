@@ -3,7 +3,7 @@
 //! line, instead of after minutes of work (and never half-pushed).
 
 use super::EngineError;
-use crate::dockerfile::instruction::{Instruction, Source};
+use crate::dockerfile::instruction::Instruction;
 use crate::dockerfile::{Dockerfile, Located};
 
 /// The first instruction of the stages `built` that asks for a feature
@@ -42,8 +42,7 @@ pub enum Refused {
 }
 
 /// What `inst` needs that smelt lacks, or a mode no builder knows, if
-/// anything. ADD sources are judged as written: one that becomes a git
-/// repository only through a variable is refused when its step runs.
+/// anything.
 pub fn missing(inst: &Instruction) -> Option<Refused> {
     match inst {
         Instruction::Run(run) => {
@@ -57,21 +56,6 @@ pub fn missing(inst: &Instruction) -> Option<Refused> {
             match run.security.as_deref() {
                 None | Some("sandbox") | Some("insecure") => {}
                 Some(other) => return Some(Refused::Security(other.to_string())),
-            }
-            None
-        }
-        Instruction::Copy(c) => {
-            if c.is_add {
-                for s in &c.sources {
-                    if let Source::Path(p) = s
-                        && is_git(p)
-                    {
-                        return Some(Refused::Missing(format!(
-                            "ADD from a git repository ({})",
-                            super::source::shown_url(p)
-                        )));
-                    }
-                }
             }
             None
         }
@@ -133,11 +117,10 @@ mod tests {
                 "FROM a\nADD --checksum=sha256:0 https://example.com/x /x\n",
                 None,
             ),
+            ("FROM a\nADD https://u:pw@example.com/r.git#main /x\n", None),
             (
-                "FROM a\nADD https://u:pw@example.com/r.git#main /x\n",
-                Some(
-                    "Dockerfile:2: ADD: ADD from a git repository (https://example.com/r.git) is not implemented yet",
-                ),
+                "FROM a\nADD --keep-git-dir git@example.com:r.git /x\n",
+                None,
             ),
             ("FROM a\nCOPY https://example.com/x /x\n", None),
             ("FROM a\nONBUILD RUN --mount=type=secret,id=x true\n", None),

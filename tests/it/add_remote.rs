@@ -3,8 +3,10 @@
 //! from `Last-Modified`, `--chown`/`--chmod`, never unpacked, `--checksum`,
 //! redirects, basic auth from the URL, the proxy environment, failures
 //! that name the line and the URL without credentials, the cache keyed by
-//! the content, and a differential test against docker's BuildKit.
+//! the content, and a differential test against docker's BuildKit; and
+//! ADD of git repositories over `git daemon` and smart HTTP.
 
+use crate::git_server::{PASSWORD as GIT_PASSWORD, Repos, USER as GIT_USER, git_daemon, git_http};
 use crate::harness::{TestContext, tree};
 use crate::registry_server::{Auth, TestRegistry};
 use std::collections::HashMap;
@@ -481,4 +483,160 @@ fn add_url_matches_docker() {
     fs_err::write(dir.join("context/local.txt"), "from the context\n").unwrap();
     fs_err::write(dir.join("build-args"), format!("SERVER={}\n", s.url())).unwrap();
     crate::conformance::differential_on(dir.to_str().unwrap(), crate::conformance::push_busybox);
+}
+
+/// ADD of a git repository over `git daemon`: the default branch, a
+/// branch, a tag's sub-directory, `--keep-git-dir`, `--chown` with a
+/// `--checksum` (a commit prefix), as current docker gives them (docker
+/// 20.10 predates `--keep-git-dir` and `--checksum`; files 644, owned by
+/// root unless `--chown`, `.git` left out).
+#[test]
+fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
+    let repos = Repos::new();
+    let daemon = git_daemon(&repos);
+    let repo = format!("git://127.0.0.1:{}/repo.git", daemon.port);
+    let main = repos.commit("main");
+    let t = TestContext::new(&format!(
+        "FROM scratch\n\
+         ADD {repo} /all/\n\
+         ADD {repo}#dev /dev\n\
+         ADD {repo}#v1:sub /v1sub\n\
+         ADD --keep-git-dir {repo}#main /kept\n\
+         ADD --chown=5:6 --checksum={} {repo}#main:sub /owned/\n",
+        &main[..10]
+    ));
+    t.build_outputs(&[]);
+    let listing = tree(&t.unpack());
+    crate::harness::assert_has_lines(
+        &listing,
+        &[
+            "/all/hello.txt 644 0:0 file n=1 \"main\\n\"",
+            "/all/sub/only-in-sub.txt 644 0:0 file n=1 \"sub\\n\"",
+            "/dev/hello.txt 644 0:0 file n=1 \"dev\\n\"",
+            "/v1sub/only-in-sub.txt 644 0:0 file n=1 \"sub\\n\"",
+            "/owned/only-in-sub.txt 644 5:6 file n=1 \"sub\\n\"",
+        ],
+    );
+    assert_has_line(&listing, "/kept/.git/HEAD ");
+    assert!(!listing.contains("/all/.git"), "{listing}");
+    assert!(!listing.contains("/v1sub/hello.txt"), "{listing}");
+
+    // scp-like SSH addresses go to ssh: here a stand-in that runs the
+    // command git asks the server for in the repositories' directory
+    let ssh = repos.dir.path().join("fake-ssh");
+    fs_err::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\n# the last argument is the remote command\nfor a; do cmd=$a; done\ncd {} && exec sh -c \"$cmd\"\n",
+            repos.dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let t = TestContext::new("FROM scratch\nADD git@git.example.test:repo.git#dev /ssh\n");
+    let layout = t.path("oci");
+    let run = t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &[
+            "--no-push",
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+            "-d",
+            "example.test/smelt/it:t1",
+        ],
+        &[
+            ("GIT_SSH_COMMAND", ssh.to_str().unwrap()),
+            ("GIT_SSH_VARIANT", "simple"),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    crate::harness::assert_has_lines(
+        &tree(&t.unpack()),
+        &["/ssh/hello.txt 644 0:0 file n=1 \"dev\\n\""],
+    );
+
+    // a checksum that is not the commit's: nothing is fetched
+    let bad = TestContext::new(&format!(
+        "FROM scratch\nENV A=b\nADD --checksum=fff0 {repo}#main /x\n"
+    ));
+    let run = bad.build(&["--no-push"]);
+    assert_ne!(run.code(), 0);
+    let want = format!("Dockerfile:3: ADD: expected checksum to match fff0, got {main}");
+    assert!(run.stderr().contains(&want), "{}", run.stderr());
+    // a ref the repository lacks
+    let bad = TestContext::new(&format!("FROM scratch\nADD {repo}#nope /x\n"));
+    let run = bad.build(&["--no-push"]);
+    assert_ne!(run.code(), 0);
+    let want =
+        format!("Dockerfile:2: ADD: git repository {repo}: repository does not contain ref nope");
+    assert!(run.stderr().contains(&want), "{}", run.stderr());
+}
+
+/// Over smart HTTP with the URL's credentials, which reach neither the
+/// log nor the error; the cache key is the commit the ref names.
+#[test]
+fn add_git_repository_over_http_with_credentials_and_the_commit_as_key() {
+    let repos = Repos::new();
+    let http = git_http(&repos);
+    let reg = TestRegistry::start(Auth::None);
+    let repo = format!(
+        "http://{GIT_USER}:{GIT_PASSWORD}@127.0.0.1:{}/repo.git",
+        http.port
+    );
+    let t = TestContext::new(&format!("FROM scratch\nADD {repo}#main /src\n"));
+    let report = t.path("report.json");
+    let build = |dest: &str| {
+        let f = [
+            "--cache".to_string(),
+            "--cache-copy-layers".to_string(),
+            "--cache-repo".to_string(),
+            format!("{}/cache", reg.host),
+            "--destination".to_string(),
+            format!("{}/{dest}", reg.host),
+            "--cache-report".to_string(),
+            report.display().to_string(),
+            "--verbosity".to_string(),
+            "trace".to_string(),
+        ];
+        let args: Vec<&str> = f.iter().map(String::as_str).collect();
+        let log = t.build(&args).ok().stderr();
+        assert!(!log.contains(GIT_PASSWORD), "{log}");
+        log
+    };
+    let hits = |log: &str| log.lines().filter(|l| l.contains("] cache hit ")).count();
+    assert_eq!(hits(&build("g:1")), 0);
+    assert_eq!(hits(&build("g:2")), 1);
+    // main moves: a miss, the report naming the repository and the commit
+    let dev = repos.commit("dev");
+    crate::git_server::git(
+        &repos.dir.path().join("repo.git"),
+        &["update-ref", "refs/heads/main", &dev],
+    );
+    assert_eq!(hits(&build("g:3")), 0);
+    let text = fs_err::read_to_string(&report).unwrap();
+    let want = format!("http://127.0.0.1:{}/repo.git#main: now {dev}", http.port);
+    assert!(text.contains(&want), "want {want:?} in {text}");
+    let out = TestContext::new(&format!("FROM {}/g:3\n", reg.host));
+    out.build_outputs(&[]);
+    crate::harness::assert_has_lines(
+        &tree(&out.unpack()),
+        &["/src/hello.txt 644 0:0 file n=1 \"dev\\n\""],
+    );
+
+    // a wrong password: the error names the repository, not the password
+    let wrong = format!(
+        "http://{GIT_USER}:wrong-pa55@127.0.0.1:{}/repo.git",
+        http.port
+    );
+    let bad = TestContext::new(&format!("FROM scratch\nADD {wrong} /src\n"));
+    let run = bad.build(&["--no-push"]);
+    assert_ne!(run.code(), 0);
+    let err = run.stderr();
+    let want = format!(
+        "Dockerfile:2: ADD: git repository http://127.0.0.1:{}/repo.git: ",
+        http.port
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("wrong-pa55"), "{err}");
 }

@@ -7,11 +7,13 @@
 
 use super::{Cache, CacheError};
 use crate::dockerfile::{Budget, Instruction, Located, Source};
+use crate::engine::add_git::GitRef;
 use crate::engine::copy_sources::{Bodies, CopySources, CopyWords};
 use crate::engine::download::is_url;
 use crate::engine::metadata::{self, StageVars};
 use crate::engine::scope::BuildArgs;
 use crate::engine::stage::{BuildEnv, StageState, run_argv, step_text};
+use crate::engine::unsupported::is_git;
 use crate::engine::{EngineError, Platform};
 use crate::image::ImageConfig;
 use sha2::{Digest as _, Sha256};
@@ -301,6 +303,9 @@ fn copy_key_parts(
     if c.parents {
         text.push_str(" --parents");
     }
+    if c.keep_git_dir {
+        text.push_str(" --keep-git-dir");
+    }
     // as written: BuildKit expands no variables in them
     for pattern in &c.excludes {
         text.push_str(&format!(" --exclude={pattern}"));
@@ -315,6 +320,14 @@ fn copy_key_parts(
                 let file = env.downloads.get(p, words.checksum.as_deref())?;
                 text.push_str(&format!(" {}", file.shown));
                 downloads.push_str(&format!("\n{} {}", file.shown, file.digest));
+            }
+            // a repository: keyed by the commit its ref names now
+            Source::Path(p) if c.is_add && is_git(p) => {
+                let repo = GitRef::parse(p)?;
+                let commit = env.downloads.git.commit(&repo, words.checksum.as_deref())?;
+                let name = repo.key_name();
+                text.push_str(&format!(" {name}"));
+                downloads.push_str(&format!("\n{name} {commit}"));
             }
             Source::Path(p) => {
                 text.push_str(&format!(" {p}"));

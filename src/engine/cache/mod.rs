@@ -48,6 +48,9 @@ pub enum CacheError {
     /// An ADD's URL, as the step itself will report it.
     #[error(transparent)]
     Download(#[from] crate::engine::download::RemoteError),
+    /// An ADD's git repository, as the step itself will report it.
+    #[error(transparent)]
+    Git(#[from] crate::engine::add_git::GitAddError),
     #[error("{}: {source}", path.display())]
     Read {
         path: PathBuf,

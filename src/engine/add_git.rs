@@ -1,0 +1,340 @@
+//! ADD of a git repository (`ADD https://host/repo.git#ref:dir /dst`,
+//! `git@host:repo.git`, `git://…`, `ssh://…`): the ref is resolved to a
+//! commit with `git ls-remote` while the cache keys are worked out (the
+//! commit, not the files, is what the key covers), and the commit is
+//! checked out only when the step runs, into the build's work directory,
+//! with the git code of the git build context (`source/git.rs`:
+//! credentials only in git's environment). `--checksum` is a commit
+//! prefix, checked before anything is fetched; `.git` is left out unless
+//! `--keep-git-dir`.
+
+use super::source::{GitOptions, GitSource, SourceError, shown_url};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Why a repository could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum GitAddError {
+    #[error("{shown}: no repository in the URL")]
+    NoRepository { shown: String },
+    #[error("{shown}: sub-directory {dir:?} must stay inside the repository")]
+    SubdirEscapes { shown: String, dir: String },
+    /// What git said, credentials blanked out.
+    #[error("git repository {shown}: {message}")]
+    Git { shown: String, message: String },
+    #[error("git repository {shown}: repository does not contain ref {reference}")]
+    NoRef { shown: String, reference: String },
+    /// BuildKit's words.
+    #[error("invalid checksum {0} for Git URL, expected hex commit hash")]
+    BadChecksum(String),
+    #[error("expected checksum to match {expected}, got {commit}")]
+    Checksum { expected: String, commit: String },
+    #[error("git repository {shown}: sub-directory {dir:?} is not in commit {commit}")]
+    NoSubdir {
+        shown: String,
+        dir: String,
+        commit: String,
+    },
+    #[error("git repository {shown}: {source}")]
+    Source {
+        shown: String,
+        #[source]
+        source: Box<SourceError>,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A repository as an ADD source names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRef {
+    /// The URL without its fragment (user info kept: git gets it through
+    /// its environment).
+    pub remote: String,
+    /// The URL as messages and the cache show it.
+    pub shown: String,
+    pub reference: Option<String>,
+    pub subdir: Option<String>,
+}
+
+impl GitRef {
+    /// `REMOTE[#REF[:DIR]]`.
+    pub fn parse(source: &str) -> Result<GitRef, GitAddError> {
+        let (remote, fragment) = source.split_once('#').unwrap_or((source, ""));
+        let shown = shown_url(remote);
+        if remote.is_empty() {
+            return Err(GitAddError::NoRepository { shown });
+        }
+        let (reference, dir) = fragment.split_once(':').unwrap_or((fragment, ""));
+        let subdir = Some(dir.trim_matches('/').to_string()).filter(|d| !d.is_empty());
+        if let Some(d) = &subdir
+            && std::path::Path::new(d)
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(GitAddError::SubdirEscapes {
+                shown,
+                dir: dir.to_string(),
+            });
+        }
+        Ok(GitRef {
+            remote: remote.to_string(),
+            shown,
+            reference: Some(reference.to_string()).filter(|r| !r.is_empty()),
+            subdir,
+        })
+    }
+
+    /// How the cache key and its report name it: the URL without
+    /// credentials, the ref and the sub-directory.
+    pub fn key_name(&self) -> String {
+        format!(
+            "{}#{}:{}",
+            self.shown,
+            self.reference.as_deref().unwrap_or(""),
+            self.subdir.as_deref().unwrap_or("")
+        )
+    }
+
+    fn source(&self, commit: &str) -> GitSource {
+        GitSource::for_add(
+            &self.remote,
+            self.reference.clone(),
+            commit.to_string(),
+            self.subdir.clone(),
+        )
+    }
+
+    fn git_error(&self, e: SourceError) -> GitAddError {
+        match e {
+            SourceError::Git { message, .. } => GitAddError::Git {
+                shown: self.shown.clone(),
+                message,
+            },
+            source => GitAddError::Source {
+                shown: self.shown.clone(),
+                source: Box::new(source),
+            },
+        }
+    }
+
+    /// The commit the ref names now (`git ls-remote`), as BuildKit's git
+    /// source picks it: a full commit id is itself; else the ref as a
+    /// full name, a branch, then a tag (an annotated tag's commit).
+    pub fn resolve(&self) -> Result<String, GitAddError> {
+        let reference = self.reference.as_deref().unwrap_or("HEAD");
+        if is_commit(reference) {
+            return Ok(reference.to_ascii_lowercase());
+        }
+        let peeled = format!("{reference}^{{}}");
+        // a GitSource only for its ls-remote: the commit is not known yet
+        let listed = self
+            .source("")
+            .ls_remote(&[reference, &peeled])
+            .map_err(|e| self.git_error(e))?;
+        let bare = |prefix: &str| format!("{prefix}{}", reference.trim_start_matches(prefix));
+        let full = format!("refs/{}", reference.trim_start_matches("refs/"));
+        let head = bare("refs/heads/");
+        let tag = bare("refs/tags/");
+        let peeled_tag = format!("{tag}^{{}}");
+        let find = |name: &str| {
+            listed.lines().find_map(|l| {
+                let (sha, r) = l.split_once('\t')?;
+                (r == name).then(|| sha.to_string())
+            })
+        };
+        let found = if reference == "HEAD" {
+            find("HEAD")
+        } else {
+            find(&full)
+                .or_else(|| find(&head))
+                .or_else(|| find(&peeled_tag))
+                .or_else(|| find(&tag))
+        };
+        found.ok_or_else(|| GitAddError::NoRef {
+            shown: self.shown.clone(),
+            reference: reference.to_string(),
+        })
+    }
+}
+
+/// A full commit id (SHA-1 or SHA-256).
+fn is_commit(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks a `--checksum` against the commit: a hex prefix of it.
+pub fn check_commit(checksum: &str, commit: &str) -> Result<(), GitAddError> {
+    if checksum.is_empty() || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(GitAddError::BadChecksum(checksum.to_string()));
+    }
+    if !commit.starts_with(&checksum.to_ascii_lowercase()) {
+        return Err(GitAddError::Checksum {
+            expected: checksum.to_string(),
+            commit: commit.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A commit checked out for an ADD, kept until the build ends.
+#[derive(Debug)]
+pub struct Checkout {
+    /// The directory copied (the sub-directory, if one was named).
+    pub tree: PathBuf,
+    pub commit: String,
+    pub shown: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The repositories of one build: refs resolved, and checkouts.
+#[derive(Debug)]
+pub struct Repositories {
+    dir: PathBuf,
+    resolved: Mutex<HashMap<(String, Option<String>), String>>,
+    checkouts: Mutex<HashMap<CheckoutKey, Arc<Checkout>>>,
+}
+
+/// A checkout's remote, commit, sub-directory and whether `.git` stays.
+type CheckoutKey = (String, String, Option<String>, bool);
+
+impl Repositories {
+    /// Checkouts go under `dir` (made on first use).
+    pub fn new(dir: PathBuf) -> Repositories {
+        Repositories {
+            dir,
+            resolved: Mutex::default(),
+            checkouts: Mutex::default(),
+        }
+    }
+
+    /// The commit `source` names, resolved once per build (so the key
+    /// and the step see the same one), checked against `checksum`.
+    pub fn commit(&self, source: &GitRef, checksum: Option<&str>) -> Result<String, GitAddError> {
+        let key = (source.remote.clone(), source.reference.clone());
+        let known = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let commit = match known {
+            Some(c) => c,
+            None => {
+                let c = source.resolve()?;
+                self.resolved
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key, c.clone());
+                c
+            }
+        };
+        if let Some(sum) = checksum {
+            check_commit(sum, &commit)?;
+        }
+        Ok(commit)
+    }
+
+    /// `source` checked out at its commit (`.git` kept if asked).
+    pub fn checkout(
+        &self,
+        source: &GitRef,
+        checksum: Option<&str>,
+        keep_git_dir: bool,
+    ) -> Result<Arc<Checkout>, GitAddError> {
+        let commit = self.commit(source, checksum)?;
+        let key = (
+            source.remote.clone(),
+            commit.clone(),
+            source.subdir.clone(),
+            keep_git_dir,
+        );
+        if let Some(c) = self
+            .checkouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Arc::clone(c));
+        }
+        let io = |source| GitAddError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        fs_err::create_dir_all(&self.dir).map_err(io)?;
+        let dir = tempfile::Builder::new()
+            .prefix("git-")
+            .tempdir_in(&self.dir)
+            .map_err(io)?;
+        let options = GitOptions {
+            keep_git_dir,
+            ..GitOptions::default()
+        };
+        let tree = source
+            .source(&commit)
+            .fetch(dir.path(), &options)
+            .map_err(|e| source.git_error(e))?;
+        if !tree.is_dir() {
+            return Err(GitAddError::NoSubdir {
+                shown: source.shown.clone(),
+                dir: source.subdir.clone().unwrap_or_default(),
+                commit,
+            });
+        }
+        let checkout = Arc::new(Checkout {
+            tree,
+            commit,
+            shown: source.shown.clone(),
+            _dir: dir,
+        });
+        self.checkouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, Arc::clone(&checkout));
+        Ok(checkout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_and_sub_directories() {
+        let g = GitRef::parse("https://u:pw@h/r.git#v1:docs/").unwrap();
+        assert_eq!(g.remote, "https://u:pw@h/r.git");
+        assert_eq!(g.shown, "https://h/r.git");
+        assert_eq!(g.reference.as_deref(), Some("v1"));
+        assert_eq!(g.subdir.as_deref(), Some("docs"));
+        assert_eq!(g.key_name(), "https://h/r.git#v1:docs");
+        let g = GitRef::parse("git@h:o/r.git").unwrap();
+        assert_eq!((g.reference, g.subdir), (None, None));
+        let g = GitRef::parse("git://h/r.git#:sub").unwrap();
+        assert_eq!((g.reference, g.subdir.as_deref()), (None, Some("sub")));
+        assert!(matches!(
+            GitRef::parse("https://h/r.git#main:../x"),
+            Err(GitAddError::SubdirEscapes { .. })
+        ));
+    }
+
+    #[test]
+    fn checksums_are_commit_prefixes() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        assert!(check_commit("0123abc", commit).is_err());
+        assert!(check_commit("0123456", commit).is_ok());
+        assert!(check_commit("0123456789ABCDEF", commit).is_ok());
+        assert_eq!(
+            check_commit("xyz", commit).unwrap_err().to_string(),
+            "invalid checksum xyz for Git URL, expected hex commit hash"
+        );
+        assert_eq!(
+            check_commit("fff", commit).unwrap_err().to_string(),
+            format!("expected checksum to match fff, got {commit}")
+        );
+    }
+}
