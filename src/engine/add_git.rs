@@ -279,13 +279,17 @@ impl Repositories {
             .source(&commit)
             .fetch(dir.path(), &options)
             .map_err(|e| source.git_error(e))?;
-        if !tree.is_dir() {
+        if !fs_err::symlink_metadata(&tree).is_ok_and(|m| m.is_dir()) {
             return Err(GitAddError::NoSubdir {
                 shown: source.shown.clone(),
                 dir: source.subdir.clone().unwrap_or_default(),
                 commit,
             });
         }
+        normalize_modes(&tree).map_err(|source| GitAddError::Io {
+            path: tree.clone(),
+            source,
+        })?;
         let checkout = Arc::new(Checkout {
             tree,
             commit,
@@ -298,6 +302,35 @@ impl Repositories {
             .insert(key, Arc::clone(&checkout));
         Ok(checkout)
     }
+}
+
+/// BuildKit's modes for a repository's files, whatever the umask git
+/// ran under: 0755 for directories and executables, 0644 for other
+/// files (`.git`'s own files left as git made them); symlinks are never
+/// followed.
+fn normalize_modes(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = fs_err::symlink_metadata(&path)?;
+        let mode = if meta.is_dir() {
+            if entry.file_name() != ".git" {
+                normalize_modes(&path)?;
+            }
+            0o755
+        } else if meta.is_file() {
+            if meta.permissions().mode() & 0o100 != 0 {
+                0o755
+            } else {
+                0o644
+            }
+        } else {
+            continue;
+        };
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -556,6 +556,36 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
         &["/ssh/hello.txt 644 0:0 file n=1 \"dev\\n\""],
     );
 
+    // BuildKit's modes whatever the umask git runs under
+    let t = TestContext::new(&format!("FROM scratch\nADD {repo}#main /u\n"));
+    let smelt = crate::harness::smelt_bin();
+    let layout = t.path("oci");
+    let run = t.build_with(
+        "sh".into(),
+        &[
+            "-c",
+            "umask 0002 && exec \"$0\" \"$@\"",
+            smelt.to_str().unwrap(),
+            "build",
+        ],
+        &[
+            "--no-push",
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+            "-d",
+            "example.test/smelt/it:t1",
+        ],
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    crate::harness::assert_has_lines(
+        &tree(&t.unpack()),
+        &[
+            "/u/hello.txt 644 0:0 file n=1 \"main\\n\"",
+            "/u/sub 755 0:0 dir",
+        ],
+    );
+
     // a checksum that is not the commit's: nothing is fetched
     let bad = TestContext::new(&format!(
         "FROM scratch\nENV A=b\nADD --checksum=fff0 {repo}#main /x\n"
