@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 /// A `COPY --from` whose tree this build did not prepare, or a URL or
 /// `--checksum` where BuildKit refuses one (its words).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CopySourceError {
     #[error(
         "COPY --from={from}: not a stage or image this build prepared (a --from given by a stage's own ARG cannot be planned)"

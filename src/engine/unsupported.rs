@@ -3,7 +3,8 @@
 //! line, instead of after minutes of work (and never half-pushed).
 
 use super::EngineError;
-use crate::dockerfile::instruction::Instruction;
+use super::copy_sources::CopyWords;
+use crate::dockerfile::instruction::{Instruction, Source};
 use crate::dockerfile::{Dockerfile, Located};
 
 /// The first instruction of the stages `built` that asks for a feature
@@ -39,6 +40,10 @@ pub enum Refused {
     Network(String),
     #[error("security {0:?} is not valid")]
     Security(String),
+    /// A URL or `--checksum` where BuildKit refuses one, judged as written
+    /// (words holding a variable are judged when the step runs).
+    #[error(transparent)]
+    Sources(#[from] super::copy_sources::CopySourceError),
 }
 
 /// What `inst` needs that smelt lacks, or a mode no builder knows, if
@@ -58,6 +63,26 @@ pub fn missing(inst: &Instruction) -> Option<Refused> {
                 Some(other) => return Some(Refused::Security(other.to_string())),
             }
             None
+        }
+        Instruction::Copy(c) => {
+            let written = |w: &str| !w.contains('$');
+            let plain = c.checksum.as_deref().is_none_or(written)
+                && c.sources.iter().all(|s| match s {
+                    Source::Path(p) => written(p),
+                    Source::Inline { .. } => true,
+                });
+            if !plain {
+                return None;
+            }
+            let words = CopyWords {
+                sources: c.sources.clone(),
+                dest: c.dest.clone(),
+                from: None,
+                chown: None,
+                chmod: None,
+                checksum: c.checksum.clone(),
+            };
+            words.check_remote(c.is_add).err().map(Refused::Sources)
         }
         _ => None,
     }
@@ -115,14 +140,26 @@ mod tests {
             ("FROM a\nADD https://example.com/x /x\n", None),
             (
                 "FROM a\nADD --checksum=sha256:0 https://example.com/x /x\n",
-                None,
+                Some("Dockerfile:2: ADD: invalid checksum digest format"),
             ),
+            (
+                "FROM a\nRUN true\nADD --checksum=abc0 local.txt /x\n",
+                Some("Dockerfile:3: ADD: checksum requires HTTP(S) or Git sources"),
+            ),
+            (
+                "FROM a\nADD --checksum=abc0 git@h:r.git https://h/x /x\n",
+                Some("Dockerfile:2: ADD: checksum can't be specified for multiple sources"),
+            ),
+            ("FROM a\nARG C\nADD --checksum=$C local.txt /x\n", None),
             ("FROM a\nADD https://u:pw@example.com/r.git#main /x\n", None),
             (
                 "FROM a\nADD --keep-git-dir git@example.com:r.git /x\n",
                 None,
             ),
-            ("FROM a\nCOPY https://example.com/x /x\n", None),
+            (
+                "FROM a\nCOPY https://example.com/x /x\n",
+                Some("Dockerfile:2: COPY: source can't be a URL for COPY"),
+            ),
             ("FROM a\nONBUILD RUN --mount=type=secret,id=x true\n", None),
             (
                 "FROM a AS one\nRUN true\nFROM a\nRUN --mount=type=tmpfs,target=/t true\n",
