@@ -107,6 +107,9 @@ pub struct CopyJob<'a> {
     /// ADD: what its URL and git sources fetched, by their index in
     /// `sources`.
     pub remote: HashMap<usize, Fetched>,
+    /// ADD `--unpack`: unset, local archives are unpacked and downloads
+    /// are not; `false` unpacks neither, `true` both.
+    pub unpack: Option<bool>,
 }
 
 /// One thing a COPY/ADD copies, in the order of its sources.
@@ -194,8 +197,18 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
         let (m, parents) = match item {
             Item::Match(m, parents) => (m, parents),
             Item::Remote(file) => {
-                let dest_rel = w.file_destination(&dest_clean, slash, &file.name)?;
-                w.write_download(&dest_rel, &file)?;
+                let archive = || file.open().ok().is_some_and(is_tar_stream);
+                if job.is_add && job.unpack == Some(true) && archive() {
+                    let dest_rel = w.archive_destination(&dest_clean)?;
+                    let from = file.open().map_err(|error| CopyError::Archive {
+                        archive: file.shown.clone(),
+                        error,
+                    })?;
+                    w.extract_from(from, &file.shown, &dest_rel)?;
+                } else {
+                    let dest_rel = w.file_destination(&dest_clean, slash, &file.name)?;
+                    w.write_download(&dest_rel, &file)?;
+                }
                 continue;
             }
             Item::Repository(checkout) => {
@@ -215,6 +228,7 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
             let dest_rel = w.dir_destination(&dest_clean, &meta)?;
             w.copy_dir_contents(&m.real, &dest_rel)?;
         } else if job.is_add
+            && job.unpack != Some(false)
             && kind(&meta) == FileType::RegularFile
             && is_tar_archive(&src, &m.real)
         {
@@ -261,6 +275,7 @@ fn copy_checkout(
         excludes: job.excludes,
         parents: false,
         remote: HashMap::new(),
+        unpack: Some(false),
     })
 }
 
@@ -271,9 +286,11 @@ fn kind(meta: &Stat) -> FileType {
 /// Whether `rel` in `src` is a tar, possibly gzip/bzip2/xz/zstd compressed
 /// (by content, as docker decides it, not by name).
 fn is_tar_archive(src: &Root, rel: &str) -> bool {
-    let Ok(file) = src.open_file(rel) else {
-        return false;
-    };
+    src.open_file(rel).is_ok_and(is_tar_stream)
+}
+
+/// Whether `file` holds a tar, possibly compressed.
+fn is_tar_stream(file: impl Read) -> bool {
     let Ok(mut reader) = compress::decompressor(std::io::BufReader::new(file)) else {
         return false;
     };
@@ -654,9 +671,19 @@ impl Writer<'_, '_> {
 
     fn extract(&mut self, archive_rel: &str, dest_rel: &str) -> Result<(), CopyError> {
         let file = self.src.open_file(archive_rel)?;
+        self.extract_from(file, archive_rel, dest_rel)
+    }
+
+    /// Unpacks the archive `file` (named `what` in errors) into `dest_rel`.
+    fn extract_from(
+        &mut self,
+        file: impl Read,
+        what: &str,
+        dest_rel: &str,
+    ) -> Result<(), CopyError> {
         let mut reader = std::io::BufReader::new(file);
         let archive = |error| CopyError::Archive {
-            archive: archive_rel.to_string(),
+            archive: what.to_string(),
             error,
         };
         reader.fill_buf().map_err(archive)?;
@@ -748,6 +775,7 @@ mod tests {
             excludes: &excludes,
             parents,
             remote: HashMap::new(),
+            unpack: None,
         };
         run(&job).map(|_| ())
     }
@@ -1041,6 +1069,7 @@ mod tests {
             excludes: &DockerIgnore::default(),
             parents: false,
             remote: HashMap::new(),
+            unpack: None,
         };
         run(&job).unwrap();
         let cap = |rel: &str| xattr::get(f.root.join(rel), "security.capability").unwrap();

@@ -233,6 +233,7 @@ impl StageState {
                     excludes: &excludes,
                     parents: c.parents,
                     remote,
+                    unpack: c.unpack,
                 };
                 changes = Some(copy::run(&job).map_err(|e| fail(&e))?);
                 created_by = step_text(step);

@@ -173,6 +173,9 @@ fn small_tar() -> Vec<u8> {
     h.set_path("inside.txt").unwrap();
     h.set_size(3);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_000_000_000);
     h.set_cksum();
     b.append(&h, &b"abc"[..]).unwrap();
     b.into_inner().unwrap()
@@ -195,9 +198,12 @@ fn add_url_names_modes_times_owners_redirects_and_basic_auth() {
          ADD --chmod=644 --chown=7:8 $FILES/archive.tar /tars/\n\
          ADD $SERVER/redirect /via-redirect\n\
          ADD http://user:s3cret%20pw@127.0.0.1:{port}/private/secret.txt /secret\n\
-         ADD local.txt $FILES/hello.txt $FILES/noname/ /multi/\n"
+         ADD local.txt $FILES/hello.txt $FILES/noname/ /multi/\n\
+         ADD --unpack=true $FILES/archive.tar /unpacked/\n\
+         ADD --unpack=false local.tar /packed/\n"
     ));
     t.file("local.txt", "from the context\n");
+    fs_err::write(t.ctx().join("local.tar"), small_tar()).unwrap();
     let server_arg = format!("SERVER={}", s.url());
     let run = t.build_outputs_run(&["--build-arg", &server_arg, "--verbosity", "trace"]);
     assert!(!run.stderr().contains("s3cret"), "{}", run.stderr());
@@ -219,9 +225,16 @@ fn add_url_names_modes_times_owners_redirects_and_basic_auth() {
         "/multi/hello.txt 600 0:0 file n=1 \"hello over http\\n\"".to_string(),
         // a URL ending in `/`: its last segment
         "/multi/noname 600 0:0 file n=1 \"a directory URL\\n\"".to_string(),
+        // --unpack: a download unpacked, a local archive kept
+        "/unpacked/inside.txt 644 0:0 file n=1 \"abc\"".to_string(),
+        format!(
+            "/packed/local.tar 644 0:0 file n=1 {} bytes {}",
+            tar.len(),
+            crate::registry_server::sha256(&tar)
+        ),
     ];
     crate::harness::assert_has_lines(&listing, &wants);
-    assert!(!listing.contains("inside.txt"), "{listing}");
+    assert!(!listing.contains("/tars/inside.txt"), "{listing}");
     assert_eq!(mtime(&root, "dir/hello.txt"), LAST_MODIFIED_SECS);
     assert_eq!(mtime(&root, "via-redirect"), LAST_MODIFIED_SECS);
     // no Last-Modified: the epoch, as BuildKit sets it

@@ -306,6 +306,9 @@ fn copy_key_parts(
     if c.keep_git_dir {
         text.push_str(" --keep-git-dir");
     }
+    if let Some(unpack) = c.unpack {
+        text.push_str(&format!(" --unpack={unpack}"));
+    }
     // as written: BuildKit expands no variables in them
     for pattern in &c.excludes {
         text.push_str(&format!(" --exclude={pattern}"));
