@@ -13,6 +13,17 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+/// A git repository as ADD takes one (BuildKit's `ParseGitRef`): `git@`,
+/// `git://`, `ssh://`, or an `http(s)://` URL whose path ends in `.git`.
+pub fn is_repository(source: &str) -> bool {
+    match source.split_once("://") {
+        Some(("git" | "ssh", _)) => true,
+        Some(("http" | "https", rest)) => super::source::git::is_repository_url(rest),
+        Some(_) => false,
+        None => source.starts_with("git@"),
+    }
+}
+
 /// Why a repository could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum GitAddError {

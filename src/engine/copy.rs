@@ -150,7 +150,8 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
             }
             None => {}
         }
-        if job.is_add && (super::unsupported::is_git(source) || super::download::is_url(source)) {
+        if job.is_add && (super::add_git::is_repository(source) || super::download::is_url(source))
+        {
             return Err(CopyError::NotFetched {
                 url: super::source::shown_url(source),
             });

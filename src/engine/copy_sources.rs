@@ -165,7 +165,7 @@ impl CopyWords {
                 super::download::parse_checksum(checksum)?;
                 Ok(())
             }
-            Some(p) if super::unsupported::is_git(p) => Ok(()),
+            Some(p) if super::add_git::is_repository(p) => Ok(()),
             _ => Err(CopySourceError::ChecksumNotRemote),
         }
     }

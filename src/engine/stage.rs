@@ -202,7 +202,7 @@ impl StageState {
                             if c.is_add && super::download::is_url(&p) {
                                 let file = env.downloads.get(&p, checksum).map_err(|e| fail(&e))?;
                                 remote.insert(sources.len(), Fetched::File(file));
-                            } else if c.is_add && super::unsupported::is_git(&p) {
+                            } else if c.is_add && super::add_git::is_repository(&p) {
                                 let repo = super::add_git::GitRef::parse(&p)
                                     .and_then(|g| {
                                         env.downloads.git.checkout(&g, checksum, c.keep_git_dir)

@@ -88,17 +88,6 @@ pub fn missing(inst: &Instruction) -> Option<Refused> {
     }
 }
 
-/// A git repository as ADD takes one (BuildKit's `ParseGitRef`): `git@`,
-/// `git://`, `ssh://`, or an `http(s)://` URL whose path ends in `.git`.
-pub fn is_git(source: &str) -> bool {
-    match source.split_once("://") {
-        Some(("git" | "ssh", _)) => true,
-        Some(("http" | "https", rest)) => super::source::git::is_repository_url(rest),
-        Some(_) => false,
-        None => source.starts_with("git@"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,6 @@ use crate::engine::download::is_url;
 use crate::engine::metadata::{self, StageVars};
 use crate::engine::scope::BuildArgs;
 use crate::engine::stage::{BuildEnv, StageState, run_argv, step_text};
-use crate::engine::unsupported::is_git;
 use crate::engine::{EngineError, Platform};
 use crate::image::ImageConfig;
 use sha2::{Digest as _, Sha256};
@@ -77,7 +76,8 @@ pub struct KeyInputs {
     pub workdir: String,
     pub shell: String,
     /// COPY/ADD: the digest of the source files, then a line per URL an
-    /// ADD downloads (`URL sha256:…`, the URL without credentials).
+    /// ADD downloads (`URL sha256:…`) or repository it adds
+    /// (`URL#REF:DIR COMMIT`), URLs without credentials.
     pub sources: Option<String>,
 }
 
@@ -325,7 +325,7 @@ fn copy_key_parts(
                 downloads.push_str(&format!("\n{} {}", file.shown, file.digest));
             }
             // a repository: keyed by the commit its ref names now
-            Source::Path(p) if c.is_add && is_git(p) => {
+            Source::Path(p) if c.is_add && crate::engine::add_git::is_repository(p) => {
                 let repo = GitRef::parse(p)?;
                 let commit = env.downloads.git.commit(&repo, words.checksum.as_deref())?;
                 let name = repo.key_name();
