@@ -4,9 +4,9 @@
 //! commit, not the files, is what the key covers), and the commit is
 //! checked out only when the step runs, into the build's work directory,
 //! with the git code of the git build context (`source/git.rs`:
-//! credentials only in git's environment). `--checksum` is a commit
-//! prefix, checked before anything is fetched; `.git` is left out unless
-//! `--keep-git-dir`.
+//! credentials only in git's environment), submodules too. `--checksum`
+//! is a commit prefix, checked before anything is fetched; `.git` is left
+//! out unless `--keep-git-dir`.
 
 use super::source::{GitOptions, GitSource, SourceError, shown_url};
 use std::collections::HashMap;
@@ -282,8 +282,10 @@ impl Repositories {
             .prefix("git-")
             .tempdir_in(&self.dir)
             .map_err(io)?;
+        // BuildKit checks submodules out unless told not to
         let options = GitOptions {
             keep_git_dir,
+            recurse_submodules: true,
             ..GitOptions::default()
         };
         let tree = source

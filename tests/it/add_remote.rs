@@ -515,6 +515,7 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
          ADD {repo}#dev /dev\n\
          ADD {repo}#v1:sub /v1sub\n\
          ADD --keep-git-dir {repo}#main /kept\n\
+         ADD {repo}#with-sub /withsub\n\
          ADD --chown=5:6 --checksum={} {repo}#main:sub /owned/\n",
         &main[..10]
     ));
@@ -528,10 +529,13 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
             "/dev/hello.txt 644 0:0 file n=1 \"dev\\n\"",
             "/v1sub/only-in-sub.txt 644 0:0 file n=1 \"sub\\n\"",
             "/owned/only-in-sub.txt 644 5:6 file n=1 \"sub\\n\"",
+            // submodules are checked out, as BuildKit does by default
+            "/withsub/lib/lib.txt 644 0:0 file n=1 \"from the submodule\\n\"",
         ],
     );
     assert_has_line(&listing, "/kept/.git/HEAD ");
     assert!(!listing.contains("/all/.git"), "{listing}");
+    assert!(!listing.contains("/withsub/lib/.git"), "{listing}");
     assert!(!listing.contains("/v1sub/hello.txt"), "{listing}");
 
     // scp-like SSH addresses go to ssh: here a stand-in that runs the
