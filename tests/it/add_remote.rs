@@ -687,3 +687,68 @@ fn add_git_repository_over_http_with_credentials_and_the_commit_as_key() {
     assert!(err.contains(&want), "{err}");
     assert!(!err.contains("wrong-pa55"), "{err}");
 }
+
+/// Over https, the server's certificate is checked against the CA roots
+/// every client of smelt trusts (here `SSL_CERT_FILE`); an unknown issuer
+/// fails naming the line and the URL.
+#[test]
+fn add_url_over_https_trusts_the_ca_roots() {
+    use crate::registry_server::{TestCa, free_port, wait_for};
+    use std::process::{Command, Stdio};
+    let ca = TestCa::new();
+    let served = tempfile::tempdir().unwrap();
+    fs_err::write(served.path().join("tls.txt"), "over tls\n").unwrap();
+    let port = free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&ca.server_cert)
+        .arg("-key")
+        .arg(&ca.server_key)
+        .current_dir(served.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&format!("127.0.0.1:{port}"), "openssl s_server");
+    let t = TestContext::new(&format!(
+        "FROM scratch\nADD https://127.0.0.1:{port}/tls.txt /\n"
+    ));
+    let layout = t.path("oci");
+    let args = [
+        "--no-push",
+        "--oci-layout-path",
+        layout.to_str().unwrap(),
+        "-d",
+        "example.test/smelt/it:t1",
+    ];
+    let ca_file = ca.ca_cert.to_str().unwrap().to_string();
+    let trusted = t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &args,
+        &[("SSL_CERT_FILE", &ca_file)],
+    );
+    let unknown = t.build_with(
+        crate::harness::smelt_bin(),
+        &["build"],
+        &["--no-push"],
+        &[
+            ("SSL_CERT_FILE", "/dev/null"),
+            ("SSL_CERT_DIR", "/nonexistent"),
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(trusted.code(), 0, "{}", trusted.stderr());
+    crate::harness::assert_has_lines(
+        &tree(&t.unpack()),
+        &["/tls.txt 600 0:0 file n=1 \"over tls\\n\""],
+    );
+    assert_ne!(unknown.code(), 0);
+    let want = format!("Dockerfile:2: ADD: downloading https://127.0.0.1:{port}/tls.txt: ");
+    let err = unknown.stderr();
+    assert!(err.contains(&want) && err.contains("certificate"), "{err}");
+}
