@@ -14,11 +14,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// A git repository as ADD takes one (BuildKit's `ParseGitRef`): `git@`,
-/// `git://`, `ssh://`, or an `http(s)://` URL whose path ends in `.git`.
+/// `git://`, `ssh://`, or an `http(s)://` URL whose path (before a query
+/// or fragment) ends in `.git`.
 pub fn is_repository(source: &str) -> bool {
     match source.split_once("://") {
         Some(("git" | "ssh", _)) => true,
-        Some(("http" | "https", rest)) => super::source::git::is_repository_url(rest),
+        Some(("http" | "https", rest)) => rest
+            .split(['#', '?'])
+            .next()
+            .is_some_and(|path| path.trim_end_matches('/').ends_with(".git")),
         Some(_) => false,
         None => source.starts_with("git@"),
     }
@@ -31,6 +35,13 @@ pub enum GitAddError {
     NoRepository { shown: String },
     #[error("{shown}: sub-directory {dir:?} must stay inside the repository")]
     SubdirEscapes { shown: String, dir: String },
+    /// A query BuildKit refuses, in its words.
+    #[error("{shown}: {message}")]
+    Query { shown: String, message: String },
+    #[error("checksum mismatch {0:?} != {1:?}")]
+    ChecksumConflict(String, String),
+    #[error("inconsistent keep-git-dir configuration")]
+    KeepGitDirConflict,
     /// What git said, credentials blanked out.
     #[error("git repository {shown}: {message}")]
     Git { shown: String, message: String },
@@ -71,44 +82,175 @@ pub struct GitRef {
     pub shown: String,
     pub reference: Option<String>,
     pub subdir: Option<String>,
+    /// `?checksum=` or `?commit=`.
+    pub checksum: Option<String>,
+    /// `?keep-git-dir[=BOOL]`.
+    pub keep_git_dir: Option<bool>,
+    /// `?submodules=BOOL` (checked out unless false).
+    pub submodules: Option<bool>,
+}
+
+/// BuildKit's query options of a git URL, applied to `r`.
+fn apply_query(r: &mut GitRef, query: &str) -> Result<(), String> {
+    let (mut tag, mut branch) = (None, None);
+    let mut seen = std::collections::HashSet::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (key, value) = (decode(key), decode(value));
+        if !seen.insert(key.clone()) {
+            return Err(format!("query {key:?} has multiple values"));
+        }
+        let flag = |name: &str| match value.as_str() {
+            "" => Ok(true),
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+            v => Err(format!("invalid {name} value: {v:?}")),
+        };
+        if value.is_empty()
+            && !matches!(
+                key.as_str(),
+                "submodules" | "keep-git-dir" | "fetch-by-commit"
+            )
+        {
+            return Err(format!("query {key:?} has no value"));
+        }
+        match key.as_str() {
+            "ref" => {
+                if r.reference.as_ref().is_some_and(|x| *x != value) {
+                    return Err(format!(
+                        "ref conflicts: {:?} vs {value:?}",
+                        r.reference.as_deref().unwrap_or("")
+                    ));
+                }
+                r.reference = Some(value);
+            }
+            "tag" => tag = Some(value),
+            "branch" => branch = Some(value),
+            "subdir" => {
+                if r.subdir.as_ref().is_some_and(|x| *x != value) {
+                    return Err(format!(
+                        "subdir conflicts: {:?} vs {value:?}",
+                        r.subdir.as_deref().unwrap_or("")
+                    ));
+                }
+                r.subdir = Some(value.trim_matches('/').to_string()).filter(|d| !d.is_empty());
+            }
+            "checksum" | "commit" => r.checksum = Some(value),
+            "keep-git-dir" => r.keep_git_dir = Some(flag("keep-git-dir")?),
+            "submodules" => r.submodules = Some(flag("submodules")?),
+            // smelt fetches the commit alone whenever the server allows it
+            "fetch-by-commit" => {
+                flag("fetch-by-commit")?;
+            }
+            "mtime" if value == "checkout" => {}
+            "mtime" => {
+                return Err(format!(
+                    "mtime={value:?}: only \"checkout\" is implemented yet"
+                ));
+            }
+            _ => return Err(format!("unexpected query {key:?}")),
+        }
+    }
+    for (name, value, prefix) in [
+        ("tag", &tag, "refs/tags/"),
+        ("branch", &branch, "refs/heads/"),
+    ] {
+        let Some(v) = value else { continue };
+        if name == "branch" && tag.is_some() {
+            return Err("branch conflicts with tag".to_string());
+        }
+        let full = if v.starts_with(prefix) {
+            v.clone()
+        } else {
+            format!("{prefix}{v}")
+        };
+        if r.reference.as_ref().is_some_and(|x| *x != full) {
+            return Err(format!(
+                "ref conflicts: {:?} vs {full:?}",
+                r.reference.as_deref().unwrap_or("")
+            ));
+        }
+        r.reference = Some(full);
+    }
+    Ok(())
 }
 
 impl GitRef {
-    /// `REMOTE[#REF[:DIR]]`.
+    /// `REMOTE[?QUERY][#REF[:DIR]]`.
     pub fn parse(source: &str) -> Result<GitRef, GitAddError> {
-        let (remote, fragment) = source.split_once('#').unwrap_or((source, ""));
+        let (location, fragment) = source.split_once('#').unwrap_or((source, ""));
+        let (remote, query) = location.split_once('?').unwrap_or((location, ""));
         let shown = shown_url(remote);
         if remote.is_empty() {
             return Err(GitAddError::NoRepository { shown });
         }
         let (reference, dir) = fragment.split_once(':').unwrap_or((fragment, ""));
-        let subdir = Some(dir.trim_matches('/').to_string()).filter(|d| !d.is_empty());
-        if let Some(d) = &subdir
+        let mut r = GitRef {
+            remote: remote.to_string(),
+            shown: shown.clone(),
+            reference: Some(reference.to_string()).filter(|r| !r.is_empty()),
+            subdir: Some(dir.trim_matches('/').to_string()).filter(|d| !d.is_empty()),
+            checksum: None,
+            keep_git_dir: None,
+            submodules: None,
+        };
+        apply_query(&mut r, query).map_err(|message| GitAddError::Query {
+            shown: shown.clone(),
+            message,
+        })?;
+        if let Some(d) = &r.subdir
             && std::path::Path::new(d)
                 .components()
                 .any(|c| !matches!(c, std::path::Component::Normal(_)))
         {
             return Err(GitAddError::SubdirEscapes {
                 shown,
-                dir: dir.to_string(),
+                dir: d.clone(),
             });
         }
-        Ok(GitRef {
-            remote: remote.to_string(),
-            shown,
-            reference: Some(reference.to_string()).filter(|r| !r.is_empty()),
-            subdir,
-        })
+        Ok(r)
+    }
+
+    /// The `--checksum` flag and the URL's own, which must agree.
+    fn checksum_with(&self, flag: Option<&str>) -> Result<Option<String>, GitAddError> {
+        match (flag, &self.checksum) {
+            (Some(f), Some(q)) if f != q => {
+                Err(GitAddError::ChecksumConflict(f.to_string(), q.clone()))
+            }
+            (Some(f), _) => Ok(Some(f.to_string())),
+            (None, q) => Ok(q.clone()),
+        }
+    }
+
+    /// Whether `.git` stays: `--keep-git-dir` (given when `flag`) or the
+    /// URL's `keep-git-dir`, which must not say otherwise.
+    pub fn keep_git_dir_with(&self, flag: bool) -> Result<bool, GitAddError> {
+        match (flag, self.keep_git_dir) {
+            (true, Some(false)) => Err(GitAddError::KeepGitDirConflict),
+            (flag, query) => Ok(flag || query == Some(true)),
+        }
     }
 
     /// How the cache key and its report name it: the URL without
-    /// credentials, the ref and the sub-directory.
+    /// credentials, the ref, the sub-directory, and the URL's switches
+    /// (the query itself is not shown: it may hold a token).
     pub fn key_name(&self) -> String {
         format!(
-            "{}#{}:{}",
+            "{}#{}:{}{}",
             self.shown,
             self.reference.as_deref().unwrap_or(""),
-            self.subdir.as_deref().unwrap_or("")
+            self.subdir.as_deref().unwrap_or(""),
+            match (self.submodules, self.keep_git_dir) {
+                (Some(false), Some(true)) => " (no submodules, keep .git)",
+                (Some(false), _) => " (no submodules)",
+                (_, Some(true)) => " (keep .git)",
+                _ => "",
+            }
         )
     }
 
@@ -211,8 +353,9 @@ pub struct Repositories {
     checkouts: Mutex<HashMap<CheckoutKey, Arc<Checkout>>>,
 }
 
-/// A checkout's remote, commit, sub-directory and whether `.git` stays.
-type CheckoutKey = (String, String, Option<String>, bool);
+/// A checkout's remote, commit, sub-directory, whether `.git` stays and
+/// whether submodules are checked out.
+type CheckoutKey = (String, String, Option<String>, bool, bool);
 
 impl Repositories {
     /// Checkouts go under `dir` (made on first use).
@@ -245,8 +388,8 @@ impl Repositories {
                 c
             }
         };
-        if let Some(sum) = checksum {
-            check_commit(sum, &commit)?;
+        if let Some(sum) = source.checksum_with(checksum)? {
+            check_commit(&sum, &commit)?;
         }
         Ok(commit)
     }
@@ -259,11 +402,14 @@ impl Repositories {
         keep_git_dir: bool,
     ) -> Result<Arc<Checkout>, GitAddError> {
         let commit = self.commit(source, checksum)?;
+        let keep_git_dir = source.keep_git_dir_with(keep_git_dir)?;
+        let submodules = source.submodules != Some(false);
         let key = (
             source.remote.clone(),
             commit.clone(),
             source.subdir.clone(),
             keep_git_dir,
+            submodules,
         );
         if let Some(c) = self
             .checkouts
@@ -285,7 +431,7 @@ impl Repositories {
         // BuildKit checks submodules out unless told not to
         let options = GitOptions {
             keep_git_dir,
-            recurse_submodules: true,
+            recurse_submodules: submodules,
             ..GitOptions::default()
         };
         let tree = source
@@ -366,6 +512,61 @@ mod tests {
             GitRef::parse("https://h/r.git#main:../x"),
             Err(GitAddError::SubdirEscapes { .. })
         ));
+    }
+
+    #[test]
+    fn query_options_as_buildkit_reads_them() {
+        let g = GitRef::parse(
+            "https://h/r.git?tag=v1&subdir=docs&keep-git-dir&submodules=false&checksum=abc",
+        )
+        .unwrap();
+        assert_eq!(g.remote, "https://h/r.git");
+        assert_eq!(g.reference.as_deref(), Some("refs/tags/v1"));
+        assert_eq!(g.subdir.as_deref(), Some("docs"));
+        assert_eq!(
+            (g.keep_git_dir, g.submodules, g.checksum.as_deref()),
+            (Some(true), Some(false), Some("abc"))
+        );
+        assert_eq!(
+            g.key_name(),
+            "https://h/r.git#refs/tags/v1:docs (no submodules, keep .git)"
+        );
+        assert_eq!(
+            GitRef::parse("https://h/r.git?branch=dev")
+                .unwrap()
+                .reference
+                .as_deref(),
+            Some("refs/heads/dev")
+        );
+        let err = |s: &str| GitRef::parse(s).unwrap_err().to_string();
+        assert_eq!(
+            err("https://h/r.git?x=1"),
+            "https://h/r.git: unexpected query \"x\""
+        );
+        assert_eq!(
+            err("https://h/r.git?ref=a#b"),
+            "https://h/r.git: ref conflicts: \"b\" vs \"a\""
+        );
+        assert_eq!(
+            err("https://h/r.git?tag=a&branch=b"),
+            "https://h/r.git: branch conflicts with tag"
+        );
+        assert_eq!(
+            err("https://h/r.git?ref="),
+            "https://h/r.git: query \"ref\" has no value"
+        );
+        let g = GitRef::parse("https://h/r.git?keep-git-dir=false&checksum=ab").unwrap();
+        assert!(matches!(
+            g.keep_git_dir_with(true),
+            Err(GitAddError::KeepGitDirConflict)
+        ));
+        assert!(!g.keep_git_dir_with(false).unwrap());
+        assert_eq!(
+            g.checksum_with(Some("cd")).unwrap_err().to_string(),
+            "checksum mismatch \"cd\" != \"ab\""
+        );
+        assert!(is_repository("https://h/r.git?ref=main"));
+        assert!(!is_repository("https://h/r.tar?x=.git"));
     }
 
     #[test]

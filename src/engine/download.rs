@@ -70,7 +70,7 @@ pub fn parse_checksum(value: &str) -> Result<String, ChecksumError> {
 /// not a git repository).
 pub fn is_url(source: &str) -> bool {
     (source.starts_with("http://") || source.starts_with("https://"))
-        && !super::source::git::is_repository_url(source.split_once("://").map_or("", |p| p.1))
+        && !super::add_git::is_repository(source)
 }
 
 /// `text` with the user info of every `scheme://user:password@host` in

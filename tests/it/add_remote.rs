@@ -516,6 +516,8 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
          ADD {repo}#v1:sub /v1sub\n\
          ADD --keep-git-dir {repo}#main /kept\n\
          ADD {repo}#with-sub /withsub\n\
+         ADD {repo}?branch=dev&keep-git-dir /qdev\n\
+         ADD {repo}?ref=with-sub&submodules=false /nosub\n\
          ADD --chown=5:6 --checksum={} {repo}#main:sub /owned/\n",
         &main[..10]
     ));
@@ -536,6 +538,11 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
     assert_has_line(&listing, "/kept/.git/HEAD ");
     assert!(!listing.contains("/all/.git"), "{listing}");
     assert!(!listing.contains("/withsub/lib/.git"), "{listing}");
+    // BuildKit's query form
+    assert_has_line(&listing, "/qdev/hello.txt 644 0:0 file n=1 \"dev\\n\"");
+    assert_has_line(&listing, "/qdev/.git/HEAD ");
+    assert_has_line(&listing, "/nosub/lib 755 0:0 dir");
+    assert!(!listing.contains("/nosub/lib/lib.txt"), "{listing}");
     assert!(!listing.contains("/v1sub/hello.txt"), "{listing}");
 
     // scp-like SSH addresses go to ssh: here a stand-in that runs the
