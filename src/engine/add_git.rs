@@ -8,10 +8,10 @@
 //! is a commit prefix, checked before anything is fetched; `.git` is left
 //! out unless `--keep-git-dir`.
 
+use super::download::OncePerKey;
 use super::source::{GitOptions, GitSource, SourceError, shown_url};
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A git repository as ADD takes one (BuildKit's `ParseGitRef`): `git@`,
 /// `git://`, `ssh://`, or an `http(s)://` URL whose path (before a query
@@ -349,8 +349,8 @@ pub struct Checkout {
 #[derive(Debug)]
 pub struct Repositories {
     dir: PathBuf,
-    resolved: Mutex<HashMap<(String, Option<String>), String>>,
-    checkouts: Mutex<HashMap<CheckoutKey, Arc<Checkout>>>,
+    resolved: OncePerKey<(String, Option<String>), String>,
+    checkouts: OncePerKey<CheckoutKey, Arc<Checkout>>,
 }
 
 /// A checkout's remote, commit, sub-directory, whether `.git` stays and
@@ -362,8 +362,8 @@ impl Repositories {
     pub fn new(dir: PathBuf) -> Repositories {
         Repositories {
             dir,
-            resolved: Mutex::default(),
-            checkouts: Mutex::default(),
+            resolved: OncePerKey::default(),
+            checkouts: OncePerKey::default(),
         }
     }
 
@@ -371,23 +371,7 @@ impl Repositories {
     /// and the step see the same one), checked against `checksum`.
     pub fn commit(&self, source: &GitRef, checksum: Option<&str>) -> Result<String, GitAddError> {
         let key = (source.remote.clone(), source.reference.clone());
-        let known = self
-            .resolved
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        let commit = match known {
-            Some(c) => c,
-            None => {
-                let c = source.resolve()?;
-                self.resolved
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(key, c.clone());
-                c
-            }
-        };
+        let commit = self.resolved.get_or_try(&key, || source.resolve())?;
         if let Some(sum) = source.checksum_with(checksum)? {
             check_commit(&sum, &commit)?;
         }
@@ -411,14 +395,20 @@ impl Repositories {
             keep_git_dir,
             submodules,
         );
-        if let Some(c) = self
-            .checkouts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-        {
-            return Ok(Arc::clone(c));
-        }
+        self.checkouts.get_or_try(&key, || {
+            self.fetch(source, commit, keep_git_dir, submodules)
+                .map(Arc::new)
+        })
+    }
+
+    /// Checks `source` out at `commit` into a directory of its own.
+    fn fetch(
+        &self,
+        source: &GitRef,
+        commit: String,
+        keep_git_dir: bool,
+        submodules: bool,
+    ) -> Result<Checkout, GitAddError> {
         let io = |source| GitAddError::Io {
             path: self.dir.clone(),
             source,
@@ -449,17 +439,12 @@ impl Repositories {
             path: tree.clone(),
             source,
         })?;
-        let checkout = Arc::new(Checkout {
+        Ok(Checkout {
             tree,
             commit,
             shown: source.shown.clone(),
             _dir: dir,
-        });
-        self.checkouts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, Arc::clone(&checkout));
-        Ok(checkout)
+        })
     }
 }
 

@@ -137,11 +137,57 @@ impl Downloaded {
     }
 }
 
+/// Values made once per key by the first caller that needs one, the
+/// others asking for that key waiting for it (two stages adding one URL
+/// at once download it once); a failure is not kept, so a later caller
+/// tries again.
+#[derive(Debug)]
+pub struct OncePerKey<K, V> {
+    slots: Mutex<HashMap<K, Arc<Mutex<Option<V>>>>>,
+}
+
+impl<K, V> Default for OncePerKey<K, V> {
+    fn default() -> Self {
+        OncePerKey {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash + Clone, V: Clone> OncePerKey<K, V> {
+    /// The value for `key`, made by `make` if no caller made it yet.
+    pub fn get_or_try<Q, E>(&self, key: &Q, make: impl FnOnce() -> Result<V, E>) -> Result<V, E>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ToOwned<Owned = K> + ?Sized,
+    {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match slots.get(key) {
+                Some(slot) => Arc::clone(slot),
+                None => Arc::clone(slots.entry(key.to_owned()).or_default()),
+            }
+        };
+        let mut value = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = &*value {
+            return Ok(v.clone());
+        }
+        let made = make()?;
+        *value = Some(made.clone());
+        Ok(made)
+    }
+}
+
 /// The downloads of one build, by URL, and its git repositories.
 #[derive(Debug)]
 pub struct Downloads {
     dir: PathBuf,
-    done: Mutex<HashMap<String, Arc<Downloaded>>>,
+    done: OncePerKey<String, Arc<Downloaded>>,
     /// ADD's git repositories (`add_git.rs`).
     pub git: super::add_git::Repositories,
 }
@@ -159,30 +205,16 @@ impl Downloads {
         Downloads {
             git: super::add_git::Repositories::new(dir.join("git")),
             dir,
-            done: Mutex::new(HashMap::new()),
+            done: OncePerKey::default(),
         }
     }
 
     /// The file at `url`, downloaded now or earlier in this build, checked
     /// against `checksum` (a `sha256:` digest) if given.
     pub fn get(&self, url: &str, checksum: Option<&str>) -> Result<Arc<Downloaded>, RemoteError> {
-        let found = self
+        let file = self
             .done
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(url)
-            .cloned();
-        let file = match found {
-            Some(f) => f,
-            None => {
-                let f = Arc::new(self.fetch(url)?);
-                self.done
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(url.to_string(), Arc::clone(&f));
-                f
-            }
-        };
+            .get_or_try(url, || self.fetch(url).map(Arc::new))?;
         if let Some(expected) = checksum
             && expected != file.digest
         {
@@ -337,6 +369,29 @@ mod tests {
         );
         assert_eq!(without_credentials("RUN echo a@b ://@"), "RUN echo a@b ://");
         assert_eq!(without_credentials("COPY a b"), "COPY a b");
+    }
+
+    #[test]
+    fn each_key_is_made_once_by_the_first_caller_and_failures_are_not_kept() {
+        let once: OncePerKey<String, usize> = OncePerKey::default();
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    let v = once.get_or_try("k", || {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        Ok::<_, ()>(made.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+                    });
+                    assert_eq!(v, Ok(1));
+                });
+            }
+        });
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            once.get_or_try("e", || Err::<usize, _>("down")),
+            Err("down")
+        );
+        assert_eq!(once.get_or_try("e", || Ok::<_, &str>(7)), Ok(7));
     }
 
     #[test]
