@@ -244,7 +244,8 @@ impl Downloads {
             .enable_all()
             .build()
             .map_err(write)?;
-        let (digest, mtime, size) = runtime.block_on(download(url, &shown, file.as_file()))?;
+        let (digest, mtime, size) =
+            runtime.block_on(download(url, &shown, file.as_file(), file.path()))?;
         log::info!(
             "downloaded {shown}: {:.1} MB in {:.2} s, {digest}",
             size as f64 / 1e6,
@@ -276,12 +277,13 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// GETs `url` (its user info as basic auth) into `out`; returns the
-/// content's digest, its time and size.
+/// GETs `url` (its user info as basic auth) into `out` (at `out_path`);
+/// returns the content's digest, its time and size.
 async fn download(
     url: &str,
     shown: &str,
     out: &std::fs::File,
+    out_path: &std::path::Path,
 ) -> Result<(String, i64, u64), RemoteError> {
     use futures_util::StreamExt;
     use std::io::Write;
@@ -325,7 +327,7 @@ async fn download(
     let mut body = std::pin::pin!(response.bytes_stream());
     let write = |source| RemoteError::Write {
         url: shown.to_string(),
-        path: PathBuf::from("the download's temporary file"),
+        path: out_path.to_path_buf(),
         source,
     };
     while let Some(chunk) = body.next().await {
