@@ -168,6 +168,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         extract_retries: opts.extract_retries,
         cancelled: std::sync::Arc::clone(&cancelled),
         cache,
+        downloads: super::download::Downloads::new(work.path().join("downloads")),
     };
 
     // cache uploads run beside the build; it ends (either way) after them,

@@ -1,7 +1,8 @@
 //! COPY and ADD: docker's rules for sources (globs, directories copy their
 //! contents, a top-level symlink is followed), destinations (a trailing `/`,
 //! several sources or an existing directory mean "into"), `--chown`,
-//! `--chmod`, hard links kept, and ADD's extraction of local archives.
+//! `--chmod`, hard links kept, ADD's extraction of local archives, and
+//! ADD's downloaded URLs (fetched before, by `download.rs`).
 //!
 //! Sources are read and the destination written through `fs::root::Root`
 //! (paths resolved by `fs::scope`, the kernel refusing any symlink on the
@@ -9,6 +10,7 @@
 //! exactly what changed.
 
 use super::context::{Match, ParentsSource, SourceTree, SourceTreeError, WalkFilter};
+use super::download::{Downloaded, Fetched};
 use crate::dockerfile::DockerIgnore;
 use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
@@ -20,6 +22,7 @@ use rustix::fs::{FileType, Stat};
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 pub use super::chmod::Chmod;
 
@@ -27,8 +30,10 @@ pub use super::chmod::Chmod;
 /// source paths are as the source tree has them.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("ADD from a URL or git repository ({url}) is not implemented yet")]
-    Remote { url: String },
+    /// A URL or repository source the step did not fetch (the step
+    /// fetches every one before copying).
+    #[error("ADD of {url}: not fetched")]
+    NotFetched { url: String },
     /// A source that names nothing, or a bad pattern.
     #[error(transparent)]
     Source(#[from] SourceTreeError),
@@ -99,6 +104,23 @@ pub struct CopyJob<'a> {
     /// of the part before that the part after matches are copied, keeping
     /// their paths below it.
     pub parents: bool,
+    /// ADD: what its URL and git sources fetched, by their index in
+    /// `sources`.
+    pub remote: HashMap<usize, Fetched>,
+    /// ADD `--unpack`: unset, local archives are unpacked and downloads
+    /// are not; `false` unpacks neither, `true` both.
+    pub unpack: Option<bool>,
+}
+
+/// One thing a COPY/ADD copies, in the order of its sources.
+enum Item {
+    /// A match in the source tree, with the `--parents` pattern of its
+    /// source.
+    Match(Match, Option<std::rc::Rc<ParentsSource>>),
+    /// A downloaded URL.
+    Remote(Arc<Downloaded>),
+    /// A checked-out repository, copied as a directory is.
+    Repository(Arc<super::add_git::Checkout>),
 }
 
 /// Runs the copy; returns what changed, or a message for the user.
@@ -114,12 +136,24 @@ pub struct CopyJob<'a> {
 /// matches nothing is skipped if another source matched.
 pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
     // each match, with the --parents pattern of its source
-    let mut matched: Vec<(Match, Option<std::rc::Rc<ParentsSource>>)> = Vec::new();
+    let mut matched: Vec<Item> = Vec::new();
     let mut empty = None;
-    for source in &job.sources {
-        if job.is_add && super::unsupported::is_remote(source) {
-            return Err(CopyError::Remote {
-                url: source.clone(),
+    for (i, source) in job.sources.iter().enumerate() {
+        match job.remote.get(&i) {
+            Some(Fetched::File(file)) => {
+                matched.push(Item::Remote(Arc::clone(file)));
+                continue;
+            }
+            Some(Fetched::Repository(checkout)) => {
+                matched.push(Item::Repository(Arc::clone(checkout)));
+                continue;
+            }
+            None => {}
+        }
+        if job.is_add && (super::add_git::is_repository(source) || super::download::is_url(source))
+        {
+            return Err(CopyError::NotFetched {
+                url: super::source::shown_url(source),
             });
         }
         if job.parents {
@@ -131,14 +165,14 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
                 return Err(job.src.not_found(source).into());
             }
             let found = job.src.expand_allow_empty(p.parent_source())?;
-            matched.extend(found.into_iter().map(|m| (m, Some(p.clone()))));
+            matched.extend(found.into_iter().map(|m| Item::Match(m, Some(p.clone()))));
             continue;
         }
         let found = job.src.expand_allow_empty(source)?;
         if found.is_empty() && empty.is_none() {
             empty = Some(source);
         }
-        matched.extend(found.into_iter().map(|m| (m, None)));
+        matched.extend(found.into_iter().map(|m| Item::Match(m, None)));
     }
     if let Some(source) = empty
         && matched.is_empty()
@@ -160,7 +194,29 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
         match_root: String::new(),
         parents: None,
     };
-    for (m, parents) in matched {
+    for item in matched {
+        let (m, parents) = match item {
+            Item::Match(m, parents) => (m, parents),
+            Item::Remote(file) => {
+                let archive = || file.open().ok().is_some_and(is_tar_stream);
+                if job.is_add && job.unpack == Some(true) && archive() {
+                    let dest_rel = w.archive_destination(&dest_clean)?;
+                    let from = file.open().map_err(|error| CopyError::Archive {
+                        archive: file.shown.clone(),
+                        error,
+                    })?;
+                    w.extract_from(from, &file.shown, &dest_rel)?;
+                } else {
+                    let dest_rel = w.file_destination(&dest_clean, slash, &file.name)?;
+                    w.write_download(&dest_rel, &file)?;
+                }
+                continue;
+            }
+            Item::Repository(checkout) => {
+                w.changes.extend(copy_checkout(job, &checkout)?);
+                continue;
+            }
+        };
         w.match_root.clone_from(&m.real);
         w.parents = parents;
         // hard links are kept within one match, as BuildKit's copier (one
@@ -173,6 +229,7 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
             let dest_rel = w.dir_destination(&dest_clean, &meta)?;
             w.copy_dir_contents(&m.real, &dest_rel)?;
         } else if job.is_add
+            && job.unpack != Some(false)
             && kind(&meta) == FileType::RegularFile
             && is_tar_archive(&src, &m.real)
         {
@@ -191,6 +248,38 @@ pub fn run(job: &CopyJob<'_>) -> Result<ChangeSet, CopyError> {
     Ok(w.changes)
 }
 
+/// A checked-out repository's files into the destination, as a
+/// directory source's are (BuildKit copies the git source's `/`): owned
+/// by root unless `--chown`, modes as checked out, `--chmod` and
+/// `--exclude` applied, nothing unpacked.
+fn copy_checkout(
+    job: &CopyJob<'_>,
+    checkout: &super::add_git::Checkout,
+) -> Result<ChangeSet, CopyError> {
+    let tree = SourceTree {
+        root: checkout.tree.clone(),
+        ignore: None,
+        keep_owner: false,
+        label: format!("git repository {}", checkout.shown),
+    };
+    run(&CopyJob {
+        src: &tree,
+        root: job.root,
+        sources: vec!["/".to_string()],
+        inline: Vec::new(),
+        dest: job.dest.clone(),
+        owner: job.owner,
+        chmod: job.chmod.clone(),
+        is_add: false,
+        now: job.now,
+        skip: job.skip,
+        excludes: job.excludes,
+        parents: false,
+        remote: HashMap::new(),
+        unpack: Some(false),
+    })
+}
+
 fn kind(meta: &Stat) -> FileType {
     FileType::from_raw_mode(meta.st_mode)
 }
@@ -198,9 +287,11 @@ fn kind(meta: &Stat) -> FileType {
 /// Whether `rel` in `src` is a tar, possibly gzip/bzip2/xz/zstd compressed
 /// (by content, as docker decides it, not by name).
 fn is_tar_archive(src: &Root, rel: &str) -> bool {
-    let Ok(file) = src.open_file(rel) else {
-        return false;
-    };
+    src.open_file(rel).is_ok_and(is_tar_stream)
+}
+
+/// Whether `file` holds a tar, possibly compressed.
+fn is_tar_stream(file: impl Read) -> bool {
     let Ok(mut reader) = compress::decompressor(std::io::BufReader::new(file)) else {
         return false;
     };
@@ -527,7 +618,30 @@ impl Writer<'_, '_> {
         self.apply_meta(src_rel, dest_rel, meta, meta.st_mode, true)
     }
 
+    /// A downloaded file: mode 0600 (before `--chmod`), owned by root or
+    /// the `--chown` owner, its time from `Last-Modified`; never unpacked.
+    fn write_download(&mut self, rel: &str, file: &Downloaded) -> Result<(), CopyError> {
+        let mut from = file.open().map_err(|error| CopyError::Content {
+            from: file.shown.clone(),
+            dest: absolute(rel),
+            error,
+        })?;
+        self.write_file(rel, &mut from, 0o600, file.mtime)
+    }
+
     fn write_inline(&mut self, rel: &str, inline: &InlineFile) -> Result<(), CopyError> {
+        self.write_file(rel, &mut inline.content.as_bytes(), 0o644, self.job.now)
+    }
+
+    /// Writes `content` as a new file at `rel` (replacing a non-directory),
+    /// with `mode` (then `--chmod`), the `--chown` owner or root, `mtime`.
+    fn write_file(
+        &mut self,
+        rel: &str,
+        content: &mut dyn Read,
+        mode: u32,
+        mtime: i64,
+    ) -> Result<(), CopyError> {
         match self.dst.kind(rel)? {
             Some(FileType::Directory) => {
                 return Err(CopyError::FileOntoDirectory {
@@ -538,11 +652,9 @@ impl Writer<'_, '_> {
             None => {}
         }
         let mut f = self.dst.create_file(rel, 0o600)?;
-        std::io::Write::write_all(&mut f, inline.content.as_bytes()).map_err(|error| {
-            CopyError::Write {
-                dest: absolute(rel),
-                error,
-            }
+        std::io::copy(content, &mut f).map_err(|error| CopyError::Write {
+            dest: absolute(rel),
+            error,
         })?;
         drop(f);
         let (uid, gid) = self.job.owner.unwrap_or((0, 0));
@@ -551,18 +663,28 @@ impl Writer<'_, '_> {
             .job
             .chmod
             .as_ref()
-            .map_or(0o644, |c| c.apply(0o644, false));
+            .map_or(mode, |c| c.apply(mode, false));
         self.dst.chmod(rel, mode)?;
-        self.dst.set_mtime(rel, self.job.now)?;
+        self.dst.set_mtime(rel, mtime)?;
         self.changes.add(rel);
         Ok(())
     }
 
     fn extract(&mut self, archive_rel: &str, dest_rel: &str) -> Result<(), CopyError> {
         let file = self.src.open_file(archive_rel)?;
+        self.extract_from(file, archive_rel, dest_rel)
+    }
+
+    /// Unpacks the archive `file` (named `what` in errors) into `dest_rel`.
+    fn extract_from(
+        &mut self,
+        file: impl Read,
+        what: &str,
+        dest_rel: &str,
+    ) -> Result<(), CopyError> {
         let mut reader = std::io::BufReader::new(file);
         let archive = |error| CopyError::Archive {
-            archive: archive_rel.to_string(),
+            archive: what.to_string(),
             error,
         };
         reader.fill_buf().map_err(archive)?;
@@ -653,6 +775,8 @@ mod tests {
             skip: None,
             excludes: &excludes,
             parents,
+            remote: HashMap::new(),
+            unpack: None,
         };
         run(&job).map(|_| ())
     }
@@ -945,6 +1069,8 @@ mod tests {
             skip: None,
             excludes: &DockerIgnore::default(),
             parents: false,
+            remote: HashMap::new(),
+            unpack: None,
         };
         run(&job).unwrap();
         let cap = |rel: &str| xattr::get(f.root.join(rel), "security.capability").unwrap();

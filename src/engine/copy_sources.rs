@@ -5,6 +5,9 @@
 //! `--chmod`) with the variables the step sees, and
 //! [`CopySources::source_tree`] finds the tree the sources are read from:
 //! the build context, or the stage or image `--from` names.
+//! [`CopyWords::check_remote`] applies BuildKit's rules for `--checksum`
+//! and URL sources once the words are expanded (a URL may come from a
+//! variable).
 
 use super::context::SourceTree;
 use crate::dockerfile::{Budget, Copy, Dockerfile, Lexer, ShellError, Source, Vars};
@@ -12,13 +15,24 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// A `COPY --from` whose tree this build did not prepare.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// A `COPY --from` whose tree this build did not prepare, or a URL or
+/// `--checksum` where BuildKit refuses one (its words).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CopySourceError {
     #[error(
         "COPY --from={from}: not a stage or image this build prepared (a --from given by a stage's own ARG cannot be planned)"
     )]
     NotPrepared { from: String },
+    #[error("source can't be a URL for COPY")]
+    UrlForCopy,
+    #[error("checksum can't be specified for COPY")]
+    ChecksumForCopy,
+    #[error("checksum can't be specified for multiple sources")]
+    ChecksumManySources,
+    #[error("checksum requires HTTP(S) or Git sources")]
+    ChecksumNotRemote,
+    #[error(transparent)]
+    Checksum(#[from] super::download::ChecksumError),
 }
 
 /// Where `COPY --from` reads: the roots of the stages a stage reads, by
@@ -80,6 +94,8 @@ pub struct CopyWords {
     pub from: Option<String>,
     pub chown: Option<String>,
     pub chmod: Option<String>,
+    /// ADD `--checksum`, expanded (as BuildKit expands it).
+    pub checksum: Option<String>,
 }
 
 impl CopyWords {
@@ -124,7 +140,34 @@ impl CopyWords {
             chown: flag(&c.chown)?,
             chmod: flag(&c.chmod)?,
             from: flag(&c.from)?,
+            checksum: flag(&c.checksum)?,
         })
+    }
+
+    /// BuildKit's rules for URL sources and `--checksum`, on the expanded
+    /// words: COPY takes neither a URL nor a checksum; a checksum needs a
+    /// single source, a URL (a `sha256:` digest) or a git repository.
+    pub fn check_remote(&self, is_add: bool) -> Result<(), CopySourceError> {
+        if !is_add && self.paths().any(super::download::is_url) {
+            return Err(CopySourceError::UrlForCopy);
+        }
+        let Some(checksum) = &self.checksum else {
+            return Ok(());
+        };
+        if !is_add {
+            return Err(CopySourceError::ChecksumForCopy);
+        }
+        if self.sources.len() != 1 {
+            return Err(CopySourceError::ChecksumManySources);
+        }
+        match self.paths().next() {
+            Some(p) if super::download::is_url(p) => {
+                super::download::parse_checksum(checksum)?;
+                Ok(())
+            }
+            Some(p) if super::add_git::is_repository(p) => Ok(()),
+            _ => Err(CopySourceError::ChecksumNotRemote),
+        }
     }
 
     /// The expanded source paths (heredoc files left out).

@@ -2,12 +2,14 @@
 //! WORKDIR), makes layers from what each step changed, and writes the
 //! finished image to its outputs.
 
+pub mod add_git;
 pub mod build;
 pub mod cache;
 pub mod chmod;
 pub mod context;
 pub mod copy;
 pub mod copy_sources;
+pub mod download;
 pub mod interrupt;
 pub mod keep;
 pub mod metadata;

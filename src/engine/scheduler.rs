@@ -683,6 +683,8 @@ fn step_summary(text: &str, line: usize, end: usize) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
+    // a URL's user info never reaches the log
+    let joined = super::download::without_credentials(&joined);
     if joined.chars().count() > 120 {
         format!("{}…", joined.chars().take(120).collect::<String>())
     } else {

@@ -7,6 +7,7 @@ use super::cache::Cache;
 use super::context::SourceTree;
 use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::copy_sources::{Bodies, CopySources, CopyWords};
+use super::download::Fetched;
 use super::metadata::{self, StageVars};
 use super::sandbox;
 use super::scope::BuildArgs;
@@ -58,6 +59,8 @@ pub struct BuildEnv<'a> {
     pub cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// `--cache`: the layer cache in a registry.
     pub cache: Option<Cache>,
+    /// ADD's downloaded URLs, shared by the cache keys and the steps.
+    pub downloads: super::download::Downloads,
 }
 
 impl BuildEnv<'_> {
@@ -173,6 +176,7 @@ impl StageState {
                 let lexer = env.dockerfile.lexer();
                 let words = CopyWords::expand(c, lexer, &vars, &self.vars.budget, Bodies::Expanded)
                     .map_err(|e| fail(&e))?;
+                words.check_remote(c.is_add).map_err(|e| fail(&e))?;
                 let mut dest = lexpath::join(self.workdir(), &words.dest);
                 if (words.dest.ends_with('/') || words.dest.ends_with("/.") || words.dest == ".")
                     && !dest.ends_with('/')
@@ -192,9 +196,24 @@ impl StageState {
                     .map_err(|e| fail(&e))?;
                 let mut sources = Vec::new();
                 let mut inline = Vec::new();
+                let mut remote = std::collections::HashMap::new();
                 for s in words.sources {
                     match s {
-                        Source::Path(p) => sources.push(p),
+                        Source::Path(p) => {
+                            let checksum = words.checksum.as_deref();
+                            if c.is_add && super::download::is_url(&p) {
+                                let file = env.downloads.get(&p, checksum).map_err(|e| fail(&e))?;
+                                remote.insert(sources.len(), Fetched::File(file));
+                            } else if c.is_add && super::add_git::is_repository(&p) {
+                                let repo = super::add_git::GitRef::parse(&p)
+                                    .and_then(|g| {
+                                        env.downloads.git.checkout(&g, checksum, c.keep_git_dir)
+                                    })
+                                    .map_err(|e| fail(&e))?;
+                                remote.insert(sources.len(), Fetched::Repository(repo));
+                            }
+                            sources.push(p);
+                        }
                         Source::Inline { name, content, .. } => {
                             inline.push(InlineFile { name, content });
                         }
@@ -220,6 +239,8 @@ impl StageState {
                     skip: (env.in_place && !linked).then_some(&env.ignores),
                     excludes: &excludes,
                     parents: c.parents,
+                    remote,
+                    unpack: c.unpack,
                 };
                 let copied = copy::run(&job).map_err(|e| fail(&e))?;
                 created_by = step_text(step);
@@ -581,7 +602,9 @@ pub(crate) fn step_text(step: &Located<Instruction>) -> String {
                     Source::Inline { name, .. } => format!("<<{name}"),
                 })
                 .collect();
-            format!("{} {} {}", step.value.keyword(), srcs.join(" "), c.dest)
+            let text = format!("{} {} {}", step.value.keyword(), srcs.join(" "), c.dest);
+            // a URL's user info never reaches the history
+            super::download::without_credentials(&text)
         }
         other => other.keyword().to_string(),
     }

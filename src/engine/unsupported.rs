@@ -3,6 +3,7 @@
 //! line, instead of after minutes of work (and never half-pushed).
 
 use super::EngineError;
+use super::copy_sources::CopyWords;
 use crate::dockerfile::instruction::{Instruction, Source};
 use crate::dockerfile::{Dockerfile, Located};
 
@@ -39,11 +40,14 @@ pub enum Refused {
     Network(String),
     #[error("security {0:?} is not valid")]
     Security(String),
+    /// A URL or `--checksum` where BuildKit refuses one, judged as written
+    /// (words holding a variable are judged when the step runs).
+    #[error(transparent)]
+    Sources(#[from] super::copy_sources::CopySourceError),
 }
 
 /// What `inst` needs that smelt lacks, or a mode no builder knows, if
-/// anything. ADD sources are judged as written: one that becomes a URL
-/// only through a variable is refused when its step runs.
+/// anything.
 pub fn missing(inst: &Instruction) -> Option<Refused> {
     match inst {
         Instruction::Run(run) => {
@@ -61,35 +65,27 @@ pub fn missing(inst: &Instruction) -> Option<Refused> {
             None
         }
         Instruction::Copy(c) => {
-            let keyword = inst.keyword();
-            if c.checksum.is_some() {
-                return Some(Refused::Missing(format!(
-                    "{keyword} --checksum (it needs ADD of a URL or git repository)"
-                )));
+            let written = |w: &str| !w.contains('$');
+            let plain = c.checksum.as_deref().is_none_or(written)
+                && c.sources.iter().all(|s| match s {
+                    Source::Path(p) => written(p),
+                    Source::Inline { .. } => true,
+                });
+            if !plain {
+                return None;
             }
-            if c.is_add {
-                for s in &c.sources {
-                    if let Source::Path(p) = s
-                        && is_remote(p)
-                    {
-                        return Some(Refused::Missing(format!(
-                            "ADD from a URL or git repository ({p})"
-                        )));
-                    }
-                }
-            }
-            None
+            let words = CopyWords {
+                sources: c.sources.clone(),
+                dest: c.dest.clone(),
+                from: None,
+                chown: None,
+                chmod: None,
+                checksum: c.checksum.clone(),
+            };
+            words.check_remote(c.is_add).err().map(Refused::Sources)
         }
         _ => None,
     }
-}
-
-/// A source ADD would fetch instead of reading from the context.
-pub fn is_remote(source: &str) -> bool {
-    source.starts_with("http://")
-        || source.starts_with("https://")
-        || source.starts_with("git@")
-        || source.contains(".git#")
 }
 
 #[cfg(test)]
@@ -130,13 +126,29 @@ mod tests {
                 "FROM a\nCOPY --exclude=*.md --exclude=!README.md . /\n",
                 None,
             ),
+            ("FROM a\nADD https://example.com/x /x\n", None),
             (
-                "FROM a\nADD https://example.com/x /x\n",
-                Some(
-                    "Dockerfile:2: ADD: ADD from a URL or git repository (https://example.com/x) is not implemented yet",
-                ),
+                "FROM a\nADD --checksum=sha256:0 https://example.com/x /x\n",
+                Some("Dockerfile:2: ADD: invalid checksum digest format"),
             ),
-            ("FROM a\nCOPY https://example.com/x /x\n", None),
+            (
+                "FROM a\nRUN true\nADD --checksum=abc0 local.txt /x\n",
+                Some("Dockerfile:3: ADD: checksum requires HTTP(S) or Git sources"),
+            ),
+            (
+                "FROM a\nADD --checksum=abc0 git@h:r.git https://h/x /x\n",
+                Some("Dockerfile:2: ADD: checksum can't be specified for multiple sources"),
+            ),
+            ("FROM a\nARG C\nADD --checksum=$C local.txt /x\n", None),
+            ("FROM a\nADD https://u:pw@example.com/r.git#main /x\n", None),
+            (
+                "FROM a\nADD --keep-git-dir git@example.com:r.git /x\n",
+                None,
+            ),
+            (
+                "FROM a\nCOPY https://example.com/x /x\n",
+                Some("Dockerfile:2: COPY: source can't be a URL for COPY"),
+            ),
             ("FROM a\nONBUILD RUN --mount=type=secret,id=x true\n", None),
             (
                 "FROM a AS one\nRUN true\nFROM a\nRUN --mount=type=tmpfs,target=/t true\n",

@@ -81,7 +81,7 @@ pub(crate) fn ensure_oracle() {
 /// A busybox base as Docker Hub's is laid out: every applet a hard link to
 /// /bin/busybox, /tmp sticky, /root, /home, /etc/passwd and /etc/group with
 /// root and nobody.
-fn push_busybox(reg: &TestRegistry) -> String {
+pub(crate) fn push_busybox(reg: &TestRegistry) -> String {
     let t = crate::harness::TestContext::new(
         "FROM scratch\nCOPY bin/ /bin/\nCOPY root/ /\nCMD [\"sh\"]\n",
     );

@@ -10,6 +10,7 @@ mod git_server;
 mod harness;
 mod registry_server;
 
+mod add_remote;
 mod build_outputs;
 mod cache;
 mod cli;

@@ -7,7 +7,9 @@
 
 use super::{Cache, CacheError};
 use crate::dockerfile::{Budget, Instruction, Located, Source};
+use crate::engine::add_git::GitRef;
 use crate::engine::copy_sources::{Bodies, CopySources, CopyWords};
+use crate::engine::download::is_url;
 use crate::engine::metadata::{self, StageVars};
 use crate::engine::scope::BuildArgs;
 use crate::engine::stage::{BuildEnv, StageState, run_argv, step_text};
@@ -73,7 +75,9 @@ pub struct KeyInputs {
     pub user: String,
     pub workdir: String,
     pub shell: String,
-    /// COPY/ADD: the digest of the source files.
+    /// COPY/ADD: the digest of the source files, then a line per URL an
+    /// ADD downloads (`URL sha256:…`) or repository it adds
+    /// (`URL#REF:DIR COMMIT`), URLs without credentials.
     pub sources: Option<String>,
 }
 
@@ -103,18 +107,40 @@ impl KeyInputs {
             .collect()
     }
 
-    /// Which inputs differ from those an entry was stored with.
-    pub fn changed_from(&self, labels: &BTreeMap<String, String>) -> Vec<&'static str> {
-        self.fields()
-            .iter()
-            .filter(|(name, v)| {
-                labels
-                    .get(&format!("{LABEL}{}", name.replace(' ', "-")))
-                    .map(String::as_str)
-                    != *v
-            })
-            .map(|(name, _)| *name)
-            .collect()
+    /// Which inputs differ from those an entry was stored with, by name;
+    /// a changed download (ADD of a URL) as `URL now DIGEST`.
+    pub fn changed_from(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (name, v) in self.fields() {
+            let stored = labels
+                .get(&format!("{LABEL}{}", name.replace(' ', "-")))
+                .map(String::as_str);
+            if stored == v {
+                continue;
+            }
+            if name != "files" {
+                changed.push(name.to_string());
+                continue;
+            }
+            // the context's digest, then a line per download
+            let ours: Vec<&str> = v.unwrap_or_default().split('\n').collect();
+            let theirs: Vec<&str> = stored.unwrap_or_default().split('\n').collect();
+            let before = changed.len();
+            if ours[0] != theirs[0] {
+                changed.push(name.to_string());
+            }
+            for line in &ours[1..] {
+                if !theirs[1..].contains(line) {
+                    let (url, digest) = line.split_once(' ').unwrap_or((line, ""));
+                    changed.push(format!("{url} now {digest}"));
+                }
+            }
+            // a download left out
+            if changed.len() == before {
+                changed.push(name.to_string());
+            }
+        }
+        changed
     }
 
     /// The tag under which the newest entry after `prev` is also stored.
@@ -300,11 +326,13 @@ fn copy_key_parts(
         &vars.budget,
         Bodies::AsWritten,
     )?;
+    words.check_remote(c.is_add)?;
     let mut text = String::from(step.value.keyword());
     for (flag, value) in [
         ("from", &words.from),
         ("chown", &words.chown),
         ("chmod", &words.chmod),
+        ("checksum", &words.checksum),
     ] {
         if let Some(v) = value {
             text.push_str(&format!(" --{flag}={v}"));
@@ -317,13 +345,39 @@ fn copy_key_parts(
     if c.parents {
         text.push_str(" --parents");
     }
+    if c.keep_git_dir {
+        text.push_str(" --keep-git-dir");
+    }
+    if let Some(unpack) = c.unpack {
+        text.push_str(&format!(" --unpack={unpack}"));
+    }
     // as written: BuildKit expands no variables in them
     for pattern in &c.excludes {
         text.push_str(&format!(" --exclude={pattern}"));
     }
+    // an ADD's URL: downloaded now, keyed by its content (the text names
+    // it without credentials)
+    let mut downloads = String::new();
+    let mut paths: Vec<String> = Vec::new();
     for s in &words.sources {
         match s {
-            Source::Path(p) => text.push_str(&format!(" {p}")),
+            Source::Path(p) if c.is_add && is_url(p) => {
+                let file = env.downloads.get(p, words.checksum.as_deref())?;
+                text.push_str(&format!(" {}", file.shown));
+                downloads.push_str(&format!("\n{} {}", file.shown, file.digest));
+            }
+            // a repository: keyed by the commit its ref names now
+            Source::Path(p) if c.is_add && crate::engine::add_git::is_repository(p) => {
+                let repo = GitRef::parse(p)?;
+                let commit = env.downloads.git.commit(&repo, words.checksum.as_deref())?;
+                let name = repo.key_name();
+                text.push_str(&format!(" {name}"));
+                downloads.push_str(&format!("\n{name} {commit}"));
+            }
+            Source::Path(p) => {
+                text.push_str(&format!(" {p}"));
+                paths.push(p.clone());
+            }
             Source::Inline { name, content, .. } => {
                 text.push_str(&format!(" <<{name} {content:?}"));
             }
@@ -331,12 +385,12 @@ fn copy_key_parts(
     }
     text.push_str(&format!(" {}", words.dest));
     let tree = copy_from.source_tree(env.dockerfile, env.context, words.from.as_deref())?;
-    let paths: Vec<String> = words.paths().map(str::to_string).collect();
-    let digest = if paths.is_empty() {
+    let mut digest = if paths.is_empty() {
         String::new()
     } else {
         let excludes = crate::dockerfile::DockerIgnore::from_patterns(&c.excludes)?;
         cache.sources_digest(&tree, &paths, &excludes, c.parents)?
     };
+    digest.push_str(&downloads);
     Ok((text, digest, linked))
 }

@@ -45,6 +45,12 @@ pub enum CacheError {
     /// A COPY/ADD's sources, as the step itself will report them.
     #[error(transparent)]
     Sources(#[from] crate::engine::context::SourceTreeError),
+    /// An ADD's URL, as the step itself will report it.
+    #[error(transparent)]
+    Download(#[from] crate::engine::download::RemoteError),
+    /// An ADD's git repository, as the step itself will report it.
+    #[error(transparent)]
+    Git(#[from] crate::engine::add_git::GitAddError),
     #[error("{}: {source}", path.display())]
     Read {
         path: PathBuf,

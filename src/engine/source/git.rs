@@ -154,8 +154,48 @@ impl GitSource {
         Ok(source)
     }
 
+    /// A repository ADD names (`engine/add_git.rs`): `url` as written,
+    /// without its fragment (any scheme, or scp-like `user@host:path` for
+    /// SSH), the commit it resolved to, and the ref that named it.
+    pub fn for_add(
+        url: &str,
+        reference: Option<String>,
+        commit: String,
+        subdir: Option<String>,
+    ) -> GitSource {
+        let (scheme, location) = match url.split_once("://") {
+            Some((scheme, rest)) => (scheme.to_string(), rest.to_string()),
+            // an empty scheme: `location` is the whole URL
+            None => (String::new(), url.to_string()),
+        };
+        GitSource {
+            scheme: Some(scheme),
+            location,
+            reference,
+            commit: Some(commit),
+            subdir,
+        }
+    }
+
+    /// The lines `git ls-remote -- URL PATTERNS…` prints (`SHA\tREF`), with
+    /// the URL's credentials given to git as a fetch gets them (never on
+    /// a command line).
+    pub fn ls_remote(&self, patterns: &[&str]) -> Result<String, SourceError> {
+        let dir = std::env::temp_dir();
+        let git = Git::new(&dir, &self.url(), &GitOptions::default());
+        let mut args = vec!["ls-remote", "--", git.url.as_str()];
+        args.extend_from_slice(patterns);
+        git.run(&args).map_err(|e| SourceError::Git {
+            shown: git.shown.clone(),
+            message: git.redact(&e.during("listing refs".to_string()).to_string()),
+        })
+    }
+
     /// The URL git is given: the scheme, then the location.
     fn url(&self) -> String {
+        if self.scheme.as_deref() == Some("") {
+            return self.location.clone();
+        }
         let scheme = self.scheme.clone().unwrap_or_else(|| {
             match std::env::var("GIT_PULL_METHOD").as_deref() {
                 Ok(m @ ("http" | "git")) => m.to_string(),
