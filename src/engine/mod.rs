@@ -11,6 +11,7 @@ pub mod copy_sources;
 pub mod interrupt;
 pub mod keep;
 pub mod metadata;
+pub mod mounts;
 pub mod options;
 pub mod plan;
 pub mod platform;

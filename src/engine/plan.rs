@@ -277,6 +277,23 @@ fn stage_refs(
         {
             copies.push(r);
         }
+        // a RUN --mount from= reads that stage or image as COPY --from does
+        if let Instruction::Run(run) = &step.value {
+            for m in &run.mounts {
+                let Some(from) = super::mounts::from_as_written(m) else {
+                    continue;
+                };
+                let c = Copy {
+                    from: Some(from),
+                    ..Copy::default()
+                };
+                if let Some(mut r) = copy_ref(df, i, step.line, &c, false, global, budget)? {
+                    // the whole tree: its source path may hold a variable
+                    r.sources = None;
+                    copies.push(r);
+                }
+            }
+        }
     }
     Ok(StageRefs {
         base,

@@ -87,6 +87,10 @@ pub enum SandboxError {
         "RUN --network=none in place needs CAP_SYS_ADMIN to make a network namespace, and smelt lacks it"
     )]
     NoNetworkNamespace,
+    #[error(
+        "RUN --mount in place needs CAP_SYS_ADMIN to make a mount namespace, and smelt lacks it (run the executor's container privileged, or with --cap-add SYS_ADMIN)"
+    )]
+    NoMountNamespace,
     /// A system call of the setup (`what` says which, with its path).
     #[error("{what}: {errno}")]
     Syscall {
@@ -187,6 +191,30 @@ pub struct Spec {
     /// the host's extra devices, as BuildKit's insecure entitlement gives.
     #[serde(default)]
     pub insecure: bool,
+    /// `RUN --mount`s, parents before what is mounted inside them
+    /// (`engine::mounts` prepares them).
+    #[serde(default)]
+    pub mounts: Vec<RunMount>,
+}
+
+/// One mount of a RUN (`RUN --mount`, or a secret the engine adds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMount {
+    /// Absolute in the root, cleaned.
+    pub target: String,
+    pub source: MountSource,
+    pub read_only: bool,
+}
+
+/// What is mounted at a [`RunMount`]'s target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A host path smelt prepared (never a path inside the build root):
+    /// bound onto the target, a directory or (`file`) a regular file; a
+    /// missing target is made as one of those and removed afterwards.
+    Bind { source: PathBuf, file: bool },
+    /// A fresh tmpfs of at most `size` bytes.
+    Tmpfs { size: Option<u64> },
 }
 
 /// The exit code of a sandbox that could not start the command (docker
@@ -298,8 +326,11 @@ fn open_root(root: &std::path::Path) -> Result<OwnedFd, SandboxError> {
 
 /// The sandbox process: never returns on success (it exits with the
 /// command's status).
-pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, SandboxError> {
-    let spec: Spec = serde_json::from_str(spec_json).map_err(SandboxError::Spec)?;
+pub fn sandbox_main() -> Result<std::convert::Infallible, SandboxError> {
+    // on stdin, never the command line: a spec may carry secrets, and
+    // every process can read every other's /proc/PID/cmdline
+    let spec: Spec =
+        serde_json::from_reader(std::io::stdin().lock()).map_err(SandboxError::Spec)?;
     let (program, args) = spec.argv.split_first().ok_or(SandboxError::NoCommand)?;
     unshare_namespaces()?;
     if spec.network_none {
@@ -317,6 +348,7 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, Sandbox
     mount_dev(&root, spec.insecure)?;
     mount_sys(&root, spec.insecure)?;
     bind_host_files(&root)?;
+    mount_run_mounts(&root, &spec.mounts)?;
     let proc_dir = mount_point(&root, "proc")?;
     let (mut report, report_to) = std::io::pipe().map_err(SandboxError::Pipe)?;
     let init = Init {
@@ -336,6 +368,7 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, Sandbox
     let mut command = Command::new(program);
     command
         .args(args)
+        .stdin(Stdio::null())
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)));
     start_init(&mut command, init);
@@ -657,6 +690,63 @@ fn bind_host_files(root: &OwnedFd) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// The RUN's own mounts, in order (parents first), each onto its target
+/// resolved beneath the root (a directory, or a file for a file's bind);
+/// read-only by a remount of the new mount where asked.
+fn mount_run_mounts(root: &OwnedFd, mounts: &[RunMount]) -> Result<(), SandboxError> {
+    for m in mounts {
+        let rel = m.target.trim_start_matches('/');
+        let flags = match m.source {
+            MountSource::Bind { file: true, .. } => OFlags::PATH,
+            _ => OFlags::PATH | OFlags::DIRECTORY,
+        };
+        let lookup = |errno| SandboxError::Lookup {
+            path: m.target.clone(),
+            errno,
+        };
+        let at = open_beneath(root, rel, flags).map_err(lookup)?;
+        let what = format!("mounting --mount target {}", m.target);
+        match &m.source {
+            MountSource::Bind { source, .. } => {
+                let src = rustix::fs::open(source, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(failed(&format!("opening {}", source.display())))?;
+                rustix::mount::mount_bind(fd_path(&src), fd_path(&at)).map_err(failed(&what))?;
+            }
+            MountSource::Tmpfs { size } => {
+                let data = tmpfs_data(*size);
+                rustix::mount::mount(
+                    "tmpfs",
+                    fd_path(&at),
+                    "tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    data.as_deref(),
+                )
+                .map_err(failed(&what))?;
+            }
+        }
+        if m.read_only {
+            // the mount just made, on top
+            let top = open_beneath(root, rel, flags).map_err(lookup)?;
+            rustix::mount::mount_remount(
+                fd_path(&top),
+                MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+                "",
+            )
+            .map_err(failed(&format!(
+                "making --mount target {} read-only",
+                m.target
+            )))?;
+        }
+    }
+    Ok(())
+}
+
+/// A tmpfs mount's data: its size, when limited.
+fn tmpfs_data(size: Option<u64>) -> Option<std::ffi::CString> {
+    // digits only: no NUL byte
+    size.and_then(|s| std::ffi::CString::new(format!("size={s}")).ok())
+}
+
 /// What the first process of the RUN's PID namespace does between fork
 /// and exec.
 struct Init {
@@ -820,8 +910,12 @@ fn start_init(command: &mut Command, init: Init) {
 /// (`/proc`, `/dev` and `/sys` then appear, empty, in the layer).
 #[derive(Debug, Default)]
 struct MountPoints {
-    /// Files created: their directory and name.
-    created: Vec<(OwnedFd, String)>,
+    /// Files (and, for RUN mounts, directories) created: their directory,
+    /// name, and whether a directory.
+    created: Vec<(OwnedFd, String, bool)>,
+    /// Directories created are stubs to remove afterwards too (RUN
+    /// mounts, as BuildKit >= 0.11 removes them, recursively).
+    stubs: bool,
     /// Directories whose mtime creating a file changed: the directory,
     /// its (device, inode) and its mtime before.
     times: Vec<(OwnedFd, (u64, u64), rustix::fs::Timespec)>,
@@ -878,7 +972,7 @@ impl MountPoints {
             .map(drop)
         };
         match made {
-            Ok(()) if dir => Ok(()),
+            Ok(()) if dir && !self.stubs => Ok(()),
             Ok(()) => {
                 let id = (before.st_dev, before.st_ino);
                 if !self.times.iter().any(|(_, i, _)| *i == id) {
@@ -892,7 +986,7 @@ impl MountPoints {
                     })?;
                     self.times.push((again, id, mtime));
                 }
-                self.created.push((at, name.to_string()));
+                self.created.push((at, name.to_string(), dir));
                 Ok(())
             }
             // there but unresolved: a symlink whose target is missing
@@ -918,10 +1012,16 @@ impl MountPoints {
         }
     }
 
-    /// Removes the files created (if the command left them empty) and puts
-    /// their directories' times back, newest first.
+    /// Removes the files created (if the command left them empty) and the
+    /// stub directories (if empty), and puts their directories' times
+    /// back, newest first.
     fn restore(self) {
-        for (at, name) in self.created.iter().rev() {
+        for (at, name, dir) in self.created.iter().rev() {
+            if *dir {
+                // only while empty: what the command put there stays
+                let _ = rustix::fs::unlinkat(at, name.as_str(), AtFlags::REMOVEDIR);
+                continue;
+            }
             if let Ok(st) = rustix::fs::statat(at, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
                 && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
                 && st.st_size == 0
@@ -960,33 +1060,60 @@ fn pump<R: Read + Send + 'static>(stream: Option<R>, prefix: &str) -> std::threa
 /// Runs `spec` in the sandbox; `log_prefix` goes before each output line.
 /// Returns the exit code (or 128 + signal).
 pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
-    if spec.in_place {
-        return spawn_in_place(spec, log_prefix, cancel);
+    if spec.in_place && !spec.mounts.is_empty() && !has_sys_admin() {
+        return Err(SandboxError::NoMountNamespace);
     }
     let mut points = MountPoints::default();
+    let mut stubs = MountPoints {
+        stubs: true,
+        ..MountPoints::default()
+    };
     let prepared = open_root(&spec.root).and_then(|root| {
-        MOUNT_POINTS
-            .iter()
-            .try_for_each(|(rel, dir)| points.ensure(&root, rel, *dir, MAX_LINKS))
+        if !spec.in_place {
+            MOUNT_POINTS
+                .iter()
+                .try_for_each(|(rel, dir)| points.ensure(&root, rel, *dir, MAX_LINKS))?;
+        }
+        spec.mounts.iter().try_for_each(|m| {
+            let dir = !matches!(m.source, MountSource::Bind { file: true, .. });
+            stubs.ensure(&root, m.target.trim_start_matches('/'), dir, MAX_LINKS)
+        })
     });
     if let Err(e) = prepared {
+        stubs.restore();
         points.restore();
         return Err(SandboxError::Prepare(Box::new(e)));
     }
-    let result = spawn(spec, log_prefix, cancel);
+    let result = if spec.in_place {
+        spawn_in_place(spec, log_prefix, cancel)
+    } else {
+        spawn(spec, log_prefix, cancel)
+    };
+    stubs.restore();
     points.restore();
     result
 }
 
+/// Whether this process may make mount and network namespaces.
+fn has_sys_admin() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(CapabilitySet::SYS_ADMIN))
+}
+
 fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
     let exe = std::env::current_exe().map_err(SandboxError::OwnBinary)?;
-    let json = serde_json::to_string(spec).map_err(SandboxError::EncodeSpec)?;
+    let json = serde_json::to_vec(spec).map_err(SandboxError::EncodeSpec)?;
     let mut command = Command::new(&exe);
-    command.arg("__sandbox").arg(json);
-    let child = start(&mut command).map_err(|source| SandboxError::Start {
+    command.arg("__sandbox");
+    let started = |source| SandboxError::Start {
         exe: exe.clone(),
         source,
-    })?;
+    };
+    let mut child = start(&mut command, Stdio::piped()).map_err(started)?;
+    // the spec through a pipe (it may hold secrets): a failed write shows
+    // as the sandbox's own failure to read it
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&json);
+    }
     wait(child, log_prefix, cancel)
 }
 
@@ -1001,10 +1128,7 @@ fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, Sand
 /// kaniko.
 fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
     let (program, args) = spec.argv.split_first().ok_or(SandboxError::NoCommand)?;
-    if spec.network_none
-        && !rustix::thread::capabilities(None)
-            .is_ok_and(|c| c.effective.contains(CapabilitySet::SYS_ADMIN))
-    {
+    if spec.network_none && !has_sys_admin() {
         return Err(SandboxError::NoNetworkNamespace);
     }
     let mut command = Command::new(program);
@@ -1014,7 +1138,7 @@ fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.workdir);
     drop_privileges(&mut command, spec);
-    let child = start(&mut command).map_err(|source| SandboxError::Exec {
+    let child = start(&mut command, Stdio::null()).map_err(|source| SandboxError::Exec {
         program: program.clone(),
         source,
     })?;
@@ -1028,11 +1152,13 @@ fn drop_privileges(command: &mut Command, spec: &Spec) {
     let gid = Gid::from_raw(spec.gid);
     let uid = Uid::from_raw(spec.uid);
     let network_none = spec.network_none;
+    let mounts = InPlaceMounts::of(&spec.mounts, &spec.workdir);
     let hook = move || -> std::io::Result<()> {
         if network_none {
             unshare_network()?;
             loopback_up()?;
         }
+        mounts.mount()?;
         // the forked child has one thread: the thread's ids are the process's
         rustix::thread::set_thread_groups(&groups)?;
         rustix::thread::set_thread_res_gid(gid, gid, gid)?;
@@ -1040,19 +1166,96 @@ fn drop_privileges(command: &mut Command, spec: &Spec) {
         Ok(())
     };
     // SAFETY: the hook makes system calls only and neither allocates nor
-    // takes locks (the group list was built before the fork, the netlink
-    // buffers are on the stack).
+    // takes locks (the group list and the mounts' paths were built before
+    // the fork, the netlink buffers are on the stack).
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, hook);
     }
 }
 
+/// In place, a RUN's mounts: made in a mount namespace of the command's
+/// own between fork and exec, so they vanish with it. The paths are C
+/// strings built before the fork (the hook must not allocate).
+struct InPlaceMounts {
+    mounts: Vec<(std::ffi::CString, InPlaceSource, bool)>,
+    /// Entered again once mounted: the working directory may be a mount
+    /// target, or below one.
+    workdir: Option<std::ffi::CString>,
+}
+
+enum InPlaceSource {
+    Bind(std::ffi::CString),
+    Tmpfs(Option<std::ffi::CString>),
+}
+
+impl InPlaceMounts {
+    fn of(mounts: &[RunMount], workdir: &str) -> InPlaceMounts {
+        let c = |s: &str| std::ffi::CString::new(s.as_bytes()).ok();
+        InPlaceMounts {
+            workdir: c(workdir),
+            mounts: mounts
+                .iter()
+                .filter_map(|m| {
+                    let source = match &m.source {
+                        MountSource::Bind { source, .. } => {
+                            InPlaceSource::Bind(c(&source.to_string_lossy())?)
+                        }
+                        MountSource::Tmpfs { size } => InPlaceSource::Tmpfs(tmpfs_data(*size)),
+                    };
+                    Some((c(&m.target)?, source, m.read_only))
+                })
+                .collect(),
+        }
+    }
+
+    /// Unshares the mount namespace and mounts each; system calls only.
+    #[allow(unsafe_code)]
+    fn mount(&self) -> std::io::Result<()> {
+        use rustix::mount::{
+            MountPropagationFlags, mount, mount_bind, mount_change, mount_remount,
+        };
+        if self.mounts.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: CLONE_FILES is not among the flags; the forked child
+        // has one thread.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
+        mount_change(
+            c"/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )?;
+        for (target, source, read_only) in &self.mounts {
+            match source {
+                InPlaceSource::Bind(s) => mount_bind(s.as_c_str(), target.as_c_str())?,
+                InPlaceSource::Tmpfs(data) => mount(
+                    c"tmpfs",
+                    target.as_c_str(),
+                    c"tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    data.as_deref(),
+                )?,
+            }
+            if *read_only {
+                mount_remount(
+                    target.as_c_str(),
+                    MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+                    c"",
+                )?;
+            }
+        }
+        if let Some(w) = &self.workdir {
+            rustix::process::chdir(w.as_c_str())?;
+        }
+        Ok(())
+    }
+}
+
 /// Starts the child in a process group of its own, so a cancelled build
 /// can stop it and everything it started.
-fn start(command: &mut Command) -> std::io::Result<std::process::Child> {
+fn start(command: &mut Command, stdin: Stdio) -> std::io::Result<std::process::Child> {
     std::os::unix::process::CommandExt::process_group(command, 0);
     command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
