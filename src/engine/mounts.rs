@@ -662,28 +662,35 @@ fn cache_dir(
         .write(true)
         .open(&lock_path)
         .map_err(|e| err(&lock_path, e.to_string()))?;
-    let flock = |op| rustix::fs::flock(&lock, op);
-    let private_taken = match m.sharing.unwrap_or_default() {
-        Sharing::Private => match flock(FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => false,
-            Err(rustix::io::Errno::WOULDBLOCK) => true,
-            Err(e) => return Err(err(&lock_path, e.to_string())),
-        },
-        // a new cache is made under the exclusive lock, then shared
-        Sharing::Shared | Sharing::Locked => {
-            flock(FlockOperation::LockExclusive).map_err(|e| err(&lock_path, e.to_string()))?;
-            false
+    let flock = |op| rustix::fs::flock(&lock, op).map_err(|e| err(&lock_path, e.to_string()));
+    let sharing = m.sharing.unwrap_or_default();
+    match sharing {
+        Sharing::Private => {
+            match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    // in use: a fresh directory of this RUN's own
+                    drop(lock);
+                    let scratch = scratch_dir(env, target)?;
+                    let fresh = scratch.path().join("cache");
+                    new_cache(m, target, tree, env, &fresh, (uid, gid, mode))?;
+                    prepared._dirs.push(scratch);
+                    return Ok(fresh);
+                }
+                Err(e) => return Err(err(&lock_path, e.to_string())),
+            }
         }
-    };
-    let dir = if private_taken {
-        // in use: a fresh directory of this RUN's own
-        let scratch = scratch_dir(env, target)?;
-        let fresh = scratch.path().join("cache");
-        new_cache(m, target, tree, env, &fresh, (uid, gid, mode))?;
-        prepared._dirs.push(scratch);
-        drop(lock);
-        return Ok(fresh);
-    } else {
+        // waits for every other user
+        Sharing::Locked => flock(FlockOperation::LockExclusive)?,
+        // waits only for a `locked` or `private` user
+        Sharing::Shared => flock(FlockOperation::LockShared)?,
+    }
+    if !dir.is_dir() {
+        // made by one user alone: a shared lock becomes exclusive for it
+        // (two users may both come here: the second finds it made)
+        if sharing == Sharing::Shared {
+            flock(FlockOperation::LockExclusive)?;
+        }
         if !dir.is_dir() {
             let partial = tempfile::Builder::new()
                 .prefix(&format!("{name}.new-"))
@@ -693,10 +700,9 @@ fn cache_dir(
             new_cache(m, target, tree, env, &made, (uid, gid, mode))?;
             fs_err::rename(&made, &dir).map_err(|e| err(&dir, e.to_string()))?;
         }
-        dir
-    };
-    if m.sharing.unwrap_or_default() == Sharing::Shared {
-        flock(FlockOperation::LockShared).map_err(|e| err(&lock_path, e.to_string()))?;
+        if sharing == Sharing::Shared {
+            flock(FlockOperation::LockShared)?;
+        }
     }
     prepared._locks.push(lock);
     Ok(dir)

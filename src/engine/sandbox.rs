@@ -1220,10 +1220,16 @@ impl InPlaceMounts {
         // SAFETY: CLONE_FILES is not among the flags; the forked child
         // has one thread.
         unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
-        mount_change(
+        match mount_change(
             c"/",
             MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-        )?;
+        ) {
+            // `/` is not a mount point: a chroot, not a container (whose
+            // root always is one, and which smelt asks `--force` for); the
+            // mounts there keep the propagation their caller chose
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
         for (target, source, read_only) in &self.mounts {
             match source {
                 InPlaceSource::Bind(s) => mount_bind(s.as_c_str(), target.as_c_str())?,

@@ -58,6 +58,8 @@ pub struct StepView<'a> {
     pub shell: &'a [String],
     /// COPY/ADD: the digest of the source files.
     pub sources: Option<&'a str>,
+    /// RUN --mount: one line per mount ([`mount_lines`]).
+    pub mounts: Option<&'a str>,
 }
 
 /// What a step's key was made of, kept in its entry (as labels) so a
@@ -75,13 +77,15 @@ pub struct KeyInputs {
     pub shell: String,
     /// COPY/ADD: the digest of the source files.
     pub sources: Option<String>,
+    /// RUN --mount: one line per mount, its target first.
+    pub mounts: Option<String>,
 }
 
 pub(super) const LABEL: &str = "dev.smelt.cache.";
 
 impl KeyInputs {
     /// The inputs as fields: (name, value), the name as a report gives it.
-    fn fields(&self) -> [(&'static str, Option<&str>); 7] {
+    fn fields(&self) -> [(&'static str, Option<&str>); 8] {
         [
             ("instruction", Some(&self.instruction)),
             ("args and env", Some(&self.vars)),
@@ -90,6 +94,7 @@ impl KeyInputs {
             ("workdir", Some(&self.workdir)),
             ("shell", Some(&self.shell)),
             ("files", self.sources.as_deref()),
+            ("mounts", self.mounts.as_deref()),
         ]
     }
 
@@ -103,18 +108,35 @@ impl KeyInputs {
             .collect()
     }
 
-    /// Which inputs differ from those an entry was stored with.
-    pub fn changed_from(&self, labels: &BTreeMap<String, String>) -> Vec<&'static str> {
-        self.fields()
-            .iter()
-            .filter(|(name, v)| {
-                labels
-                    .get(&format!("{LABEL}{}", name.replace(' ', "-")))
-                    .map(String::as_str)
-                    != *v
-            })
-            .map(|(name, _)| *name)
-            .collect()
+    /// Which inputs differ from those an entry was stored with; a RUN
+    /// mount that changed is named by its target (`mount /src`).
+    pub fn changed_from(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (name, v) in self.fields() {
+            let stored = labels
+                .get(&format!("{LABEL}{}", name.replace(' ', "-")))
+                .map(String::as_str);
+            if stored == v {
+                continue;
+            }
+            if name != "mounts" {
+                changed.push(name.to_string());
+                continue;
+            }
+            let lines = |s: Option<&str>| -> Vec<String> {
+                s.unwrap_or_default().lines().map(str::to_string).collect()
+            };
+            let (now, then) = (lines(v), lines(stored));
+            let mut targets: Vec<&str> = now
+                .iter()
+                .filter(|l| !then.contains(l))
+                .chain(then.iter().filter(|l| !now.contains(l)))
+                .map(|l| l.split('\t').next().unwrap_or_default())
+                .collect();
+            targets.dedup();
+            changed.extend(targets.iter().map(|t| format!("mount {t}")));
+        }
+        changed
     }
 
     /// The tag under which the newest entry after `prev` is also stored.
@@ -140,6 +162,7 @@ pub fn step_key(prev: &str, view: &StepView<'_>) -> KeyInputs {
         workdir: view.workdir.to_string(),
         shell: view.shell.join(" "),
         sources: view.sources.map(str::to_string),
+        mounts: view.mounts.map(str::to_string),
     };
     let mut k = KeyHasher::new(prev);
     for (name, value) in inputs.fields() {
@@ -183,12 +206,26 @@ pub fn step_keys(
     let mut prev = start;
     let mut keys = Vec::new();
     for step in steps {
+        let mut mounts = None;
         let (text, sources, cached) = match &step.value {
             Instruction::Run(run) => {
                 let argv = run_argv(&config.config, run);
                 let mut text = format!("RUN {}", argv.join(" "));
-                for m in &run.mounts {
-                    text.push_str(&format!(" --mount={m:?}"));
+                let mut cached = cache.opts.run_layers;
+                if !run.mounts.is_empty() {
+                    match mount_lines(&config, &vars, env, cache, run, copy_from) {
+                        Ok(lines) => mounts = Some(lines),
+                        Err(e) => {
+                            // the step itself will say what is wrong
+                            log::debug!(
+                                "[{}] no cache key for line {}: {e}",
+                                state.label,
+                                step.line
+                            );
+                            text.push_str(" unreadable");
+                            cached = false;
+                        }
+                    }
                 }
                 // what the command can reach changes what it makes
                 if let Some(n) = run.network.as_deref().filter(|n| *n != "default") {
@@ -197,7 +234,7 @@ pub fn step_keys(
                 if let Some(s) = run.security.as_deref().filter(|s| *s != "sandbox") {
                     text.push_str(&format!(" --security={s}"));
                 }
-                (text, None, cache.opts.run_layers)
+                (text, None, cached)
             }
             Instruction::Copy(c) => {
                 match copy_key_parts(&config, &vars, env, cache, step, c, copy_from) {
@@ -232,12 +269,47 @@ pub fn step_keys(
                 workdir: metadata::workdir(&config.config),
                 shell: &shell,
                 sources: sources.as_deref(),
+                mounts: mounts.as_deref(),
             },
         );
         prev = key.key.clone();
         keys.push(cached.then_some(key));
     }
     Ok((keys, prev))
+}
+
+/// A RUN's mounts as its key sees them, as BuildKit keys them: one line
+/// per mount, `target<TAB>options<TAB>content`, where a bind's content is
+/// the digest of the files it shows (the context's, with `.dockerignore`
+/// applied, or the stage's or image's) and a cache's or tmpfs's is empty
+/// (their options only: what a cache holds never takes part).
+fn mount_lines(
+    config: &ImageConfig,
+    vars: &StageVars,
+    env: &BuildEnv<'_>,
+    cache: &Cache,
+    run: &crate::dockerfile::Run,
+    copy_from: &CopySources,
+) -> Result<String, CacheError> {
+    use crate::engine::mounts::MountType;
+    let env_list: &[String] = config.config.env.as_deref().unwrap_or(&[]);
+    let seen = vars.scope.view(env_list);
+    let workdir = metadata::workdir(&config.config);
+    let mounts = crate::engine::stage::parse_mounts(env, run, &seen, &vars.budget)?;
+    let mut lines = Vec::new();
+    for m in &mounts {
+        let target = m.target_in(workdir)?;
+        let content = if m.kind == MountType::Bind {
+            let tree = copy_from.source_tree(env.dockerfile, env.context, m.from.as_deref())?;
+            let source = crate::lexpath::join("/", m.source.as_deref().unwrap_or("/"));
+            let none = crate::dockerfile::DockerIgnore::default();
+            cache.sources_digest(&tree, &[source], &none, false)?
+        } else {
+            String::new()
+        };
+        lines.push(format!("{target}\t{}\t{content}", m.key_text(&target)));
+    }
+    Ok(lines.join("\n"))
 }
 
 /// A COPY/ADD as its key sees it: the expanded instruction, and the

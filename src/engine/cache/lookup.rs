@@ -73,7 +73,7 @@ pub fn look_up(
         wanted.len()
     );
     // the newest entry after the same previous key: what changed since
-    let mut changed: BTreeMap<usize, Vec<&'static str>> = BTreeMap::new();
+    let mut changed: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     // (a miss for age has its reason already: the entry is there)
     let unexplained: Vec<usize> = misses
         .iter()
