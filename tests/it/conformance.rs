@@ -405,6 +405,8 @@ cases! {
     workdir_existing_matches_docker => "workdir-existing",
     copy_exclude_matches_current_docker => "copy-exclude",
     copy_parents_matches_current_docker => "copy-parents",
+    run_mounts_match_docker => "run-mounts",
+    run_mount_stubs_match_current_docker => "run-mount-stubs",
 }
 
 /// An extra check, not part of the suite: every case folder under

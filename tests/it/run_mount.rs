@@ -273,3 +273,61 @@ fn mounts_work_in_place() {
     assert_has_lines(&listing, &["/covered/f 644 0:0 file n=1 \"under\\n\""]);
     assert_no_line_starting(&listing, &["/t ", "/cache", "/covered/note.txt", "/wd/"]);
 }
+
+/// How many steps a build took from the layer cache.
+fn cache_hits(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("] cache hit ")).count()
+}
+
+#[test]
+fn a_bind_mounts_files_key_the_run_and_the_report_names_the_mount() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\n\
+         RUN --mount=type=bind,source=src,target=/src --mount=type=cache,target=/c \
+             cat /src/a > /out && date +%s%N >> /c/log\n"
+    ));
+    t.file("src/a", "one\n").file("src/ignored", "x\n");
+    t.file(".dockerignore", "src/ignored\n");
+    let caches = t.path("caches");
+    let flags = |dest: &str, report: &Path| -> Vec<String> {
+        [
+            "--cache",
+            "--cache-repo",
+            &format!("{}/cache", reg.host),
+            "--destination",
+            &format!("{}/{dest}", reg.host),
+            &format!("--cache-mount-dir={}", caches.display()),
+            "--cache-report",
+            &report.display().to_string(),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    };
+    let run = |dest: &str| -> (String, serde_json::Value) {
+        let report = t.path(&format!("{dest}.json"));
+        let f = flags(dest, &report);
+        let args: Vec<&str> = f.iter().map(String::as_str).collect();
+        let log = t.build(&args).ok().stderr();
+        let report = serde_json::from_str(&fs_err::read_to_string(&report).unwrap()).unwrap();
+        (log, report)
+    };
+    let (log, _) = run("app:1");
+    assert_eq!(cache_hits(&log), 0, "{log}");
+    // the cache's contents changed (the RUN wrote to it), an ignored file
+    // too: neither is part of the key
+    t.file("src/ignored", "y\n");
+    let (log, _) = run("app:2");
+    assert_eq!(cache_hits(&log), 1, "{log}");
+    // the bound files changed: a miss, and the report names the mount
+    t.file("src/a", "two\n");
+    let (log, report) = run("app:3");
+    assert_eq!(cache_hits(&log), 0, "{log}");
+    assert_eq!(
+        report["steps"][0]["changed"],
+        serde_json::json!(["mount /src"]),
+        "{report}"
+    );
+}
