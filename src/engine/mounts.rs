@@ -72,7 +72,7 @@ pub enum MountError {
     NotPrepared { from: String },
     #[error("--mount type={0}: it needs the secrets support, not implemented yet")]
     NotYet(&'static str),
-    #[error("--mount target {target}: copying {source_path} from the {tree}: {message}")]
+    #[error("--mount target {target}: {source_path} in the {tree}: {message}")]
     Copy {
         target: String,
         source_path: String,
@@ -493,6 +493,10 @@ pub struct MountEnv<'a> {
     /// A directory of this build for bind copies and private caches.
     pub scratch: &'a Path,
     pub now: i64,
+    /// In place binds are always copies (the command's own mount
+    /// namespace is made between fork and exec, where nothing can be
+    /// resolved beneath a root).
+    pub in_place: bool,
 }
 
 /// The mounts of one RUN, ready for the sandbox, and what keeps them
@@ -518,17 +522,25 @@ pub fn prepare(
     for m in mounts {
         let target = m.target_in(workdir)?;
         let source = match m.kind {
-            MountType::Bind => {
-                let (dir, path) = copy_bind(m, &target, tree, env)?;
-                prepared._dirs.push(dir);
-                let file = !path.is_dir();
-                MountSource::Bind { source: path, file }
-            }
+            MountType::Bind => match direct_bind(m, &target, tree, env)? {
+                Some(source) => source,
+                None => {
+                    let (dir, path) = copy_bind(m, &target, tree, env)?;
+                    prepared._dirs.push(dir);
+                    let file = !path.is_dir();
+                    MountSource::Bind {
+                        source: path,
+                        file,
+                        within: None,
+                    }
+                }
+            },
             MountType::Cache => {
                 let dir = cache_dir(m, &target, tree, env, &mut prepared)?;
                 MountSource::Bind {
                     source: dir,
                     file: false,
+                    within: None,
                 }
             }
             MountType::Tmpfs => MountSource::Tmpfs { size: m.size },
@@ -595,6 +607,56 @@ fn copy_tree(
         message: e.to_string(),
     })?;
     Ok(())
+}
+
+/// A read-only bind of a stage, an image or a context without
+/// `.dockerignore` rules: the source itself, resolved beneath its tree by
+/// the sandbox (nothing to hide, nothing to throw away); `None` when it
+/// must be a copy (`rw`, ignore rules, in place).
+fn direct_bind(
+    m: &Mount,
+    target: &str,
+    tree: &dyn Fn(Option<&str>) -> Result<SourceTree, MountError>,
+    env: &MountEnv<'_>,
+) -> Result<Option<MountSource>, MountError> {
+    if env.in_place || !m.read_only {
+        return Ok(None);
+    }
+    let src = tree(m.from.as_deref())?;
+    if src.ignore.as_ref().is_some_and(|i| !i.is_empty()) {
+        return Ok(None);
+    }
+    let rel = lexpath::in_root(m.source.as_deref().unwrap_or("/"));
+    let err = |message: String| MountError::Copy {
+        target: target.to_string(),
+        source_path: format!("/{rel}"),
+        tree: src.label.clone(),
+        message,
+    };
+    let root = rustix::fs::open(
+        &src.root,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let at = super::sandbox::open_beneath(&root, &rel, rustix::fs::OFlags::PATH)
+        .map_err(|e| err(e.to_string()))?;
+    let kind = rustix::fs::FileType::from_raw_mode(
+        rustix::fs::fstat(&at)
+            .map_err(|e| err(e.to_string()))?
+            .st_mode,
+    );
+    let file = match kind {
+        rustix::fs::FileType::Directory => false,
+        rustix::fs::FileType::RegularFile => true,
+        // a device, socket or fifo is copied as BuildKit's snapshot has it
+        _ => return Ok(None),
+    };
+    Ok(Some(MountSource::Bind {
+        source: src.root.clone(),
+        file,
+        within: Some(rel),
+    }))
 }
 
 /// A bind's source, copied into a scratch directory: the directory and

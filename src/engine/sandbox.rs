@@ -91,6 +91,8 @@ pub enum SandboxError {
         "RUN --mount in place needs CAP_SYS_ADMIN to make a mount namespace, and smelt lacks it (run the executor's container privileged, or with --cap-add SYS_ADMIN)"
     )]
     NoMountNamespace,
+    #[error("RUN --mount target {0}: cannot be mounted in place")]
+    InPlaceMount(String),
     /// A system call of the setup (`what` says which, with its path).
     #[error("{what}: {errno}")]
     Syscall {
@@ -209,10 +211,18 @@ pub struct RunMount {
 /// What is mounted at a [`RunMount`]'s target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountSource {
-    /// A host path smelt prepared (never a path inside the build root):
-    /// bound onto the target, a directory or (`file`) a regular file; a
-    /// missing target is made as one of those and removed afterwards.
-    Bind { source: PathBuf, file: bool },
+    /// A host path smelt prepared (never a path inside the build root),
+    /// or, with `within`, that path resolved beneath `source` as the
+    /// kernel resolves it for a process chrooted there (a stage's root or
+    /// the context: its links never lead out): bound onto the target, a
+    /// directory or (`file`) a regular file; a missing target is made as
+    /// one of those and removed afterwards.
+    Bind {
+        source: PathBuf,
+        file: bool,
+        #[serde(default)]
+        within: Option<String>,
+    },
     /// A fresh tmpfs of at most `size` bytes.
     Tmpfs { size: Option<u64> },
 }
@@ -277,7 +287,11 @@ const MAX_LINKS: u8 = 40;
 /// Opens `rel` beneath `root` as the kernel resolves it for a process
 /// chrooted there: symlinks (absolute ones too) and `..` stay inside
 /// `root`, and `/proc` magic links are refused.
-fn open_beneath(root: impl AsFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+pub(crate) fn open_beneath(
+    root: impl AsFd,
+    rel: &str,
+    flags: OFlags,
+) -> rustix::io::Result<OwnedFd> {
     let rel = rel.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
@@ -707,9 +721,26 @@ fn mount_run_mounts(root: &OwnedFd, mounts: &[RunMount]) -> Result<(), SandboxEr
         let at = open_beneath(root, rel, flags).map_err(lookup)?;
         let what = format!("mounting --mount target {}", m.target);
         match &m.source {
-            MountSource::Bind { source, .. } => {
-                let src = rustix::fs::open(source, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(failed(&format!("opening {}", source.display())))?;
+            MountSource::Bind {
+                source,
+                within,
+                file,
+            } => {
+                let shown = format!("opening {}", source.display());
+                let src = match within {
+                    None => rustix::fs::open(source, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(failed(&shown))?,
+                    Some(rel) => {
+                        let top = open_root(source)?;
+                        let kind = if *file {
+                            OFlags::PATH
+                        } else {
+                            OFlags::PATH | OFlags::DIRECTORY
+                        };
+                        open_beneath(&top, rel, kind)
+                            .map_err(failed(&format!("{shown} (/{rel} in it)")))?
+                    }
+                };
                 rustix::mount::mount_bind(fd_path(&src), fd_path(&at)).map_err(failed(&what))?;
             }
             MountSource::Tmpfs { size } => {
@@ -1137,7 +1168,7 @@ fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.workdir);
-    drop_privileges(&mut command, spec);
+    drop_privileges(&mut command, spec)?;
     let child = start(&mut command, Stdio::null()).map_err(|source| SandboxError::Exec {
         program: program.clone(),
         source,
@@ -1146,13 +1177,13 @@ fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<
 }
 
 #[allow(unsafe_code)]
-fn drop_privileges(command: &mut Command, spec: &Spec) {
+fn drop_privileges(command: &mut Command, spec: &Spec) -> Result<(), SandboxError> {
     use rustix::process::{Gid, Uid};
     let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     let gid = Gid::from_raw(spec.gid);
     let uid = Uid::from_raw(spec.uid);
     let network_none = spec.network_none;
-    let mounts = InPlaceMounts::of(&spec.mounts, &spec.workdir);
+    let mounts = InPlaceMounts::of(&spec.mounts, &spec.workdir)?;
     let hook = move || -> std::io::Result<()> {
         if network_none {
             unshare_network()?;
@@ -1171,6 +1202,7 @@ fn drop_privileges(command: &mut Command, spec: &Spec) {
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, hook);
     }
+    Ok(())
 }
 
 /// In place, a RUN's mounts: made in a mount namespace of the command's
@@ -1189,23 +1221,31 @@ enum InPlaceSource {
 }
 
 impl InPlaceMounts {
-    fn of(mounts: &[RunMount], workdir: &str) -> InPlaceMounts {
-        let c = |s: &str| std::ffi::CString::new(s.as_bytes()).ok();
-        InPlaceMounts {
-            workdir: c(workdir),
-            mounts: mounts
-                .iter()
-                .filter_map(|m| {
-                    let source = match &m.source {
-                        MountSource::Bind { source, .. } => {
-                            InPlaceSource::Bind(c(&source.to_string_lossy())?)
-                        }
-                        MountSource::Tmpfs { size } => InPlaceSource::Tmpfs(tmpfs_data(*size)),
-                    };
-                    Some((c(&m.target)?, source, m.read_only))
-                })
-                .collect(),
+    fn of(mounts: &[RunMount], workdir: &str) -> Result<InPlaceMounts, SandboxError> {
+        let c = |s: &str| {
+            std::ffi::CString::new(s.as_bytes()).map_err(|_| SandboxError::InPlaceMount(s.into()))
+        };
+        let mut made = Vec::new();
+        for m in mounts {
+            let source = match &m.source {
+                MountSource::Bind {
+                    source,
+                    within: None,
+                    ..
+                } => InPlaceSource::Bind(c(&source.to_string_lossy())?),
+                // resolving beneath a root needs the sandbox: engine::mounts
+                // copies instead in place
+                MountSource::Bind { .. } => {
+                    return Err(SandboxError::InPlaceMount(m.target.clone()));
+                }
+                MountSource::Tmpfs { size } => InPlaceSource::Tmpfs(tmpfs_data(*size)),
+            };
+            made.push((c(&m.target)?, source, m.read_only));
         }
+        Ok(InPlaceMounts {
+            workdir: c(workdir).ok(),
+            mounts: made,
+        })
     }
 
     /// Unshares the mount namespace and mounts each; system calls only.

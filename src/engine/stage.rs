@@ -345,6 +345,7 @@ impl StageState {
             caches: &env.cache_mounts,
             scratch: &env.mount_scratch,
             now: env.now(),
+            in_place: env.in_place,
         };
         let prepared = mounts::prepare(&mounts, &workdir_now, &tree, &mount_env)?;
         let before = match self.index.take() {

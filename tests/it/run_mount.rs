@@ -221,7 +221,8 @@ fn hostile_mount_targets_stay_in_the_root() {
              --mount=type=tmpfs,target=/links/up/t2 \
              --mount=type=cache,target=/links/canary/sub \
              --mount=type=bind,target=/links/dangling \
-             cat /x.txt > /seen && touch /links/canary/sub/written /tmp/m/w /t2/w && ls /links/dangling >> /seen\n"
+             cat /x.txt > /seen && touch /links/canary/sub/written /tmp/m/w /t2/w && ls /links/dangling >> /seen\n\
+         RUN --mount=from=links,source=/links/root,target=/m ls /m > /seen-stage\n"
     ));
     t.file("a.txt", "a\n");
     let caches = t.path("caches");
@@ -232,6 +233,24 @@ fn hostile_mount_targets_stay_in_the_root() {
     assert_no_line_starting(&listing, &["/x.txt", "/tmp/m", "/t2"]);
     // the cache got the write, the host canary did not
     assert!(find_file(&caches, "written").is_some());
+    // a stage's link to `/` is its own root
+    assert_eq!(read(&rootfs, "seen-stage"), "links\n");
+
+    // a stage's link to the host's canary leads to nothing in the stage
+    let t = TestContext::new(&format!(
+        "FROM {hostile} AS links\n\
+         FROM {base}\n\
+         RUN --mount=from=links,source=/links/canary,target=/m ls /m/sub && cat /m/secret\n"
+    ));
+    let run = t.build(&["--no-push"]);
+    let err = run.stderr();
+    assert_ne!(run.code(), 0, "{err}");
+    assert!(err.contains("/links/canary"), "{err}");
+    assert!(
+        !err.contains("host secret") && !err.contains("keep"),
+        "{err}"
+    );
+    canary.assert_intact("a bind source through a link");
 }
 
 #[test]
