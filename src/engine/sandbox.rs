@@ -1,9 +1,12 @@
-//! The RUN sandbox. The engine starts `smelt __sandbox <spec>` (this same
-//! binary, a fresh single-threaded process) for each RUN. That process
+//! The RUN sandbox. The engine starts `smelt __sandbox` (this same
+//! binary, a fresh single-threaded process) for each RUN, with the spec
+//! as JSON on its stdin (never on its command line, which every process
+//! can read). That process
 //! unshares its mount, PID, IPC and UTS namespaces (the network stays the
 //! host's, as in BuildKit's default), mounts a small `/dev`, a fresh
-//! read-only sysfs with the host's cgroups read-only under it, and the
-//! host's `/etc/resolv.conf` and `/etc/hosts` (read-only) into the build
+//! read-only sysfs with the host's cgroups read-only under it, the
+//! host's `/etc/resolv.conf` and `/etc/hosts` (read-only) and the RUN's
+//! own mounts ([`RunMount`], prepared by `engine::mounts`) into the build
 //! root, then starts the command as the first process of the new PID
 //! namespace. Before the exec that process mounts `/proc` for its
 //! namespace (so `/proc` lists only the RUN's processes) with docker's
@@ -43,8 +46,10 @@
 //! bound. The parent creates missing mount points the same way (directory
 //! file descriptors, no string path) and afterwards removes the files it
 //! created and puts their directories' mtimes back, so they never reach a
-//! layer; directories stay, as in BuildKit's images. The mounts die with
-//! the namespace.
+//! layer; directories stay, as in BuildKit's images, except those made
+//! for a RUN's own mounts, removed while empty (BuildKit's stub cleaner).
+//! The mounts die with the namespace; in place a RUN's own mounts are
+//! made in a mount namespace the command gets between fork and exec.
 //!
 //! The parent side (`run`) prepares the root, streams the command's output
 //! to the log line by line and reports its exit status. In place the
