@@ -532,6 +532,7 @@ pub fn prepare(
                         source: path,
                         file,
                         within: None,
+                        persistent: false,
                     }
                 }
             },
@@ -541,6 +542,7 @@ pub fn prepare(
                     source: dir,
                     file: false,
                     within: None,
+                    persistent: true,
                 }
             }
             MountType::Tmpfs => MountSource::Tmpfs { size: m.size },
@@ -656,6 +658,7 @@ fn direct_bind(
         source: src.root.clone(),
         file,
         within: Some(rel),
+        persistent: false,
     }))
 }
 

@@ -227,6 +227,10 @@ pub enum MountSource {
         file: bool,
         #[serde(default)]
         within: Option<String>,
+        /// The source outlives the RUN (a cache): in place without a
+        /// mount namespace, its contents are moved in and back.
+        #[serde(default)]
+        persistent: bool,
     },
     /// A fresh tmpfs of at most `size` bytes.
     Tmpfs { size: Option<u64> },
@@ -730,6 +734,7 @@ fn mount_run_mounts(root: &OwnedFd, mounts: &[RunMount]) -> Result<(), SandboxEr
                 source,
                 within,
                 file,
+                ..
             } => {
                 let shown = format!("opening {}", source.display());
                 let src = match within {
@@ -1096,9 +1101,9 @@ fn pump<R: Read + Send + 'static>(stream: Option<R>, prefix: &str) -> std::threa
 /// Runs `spec` in the sandbox; `log_prefix` goes before each output line.
 /// Returns the exit code (or 128 + signal).
 pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
-    if spec.in_place && !spec.mounts.is_empty() && !has_sys_admin() {
-        return Err(SandboxError::NoMountNamespace);
-    }
+    // in place without CAP_SYS_ADMIN (an unprivileged kaniko container):
+    // no mount namespace, the contents are swapped in (`Swaps`)
+    let swap = spec.in_place && !spec.mounts.is_empty() && !has_sys_admin();
     let mut points = MountPoints::default();
     let mut stubs = MountPoints {
         stubs: true,
@@ -1112,7 +1117,13 @@ pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, Sa
         }
         spec.mounts.iter().try_for_each(|m| {
             let dir = !matches!(m.source, MountSource::Bind { file: true, .. });
-            stubs.ensure(&root, m.target.trim_start_matches('/'), dir, MAX_LINKS)
+            let rel = m.target.trim_start_matches('/');
+            match rel.rsplit_once('/') {
+                // swapped: only the parents are made (and removed after)
+                Some((parent, _)) if swap => stubs.ensure(&root, parent, true, MAX_LINKS),
+                None if swap => Ok(()),
+                _ => stubs.ensure(&root, rel, dir, MAX_LINKS),
+            }
         })
     });
     if let Err(e) = prepared {
@@ -1120,7 +1131,24 @@ pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, Sa
         points.restore();
         return Err(SandboxError::Prepare(Box::new(e)));
     }
-    let result = if spec.in_place {
+    let result = if swap {
+        let mut swaps = Swaps::default();
+        match swaps.swap_in(&spec.mounts) {
+            Ok(()) => {
+                let plain = Spec {
+                    mounts: Vec::new(),
+                    ..spec.clone()
+                };
+                let ran = spawn_in_place(&plain, log_prefix, cancel);
+                let back = swaps.swap_out();
+                ran.and_then(|code| back.map(|()| code))
+            }
+            Err(e) => {
+                let _ = swaps.swap_out();
+                Err(e)
+            }
+        }
+    } else if spec.in_place {
         spawn_in_place(spec, log_prefix, cancel)
     } else {
         spawn(spec, log_prefix, cancel)
@@ -1128,6 +1156,196 @@ pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, Sa
     stubs.restore();
     points.restore();
     result
+}
+
+/// In place without a mount namespace, as the kaniko fork does it: what a
+/// target holds is moved aside, the mount's contents put there (a bind's
+/// copy or a cache directory moved in, copied when on another filesystem;
+/// an empty directory for a tmpfs), and after the RUN the contents go
+/// (a cache's back where they came from) and what was there comes back,
+/// its parent's mtime put back. `ro` cannot be enforced: a read-only
+/// cache is copied in and its copy thrown away.
+#[derive(Debug, Default)]
+struct Swaps(Vec<Swap>);
+
+#[derive(Debug)]
+struct Swap {
+    /// The target, its parent resolved.
+    target: PathBuf,
+    /// Where the target's own file went meanwhile.
+    aside: Option<PathBuf>,
+    /// A cache's directory, to take the contents back (moved, or copied
+    /// when `copied`).
+    back: Option<PathBuf>,
+    copied: bool,
+    /// The parent and its mtime before.
+    parent: (PathBuf, filetime::FileTime),
+}
+
+impl Swaps {
+    fn swap_in(&mut self, mounts: &[RunMount]) -> Result<(), SandboxError> {
+        for (i, m) in mounts.iter().enumerate() {
+            let io = |path: &std::path::Path| {
+                let path = path.display().to_string();
+                move |source| SandboxError::Io { path, source }
+            };
+            let (parent, name) = m.target.rsplit_once('/').unwrap_or(("", &m.target));
+            if matches!(name, "" | "." | "..") {
+                return Err(SandboxError::CannotCreate(m.target.clone()));
+            }
+            let parent = fs_err::canonicalize(if parent.is_empty() { "/" } else { parent })
+                .map_err(|source| SandboxError::Io {
+                    path: m.target.clone(),
+                    source,
+                })?;
+            let mtime = filetime::FileTime::from_last_modification_time(
+                &fs_err::metadata(&parent).map_err(io(&parent))?,
+            );
+            let target = parent.join(name);
+            let aside = if target.symlink_metadata().is_ok() {
+                let aside = parent.join(format!(".smelt-mount-{}-{i}-{name}", std::process::id()));
+                fs_err::rename(&target, &aside).map_err(io(&target))?;
+                Some(aside)
+            } else {
+                None
+            };
+            let mut swap = Swap {
+                target: target.clone(),
+                aside,
+                back: None,
+                copied: false,
+                parent: (parent, mtime),
+            };
+            let put = match &m.source {
+                MountSource::Bind {
+                    within: Some(_), ..
+                } => Err(SandboxError::InPlaceMount(m.target.clone())),
+                MountSource::Bind {
+                    source, persistent, ..
+                } => {
+                    let keep = *persistent && !m.read_only;
+                    if keep {
+                        swap.back = Some(source.clone());
+                    }
+                    // a bind's copy is ours to move; a read-only cache is copied
+                    let moved = if !*persistent || keep {
+                        rustix::fs::rename(source, &target)
+                    } else {
+                        Err(Errno::XDEV)
+                    };
+                    swap.copied = moved.is_err();
+                    match moved {
+                        Ok(()) => Ok(()),
+                        // another filesystem (or a read-only cache)
+                        Err(Errno::XDEV) => copy_all(source, &target).map_err(io(&target)),
+                        Err(errno) => Err(SandboxError::Create {
+                            path: m.target.clone(),
+                            errno,
+                        }),
+                    }
+                }
+                MountSource::Tmpfs { .. } => fs_err::create_dir(&target)
+                    .and_then(|()| {
+                        fs_err::set_permissions(
+                            &target,
+                            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+                        )
+                    })
+                    .map_err(io(&target)),
+            };
+            if put.is_err() {
+                // nothing moved in: the cache stays where it is, only a
+                // partial copy goes
+                swap.back = None;
+            }
+            self.0.push(swap);
+            put?;
+        }
+        Ok(())
+    }
+
+    /// Puts everything back, newest first; the first failure is returned
+    /// after every swap was tried.
+    fn swap_out(self) -> Result<(), SandboxError> {
+        let mut first = Ok(());
+        for s in self.0.into_iter().rev() {
+            let io = |path: &std::path::Path| {
+                let path = path.display().to_string();
+                move |source| SandboxError::Io { path, source }
+            };
+            let step = || -> Result<(), SandboxError> {
+                match (&s.back, s.copied) {
+                    (Some(back), false) => {
+                        fs_err::rename(&s.target, back).map_err(io(&s.target))?;
+                    }
+                    (Some(back), true) => {
+                        crate::fs::tree::remove_any(back).map_err(|e| SandboxError::Io {
+                            path: back.display().to_string(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                        copy_all(&s.target, back).map_err(io(back))?;
+                        remove_all(&s.target)?;
+                    }
+                    (None, _) => remove_all(&s.target)?,
+                }
+                if let Some(aside) = &s.aside {
+                    fs_err::rename(aside, &s.target).map_err(io(aside))?;
+                }
+                filetime::set_file_mtime(&s.parent.0, s.parent.1).map_err(io(&s.parent.0))
+            };
+            if let Err(e) = step()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
+/// Removes `path`, a directory tree or a file, if there.
+fn remove_all(path: &std::path::Path) -> Result<(), SandboxError> {
+    crate::fs::tree::remove_any(path).map_err(|e| SandboxError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// Copies the tree at `from` to `to` (which must not exist): directories,
+/// files, symlinks, with their modes, owners and mtimes.
+fn copy_all(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs_err::symlink_metadata(from)?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        fs_err::os::unix::fs::symlink(fs_err::read_link(from)?, to)?;
+    } else if kind.is_dir() {
+        fs_err::create_dir(to)?;
+        for entry in fs_err::read_dir(from)? {
+            let entry = entry?;
+            copy_all(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if kind.is_file() {
+        fs_err::copy(from, to)?;
+    } else {
+        // a device, fifo or socket of a cache: left out
+        return Ok(());
+    }
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        to,
+        Some(rustix::process::Uid::from_raw(meta.uid())),
+        Some(rustix::process::Gid::from_raw(meta.gid())),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    if !kind.is_symlink() {
+        fs_err::set_permissions(
+            to,
+            std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
+        )?;
+        filetime::set_file_mtime(to, filetime::FileTime::from_last_modification_time(&meta))?;
+    }
+    Ok(())
 }
 
 /// Whether this process may make mount and network namespaces.

@@ -350,3 +350,102 @@ fn a_bind_mounts_files_key_the_run_and_the_report_names_the_mount() {
         "{report}"
     );
 }
+
+/// In place without CAP_SYS_ADMIN (an unprivileged kaniko container): no
+/// mount namespace, so the contents are swapped in and out as the kaniko
+/// fork does; the image is the same.
+#[test]
+fn mounts_work_in_place_without_cap_sys_admin() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let dockerfile = format!(
+        "FROM {base}\n\
+         RUN mkdir /covered && echo under > /covered/f && grep CapEff /proc/self/status\n\
+         RUN --mount=type=bind,target=/covered,rw --mount=type=tmpfs,target=/t \
+             --mount=type=cache,target=/deep/cache,id=c --mount=source=note.txt,target=/etc/n \
+             cat /covered/note.txt /etc/n > /seen && test ! -e /covered/f && echo y > /deep/cache/y \
+             && echo t > /t/t && echo w > /covered/w\n\
+         RUN --mount=type=cache,target=/cache,id=c cat /cache/y >> /seen && ls -a /covered >> /seen\n"
+    );
+    let root = crate::in_place::executor_root(&dockerfile);
+    let r = root.path().display();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    let dest = format!("{}/in-place-swap:1", reg.host);
+    // the executor's container, without CAP_SYS_ADMIN in any set
+    let script = format!(
+        "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
+         mount --bind {} {r}/etc/secret; \
+         exec setpriv --bounding-set -sys_admin --inh-caps -sys_admin chroot {r} /kaniko/executor \"$@\"",
+        secret.path().display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .args([
+            "--context",
+            "/workspace",
+            "--dockerfile",
+            "/workspace/Dockerfile",
+            "--destination",
+            &dest,
+            "--force",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/root")
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", "/kaniko/.docker")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the in-place build failed:\n{log}");
+    // the RUN really lacked CAP_SYS_ADMIN (bit 21)
+    let eff = log
+        .lines()
+        .find_map(|l| l.split("CapEff:").nth(1))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap_or_else(|| panic!("no CapEff in\n{log}"));
+    assert_eq!(eff & (1 << 21), 0, "{log}");
+    assert!(find_file(&root.path().join("kaniko/caches"), "y").is_some());
+    assert!(
+        !root.path().join("workspace/w").exists(),
+        "an rw bind's write reached the context"
+    );
+    let layout = root.path().join("pulled");
+    reg.skopeo(
+        "copy",
+        &["src-"],
+        &[
+            "-q",
+            &format!("docker://{dest}"),
+            &format!("oci:{}:t1", layout.display()),
+        ],
+    );
+    let rootfs = root.path().join("rootfs");
+    crate::harness::Layout(layout).unpack("t1", &rootfs);
+    assert_eq!(
+        read(&rootfs, "seen"),
+        "from the context\nfrom the context\ny\n.\n..\nf\n"
+    );
+    let listing = tree(&rootfs);
+    assert_has_lines(&listing, &["/covered/f 644 0:0 file n=1 \"under\\n\""]);
+    assert_no_line_starting(
+        &listing,
+        &[
+            "/t ",
+            "/cache",
+            "/deep",
+            "/covered/w",
+            "/covered/note.txt",
+            "/etc/n",
+            "/covered/.",
+        ],
+    );
+}
