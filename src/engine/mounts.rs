@@ -466,11 +466,23 @@ impl Mount {
                 s.push_str(&format!(",{k}={v}"));
             }
         }
-        if self.kind == MountType::Cache {
-            s.push_str(&format!(",id={}", self.cache_id()));
-            if let Some(sh) = self.sharing {
-                s.push_str(&format!(",sharing={sh:?}"));
+        match self.kind {
+            MountType::Cache => {
+                s.push_str(&format!(",id={}", self.cache_id()));
+                if let Some(sh) = self.sharing {
+                    s.push_str(&format!(",sharing={sh:?}"));
+                }
             }
+            // the name of a secret or agent, never what it holds
+            MountType::Secret | MountType::Ssh => {
+                if let Some(id) = &self.id {
+                    s.push_str(&format!(",id={id}"));
+                }
+                if self.required {
+                    s.push_str(",required");
+                }
+            }
+            MountType::Bind | MountType::Tmpfs => {}
         }
         for (k, v) in [("mode", self.mode), ("uid", self.uid), ("gid", self.gid)] {
             if let Some(v) = v {
@@ -504,10 +516,16 @@ pub struct MountEnv<'a> {
 #[derive(Debug, Default)]
 pub struct Prepared {
     pub mounts: Vec<RunMount>,
+    /// Variables the RUN's environment gets from its mounts (a secret's
+    /// `env=`), after the step's own.
+    pub env: Vec<(String, String)>,
     /// Scratch directories, removed when dropped.
     _dirs: Vec<tempfile::TempDir>,
     /// Locked cache lock files, unlocked when dropped (closing them).
     _locks: Vec<fs_err::File>,
+    /// The caches this RUN holds, by directory: a second mount of one
+    /// shares the first's lock (a second `flock` would wait for it).
+    held: Vec<PathBuf>,
 }
 
 /// Prepares `mounts` (targets resolved against `workdir`); `tree` finds
@@ -546,8 +564,10 @@ pub fn prepare(
                 }
             }
             MountType::Tmpfs => MountSource::Tmpfs { size: m.size },
-            // the secrets module provides these (a host file or socket
-            // bound read-only, or an env variable): not yet
+            // the secrets module provides these: a host file (or the
+            // agent's socket) as `MountSource::Bind { file: true, .. }`,
+            // read-only, and for `env=` a pair pushed to `prepared.env`;
+            // what must live until the RUN ends goes in `prepared._dirs`
             MountType::Secret | MountType::Ssh => return Err(MountError::NotYet(m.kind.name())),
         };
         prepared.mounts.push(RunMount {
@@ -720,6 +740,9 @@ fn cache_dir(
     let name = format!("{}-{uid}-{gid}-{mode:o}", &hex::encode(h.finalize())[..32]);
     fs_err::create_dir_all(env.caches).map_err(|e| err(env.caches, e.to_string()))?;
     let dir = env.caches.join(&name);
+    if prepared.held.contains(&dir) {
+        return Ok(dir);
+    }
     let lock_path = env.caches.join(format!("{name}.lock"));
     let lock = fs_err::OpenOptions::new()
         .create(true)
@@ -770,6 +793,7 @@ fn cache_dir(
         }
     }
     prepared._locks.push(lock);
+    prepared.held.push(dir.clone());
     Ok(dir)
 }
 

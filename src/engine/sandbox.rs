@@ -92,10 +92,6 @@ pub enum SandboxError {
         "RUN --network=none in place needs CAP_SYS_ADMIN to make a network namespace, and smelt lacks it"
     )]
     NoNetworkNamespace,
-    #[error(
-        "RUN --mount in place needs CAP_SYS_ADMIN to make a mount namespace, and smelt lacks it (run the executor's container privileged, or with --cap-add SYS_ADMIN)"
-    )]
-    NoMountNamespace,
     #[error("RUN --mount target {0}: cannot be mounted in place")]
     InPlaceMount(String),
     /// A system call of the setup (`what` says which, with its path).

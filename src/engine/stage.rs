@@ -348,6 +348,10 @@ impl StageState {
             in_place: env.in_place,
         };
         let prepared = mounts::prepare(&mounts, &workdir_now, &tree, &mount_env)?;
+        for (k, v) in &prepared.env {
+            run_env.retain(|(e, _)| e != k);
+            run_env.push((k.clone(), v.clone()));
+        }
         let before = match self.index.take() {
             Some(i) => i,
             None => snapshot::walk(&self.root, &env.ignores)?,

@@ -101,7 +101,9 @@ fn a_cache_mount_is_kept_between_builds() {
          RUN --mount=type=cache,target=/var/cache/app echo run >> /var/cache/app/log \
              && wc -l < /var/cache/app/log > /count && stat -c '%u:%g %a' /var/cache/app > /stat\n\
          RUN --mount=type=cache,target=/u,uid=1000,gid=1001,mode=0750,id=other \
-             stat -c '%u:%g %a' /u > /stat-u && touch /u/x\n"
+             stat -c '%u:%g %a' /u > /stat-u && touch /u/x\n\
+         RUN --mount=type=cache,id=twice,target=/a,sharing=locked \
+             --mount=type=cache,id=twice,target=/b,sharing=locked touch /a/one && ls /b > /twice\n"
     ));
     let caches = t.path("caches");
     let flag = format!("--cache-mount-dir={}", caches.display());
@@ -109,6 +111,8 @@ fn a_cache_mount_is_kept_between_builds() {
     assert_eq!(read(&rootfs, "count").trim(), "1");
     assert_eq!(read(&rootfs, "stat"), "0:0 755\n");
     assert_eq!(read(&rootfs, "stat-u"), "1000:1001 750\n");
+    // one cache mounted twice by a RUN, locked: the same directory, no wait
+    assert_eq!(read(&rootfs, "twice"), "one\n");
     let rootfs = build(&t, &[&flag]);
     assert_eq!(read(&rootfs, "count").trim(), "2");
     assert!(find_file(&caches, "log").is_some());
