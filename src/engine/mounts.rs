@@ -65,6 +65,8 @@ pub enum MountError {
     SharingNotCache(&'static str),
     #[error("invalid mount target {0:?}")]
     Target(String),
+    #[error("'from' doesn't support variable expansion, define alias stage instead")]
+    FromVariable,
     /// A variable in a value could not be expanded.
     #[error("{0}")]
     Expand(String),
@@ -418,6 +420,22 @@ pub fn kind_as_written(value: &str) -> Option<MountType> {
     parse(value, &mut |v| Ok(v.to_string()))
         .ok()
         .map(|m| m.kind)
+}
+
+/// Judges a `--mount` value as written, as BuildKit's parser does before
+/// anything is built: a `from=` with a variable is refused, and a value
+/// without variables must parse (one with them is judged when its step
+/// runs, expanded).
+pub fn check_as_written(value: &str) -> Result<(), MountError> {
+    if let Some(from) = from_as_written(value)
+        && from.find('$').is_some_and(|i| i != from.len() - 1)
+    {
+        return Err(MountError::FromVariable);
+    }
+    if value.contains('$') {
+        return Ok(());
+    }
+    parse(value, &mut |v| Ok(v.to_string())).map(drop)
 }
 
 /// The `from=` of a `--mount` value as written, if any (the plan resolves
@@ -961,6 +979,13 @@ mod tests {
             kind_as_written("type=secret,id=$X"),
             Some(MountType::Secret)
         );
+        assert_eq!(check_as_written("type=cache,target=/c,mode=$M"), Ok(()));
+        assert_eq!(
+            check_as_written("from=$STAGE,target=/c"),
+            Err(MountError::FromVariable)
+        );
+        assert_eq!(check_as_written("from=x$,target=/c"), Ok(()));
+        assert!(check_as_written("type=cache,target=/c,mode=9").is_err());
         assert_eq!(
             from_as_written("from=build,target=/x").as_deref(),
             Some("build")

@@ -39,6 +39,9 @@ pub enum Refused {
     Network(String),
     #[error("security {0:?} is not valid")]
     Security(String),
+    /// A `--mount` value BuildKit's parser refuses (its words).
+    #[error("{0}")]
+    Mount(String),
 }
 
 /// What `inst` needs that smelt lacks, or a mode no builder knows, if
@@ -51,6 +54,9 @@ pub fn missing(inst: &Instruction) -> Option<Refused> {
             // and ssh wait for their sources
             for m in &run.mounts {
                 use super::mounts::MountType;
+                if let Err(e) = super::mounts::check_as_written(m) {
+                    return Some(Refused::Mount(e.to_string()));
+                }
                 if let Some(kind @ (MountType::Secret | MountType::Ssh)) =
                     super::mounts::kind_as_written(m)
                 {
@@ -122,6 +128,16 @@ mod tests {
             (
                 "FROM a\nRUN true\nRUN --mount=type=cache,target=/c --mount=target=/b true\n",
                 None,
+            ),
+            (
+                "FROM a\nRUN true\nRUN --mount=type=cache,target=/c,colour=red true\n",
+                Some("Dockerfile:3: RUN: unexpected key 'colour' in 'colour=red'"),
+            ),
+            (
+                "FROM a\nRUN --mount=from=$S,target=/c true\n",
+                Some(
+                    "Dockerfile:2: RUN: 'from' doesn't support variable expansion, define alias stage instead",
+                ),
             ),
             (
                 "FROM a\nRUN true\nRUN --mount=type=secret,id=x true\n",
