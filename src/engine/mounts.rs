@@ -4,11 +4,13 @@
 //! ([`prepare`]) into what the sandbox binds ([`sandbox::RunMount`]).
 //!
 //! - `type=bind` (the default): the source (the build context, with
-//!   `.dockerignore` applied, or the stage or image `from` names) is
-//!   copied into a scratch directory of the build and that copy is bound,
-//!   read-only unless `rw`; so what a RUN writes under an `rw` bind is
-//!   thrown away with the copy, and a file the context ignores is never
-//!   visible.
+//!   `.dockerignore` applied, or the stage or image `from` names),
+//!   read-only unless `rw`. Read-only, it is bound itself (resolved
+//!   beneath its tree by the sandbox) when nothing of it is ignored, else
+//!   a tree of hard links to what is left; `rw` (and in place, and for
+//!   `--security=insecure`) it is a copy in a scratch directory of the
+//!   build, so what a RUN writes there is thrown away with it. A file the
+//!   context ignores is never visible.
 //! - `type=cache`: a directory per (id, uid, gid, mode, from, source)
 //!   under the cache directory (`<kaniko-dir>/caches` unless
 //!   `--cache-mount-dir`), which outlives the build; a lock file beside
@@ -523,10 +525,12 @@ pub struct MountEnv<'a> {
     /// A directory of this build for bind copies and private caches.
     pub scratch: &'a Path,
     pub now: i64,
-    /// In place binds are always copies (the command's own mount
+    /// Binds are always copies: in place (the command's own mount
     /// namespace is made between fork and exec, where nothing can be
-    /// resolved beneath a root).
-    pub in_place: bool,
+    /// resolved beneath a root, or the contents are swapped in), and for
+    /// `RUN --security=insecure`, whose CAP_SYS_ADMIN could remount a
+    /// read-only bind writable.
+    pub copies_only: bool,
 }
 
 /// The mounts of one RUN, ready for the sandbox, and what keeps them
@@ -561,7 +565,15 @@ pub fn prepare(
             MountType::Bind => match direct_bind(m, &target, tree, env)? {
                 Some(source) => source,
                 None => {
-                    let (dir, path) = copy_bind(m, &target, tree, env)?;
+                    let link = m.read_only && !env.copies_only;
+                    let walked = match walk_bind(m, &target, tree, env, link)? {
+                        None if link => walk_bind(m, &target, tree, env, false)?,
+                        walked => walked,
+                    };
+                    let (dir, path) = match walked {
+                        Some(walked) => walked,
+                        None => copy_bind(m, &target, tree, env)?,
+                    };
                     prepared._dirs.push(dir);
                     let file = !path.is_dir();
                     MountSource::Bind {
@@ -652,14 +664,14 @@ fn copy_tree(
 /// A read-only bind of a stage, an image or a context without
 /// `.dockerignore` rules: the source itself, resolved beneath its tree by
 /// the sandbox (nothing to hide, nothing to throw away); `None` when it
-/// must be a copy (`rw`, ignore rules, in place).
+/// must be walked or copied (`rw`, ignore rules, copies only).
 fn direct_bind(
     m: &Mount,
     target: &str,
     tree: &dyn Fn(Option<&str>) -> Result<SourceTree, MountError>,
     env: &MountEnv<'_>,
 ) -> Result<Option<MountSource>, MountError> {
-    if env.in_place || !m.read_only {
+    if env.copies_only || !m.read_only {
         return Ok(None);
     }
     let src = tree(m.from.as_deref())?;
@@ -698,6 +710,129 @@ fn direct_bind(
         within: Some(rel),
         persistent: false,
     }))
+}
+
+/// A bind's source as a tree in a scratch directory, of what
+/// `.dockerignore` leaves (directories made, symlinks made anew, owners,
+/// modes and mtimes kept): files hard-linked when `link` (a read-only
+/// bind outside in place: the read-only mount keeps them from being
+/// written), else copied (an `rw` bind, whose writes go with the copy, or
+/// in place). `None` when it cannot be (a hard link across filesystems, a
+/// glob or a special file as the source): the caller copies then.
+fn walk_bind(
+    m: &Mount,
+    target: &str,
+    tree: &dyn Fn(Option<&str>) -> Result<SourceTree, MountError>,
+    env: &MountEnv<'_>,
+    link: bool,
+) -> Result<Option<(tempfile::TempDir, PathBuf)>, MountError> {
+    let src = tree(m.from.as_deref())?;
+    let source = lexpath::join("/", m.source.as_deref().unwrap_or("/"));
+    // the copy says what is wrong with a source
+    let Ok(matches) = src.expand(&source) else {
+        return Ok(None);
+    };
+    let [found] = matches.as_slice() else {
+        return Ok(None);
+    };
+    let dir = scratch_dir(env, target)?;
+    let into = dir.path().join("m");
+    let from = src.path(&found.real);
+    let linked = match fs_err::symlink_metadata(&from) {
+        Ok(meta) if meta.is_file() => put_file(&from, &into, link),
+        Ok(meta) if meta.is_dir() => walk_dir(&src, &from, &found.real, &into, link),
+        _ => return Ok(None),
+    };
+    match linked {
+        Ok(()) => Ok(Some((dir, into))),
+        // across filesystems (the scratch directory is removed with `dir`)
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => Ok(None),
+        Err(e) => Err(MountError::Scratch {
+            target: target.to_string(),
+            path: into.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// `from` hard-linked (`link`) or copied (mode, owner and mtime kept) at
+/// `into`.
+fn put_file(from: &Path, into: &Path, link: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if link {
+        return fs_err::hard_link(from, into);
+    }
+    let meta = fs_err::symlink_metadata(from)?;
+    fs_err::copy(from, into)?;
+    rustix::fs::chown(
+        into,
+        Some(rustix::process::Uid::from_raw(meta.uid())),
+        Some(rustix::process::Gid::from_raw(meta.gid())),
+    )?;
+    // after the chown, which clears setuid bits
+    fs_err::set_permissions(
+        into,
+        std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
+    )?;
+    filetime::set_file_mtime(into, filetime::FileTime::from_last_modification_time(&meta))
+}
+
+/// [`walk_bind`]'s walk of the directory `from` (`rel` in the tree) into
+/// `into`; its mode, owner and mtime are set once it is filled.
+fn walk_dir(
+    src: &SourceTree,
+    from: &Path,
+    rel: &str,
+    into: &Path,
+    link: bool,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs_err::symlink_metadata(from)?;
+    fs_err::create_dir(into)?;
+    for entry in fs_err::read_dir(from)? {
+        let entry = entry?;
+        let name = lexpath::from_os(&entry.file_name());
+        let child_rel = lexpath::child(rel, &name);
+        let (child, child_into) = (entry.path(), into.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        let excluded = src.is_excluded(&child_rel);
+        if kind.is_dir() {
+            if excluded && !src.may_include_below() {
+                continue;
+            }
+            walk_dir(src, &child, &child_rel, &child_into, link)?;
+            if excluded {
+                // kept only for what an exception brings back
+                let _ = fs_err::remove_dir(&child_into);
+            }
+        } else if excluded {
+            continue;
+        } else if kind.is_file() {
+            put_file(&child, &child_into, link)?;
+        } else if kind.is_symlink() {
+            fs_err::os::unix::fs::symlink(fs_err::read_link(&child)?, &child_into)?;
+            rustix::fs::chownat(
+                rustix::fs::CWD,
+                &child_into,
+                Some(rustix::process::Uid::from_raw(entry.metadata()?.uid())),
+                Some(rustix::process::Gid::from_raw(entry.metadata()?.gid())),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        // a device, fifo or socket of the context is not sent by docker's
+        // client either
+    }
+    rustix::fs::chown(
+        into,
+        Some(rustix::process::Uid::from_raw(meta.uid())),
+        Some(rustix::process::Gid::from_raw(meta.gid())),
+    )?;
+    fs_err::set_permissions(
+        into,
+        std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
+    )?;
+    filetime::set_file_mtime(into, filetime::FileTime::from_last_modification_time(&meta))
 }
 
 /// A bind's source, copied into a scratch directory: the directory and

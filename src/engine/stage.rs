@@ -345,7 +345,7 @@ impl StageState {
             caches: &env.cache_mounts,
             scratch: &env.mount_scratch,
             now: env.now(),
-            in_place: env.in_place,
+            copies_only: env.in_place || run.security.as_deref() == Some("insecure"),
         };
         let prepared = mounts::prepare(&mounts, &workdir_now, &tree, &mount_env)?;
         for (k, v) in &prepared.env {

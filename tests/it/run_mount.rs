@@ -35,16 +35,19 @@ fn bind_mounts_read_the_context_a_stage_and_an_image_and_leave_nothing() {
              --mount=from={other},src=/bin/busybox,dst=/opt/bb \
              --mount=source=dir/a.txt,target=/etc/a.txt \
              cat /ctx/a.txt /st/deep/s.txt /etc/a.txt > /seen \
-             && test ! -e /ctx/ignored.txt && cmp /opt/bb /bin/busybox && echo ok >> /seen\n"
+             && test ! -e /ctx/ignored.txt && cmp /opt/bb /bin/busybox && echo ok >> /seen \
+             && ! sh -c 'echo x >> /ctx/a.txt' 2>/dev/null && ! touch /ctx/a.txt 2>/dev/null\n"
     ));
     t.file("dir/a.txt", "from-context\n")
         .file("dir/ignored.txt", "hidden\n")
         .file(".dockerignore", "dir/ignored.txt\n");
+    let before = tree(&t.ctx());
     let rootfs = build(&t, &[]);
     assert_eq!(
         read(&rootfs, "seen"),
         "from-context\nfrom-stage\nfrom-context\nok\n"
     );
+    assert_eq!(tree(&t.ctx()), before, "the context changed");
     let listing = tree(&rootfs);
     for gone in ["/ctx", "/st", "/opt", "/etc/a.txt", "/out"] {
         assert_no_line_starting(&listing, &[&format!("{gone} "), &format!("{gone}/")]);
@@ -61,7 +64,9 @@ fn writes_under_an_rw_bind_are_thrown_away_and_ro_binds_refuse_them() {
          RUN --mount=type=bind,target=/c,rw echo changed > /c/keep.txt && rm /c/Dockerfile \
              && echo new > /c/new.txt && cat /c/keep.txt > /seen\n\
          RUN --mount=target=/c,readwrite=false ! touch /c/z 2>/dev/null && echo refused > /ro\n\
-         RUN --mount=target=/m ! touch /m/z 2>/dev/null && echo refused >> /ro\n"
+         RUN --mount=target=/m ! touch /m/z 2>/dev/null && echo refused >> /ro\n\
+         RUN --security=insecure --mount=target=/i mount -o remount,rw,bind /i; \
+             echo insecure > /i/keep.txt; touch /i/made; true\n"
     ));
     t.file("keep.txt", "context\n");
     let before = tree(&t.ctx());
@@ -72,7 +77,10 @@ fn writes_under_an_rw_bind_are_thrown_away_and_ro_binds_refuse_them() {
     let listing = tree(&rootfs);
     // what the mount covered is back, untouched
     assert_has_lines(&listing, &["/c/under 644 0:0 file n=1 \"covered\\n\""]);
-    assert_no_line_starting(&listing, &["/c/keep.txt", "/c/new.txt", "/c/z", "/m "]);
+    assert_no_line_starting(
+        &listing,
+        &["/c/keep.txt", "/c/new.txt", "/c/z", "/m ", "/i "],
+    );
 }
 
 /// The cache directory holding `name` under `dir`, searched.
