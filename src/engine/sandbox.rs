@@ -94,6 +94,8 @@ pub enum SandboxError {
     NoNetworkNamespace,
     #[error("RUN --mount target {0}: cannot be mounted in place")]
     InPlaceMount(String),
+    #[error("invalid mount target {0:?}: it leads to / of the build root")]
+    MountOverRoot(String),
     /// A system call of the setup (`what` says which, with its path).
     #[error("{what}: {errno}")]
     Syscall {
@@ -1118,7 +1120,10 @@ pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, Sa
                 // swapped: only the parents are made (and removed after)
                 Some((parent, _)) if swap => stubs.ensure(&root, parent, true, MAX_LINKS),
                 None if swap => Ok(()),
-                _ => stubs.ensure(&root, rel, dir, MAX_LINKS),
+                _ => {
+                    stubs.ensure(&root, rel, dir, MAX_LINKS)?;
+                    refuse_root(&root, rel, &m.target)
+                }
             }
         })
     });
@@ -1340,6 +1345,28 @@ fn copy_all(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()>
             std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
         )?;
         filetime::set_file_mtime(to, filetime::FileTime::from_last_modification_time(&meta))?;
+    }
+    Ok(())
+}
+
+/// Fails when `rel` resolves to the root itself (a link to `/` or `..`):
+/// nothing may be mounted over the whole root (BuildKit's `invalid mount
+/// target "/"`).
+fn refuse_root(root: &OwnedFd, rel: &str, target: &str) -> Result<(), SandboxError> {
+    let id = |fd: &OwnedFd| {
+        rustix::fs::fstat(fd)
+            .map(|st| (st.st_dev, st.st_ino))
+            .map_err(|errno| SandboxError::Lookup {
+                path: target.to_string(),
+                errno,
+            })
+    };
+    let at = open_beneath(root, rel, OFlags::PATH).map_err(|errno| SandboxError::Lookup {
+        path: target.to_string(),
+        errno,
+    })?;
+    if id(&at)? == id(root)? {
+        return Err(SandboxError::MountOverRoot(target.to_string()));
     }
     Ok(())
 }

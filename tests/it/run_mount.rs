@@ -263,6 +263,23 @@ fn hostile_mount_targets_stay_in_the_root() {
         "{err}"
     );
     canary.assert_intact("a bind source through a link");
+
+    // a target that leads to the root itself is refused
+    let t = TestContext::new(&format!(
+        "FROM {hostile} AS links\n\
+         FROM {base}\n\
+         COPY --from=links /links /links\n\
+         RUN --mount=type=tmpfs,target=/links/up/links/root true\n"
+    ));
+    let run = t.build(&["--no-push"]);
+    let err = run.stderr();
+    assert_ne!(run.code(), 0, "{err}");
+    assert!(
+        err.contains(
+            "invalid mount target \"/links/up/links/root\": it leads to / of the build root"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
