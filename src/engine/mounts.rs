@@ -951,7 +951,8 @@ fn cache_dir(
 }
 
 /// Makes a new cache directory at `path`: the contents of `from`/`source`
-/// when given, owned `uid:gid`, with `mode`.
+/// when given; owned `uid:gid`, with `mode`, unless it is a source
+/// directory.
 fn new_cache(
     m: &Mount,
     target: &str,
@@ -976,6 +977,25 @@ fn new_cache(
     if !path.is_dir() {
         fs_err::create_dir(path).map_err(|e| err(e.to_string()))?;
     }
+    // a source directory keeps its own owner and mode (BuildKit sets them
+    // only on a cache made from nothing, or from a whole tree)
+    let (uid, gid, mode) = match m.source.as_deref().map(lexpath::in_root) {
+        Some(rel) if !rel.is_empty() => {
+            let src = tree(m.from.as_deref())?;
+            let st = rustix::fs::open(
+                &src.root,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .and_then(|root| super::sandbox::open_beneath(&root, &rel, rustix::fs::OFlags::PATH))
+            .and_then(|at| rustix::fs::fstat(&at))
+            .map_err(|e| err(e.to_string()))?;
+            (st.st_uid, st.st_gid, st.st_mode)
+        }
+        _ => (uid, gid, mode),
+    };
     rustix::fs::chown(
         path,
         Some(rustix::process::Uid::from_raw(uid)),

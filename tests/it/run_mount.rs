@@ -105,7 +105,11 @@ fn a_cache_mount_is_kept_between_builds() {
     let reg = TestRegistry::start(Auth::None);
     let base = reg.push_base("base:1", "linux/amd64");
     let t = TestContext::new(&format!(
-        "FROM {base}\n\
+        "FROM {base} AS seed\n\
+         RUN mkdir -p /seed/sub && echo seeded > /seed/sub/s && chmod 710 /seed\n\
+         FROM {base}\n\
+         RUN --mount=type=cache,target=/s,from=seed,source=/seed \
+             cat /s/sub/s >> /s/log && cat /s/log > /seeded && stat -c %a /s > /seed-mode\n\
          RUN --mount=type=cache,target=/var/cache/app echo run >> /var/cache/app/log \
              && wc -l < /var/cache/app/log > /count && stat -c '%u:%g %a' /var/cache/app > /stat\n\
          RUN --mount=type=cache,target=/u,uid=1000,gid=1001,mode=0750,id=other \
@@ -123,6 +127,10 @@ fn a_cache_mount_is_kept_between_builds() {
     assert_eq!(read(&rootfs, "twice"), "one\n");
     let rootfs = build(&t, &[&flag]);
     assert_eq!(read(&rootfs, "count").trim(), "2");
+    // seeded from the stage once, when new; kept after
+    assert_eq!(read(&rootfs, "seeded"), "seeded\nseeded\n");
+    // a source directory keeps its mode
+    assert_eq!(read(&rootfs, "seed-mode"), "710\n");
     assert!(find_file(&caches, "log").is_some());
     assert!(find_file(&caches, "x").is_some());
     let listing = tree(&rootfs);
