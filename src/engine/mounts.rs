@@ -450,6 +450,20 @@ pub fn from_as_written(value: &str) -> Option<String> {
     })
 }
 
+/// The `target=` (or `dst=`, `destination=`) of a `--mount` value as
+/// written, if any.
+pub fn target_as_written(value: &str) -> Option<String> {
+    let fields = csv_fields(value).ok()?;
+    fields.iter().rev().find_map(|f| {
+        let (k, v) = f.split_once('=')?;
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "target" | "dst" | "destination"
+        )
+        .then(|| v.to_string())
+    })
+}
+
 impl Mount {
     /// The absolute target in the root: relative to `workdir` when not
     /// absolute, cleaned; `/` is refused as BuildKit refuses it.
