@@ -1161,6 +1161,64 @@ mod tests {
         );
     }
 
+    /// Prepares `values` (cache mounts) against `caches`; the first
+    /// mount's directory.
+    fn cache_of(values: &[&str], caches: &Path, scratch: &Path) -> (Prepared, PathBuf) {
+        let mounts: Vec<Mount> = values.iter().map(|v| parsed(v).unwrap()).collect();
+        let env = MountEnv {
+            caches,
+            scratch,
+            now: 0,
+            copies_only: false,
+        };
+        let no_tree = |_: Option<&str>| -> Result<SourceTree, MountError> {
+            Err(MountError::NotPrepared {
+                from: String::new(),
+            })
+        };
+        let p = prepare(&mounts, "/", &no_tree, &env).unwrap();
+        let MountSource::Bind { source, .. } = &p.mounts[0].source else {
+            panic!("{:?}", p.mounts);
+        };
+        let dir = source.clone();
+        (p, dir)
+    }
+
+    #[test]
+    fn cache_sharing_modes() {
+        let t = tempfile::tempdir().unwrap();
+        let (caches, scratch) = (t.path().join("caches"), t.path().join("scratch"));
+        // shared users hold it together
+        let (one, dir) = cache_of(&["type=cache,target=/c"], &caches, &scratch);
+        let (two, again) = cache_of(&["type=cache,target=/c,sharing=shared"], &caches, &scratch);
+        assert_eq!(dir, again);
+        assert!(dir.starts_with(&caches));
+        drop((one, two));
+        // while a locked user holds it, a private one gets a fresh directory
+        let (locked, dir) = cache_of(&["type=cache,target=/c,sharing=locked"], &caches, &scratch);
+        fs_err::write(dir.join("kept"), "").unwrap();
+        let (private, fresh) =
+            cache_of(&["type=cache,target=/c,sharing=private"], &caches, &scratch);
+        assert_ne!(fresh, dir);
+        assert!(fresh.starts_with(&scratch) && !fresh.join("kept").exists());
+        drop(private);
+        assert!(!fresh.exists(), "the private stand-in outlived its RUN");
+        drop(locked);
+        // free again: the private user gets the cache itself
+        let (_private, now) =
+            cache_of(&["type=cache,target=/c,sharing=private"], &caches, &scratch);
+        assert_eq!(now, dir);
+        // another owner or mode is another cache, made as asked
+        let (_other, other) = cache_of(
+            &["type=cache,target=/c,uid=7,gid=8,mode=0700"],
+            &caches,
+            &scratch,
+        );
+        assert_ne!(other, dir);
+        let st = rustix::fs::stat(&other).unwrap();
+        assert_eq!((st.st_uid, st.st_gid, st.st_mode & 0o7777), (7, 8, 0o700));
+    }
+
     #[test]
     fn ram_sizes_are_dockers() {
         for (s, want) in [
