@@ -131,6 +131,10 @@ pub struct ExecutorFlags {
     /// Work directory for build state (kaniko's own directory).
     #[arg(long, default_value = "/kaniko")]
     pub kaniko_dir: String,
+    /// Where RUN --mount=type=cache directories are kept between builds
+    /// (smelt's; default `<kaniko-dir>/caches`, as the kaniko fork).
+    #[arg(long, value_name = "DIR")]
+    pub cache_mount_dir: Option<PathBuf>,
     /// Write the image as a docker-archive tarball to this path.
     #[arg(long, default_value = "")]
     pub tar_path: String,

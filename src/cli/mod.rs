@@ -56,8 +56,7 @@ struct Executor {
 pub fn run(args: &[OsString]) -> i32 {
     // the RUN sandbox: smelt starts itself with a spec (engine/sandbox.rs)
     if args.get(1).is_some_and(|a| a == "__sandbox") {
-        let spec = args.get(2).map(|s| s.to_string_lossy()).unwrap_or_default();
-        return match engine::sandbox::sandbox_main(&spec) {
+        return match engine::sandbox::sandbox_main() {
             Ok(never) => match never {},
             Err(e) => {
                 eprintln!("smelt sandbox: {e}");
@@ -407,6 +406,7 @@ pub fn to_options(
         platform,
         compression,
         work_dir: kaniko_dir,
+        cache_mount_dir: f.cache_mount_dir.clone(),
         push: !f.no_push,
         in_place,
         ignore_var_run: f.ignore_var_run && f.whitelist_var_run,

@@ -84,7 +84,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         }
     }
 
-    let ignores = root_ignores(opts, &base)?;
+    // kept between builds: outside the work directory, which goes
+    let cache_mounts = match (&opts.cache_mount_dir, &opts.work_dir, opts.in_place) {
+        (Some(d), _, _) => std::path::absolute(d)?,
+        (None, Some(_), _) | (None, None, true) => base.join("caches"),
+        (None, None, false) => std::env::temp_dir().join("smelt-caches"),
+    };
+    let mut ignores = root_ignores(opts, &base)?;
+    if opts.in_place {
+        ignores.add_inside(Path::new("/"), &cache_mounts);
+    }
     let ignore = load_ignore(&opts.context, &opts.dockerfile)?;
     let context = SourceTree::context(opts.context.clone(), ignore);
     let mut args = BuildArgs::new(opts.build_args.iter().cloned().collect());
@@ -169,6 +178,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         cancelled: std::sync::Arc::clone(&cancelled),
         cache,
         downloads: super::download::Downloads::new(work.path().join("downloads")),
+        cache_mounts,
+        mount_scratch: work.path().join("mounts"),
     };
 
     // cache uploads run beside the build; it ends (either way) after them,

@@ -709,6 +709,7 @@ mod tests {
                 workdir: "/",
                 shell: &[],
                 sources: None,
+                mounts: None,
             };
             crate::engine::cache::step_key("prev", &view).key
         };

@@ -13,6 +13,7 @@ pub mod download;
 pub mod interrupt;
 pub mod keep;
 pub mod metadata;
+pub mod mounts;
 pub mod options;
 pub mod plan;
 pub mod platform;

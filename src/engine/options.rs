@@ -31,6 +31,10 @@ pub struct BuildOptions {
     /// Where temporary build state lives (`--kaniko-dir`); a fresh temporary
     /// directory under it (or the system's) is used and removed afterwards.
     pub work_dir: Option<PathBuf>,
+    /// `--cache-mount-dir`: where `RUN --mount=type=cache` directories are
+    /// kept between builds; default `caches` in the `--kaniko-dir` (in
+    /// place `/kaniko/caches`), else `smelt-caches` in the temp directory.
+    pub cache_mount_dir: Option<PathBuf>,
     /// `--snapshot-mode`: what a RUN's snapshot counts as a change.
     pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
     /// `--ignore-path`s, relative to the root, left out of snapshots.
@@ -105,6 +109,7 @@ impl BuildOptions {
             platform: Platform::host(),
             compression: Compression::default(),
             work_dir: None,
+            cache_mount_dir: None,
             push: false,
             in_place: false,
             ignore_var_run: true,

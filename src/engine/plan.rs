@@ -277,6 +277,34 @@ fn stage_refs(
         {
             copies.push(r);
         }
+        // a RUN --mount from= reads that stage or image as COPY --from does
+        if let Instruction::Run(run) = &step.value {
+            for m in &run.mounts {
+                let Some(from) = super::mounts::from_as_written(m) else {
+                    continue;
+                };
+                // BuildKit mounts only a stage dispatched before this one
+                let named = df.stage_named(&from).or_else(|| from.parse::<usize>().ok());
+                if named.is_some_and(|s| s >= i) {
+                    return Err(err(
+                        step.line,
+                        format!(
+                            "cannot mount from stage {from:?} to {:?}, stage needs to be defined before current command",
+                            super::mounts::target_as_written(m).unwrap_or_default()
+                        ),
+                    ));
+                }
+                let c = Copy {
+                    from: Some(from),
+                    ..Copy::default()
+                };
+                if let Some(mut r) = copy_ref(df, i, step.line, &c, false, global, budget)? {
+                    // the whole tree: its source path may hold a variable
+                    r.sources = None;
+                    copies.push(r);
+                }
+            }
+        }
     }
     Ok(StageRefs {
         base,
@@ -529,6 +557,26 @@ mod tests {
         assert!(e.to_string().contains("circular dependency"), "{e}");
         let e = parse_triggers("image x", &["RUN a\nRUN b".to_string()], 1).unwrap_err();
         assert!(e.to_string().contains("single expression"), "{e}");
+    }
+
+    #[test]
+    fn a_mount_from_a_later_stage_fails_as_buildkit_says() {
+        let e = plan(
+            "FROM scratch AS a\nRUN --mount=from=b,target=/x true\nFROM scratch AS b\n",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "Dockerfile:2: cannot mount from stage \"b\" to \"/x\", stage needs to be defined before current command"
+        );
+        let p = plan(
+            "FROM scratch AS a\nFROM scratch\nRUN --mount=from=a,target=/x --mount=from=img,dst=/y true\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.refs[&1].stages(), BTreeSet::from([0]));
+        assert_eq!(p.refs[&1].copies[1].from, Ref::Image("img".to_string()));
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The RUN sandbox. The engine starts `smelt __sandbox <spec>` (this same
-//! binary, a fresh single-threaded process) for each RUN. That process
+//! The RUN sandbox. The engine starts `smelt __sandbox` (this same
+//! binary, a fresh single-threaded process) for each RUN, with the spec
+//! as JSON on its stdin (never on its command line, which every process
+//! can read). That process
 //! unshares its mount, PID, IPC and UTS namespaces (the network stays the
 //! host's, as in BuildKit's default), mounts a small `/dev`, a fresh
-//! read-only sysfs with the host's cgroups read-only under it, and the
-//! host's `/etc/resolv.conf` and `/etc/hosts` (read-only) into the build
+//! read-only sysfs with the host's cgroups read-only under it, the
+//! host's `/etc/resolv.conf` and `/etc/hosts` (read-only) and the RUN's
+//! own mounts ([`RunMount`], prepared by `engine::mounts`) into the build
 //! root, then starts the command as the first process of the new PID
 //! namespace. Before the exec that process mounts `/proc` for its
 //! namespace (so `/proc` lists only the RUN's processes) with docker's
@@ -43,8 +46,10 @@
 //! bound. The parent creates missing mount points the same way (directory
 //! file descriptors, no string path) and afterwards removes the files it
 //! created and puts their directories' mtimes back, so they never reach a
-//! layer; directories stay, as in BuildKit's images. The mounts die with
-//! the namespace.
+//! layer; directories stay, as in BuildKit's images, except those made
+//! for a RUN's own mounts, removed while empty (BuildKit's stub cleaner).
+//! The mounts die with the namespace; in place a RUN's own mounts are
+//! made in a mount namespace the command gets between fork and exec.
 //!
 //! The parent side (`run`) prepares the root, streams the command's output
 //! to the log line by line and reports its exit status. In place the
@@ -87,6 +92,10 @@ pub enum SandboxError {
         "RUN --network=none in place needs CAP_SYS_ADMIN to make a network namespace, and smelt lacks it"
     )]
     NoNetworkNamespace,
+    #[error("RUN --mount target {0}: cannot be mounted in place")]
+    InPlaceMount(String),
+    #[error("invalid mount target {0:?}: it leads to / of the build root")]
+    MountOverRoot(String),
     /// A system call of the setup (`what` says which, with its path).
     #[error("{what}: {errno}")]
     Syscall {
@@ -187,6 +196,42 @@ pub struct Spec {
     /// the host's extra devices, as BuildKit's insecure entitlement gives.
     #[serde(default)]
     pub insecure: bool,
+    /// `RUN --mount`s, parents before what is mounted inside them
+    /// (`engine::mounts` prepares them).
+    #[serde(default)]
+    pub mounts: Vec<RunMount>,
+}
+
+/// One mount of a RUN (`RUN --mount`, or a secret the engine adds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMount {
+    /// Absolute in the root, cleaned.
+    pub target: String,
+    pub source: MountSource,
+    pub read_only: bool,
+}
+
+/// What is mounted at a [`RunMount`]'s target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A host path smelt prepared (never a path inside the build root),
+    /// or, with `within`, that path resolved beneath `source` as the
+    /// kernel resolves it for a process chrooted there (a stage's root or
+    /// the context: its links never lead out): bound onto the target, a
+    /// directory or (`file`) a regular file; a missing target is made as
+    /// one of those and removed afterwards.
+    Bind {
+        source: PathBuf,
+        file: bool,
+        #[serde(default)]
+        within: Option<String>,
+        /// The source outlives the RUN (a cache): in place without a
+        /// mount namespace, its contents are moved in and back.
+        #[serde(default)]
+        persistent: bool,
+    },
+    /// A fresh tmpfs of at most `size` bytes.
+    Tmpfs { size: Option<u64> },
 }
 
 /// The exit code of a sandbox that could not start the command (docker
@@ -249,7 +294,11 @@ const MAX_LINKS: u8 = 40;
 /// Opens `rel` beneath `root` as the kernel resolves it for a process
 /// chrooted there: symlinks (absolute ones too) and `..` stay inside
 /// `root`, and `/proc` magic links are refused.
-fn open_beneath(root: impl AsFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+pub(crate) fn open_beneath(
+    root: impl AsFd,
+    rel: &str,
+    flags: OFlags,
+) -> rustix::io::Result<OwnedFd> {
     let rel = rel.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
@@ -298,8 +347,11 @@ fn open_root(root: &std::path::Path) -> Result<OwnedFd, SandboxError> {
 
 /// The sandbox process: never returns on success (it exits with the
 /// command's status).
-pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, SandboxError> {
-    let spec: Spec = serde_json::from_str(spec_json).map_err(SandboxError::Spec)?;
+pub fn sandbox_main() -> Result<std::convert::Infallible, SandboxError> {
+    // on stdin, never the command line: a spec may carry secrets, and
+    // every process can read every other's /proc/PID/cmdline
+    let spec: Spec =
+        serde_json::from_reader(std::io::stdin().lock()).map_err(SandboxError::Spec)?;
     let (program, args) = spec.argv.split_first().ok_or(SandboxError::NoCommand)?;
     unshare_namespaces()?;
     if spec.network_none {
@@ -317,6 +369,7 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, Sandbox
     mount_dev(&root, spec.insecure)?;
     mount_sys(&root, spec.insecure)?;
     bind_host_files(&root)?;
+    mount_run_mounts(&root, &spec.mounts)?;
     let proc_dir = mount_point(&root, "proc")?;
     let (mut report, report_to) = std::io::pipe().map_err(SandboxError::Pipe)?;
     let init = Init {
@@ -336,6 +389,7 @@ pub fn sandbox_main(spec_json: &str) -> Result<std::convert::Infallible, Sandbox
     let mut command = Command::new(program);
     command
         .args(args)
+        .stdin(Stdio::null())
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)));
     start_init(&mut command, init);
@@ -657,6 +711,81 @@ fn bind_host_files(root: &OwnedFd) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// The RUN's own mounts, in order (parents first), each onto its target
+/// resolved beneath the root (a directory, or a file for a file's bind);
+/// read-only by a remount of the new mount where asked.
+fn mount_run_mounts(root: &OwnedFd, mounts: &[RunMount]) -> Result<(), SandboxError> {
+    for m in mounts {
+        let rel = m.target.trim_start_matches('/');
+        let flags = match m.source {
+            MountSource::Bind { file: true, .. } => OFlags::PATH,
+            _ => OFlags::PATH | OFlags::DIRECTORY,
+        };
+        let lookup = |errno| SandboxError::Lookup {
+            path: m.target.clone(),
+            errno,
+        };
+        let at = open_beneath(root, rel, flags).map_err(lookup)?;
+        let what = format!("mounting --mount target {}", m.target);
+        match &m.source {
+            MountSource::Bind {
+                source,
+                within,
+                file,
+                ..
+            } => {
+                let shown = format!("opening {}", source.display());
+                let src = match within {
+                    None => rustix::fs::open(source, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(failed(&shown))?,
+                    Some(rel) => {
+                        let top = open_root(source)?;
+                        let kind = if *file {
+                            OFlags::PATH
+                        } else {
+                            OFlags::PATH | OFlags::DIRECTORY
+                        };
+                        open_beneath(&top, rel, kind)
+                            .map_err(failed(&format!("{shown} (/{rel} in it)")))?
+                    }
+                };
+                rustix::mount::mount_bind(fd_path(&src), fd_path(&at)).map_err(failed(&what))?;
+            }
+            MountSource::Tmpfs { size } => {
+                let data = tmpfs_data(*size);
+                rustix::mount::mount(
+                    "tmpfs",
+                    fd_path(&at),
+                    "tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    data.as_deref(),
+                )
+                .map_err(failed(&what))?;
+            }
+        }
+        if m.read_only {
+            // the mount just made, on top
+            let top = open_beneath(root, rel, flags).map_err(lookup)?;
+            rustix::mount::mount_remount(
+                fd_path(&top),
+                MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+                "",
+            )
+            .map_err(failed(&format!(
+                "making --mount target {} read-only",
+                m.target
+            )))?;
+        }
+    }
+    Ok(())
+}
+
+/// A tmpfs mount's data: its size, when limited.
+fn tmpfs_data(size: Option<u64>) -> Option<std::ffi::CString> {
+    // digits only: no NUL byte
+    size.and_then(|s| std::ffi::CString::new(format!("size={s}")).ok())
+}
+
 /// What the first process of the RUN's PID namespace does between fork
 /// and exec.
 struct Init {
@@ -820,8 +949,12 @@ fn start_init(command: &mut Command, init: Init) {
 /// (`/proc`, `/dev` and `/sys` then appear, empty, in the layer).
 #[derive(Debug, Default)]
 struct MountPoints {
-    /// Files created: their directory and name.
-    created: Vec<(OwnedFd, String)>,
+    /// Files (and, for RUN mounts, directories) created: their directory,
+    /// name, and whether a directory.
+    created: Vec<(OwnedFd, String, bool)>,
+    /// Directories created are stubs to remove afterwards too (RUN
+    /// mounts, as BuildKit >= 0.11 removes them, recursively).
+    stubs: bool,
     /// Directories whose mtime creating a file changed: the directory,
     /// its (device, inode) and its mtime before.
     times: Vec<(OwnedFd, (u64, u64), rustix::fs::Timespec)>,
@@ -878,7 +1011,7 @@ impl MountPoints {
             .map(drop)
         };
         match made {
-            Ok(()) if dir => Ok(()),
+            Ok(()) if dir && !self.stubs => Ok(()),
             Ok(()) => {
                 let id = (before.st_dev, before.st_ino);
                 if !self.times.iter().any(|(_, i, _)| *i == id) {
@@ -892,7 +1025,7 @@ impl MountPoints {
                     })?;
                     self.times.push((again, id, mtime));
                 }
-                self.created.push((at, name.to_string()));
+                self.created.push((at, name.to_string(), dir));
                 Ok(())
             }
             // there but unresolved: a symlink whose target is missing
@@ -918,10 +1051,16 @@ impl MountPoints {
         }
     }
 
-    /// Removes the files created (if the command left them empty) and puts
-    /// their directories' times back, newest first.
+    /// Removes the files created (if the command left them empty) and the
+    /// stub directories (if empty), and puts their directories' times
+    /// back, newest first.
     fn restore(self) {
-        for (at, name) in self.created.iter().rev() {
+        for (at, name, dir) in self.created.iter().rev() {
+            if *dir {
+                // only while empty: what the command put there stays
+                let _ = rustix::fs::unlinkat(at, name.as_str(), AtFlags::REMOVEDIR);
+                continue;
+            }
             if let Ok(st) = rustix::fs::statat(at, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
                 && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
                 && st.st_size == 0
@@ -960,33 +1099,298 @@ fn pump<R: Read + Send + 'static>(stream: Option<R>, prefix: &str) -> std::threa
 /// Runs `spec` in the sandbox; `log_prefix` goes before each output line.
 /// Returns the exit code (or 128 + signal).
 pub fn run(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
-    if spec.in_place {
-        return spawn_in_place(spec, log_prefix, cancel);
-    }
+    // in place without CAP_SYS_ADMIN (an unprivileged kaniko container):
+    // no mount namespace, the contents are swapped in (`Swaps`)
+    let swap = spec.in_place && !spec.mounts.is_empty() && !has_sys_admin();
     let mut points = MountPoints::default();
+    let mut stubs = MountPoints {
+        stubs: true,
+        ..MountPoints::default()
+    };
     let prepared = open_root(&spec.root).and_then(|root| {
-        MOUNT_POINTS
-            .iter()
-            .try_for_each(|(rel, dir)| points.ensure(&root, rel, *dir, MAX_LINKS))
+        if !spec.in_place {
+            MOUNT_POINTS
+                .iter()
+                .try_for_each(|(rel, dir)| points.ensure(&root, rel, *dir, MAX_LINKS))?;
+        }
+        spec.mounts.iter().try_for_each(|m| {
+            let dir = !matches!(m.source, MountSource::Bind { file: true, .. });
+            let rel = m.target.trim_start_matches('/');
+            match rel.rsplit_once('/') {
+                // swapped: only the parents are made (and removed after)
+                Some((parent, _)) if swap => stubs.ensure(&root, parent, true, MAX_LINKS),
+                None if swap => Ok(()),
+                _ => {
+                    stubs.ensure(&root, rel, dir, MAX_LINKS)?;
+                    refuse_root(&root, rel, &m.target)
+                }
+            }
+        })
     });
     if let Err(e) = prepared {
+        stubs.restore();
         points.restore();
         return Err(SandboxError::Prepare(Box::new(e)));
     }
-    let result = spawn(spec, log_prefix, cancel);
+    let result = if swap {
+        let mut swaps = Swaps::default();
+        match swaps.swap_in(&spec.mounts) {
+            Ok(()) => {
+                let plain = Spec {
+                    mounts: Vec::new(),
+                    ..spec.clone()
+                };
+                let ran = spawn_in_place(&plain, log_prefix, cancel);
+                let back = swaps.swap_out();
+                ran.and_then(|code| back.map(|()| code))
+            }
+            Err(e) => {
+                let _ = swaps.swap_out();
+                Err(e)
+            }
+        }
+    } else if spec.in_place {
+        spawn_in_place(spec, log_prefix, cancel)
+    } else {
+        spawn(spec, log_prefix, cancel)
+    };
+    stubs.restore();
     points.restore();
     result
 }
 
+/// In place without a mount namespace, as the kaniko fork does it: what a
+/// target holds is moved aside, the mount's contents put there (a bind's
+/// copy or a cache directory moved in, copied when on another filesystem;
+/// an empty directory for a tmpfs), and after the RUN the contents go
+/// (a cache's back where they came from) and what was there comes back,
+/// its parent's mtime put back. `ro` cannot be enforced: a read-only
+/// cache is copied in and its copy thrown away.
+#[derive(Debug, Default)]
+struct Swaps(Vec<Swap>);
+
+#[derive(Debug)]
+struct Swap {
+    /// The target, its parent resolved.
+    target: PathBuf,
+    /// Where the target's own file went meanwhile.
+    aside: Option<PathBuf>,
+    /// A cache's directory, to take the contents back (moved, or copied
+    /// when `copied`).
+    back: Option<PathBuf>,
+    copied: bool,
+    /// The parent and its mtime before.
+    parent: (PathBuf, filetime::FileTime),
+}
+
+impl Swaps {
+    fn swap_in(&mut self, mounts: &[RunMount]) -> Result<(), SandboxError> {
+        for (i, m) in mounts.iter().enumerate() {
+            let io = |path: &std::path::Path| {
+                let path = path.display().to_string();
+                move |source| SandboxError::Io { path, source }
+            };
+            let (parent, name) = m.target.rsplit_once('/').unwrap_or(("", &m.target));
+            if matches!(name, "" | "." | "..") {
+                return Err(SandboxError::CannotCreate(m.target.clone()));
+            }
+            let parent = fs_err::canonicalize(if parent.is_empty() { "/" } else { parent })
+                .map_err(|source| SandboxError::Io {
+                    path: m.target.clone(),
+                    source,
+                })?;
+            let mtime = filetime::FileTime::from_last_modification_time(
+                &fs_err::metadata(&parent).map_err(io(&parent))?,
+            );
+            let target = parent.join(name);
+            let aside = if target.symlink_metadata().is_ok() {
+                let aside = parent.join(format!(".smelt-mount-{}-{i}-{name}", std::process::id()));
+                fs_err::rename(&target, &aside).map_err(io(&target))?;
+                Some(aside)
+            } else {
+                None
+            };
+            let mut swap = Swap {
+                target: target.clone(),
+                aside,
+                back: None,
+                copied: false,
+                parent: (parent, mtime),
+            };
+            let put = match &m.source {
+                MountSource::Bind {
+                    within: Some(_), ..
+                } => Err(SandboxError::InPlaceMount(m.target.clone())),
+                MountSource::Bind {
+                    source, persistent, ..
+                } => {
+                    let keep = *persistent && !m.read_only;
+                    if keep {
+                        swap.back = Some(source.clone());
+                    }
+                    // a bind's copy is ours to move; a read-only cache is copied
+                    let moved = if !*persistent || keep {
+                        rustix::fs::rename(source, &target)
+                    } else {
+                        Err(Errno::XDEV)
+                    };
+                    swap.copied = moved.is_err();
+                    match moved {
+                        Ok(()) => Ok(()),
+                        // another filesystem (or a read-only cache)
+                        Err(Errno::XDEV) => copy_all(source, &target).map_err(io(&target)),
+                        Err(errno) => Err(SandboxError::Create {
+                            path: m.target.clone(),
+                            errno,
+                        }),
+                    }
+                }
+                MountSource::Tmpfs { .. } => fs_err::create_dir(&target)
+                    .and_then(|()| {
+                        fs_err::set_permissions(
+                            &target,
+                            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+                        )
+                    })
+                    .map_err(io(&target)),
+            };
+            if put.is_err() {
+                // nothing moved in: the cache stays where it is, only a
+                // partial copy goes
+                swap.back = None;
+            }
+            self.0.push(swap);
+            put?;
+        }
+        Ok(())
+    }
+
+    /// Puts everything back, newest first; the first failure is returned
+    /// after every swap was tried.
+    fn swap_out(self) -> Result<(), SandboxError> {
+        let mut first = Ok(());
+        for s in self.0.into_iter().rev() {
+            let io = |path: &std::path::Path| {
+                let path = path.display().to_string();
+                move |source| SandboxError::Io { path, source }
+            };
+            let step = || -> Result<(), SandboxError> {
+                match (&s.back, s.copied) {
+                    (Some(back), false) => {
+                        fs_err::rename(&s.target, back).map_err(io(&s.target))?;
+                    }
+                    (Some(back), true) => {
+                        crate::fs::tree::remove_any(back).map_err(|e| SandboxError::Io {
+                            path: back.display().to_string(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                        copy_all(&s.target, back).map_err(io(back))?;
+                        remove_all(&s.target)?;
+                    }
+                    (None, _) => remove_all(&s.target)?,
+                }
+                if let Some(aside) = &s.aside {
+                    fs_err::rename(aside, &s.target).map_err(io(aside))?;
+                }
+                filetime::set_file_mtime(&s.parent.0, s.parent.1).map_err(io(&s.parent.0))
+            };
+            if let Err(e) = step()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
+/// Removes `path`, a directory tree or a file, if there.
+fn remove_all(path: &std::path::Path) -> Result<(), SandboxError> {
+    crate::fs::tree::remove_any(path).map_err(|e| SandboxError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// Copies the tree at `from` to `to` (which must not exist): directories,
+/// files, symlinks, with their modes, owners and mtimes.
+fn copy_all(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs_err::symlink_metadata(from)?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        fs_err::os::unix::fs::symlink(fs_err::read_link(from)?, to)?;
+    } else if kind.is_dir() {
+        fs_err::create_dir(to)?;
+        for entry in fs_err::read_dir(from)? {
+            let entry = entry?;
+            copy_all(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if kind.is_file() {
+        fs_err::copy(from, to)?;
+    } else {
+        // a device, fifo or socket of a cache: left out
+        return Ok(());
+    }
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        to,
+        Some(rustix::process::Uid::from_raw(meta.uid())),
+        Some(rustix::process::Gid::from_raw(meta.gid())),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    if !kind.is_symlink() {
+        fs_err::set_permissions(
+            to,
+            std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
+        )?;
+        filetime::set_file_mtime(to, filetime::FileTime::from_last_modification_time(&meta))?;
+    }
+    Ok(())
+}
+
+/// Fails when `rel` resolves to the root itself (a link to `/` or `..`):
+/// nothing may be mounted over the whole root (BuildKit's `invalid mount
+/// target "/"`).
+fn refuse_root(root: &OwnedFd, rel: &str, target: &str) -> Result<(), SandboxError> {
+    let id = |fd: &OwnedFd| {
+        rustix::fs::fstat(fd)
+            .map(|st| (st.st_dev, st.st_ino))
+            .map_err(|errno| SandboxError::Lookup {
+                path: target.to_string(),
+                errno,
+            })
+    };
+    let at = open_beneath(root, rel, OFlags::PATH).map_err(|errno| SandboxError::Lookup {
+        path: target.to_string(),
+        errno,
+    })?;
+    if id(&at)? == id(root)? {
+        return Err(SandboxError::MountOverRoot(target.to_string()));
+    }
+    Ok(())
+}
+
+/// Whether this process may make mount and network namespaces.
+fn has_sys_admin() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(CapabilitySet::SYS_ADMIN))
+}
+
 fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
     let exe = std::env::current_exe().map_err(SandboxError::OwnBinary)?;
-    let json = serde_json::to_string(spec).map_err(SandboxError::EncodeSpec)?;
+    let json = serde_json::to_vec(spec).map_err(SandboxError::EncodeSpec)?;
     let mut command = Command::new(&exe);
-    command.arg("__sandbox").arg(json);
-    let child = start(&mut command).map_err(|source| SandboxError::Start {
+    command.arg("__sandbox");
+    let started = |source| SandboxError::Start {
         exe: exe.clone(),
         source,
-    })?;
+    };
+    let mut child = start(&mut command, Stdio::piped()).map_err(started)?;
+    // the spec through a pipe (it may hold secrets): a failed write shows
+    // as the sandbox's own failure to read it
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&json);
+    }
     wait(child, log_prefix, cancel)
 }
 
@@ -1001,10 +1405,7 @@ fn spawn(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, Sand
 /// kaniko.
 fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<i32, SandboxError> {
     let (program, args) = spec.argv.split_first().ok_or(SandboxError::NoCommand)?;
-    if spec.network_none
-        && !rustix::thread::capabilities(None)
-            .is_ok_and(|c| c.effective.contains(CapabilitySet::SYS_ADMIN))
-    {
+    if spec.network_none && !has_sys_admin() {
         return Err(SandboxError::NoNetworkNamespace);
     }
     let mut command = Command::new(program);
@@ -1013,8 +1414,8 @@ fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.workdir);
-    drop_privileges(&mut command, spec);
-    let child = start(&mut command).map_err(|source| SandboxError::Exec {
+    drop_privileges(&mut command, spec)?;
+    let child = start(&mut command, Stdio::null()).map_err(|source| SandboxError::Exec {
         program: program.clone(),
         source,
     })?;
@@ -1022,17 +1423,19 @@ fn spawn_in_place(spec: &Spec, log_prefix: &str, cancel: &AtomicBool) -> Result<
 }
 
 #[allow(unsafe_code)]
-fn drop_privileges(command: &mut Command, spec: &Spec) {
+fn drop_privileges(command: &mut Command, spec: &Spec) -> Result<(), SandboxError> {
     use rustix::process::{Gid, Uid};
     let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     let gid = Gid::from_raw(spec.gid);
     let uid = Uid::from_raw(spec.uid);
     let network_none = spec.network_none;
+    let mounts = InPlaceMounts::of(&spec.mounts, &spec.workdir)?;
     let hook = move || -> std::io::Result<()> {
         if network_none {
             unshare_network()?;
             loopback_up()?;
         }
+        mounts.mount()?;
         // the forked child has one thread: the thread's ids are the process's
         rustix::thread::set_thread_groups(&groups)?;
         rustix::thread::set_thread_res_gid(gid, gid, gid)?;
@@ -1040,19 +1443,111 @@ fn drop_privileges(command: &mut Command, spec: &Spec) {
         Ok(())
     };
     // SAFETY: the hook makes system calls only and neither allocates nor
-    // takes locks (the group list was built before the fork, the netlink
-    // buffers are on the stack).
+    // takes locks (the group list and the mounts' paths were built before
+    // the fork, the netlink buffers are on the stack).
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, hook);
+    }
+    Ok(())
+}
+
+/// In place, a RUN's mounts: made in a mount namespace of the command's
+/// own between fork and exec, so they vanish with it. The paths are C
+/// strings built before the fork (the hook must not allocate).
+struct InPlaceMounts {
+    mounts: Vec<(std::ffi::CString, InPlaceSource, bool)>,
+    /// Entered again once mounted: the working directory may be a mount
+    /// target, or below one.
+    workdir: Option<std::ffi::CString>,
+}
+
+enum InPlaceSource {
+    Bind(std::ffi::CString),
+    Tmpfs(Option<std::ffi::CString>),
+}
+
+impl InPlaceMounts {
+    fn of(mounts: &[RunMount], workdir: &str) -> Result<InPlaceMounts, SandboxError> {
+        let c = |s: &str| {
+            std::ffi::CString::new(s.as_bytes()).map_err(|_| SandboxError::InPlaceMount(s.into()))
+        };
+        let mut made = Vec::new();
+        for m in mounts {
+            let source = match &m.source {
+                MountSource::Bind {
+                    source,
+                    within: None,
+                    ..
+                } => InPlaceSource::Bind(c(&source.to_string_lossy())?),
+                // resolving beneath a root needs the sandbox: engine::mounts
+                // copies instead in place
+                MountSource::Bind { .. } => {
+                    return Err(SandboxError::InPlaceMount(m.target.clone()));
+                }
+                MountSource::Tmpfs { size } => InPlaceSource::Tmpfs(tmpfs_data(*size)),
+            };
+            made.push((c(&m.target)?, source, m.read_only));
+        }
+        Ok(InPlaceMounts {
+            workdir: c(workdir).ok(),
+            mounts: made,
+        })
+    }
+
+    /// Unshares the mount namespace and mounts each; system calls only.
+    #[allow(unsafe_code)]
+    fn mount(&self) -> std::io::Result<()> {
+        use rustix::mount::{
+            MountPropagationFlags, mount, mount_bind, mount_change, mount_remount,
+        };
+        if self.mounts.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: CLONE_FILES is not among the flags; the forked child
+        // has one thread.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
+        match mount_change(
+            c"/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        ) {
+            // `/` is not a mount point: a chroot, not a container (whose
+            // root always is one, and which smelt asks `--force` for); the
+            // mounts there keep the propagation their caller chose
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for (target, source, read_only) in &self.mounts {
+            match source {
+                InPlaceSource::Bind(s) => mount_bind(s.as_c_str(), target.as_c_str())?,
+                InPlaceSource::Tmpfs(data) => mount(
+                    c"tmpfs",
+                    target.as_c_str(),
+                    c"tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    data.as_deref(),
+                )?,
+            }
+            if *read_only {
+                mount_remount(
+                    target.as_c_str(),
+                    MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+                    c"",
+                )?;
+            }
+        }
+        if let Some(w) = &self.workdir {
+            rustix::process::chdir(w.as_c_str())?;
+        }
+        Ok(())
     }
 }
 
 /// Starts the child in a process group of its own, so a cancelled build
 /// can stop it and everything it started.
-fn start(command: &mut Command) -> std::io::Result<std::process::Child> {
+fn start(command: &mut Command, stdin: Stdio) -> std::io::Result<std::process::Child> {
     std::os::unix::process::CommandExt::process_group(command, 0);
     command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

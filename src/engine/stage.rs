@@ -9,9 +9,9 @@ use super::copy::{self, Chmod, CopyJob, InlineFile};
 use super::copy_sources::{Bodies, CopySources, CopyWords};
 use super::download::Fetched;
 use super::metadata::{self, StageVars};
-use super::sandbox;
 use super::scope::BuildArgs;
 use super::{EngineError, Platform, users};
+use super::{mounts, sandbox};
 use crate::dockerfile::{CommandForm, Dockerfile, Instruction, Located, Source};
 use crate::fs::ignore::RootIgnores;
 use crate::fs::root::Root;
@@ -61,6 +61,10 @@ pub struct BuildEnv<'a> {
     pub cache: Option<Cache>,
     /// ADD's downloaded URLs, shared by the cache keys and the steps.
     pub downloads: super::download::Downloads,
+    /// Where `RUN --mount=type=cache` directories live (kept between
+    /// builds), and a directory of this build for bind copies.
+    pub cache_mounts: PathBuf,
+    pub mount_scratch: PathBuf,
 }
 
 impl BuildEnv<'_> {
@@ -117,6 +121,8 @@ pub enum StepError {
     Sandbox(#[from] sandbox::SandboxError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
 }
 
 /// The config of an empty (`FROM scratch`) image, as BuildKit makes it.
@@ -256,7 +262,7 @@ impl StageState {
                 let argv = run_argv(&self.config.config, run);
                 created_by = format!("RUN {} # buildkit", argv.join(" "));
                 changes = Some(
-                    self.run(env, run, &argv, &args.predefined())
+                    self.run(env, run, &argv, &args.predefined(), copy_from)
                         .map_err(|e| fail(&e))?,
                 );
             }
@@ -338,6 +344,7 @@ impl StageState {
         run: &crate::dockerfile::Run,
         argv: &[String],
         proxies: &[(String, String)],
+        copy_from: &CopySources,
     ) -> Result<ChangeSet, StepError> {
         let (uid, gid, groups) = users::run_user(&self.root, &self.config.config.user)?;
         let workdir = self.workdir().to_string();
@@ -359,6 +366,27 @@ impl StageState {
         if !run_env.iter().any(|(k, _)| k == "PATH") {
             run_env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
         }
+        let mounts = self.run_mounts(env, run)?;
+        let workdir_now = workdir.clone();
+        let tree = |from: Option<&str>| {
+            copy_from
+                .source_tree(env.dockerfile, env.context, from)
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|_| mounts::MountError::NotPrepared {
+                    from: from.unwrap_or_default().to_string(),
+                })
+        };
+        let mount_env = mounts::MountEnv {
+            caches: &env.cache_mounts,
+            scratch: &env.mount_scratch,
+            now: env.now(),
+            copies_only: env.in_place || run.security.as_deref() == Some("insecure"),
+        };
+        let prepared = mounts::prepare(&mounts, &workdir_now, &tree, &mount_env)?;
+        for (k, v) in &prepared.env {
+            run_env.retain(|(e, _)| e != k);
+            run_env.push((k.clone(), v.clone()));
+        }
         let before = match self.index.take() {
             Some(i) => i,
             None => snapshot::walk(&self.root, &env.ignores)?,
@@ -376,8 +404,12 @@ impl StageState {
             // kaniko and BuildKit's host entitlement
             network_none: run.network.as_deref() == Some("none"),
             insecure: run.security.as_deref() == Some("insecure"),
+            mounts: prepared.mounts.clone(),
         };
-        let code = sandbox::run(&spec, &format!("[{}] ", self.label), &env.cancelled)?;
+        let code = sandbox::run(&spec, &format!("[{}] ", self.label), &env.cancelled);
+        // caches unlocked, bind copies (and what the RUN wrote in them) gone
+        drop(prepared);
+        let code = code?;
         if code != 0 {
             let command = argv.join(" ");
             return Err(if code == sandbox::SETUP_FAILED {
@@ -399,6 +431,18 @@ impl StageState {
         );
         self.index = Some(after);
         Ok(changes)
+    }
+
+    /// The RUN's `--mount` values, parsed with their variables expanded as
+    /// the step sees them.
+    pub fn run_mounts(
+        &self,
+        env: &BuildEnv<'_>,
+        run: &crate::dockerfile::Run,
+    ) -> Result<Vec<mounts::Mount>, mounts::MountError> {
+        let env_list: &[String] = self.config.config.env.as_deref().unwrap_or(&[]);
+        let vars = self.vars.scope.view(env_list);
+        parse_mounts(env, run, &vars, &self.vars.budget)
     }
 
     /// Adds the history entry and, when files changed, the layer.
@@ -588,6 +632,26 @@ pub(crate) fn run_argv(config: &RunConfig, run: &crate::dockerfile::Run) -> Vec<
         }
         form => metadata::with_shell(config, form),
     }
+}
+
+/// The `--mount` values of `run`, parsed, expanded with `vars`.
+pub(crate) fn parse_mounts(
+    env: &BuildEnv<'_>,
+    run: &crate::dockerfile::Run,
+    vars: &dyn crate::dockerfile::Vars,
+    budget: &crate::dockerfile::Budget,
+) -> Result<Vec<mounts::Mount>, mounts::MountError> {
+    let lexer = env.dockerfile.lexer();
+    run.mounts
+        .iter()
+        .map(|m| {
+            mounts::parse(m, &mut |v| {
+                lexer
+                    .process_word_in(v, vars, budget)
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect()
 }
 
 /// The instruction as written, for history and logs.

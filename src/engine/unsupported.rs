@@ -44,6 +44,9 @@ pub enum Refused {
     /// (words holding a variable are judged when the step runs).
     #[error(transparent)]
     Sources(#[from] super::copy_sources::CopySourceError),
+    /// A `--mount` value BuildKit's parser refuses (its words).
+    #[error("{0}")]
+    Mount(String),
 }
 
 /// What `inst` needs that smelt lacks, or a mode no builder knows, if
@@ -51,8 +54,21 @@ pub enum Refused {
 pub fn missing(inst: &Instruction) -> Option<Refused> {
     match inst {
         Instruction::Run(run) => {
-            if !run.mounts.is_empty() {
-                return Some(Refused::Missing("RUN --mount".to_string()));
+            // bind, cache and tmpfs are built (engine/mounts.rs); secret
+            // and ssh wait for their sources
+            for m in &run.mounts {
+                use super::mounts::MountType;
+                if let Err(e) = super::mounts::check_as_written(m) {
+                    return Some(Refused::Mount(e.to_string()));
+                }
+                if let Some(kind @ (MountType::Secret | MountType::Ssh)) =
+                    super::mounts::kind_as_written(m)
+                {
+                    return Some(Refused::Missing(format!(
+                        "RUN --mount=type={}",
+                        kind.name()
+                    )));
+                }
             }
             match run.network.as_deref() {
                 None | Some("default") | Some("host") | Some("none") => {}
@@ -106,8 +122,22 @@ mod tests {
                 None,
             ),
             (
-                "FROM a\nRUN true\nRUN --mount=type=cache,target=/c true\n",
-                Some("Dockerfile:3: RUN: RUN --mount is not implemented yet"),
+                "FROM a\nRUN true\nRUN --mount=type=cache,target=/c --mount=target=/b true\n",
+                None,
+            ),
+            (
+                "FROM a\nRUN true\nRUN --mount=type=cache,target=/c,colour=red true\n",
+                Some("Dockerfile:3: RUN: unexpected key 'colour' in 'colour=red'"),
+            ),
+            (
+                "FROM a\nRUN --mount=from=$S,target=/c true\n",
+                Some(
+                    "Dockerfile:2: RUN: 'from' doesn't support variable expansion, define alias stage instead",
+                ),
+            ),
+            (
+                "FROM a\nRUN true\nRUN --mount=type=secret,id=x true\n",
+                Some("Dockerfile:3: RUN: RUN --mount=type=secret is not implemented yet"),
             ),
             (
                 "FROM a\nRUN --network=none true\nRUN --security=insecure true\n",
@@ -151,8 +181,8 @@ mod tests {
             ),
             ("FROM a\nONBUILD RUN --mount=type=secret,id=x true\n", None),
             (
-                "FROM a AS one\nRUN true\nFROM a\nRUN --mount=type=tmpfs,target=/t true\n",
-                Some("Dockerfile:4: RUN: RUN --mount is not implemented yet"),
+                "FROM a AS one\nRUN true\nFROM a\nRUN --mount=type=ssh,target=/t true\n",
+                Some("Dockerfile:4: RUN: RUN --mount=type=ssh is not implemented yet"),
             ),
         ];
         for (text, want) in rows {
@@ -163,7 +193,7 @@ mod tests {
     #[test]
     fn stages_not_built_are_not_judged() {
         let df = Dockerfile::parse_bytes(
-            b"FROM a AS unused\nRUN --mount=type=cache,target=/c true\nFROM a\nRUN true\n",
+            b"FROM a AS unused\nRUN --mount=type=secret,id=c true\nFROM a\nRUN true\n",
             "Dockerfile",
         )
         .expect("parse");

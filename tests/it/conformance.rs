@@ -406,6 +406,8 @@ cases! {
     copy_exclude_matches_current_docker => "copy-exclude",
     copy_parents_matches_current_docker => "copy-parents",
     copy_link_matches_current_docker => "copy-link",
+    run_mounts_match_docker => "run-mounts",
+    run_mount_stubs_match_current_docker => "run-mount-stubs",
 }
 
 /// An extra check, not part of the suite: every case folder under

@@ -30,5 +30,6 @@ mod push_pull;
 mod readme_flags;
 mod reproducible;
 mod run;
+mod run_mount;
 mod sandbox;
 mod signals;

@@ -60,6 +60,8 @@ pub struct StepView<'a> {
     pub shell: &'a [String],
     /// COPY/ADD: the digest of the source files.
     pub sources: Option<&'a str>,
+    /// RUN --mount: one line per mount ([`mount_lines`]).
+    pub mounts: Option<&'a str>,
 }
 
 /// What a step's key was made of, kept in its entry (as labels) so a
@@ -79,13 +81,15 @@ pub struct KeyInputs {
     /// ADD downloads (`URL sha256:…`) or repository it adds
     /// (`URL#REF:DIR COMMIT`), URLs without credentials.
     pub sources: Option<String>,
+    /// RUN --mount: one line per mount, its target first.
+    pub mounts: Option<String>,
 }
 
 pub(super) const LABEL: &str = "dev.smelt.cache.";
 
 impl KeyInputs {
     /// The inputs as fields: (name, value), the name as a report gives it.
-    fn fields(&self) -> [(&'static str, Option<&str>); 7] {
+    fn fields(&self) -> [(&'static str, Option<&str>); 8] {
         [
             ("instruction", Some(&self.instruction)),
             ("args and env", Some(&self.vars)),
@@ -94,6 +98,7 @@ impl KeyInputs {
             ("workdir", Some(&self.workdir)),
             ("shell", Some(&self.shell)),
             ("files", self.sources.as_deref()),
+            ("mounts", self.mounts.as_deref()),
         ]
     }
 
@@ -108,7 +113,8 @@ impl KeyInputs {
     }
 
     /// Which inputs differ from those an entry was stored with, by name;
-    /// a changed download (ADD of a URL) as `URL now DIGEST`.
+    /// a changed download (ADD of a URL) as `URL now DIGEST`, a RUN mount
+    /// that changed by its target (`mount /src`).
     pub fn changed_from(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
         let mut changed = Vec::new();
         for (name, v) in self.fields() {
@@ -118,26 +124,10 @@ impl KeyInputs {
             if stored == v {
                 continue;
             }
-            if name != "files" {
-                changed.push(name.to_string());
-                continue;
-            }
-            // the context's digest, then a line per download
-            let ours: Vec<&str> = v.unwrap_or_default().split('\n').collect();
-            let theirs: Vec<&str> = stored.unwrap_or_default().split('\n').collect();
-            let before = changed.len();
-            if ours[0] != theirs[0] {
-                changed.push(name.to_string());
-            }
-            for line in &ours[1..] {
-                if !theirs[1..].contains(line) {
-                    let (url, digest) = line.split_once(' ').unwrap_or((line, ""));
-                    changed.push(format!("{url} now {digest}"));
-                }
-            }
-            // a download left out
-            if changed.len() == before {
-                changed.push(name.to_string());
+            match name {
+                "files" => changed.extend(changed_files(v, stored)),
+                "mounts" => changed.extend(changed_mounts(v, stored)),
+                _ => changed.push(name.to_string()),
             }
         }
         changed
@@ -147,6 +137,45 @@ impl KeyInputs {
     pub fn next_tag(prev: &str) -> String {
         format!("next-{prev}")
     }
+}
+
+/// What changed in a COPY/ADD's sources: the context's digest (`files`),
+/// then a line per download, named `URL now DIGEST`.
+fn changed_files(now: Option<&str>, then: Option<&str>) -> Vec<String> {
+    let ours: Vec<&str> = now.unwrap_or_default().split('\n').collect();
+    let theirs: Vec<&str> = then.unwrap_or_default().split('\n').collect();
+    let mut changed = Vec::new();
+    if ours[0] != theirs[0] {
+        changed.push("files".to_string());
+    }
+    for line in &ours[1..] {
+        if !theirs[1..].contains(line) {
+            let (url, digest) = line.split_once(' ').unwrap_or((line, ""));
+            changed.push(format!("{url} now {digest}"));
+        }
+    }
+    // a download left out
+    if changed.is_empty() {
+        changed.push("files".to_string());
+    }
+    changed
+}
+
+/// What changed in a RUN's mounts: each target whose line differs, as
+/// `mount TARGET`.
+fn changed_mounts(now: Option<&str>, then: Option<&str>) -> Vec<String> {
+    let lines = |s: Option<&str>| -> Vec<String> {
+        s.unwrap_or_default().lines().map(str::to_string).collect()
+    };
+    let (now, then) = (lines(now), lines(then));
+    let mut targets: Vec<&str> = now
+        .iter()
+        .filter(|l| !then.contains(l))
+        .chain(then.iter().filter(|l| !now.contains(l)))
+        .map(|l| l.split('\t').next().unwrap_or_default())
+        .collect();
+    targets.dedup();
+    targets.iter().map(|t| format!("mount {t}")).collect()
 }
 
 /// The key of a `COPY --link` after `prev`, with what it was made of: as
@@ -198,6 +227,7 @@ pub fn step_key(prev: &str, view: &StepView<'_>) -> KeyInputs {
         workdir: view.workdir.to_string(),
         shell: view.shell.join(" "),
         sources: view.sources.map(str::to_string),
+        mounts: view.mounts.map(str::to_string),
     };
     let mut k = KeyHasher::new(prev);
     for (name, value) in inputs.fields() {
@@ -242,12 +272,26 @@ pub fn step_keys(
     let mut keys = Vec::new();
     for step in steps {
         let mut linked = false;
+        let mut mounts = None;
         let (text, sources, cached) = match &step.value {
             Instruction::Run(run) => {
                 let argv = run_argv(&config.config, run);
                 let mut text = format!("RUN {}", argv.join(" "));
-                for m in &run.mounts {
-                    text.push_str(&format!(" --mount={m:?}"));
+                let mut cached = cache.opts.run_layers;
+                if !run.mounts.is_empty() {
+                    match mount_lines(&config, &vars, env, cache, run, copy_from) {
+                        Ok(lines) => mounts = Some(lines),
+                        Err(e) => {
+                            // the step itself will say what is wrong
+                            log::debug!(
+                                "[{}] no cache key for line {}: {e}",
+                                state.label,
+                                step.line
+                            );
+                            text.push_str(" unreadable");
+                            cached = false;
+                        }
+                    }
                 }
                 // what the command can reach changes what it makes
                 if let Some(n) = run.network.as_deref().filter(|n| *n != "default") {
@@ -256,7 +300,7 @@ pub fn step_keys(
                 if let Some(s) = run.security.as_deref().filter(|s| *s != "sandbox") {
                     text.push_str(&format!(" --security={s}"));
                 }
-                (text, None, cache.opts.run_layers)
+                (text, None, cached)
             }
             Instruction::Copy(c) => {
                 match copy_key_parts(&config, &vars, env, cache, step, c, copy_from) {
@@ -292,6 +336,7 @@ pub fn step_keys(
             workdir: metadata::workdir(&config.config),
             shell: &shell,
             sources: sources.as_deref(),
+            mounts: mounts.as_deref(),
         };
         let key = if linked {
             let key = link_key(&prev, &view);
@@ -305,6 +350,40 @@ pub fn step_keys(
         keys.push(cached.then_some(key));
     }
     Ok((keys, prev))
+}
+
+/// A RUN's mounts as its key sees them, as BuildKit keys them: one line
+/// per mount, `target<TAB>options<TAB>content`, where a bind's content is
+/// the digest of the files it shows (the context's, with `.dockerignore`
+/// applied, or the stage's or image's) and a cache's or tmpfs's is empty
+/// (their options only: what a cache holds never takes part).
+fn mount_lines(
+    config: &ImageConfig,
+    vars: &StageVars,
+    env: &BuildEnv<'_>,
+    cache: &Cache,
+    run: &crate::dockerfile::Run,
+    copy_from: &CopySources,
+) -> Result<String, CacheError> {
+    use crate::engine::mounts::MountType;
+    let env_list: &[String] = config.config.env.as_deref().unwrap_or(&[]);
+    let seen = vars.scope.view(env_list);
+    let workdir = metadata::workdir(&config.config);
+    let mounts = crate::engine::stage::parse_mounts(env, run, &seen, &vars.budget)?;
+    let mut lines = Vec::new();
+    for m in &mounts {
+        let target = m.target_in(workdir)?;
+        let content = if m.kind == MountType::Bind {
+            let tree = copy_from.source_tree(env.dockerfile, env.context, m.from.as_deref())?;
+            let source = crate::lexpath::join("/", m.source.as_deref().unwrap_or("/"));
+            let none = crate::dockerfile::DockerIgnore::default();
+            cache.sources_digest(&tree, &[source], &none, false)?
+        } else {
+            String::new()
+        };
+        lines.push(format!("{target}\t{}\t{content}", m.key_text(&target)));
+    }
+    Ok(lines.join("\n"))
 }
 
 /// A COPY/ADD as its key sees it: the expanded instruction, and the

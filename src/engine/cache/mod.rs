@@ -71,6 +71,9 @@ pub enum CacheError {
     Registry(#[from] crate::registry::RegistryError),
     #[error(transparent)]
     Engine(Box<EngineError>),
+    /// A RUN's `--mount` values, as the step itself will report them.
+    #[error(transparent)]
+    Mount(#[from] crate::engine::mounts::MountError),
 }
 pub use key::{KeyHasher, KeyInputs, StepView, base_key, step_key, step_keys};
 pub use lookup::{fetch_hit, gone_from_cache, look_up, store_in_cache};
@@ -401,6 +404,7 @@ mod tests {
             workdir: "/",
             shell: &shell,
             sources: None,
+            mounts: None,
         };
         let k = step_key("prev", &view).key;
         assert_eq!(k.len(), 64);
@@ -461,6 +465,7 @@ mod tests {
                 workdir: "/",
                 shell: &shell,
                 sources: None,
+                mounts: None,
             },
         );
         let history = History {
