@@ -178,6 +178,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         cancelled: std::sync::Arc::clone(&cancelled),
         cache,
         downloads: super::download::Downloads::new(work.path().join("downloads")),
+        secrets: &opts.secrets,
         cache_mounts,
         mount_scratch: work.path().join("mounts"),
     };

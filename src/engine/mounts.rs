@@ -74,8 +74,18 @@ pub enum MountError {
     Expand(String),
     #[error("--mount from={from}: not a stage or image this build prepared")]
     NotPrepared { from: String },
-    #[error("--mount type={0}: it needs the secrets support, not implemented yet")]
-    NotYet(&'static str),
+    /// A secret that cannot be read (`SecretError`'s text: the id and
+    /// where it was to come from, never the value).
+    #[error("{0}")]
+    Secret(String),
+    #[error(
+        "secret {0}: not found (give it with --secret id={0},src=FILE or --secret id={0},env=VAR)"
+    )]
+    SecretMissing(String),
+    #[error(
+        "no SSH key {0:?} forwarded from the client (give it with --ssh {0}=SOCKET, or --ssh default)"
+    )]
+    SshMissing(String),
     #[error("--mount target {target}: {source_path} in the {tree}: {message}")]
     Copy {
         target: String,
@@ -415,15 +425,6 @@ pub fn parse(
     Ok(m)
 }
 
-/// The mount type of a `--mount` value as written (variables left
-/// unexpanded), for judging a step before it runs; `None` when the value
-/// does not parse (the step says why when it runs).
-pub fn kind_as_written(value: &str) -> Option<MountType> {
-    parse(value, &mut |v| Ok(v.to_string()))
-        .ok()
-        .map(|m| m.kind)
-}
-
 /// Judges a `--mount` value as written, as BuildKit's parser does before
 /// anything is built: a `from=` with a variable is refused, and a value
 /// without variables must parse (one with them is judged when its step
@@ -539,6 +540,8 @@ pub struct MountEnv<'a> {
     /// A directory of this build for bind copies and private caches.
     pub scratch: &'a Path,
     pub now: i64,
+    /// What `--secret` and `--ssh` gave.
+    pub secrets: &'a crate::engine::secrets::Secrets,
     /// Binds are always copies: in place (the command's own mount
     /// namespace is made between fork and exec, where nothing can be
     /// resolved beneath a root, or the contents are swapped in), and for
@@ -555,10 +558,16 @@ pub struct Prepared {
     /// Variables the RUN's environment gets from its mounts (a secret's
     /// `env=`), after the step's own.
     pub env: Vec<(String, String)>,
+    /// The sockets forwarding to SSH agents, closed when dropped (before
+    /// the directories holding them go).
+    _agents: Vec<crate::engine::secrets::AgentProxy>,
     /// Scratch directories, removed when dropped.
     _dirs: Vec<tempfile::TempDir>,
     /// Locked cache lock files, unlocked when dropped (closing them).
     _locks: Vec<fs_err::File>,
+    /// `SSH_AUTH_SOCK` for the RUN when its own environment has none: the
+    /// first ssh mount's target, as BuildKit sets it.
+    pub ssh_auth_sock: Option<String>,
     /// The caches this RUN holds, by directory: a second mount of one
     /// shares the first's lock (a second `flock` would wait for it).
     held: Vec<PathBuf>,
@@ -573,7 +582,20 @@ pub fn prepare(
     env: &MountEnv<'_>,
 ) -> Result<Prepared, MountError> {
     let mut prepared = Prepared::default();
+    let mut agents = 0;
     for m in mounts {
+        match m.kind {
+            MountType::Secret => {
+                prepare_secret(m, workdir, env, &mut prepared)?;
+                continue;
+            }
+            MountType::Ssh => {
+                prepare_ssh(m, agents, workdir, env, &mut prepared)?;
+                agents += 1;
+                continue;
+            }
+            _ => {}
+        }
         let target = m.target_in(workdir)?;
         let source = match m.kind {
             MountType::Bind => match direct_bind(m, &target, tree, env)? {
@@ -608,11 +630,8 @@ pub fn prepare(
                 }
             }
             MountType::Tmpfs => MountSource::Tmpfs { size: m.size },
-            // the secrets module provides these: a host file (or the
-            // agent's socket) as `MountSource::Bind { file: true, .. }`,
-            // read-only, and for `env=` a pair pushed to `prepared.env`;
-            // what must live until the RUN ends goes in `prepared._dirs`
-            MountType::Secret | MountType::Ssh => return Err(MountError::NotYet(m.kind.name())),
+            // prepared above
+            MountType::Secret | MountType::Ssh => continue,
         };
         prepared.mounts.push(RunMount {
             target,
@@ -623,6 +642,133 @@ pub fn prepare(
     // parents before what is mounted inside them
     prepared.mounts.sort_by(|a, b| a.target.cmp(&b.target));
     Ok(prepared)
+}
+
+/// `type=secret`, as BuildKit's frontend reads it: the id is `id=` (or
+/// `source=`), else the target's last name; the value becomes a file at
+/// the target (by default `/run/secrets/ID`, unless only `env=` is
+/// given) with mode 0400 and owner 0:0 unless told, read-only, and/or the
+/// variable `env=` names. A secret not given is skipped, unless
+/// `required`.
+fn prepare_secret(
+    m: &Mount,
+    workdir: &str,
+    env: &MountEnv<'_>,
+    prepared: &mut Prepared,
+) -> Result<(), MountError> {
+    let id = match (m.source.as_deref(), m.id.as_deref()) {
+        (Some(s), _) if !s.is_empty() => s.to_string(),
+        (_, Some(i)) if !i.is_empty() => i.to_string(),
+        _ if !m.target.is_empty() => lexpath::base_name(&m.target).to_string(),
+        _ => return Err(MountError::SecretNeeds),
+    };
+    let value = env
+        .secrets
+        .value(&id)
+        .map_err(|e| MountError::Secret(e.to_string()))?;
+    let Some(value) = value else {
+        if m.required {
+            return Err(MountError::SecretMissing(id));
+        }
+        log::debug!("secret {id} was not given: the RUN runs without it");
+        return Ok(());
+    };
+    if let Some(var) = &m.env {
+        prepared
+            .env
+            .push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+    }
+    let target = match (m.target.is_empty(), &m.env) {
+        (true, Some(_)) => return Ok(()),
+        (true, None) => format!("/run/secrets/{}", lexpath::base_name(&id)),
+        (false, _) => m.target_in(workdir)?,
+    };
+    let dir = scratch_dir(env, &target)?;
+    let file = dir.path().join("secret");
+    crate::engine::secrets::write_secret_file(
+        &file,
+        &value,
+        m.mode.unwrap_or(0o400),
+        (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+    )
+    .map_err(|e| MountError::Scratch {
+        target: target.clone(),
+        path: file.display().to_string(),
+        message: e.to_string(),
+    })?;
+    prepared._dirs.push(dir);
+    prepared.mounts.push(RunMount {
+        target,
+        source: MountSource::Bind {
+            source: file,
+            file: true,
+            within: None,
+            persistent: false,
+        },
+        read_only: true,
+    });
+    Ok(())
+}
+
+/// `type=ssh`, the `n`th of the RUN: a socket of the build's own
+/// forwarding to the agent `--ssh` gave for the id (`default` unless
+/// `id=`), at the target (by default `/run/buildkit/ssh_agent.N`) with
+/// mode 0600 and owner 0:0 unless told; the first one's target is the
+/// RUN's `SSH_AUTH_SOCK`. An agent not given is skipped, unless
+/// `required`.
+fn prepare_ssh(
+    m: &Mount,
+    n: usize,
+    workdir: &str,
+    env: &MountEnv<'_>,
+    prepared: &mut Prepared,
+) -> Result<(), MountError> {
+    let id =
+        m.id.as_deref()
+            .filter(|i| !i.is_empty())
+            .unwrap_or("default");
+    let Some(agent) = env.secrets.agent(id) else {
+        if m.required {
+            return Err(MountError::SshMissing(id.to_string()));
+        }
+        log::debug!("no SSH agent {id} was given: the RUN runs without it");
+        return Ok(());
+    };
+    let target = if m.target.is_empty() {
+        format!("/run/buildkit/ssh_agent.{n}")
+    } else {
+        m.target_in(workdir)?
+    };
+    let dir = scratch_dir(env, &target)?;
+    let socket = dir.path().join("agent.sock");
+    let proxy = crate::engine::secrets::AgentProxy::start(
+        agent,
+        socket.clone(),
+        m.mode.unwrap_or(0o600),
+        (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+    )
+    .map_err(|e| MountError::Scratch {
+        target: target.clone(),
+        path: socket.display().to_string(),
+        message: e.to_string(),
+    })?;
+    // the proxy goes before its directory
+    prepared._agents.push(proxy);
+    prepared._dirs.push(dir);
+    if prepared.ssh_auth_sock.is_none() {
+        prepared.ssh_auth_sock = Some(target.clone());
+    }
+    prepared.mounts.push(RunMount {
+        target,
+        source: MountSource::Bind {
+            source: socket,
+            file: true,
+            within: None,
+            persistent: false,
+        },
+        read_only: false,
+    });
+    Ok(())
 }
 
 /// A fresh scratch directory for a mount.
@@ -1146,10 +1292,6 @@ mod tests {
             "invalid mount target \"/\""
         );
         assert_eq!(m.target_in("/w").unwrap(), "/w");
-        assert_eq!(
-            kind_as_written("type=secret,id=$X"),
-            Some(MountType::Secret)
-        );
         assert_eq!(check_as_written("type=cache,target=/c,mode=$M"), Ok(()));
         assert_eq!(
             check_as_written("from=$STAGE,target=/c"),
@@ -1167,10 +1309,12 @@ mod tests {
     /// mount's directory.
     fn cache_of(values: &[&str], caches: &Path, scratch: &Path) -> (Prepared, PathBuf) {
         let mounts: Vec<Mount> = values.iter().map(|v| parsed(v).unwrap()).collect();
+        let no_secrets = crate::engine::secrets::Secrets::default();
         let env = MountEnv {
             caches,
             scratch,
             now: 0,
+            secrets: &no_secrets,
             copies_only: false,
         };
         let no_tree = |_: Option<&str>| -> Result<SourceTree, MountError> {

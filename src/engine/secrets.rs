@@ -241,6 +241,8 @@ pub fn write_secret_file(
 #[derive(Debug)]
 pub struct AgentProxy {
     path: PathBuf,
+    /// The listening socket, shut down to wake the accepting thread.
+    listener: std::os::unix::net::UnixListener,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -259,12 +261,13 @@ impl AgentProxy {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = std::sync::Arc::clone(&stop);
         let agent = agent.to_path_buf();
+        let own = listener.try_clone()?;
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stopped.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
-                let Ok(conn) = conn else { continue };
+                let Ok(conn) = conn else { break };
                 match std::os::unix::net::UnixStream::connect(&agent) {
                     Ok(upstream) => forward(conn, upstream),
                     Err(e) => {
@@ -275,6 +278,7 @@ impl AgentProxy {
         });
         Ok(AgentProxy {
             path,
+            listener: own,
             stop,
             thread: Some(thread),
         })
@@ -289,8 +293,9 @@ impl AgentProxy {
 impl Drop for AgentProxy {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        // wakes the accepting thread, which then sees the flag
-        let _ = std::os::unix::net::UnixStream::connect(&self.path);
+        // wakes the accepting thread (its accept fails), whether or not
+        // the socket's name is still there to connect to
+        let _ = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Read);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -63,6 +63,8 @@ pub struct BuildEnv<'a> {
     pub downloads: super::download::Downloads,
     /// Where `RUN --mount=type=cache` directories live (kept between
     /// builds), and a directory of this build for bind copies.
+    /// `--secret` and `--ssh`: what secret and ssh mounts read.
+    pub secrets: &'a super::secrets::Secrets,
     pub cache_mounts: PathBuf,
     pub mount_scratch: PathBuf,
 }
@@ -380,12 +382,18 @@ impl StageState {
             caches: &env.cache_mounts,
             scratch: &env.mount_scratch,
             now: env.now(),
+            secrets: env.secrets,
             copies_only: env.in_place || run.security.as_deref() == Some("insecure"),
         };
         let prepared = mounts::prepare(&mounts, &workdir_now, &tree, &mount_env)?;
         for (k, v) in &prepared.env {
             run_env.retain(|(e, _)| e != k);
             run_env.push((k.clone(), v.clone()));
+        }
+        if let Some(sock) = &prepared.ssh_auth_sock
+            && !run_env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK")
+        {
+            run_env.push(("SSH_AUTH_SOCK".to_string(), sock.clone()));
         }
         let before = match self.index.take() {
             Some(i) => i,

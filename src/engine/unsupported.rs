@@ -1,4 +1,4 @@
-//! Refusing, before any step runs, what smelt cannot build yet: a build
+//! Refusing, before any step runs, what no builder would build: a build
 //! that would fail at its tenth step fails at once, naming the file and
 //! line, instead of after minutes of work (and never half-pushed).
 
@@ -32,9 +32,6 @@ fn refusal(df: &Dockerfile, step: &Located<Instruction>, refused: &Refused) -> E
 /// Why a step cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    /// A feature smelt does not have yet.
-    #[error("{0} is not implemented yet")]
-    Missing(String),
     /// A value no docker accepts either (BuildKit's words).
     #[error("invalid network mode {0:?}")]
     Network(String),
@@ -54,20 +51,9 @@ pub enum Refused {
 pub fn missing(inst: &Instruction) -> Option<Refused> {
     match inst {
         Instruction::Run(run) => {
-            // bind, cache and tmpfs are built (engine/mounts.rs); secret
-            // and ssh wait for their sources
             for m in &run.mounts {
-                use super::mounts::MountType;
                 if let Err(e) = super::mounts::check_as_written(m) {
                     return Some(Refused::Mount(e.to_string()));
-                }
-                if let Some(kind @ (MountType::Secret | MountType::Ssh)) =
-                    super::mounts::kind_as_written(m)
-                {
-                    return Some(Refused::Missing(format!(
-                        "RUN --mount=type={}",
-                        kind.name()
-                    )));
                 }
             }
             match run.network.as_deref() {
@@ -137,7 +123,7 @@ mod tests {
             ),
             (
                 "FROM a\nRUN true\nRUN --mount=type=secret,id=x true\n",
-                Some("Dockerfile:3: RUN: RUN --mount=type=secret is not implemented yet"),
+                None,
             ),
             (
                 "FROM a\nRUN --network=none true\nRUN --security=insecure true\n",
@@ -182,7 +168,7 @@ mod tests {
             ("FROM a\nONBUILD RUN --mount=type=secret,id=x true\n", None),
             (
                 "FROM a AS one\nRUN true\nFROM a\nRUN --mount=type=ssh,target=/t true\n",
-                Some("Dockerfile:4: RUN: RUN --mount=type=ssh is not implemented yet"),
+                None,
             ),
         ];
         for (text, want) in rows {
@@ -193,7 +179,7 @@ mod tests {
     #[test]
     fn stages_not_built_are_not_judged() {
         let df = Dockerfile::parse_bytes(
-            b"FROM a AS unused\nRUN --mount=type=secret,id=c true\nFROM a\nRUN true\n",
+            b"FROM a AS unused\nRUN --mount=type=nfs,target=/c true\nFROM a\nRUN true\n",
             "Dockerfile",
         )
         .expect("parse");

@@ -318,19 +318,19 @@ fn copy_creates_destination_directories_0755() {
     );
 }
 
-/// A feature smelt lacks is refused before the first step runs, naming the
-/// file, line and feature; a stage that is not built is not judged.
+/// A value no builder accepts is refused before the first step runs,
+/// naming the file, line and value; a stage that is not built is not judged.
 #[test]
-fn unsupported_instructions_are_refused_before_any_step_runs() {
+fn invalid_instructions_are_refused_before_any_step_runs() {
     let t = TestContext::new(
-        "FROM scratch AS unused\nRUN --mount=type=ssh true\nFROM scratch\nCOPY a.txt /a\nRUN --mount=type=ssh true\n",
+        "FROM scratch AS unused\nRUN --network=bridge true\nFROM scratch\nCOPY a.txt /a\nRUN --network=bridge true\n",
     );
     t.file("a.txt", "a\n");
     let run = t.build(&["--no-push", "-v", "info"]);
     assert_eq!(run.code(), 1, "{}", run.stderr());
     let err = run.stderr();
     assert!(
-        err.contains("Dockerfile:5: RUN: RUN --mount=type=ssh is not implemented yet"),
+        err.contains("Dockerfile:5: RUN: invalid network mode \"bridge\""),
         "{err}"
     );
     assert!(
@@ -339,7 +339,7 @@ fn unsupported_instructions_are_refused_before_any_step_runs() {
     );
     // without the refused stage, the unused one does not matter
     let t = TestContext::new(
-        "FROM scratch AS unused\nRUN --mount=type=ssh true\nFROM scratch\nCOPY a.txt /a\n",
+        "FROM scratch AS unused\nRUN --network=bridge true\nFROM scratch\nCOPY a.txt /a\n",
     );
     t.file("a.txt", "a\n");
     t.build(&["--no-push"]).ok();

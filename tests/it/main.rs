@@ -31,5 +31,6 @@ mod readme_flags;
 mod reproducible;
 mod run;
 mod run_mount;
+mod run_secret;
 mod sandbox;
 mod signals;
