@@ -54,6 +54,12 @@ pub struct Settings {
     pub download_retries: u32,
     /// `--push-retry`: extra attempts per upload.
     pub push_retries: u32,
+    /// `--push-ignore-immutable-tag-errors`: a manifest push the registry
+    /// refuses because the tag is immutable counts as done.
+    pub ignore_immutable_tags: bool,
+    /// `--credential-helpers`: the helpers tried after config.json (`None`:
+    /// all of them; an empty name turns them off).
+    pub credential_helpers: Option<Vec<String>>,
     /// Draw progress bars (stderr is a terminal) instead of log lines.
     pub progress_bars: bool,
     /// A request that does not connect, or goes this long without a byte
@@ -113,7 +119,7 @@ fn is_loopback(host: &str) -> bool {
 
 impl Registry {
     pub fn new(settings: Settings) -> Registry {
-        let auth = Authenticator::default();
+        let auth = Authenticator::with_helpers(settings.credential_helpers.clone());
         let progress = Progress::new(settings.progress_bars);
         Registry {
             settings,
