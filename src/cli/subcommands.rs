@@ -322,7 +322,7 @@ fn load_archive(path: &Path, store: &BlobStore) -> Result<PushImage, SubError> {
         .entries()
         .map_err(|e| err(format!("not a docker archive: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| err(format!("reading the archive: {e}")))?;
+        let mut entry = entry.map_err(|e| err(format!("not a docker archive: {e}")))?;
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }

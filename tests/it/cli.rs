@@ -54,11 +54,7 @@ fn usage_errors_name_the_flag() {
         "{}",
         run.stderr()
     );
-    let run = t.build(&[
-        "--no-push",
-        "--image-format=docker",
-        "--compression=zstd",
-    ]);
+    let run = t.build(&["--no-push", "--image-format=docker", "--compression=zstd"]);
     assert_eq!(run.code(), 2);
     assert!(
         run.stderr()
