@@ -70,6 +70,11 @@ pub enum FlagError {
         #[source]
         source: ReferenceError,
     },
+    #[error(
+        "--cache-repo {0}: a cache in an OCI layout (the fork's oci: prefix) is not supported; \
+         use a registry repository (one on loopback works)"
+    )]
+    CacheRepoLayout(String),
     #[error("--cache-repo {0}: a repository, without a tag or digest")]
     CacheRepoTagged(String),
     #[error("--{flag} {value}: want a duration such as 6h, 90m or 336h0m0s")]
@@ -263,8 +268,9 @@ pub struct ExecutorFlags {
     /// is pulled, built or pushed.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub dryrun: bool,
-    /// kaniko: unpack the final stage even on full cache hits (accepted:
-    /// smelt always leaves the target's files in the build root).
+    /// Unpack the target's files (its base, every cached layer) even when
+    /// every step is a cache hit and no step reads them: in place, `/` then
+    /// holds the image's files when the build ends.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub materialize: bool,
     #[command(flatten)]

@@ -490,6 +490,7 @@ pub fn to_options(
         media_types: media_types(f)?,
         dryrun: f.dryrun,
         pre_cleanup: f.pre_cleanup(),
+        materialize: f.materialize,
         platform,
         compression,
         work_dir: kaniko_dir,
@@ -597,6 +598,9 @@ fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, FlagError> {
             source,
         })
     };
+    if f.cache_repo.starts_with("oci:") {
+        return Err(FlagError::CacheRepoLayout(f.cache_repo.clone()));
+    }
     let repo = if f.cache_repo.is_empty() {
         let first = f.destinations.first().ok_or(FlagError::NoCacheRepo)?;
         let r = reference("destination", first)?;
@@ -762,6 +766,11 @@ mod tests {
             cache_options(&f).err().map(|e| e.to_string()).as_deref(),
             Some("--cache-repo r.example/c:t: a repository, without a tag or digest")
         );
+        let f = flags(&["--cache", "--cache-repo", "oci:/cache"]).unwrap_or_else(|| panic!());
+        assert!(cache_options(&f).err().is_some_and(|e| {
+            e.to_string()
+                .starts_with("--cache-repo oci:/cache: a cache in an OCI layout")
+        }));
         let f = flags(&["--registry-map", "a=b;c"]).unwrap_or_else(|| panic!());
         assert_eq!(
             registry_settings(&f.registry, false)

@@ -160,6 +160,7 @@ pub fn build(opts: &BuildOptions) -> Result<Option<BuildOutcome>, EngineError> {
         remote: &remote,
         work: work.path(),
         text,
+        materialize: opts.materialize,
     };
     let final_state = runner.run(&mut plan, &mut args)?;
     let unused = args.unused();

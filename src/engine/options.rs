@@ -36,6 +36,9 @@ pub struct BuildOptions {
     pub dryrun: bool,
     /// In place, `--pre-cleanup`: `/` is cleared before the build starts.
     pub pre_cleanup: bool,
+    /// `--materialize`: the target's files are all unpacked in its root,
+    /// even when every step is a cache hit and nothing reads them.
+    pub materialize: bool,
     pub platform: Platform,
     pub compression: Compression,
     /// Where temporary build state lives (`--kaniko-dir`); a fresh temporary
@@ -117,6 +120,7 @@ impl BuildOptions {
             media_types: crate::image::MediaTypes::Oci,
             dryrun: false,
             pre_cleanup: false,
+            materialize: false,
             platform: Platform::host(),
             compression: Compression::default(),
             work_dir: None,

@@ -601,3 +601,44 @@ fn pre_cleanup_and_cleanup_from_the_environment_clear_the_root_in_place() {
         "{log}"
     );
 }
+
+/// In place, a build whose every step is a cache hit leaves the cached
+/// layers in the registry; `--materialize` unpacks them, so `/` holds the
+/// image's files when the build ends.
+#[test]
+fn materialize_unpacks_the_target_on_full_cache_hits_in_place() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("mat/base:1", "linux/amd64");
+    let secret = tempfile::NamedTempFile::new().expect("secret");
+    let cache_repo = format!("{}/mat/cache", reg.host);
+    let build = |extra: &[&str]| {
+        let root = executor_root(&format!("FROM {base}\nRUN echo built > /built\n"));
+        let mut args = vec![
+            "--context",
+            "/workspace",
+            "--dockerfile",
+            "/workspace/Dockerfile",
+            "--no-push",
+            "--force",
+            "--cache",
+            "--cache-repo",
+            &cache_repo,
+        ];
+        args.extend_from_slice(extra);
+        let (code, log) = run_executor_env(root.path(), secret.path(), &args, &[]);
+        assert_eq!(code, Some(0), "{extra:?}: {log}");
+        (root, log)
+    };
+    let (root, log) = build(&[]);
+    assert!(root.path().join("built").exists(), "{log}");
+    let (root, log) = build(&[]);
+    assert!(log.contains("cache hit"), "{log}");
+    assert!(!root.path().join("built").exists(), "{log}");
+    let (root, log) = build(&["--materialize"]);
+    assert!(log.contains("cache hit"), "{log}");
+    assert!(root.path().join("built").exists(), "--materialize:\n{log}");
+    assert!(
+        root.path().join("bin/busybox").exists(),
+        "--materialize:\n{log}"
+    );
+}
