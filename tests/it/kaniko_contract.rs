@@ -3,6 +3,7 @@
 //! environment variables are read, and the executor's `version`, `login`
 //! and `push` subcommands work against a real registry.
 
+use crate::faults::{Fault, Kind, Proxy};
 use crate::harness::{TestContext, smelt_bin, tool};
 use crate::in_place::{executor_root, run_executor_env};
 use crate::registry_server::{Auth, PASSWORD, TestRegistry, USER};
@@ -641,4 +642,84 @@ fn materialize_unpacks_the_target_on_full_cache_hits_in_place() {
         root.path().join("bin/busybox").exists(),
         "--materialize:\n{log}"
     );
+}
+
+/// A registry that refuses the manifest because the tag is immutable (ECR's
+/// answer, from a proxy in front of a real registry): the push fails naming
+/// it, unless `--push-ignore-immutable-tag-errors` counts it as pushed.
+#[test]
+fn immutable_tag_errors_fail_the_push_unless_ignored() {
+    let reg = TestRegistry::start(Auth::None);
+    let proxy = Proxy::start(&reg.host);
+    proxy
+        .rules
+        .add_kind(Kind::ManifestPut, Fault::ImmutableTag, usize::MAX);
+    let t = TestContext::new("FROM scratch\nLABEL a=b\n");
+    let dest = format!("{}/app:1", proxy.host);
+    let failed = t.build(&["--destination", &dest]);
+    assert_eq!(failed.code(), 1, "{}", failed.stderr());
+    assert!(
+        failed
+            .stderr()
+            .contains("cannot be overwritten because the tag is immutable"),
+        "{}",
+        failed.stderr()
+    );
+    let ignored = t
+        .build(&["--destination", &dest, "--push-ignore-immutable-tag-errors"])
+        .ok();
+    assert!(
+        ignored
+            .stderr()
+            .contains("the tag is immutable and already set"),
+        "{}",
+        ignored.stderr()
+    );
+}
+
+/// `--credential-helpers`: `env` (KANIKO_<HOST>_USER/_PASSWORD) and `gitlab`
+/// (a CI job's CI_REGISTRY credentials) log in to a registry that wants
+/// them; `--credential-helpers=` (empty) turns the helpers off.
+#[test]
+fn env_and_gitlab_credential_helpers_log_in() {
+    let reg = TestRegistry::start(Auth::Htpasswd);
+    let t = TestContext::new("FROM scratch\nLABEL a=b\n");
+    let env_user = format!("KANIKO_{}_USER", reg.host.replace('.', "_"));
+    let env_password = format!("KANIKO_{}_PASSWORD", reg.host.replace('.', "_"));
+    let by_env = [(env_user.as_str(), USER), (env_password.as_str(), PASSWORD)];
+    let dest = format!("{}/helpers:env", reg.host);
+    t.build_with(smelt_bin(), &["build"], &["--destination", &dest], &by_env)
+        .ok();
+    assert!(reg.inspect("helpers:env", &[])["Digest"].is_string());
+    let off = t.build_with(
+        smelt_bin(),
+        &["build"],
+        &["--destination", &dest, "--credential-helpers="],
+        &by_env,
+    );
+    assert_eq!(off.code(), 1, "helpers off: {}", off.stderr());
+    assert!(off.stderr().contains("unauthorized"), "{}", off.stderr());
+
+    let by_gitlab = [
+        ("CI_REGISTRY", reg.host.as_str()),
+        ("CI_REGISTRY_USER", USER),
+        ("CI_REGISTRY_PASSWORD", PASSWORD),
+    ];
+    let dest = format!("{}/helpers:gitlab", reg.host);
+    t.build_with(
+        smelt_bin(),
+        &["build"],
+        &["--destination", &dest, "--credential-helpers", "gitlab"],
+        &by_gitlab,
+    )
+    .ok();
+    assert!(reg.inspect("helpers:gitlab", &[])["Digest"].is_string());
+    // only env named: the job's credentials are not used
+    let env_only = t.build_with(
+        smelt_bin(),
+        &["build"],
+        &["--destination", &dest, "--credential-helpers", "env"],
+        &by_gitlab,
+    );
+    assert_eq!(env_only.code(), 1, "{}", env_only.stderr());
 }
