@@ -65,7 +65,7 @@ pub fn lookup_credential_with(registry: &str, helpers: Option<&[String]>) -> Opt
     if let Some(c) = lookup_credential(registry) {
         return Some(c);
     }
-    let all = DEFAULT_HELPERS.map(str::to_string);
+    let all = super::cred_helpers::DEFAULT.map(str::to_string);
     let (names, chosen) = match helpers {
         Some(h) => (h, true),
         None => (&all[..], false),
@@ -73,200 +73,7 @@ pub fn lookup_credential_with(registry: &str, helpers: Option<&[String]>) -> Opt
     names
         .iter()
         .filter(|n| !n.is_empty())
-        .find_map(|name| helper_credential(name, registry, chosen))
-}
-
-/// kaniko's fork's helpers, in its order.
-const DEFAULT_HELPERS: [&str; 5] = ["env", "google", "ecr", "acr", "gitlab"];
-
-/// What helper `name` (the fork's names, or the helper binaries' own:
-/// gcr, ecr-login, acr-env) knows for `registry`. `chosen`: the user named
-/// the helpers, so one that cannot run says why.
-fn helper_credential(name: &str, registry: &str, chosen: bool) -> Option<Credential> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match name {
-        "env" => env_helper(registry, env),
-        "gitlab" => gitlab_helper(registry, env),
-        "google" | "gcr" if is_google(registry) => run_helper("gcr", registry, chosen)
-            .or_else(|| gce_metadata_token(env("GCE_METADATA_HOST")))
-            .or_else(|| {
-                missing(
-                    chosen,
-                    "google",
-                    registry,
-                    "docker-credential-gcr is not on PATH and no GCE metadata server answered",
-                )
-            }),
-        "ecr" | "ecr-login" if is_ecr(registry) => {
-            run_helper("ecr-login", registry, chosen).or_else(|| {
-                missing(
-                    chosen,
-                    "ecr",
-                    registry,
-                    "docker-credential-ecr-login is not on PATH (smelt does not sign AWS requests itself)",
-                )
-            })
-        }
-        "acr" | "acr-env" if registry.ends_with(".azurecr.io") => {
-            run_helper("acr-env", registry, chosen).or_else(|| {
-                missing(
-                    chosen,
-                    "acr",
-                    registry,
-                    "docker-credential-acr-env is not on PATH",
-                )
-            })
-        }
-        "google" | "gcr" | "ecr" | "ecr-login" | "acr" | "acr-env" => None,
-        other => {
-            log::warn!("--credential-helpers {other:?}: unknown helper, skipped (use env, google, ecr, acr or gitlab)");
-            None
-        }
-    }
-}
-
-/// Says that a helper the user chose cannot run for `registry`.
-fn missing(chosen: bool, name: &str, registry: &str, why: &str) -> Option<Credential> {
-    let text = format!("credential helper {name} for {registry}: {why}; going on without it");
-    if chosen {
-        log::warn!("{text}");
-    } else {
-        log::debug!("{text}");
-    }
-    None
-}
-
-/// The fork's `env` helper: `KANIKO_<HOST>_USER` and `KANIKO_<HOST>_PASSWORD`,
-/// the host upper-cased with `-` and `.` as `_`, trying each parent domain
-/// (`KANIKO_EXAMPLE_COM_USER` serves `registry.example.com`).
-fn env_helper(registry: &str, env: impl Fn(&str) -> Option<String>) -> Option<Credential> {
-    let host = registry.to_uppercase().replace('-', "_");
-    let parts: Vec<&str> = host.split('.').collect();
-    (0..parts.len()).find_map(|i| {
-        let key = parts[i..].join("_");
-        let username = env(&format!("KANIKO_{key}_USER"))?;
-        let password = env(&format!("KANIKO_{key}_PASSWORD"))?;
-        Some(Credential::Basic { username, password })
-    })
-}
-
-/// The `gitlab` helper: a GitLab CI job's registry credentials for its
-/// registry (`CI_REGISTRY`: `CI_REGISTRY_USER`/`CI_REGISTRY_PASSWORD`, else
-/// `gitlab-ci-token` and `CI_JOB_TOKEN`) and its dependency proxy.
-fn gitlab_helper(registry: &str, env: impl Fn(&str) -> Option<String>) -> Option<Credential> {
-    let same = |v: Option<String>| v.is_some_and(|h| h.trim_end_matches('/') == registry);
-    if same(env("CI_REGISTRY")) {
-        let (username, password) = match (env("CI_REGISTRY_USER"), env("CI_REGISTRY_PASSWORD")) {
-            (Some(u), Some(p)) => (u, p),
-            _ => ("gitlab-ci-token".to_string(), env("CI_JOB_TOKEN")?),
-        };
-        return Some(Credential::Basic { username, password });
-    }
-    if same(env("CI_DEPENDENCY_PROXY_SERVER")) {
-        return Some(Credential::Basic {
-            username: env("CI_DEPENDENCY_PROXY_USER")?,
-            password: env("CI_DEPENDENCY_PROXY_PASSWORD")?,
-        });
-    }
-    None
-}
-
-fn host_only(registry: &str) -> &str {
-    registry.rsplit_once(':').map_or(registry, |(h, _)| h)
-}
-
-fn is_google(registry: &str) -> bool {
-    let h = host_only(registry);
-    h == "gcr.io" || h.ends_with(".gcr.io") || h.ends_with("-docker.pkg.dev")
-}
-
-fn is_ecr(registry: &str) -> bool {
-    let h = host_only(registry);
-    h.contains(".dkr.ecr") && (h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn"))
-}
-
-/// Runs `docker-credential-<helper> get` for `registry` when it is on PATH.
-fn run_helper(helper: &str, registry: &str, chosen: bool) -> Option<Credential> {
-    use std::io::Write;
-    let program = format!("docker-credential-{helper}");
-    let mut child = std::process::Command::new(&program)
-        .arg("get")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(registry.as_bytes());
-    }
-    let out = child.wait_with_output().ok()?;
-    if !out.status.success() {
-        // its output may hold secrets: name the helper only
-        let text = format!("{program} found no credentials for {registry}");
-        if chosen {
-            log::warn!("{text}");
-        } else {
-            log::debug!("{text}");
-        }
-        return None;
-    }
-    #[derive(serde::Deserialize)]
-    struct Reply {
-        #[serde(rename = "Username")]
-        username: String,
-        #[serde(rename = "Secret")]
-        secret: String,
-    }
-    let reply: Reply = serde_json::from_slice(&out.stdout).ok()?;
-    Some(if reply.username == "<token>" {
-        Credential::IdentityToken(reply.secret)
-    } else {
-        Credential::Basic {
-            username: reply.username,
-            password: reply.secret,
-        }
-    })
-}
-
-/// An access token of the instance's service account from the GCE (or GKE
-/// workload identity) metadata server: a plain HTTP GET, as Google's
-/// libraries make it; `host` overrides the server (`GCE_METADATA_HOST`).
-fn gce_metadata_token(host: Option<String>) -> Option<Credential> {
-    use std::io::{Read, Write};
-    let host = host.unwrap_or_else(|| "169.254.169.254".to_string());
-    let addr = if host.contains(':') {
-        host.clone()
-    } else {
-        format!("{host}:80")
-    };
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&addr)
-        .ok()?
-        .next()?;
-    let timeout = Duration::from_secs(2);
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    write!(
-        stream,
-        "GET /computeMetadata/v1/instance/service-accounts/default/token HTTP/1.0\r\n\
-         Host: {host}\r\nMetadata-Flavor: Google\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut response).ok()?;
-    let text = String::from_utf8(response).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return None;
-    }
-    #[derive(serde::Deserialize)]
-    struct Token {
-        access_token: String,
-    }
-    let token: Token = serde_json::from_str(body).ok()?;
-    Some(Credential::Basic {
-        username: "oauth2accesstoken".to_string(),
-        password: token.access_token,
-    })
+        .find_map(|name| super::cred_helpers::credential(name, registry, chosen))
 }
 
 /// The credential docker would use for `registry`, if any.
@@ -608,7 +415,7 @@ async fn fetch_token(
     })
 }
 
-fn form_encode(s: &str) -> String {
+pub(crate) fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -654,45 +461,6 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let t = Credential::IdentityToken("tok-secret".into());
         assert!(!format!("{t:?}").contains("tok-secret"));
-    }
-
-    #[test]
-    fn env_and_gitlab_helpers_read_the_forks_variables() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let basic = |u: &str, p: &str| {
-            Some(Credential::Basic {
-                username: u.into(),
-                password: p.into(),
-            })
-        };
-        let env = vars(&[
-            ("KANIKO_EXAMPLE_COM_USER", "u1"),
-            ("KANIKO_EXAMPLE_COM_PASSWORD", "p1"),
-            ("KANIKO_MY_REG_EXAMPLE_ORG_USER", "u2"),
-            ("KANIKO_MY_REG_EXAMPLE_ORG_PASSWORD", "p2"),
-        ]);
-        assert_eq!(env_helper("registry.example.com", env), basic("u1", "p1"));
-        assert_eq!(env_helper("my-reg.example.org", env), basic("u2", "p2"));
-        assert_eq!(env_helper("example.net", env), None);
-        let ci = vars(&[
-            ("CI_REGISTRY", "registry.gitlab.example"),
-            ("CI_JOB_TOKEN", "job-tok"),
-        ]);
-        assert_eq!(
-            gitlab_helper("registry.gitlab.example", ci),
-            basic("gitlab-ci-token", "job-tok")
-        );
-        assert_eq!(gitlab_helper("other.example", ci), None);
-        assert!(is_google("europe-docker.pkg.dev") && is_google("eu.gcr.io:443"));
-        assert!(is_ecr("123456789012.dkr.ecr.eu-west-1.amazonaws.com"));
-        assert!(!is_ecr("ecr.example.com"));
     }
 
     #[test]

@@ -572,7 +572,7 @@ fn install_crypto_provider() {
 /// (the executor image) that has none, the Mozilla roots built into smelt.
 /// Reading them once matters: a build makes a client per registry and
 /// direction, and each read of /etc/ssl/certs is ~150 files.
-fn ca_roots() -> &'static [reqwest::Certificate] {
+pub(crate) fn ca_roots() -> &'static [reqwest::Certificate] {
     static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
         ca_roots_der()
