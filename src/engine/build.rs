@@ -351,8 +351,9 @@ impl Drop for PendingUploads<'_> {
 const IN_PLACE_WORK_DIR: &str = "/kaniko";
 
 /// What snapshots leave out. In place, the root is `/`: every mount point,
-/// the executor's directory (`work_base`), smelt's binary, the context, the
-/// Dockerfile and (`--ignore-var-run`) `/var/run` too.
+/// the work directory (`work_base`), smelt's binary and `/kaniko` when it
+/// lives there, `$DOCKER_CONFIG`, the context, the Dockerfile and
+/// (`--ignore-var-run`) `/var/run` too.
 fn root_ignores(opts: &BuildOptions, work_base: &Path) -> Result<RootIgnores, EngineError> {
     let mut ignores = RootIgnores::new(&opts.ignore_paths);
     if !opts.in_place {
@@ -361,11 +362,23 @@ fn root_ignores(opts: &BuildOptions, work_base: &Path) -> Result<RootIgnores, En
     let root = Path::new("/");
     ignores.add_mount_points(root)?;
     let exe = std::env::current_exe().ok();
+    // the executor image's own directory (its docker config, a mounted
+    // secret) even when the work directory is elsewhere (--kaniko-dir), and
+    // wherever DOCKER_CONFIG points
+    let kaniko = exe
+        .as_deref()
+        .filter(|e| e.starts_with(IN_PLACE_WORK_DIR))
+        .map(|_| Path::new(IN_PLACE_WORK_DIR));
+    let docker_config = std::env::var_os("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
     for p in [
         Some(work_base),
         Some(opts.context.as_path()),
         Some(opts.dockerfile.as_path()),
         exe.as_deref(),
+        kaniko,
+        docker_config.as_deref(),
     ]
     .into_iter()
     .flatten()

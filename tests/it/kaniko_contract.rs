@@ -4,7 +4,7 @@
 //! and `push` subcommands work against a real registry.
 
 use crate::faults::{Fault, Kind, Proxy};
-use crate::harness::{TestContext, smelt_bin, tool};
+use crate::harness::{Layout, TestContext, smelt_bin, tool};
 use crate::in_place::{executor_root, run_executor_env};
 use crate::registry_server::{Auth, PASSWORD, TestRegistry, USER};
 use std::io::Write;
@@ -722,4 +722,49 @@ fn env_and_gitlab_credential_helpers_log_in() {
         &by_gitlab,
     );
     assert_eq!(env_only.code(), 1, "{}", env_only.stderr());
+}
+
+/// In place with `--kaniko-dir` elsewhere (or KANIKO_DIR), the executor's
+/// own directory `/kaniko` still holds the docker config a `login` wrote
+/// (and a Kubernetes secret would be mounted): stages and `--cleanup`
+/// leave it alone, and it never reaches the image.
+#[test]
+fn kaniko_directory_survives_and_stays_out_with_the_work_dir_elsewhere() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("kdir/base:1", "linux/amd64");
+    let root = executor_root(&format!(
+        "FROM {base} AS one\nRUN echo one > /one\nFROM {base}\nCOPY --from=one /one /one\nRUN ls /kaniko/.docker\n"
+    ));
+    let r = root.path();
+    fs_err::create_dir_all(r.join("kaniko/.docker")).expect("mkdir");
+    fs_err::write(r.join("kaniko/.docker/config.json"), r#"{"auths":{}}"#).expect("config");
+    fs_err::create_dir_all(r.join("elsewhere")).expect("mkdir");
+    let secret = tempfile::NamedTempFile::new().expect("secret");
+    let (code, log) = run_executor_env(
+        r,
+        secret.path(),
+        &[
+            "--context",
+            "/workspace",
+            "--dockerfile",
+            "/workspace/Dockerfile",
+            "--no-push",
+            "--force",
+            "--cleanup",
+            "--oci-layout-path",
+            "/workspace/out",
+        ],
+        &[("KANIKO_DIR", "/elsewhere")],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert!(r.join("kaniko/.docker/config.json").is_file(), "{log}");
+    assert!(r.join("kaniko/executor").is_file(), "{log}");
+    let rootfs = tempfile::tempdir().expect("tempdir");
+    let unpacked = rootfs.path().join("rootfs");
+    Layout(r.join("workspace/out")).unpack("latest", &unpacked);
+    assert!(unpacked.join("one").is_file());
+    assert!(
+        !unpacked.join("kaniko").exists(),
+        "/kaniko reached the image"
+    );
 }
