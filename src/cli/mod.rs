@@ -241,9 +241,9 @@ struct ContextChoice {
     shown: String,
 }
 
-/// Refuses flags set to what smelt does not implement, a build with
-/// nowhere to go, and a context or `--git` value it cannot read; returns
-/// the context it read.
+/// Refuses flags that contradict each other (`--image-format=docker` with
+/// zstd), a build with nowhere to go, and a context or `--git` value it
+/// cannot read; returns the context it read.
 fn check_flags(f: &ExecutorFlags) -> Result<ContextChoice, FlagError> {
     if media_types(f)? == crate::image::MediaTypes::Docker && f.compression == "zstd" {
         return Err(FlagError::ZstdDocker);
