@@ -1,9 +1,9 @@
 //! kaniko's executor flags, with kaniko's spelling, defaults and meaning.
 //! Booleans take `--flag` or `--flag=true|false` as pflag does (hence
-//! `require_equals` and a default missing value on each). A flag that
-//! smelt does not implement yet is accepted by the parser but refused by
-//! [`ExecutorFlags::unsupported`] when set to anything but its default, so
-//! it is never silently ignored.
+//! `require_equals` and a default missing value on each). Every flag of
+//! kaniko's executor and warmer (the osscontainertools fork 1.28 and
+//! upstream 1.24) is accepted; where smelt's meaning differs the README and
+//! docs/moving-from-kaniko.md say how.
 
 use crate::engine::source::SourceError;
 use crate::fs::compress::CompressionError;
@@ -16,9 +16,16 @@ use std::path::PathBuf;
 /// build. Each names the flag and the value it was given.
 #[derive(Debug, thiserror::Error)]
 pub enum FlagError {
-    /// Flags set to what smelt cannot honour yet, with why.
-    #[error("not implemented yet:\n  {}", .0.join("\n  "))]
-    Unsupported(Vec<String>),
+    #[error("{name}={value:?}: want true or false")]
+    EnvBool { name: &'static str, value: String },
+    #[error("--annotation {0:?}: want key=value")]
+    Annotation(String),
+    #[error("--image-format {0:?}: use docker or oci")]
+    ImageFormat(String),
+    #[error(
+        "--compression=zstd cannot be used with --image-format=docker: the docker schema 2 format has no zstd layer media type (use --image-format=oci)"
+    )]
+    ZstdDocker,
     #[error("you must provide --destination, or use --no-push")]
     NoDestination,
     #[error("--dockerfile - and --context tar://stdin cannot both read stdin")]
@@ -63,6 +70,11 @@ pub enum FlagError {
         #[source]
         source: ReferenceError,
     },
+    #[error(
+        "--cache-repo {0}: a cache in an OCI layout (the fork's oci: prefix) is not supported; \
+         use a registry repository (one on loopback works)"
+    )]
+    CacheRepoLayout(String),
     #[error("--cache-repo {0}: a repository, without a tag or digest")]
     CacheRepoTagged(String),
     #[error("--{flag} {value}: want a duration such as 6h, 90m or 336h0m0s")]
@@ -122,9 +134,6 @@ pub struct ExecutorFlags {
     /// An SSH agent for `RUN --mount=type=ssh`: default (SSH_AUTH_SOCK) or ID=SOCKET; repeatable.
     #[arg(long = "ssh", action = ArgAction::Append)]
     pub ssh: Vec<String>,
-    /// Treat known tag-immutability errors on push as success.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub push_ignore_immutable_tag_errors: bool,
     /// Number of retries for image FS extraction.
     #[arg(long, default_value_t = 0)]
     pub image_fs_extract_retry: u32,
@@ -146,9 +155,11 @@ pub struct ExecutorFlags {
     /// Strip timestamps out of the image to make it reproducible.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub reproducible: bool,
-    /// The stage to build (the last one by default).
-    #[arg(long, default_value = "")]
-    pub target: String,
+    /// The stages to build, comma-separated or repeated; the first is the
+    /// image (the last stage by default), the others are built too (their
+    /// layers reach the cache).
+    #[arg(long, value_delimiter = ',', action = ArgAction::Append)]
+    pub target: Vec<String>,
     /// Do not push the image to the registry.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub no_push: bool,
@@ -186,12 +197,18 @@ pub struct ExecutorFlags {
     /// Use the layer cache.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub cache: bool,
-    /// Compress cached layers.
+    /// Compress cached layers (accepted: cached layers are the image's own
+    /// compressed layers; `false` changes nothing).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
     pub compressed_caching: bool,
-    /// Clean the filesystem at the end of the build.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub cleanup: bool,
+    /// In place: clear the filesystem at the end of the build (default:
+    /// `KANIKO_CLEANUP`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub cleanup: Option<bool>,
+    /// In place: clear the filesystem before the build, as `--cleanup` does
+    /// after it (default: `KANIKO_PRE_CLEANUP`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub pre_cleanup: Option<bool>,
     /// Cache entries older than this are ignored (e.g. 6h; default two weeks).
     #[arg(long, default_value = "336h0m0s")]
     pub cache_ttl: String,
@@ -232,16 +249,34 @@ pub struct ExecutorFlags {
     /// Paths left out of snapshots; repeatable.
     #[arg(long = "ignore-path", action = ArgAction::Append)]
     pub ignore_paths: Vec<String>,
-    /// Add metadata-only layers to the image.
+    /// Deprecated in kaniko (accepted: metadata instructions add history
+    /// entries and no layer, as the fork and docker do).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub force_build_metadata: bool,
     /// Skip the check of push permissions.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub skip_push_permission_check: bool,
     /// Keep a copy of the context for later stages (kaniko 1.22+; accepted:
-    /// the context is never cleared between stages).
+    /// the context is never cleared between stages; default:
+    /// `KANIKO_PRESERVE_CONTEXT`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub preserve_context: Option<bool>,
+    /// Annotation of the image manifest, key=value; repeatable.
+    #[arg(long = "annotation", action = ArgAction::Append)]
+    pub annotations: Vec<String>,
+    /// Media types of the image: docker (schema 2) or oci (smelt's default:
+    /// OCI whatever the base was).
+    #[arg(long, default_value = "")]
+    pub image_format: String,
+    /// Print the build plan (stages and steps, in order) and exit: nothing
+    /// is pulled, built or pushed.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub preserve_context: bool,
+    pub dryrun: bool,
+    /// Unpack the target's files (its base, every cached layer) even when
+    /// every step is a cache hit and no step reads them: in place, `/` then
+    /// holds the image's files when the build ends.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub materialize: bool,
     #[command(flatten)]
     pub log: LogFlags,
     /// Build in place outside of a container (an in-place build rewrites `/`).
@@ -261,8 +296,18 @@ pub struct ExecutorFlags {
 #[command(rename_all = "kebab-case")]
 pub struct WarmerFlags {
     /// Image to put in the cache directory; repeatable.
-    #[arg(short = 'i', long = "image", action = ArgAction::Append, required = true)]
+    #[arg(short = 'i', long = "image", action = ArgAction::Append, required_unless_present = "dockerfile")]
     pub images: Vec<String>,
+    /// A Dockerfile whose FROM images (global ARGs expanded) are put in the
+    /// cache directory too.
+    #[arg(short = 'd', long, default_value = "")]
+    pub dockerfile: String,
+    /// ARG values for `--dockerfile`'s FROM lines; repeatable.
+    #[arg(long = "build-arg", action = ArgAction::Append)]
+    pub build_args: Vec<String>,
+    /// An image cached longer ago than this is downloaded again.
+    #[arg(long, default_value = "336h0m0s")]
+    pub cache_ttl: String,
     /// The cache directory (a volume builds share, read with --cache-dir).
     #[arg(short = 'c', long, default_value = "/cache")]
     pub cache_dir: String,
@@ -370,32 +415,81 @@ pub struct RegistryFlags {
     /// Do not fall back to the default registry when mirrors miss.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub skip_default_registry_fallback: bool,
+    /// Count a push the registry refuses because the tag is immutable (and
+    /// already set) as done: ECR, Artifact Registry and Harbor's errors.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub push_ignore_immutable_tag_errors: bool,
+    /// Credential helpers tried after config.json: env, google (gcr),
+    /// ecr (ecr-login), acr (acr-env), gitlab; repeatable or comma-separated;
+    /// all by default, an empty value turns them off.
+    #[arg(long = "credential-helpers", value_delimiter = ',', action = ArgAction::Append)]
+    pub credential_helpers: Vec<String>,
+    /// The Azure SDK's config file (a hidden flag kaniko inherits from a
+    /// vendored library; accepted: the acr helper reads Azure's own
+    /// environment).
+    #[arg(long, hide = true, default_value = "")]
+    pub azure_container_registry_config: String,
+}
+
+/// Go's `strconv.ParseBool`, which kaniko's environment switches use.
+pub fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// kaniko's `EnvBool`: the variable as a Go boolean, false when unset or
+/// not one.
+fn env_bool(name: &str) -> bool {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| parse_go_bool(&v))
+        .unwrap_or(false)
 }
 
 impl ExecutorFlags {
-    /// Flags set to something smelt cannot honour yet, with why.
-    pub fn unsupported(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut check = |set: bool, flag: &str, why: &str| {
-            if set {
-                out.push(format!("--{flag}: {why}"));
-            }
-        };
-        check(
-            self.push_ignore_immutable_tag_errors,
-            "push-ignore-immutable-tag-errors",
-            "telling tag-immutability errors apart is not implemented yet",
-        );
-        check(
-            !self.compressed_caching,
-            "compressed-caching",
-            "cached layers are always compressed",
-        );
-        check(
-            self.force_build_metadata,
-            "force-build-metadata",
-            "metadata-only layers are not implemented yet",
-        );
-        out
+    /// `--cleanup`, else `KANIKO_CLEANUP`.
+    pub fn cleanup(&self) -> bool {
+        self.cleanup.unwrap_or_else(|| env_bool("KANIKO_CLEANUP"))
+    }
+    /// `--pre-cleanup`, else `KANIKO_PRE_CLEANUP`.
+    pub fn pre_cleanup(&self) -> bool {
+        self.pre_cleanup
+            .unwrap_or_else(|| env_bool("KANIKO_PRE_CLEANUP"))
+    }
+    /// `--preserve-context`, else `KANIKO_PRESERVE_CONTEXT`.
+    pub fn preserve_context(&self) -> bool {
+        self.preserve_context
+            .unwrap_or_else(|| env_bool("KANIKO_PRESERVE_CONTEXT"))
+    }
+
+    /// Reads kaniko's environment switches as its executor does:
+    /// `KANIKO_NO_PUSH` replaces `--no-push`, `KANIKO_REGISTRY_MIRROR` and
+    /// `KANIKO_REGISTRY_MAP` add to their flags.
+    pub fn apply_env(&mut self) -> Result<(), FlagError> {
+        if let Ok(v) = std::env::var("KANIKO_NO_PUSH") {
+            self.no_push = parse_go_bool(&v).ok_or(FlagError::EnvBool {
+                name: "KANIKO_NO_PUSH",
+                value: v,
+            })?;
+        }
+        self.registry.apply_env(true);
+        Ok(())
+    }
+}
+
+impl RegistryFlags {
+    /// `KANIKO_REGISTRY_MAP` (and for the executor `KANIKO_REGISTRY_MIRROR`)
+    /// added to the flags, as kaniko reads them.
+    pub fn apply_env(&mut self, mirror: bool) {
+        if mirror && let Ok(v) = std::env::var("KANIKO_REGISTRY_MIRROR") {
+            self.registry_mirrors
+                .extend(v.split(',').filter(|m| !m.is_empty()).map(str::to_string));
+        }
+        if let Ok(v) = std::env::var("KANIKO_REGISTRY_MAP") {
+            self.registry_maps.push(v);
+        }
     }
 }

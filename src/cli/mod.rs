@@ -1,12 +1,15 @@
 //! The command line: `smelt build` (and the same binary called `executor`)
-//! with kaniko's flags, `smelt warm` (the cache warmer, reserved), flags
-//! turned into [`BuildOptions`], and exit codes: 0 success, 1 build
-//! failure, 2 usage error, 128 + the signal for a build stopped by SIGTERM
-//! (143) or SIGINT (130) (`signals.rs`).
+//! with kaniko's flags, `smelt warm` (the same binary called `warmer`:
+//! kaniko's cache warmer), `version`, `login` and `push` (kaniko's
+//! executor subcommands, `subcommands.rs`), flags turned into
+//! [`BuildOptions`], and exit codes: 0 success, 1 build failure, 2 usage
+//! error, 128 + the signal for a build stopped by SIGTERM (143) or SIGINT
+//! (130) (`signals.rs`).
 
 pub mod flags;
 pub mod log;
 pub mod signals;
+pub mod subcommands;
 
 use crate::engine::{self, BuildOptions, CacheOptions};
 use crate::fs::Compression;
@@ -35,10 +38,39 @@ enum Command {
     /// Build an image (kaniko executor flags).
     Build(Box<ExecutorFlags>),
     /// Fill a local base-image cache (kaniko's warmer).
-    /// Fill a local base-image cache (kaniko's warmer).
     Warm(Box<flags::WarmerFlags>),
     /// Print the version.
     Version,
+    /// Store a registry's credentials in $DOCKER_CONFIG/config.json.
+    Login(subcommands::LoginFlags),
+    /// Push an OCI layout or docker archive an earlier build wrote.
+    Push(Box<subcommands::PushFlags>),
+}
+
+/// kaniko's executor subcommands, when smelt is called `executor`.
+#[derive(Debug, Parser)]
+#[command(name = "executor", version)]
+struct ExecutorSub {
+    #[command(subcommand)]
+    command: ExecutorCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExecutorCommand {
+    /// Print the version.
+    Version,
+    /// Store a registry's credentials in $DOCKER_CONFIG/config.json.
+    Login(subcommands::LoginFlags),
+    /// Push an OCI layout or docker archive an earlier build wrote.
+    Push(Box<subcommands::PushFlags>),
+}
+
+/// smelt called `warmer`: kaniko's cache warmer.
+#[derive(Debug, Parser)]
+#[command(name = "warmer", version, about = "smelt, called as the kaniko warmer")]
+struct Warmer {
+    #[command(flatten)]
+    flags: Box<flags::WarmerFlags>,
 }
 
 #[derive(Debug, Parser)]
@@ -78,28 +110,45 @@ pub fn run(args: &[OsString]) -> i32 {
                 .into_owned()
         })
         .unwrap_or_default();
-    let flags = if invoked == "executor" {
-        if args.get(1).is_some_and(|a| a == "version") {
-            return print_version();
+    let mut flags = if invoked == "executor" {
+        if args
+            .get(1)
+            .is_some_and(|a| ["version", "login", "push"].contains(&&*a.to_string_lossy()))
+        {
+            return match ExecutorSub::try_parse_from(args) {
+                Ok(ExecutorSub { command }) => match command {
+                    ExecutorCommand::Version => print_version(),
+                    ExecutorCommand::Login(f) => subcommands::login(&f),
+                    ExecutorCommand::Push(f) => subcommands::push(&f),
+                },
+                Err(e) => clap_exit(&e),
+            };
         }
         match Executor::try_parse_from(args) {
             Ok(e) => e.flags,
             Err(e) => return clap_exit(&e),
         }
+    } else if invoked == "warmer" {
+        return match Warmer::try_parse_from(args) {
+            Ok(w) => warm(&w.flags),
+            Err(e) => clap_exit(&e),
+        };
     } else {
         match Cli::try_parse_from(args) {
-            Ok(Cli {
-                command: Command::Build(flags),
-            }) => flags,
-            Ok(Cli {
-                command: Command::Version,
-            }) => return print_version(),
-            Ok(Cli {
-                command: Command::Warm(flags),
-            }) => return warm(&flags),
+            Ok(Cli { command }) => match command {
+                Command::Build(flags) => flags,
+                Command::Version => return print_version(),
+                Command::Warm(flags) => return warm(&flags),
+                Command::Login(f) => return subcommands::login(&f),
+                Command::Push(f) => return subcommands::push(&f),
+            },
             Err(e) => return clap_exit(&e),
         }
     };
+    if let Err(e) = flags.apply_env() {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
     let progress_bars = match flags.log.init() {
         Ok(p) => p,
         Err(e) => {
@@ -149,7 +198,8 @@ fn build_command(flags: &ExecutorFlags, progress_bars: bool) -> i32 {
         }
     };
     match engine::build(&opts) {
-        Ok(outcome) => {
+        Ok(None) => EXIT_OK,
+        Ok(Some(outcome)) => {
             if flags.no_push {
                 ::log::info!("Skipping push to container registry due to --no-push flag");
             }
@@ -164,7 +214,8 @@ fn build_command(flags: &ExecutorFlags, progress_bars: bool) -> i32 {
 }
 
 fn print_version() -> i32 {
-    println!("smelt {}", env!("CARGO_PKG_VERSION"));
+    // kaniko prints "Kaniko version :  v1.28.3"; scripts grep for "version"
+    println!("smelt version {}", env!("CARGO_PKG_VERSION"));
     EXIT_OK
 }
 
@@ -189,13 +240,12 @@ struct ContextChoice {
     shown: String,
 }
 
-/// Refuses flags set to what smelt does not implement, a build with
-/// nowhere to go, and a context or `--git` value it cannot read; returns
-/// the context it read.
+/// Refuses flags that contradict each other (`--image-format=docker` with
+/// zstd), a build with nowhere to go, and a context or `--git` value it
+/// cannot read; returns the context it read.
 fn check_flags(f: &ExecutorFlags) -> Result<ContextChoice, FlagError> {
-    let unsupported = f.unsupported();
-    if !unsupported.is_empty() {
-        return Err(FlagError::Unsupported(unsupported));
+    if media_types(f)? == crate::image::MediaTypes::Docker && f.compression == "zstd" {
+        return Err(FlagError::ZstdDocker);
     }
     if !f.no_push && f.destinations.is_empty() {
         return Err(FlagError::NoDestination);
@@ -313,6 +363,41 @@ fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, 
     })
 }
 
+/// `--build-arg`s as pairs; a bare NAME takes its value from the environment.
+fn build_arg_values(given: &[String]) -> Vec<(String, String)> {
+    given
+        .iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (a.clone(), std::env::var(a).unwrap_or_default()),
+        })
+        .collect()
+}
+
+/// `--image-format`: docker or oci (smelt's default, whatever the base).
+fn media_types(f: &ExecutorFlags) -> Result<crate::image::MediaTypes, FlagError> {
+    match f.image_format.as_str() {
+        "" | "oci" => Ok(crate::image::MediaTypes::Oci),
+        "docker" => Ok(crate::image::MediaTypes::Docker),
+        other => Err(FlagError::ImageFormat(other.to_string())),
+    }
+}
+
+/// `key=value` pairs of a repeatable flag.
+fn pairs(
+    values: &[String],
+    err: impl Fn(String) -> FlagError,
+) -> Result<Vec<(String, String)>, FlagError> {
+    values
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| err(l.clone()))
+        })
+        .collect()
+}
+
 /// Turns flags (checked by `check_flags`) and the prepared inputs into
 /// build options.
 pub fn to_options(
@@ -353,22 +438,11 @@ pub fn to_options(
     };
     let snapshot_mode = crate::fs::snapshot::SnapshotMode::parse(snapshot_mode)?;
     let compression = Compression::from_flags(&f.compression, f.compression_level)?;
-    let mut build_args = Vec::new();
-    for a in &f.build_args {
-        match a.split_once('=') {
-            Some((k, v)) => build_args.push((k.to_string(), v.to_string())),
-            None => build_args.push((a.clone(), std::env::var(a).unwrap_or_default())),
-        }
-    }
+    let build_args = build_arg_values(&f.build_args);
     let secrets =
         engine::secrets::Secrets::parse(&f.secrets, &f.ssh, |name| std::env::var(name).ok())?;
-    let mut labels = Vec::new();
-    for l in &f.labels {
-        let (k, v) = l
-            .split_once('=')
-            .ok_or_else(|| FlagError::Label(l.clone()))?;
-        labels.push((k.to_string(), v.to_string()));
-    }
+    let labels = pairs(&f.labels, FlagError::Label)?;
+    let annotations = pairs(&f.annotations, FlagError::Annotation)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse::<i64>()
@@ -386,6 +460,13 @@ pub fn to_options(
         .then(|| PathBuf::from(&f.kaniko_dir))
         .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from));
     let in_place = f.in_place.unwrap_or_else(is_executor_image);
+    let targets: Vec<String> = f
+        .target
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
     if in_place && !f.force && !in_container() {
         return Err(FlagError::NotInContainer);
     }
@@ -394,7 +475,8 @@ pub fn to_options(
         dockerfile,
         destinations: f.destinations.clone(),
         build_args,
-        target: (!f.target.is_empty()).then(|| f.target.clone()),
+        target: targets.first().cloned(),
+        also_targets: targets.get(1..).unwrap_or_default().to_vec(),
         tar_path: non_empty(tar_path),
         oci_layout_path: non_empty(&f.oci_layout_path),
         digest_file: non_empty(&f.digest_file),
@@ -403,6 +485,11 @@ pub fn to_options(
         reproducible: f.reproducible,
         source_date_epoch,
         labels,
+        annotations,
+        media_types: media_types(f)?,
+        dryrun: f.dryrun,
+        pre_cleanup: f.pre_cleanup(),
+        materialize: f.materialize,
         platform,
         compression,
         work_dir: kaniko_dir,
@@ -410,7 +497,7 @@ pub fn to_options(
         push: !f.no_push,
         in_place,
         ignore_var_run: f.ignore_var_run && f.whitelist_var_run,
-        cleanup: f.cleanup,
+        cleanup: f.cleanup(),
         snapshot_mode,
         single_snapshot: f.single_snapshot,
         extract_retries: f.image_fs_extract_retry,
@@ -432,15 +519,19 @@ pub fn to_options(
     })
 }
 
-/// `smelt warm`: each image into the cache directory.
+/// `smelt warm`: each image (and `--dockerfile`'s FROM images) into the
+/// cache directory; one cached longer ago than `--cache-ttl` again.
 fn warm(f: &flags::WarmerFlags) -> i32 {
+    let mut registry = f.registry.clone();
+    registry.apply_env(false);
     let setup = f.log.init().and_then(|progress_bars| {
         Ok((
             f.platform.platform()?,
-            registry_settings(&f.registry, progress_bars)?,
+            registry_settings(&registry, progress_bars)?,
+            parse_duration("cache-ttl", &f.cache_ttl)?,
         ))
     });
-    let (platform, settings) = match setup {
+    let (platform, settings, ttl) = match setup {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -454,10 +545,29 @@ fn warm(f: &flags::WarmerFlags) -> i32 {
             return EXIT_BUILD;
         }
     };
+    let mut images = f.images.clone();
+    if !f.dockerfile.is_empty() {
+        let build_args = build_arg_values(&f.build_args);
+        match engine::dockerfile_images(Path::new(&f.dockerfile), &build_args, &platform) {
+            Ok(found) => {
+                for i in found {
+                    if !images.contains(&i) {
+                        images.push(i);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("error: --dockerfile {}: {e}", f.dockerfile);
+                return EXIT_BUILD;
+            }
+        }
+    }
     let remote = engine::remote::Remote::new(settings);
     let mut failed = false;
-    for image in &f.images {
-        match remote.warm(image, &platform, &cache, f.force) {
+    for image in &images {
+        let expired = crate::registry::Reference::parse(image)
+            .is_ok_and(|r| cache.find(&r, &platform, ttl).is_none());
+        match remote.warm(image, &platform, &cache, f.force || expired) {
             Ok((digest, true)) => ::log::info!("cached {image} ({digest}) in {}", f.cache_dir),
             Ok((digest, false)) => ::log::info!(
                 "{image} ({digest}) is already in {} (--force downloads it again)",
@@ -488,6 +598,9 @@ fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, FlagError> {
             source,
         })
     };
+    if f.cache_repo.starts_with("oci:") {
+        return Err(FlagError::CacheRepoLayout(f.cache_repo.clone()));
+    }
     let repo = if f.cache_repo.is_empty() {
         let first = f.destinations.first().ok_or(FlagError::NoCacheRepo)?;
         let r = reference("destination", first)?;
@@ -571,7 +684,7 @@ fn in_container() -> bool {
 }
 
 /// kaniko's registry flags as the registry client's settings.
-fn registry_settings(
+pub(crate) fn registry_settings(
     f: &flags::RegistryFlags,
     progress_bars: bool,
 ) -> Result<crate::registry::Settings, FlagError> {
@@ -586,6 +699,13 @@ fn registry_settings(
         skip_default_fallback: f.skip_default_registry_fallback,
         download_retries: f.image_download_retry,
         push_retries: f.push_retry,
+        ignore_immutable_tags: f.push_ignore_immutable_tag_errors,
+        credential_helpers: (!f.credential_helpers.is_empty()).then(|| {
+            f.credential_helpers
+                .iter()
+                .map(|h| h.trim().to_string())
+                .collect()
+        }),
         progress_bars,
         ..Default::default()
     };
@@ -646,6 +766,11 @@ mod tests {
             cache_options(&f).err().map(|e| e.to_string()).as_deref(),
             Some("--cache-repo r.example/c:t: a repository, without a tag or digest")
         );
+        let f = flags(&["--cache", "--cache-repo", "oci:/cache"]).unwrap_or_else(|| panic!());
+        assert!(cache_options(&f).err().is_some_and(|e| {
+            e.to_string()
+                .starts_with("--cache-repo oci:/cache: a cache in an OCI layout")
+        }));
         let f = flags(&["--registry-map", "a=b;c"]).unwrap_or_else(|| panic!());
         assert_eq!(
             registry_settings(&f.registry, false)

@@ -26,8 +26,9 @@ pub struct BuildOutcome {
     pub digest: Digest,
 }
 
-/// Runs a build to the end.
-pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
+/// Runs a build to the end; `None` for a `--dryrun`, which prints the
+/// plan and stops.
+pub fn build(opts: &BuildOptions) -> Result<Option<BuildOutcome>, EngineError> {
     let destinations = opts
         .destinations
         .iter()
@@ -97,43 +98,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     let ignore = load_ignore(&opts.context, &opts.dockerfile)?;
     let context = SourceTree::context(opts.context.clone(), ignore);
     let mut args = BuildArgs::new(opts.build_args.iter().cloned().collect());
-    let lexer = df.lexer();
-
-    // global scope: automatic platform args, then the ARGs before the first FROM
-    let target_stage = super::platform::target_stage(
-        opts.target.as_deref(),
-        df.stages.last().and_then(|s| s.name.as_deref()),
-    );
-    let mut global: BTreeMap<String, String> = opts
-        .platform
-        .build_args(&target_stage, |k| args.given(k))
-        .into_iter()
-        .collect();
-    let budget = crate::dockerfile::Budget::default();
-    for meta in &df.meta_args {
-        for (name, default) in &meta.value {
-            let value = match args.take(name) {
-                Some(v) => Some(v),
-                None => match default {
-                    Some(d) => Some(lexer.process_word_in(d, &global, &budget).map_err(
-                        |source| crate::dockerfile::DockerfileError::Expand {
-                            file: file.clone(),
-                            line: meta.line,
-                            source,
-                        },
-                    )?),
-                    None => None,
-                },
-            };
-            // a declaration without a value keeps an automatic one (ARG TARGETPLATFORM)
-            if let Some(v) = value {
-                global.insert(name.clone(), v);
-            }
-        }
-    }
-
+    let global = global_scope(&df, opts.target.as_deref(), &opts.platform, &mut args)?;
     let mut plan = Plan::new(&df, opts.target.as_deref(), &global)?;
+    if !opts.also_targets.is_empty() {
+        plan.also_build(&df, &opts.also_targets)?;
+    }
     super::unsupported::refuse(&df, plan.refs.keys().copied())?;
+    if opts.dryrun {
+        print!("{}", render_plan(&df, &plan, text));
+        return Ok(None);
+    }
+    if opts.in_place && opts.pre_cleanup {
+        log::info!("--pre-cleanup: clearing / before the build");
+        crate::fs::ignore::wipe(Path::new("/"), &root_ignores(opts, &base)?)?;
+    }
     let cache = match &opts.cache {
         Some(_) if opts.single_snapshot => {
             log::warn!("--single-snapshot makes one layer per stage: the layer cache is off");
@@ -154,9 +132,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     };
     let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _cancel_on_signal = super::interrupt::track_build(&cancelled, opts.in_place);
-    // OCI everywhere: OCI-layout readers (skopeo, umoci) skip Docker-typed manifests, and one
-    // manifest for every output keeps the digest files true for each of them.
-    let media_types = MediaTypes::Oci;
+    // OCI unless --image-format docker: OCI-layout readers (skopeo, umoci) skip Docker-typed
+    // manifests, and one manifest for every output keeps the digest files true for each of them.
+    let media_types = opts.media_types;
     let env = BuildEnv {
         dockerfile: &df,
         store: &store,
@@ -194,6 +172,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
         remote: &remote,
         work: work.path(),
         text,
+        materialize: opts.materialize,
     };
     let final_state = runner.run(&mut plan, &mut args)?;
     let unused = args.unused();
@@ -209,7 +188,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     }
     config.created = Some(env.created());
     stopped_by_signal()?;
-    let image = BuiltImage::assemble(&store, &config, final_state.layers, media_types, None)?;
+    let layers = final_state
+        .layers
+        .into_iter()
+        .map(|mut l| {
+            l.media_type = layer_media_type(&l.media_type, media_types).to_string();
+            l
+        })
+        .collect();
+    let annotations = (!opts.annotations.is_empty())
+        .then(|| opts.annotations.iter().cloned().collect::<BTreeMap<_, _>>());
+    let image = BuiltImage::assemble(&store, &config, layers, media_types, annotations)?;
     let digest = image.manifest_digest.clone();
     log::info!(
         "built image {digest} ({} layers)",
@@ -228,7 +217,115 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, EngineError> {
     if opts.in_place && opts.cleanup {
         crate::fs::ignore::wipe(Path::new("/"), &env.ignores)?;
     }
-    Ok(BuildOutcome { image, digest })
+    Ok(Some(BuildOutcome { image, digest }))
+}
+
+/// A layer's media type in the family `types` (a base's layers keep the
+/// type they were pulled with until the image is assembled).
+fn layer_media_type(media_type: &str, types: MediaTypes) -> &str {
+    use crate::image::manifest::{
+        DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, OCI_LAYER_GZIP, OCI_LAYER_TAR,
+    };
+    match (types, media_type) {
+        (MediaTypes::Docker, OCI_LAYER_GZIP) => DOCKER_LAYER_GZIP,
+        (MediaTypes::Docker, OCI_LAYER_TAR) => DOCKER_LAYER_TAR,
+        (MediaTypes::Oci, DOCKER_LAYER_GZIP) => OCI_LAYER_GZIP,
+        (MediaTypes::Oci, DOCKER_LAYER_TAR) => OCI_LAYER_TAR,
+        (_, other) => other,
+    }
+}
+
+/// `--dryrun`'s output: the stages the build would run, in order, each
+/// with its base and its steps as written (kaniko's fork prints its plan).
+fn render_plan(df: &Dockerfile, plan: &Plan, text: &str) -> String {
+    use std::fmt::Write;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    for &i in &plan.order {
+        let stage = &df.stages[i];
+        let from = match &plan.refs[&i].base {
+            Some(super::plan::Ref::Stage(s)) => {
+                df.stages[*s].name.clone().unwrap_or_else(|| s.to_string())
+            }
+            Some(super::plan::Ref::Image(image)) => image.clone(),
+            None => "scratch".to_string(),
+        };
+        let _ = match &stage.name {
+            Some(n) => writeln!(out, "FROM {from} AS {n}"),
+            None => writeln!(out, "FROM {from}"),
+        };
+        for step in &stage.steps {
+            // the step as written, its continuation lines joined
+            let written = lines
+                .get(step.line.saturating_sub(1)..step.end_line.min(lines.len()))
+                .unwrap_or_default()
+                .iter()
+                .map(|l| l.trim().trim_end_matches('\\').trim_end())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let _ = writeln!(out, "  {written}");
+        }
+    }
+    out
+}
+
+/// The global scope: the automatic platform args, then the ARGs before the
+/// first FROM (`args`, the `--build-arg`s, override their defaults).
+fn global_scope(
+    df: &Dockerfile,
+    target: Option<&str>,
+    platform: &super::Platform,
+    args: &mut BuildArgs,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    let file = &df.file;
+    let lexer = df.lexer();
+    let target_stage =
+        super::platform::target_stage(target, df.stages.last().and_then(|s| s.name.as_deref()));
+    let mut global: BTreeMap<String, String> = platform
+        .build_args(&target_stage, |k| args.given(k))
+        .into_iter()
+        .collect();
+    let budget = crate::dockerfile::Budget::default();
+    for meta in &df.meta_args {
+        for (name, default) in &meta.value {
+            let value = match args.take(name) {
+                Some(v) => Some(v),
+                None => match default {
+                    Some(d) => Some(lexer.process_word_in(d, &global, &budget).map_err(
+                        |source| crate::dockerfile::DockerfileError::Expand {
+                            file: file.clone(),
+                            line: meta.line,
+                            source,
+                        },
+                    )?),
+                    None => None,
+                },
+            };
+            // a declaration without a value keeps an automatic one (ARG TARGETPLATFORM)
+            if let Some(v) = value {
+                global.insert(name.clone(), v);
+            }
+        }
+    }
+
+    Ok(global)
+}
+
+/// The base images of every stage of the Dockerfile at `path`, its global
+/// ARGs expanded with `build_args` (kaniko's warmer with `--dockerfile`).
+pub fn dockerfile_images(
+    path: &Path,
+    build_args: &[(String, String)],
+    platform: &super::Platform,
+) -> Result<Vec<String>, EngineError> {
+    let bytes = fs_err::read(path)?;
+    let file = path.display().to_string();
+    let text = crate::dockerfile::text_of(&bytes, &file)?;
+    let df = Dockerfile::parse(text, &file)?;
+    let mut args = BuildArgs::new(build_args.iter().cloned().collect());
+    let global = global_scope(&df, None, platform, &mut args)?;
+    let plan = Plan::new(&df, None, &global)?;
+    Ok(plan.base_images().into_iter().collect())
 }
 
 /// Fails once a SIGTERM or SIGINT came: no output or push is started after.
@@ -266,8 +363,9 @@ impl Drop for PendingUploads<'_> {
 const IN_PLACE_WORK_DIR: &str = "/kaniko";
 
 /// What snapshots leave out. In place, the root is `/`: every mount point,
-/// the executor's directory (`work_base`), smelt's binary, the context, the
-/// Dockerfile and (`--ignore-var-run`) `/var/run` too.
+/// the work directory (`work_base`), smelt's binary and `/kaniko` when it
+/// lives there, `$DOCKER_CONFIG`, the context, the Dockerfile and
+/// (`--ignore-var-run`) `/var/run` too.
 fn root_ignores(opts: &BuildOptions, work_base: &Path) -> Result<RootIgnores, EngineError> {
     let mut ignores = RootIgnores::new(&opts.ignore_paths);
     if !opts.in_place {
@@ -276,11 +374,23 @@ fn root_ignores(opts: &BuildOptions, work_base: &Path) -> Result<RootIgnores, En
     let root = Path::new("/");
     ignores.add_mount_points(root)?;
     let exe = std::env::current_exe().ok();
+    // the executor image's own directory (its docker config, a mounted
+    // secret) even when the work directory is elsewhere (--kaniko-dir), and
+    // wherever DOCKER_CONFIG points
+    let kaniko = exe
+        .as_deref()
+        .filter(|e| e.starts_with(IN_PLACE_WORK_DIR))
+        .map(|_| Path::new(IN_PLACE_WORK_DIR));
+    let docker_config = std::env::var_os("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
     for p in [
         Some(work_base),
         Some(opts.context.as_path()),
         Some(opts.dockerfile.as_path()),
         exe.as_deref(),
+        kaniko,
+        docker_config.as_deref(),
     ]
     .into_iter()
     .flatten()

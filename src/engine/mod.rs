@@ -28,7 +28,7 @@ pub mod unsupported;
 pub mod users;
 pub mod warm;
 
-pub use build::{BuildOutcome, build};
+pub use build::{BuildOutcome, build, dockerfile_images};
 pub use options::{BuildOptions, CacheOptions};
 pub use platform::Platform;
 

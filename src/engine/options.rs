@@ -15,6 +15,8 @@ pub struct BuildOptions {
     /// `--build-arg NAME=value` (a bare NAME takes the value from the environment).
     pub build_args: Vec<(String, String)>,
     pub target: Option<String>,
+    /// Further stages to build (kaniko's `--target a,b,c`: `b` and `c`).
+    pub also_targets: Vec<String>,
     pub tar_path: Option<PathBuf>,
     pub oci_layout_path: Option<PathBuf>,
     pub digest_file: Option<PathBuf>,
@@ -26,6 +28,17 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// `--label key=value`, applied to the final image.
     pub labels: Vec<(String, String)>,
+    /// `--annotation key=value`: the image manifest's annotations.
+    pub annotations: Vec<(String, String)>,
+    /// `--image-format`: the image's media types (OCI by default).
+    pub media_types: crate::image::MediaTypes,
+    /// `--dryrun`: print the plan and stop before anything is pulled.
+    pub dryrun: bool,
+    /// In place, `--pre-cleanup`: `/` is cleared before the build starts.
+    pub pre_cleanup: bool,
+    /// `--materialize`: the target's files are all unpacked in its root,
+    /// even when every step is a cache hit and nothing reads them.
+    pub materialize: bool,
     pub platform: Platform,
     pub compression: Compression,
     /// Where temporary build state lives (`--kaniko-dir`); a fresh temporary
@@ -98,6 +111,7 @@ impl BuildOptions {
             destinations: Vec::new(),
             build_args: Vec::new(),
             target: None,
+            also_targets: Vec::new(),
             tar_path: None,
             oci_layout_path: None,
             digest_file: None,
@@ -106,6 +120,11 @@ impl BuildOptions {
             reproducible: false,
             source_date_epoch: None,
             labels: Vec::new(),
+            annotations: Vec::new(),
+            media_types: crate::image::MediaTypes::Oci,
+            dryrun: false,
+            pre_cleanup: false,
+            materialize: false,
             platform: Platform::host(),
             compression: Compression::default(),
             work_dir: None,

@@ -78,6 +78,9 @@ impl StageRefs {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub target: usize,
+    /// Further stages to build (kaniko's `--target a,b`: the first is the
+    /// image, the others are built too), each before the target.
+    pub also: Vec<usize>,
     /// The stages to build, each after the stages it reads.
     pub order: Vec<usize>,
     pub refs: BTreeMap<usize, StageRefs>,
@@ -125,6 +128,7 @@ impl Plan {
         }
         let mut plan = Plan {
             target,
+            also: Vec::new(),
             order: Vec::new(),
             refs: BTreeMap::new(),
             readers: BTreeMap::new(),
@@ -132,6 +136,32 @@ impl Plan {
         };
         plan.settle(df)?;
         Ok(plan)
+    }
+
+    /// Every stage's base image (global args expanded), needed or not:
+    /// what kaniko's warmer fetches for `--dockerfile`.
+    pub fn base_images(&self) -> BTreeSet<String> {
+        self.every
+            .values()
+            .filter_map(|r| match &r.base {
+                Some(Ref::Image(image)) => Some(image.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Builds the stages named in `names` too (kaniko's further
+    /// `--target`s); an unknown one is an error as the target's is.
+    pub fn also_build(&mut self, df: &Dockerfile, names: &[String]) -> Result<(), EngineError> {
+        for t in names {
+            let i = df.stage_index(t).ok_or_else(|| {
+                EngineError::Invalid(format!("failed to reach build target {t} in {}", df.file))
+            })?;
+            if i != self.target && !self.also.contains(&i) {
+                self.also.push(i);
+            }
+        }
+        self.settle(df)
     }
 
     /// Gives stage `i`, built on a registry image, the image's ONBUILD
@@ -157,6 +187,9 @@ impl Plan {
     fn settle(&mut self, df: &Dockerfile) -> Result<(), EngineError> {
         let mut order = Vec::new();
         let mut state: BTreeMap<usize, bool> = BTreeMap::new(); // false: in progress
+        for &i in &self.also {
+            visit(df, &self.every, i, &mut state, &mut order)?;
+        }
         visit(df, &self.every, self.target, &mut state, &mut order)?;
         let refs: BTreeMap<usize, StageRefs> = self
             .every

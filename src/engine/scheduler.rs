@@ -73,6 +73,9 @@ pub struct Runner<'a> {
     pub work: &'a Path,
     /// The Dockerfile's text, for step lines in the log.
     pub text: &'a str,
+    /// `--materialize`: the target's files are unpacked (its base and every
+    /// cache hit's layer) even when no step that runs reads them.
+    pub materialize: bool,
 }
 
 impl Runner<'_> {
@@ -314,6 +317,8 @@ impl Runner<'_> {
     ) -> Result<StageOutput, EngineError> {
         let env = self.env;
         let label = label(stage);
+        // --materialize: the target (the one stage nobody reads) ends whole
+        let forced = self.materialize && *keep == Keep::Nothing;
         let root = if env.in_place {
             let root = PathBuf::from("/");
             if !first {
@@ -404,12 +409,13 @@ impl Runner<'_> {
                 .filter(|(i, s)| hits[*i].is_none() && reads_files(&s.value))
                 .map(|(i, _)| i)
                 .max();
-            let materialized = unpack.is_none() || *keep != Keep::Nothing || last_reader.is_some();
+            let materialized =
+                forced || unpack.is_none() || *keep != Keep::Nothing || last_reader.is_some();
             let lazy: Vec<usize> = (0..steps.len())
                 .filter(|&i| hits[i].is_some() && !checked.contains(&i))
                 .filter(|&i| {
                     !(materialized
-                        && (*keep != Keep::Nothing || last_reader.is_some_and(|l| i < l)))
+                        && (forced || *keep != Keep::Nothing || last_reader.is_some_and(|l| i < l)))
                 })
                 .collect();
             checked.extend(lazy.iter().copied());
@@ -426,7 +432,7 @@ impl Runner<'_> {
                 hits[i] = None;
             }
         };
-        let materialize = *keep != Keep::Nothing || last_reader.is_some();
+        let materialize = forced || *keep != Keep::Nothing || last_reader.is_some();
         if let Some((image, source)) = &unpack {
             if materialize {
                 let layers = state.layers.clone();
@@ -476,7 +482,9 @@ impl Runner<'_> {
             }
             let fetched = hits[i].as_ref().map(|entry| {
                 let extract = materialized
-                    && (*keep != Keep::Nothing || last_reader.is_some_and(|last| i < last));
+                    && (forced
+                        || *keep != Keep::Nothing
+                        || last_reader.is_some_and(|last| i < last));
                 let key = keys[i].as_ref().map_or("", |k| &k.key[..12]);
                 log::info!(
                     "[{label}] cache hit {key}{}",

@@ -59,6 +59,23 @@ fn config_key(registry: &str) -> &str {
     }
 }
 
+/// The credential docker would use for `registry`, else the first of
+/// kaniko's credential helpers (`helpers`; `None`: all of them) that has one.
+pub fn lookup_credential_with(registry: &str, helpers: Option<&[String]>) -> Option<Credential> {
+    if let Some(c) = lookup_credential(registry) {
+        return Some(c);
+    }
+    let all = super::cred_helpers::DEFAULT.map(str::to_string);
+    let (names, chosen) = match helpers {
+        Some(h) => (h, true),
+        None => (&all[..], false),
+    };
+    names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .find_map(|name| super::cred_helpers::credential(name, registry, chosen))
+}
+
 /// The credential docker would use for `registry`, if any.
 pub fn lookup_credential(registry: &str) -> Option<Credential> {
     match docker_credential::get_credential(config_key(registry)) {
@@ -183,6 +200,8 @@ pub(crate) struct Authenticator {
     credentials: Mutex<HashMap<String, Option<Credential>>>,
     /// Keyed by registry and the scopes asked for.
     tokens: Mutex<HashMap<String, Token>>,
+    /// `--credential-helpers` (`None`: all).
+    helpers: Option<Vec<String>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -197,6 +216,14 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Authenticator {
+    /// One that asks `helpers` after config.json.
+    pub(crate) fn with_helpers(helpers: Option<Vec<String>>) -> Authenticator {
+        Authenticator {
+            helpers,
+            ..Default::default()
+        }
+    }
+
     /// Whether the registry's challenge is known yet (`Some(None)`: no auth).
     pub(crate) fn challenge(&self, registry: &str) -> Option<Option<Challenge>> {
         locked(&self.challenges).get(registry).cloned()
@@ -214,12 +241,14 @@ impl Authenticator {
             return c.clone();
         }
         let owned = registry.to_string();
-        let c = tokio::task::spawn_blocking(move || lookup_credential(&owned))
-            .await
-            .unwrap_or_else(|e| {
-                log::debug!("credential lookup for {registry} did not finish: {e}");
-                None
-            });
+        let helpers = self.helpers.clone();
+        let c =
+            tokio::task::spawn_blocking(move || lookup_credential_with(&owned, helpers.as_deref()))
+                .await
+                .unwrap_or_else(|e| {
+                    log::debug!("credential lookup for {registry} did not finish: {e}");
+                    None
+                });
         locked(&self.credentials).insert(registry.to_string(), c.clone());
         c
     }
@@ -386,7 +415,7 @@ async fn fetch_token(
     })
 }
 
-fn form_encode(s: &str) -> String {
+pub(crate) fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

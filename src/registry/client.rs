@@ -54,6 +54,12 @@ pub struct Settings {
     pub download_retries: u32,
     /// `--push-retry`: extra attempts per upload.
     pub push_retries: u32,
+    /// `--push-ignore-immutable-tag-errors`: a manifest push the registry
+    /// refuses because the tag is immutable counts as done.
+    pub ignore_immutable_tags: bool,
+    /// `--credential-helpers`: the helpers tried after config.json (`None`:
+    /// all of them; an empty name turns them off).
+    pub credential_helpers: Option<Vec<String>>,
     /// Draw progress bars (stderr is a terminal) instead of log lines.
     pub progress_bars: bool,
     /// A request that does not connect, or goes this long without a byte
@@ -113,7 +119,7 @@ fn is_loopback(host: &str) -> bool {
 
 impl Registry {
     pub fn new(settings: Settings) -> Registry {
-        let auth = Authenticator::default();
+        let auth = Authenticator::with_helpers(settings.credential_helpers.clone());
         let progress = Progress::new(settings.progress_bars);
         Registry {
             settings,
@@ -566,7 +572,7 @@ fn install_crypto_provider() {
 /// (the executor image) that has none, the Mozilla roots built into smelt.
 /// Reading them once matters: a build makes a client per registry and
 /// direction, and each read of /etc/ssl/certs is ~150 files.
-fn ca_roots() -> &'static [reqwest::Certificate] {
+pub(crate) fn ca_roots() -> &'static [reqwest::Certificate] {
     static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
         ca_roots_der()

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod client;
+mod cred_helpers;
 pub mod error;
 mod progress;
 pub mod pull;

@@ -98,8 +98,18 @@ impl Registry {
         }
         for d in destinations {
             let ep = self.endpoint(&d.registry, Direction::Push).await?;
-            self.put_manifest(&ep, d, image).await?;
-            log::info!("Pushed {}@{digest}", d.kaniko_repository());
+            match self.put_manifest(&ep, d, image).await {
+                Err(e) if self.settings.ignore_immutable_tags && is_immutable_tag_error(&e) => {
+                    log::info!(
+                        "{d}: the tag is immutable and already set; counted as pushed \
+                         (--push-ignore-immutable-tag-errors)"
+                    );
+                }
+                r => {
+                    r?;
+                    log::info!("Pushed {}@{digest}", d.kaniko_repository());
+                }
+            }
         }
         Ok(digest)
     }
@@ -307,6 +317,19 @@ impl Registry {
     }
 }
 
+/// Whether a manifest push failed because the tag is immutable, by the
+/// texts the registries send (kaniko's fork matches the first two):
+/// Google Artifact Registry, Amazon ECR, Harbor.
+pub(crate) fn is_immutable_tag_error(e: &RegistryError) -> bool {
+    const TEXTS: [&str; 3] = [
+        "the repository has enabled tag immutability",
+        "cannot be overwritten because the tag is immutable",
+        "configured as immutable",
+    ];
+    let text = e.to_string().to_lowercase();
+    TEXTS.iter().any(|t| text.contains(t))
+}
+
 /// Whether an upload failed in a way only a new upload session mends:
 /// the registry says the bytes it got do not match the digest or size, or
 /// it no longer knows the session (a PUT that broke off part-way may have
@@ -353,6 +376,30 @@ fn upload_location(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn immutable_tag_errors_are_told_apart() {
+        let status = |status, message: &str| RegistryError::Status {
+            what: "pushing the manifest of r/app:1".to_string(),
+            status,
+            message: message.to_string(),
+        };
+        for text in [
+            "TAG_INVALID: The image tag '1' already exists in the 'app' repository and cannot be overwritten because the tag is immutable.",
+            "MANIFEST_INVALID: The repository has enabled tag immutability",
+            "PRECONDITION: The image app:1 configured as immutable, cannot be pushed",
+        ] {
+            assert!(is_immutable_tag_error(&status(400, text)), "{text}");
+        }
+        assert!(!is_immutable_tag_error(&status(
+            400,
+            "TAG_INVALID: manifest tag did not match URI"
+        )));
+        assert!(!is_immutable_tag_error(&status(
+            403,
+            "DENIED: requested access to the resource is denied"
+        )));
+    }
 
     #[test]
     fn only_a_refused_or_lost_upload_starts_over() {

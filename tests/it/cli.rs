@@ -1,5 +1,5 @@
-//! Exit codes and messages: bad Dockerfiles name file and line, flags not
-//! implemented are refused by name, the `executor` name works.
+//! Exit codes and messages: bad Dockerfiles name file and line, usage
+//! errors name the flag, the `executor` name works.
 
 use crate::harness::{TestContext, smelt_bin};
 use crate::registry_server::{Auth, TestRegistry};
@@ -35,20 +35,8 @@ fn missing_copy_source_fails_with_the_line() {
 }
 
 #[test]
-fn unimplemented_flags_are_refused_by_name() {
+fn usage_errors_name_the_flag() {
     let t = TestContext::new("FROM scratch\n");
-    let run = t.build(&[
-        "--no-push",
-        "--compressed-caching=false",
-        "--force-build-metadata",
-    ]);
-    assert_eq!(run.code(), 2);
-    assert!(
-        run.stderr().contains("--compressed-caching:")
-            && run.stderr().contains("--force-build-metadata:"),
-        "{}",
-        run.stderr()
-    );
     // --cache with nowhere to keep it
     let run = t.build(&["--no-push", "--cache"]);
     assert_eq!(run.code(), 2);
@@ -58,10 +46,19 @@ fn unimplemented_flags_are_refused_by_name() {
         "{}",
         run.stderr()
     );
-    let run = t.build(&["--no-push", "--push-ignore-immutable-tag-errors"]);
+    let run = t.build(&["--no-push", "--image-format", "v1"]);
     assert_eq!(run.code(), 2);
     assert!(
-        run.stderr().contains("--push-ignore-immutable-tag-errors:"),
+        run.stderr()
+            .contains("--image-format \"v1\": use docker or oci"),
+        "{}",
+        run.stderr()
+    );
+    let run = t.build(&["--no-push", "--image-format=docker", "--compression=zstd"]);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr()
+            .contains("--compression=zstd cannot be used with --image-format=docker"),
         "{}",
         run.stderr()
     );

@@ -33,6 +33,8 @@ pub enum Fault {
     Stall(Duration),
     /// Flip the first byte of the request's body on its way to the registry.
     CorruptUpload,
+    /// Answer 400 with ECR's error for a tag that is immutable and set.
+    ImmutableTag,
 }
 
 /// What a request is: the proxy's rules and its seeded 500s go by kind.
@@ -321,13 +323,18 @@ fn relay(
             return Ok(());
         }
         Some(Fault::Stall(d)) => std::thread::sleep(d),
-        Some(f @ (Fault::ServerError | Fault::NotFound)) => {
+        Some(f @ (Fault::ServerError | Fault::NotFound | Fault::ImmutableTag)) => {
             drain_body(&head, &mut from_client)?;
-            let (status, code) = match f {
-                Fault::NotFound => ("404 Not Found", "BLOB_UNKNOWN"),
-                _ => ("500 Internal Server Error", "UNKNOWN"),
+            let (status, code, message) = match f {
+                Fault::NotFound => ("404 Not Found", "BLOB_UNKNOWN", "injected fault"),
+                Fault::ImmutableTag => (
+                    "400 Bad Request",
+                    "TAG_INVALID",
+                    "The image tag '1' already exists in the 'app' repository and cannot be overwritten because the tag is immutable.",
+                ),
+                _ => ("500 Internal Server Error", "UNKNOWN", "injected fault"),
             };
-            let body = format!(r#"{{"errors":[{{"code":"{code}","message":"injected fault"}}]}}"#);
+            let body = format!(r#"{{"errors":[{{"code":"{code}","message":"{message}"}}]}}"#);
             write!(
                 to_client,
                 "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

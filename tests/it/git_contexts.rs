@@ -153,13 +153,13 @@ fn git_errors_name_the_repository_and_ref_and_never_the_credentials() {
     // a bad --git option is a usage error, before anything is fetched
     let out = Command::new(crate::harness::smelt_bin())
         .args(["build", "--no-push", "--context", &daemon_url])
-        .args(["--git", "depth=1"])
+        .args(["--git", "shallow=1"])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--git depth: unknown option"), "{err}");
+    assert!(err.contains("--git shallow: unknown option"), "{err}");
 }
 
 /// A `git` in front of the real one that appends its arguments (one a

@@ -59,7 +59,7 @@ pub(crate) fn build_workspace(root: &Path, dest: &str) -> (bool, String) {
 }
 
 /// [`run_executor`] with more environment; returns (exit code, stderr).
-fn run_executor_env(
+pub(crate) fn run_executor_env(
     root: &Path,
     secret: &Path,
     args: &[&str],

@@ -23,6 +23,7 @@ mod git_contexts;
 mod hostile;
 mod hostile_dockerfile;
 mod in_place;
+mod kaniko_contract;
 mod multi_stage;
 mod object_contexts;
 mod onbuild;

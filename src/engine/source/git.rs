@@ -81,6 +81,13 @@ impl GitOptions {
                 "single-branch" => options.single_branch = flag()?,
                 "recurse-submodules" => options.recurse_submodules = flag()?,
                 "insecure-skip-tls" => options.insecure_skip_tls = flag()?,
+                // the fork's clone depth: smelt fetches only the wanted
+                // commit whatever it is, which gives the same context
+                "depth" => {
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| SourceError::GitDepth(value.to_string()))?;
+                }
                 _ => return Err(SourceError::GitOption(key.to_string())),
             }
         }
@@ -589,7 +596,9 @@ mod tests {
         .unwrap();
         assert_eq!(o.branch.as_deref(), Some("dev"));
         assert!(o.single_branch && o.recurse_submodules && !o.insecure_skip_tls);
-        assert!(GitOptions::parse(&["depth=1".to_string()]).is_err());
+        assert!(GitOptions::parse(&["depth=1".to_string()]).is_ok());
+        assert!(GitOptions::parse(&["depth=x".to_string()]).is_err());
+        assert!(GitOptions::parse(&["shallow=1".to_string()]).is_err());
         assert_eq!(
             GitOptions::parse(&["single-branch=yes".to_string()])
                 .unwrap_err()

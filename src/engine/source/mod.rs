@@ -57,10 +57,12 @@ pub enum SourceError {
     #[error("--git {key}={value}: want true or false")]
     GitBool { key: String, value: String },
     #[error(
-        "--git {0}: unknown option (branch, single-branch, recurse-submodules and \
+        "--git {0}: unknown option (branch, single-branch, depth, recurse-submodules and \
          insecure-skip-tls are)"
     )]
     GitOption(String),
+    #[error("--git depth={0}: want a number")]
+    GitDepth(String),
     /// Cloning failed: what git (or the server through it) said, with
     /// every credential blanked out.
     #[error("git context {shown}: {message}")]
