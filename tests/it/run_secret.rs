@@ -177,3 +177,119 @@ fn an_ssh_mount_forwards_the_agent_socket_and_leaves_nothing() {
     let listing = tree(&root);
     assert_no_line_starting(&listing, &["/run", "/tmp/agent.sock"]);
 }
+
+/// In place, as `/kaniko/executor` in its container: with CAP_SYS_ADMIN
+/// the mounts are made in the command's own mount namespace; without it
+/// (an unprivileged kaniko container) they are swapped in and out. Either
+/// way the RUN reads the secret and reaches the agent, and neither is in
+/// the image.
+#[test]
+fn secrets_and_agents_work_in_place_with_and_without_cap_sys_admin() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let dockerfile = format!(
+        "FROM {base}\n\
+         ARG WANT\n\
+         RUN --mount=type=secret,id=tok --mount=type=ssh \\\n\
+         \x20   test \"$(busybox sha256sum < /run/secrets/tok | busybox cut -d' ' -f1)\" = \"$WANT\" && \\\n\
+         \x20   test -S \"$SSH_AUTH_SOCK\" && echo ok > /ok\n\
+         RUN --mount=type=secret,id=tok,env=TOKEN test -n \"$TOKEN\" && echo ok >> /ok\n"
+    );
+    for (name, no_admin) in [("ns", false), ("swap", true)] {
+        let root = crate::in_place::executor_root(&dockerfile);
+        let r = root.path();
+        // inside the executor's root: /kaniko is left out of every image
+        fs_err::write(r.join("kaniko/tok"), SECRET).expect("secret");
+        let _agent = std::os::unix::net::UnixListener::bind(r.join("kaniko/agent.sock"))
+            .expect("agent socket");
+        let secret = tempfile::NamedTempFile::new().expect("secret file");
+        let dest = format!("{}/in-place-secrets-{name}:1", reg.host);
+        let drop_admin = if no_admin {
+            "setpriv --bounding-set -sys_admin --inh-caps -sys_admin"
+        } else {
+            ""
+        };
+        let script = format!(
+            "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
+             mount --bind {} {r}/etc/secret; exec {drop_admin} chroot {r} /kaniko/executor \"$@\"",
+            secret.path().display(),
+            r = r.display(),
+        );
+        let want = format!("WANT={}", sha256_hex(SECRET));
+        let out = std::process::Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+                "sh",
+            ])
+            .args([
+                "--context",
+                "/workspace",
+                "--dockerfile",
+                "/workspace/Dockerfile",
+                "--destination",
+                &dest,
+                "--force",
+                "--build-arg",
+                &want,
+                "--secret",
+                "id=tok,src=/kaniko/tok",
+                "--ssh",
+                "default=/kaniko/agent.sock",
+                "-v",
+                "trace",
+            ])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", "/root")
+            .env("NO_COLOR", "1")
+            .env("DOCKER_CONFIG", "/kaniko/.docker")
+            .output()
+            .expect("unshare");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{name}: the in-place build failed:\n{log}"
+        );
+        assert!(!log.contains(SECRET), "{name}: the secret is in the log");
+        let layout = r.join("pulled");
+        reg.skopeo(
+            "copy",
+            &["src-"],
+            &[
+                "-q",
+                &format!("docker://{dest}"),
+                &format!("oci:{}:t1", layout.display()),
+            ],
+        );
+        let rootfs = r.join("rootfs");
+        crate::harness::Layout(layout.clone()).unpack("t1", &rootfs);
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("ok")).unwrap_or_default(),
+            "ok\nok\n",
+            "{name}"
+        );
+        let listing = tree(&rootfs);
+        assert_no_line_starting(&listing, &["/run", "/kaniko"]);
+        let mut written = Vec::new();
+        for entry in fs_err::read_dir(layout.join("blobs/sha256")).expect("blobs") {
+            let raw = fs_err::read(entry.expect("entry").path()).expect("blob");
+            let mut plain = Vec::new();
+            if flate2::read::GzDecoder::new(raw.as_slice())
+                .read_to_end(&mut plain)
+                .is_ok()
+            {
+                written.extend_from_slice(&plain);
+            }
+            written.extend_from_slice(&raw);
+        }
+        assert!(
+            !contains(&written, SECRET),
+            "{name}: the secret is in the image"
+        );
+    }
+}
