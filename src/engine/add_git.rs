@@ -279,7 +279,7 @@ impl GitRef {
     /// The commit the ref names now (`git ls-remote`), as BuildKit's git
     /// source picks it: a full commit id is itself; else the ref as a
     /// full name, a branch, then a tag (an annotated tag's commit).
-    pub fn resolve(&self) -> Result<String, GitAddError> {
+    pub fn resolve(&self, options: &GitOptions) -> Result<String, GitAddError> {
         let reference = self.reference.as_deref().unwrap_or("HEAD");
         if is_commit(reference) {
             return Ok(reference.to_ascii_lowercase());
@@ -288,7 +288,7 @@ impl GitRef {
         // a GitSource only for its ls-remote: the commit is not known yet
         let listed = self
             .source("")
-            .ls_remote(&[reference, &peeled])
+            .ls_remote(&[reference, &peeled], options)
             .map_err(|e| self.git_error(e))?;
         let bare = |prefix: &str| format!("{prefix}{}", reference.trim_start_matches(prefix));
         let full = format!("refs/{}", reference.trim_start_matches("refs/"));
@@ -349,6 +349,8 @@ pub struct Checkout {
 #[derive(Debug)]
 pub struct Repositories {
     dir: PathBuf,
+    /// `--ssh default`: the agent git's ssh uses.
+    ssh_auth_sock: Option<PathBuf>,
     resolved: OncePerKey<(String, Option<String>), String>,
     checkouts: OncePerKey<CheckoutKey, Arc<Checkout>>,
 }
@@ -358,10 +360,12 @@ pub struct Repositories {
 type CheckoutKey = (String, String, Option<String>, bool, bool);
 
 impl Repositories {
-    /// Checkouts go under `dir` (made on first use).
-    pub fn new(dir: PathBuf) -> Repositories {
+    /// Checkouts go under `dir` (made on first use); an SSH repository is
+    /// reached through the agent at `ssh_auth_sock` when given.
+    pub fn new(dir: PathBuf, ssh_auth_sock: Option<PathBuf>) -> Repositories {
         Repositories {
             dir,
+            ssh_auth_sock,
             resolved: OncePerKey::default(),
             checkouts: OncePerKey::default(),
         }
@@ -371,7 +375,13 @@ impl Repositories {
     /// and the step see the same one), checked against `checksum`.
     pub fn commit(&self, source: &GitRef, checksum: Option<&str>) -> Result<String, GitAddError> {
         let key = (source.remote.clone(), source.reference.clone());
-        let commit = self.resolved.get_or_try(&key, || source.resolve())?;
+        let options = GitOptions {
+            ssh_auth_sock: self.ssh_auth_sock.clone(),
+            ..GitOptions::default()
+        };
+        let commit = self
+            .resolved
+            .get_or_try(&key, || source.resolve(&options))?;
         if let Some(sum) = source.checksum_with(checksum)? {
             check_commit(&sum, &commit)?;
         }
@@ -422,6 +432,7 @@ impl Repositories {
         let options = GitOptions {
             keep_git_dir,
             recurse_submodules: submodules,
+            ssh_auth_sock: self.ssh_auth_sock.clone(),
             ..GitOptions::default()
         };
         let tree = source

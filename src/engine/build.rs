@@ -155,7 +155,10 @@ pub fn build(opts: &BuildOptions) -> Result<Option<BuildOutcome>, EngineError> {
         extract_retries: opts.extract_retries,
         cancelled: std::sync::Arc::clone(&cancelled),
         cache,
-        downloads: super::download::Downloads::new(work.path().join("downloads")),
+        downloads: super::download::Downloads::new(
+            work.path().join("downloads"),
+            opts.secrets.agent("default").map(Path::to_path_buf),
+        ),
         secrets: &opts.secrets,
         cache_mounts,
         mount_scratch: work.path().join("mounts"),

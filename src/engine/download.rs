@@ -200,10 +200,11 @@ pub enum Fetched {
 }
 
 impl Downloads {
-    /// Downloads go to `dir` (made on first use), checkouts to `dir/git`.
-    pub fn new(dir: PathBuf) -> Downloads {
+    /// Downloads go to `dir` (made on first use), checkouts to `dir/git`
+    /// (an SSH repository through the agent at `ssh_auth_sock`, if given).
+    pub fn new(dir: PathBuf, ssh_auth_sock: Option<PathBuf>) -> Downloads {
         Downloads {
-            git: super::add_git::Repositories::new(dir.join("git")),
+            git: super::add_git::Repositories::new(dir.join("git"), ssh_auth_sock),
             dir,
             done: OncePerKey::default(),
         }

@@ -551,7 +551,8 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
     fs_err::write(
         &ssh,
         format!(
-            "#!/bin/sh\n# the last argument is the remote command\nfor a; do cmd=$a; done\ncd {} && exec sh -c \"$cmd\"\n",
+            "#!/bin/sh\n# the last argument is the remote command\nfor a; do cmd=$a; done\n\
+             echo \"$SSH_AUTH_SOCK\" >> {0}/agents\ncd {0} && exec sh -c \"$cmd\"\n",
             repos.dir.path().display()
         ),
     )
@@ -559,6 +560,10 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
     std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let t = TestContext::new("FROM scratch\nADD git@git.example.test:repo.git#dev /ssh\n");
     let layout = t.path("oci");
+    // `--ssh default` is the agent git's ssh gets, as BuildKit forwards it
+    let agent = t.path("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    let ssh_flag = format!("default={}", agent.display());
     let run = t.build_with(
         crate::harness::smelt_bin(),
         &["build"],
@@ -568,6 +573,8 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
             layout.to_str().unwrap(),
             "-d",
             "example.test/smelt/it:t1",
+            "--ssh",
+            &ssh_flag,
         ],
         &[
             ("GIT_SSH_COMMAND", ssh.to_str().unwrap()),
@@ -578,6 +585,11 @@ fn add_git_repository_by_ref_tag_sub_directory_and_commit() {
     crate::harness::assert_has_lines(
         &tree(&t.unpack()),
         &["/ssh/hello.txt 644 0:0 file n=1 \"dev\\n\""],
+    );
+    let agents = fs_err::read_to_string(repos.dir.path().join("agents")).unwrap();
+    assert!(
+        !agents.is_empty() && agents.lines().all(|l| l == agent.to_str().unwrap()),
+        "git's ssh should get the --ssh agent: {agents:?}"
     );
 
     // BuildKit's modes whatever the umask git runs under

@@ -55,6 +55,9 @@ pub struct GitOptions {
     pub insecure_skip_tls: bool,
     /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`: keep `.git` in the context.
     pub keep_git_dir: bool,
+    /// The SSH agent git's ssh uses (`--ssh default`, for ADD of an SSH
+    /// repository, as BuildKit forwards it); else the environment's.
+    pub ssh_auth_sock: Option<PathBuf>,
 }
 
 impl GitOptions {
@@ -187,9 +190,13 @@ impl GitSource {
     /// The lines `git ls-remote -- URL PATTERNS…` prints (`SHA\tREF`), with
     /// the URL's credentials given to git as a fetch gets them (never on
     /// a command line).
-    pub fn ls_remote(&self, patterns: &[&str]) -> Result<String, SourceError> {
+    pub fn ls_remote(
+        &self,
+        patterns: &[&str],
+        options: &GitOptions,
+    ) -> Result<String, SourceError> {
         let dir = std::env::temp_dir();
-        let git = Git::new(&dir, &self.url(), &GitOptions::default());
+        let git = Git::new(&dir, &self.url(), options);
         let mut args = vec!["ls-remote", "--", git.url.as_str()];
         args.extend_from_slice(patterns);
         git.run(&args).map_err(|e| SourceError::Git {
@@ -431,6 +438,9 @@ impl<'a> Git<'a> {
         }
         if options.insecure_skip_tls {
             config.push("http.sslVerify=false".to_string());
+        }
+        if let Some(sock) = &options.ssh_auth_sock {
+            env.push(("SSH_AUTH_SOCK", sock.display().to_string()));
         }
         config.push("advice.detachedHead=false".to_string());
         config.push("init.defaultBranch=main".to_string());
