@@ -921,12 +921,17 @@ fn walk_bind(
 /// `from` hard-linked (`link`) or copied (mode, owner and mtime kept) at
 /// `into`.
 fn put_file(from: &Path, into: &Path, link: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     if link {
         return fs_err::hard_link(from, into);
     }
     let meta = fs_err::symlink_metadata(from)?;
     fs_err::copy(from, into)?;
+    set_like(into, &meta)
+}
+
+/// Gives `into` the owner, mode and mtime `meta` has.
+fn set_like(into: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     rustix::fs::chown(
         into,
         Some(rustix::process::Uid::from_raw(meta.uid())),
@@ -937,7 +942,7 @@ fn put_file(from: &Path, into: &Path, link: bool) -> std::io::Result<()> {
         into,
         std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
     )?;
-    filetime::set_file_mtime(into, filetime::FileTime::from_last_modification_time(&meta))
+    filetime::set_file_mtime(into, filetime::FileTime::from_last_modification_time(meta))
 }
 
 /// [`walk_bind`]'s walk of the directory `from` (`rel` in the tree) into
@@ -985,16 +990,7 @@ fn walk_dir(
         // a device, fifo or socket of the context is not sent by docker's
         // client either
     }
-    rustix::fs::chown(
-        into,
-        Some(rustix::process::Uid::from_raw(meta.uid())),
-        Some(rustix::process::Gid::from_raw(meta.gid())),
-    )?;
-    fs_err::set_permissions(
-        into,
-        std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
-    )?;
-    filetime::set_file_mtime(into, filetime::FileTime::from_last_modification_time(&meta))
+    set_like(into, &meta)
 }
 
 /// A bind's source, copied into a scratch directory: the directory and

@@ -5,7 +5,7 @@
 //! and what the executor, the context and the mounts hold stays out of the
 //! image.
 
-use crate::harness::{Layout, assert_has_lines, assert_no_line_starting, smelt_bin, tool, tree};
+use crate::harness::{assert_has_lines, assert_no_line_starting, smelt_bin, tool, tree};
 use crate::registry_server::{Auth, TestRegistry};
 use std::path::Path;
 use std::process::Command;
@@ -65,10 +65,27 @@ pub(crate) fn run_executor_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Option<i32>, String) {
+    run_executor_in(root, secret, args, env, false)
+}
+
+/// [`run_executor_env`], in a container without CAP_SYS_ADMIN in any set
+/// when `no_sys_admin` (an unprivileged kaniko container).
+pub(crate) fn run_executor_in(
+    root: &Path,
+    secret: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    no_sys_admin: bool,
+) -> (Option<i32>, String) {
     let r = root.display();
+    let drop = if no_sys_admin {
+        "setpriv --bounding-set -sys_admin --inh-caps -sys_admin"
+    } else {
+        ""
+    };
     let script = format!(
         "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
-         mount --bind {} {r}/etc/secret; exec chroot {r} /kaniko/executor \"$@\"",
+         mount --bind {} {r}/etc/secret; exec {drop} chroot {r} /kaniko/executor \"$@\"",
         secret.display()
     );
     let out = Command::new("unshare")
@@ -137,18 +154,7 @@ fn executor_builds_in_place_and_leaves_its_own_files_out() {
     // the write through the mount reached the mounted file, not the image
     assert_eq!(fs_err::read_to_string(secret.path()).unwrap(), "leaked\n");
 
-    let layout = root.path().join("pulled");
-    reg.skopeo(
-        "copy",
-        &["src-"],
-        &[
-            "-q",
-            &format!("docker://{dest}"),
-            &format!("oci:{}:t1", layout.display()),
-        ],
-    );
-    let rootfs = root.path().join("rootfs");
-    Layout(layout).unpack("t1", &rootfs);
+    let rootfs = reg.pull_rootfs(&dest, root.path());
     let listing = tree(&rootfs);
     assert_has_lines(
         &listing,

@@ -121,18 +121,7 @@ fn in_place_a_child_runs_its_parents_triggers_and_copies_from_the_parent_as_it_w
     let dest = format!("{}/in-place-onbuild:1", reg.host);
     let (ok, log) = crate::in_place::build_workspace(root.path(), &dest);
     assert!(ok, "the in-place build failed:\n{log}");
-    let layout = root.path().join("pulled");
-    reg.skopeo(
-        "copy",
-        &["src-"],
-        &[
-            "-q",
-            &format!("docker://{dest}"),
-            &format!("oci:{}:t1", layout.display()),
-        ],
-    );
-    let rootfs = root.path().join("rootfs");
-    crate::harness::Layout(layout).unpack("t1", &rootfs);
+    let rootfs = reg.pull_rootfs(&dest, root.path());
     assert_has_lines(
         &tree(&rootfs),
         &[

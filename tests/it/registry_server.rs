@@ -212,6 +212,26 @@ impl TestRegistry {
         );
     }
 
+    /// Pulls `reference` (from this registry) with skopeo into
+    /// `dir/pulled` as an OCI layout and unpacks it with umoci into
+    /// `dir/rootfs`, which it returns: read back by clients that are not
+    /// smelt.
+    pub fn pull_rootfs(&self, reference: &str, dir: &Path) -> PathBuf {
+        let layout = dir.join("pulled");
+        self.skopeo(
+            "copy",
+            &["src-"],
+            &[
+                "-q",
+                &format!("docker://{reference}"),
+                &format!("oci:{}:t1", layout.display()),
+            ],
+        );
+        let rootfs = dir.join("rootfs");
+        crate::harness::Layout(layout).unpack("t1", &rootfs);
+        rootfs
+    }
+
     /// `skopeo inspect` (raw manifest when `raw`) of `name` here, as JSON.
     pub fn inspect(&self, name: &str, extra: &[&str]) -> serde_json::Value {
         let target = format!("docker://{}/{name}", self.host);

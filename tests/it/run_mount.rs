@@ -309,18 +309,7 @@ fn mounts_work_in_place() {
     let (ok, log) = crate::in_place::build_workspace(root.path(), &dest);
     assert!(ok, "the in-place build failed:\n{log}");
     assert!(find_file(&root.path().join("kaniko/caches"), "y").is_some());
-    let layout = root.path().join("pulled");
-    reg.skopeo(
-        "copy",
-        &["src-"],
-        &[
-            "-q",
-            &format!("docker://{dest}"),
-            &format!("oci:{}:t1", layout.display()),
-        ],
-    );
-    let rootfs = root.path().join("rootfs");
-    crate::harness::Layout(layout).unpack("t1", &rootfs);
+    let rootfs = reg.pull_rootfs(&dest, root.path());
     assert_eq!(
         read(&rootfs, "seen"),
         "from the context\ny\nfrom the context\n"
@@ -405,27 +394,12 @@ fn mounts_work_in_place_without_cap_sys_admin() {
          RUN --mount=type=cache,target=/cache,id=c cat /cache/y >> /seen && ls -a /covered >> /seen\n"
     );
     let root = crate::in_place::executor_root(&dockerfile);
-    let r = root.path().display();
     let secret = tempfile::NamedTempFile::new().unwrap();
     let dest = format!("{}/in-place-swap:1", reg.host);
-    // the executor's container, without CAP_SYS_ADMIN in any set
-    let script = format!(
-        "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
-         mount --bind {} {r}/etc/secret; \
-         exec setpriv --bounding-set -sys_admin --inh-caps -sys_admin chroot {r} /kaniko/executor \"$@\"",
-        secret.path().display()
-    );
-    let out = std::process::Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-            "sh",
-        ])
-        .args([
+    let (code, log) = crate::in_place::run_executor_in(
+        root.path(),
+        secret.path(),
+        &[
             "--context",
             "/workspace",
             "--dockerfile",
@@ -433,16 +407,11 @@ fn mounts_work_in_place_without_cap_sys_admin() {
             "--destination",
             &dest,
             "--force",
-        ])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", "/root")
-        .env("NO_COLOR", "1")
-        .env("DOCKER_CONFIG", "/kaniko/.docker")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the in-place build failed:\n{log}");
+        ],
+        &[],
+        true,
+    );
+    assert_eq!(code, Some(0), "the in-place build failed:\n{log}");
     // the RUN really lacked CAP_SYS_ADMIN (bit 21)
     let eff = log
         .lines()
@@ -455,18 +424,7 @@ fn mounts_work_in_place_without_cap_sys_admin() {
         !root.path().join("workspace/w").exists(),
         "an rw bind's write reached the context"
     );
-    let layout = root.path().join("pulled");
-    reg.skopeo(
-        "copy",
-        &["src-"],
-        &[
-            "-q",
-            &format!("docker://{dest}"),
-            &format!("oci:{}:t1", layout.display()),
-        ],
-    );
-    let rootfs = root.path().join("rootfs");
-    crate::harness::Layout(layout).unpack("t1", &rootfs);
+    let rootfs = reg.pull_rootfs(&dest, root.path());
     assert_eq!(
         read(&rootfs, "seen"),
         "from the context\nfrom the context\ny\n.\n..\nf\n"

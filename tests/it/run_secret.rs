@@ -12,35 +12,38 @@ use std::io::Read;
 const SECRET: &str = "smelt-secret-6e1f0c9a2b7d";
 const ENV_SECRET: &str = "smelt-env-secret-43aa90d1c5";
 
+/// `raw`, then what it decompresses to if it is gzip.
+fn with_plain(raw: Vec<u8>) -> Vec<u8> {
+    let mut plain = Vec::new();
+    if flate2::read::GzDecoder::new(raw.as_slice())
+        .read_to_end(&mut plain)
+        .is_err()
+    {
+        plain.clear();
+    }
+    [raw, plain].concat()
+}
+
+/// Every blob of the OCI layout at `layout`, as written and decompressed.
+fn blobs_written(layout: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in fs_err::read_dir(layout.join("blobs/sha256")).expect("blobs") {
+        let raw = fs_err::read(entry.expect("entry").path()).expect("read blob");
+        all.extend(with_plain(raw));
+    }
+    all
+}
+
 /// Every place a build's value could leak to, decompressed: the OCI
 /// layout's blobs and the docker archive's members.
 fn everything_written(t: &TestContext) -> Vec<u8> {
-    let mut all = Vec::new();
-    let blobs = t.path("oci/blobs/sha256");
-    for entry in fs_err::read_dir(&blobs).expect("blobs") {
-        let raw = fs_err::read(entry.expect("entry").path()).expect("read blob");
-        let mut plain = Vec::new();
-        if flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut plain)
-            .is_ok()
-        {
-            all.extend_from_slice(&plain);
-        }
-        all.extend_from_slice(&raw);
-    }
+    let mut all = blobs_written(&t.path("oci"));
     let mut archive = tar::Archive::new(fs_err::File::open(t.path("image.tar")).expect("tar"));
     for member in archive.entries().expect("entries") {
         let mut member = member.expect("member");
         let mut raw = Vec::new();
         member.read_to_end(&mut raw).expect("read member");
-        let mut plain = Vec::new();
-        if flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut plain)
-            .is_ok()
-        {
-            all.extend_from_slice(&plain);
-        }
-        all.extend_from_slice(&raw);
+        all.extend(with_plain(raw));
     }
     all
 }
@@ -204,29 +207,11 @@ fn secrets_and_agents_work_in_place_with_and_without_cap_sys_admin() {
             .expect("agent socket");
         let secret = tempfile::NamedTempFile::new().expect("secret file");
         let dest = format!("{}/in-place-secrets-{name}:1", reg.host);
-        let drop_admin = if no_admin {
-            "setpriv --bounding-set -sys_admin --inh-caps -sys_admin"
-        } else {
-            ""
-        };
-        let script = format!(
-            "set -e; mount --rbind /dev {r}/dev; mount -t proc proc {r}/proc; \
-             mount --bind {} {r}/etc/secret; exec {drop_admin} chroot {r} /kaniko/executor \"$@\"",
-            secret.path().display(),
-            r = r.display(),
-        );
         let want = format!("WANT={}", sha256_hex(SECRET));
-        let out = std::process::Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-                "sh",
-            ])
-            .args([
+        let (code, log) = crate::in_place::run_executor_in(
+            r,
+            secret.path(),
+            &[
                 "--context",
                 "/workspace",
                 "--dockerfile",
@@ -242,32 +227,13 @@ fn secrets_and_agents_work_in_place_with_and_without_cap_sys_admin() {
                 "default=/kaniko/agent.sock",
                 "-v",
                 "trace",
-            ])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", "/root")
-            .env("NO_COLOR", "1")
-            .env("DOCKER_CONFIG", "/kaniko/.docker")
-            .output()
-            .expect("unshare");
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{name}: the in-place build failed:\n{log}"
-        );
-        assert!(!log.contains(SECRET), "{name}: the secret is in the log");
-        let layout = r.join("pulled");
-        reg.skopeo(
-            "copy",
-            &["src-"],
-            &[
-                "-q",
-                &format!("docker://{dest}"),
-                &format!("oci:{}:t1", layout.display()),
             ],
+            &[],
+            no_admin,
         );
-        let rootfs = r.join("rootfs");
-        crate::harness::Layout(layout.clone()).unpack("t1", &rootfs);
+        assert_eq!(code, Some(0), "{name}: the in-place build failed:\n{log}");
+        assert!(!log.contains(SECRET), "{name}: the secret is in the log");
+        let rootfs = reg.pull_rootfs(&dest, r);
         assert_eq!(
             fs_err::read_to_string(rootfs.join("ok")).unwrap_or_default(),
             "ok\nok\n",
@@ -275,18 +241,7 @@ fn secrets_and_agents_work_in_place_with_and_without_cap_sys_admin() {
         );
         let listing = tree(&rootfs);
         assert_no_line_starting(&listing, &["/run", "/kaniko"]);
-        let mut written = Vec::new();
-        for entry in fs_err::read_dir(layout.join("blobs/sha256")).expect("blobs") {
-            let raw = fs_err::read(entry.expect("entry").path()).expect("blob");
-            let mut plain = Vec::new();
-            if flate2::read::GzDecoder::new(raw.as_slice())
-                .read_to_end(&mut plain)
-                .is_ok()
-            {
-                written.extend_from_slice(&plain);
-            }
-            written.extend_from_slice(&raw);
-        }
+        let written = blobs_written(&r.join("pulled"));
         assert!(
             !contains(&written, SECRET),
             "{name}: the secret is in the image"
