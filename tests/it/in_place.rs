@@ -43,19 +43,23 @@ pub(crate) fn run_executor(root: &Path, secret: &Path, args: &[&str]) -> (bool, 
 /// returns (ok, stderr).
 pub(crate) fn build_workspace(root: &Path, dest: &str) -> (bool, String) {
     let secret = tempfile::NamedTempFile::new().expect("secret file");
-    run_executor(
-        root,
-        secret.path(),
-        &[
-            "--context",
-            "/workspace",
-            "--dockerfile",
-            "/workspace/Dockerfile",
-            "--destination",
-            dest,
-            "--force",
-        ],
-    )
+    run_executor(root, secret.path(), &workspace_args(dest, &[]))
+}
+
+/// The executor's arguments that build `/workspace/Dockerfile` and push it
+/// to `dest`, then `extra`.
+pub(crate) fn workspace_args<'a>(dest: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--context",
+        "/workspace",
+        "--dockerfile",
+        "/workspace/Dockerfile",
+        "--destination",
+        dest,
+        "--force",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// [`run_executor`] with more environment; returns (exit code, stderr).
@@ -131,19 +135,7 @@ fn executor_builds_in_place_and_leaves_its_own_files_out() {
     let root = executor_root(&dockerfile);
     let secret = tempfile::NamedTempFile::new().expect("secret file");
     let dest = format!("{}/in-place:1", reg.host);
-    let (ok, log) = run_executor(
-        root.path(),
-        secret.path(),
-        &[
-            "--context",
-            "/workspace",
-            "--dockerfile",
-            "/workspace/Dockerfile",
-            "--destination",
-            &dest,
-            "--force",
-        ],
-    );
+    let (ok, log) = run_executor(root.path(), secret.path(), &workspace_args(&dest, &[]));
     assert!(ok, "the in-place build failed:\n{log}");
     // RUN ran in place, as the image's user
     assert!(

@@ -399,15 +399,7 @@ fn mounts_work_in_place_without_cap_sys_admin() {
     let (code, log) = crate::in_place::run_executor_in(
         root.path(),
         secret.path(),
-        &[
-            "--context",
-            "/workspace",
-            "--dockerfile",
-            "/workspace/Dockerfile",
-            "--destination",
-            &dest,
-            "--force",
-        ],
+        &crate::in_place::workspace_args(&dest, &[]),
         &[],
         true,
     );
