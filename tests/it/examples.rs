@@ -553,6 +553,10 @@ fn tekton_task_example_builds_and_writes_its_results() {
         [format!("{IMAGE}:debug")]
     );
     let script = tekton_args(&[text(&write_url["script"]).to_string()], &table).remove(0);
+    assert!(
+        !script.contains("$("),
+        "a Tekton variable the test does not replace: {script}"
+    );
     let script = script
         .strip_prefix("#!/busybox/sh\n")
         .unwrap_or_else(|| panic!("the script is not the debug image's shell's: {script}"));
