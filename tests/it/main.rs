@@ -17,6 +17,7 @@ mod cli;
 mod conformance;
 mod contexts;
 mod dockerfile_semantics;
+mod examples;
 mod faults;
 mod foreign_bases;
 mod git_contexts;
