@@ -172,7 +172,7 @@ impl StageState {
         };
         // the stages' own steps were judged before the build began; an
         // ONBUILD trigger of a base image is judged here, as it fires
-        if let Some(refused) = super::unsupported::missing(&step.value) {
+        if let Some(refused) = super::unsupported::invalid(&step.value) {
             return Err(fail(&refused));
         }
         let created_by;

@@ -7,8 +7,8 @@ use super::copy_sources::CopyWords;
 use crate::dockerfile::instruction::{Instruction, Source};
 use crate::dockerfile::{Dockerfile, Located};
 
-/// The first instruction of the stages `built` that asks for a feature
-/// smelt does not have. ONBUILD lines are only recorded here; a trigger is
+/// The first instruction of the stages `built` that no builder would
+/// build (a mode or value BuildKit refuses too). ONBUILD lines are only recorded here; a trigger is
 /// judged when it fires, at the FROM of the stage that inherits it, before
 /// that stage's first step.
 pub fn refuse(df: &Dockerfile, built: impl IntoIterator<Item = usize>) -> Result<(), EngineError> {
@@ -17,7 +17,7 @@ pub fn refuse(df: &Dockerfile, built: impl IntoIterator<Item = usize>) -> Result
             continue;
         };
         for step in &stage.steps {
-            if let Some(refused) = missing(&step.value) {
+            if let Some(refused) = invalid(&step.value) {
                 return Err(refusal(df, step, &refused));
             }
         }
@@ -46,9 +46,9 @@ pub enum Refused {
     Mount(String),
 }
 
-/// What `inst` needs that smelt lacks, or a mode no builder knows, if
-/// anything.
-pub fn missing(inst: &Instruction) -> Option<Refused> {
+/// What in `inst` no builder would build (a mode no builder knows, a
+/// value BuildKit's parser or frontend refuses), if anything.
+pub fn invalid(inst: &Instruction) -> Option<Refused> {
     match inst {
         Instruction::Run(run) => {
             for m in &run.mounts {
