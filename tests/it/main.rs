@@ -17,6 +17,7 @@ mod cli;
 mod conformance;
 mod contexts;
 mod dockerfile_semantics;
+mod executor_image;
 mod faults;
 mod foreign_bases;
 mod git_contexts;
