@@ -69,10 +69,25 @@ fn images() -> Images {
         && Layout(dir.join("executor-oci")).config()["config"]["Labels"]["org.opencontainers.image.revision"]
             == head_revision();
     if !fresh {
-        let out = Command::new(repo_dir().join("scripts/build-images.sh"))
-            .current_dir(repo_dir())
-            .output()
-            .expect("run scripts/build-images.sh");
+        // the environment of a shell, not the test runner's: cargo
+        // variables the runner sets reach ring's build script (cc), and
+        // the release build would start over at every switch
+        let mut script = Command::new(repo_dir().join("scripts/build-images.sh"));
+        script.current_dir(repo_dir()).env_clear();
+        for (k, v) in std::env::vars_os() {
+            let keep = [
+                "PATH",
+                "HOME",
+                "TMPDIR",
+                "CARGO_HOME",
+                "RUSTUP_HOME",
+                "CARGO_TARGET_DIR",
+            ];
+            if k.to_str().is_some_and(|k| keep.contains(&k)) {
+                script.env(k, v);
+            }
+        }
+        let out = script.output().expect("run scripts/build-images.sh");
         assert!(
             out.status.success(),
             "scripts/build-images.sh failed:\n{}\n{}",
