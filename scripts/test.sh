@@ -6,8 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib.sh
-install_missing skopeo umoci podman zstd xz-utils tar docker-registry apache2-utils \
-  busybox-static openssl curl docker.io util-linux git
+install_missing skopeo umoci podman runc zstd xz-utils tar docker-registry apache2-utils \
+  busybox-static openssl curl docker.io util-linux git musl-tools ca-certificates
+# the static binary of the executor images (tests/it/executor_image.rs runs
+# scripts/build-images.sh)
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi
 install_emulators "${SMELT_EMULATORS:-$PWD/target/emulators}"
 
 cargo fmt --all -- --check

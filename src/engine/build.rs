@@ -384,6 +384,9 @@ fn root_ignores(opts: &BuildOptions, work_base: &Path) -> Result<RootIgnores, En
         .as_deref()
         .filter(|e| e.starts_with(IN_PLACE_WORK_DIR))
         .map(|_| Path::new(IN_PLACE_WORK_DIR));
+    // the debug image's shell (images/executor/Dockerfile): a CI script
+    // running the executor from /busybox/sh goes on after the build
+    let busybox = kaniko.map(|_| Path::new("/busybox"));
     let docker_config = std::env::var_os("DOCKER_CONFIG")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
@@ -393,6 +396,7 @@ fn root_ignores(opts: &BuildOptions, work_base: &Path) -> Result<RootIgnores, En
         Some(opts.dockerfile.as_path()),
         exe.as_deref(),
         kaniko,
+        busybox,
         docker_config.as_deref(),
     ]
     .into_iter()

@@ -148,15 +148,87 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), EngineError> {
     run_cp(cmd, from, to)
 }
 
-/// Copies `rels` of `from` to the same paths under `into`, in one `cp -a
-/// --parents`.
+/// Copies `rels` of `from` (with their subtrees) to the same paths under
+/// `into`, as `cp -a --parents` would: owners, modes, times (seconds, as
+/// layers carry them), symlinks, FIFOs and device nodes, xattrs, and the
+/// hard links among the copied files. In process: in the executor image
+/// (FROM scratch) there is no `cp` to start.
 fn copy_paths(from: &Path, rels: &[&str], into: &Path) -> Result<(), EngineError> {
-    let mut cmd = std::process::Command::new("cp");
-    cmd.args(["-a", "--reflink=auto", "--parents", "--"])
-        .args(rels)
-        .arg(into)
-        .current_dir(from);
-    run_cp(cmd, from, into)
+    let mut copy = TreeCopy {
+        src: crate::fs::root::Root::open(from)?,
+        dst: crate::fs::root::Root::open(into)?,
+        linked: std::collections::HashMap::new(),
+        dirs: Vec::new(),
+    };
+    for rel in rels {
+        copy.entry(rel)?;
+    }
+    // directories' times last, the deepest first: filling a directory
+    // changed its mtime
+    for (rel, mtime) in copy.dirs.iter().rev() {
+        copy.dst.set_mtime(rel, *mtime)?;
+    }
+    Ok(())
+}
+
+struct TreeCopy {
+    src: crate::fs::root::Root,
+    dst: crate::fs::root::Root,
+    /// The first copy of each file with more than one link, by (dev, ino).
+    linked: std::collections::HashMap<(u64, u64), String>,
+    /// Directories copied, parents before children, with their mtimes.
+    dirs: Vec<(String, i64)>,
+}
+
+impl TreeCopy {
+    fn entry(&mut self, rel: &str) -> Result<(), EngineError> {
+        use rustix::fs::FileType;
+        let st = self.src.lstat(rel)?.ok_or_else(|| {
+            EngineError::Invalid(format!("keeping /{rel}: it went away while copied"))
+        })?;
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let mode = st.st_mode & 0o7777;
+        if kind != FileType::Directory && st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(first) = self.linked.get(&key) {
+                self.dst.hard_link(first, rel)?;
+                return Ok(());
+            }
+            self.linked.insert(key, rel.to_string());
+        }
+        match kind {
+            FileType::Directory => {
+                self.dst.create_dir(rel, 0o700)?;
+                for (name, _) in self.src.read_dir(rel)? {
+                    self.entry(&format!("{rel}/{name}"))?;
+                }
+                self.dirs.push((rel.to_string(), st.st_mtime));
+            }
+            FileType::RegularFile => {
+                let mut r = self.src.open_file(rel)?;
+                let mut w = self.dst.create_file(rel, 0o600)?;
+                std::io::copy(&mut r, &mut w)
+                    .map_err(|e| EngineError::Invalid(format!("keeping /{rel}: {e}")))?;
+            }
+            FileType::Symlink => self.dst.symlink(&self.src.read_link(rel)?, rel)?,
+            kind => self.dst.mknod(rel, kind, mode, st.st_rdev)?,
+        }
+        // owner, then mode (a chown clears set-id bits), then xattrs (it
+        // clears security.capability too)
+        self.dst.chown(rel, st.st_uid, st.st_gid)?;
+        if kind != FileType::Symlink {
+            self.dst.chmod(rel, mode)?;
+        }
+        for (key, value) in self.src.xattrs(rel)? {
+            if let Err(e) = self.dst.set_xattr(rel, &key, &value) {
+                log::debug!("not kept: {e}");
+            }
+        }
+        if kind != FileType::Directory {
+            self.dst.set_mtime(rel, st.st_mtime)?;
+        }
+        Ok(())
+    }
 }
 
 fn run_cp(mut cmd: std::process::Command, from: &Path, to: &Path) -> Result<(), EngineError> {

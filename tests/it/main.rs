@@ -18,6 +18,7 @@ mod conformance;
 mod contexts;
 mod dockerfile_semantics;
 mod examples;
+mod executor_image;
 mod faults;
 mod foreign_bases;
 mod git_contexts;
