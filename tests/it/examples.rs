@@ -20,7 +20,7 @@ use crate::git_server::{Repos, git, git_daemon};
 use crate::harness::smelt_bin;
 use crate::registry_server::{Auth, PASSWORD, TestRegistry, USER, busybox};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// The executor image the examples name.
@@ -127,22 +127,8 @@ impl Container {
             .env("NO_COLOR", "1")
             // the image's ENV, through the mounts
             .env("DOCKER_CONFIG", mounts.map_path("/kaniko/.docker"))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: {argv:?}: {e}"));
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            use std::io::Write;
-            pipe.write_all(input.as_bytes()).expect("stdin");
-        }
-        let out = child.wait_with_output().expect("wait");
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        let out = crate::harness::output_with_stdin(&mut cmd, stdin, &format!("{what}: {argv:?}"));
         assert!(
             out.status.success(),
             "{what} failed ({:?}):\n{argv:?}\n{}",

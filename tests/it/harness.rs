@@ -370,3 +370,22 @@ fn tree_shows_contents_devices_and_capabilities() {
         ],
     );
 }
+
+/// Runs `cmd` with `stdin` written to its standard input (none when
+/// `None`) and its output captured; panics naming `what` if it cannot
+/// start.
+pub fn output_with_stdin(cmd: &mut Command, stdin: Option<&str>, what: &str) -> Output {
+    use std::process::Stdio;
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        std::io::Write::write_all(&mut pipe, input.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("wait")
+}

@@ -7,9 +7,8 @@ use crate::faults::{Fault, Kind, Proxy};
 use crate::harness::{Layout, TestContext, smelt_bin, tool};
 use crate::in_place::{executor_root, run_executor_env};
 use crate::registry_server::{Auth, PASSWORD, TestRegistry, USER};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The fork's executor flags (`cmd/executor/cmd/root.go` of v1.28.3; upstream
 /// v1.24's are a subset), each with a value that is not its default.
@@ -126,23 +125,11 @@ fn run(
     stdin: Option<&str>,
 ) -> (i32, String, String) {
     let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .env("NO_COLOR", "1")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).env("NO_COLOR", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("run smelt");
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).expect("stdin");
-    }
-    let out = child.wait_with_output().expect("wait");
+    let out = crate::harness::output_with_stdin(&mut cmd, stdin, "run smelt");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
