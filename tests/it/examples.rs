@@ -458,11 +458,33 @@ fn tekton_task_example_builds_and_writes_its_results() {
     fs_err::create_dir_all(c.path("results")).expect("mkdir");
 
     let image = format!("{}/team/app:tekton", reg.host);
-    // the TaskRun's params
-    let given: [(&str, Vec<String>); 2] = [
-        ("IMAGE", vec![image.clone()]),
-        ("EXTRA_ARGS", vec!["--cache=true".into()]),
-    ];
+    // the TaskRun's params, its registry the test's
+    let run = &load("tekton/taskrun.yaml")[0];
+    assert_eq!(text(&run["kind"]), "TaskRun");
+    assert_eq!(
+        text(&run["spec"]["taskRef"]["name"]),
+        text(&task["metadata"]["name"])
+    );
+    let ours = |v: &Yaml| text(v).replace("registry.example.com", &reg.host);
+    let given: Vec<(&str, Vec<String>)> = list(&run["spec"]["params"])
+        .iter()
+        .map(|p| {
+            let value = match &p["value"] {
+                Yaml::Array(items) => items.iter().map(ours).collect(),
+                one => vec![ours(one)],
+            };
+            (text(&p["name"]), value)
+        })
+        .collect();
+    let bound: Vec<&str> = list(&run["spec"]["workspaces"])
+        .iter()
+        .map(|w| text(&w["name"]))
+        .collect();
+    assert_eq!(bound, ["source", "dockerconfig"]);
+    assert_eq!(
+        text(&list(&run["spec"]["workspaces"])[1]["secret"]["items"][0]["path"]),
+        "config.json"
+    );
     let mut table: Vec<(String, Vec<String>)> = Vec::new();
     for p in list(&spec["params"]) {
         let name = text(&p["name"]);
