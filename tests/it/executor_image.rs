@@ -526,3 +526,78 @@ fn the_executor_image_trusts_a_ca_added_to_its_certificate_directory() {
         "over-tls\n"
     );
 }
+
+/// Several builds in one container, as a CI job that builds two images
+/// does: the first leaves its root behind, the second clears it first
+/// (`--pre-cleanup`) and after (`--cleanup`). A Kubernetes
+/// service-account token under `/var/run/secrets` and a config map under
+/// `/kaniko` (mounts, as a pod has them) stay where they are and reach
+/// neither image, nor does the first build's file reach the second.
+#[test]
+fn several_builds_in_one_container_keep_to_themselves_and_leave_mounts_alone() {
+    let images = images();
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let one = TestContext::new(&format!(
+        "FROM {base}\nRUN echo one > /one && cat /kaniko/config/settings > /seen-config\n"
+    ));
+    let two = TestContext::new(&format!(
+        "FROM {base}\nRUN test ! -e /one && echo two > /two\n"
+    ));
+    let token = tempfile::tempdir().unwrap();
+    fs_err::write(token.path().join("token"), "eyJhbGciOi-not-a-real-token\n").unwrap();
+    let config = tempfile::tempdir().unwrap();
+    fs_err::write(config.path().join("settings"), "from a config map\n").unwrap();
+    let (dest1, dest2) = (format!("{}/one:1", reg.host), format!("{}/two:1", reg.host));
+    let script = format!(
+        "set -e\n\
+         /kaniko/executor --context /ws1 --dockerfile /ws1/Dockerfile --destination {dest1}\n\
+         test -e /one\n\
+         /kaniko/executor --context /ws2 --dockerfile /ws2/Dockerfile --destination {dest2} \
+           --pre-cleanup --cleanup\n\
+         test ! -e /one && test ! -e /two && test ! -e /bin/busybox\n\
+         echo \"left: $(cat /var/run/secrets/kubernetes.io/serviceaccount/token) \
+           $(cat /kaniko/config/settings) $(ls /kaniko)\"\n"
+    );
+    let out = run(&[
+        "--entrypoint",
+        "",
+        "-v",
+        &volume(&one.ctx(), "/ws1"),
+        "-v",
+        &volume(&two.ctx(), "/ws2"),
+        "-v",
+        &format!(
+            "{}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+            token.path().display()
+        ),
+        "-v",
+        &format!("{}:/kaniko/config:ro", config.path().display()),
+        &images.debug,
+        "/busybox/sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "the script failed:\n{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("left: eyJhbGciOi-not-a-real-token")
+            && stdout.contains("from a config map")
+            && stdout.contains("executor"),
+        "{stdout}"
+    );
+    for (dest, file, absent) in [(&dest1, "one", "two"), (&dest2, "two", "one")] {
+        let got = tempfile::tempdir().unwrap();
+        let rootfs = unpack(&reg, dest, got.path());
+        assert!(rootfs.join(file).is_file(), "{dest} lacks /{file}");
+        for gone in [absent, "kaniko", "var/run/secrets", "ws1", "ws2", "busybox"] {
+            assert!(!rootfs.join(gone).exists(), "{dest} has /{gone}");
+        }
+    }
+    let got = tempfile::tempdir().unwrap();
+    let rootfs = unpack(&reg, &dest1, got.path());
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("seen-config")).unwrap(),
+        "from a config map\n"
+    );
+}
