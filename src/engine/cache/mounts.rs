@@ -123,7 +123,11 @@ impl<'a> MountSync<'a> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        if used.is_empty() || !cache.opts.push || !cache.usable() {
+        if used.is_empty()
+            || !cache.opts.push
+            || !cache.usable()
+            || crate::engine::interrupt::signal().is_some()
+        {
             return;
         }
         if self.max_size == 0 {
@@ -190,6 +194,10 @@ impl<'a> MountSync<'a> {
         let Some(handle) = handle else {
             return;
         };
+        if crate::engine::interrupt::signal().is_some() {
+            // the build is stopping: neither wait for the layers nor push
+            return;
+        }
         let Ok(saves) = handle.join() else {
             log::warn!("cache mounts not saved: the thread writing them panicked");
             return;
@@ -331,7 +339,10 @@ impl SharedCaches for SharedMounts<'_> {
     }
 
     fn used(&self, cache: &CacheMountInfo, dir: &Path) {
-        self.sync.used(cache, dir);
+        // nothing will be saved: no walk
+        if self.cache.opts.push && self.sync.max_size > 0 {
+            self.sync.used(cache, dir);
+        }
     }
 }
 
@@ -367,8 +378,14 @@ impl SaveJob<'_> {
                 )));
             }
         }
+        let started = std::time::Instant::now();
         let tree = walk(self.dir)
             .map_err(|e| EngineError::Invalid(format!("{}: {e}", self.dir.display())))?;
+        log::debug!(
+            "cache mount {id}: {} paths walked in {:.3} s",
+            tree.paths.len(),
+            started.elapsed().as_secs_f64()
+        );
         if self.used.before == Some(tree.fingerprint) {
             log::debug!("cache mount {id}: unchanged, not saved");
             return Ok(None);
@@ -395,6 +412,11 @@ impl SaveJob<'_> {
             },
         )?;
         drop(lock);
+        log::debug!(
+            "cache mount {id}: layer of {} bytes written in {:.3} s",
+            blob.size,
+            started.elapsed().as_secs_f64()
+        );
         let media_type = if blob.compression.is_zstd() {
             OCI_LAYER_ZSTD
         } else {
