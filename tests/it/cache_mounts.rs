@@ -3,10 +3,13 @@
 //! `--kaniko-dir`, so no local cache directory) by the next; concurrent
 //! saves of one mount leave a whole one; a mount over
 //! `--cache-mount-max-size` is not saved; the saved image is one skopeo
-//! reads; the image built never holds a cache's files.
+//! reads; the image built never holds a cache's files; a damaged or
+//! hostile save is a warning and writes nothing outside the cache.
 
 use crate::harness::{TestContext, assert_no_line_starting, tree};
-use crate::registry_server::{Auth, TestRegistry};
+use crate::hostile::{Canary, file, symlink, tar_of};
+use crate::registry_server::{Auth, TestRegistry, config_with_diff_ids, http, sha256};
+use std::io::Write;
 
 /// The flags of a build on an empty runner: the layer cache in
 /// `REG/cache`, pushed as `dest`, a kaniko directory of its own.
@@ -222,4 +225,115 @@ fn a_cache_mount_over_the_size_cap_is_not_saved() {
         "{}",
         run.stderr()
     );
+}
+
+/// Puts `tar` (gzipped) at `REG/cache:TAG` as a saved cache mount of id
+/// `id`, its manifest saying the diff ID is `diff_id` (else the tar's).
+fn push_saved(reg: &TestRegistry, tag: &str, id: &str, tar: &[u8], diff_id: Option<&str>) {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(tar).unwrap();
+    let blob = gz.finish().unwrap();
+    let diff = diff_id.map_or_else(|| sha256(tar), ToString::to_string);
+    let config = serde_json::to_vec(&config_with_diff_ids(&[&diff])).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": reg.put_blob("cache", &config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": reg.put_blob("cache", &blob),
+            "size": blob.len(),
+        }],
+        "annotations": {"dev.smelt.cache.mount": id, "dev.smelt.cache.diff-id": diff},
+    });
+    let (status, head, _) = http(
+        &reg.host,
+        "PUT",
+        &format!("/v2/cache/manifests/{tag}"),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    assert_eq!(status, 201, "{head:?}");
+}
+
+#[test]
+fn a_damaged_or_hostile_save_is_a_warning_and_lands_nowhere_else() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let first = TestContext::new(&format!(
+        "FROM {base}\nRUN --mount=type=cache,target=/c echo one > /c/one\n"
+    ));
+    build(&first, &flags(&reg, &first, "app:1"));
+    let tags = mount_tags(&reg);
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    let tag = &tags[0];
+    let outside = tempfile::tempdir().unwrap();
+    let canary = Canary::new(outside.path());
+    let reader = |n: &str| {
+        TestContext::new(&format!(
+            "FROM {base}\nRUN --mount=type=cache,target=/c ls -A /c > /seen && echo {n}\n"
+        ))
+    };
+
+    // a layer whose bytes are not what the manifest says: not restored,
+    // the cache starts empty, the build goes on
+    let tar = tar_of(&[file("planted", "x\n")]);
+    let wrong = sha256(b"something else");
+    push_saved(&reg, tag, "/c", &tar, Some(&wrong));
+    let t = reader("damaged");
+    let log = build(&t, &flags(&reg, &t, "app:2"));
+    assert!(
+        log.contains("cache mount /c: not restored, it starts as new:"),
+        "{log}"
+    );
+    let (_dir, rootfs) = pulled(&reg, "app:2");
+    assert_eq!(fs_err::read_to_string(rootfs.join("seen")).unwrap(), "");
+
+    // a tag that is no saved mount of this id: the same
+    push_saved(&reg, tag, "/other", &tar, None);
+    let t = reader("other-id");
+    let log = build(&t, &flags(&reg, &t, "app:3"));
+    assert!(
+        log.contains("not a saved cache mount of id \"/c\""),
+        "{log}"
+    );
+
+    // entries aimed outside the cache, through a link and `..`: nothing
+    // lands there, what is inside is restored
+    let target = canary.path.display().to_string();
+    let tar = tar_of(&[
+        symlink("esc", &target),
+        file("esc/secret", "overwritten\n"),
+        file("../../planted-outside", "x\n"),
+        file("ok", "fine\n"),
+    ]);
+    push_saved(&reg, tag, "/c", &tar, None);
+    let t = reader("hostile");
+    let run = t.build(
+        &flags(&reg, &t, "app:4")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("restored cache mount /c from "),
+        "{}",
+        run.stderr()
+    );
+    canary.assert_intact("a hostile saved cache mount");
+    let (_dir, rootfs) = pulled(&reg, "app:4");
+    let seen = fs_err::read_to_string(rootfs.join("seen")).unwrap();
+    // `..` is cleaned away: the file lands in the cache
+    for name in ["ok", "planted-outside"] {
+        assert!(seen.lines().any(|l| l == name), "{seen}");
+    }
+    let kaniko = t.path("kaniko");
+    for dir in [t.path(""), kaniko.clone(), kaniko.join("caches")] {
+        assert!(!dir.join("planted-outside").exists(), "{}", dir.display());
+    }
 }
