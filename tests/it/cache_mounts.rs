@@ -4,7 +4,9 @@
 //! saves of one mount leave a whole one; a mount over
 //! `--cache-mount-max-size` is not saved; the saved image is one skopeo
 //! reads; the image built never holds a cache's files; a damaged or
-//! hostile save is a warning and writes nothing outside the cache.
+//! hostile save is a warning and writes nothing outside the cache; in
+//! place, a new executor container (unprivileged: the contents swapped in)
+//! gets what the last one saved.
 
 use crate::harness::{TestContext, assert_no_line_starting, tree};
 use crate::hostile::{Canary, file, symlink, tar_of};
@@ -336,4 +338,40 @@ fn a_damaged_or_hostile_save_is_a_warning_and_lands_nowhere_else() {
     for dir in [t.path(""), kaniko.clone(), kaniko.join("caches")] {
         assert!(!dir.join("planted-outside").exists(), "{}", dir.display());
     }
+}
+
+#[test]
+fn in_place_a_new_container_restores_what_the_last_one_saved() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let repo = format!("{}/cache", reg.host);
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    // a privileged container fills the cache (the sandbox mounts it) ...
+    let one = crate::in_place::executor_root(&format!(
+        "FROM {base}\n\
+         RUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs echo fetched > /var/cache/pkgs/p\n"
+    ));
+    let dest = format!("{}/in-place:1", reg.host);
+    let args = crate::in_place::workspace_args(&dest, &["--cache", "--cache-repo", &repo]);
+    let (code, log) =
+        crate::in_place::run_executor_in(one.path(), secret.path(), &args, &[], false);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("saving cache mount pkgs ("), "{log}");
+
+    // ... and a new unprivileged one (the contents swapped in) reads it
+    let two = crate::in_place::executor_root(&format!(
+        "FROM {base}\n\
+         RUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs cat /var/cache/pkgs/p > /seen\n"
+    ));
+    let dest = format!("{}/in-place:2", reg.host);
+    let args = crate::in_place::workspace_args(&dest, &["--cache", "--cache-repo", &repo]);
+    let (code, log) = crate::in_place::run_executor_in(two.path(), secret.path(), &args, &[], true);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("restored cache mount pkgs from "), "{log}");
+    let (_dir, rootfs) = pulled(&reg, "in-place:2");
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("seen")).unwrap(),
+        "fetched\n"
+    );
+    assert_no_line_starting(&tree(&rootfs), &["/var/cache/pkgs/"]);
 }
