@@ -79,6 +79,8 @@ pub enum FlagError {
     CacheRepoTagged(String),
     #[error("--{flag} {value}: want a duration such as 6h, 90m or 336h0m0s")]
     Duration { flag: &'static str, value: String },
+    #[error("--cache-mount-max-size {0:?}: want a size such as 1GiB, 500m or 0")]
+    CacheMountMaxSize(String),
     #[error("--{flag} {value}: must be more than zero")]
     ZeroDuration { flag: &'static str, value: String },
     #[error("--registry-certificate {0:?}: want registry=/path/to/ca.pem")]
@@ -144,6 +146,11 @@ pub struct ExecutorFlags {
     /// (smelt's; default `<kaniko-dir>/caches`, as the kaniko fork).
     #[arg(long, value_name = "DIR")]
     pub cache_mount_dir: Option<PathBuf>,
+    /// smelt: with --cache, a RUN --mount=type=cache holding more than
+    /// this (e.g. 500MiB, 2g) is not saved to the cache repository; 0
+    /// saves none.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub cache_mount_max_size: String,
     /// Write the image as a docker-archive tarball to this path.
     #[arg(long, default_value = "")]
     pub tar_path: String,

@@ -494,6 +494,8 @@ pub fn to_options(
         compression,
         work_dir: kaniko_dir,
         cache_mount_dir: f.cache_mount_dir.clone(),
+        cache_mount_max_size: engine::mounts::ram_in_bytes(&f.cache_mount_max_size)
+            .ok_or_else(|| FlagError::CacheMountMaxSize(f.cache_mount_max_size.clone()))?,
         push: !f.no_push,
         in_place,
         ignore_var_run: f.ignore_var_run && f.whitelist_var_run,

@@ -154,12 +154,21 @@ pub fn build(opts: &BuildOptions) -> Result<Option<BuildOutcome>, EngineError> {
         single_snapshot: opts.single_snapshot,
         extract_retries: opts.extract_retries,
         cancelled: std::sync::Arc::clone(&cancelled),
-        cache,
         downloads: super::download::Downloads::new(
             work.path().join("downloads"),
             opts.secrets.agent("default").map(Path::to_path_buf),
         ),
         secrets: &opts.secrets,
+        mount_sync: cache.as_ref().map(|_| {
+            super::cache::MountSync::new(
+                &remote,
+                store.clone(),
+                opts.platform.clone(),
+                opts.compression,
+                opts.cache_mount_max_size,
+            )
+        }),
+        cache,
         cache_mounts,
         mount_scratch: work.path().join("mounts"),
     };
@@ -169,6 +178,7 @@ pub fn build(opts: &BuildOptions) -> Result<Option<BuildOutcome>, EngineError> {
     let _uploads = env.cache.as_ref().map(|cache| PendingUploads {
         remote: &remote,
         cache,
+        mounts: env.mount_sync.as_ref(),
     });
     let runner = Runner {
         env: &env,
@@ -178,6 +188,11 @@ pub fn build(opts: &BuildOptions) -> Result<Option<BuildOutcome>, EngineError> {
         materialize: opts.materialize,
     };
     let final_state = runner.run(&mut plan, &mut args)?;
+    // the cache mounts that changed are written while the image is made
+    // and pushed, and pushed with the cache entries
+    if let (Some(sync), Some(cache)) = (&env.mount_sync, &env.cache) {
+        sync.start_saving(cache);
+    }
     let unused = args.unused();
     if !unused.is_empty() {
         log::warn!("one or more build-args {unused:?} were not consumed");
@@ -346,10 +361,14 @@ fn stopped_by_signal() -> Result<(), EngineError> {
 struct PendingUploads<'a> {
     remote: &'a Remote,
     cache: &'a super::cache::Cache,
+    mounts: Option<&'a super::cache::MountSync<'a>>,
 }
 
 impl Drop for PendingUploads<'_> {
     fn drop(&mut self) {
+        if let Some(mounts) = self.mounts {
+            mounts.finish_saving(self.cache);
+        }
         let repo = &self.cache.repo;
         let stored = self
             .cache

@@ -16,7 +16,10 @@
 //!   `--cache-mount-dir`), which outlives the build; a lock file beside
 //!   it is `flock`ed shared (`sharing=shared`), exclusively, waiting
 //!   (`locked`), or exclusively without waiting, a fresh temporary
-//!   directory standing in when it is taken (`private`).
+//!   directory standing in when it is taken (`private`). With `--cache`
+//!   a cache made here is first filled from the cache repository
+//!   ([`SharedCaches`], `cache/mounts.rs`), and each one held is reported
+//!   there so that what changed is saved when the build ends.
 //! - `type=tmpfs`: a tmpfs of `size` bytes (the kernel's default without).
 //! - `type=secret` and `type=ssh` are parsed; preparing them is refused
 //!   until the secrets module provides their sources.
@@ -251,7 +254,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, MountError> {
 
 /// docker's `units.RAMInBytes`: a number (decimals allowed) with an
 /// optional binary unit (`k`, `m`, `g`, `t`, `p`; `i` and `b` allowed).
-fn ram_in_bytes(value: &str) -> Option<u64> {
+pub(crate) fn ram_in_bytes(value: &str) -> Option<u64> {
     let s = value.trim_end_matches(['b', 'B']);
     let s = s.strip_suffix(['i', 'I']).unwrap_or(s);
     let (num, unit) = match s.char_indices().last() {
@@ -548,6 +551,36 @@ pub struct MountEnv<'a> {
     /// `RUN --security=insecure`, whose CAP_SYS_ADMIN could remount a
     /// read-only bind writable.
     pub copies_only: bool,
+    /// `--cache`: where cache mounts are kept beyond this runner.
+    pub shared: Option<&'a dyn SharedCaches>,
+}
+
+/// A cache mount as it is known beyond this runner: what BuildKit makes a
+/// cache of its own (id, `from`, `source`, owner and mode), and the lock
+/// file of its directory here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheMountInfo {
+    pub id: String,
+    pub from: Option<String>,
+    pub source: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    /// The directory's lock file (`flock`ed as `sharing` says).
+    pub lock: PathBuf,
+}
+
+/// Cache mounts kept beyond this runner (`--cache`: in the cache
+/// repository, `cache/mounts.rs`).
+pub trait SharedCaches: std::fmt::Debug {
+    /// Fills `dir`, a cache directory just made here (its owner, mode and
+    /// `from`/`source` contents set), with the contents saved elsewhere;
+    /// whether there were any. An error leaves `dir` in any state (it is
+    /// made again); it is a warning, never a failed RUN.
+    fn restore(&self, cache: &CacheMountInfo, dir: &Path) -> Result<bool, String>;
+    /// `dir` (the cache's own directory, locked) is used by a RUN of this
+    /// build.
+    fn used(&self, cache: &CacheMountInfo, dir: &Path);
 }
 
 /// The mounts of one RUN, ready for the sandbox, and what keeps them
@@ -1055,6 +1088,15 @@ fn cache_dir(
         return Ok(dir);
     }
     let lock_path = env.caches.join(format!("{name}.lock"));
+    let info = CacheMountInfo {
+        id: id.clone(),
+        from: m.from.clone(),
+        source: m.source.clone(),
+        uid,
+        gid,
+        mode,
+        lock: lock_path.clone(),
+    };
     let lock = fs_err::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -1097,6 +1139,13 @@ fn cache_dir(
                 .map_err(|e| err(env.caches, e.to_string()))?;
             let made = partial.path().join("cache");
             new_cache(m, target, tree, env, &made, (uid, gid, mode))?;
+            if let Some(shared) = env.shared
+                && let Err(why) = shared.restore(&info, &made)
+            {
+                log::warn!("cache mount {id}: not restored, it starts as new: {why}");
+                fs_err::remove_dir_all(&made).map_err(|e| err(&made, e.to_string()))?;
+                new_cache(m, target, tree, env, &made, (uid, gid, mode))?;
+            }
             fs_err::rename(&made, &dir).map_err(|e| err(&dir, e.to_string()))?;
         }
         if sharing == Sharing::Shared {
@@ -1105,6 +1154,9 @@ fn cache_dir(
     }
     prepared._locks.push(lock);
     prepared.held.push(dir.clone());
+    if let Some(shared) = env.shared {
+        shared.used(&info, &dir);
+    }
     Ok(dir)
 }
 
@@ -1312,6 +1364,7 @@ mod tests {
             now: 0,
             secrets: &no_secrets,
             copies_only: false,
+            shared: None,
         };
         let no_tree = |_: Option<&str>| -> Result<SourceTree, MountError> {
             Err(MountError::NotPrepared {

@@ -48,6 +48,10 @@ pub struct BuildOptions {
     /// kept between builds; default `caches` in the `--kaniko-dir` (in
     /// place `/kaniko/caches`), else `smelt-caches` in the temp directory.
     pub cache_mount_dir: Option<PathBuf>,
+    /// `--cache-mount-max-size`: with `--cache`, a cache mount holding
+    /// more bytes than this is not saved to the cache repository; 0: none
+    /// is.
+    pub cache_mount_max_size: u64,
     /// `--snapshot-mode`: what a RUN's snapshot counts as a change.
     pub snapshot_mode: crate::fs::snapshot::SnapshotMode,
     /// `--ignore-path`s, relative to the root, left out of snapshots.
@@ -76,6 +80,9 @@ pub struct BuildOptions {
     /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` reads.
     pub secrets: super::secrets::Secrets,
 }
+
+/// `--cache-mount-max-size`'s default: 1 GiB.
+pub const DEFAULT_CACHE_MOUNT_MAX_SIZE: u64 = 1 << 30;
 
 /// The layer cache (kaniko's `--cache` flags).
 #[derive(Debug, Clone)]
@@ -129,6 +136,7 @@ impl BuildOptions {
             compression: Compression::default(),
             work_dir: None,
             cache_mount_dir: None,
+            cache_mount_max_size: DEFAULT_CACHE_MOUNT_MAX_SIZE,
             push: false,
             in_place: false,
             ignore_var_run: true,

@@ -67,6 +67,9 @@ pub struct BuildEnv<'a> {
     pub secrets: &'a super::secrets::Secrets,
     pub cache_mounts: PathBuf,
     pub mount_scratch: PathBuf,
+    /// `--cache`: cache mounts restored from and saved to the cache
+    /// repository.
+    pub mount_sync: Option<super::cache::MountSync<'a>>,
 }
 
 impl BuildEnv<'_> {
@@ -378,12 +381,14 @@ impl StageState {
                     from: from.unwrap_or_default().to_string(),
                 })
         };
+        let shared = super::cache::SharedMounts::of(env);
         let mount_env = mounts::MountEnv {
             caches: &env.cache_mounts,
             scratch: &env.mount_scratch,
             now: env.now(),
             secrets: env.secrets,
             copies_only: env.in_place || run.security.as_deref() == Some("insecure"),
+            shared: shared.as_ref().map(|s| s as &dyn mounts::SharedCaches),
         };
         let prepared = mounts::prepare(&mounts, &workdir_now, &tree, &mount_env)?;
         for (k, v) in &prepared.env {

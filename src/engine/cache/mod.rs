@@ -25,9 +25,11 @@
 mod entry;
 mod key;
 mod lookup;
+mod mounts;
 mod sources;
 
 pub use entry::{CacheEntry, parse_entry};
+pub use mounts::{MountSync, SharedMounts};
 
 /// Why the cache could not give a key or a hit's layer (the step then has
 /// no key, or runs as a miss).
