@@ -268,3 +268,32 @@ fn copy_from_a_rebuilt_stage_hits_unless_what_it_copies_changed() {
         std::path::PathBuf::from("f")
     );
 }
+
+#[test]
+fn copy_from_keys_hold_when_copy_layers_are_not_cached() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&STAGES.replace("{base}", &base));
+    // COPY layers not cached: the RUN after the COPY --from is looked up
+    let flags = |dest: &str, arg: &str| -> Vec<String> {
+        let mut f: Vec<String> = cache_flags(&reg, dest)
+            .into_iter()
+            .filter(|f| f != "--cache-copy-layers")
+            .collect();
+        f.extend(["--build-arg".to_string(), arg.to_string()]);
+        f
+    };
+    build(&t, &flags("app:1", "UNRELATED=1"));
+    let log = build(&t, &flags("app:2", "UNRELATED=2"));
+    assert_eq!(last_stage_hits(&log), 1, "the RUN should hit:\n{log}");
+    let log = build(&t, &flags("app:3", "MODE=700"));
+    assert_eq!(last_stage_hits(&log), 0, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("[1] cache miss at "))
+        .unwrap_or_else(|| panic!("no miss line for stage 1:\n{log}"));
+    assert!(
+        line.contains("RUN /bin/sh -c cat /out/f > /g: after a change at line 9 COPY --from=builder /out /out: out/f changed ("),
+        "{line}"
+    );
+}
