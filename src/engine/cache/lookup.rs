@@ -111,7 +111,8 @@ pub fn look_up(
         let Some(inputs) = inputs else { continue };
         let step = steps[i];
         let result = if hits[i].is_some() { "hit" } else { "miss" };
-        let follows = first.filter(|(m, _)| *m < i && hits[i].is_none());
+        // (a miss for age has a key of its own that did not change)
+        let follows = first.filter(|(m, _)| *m < i && why.get(&i) == Some(&NOT_FOUND));
         if let Some((m, _)) = follows {
             log::debug!(
                 "[{label}] line {}: cache miss {}: after a miss at line {}",
