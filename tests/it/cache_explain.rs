@@ -297,3 +297,33 @@ fn copy_from_keys_hold_when_copy_layers_are_not_cached() {
         "{line}"
     );
 }
+
+#[test]
+fn a_miss_after_an_env_names_it_as_written_not_the_arg_value_it_holds() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\nARG TOKEN\nENV SEEN=$TOKEN\nRUN echo $SEEN > /seen\n"
+    ));
+    build(
+        &t,
+        &with(
+            &cache_flags(&reg, "app:1"),
+            &["--build-arg", "TOKEN=first-value"],
+        ),
+    );
+    let log = build(
+        &t,
+        &with(
+            &cache_flags(&reg, "app:2"),
+            &["--build-arg", "TOKEN=second-value"],
+        ),
+    );
+    let line = the_miss(&log);
+    // the ARG is where the two builds part: named, its value not
+    assert!(
+        line.ends_with("after a change at line 2 ARG TOKEN: env SEEN changed, arg TOKEN changed"),
+        "{line}"
+    );
+    assert!(!log.contains("second-value"), "{log}");
+}

@@ -535,14 +535,22 @@ pub fn step_keys(
                     Instruction::Onbuild { .. } => step_text(step),
                     _ => created_by,
                 };
-                // what a miss names of an ARG: its names and defaults as
-                // written, not the values given (which the key sees)
-                if let Instruction::Arg(decls) = &step.value {
-                    let names: Vec<String> = decls
-                        .iter()
-                        .map(|(n, d)| d.as_ref().map_or(n.clone(), |d| format!("{n}={d}")))
-                        .collect();
-                    shown = Some(format!("ARG {}", names.join(" ")));
+                // what a miss names of an ARG or ENV: as written, not
+                // expanded (the values given, which the key sees)
+                match &step.value {
+                    Instruction::Arg(decls) => {
+                        let names: Vec<String> = decls
+                            .iter()
+                            .map(|(n, d)| d.as_ref().map_or(n.clone(), |d| format!("{n}={d}")))
+                            .collect();
+                        shown = Some(format!("ARG {}", names.join(" ")));
+                    }
+                    Instruction::Env(pairs) => {
+                        let pairs: Vec<String> =
+                            pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        shown = Some(format!("ENV {}", pairs.join(" ")));
+                    }
+                    _ => {}
                 }
                 // WORKDIR may make a directory: its layer is kept too
                 let cached = matches!(step.value, Instruction::Workdir(_)) && cache.opts.run_layers;
