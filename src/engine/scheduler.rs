@@ -338,6 +338,12 @@ impl Runner<'_> {
         log::info!("[{label}] FROM {}", stage.from.value.image);
         // a registry base is unpacked once it is known whether a step needs it
         let mut unpack: Option<(String, crate::registry::Reference)> = None;
+        // the base as a cache miss names it
+        let base_shown = match &base {
+            Base::Scratch(platform) => format!("scratch {platform}"),
+            Base::Stage { .. } => format!("stage {}", stage.from.value.image),
+            Base::Image { base, .. } => base.digest.to_string(),
+        };
         let (mut state, base_key) = match base {
             Base::Scratch(platform) => {
                 let key = cache::base_key(&format!("scratch {platform}"));
@@ -393,8 +399,16 @@ impl Runner<'_> {
         };
         let steps: Vec<&Located<Instruction>> = triggers.iter().chain(stage.steps.iter()).collect();
         // keys first, every lookup at once; a miss does not stop the others
-        let (keys, mut hits, final_key) =
-            cache::look_up(env, self.remote, &state, args, &steps, sources, base_key)?;
+        let (keys, mut hits, final_key) = cache::look_up(
+            env,
+            self.remote,
+            &state,
+            args,
+            &steps,
+            sources,
+            base_key,
+            &base_shown,
+        )?;
         // the base's files are needed if a step that runs reads them, or a
         // later stage does; layers from the cache are applied up to the
         // last step that needs the files (all of them if a later stage does).

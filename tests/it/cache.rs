@@ -8,11 +8,11 @@ use crate::harness::{TestContext, tree};
 use crate::registry_server::{Auth, TestRegistry};
 
 /// How many steps a build took from the cache (`cache hit` lines).
-fn hits(log: &str) -> usize {
+pub(crate) fn hits(log: &str) -> usize {
     log.lines().filter(|l| l.contains("] cache hit ")).count()
 }
 
-fn cache_flags(reg: &TestRegistry, dest: &str) -> Vec<String> {
+pub(crate) fn cache_flags(reg: &TestRegistry, dest: &str) -> Vec<String> {
     [
         "--cache",
         "--cache-copy-layers",
@@ -26,7 +26,7 @@ fn cache_flags(reg: &TestRegistry, dest: &str) -> Vec<String> {
     .collect()
 }
 
-fn build(t: &TestContext, flags: &[String]) -> String {
+pub(crate) fn build(t: &TestContext, flags: &[String]) -> String {
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     t.build(&args).ok().stderr()
 }

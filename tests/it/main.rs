@@ -13,6 +13,7 @@ mod registry_server;
 mod add_remote;
 mod build_outputs;
 mod cache;
+mod cache_explain;
 mod cache_mounts;
 mod cli;
 mod conformance;

@@ -209,7 +209,8 @@ fn cached_build(t: &TestContext, reg: &TestRegistry, extra: &[&str]) -> String {
 }
 
 /// The entries' tags in the cache repository (a `next-` tag points from an
-/// entry to the one after it, to explain a later miss).
+/// entry to the one after it, a `line-` tag to the newest entry for a
+/// step: both to explain a later miss).
 fn cache_tags(reg: &TestRegistry) -> Vec<String> {
     let url = format!("http://{}/v2/cache/tags/list", reg.host);
     if http_status(&[&url]) != "200" {
@@ -221,7 +222,7 @@ fn cache_tags(reg: &TestRegistry) -> Vec<String> {
         .map(|a| {
             a.iter()
                 .filter_map(|t| t.as_str())
-                .filter(|t| !t.starts_with("next-"))
+                .filter(|t| !t.starts_with("next-") && !t.starts_with("line-"))
                 .map(str::to_string)
                 .collect()
         })

@@ -2,11 +2,12 @@
 //! the step changed no file) whose manifest annotations carry what a
 //! lookup needs: the layer's diff ID, the step's history entry, when it
 //! was stored (for `--cache-ttl`) and the inputs of its key (to explain a
-//! later miss). Made here (`Cache::entry_image`) and read here
+//! later miss: as labels, and input by input as short digests in one
+//! annotation, `dev.smelt.cache.record`, at most 48 KiB). Made here (`Cache::entry_image`) and read here
 //! (`parse_entry`); `remote.rs` only moves the bytes.
 
 use super::Cache;
-use super::key::{KeyInputs, LABEL};
+use super::key::{InputRecord, KeyInputs, LABEL};
 use crate::engine::{EngineError, Platform};
 use crate::image::config::RootFs;
 use crate::image::{
@@ -58,6 +59,10 @@ impl Cache {
         if let Some(diff) = diff_ids.first() {
             annotations.insert(format!("{LABEL}diff-id"), diff.to_string());
         }
+        // the manifest only: a lookup reads nothing else
+        if let Some(record) = inputs.record.to_annotation() {
+            annotations.insert(format!("{LABEL}record"), record);
+        }
         let mut config = ImageConfig {
             created: Some(stored),
             architecture: platform.arch.clone(),
@@ -75,6 +80,16 @@ impl Cache {
             BuiltImage::assemble(store, &config, layers, MediaTypes::Oci, Some(annotations))?;
         // the step's layer was made in this build: nowhere else holds it
         Ok(PushImage::of(&image, |_| None))
+    }
+}
+
+impl CacheEntry {
+    /// The per-input digests the entry was stored with (none from an
+    /// entry older than them).
+    pub fn record(&self) -> Option<InputRecord> {
+        self.annotations
+            .get(&format!("{LABEL}record"))
+            .and_then(|r| serde_json::from_str(r).ok())
     }
 }
 

@@ -83,6 +83,210 @@ pub struct KeyInputs {
     pub sources: Option<String>,
     /// RUN --mount: one line per mount, its target first.
     pub mounts: Option<String>,
+    /// Per-input digests, kept in the entry (one annotation) to name the
+    /// input that changed at a later miss.
+    #[serde(skip)]
+    pub record: InputRecord,
+    /// The tag the newest entry made for this step (by its place in the
+    /// Dockerfile, whatever its inputs) is also stored under
+    /// ([`line_tag`]), where a later miss finds what to compare with.
+    #[serde(skip)]
+    pub line_tag: Option<String>,
+}
+
+/// What an entry records of its key's inputs, input by input, so a miss
+/// can name what changed without the earlier inputs themselves: short
+/// digests (48 bits: enough to tell a change, not to be looked up).
+/// Bounded ([`InputRecord::to_annotation`]): at most [`RECORD_BYTES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputRecord {
+    /// The stage's base as shown: an image digest, `scratch PLATFORM`,
+    /// `stage NAME`.
+    #[serde(default)]
+    pub base: String,
+    /// The stage's first key, then the key after each step before this
+    /// one, each shortened: where two builds of the stage part.
+    #[serde(default)]
+    pub chain: Vec<String>,
+    /// The args and env this step sees, by name: `arg DIGEST` or `env DIGEST`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// The files of each COPY/ADD since the last step the cache keeps, up
+    /// to this one, by step index in the stage.
+    #[serde(default)]
+    pub files: BTreeMap<usize, FileRecord>,
+}
+
+/// The most bytes an entry's [`InputRecord`] takes (as JSON): the files
+/// of earlier steps go first, then every file, then the variables.
+pub const RECORD_BYTES: usize = 48 * 1024;
+/// The most names a [`FileRecord`] lists, and the most bytes they take.
+const FILE_ENTRIES: usize = 256;
+const FILE_BYTES: usize = 16 * 1024;
+/// The most steps a stage's chain is recorded for.
+const CHAIN_STEPS: usize = 512;
+
+/// The short digests of what a COPY/ADD reads: one per entry by its name
+/// (`depth` 0) when there are at most [`FILE_ENTRIES`] in
+/// [`FILE_BYTES`]; otherwise one per group of entries sharing their first
+/// `depth` path components, the deepest grouping that fits (a merkle
+/// level: a group's digest is over its members'). Empty when not even
+/// the top level fits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileRecord {
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: usize,
+    pub digests: BTreeMap<String, String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The first 48 bits of a digest, as 12 hex digits.
+pub(super) fn short(bytes: &[u8]) -> String {
+    hex::encode(&bytes[..bytes.len().min(6)])
+}
+
+impl FileRecord {
+    /// The record of `entries` (name, digest of metadata and content), in
+    /// walk order.
+    pub fn of(entries: &[(String, [u8; 32])]) -> FileRecord {
+        let fits = |m: &BTreeMap<String, String>| {
+            m.len() <= FILE_ENTRIES && m.keys().map(|k| k.len() + 18).sum::<usize>() <= FILE_BYTES
+        };
+        let every: BTreeMap<String, String> =
+            entries.iter().map(|(n, d)| (n.clone(), short(d))).collect();
+        if fits(&every) {
+            return FileRecord {
+                depth: 0,
+                digests: every,
+            };
+        }
+        // more components, more groups: the deepest level that fits
+        let deepest = entries
+            .iter()
+            .map(|(n, _)| n.split('/').count())
+            .max()
+            .unwrap_or(0);
+        let mut best = FileRecord::default();
+        for depth in 1..deepest {
+            let mut groups: BTreeMap<String, Sha256> = BTreeMap::new();
+            for (n, d) in entries {
+                let group: Vec<&str> = n.split('/').take(depth).collect();
+                let h = groups.entry(group.join("/")).or_default();
+                put(h, n.as_bytes());
+                h.update(d);
+            }
+            let digests: BTreeMap<String, String> = groups
+                .into_iter()
+                .map(|(g, h)| (g, short(&h.finalize())))
+                .collect();
+            if !fits(&digests) {
+                break;
+            }
+            best = FileRecord { depth, digests };
+        }
+        best
+    }
+
+    /// What differs from `then`, as a phrase naming the first two entries
+    /// and how many more; `None` when the two cannot be compared (one
+    /// not recorded, or grouped differently) or nothing differs.
+    pub fn changed_from(&self, then: &FileRecord) -> Option<String> {
+        if self.digests.is_empty() || then.digests.is_empty() || self.depth != then.depth {
+            return None;
+        }
+        let name = |n: &str| {
+            if self.depth == 0 {
+                n.to_string()
+            } else {
+                format!("something under {n}")
+            }
+        };
+        let mut names: BTreeMap<&str, ()> = BTreeMap::new();
+        names.extend(self.digests.keys().map(|k| (k.as_str(), ())));
+        names.extend(then.digests.keys().map(|k| (k.as_str(), ())));
+        let changes: Vec<String> = names
+            .keys()
+            .filter_map(|n| match (then.digests.get(*n), self.digests.get(*n)) {
+                (Some(a), Some(b)) if a != b => Some(format!("{} changed ({a}→{b})", name(n))),
+                (None, Some(_)) => Some(format!("{} added", name(n))),
+                (Some(_), None) => Some(format!("{} removed", name(n))),
+                _ => None,
+            })
+            .collect();
+        first_two(&changes)
+    }
+}
+
+/// The first two of `changes` and how many more, or `None`.
+fn first_two(changes: &[String]) -> Option<String> {
+    match changes.len() {
+        0 => None,
+        1 | 2 => Some(changes.join(", ")),
+        n => Some(format!("{} and {} more", changes[..2].join(", "), n - 2)),
+    }
+}
+
+impl InputRecord {
+    /// The variables that differ from `then`'s, by kind and name (never
+    /// their values), or `None`.
+    pub fn vars_changed_from(&self, then: &InputRecord) -> Option<String> {
+        let mut names: Vec<&String> = self.vars.keys().chain(then.vars.keys()).collect();
+        names.sort();
+        names.dedup();
+        let kind = |v: &str| v.split(' ').next().unwrap_or("arg").to_string();
+        let changes: Vec<String> = names
+            .into_iter()
+            .filter_map(|n| match (then.vars.get(n), self.vars.get(n)) {
+                (Some(a), Some(b)) if a != b => Some(format!("{} {n} changed", kind(b))),
+                (None, Some(b)) => Some(format!("{} {n} set", kind(b))),
+                (Some(a), None) => Some(format!("{} {n} unset", kind(a))),
+                _ => None,
+            })
+            .collect();
+        first_two(&changes)
+    }
+
+    /// The record as an annotation's value, within [`RECORD_BYTES`]: the
+    /// files of earlier steps are left out first, then this step's, then
+    /// the variables, then the chain.
+    pub fn to_annotation(&self) -> Option<String> {
+        let mut r = self.clone();
+        loop {
+            let text = serde_json::to_string(&r).ok()?;
+            if text.len() <= RECORD_BYTES {
+                return Some(text);
+            }
+            if r.files.pop_first().is_some() {
+                continue;
+            }
+            if !r.vars.is_empty() {
+                r.vars.clear();
+                continue;
+            }
+            if !r.chain.is_empty() {
+                r.chain.clear();
+                continue;
+            }
+            return None;
+        }
+    }
+}
+
+/// The tag of the newest entry for step `index` of stage `stage` of the
+/// Dockerfile named `file` on `platform`, whatever its inputs: where a
+/// miss finds the entry to compare its inputs with. By place, not by
+/// content, so another project's Dockerfile sharing the cache repository
+/// may answer (its inputs then read as changed).
+pub fn line_tag(file: &str, stage: &str, index: usize, platform: &Platform) -> String {
+    let mut k = KeyHasher::new("");
+    k.field("file", crate::lexpath::base_name(file).as_bytes());
+    k.field("stage", stage.as_bytes());
+    k.field("step", index.to_string().as_bytes());
+    k.field("platform", platform.to_string().as_bytes());
+    format!("line-{}", k.finish())
 }
 
 pub(super) const LABEL: &str = "dev.smelt.cache.";
@@ -228,6 +432,8 @@ pub fn step_key(prev: &str, view: &StepView<'_>) -> KeyInputs {
         shell: view.shell.join(" "),
         sources: view.sources.map(str::to_string),
         mounts: view.mounts.map(str::to_string),
+        record: InputRecord::default(),
+        line_tag: None,
     };
     let mut k = KeyHasher::new(prev);
     for (name, value) in inputs.fields() {
@@ -247,10 +453,12 @@ pub fn base_key(base: &str) -> String {
 }
 
 /// The cache key of every step of `steps` run from `state`, worked
-/// out on a copy (metadata steps applied, nothing written or run), and
-/// the key after the last. `keys[i]` is set for a step whose layer the
+/// out on a copy (metadata steps applied, nothing written or run), the
+/// key after the last, and every step's instruction as its key saw it
+/// (expanded: what a miss names). `keys[i]` is set for a step whose layer the
 /// cache keeps (RUN and WORKDIR with `--cache-run-layers`, COPY/ADD
 /// with `--cache-copy-layers`) and whose key could be worked out.
+#[allow(clippy::type_complexity)]
 pub fn step_keys(
     state: &StageState,
     env: &BuildEnv<'_>,
@@ -259,7 +467,7 @@ pub fn step_keys(
     steps: &[&Located<Instruction>],
     copy_from: &CopySources,
     start: String,
-) -> Result<(Vec<Option<KeyInputs>>, String), EngineError> {
+) -> Result<(Vec<Option<KeyInputs>>, String, Vec<String>), EngineError> {
     // a copy of the config and variables: what metadata steps change
     let mut config = state.config.clone();
     let mut vars = StageVars {
@@ -268,10 +476,15 @@ pub fn step_keys(
         budget: Budget::default(),
     };
     let inputs = env.metadata_inputs();
+    let mut chain = vec![short_key(&start)];
     let mut prev = start;
     let mut keys = Vec::new();
-    for step in steps {
+    let mut texts = Vec::new();
+    // the files of COPY/ADD steps since the last step the cache keeps
+    let mut files: BTreeMap<usize, FileRecord> = BTreeMap::new();
+    for (index, step) in steps.iter().enumerate() {
         let mut linked = false;
+        let mut shown = None;
         let mut mounts = None;
         let (text, sources, cached) = match &step.value {
             Instruction::Run(run) => {
@@ -304,8 +517,9 @@ pub fn step_keys(
             }
             Instruction::Copy(c) => {
                 match copy_key_parts(&config, &vars, env, cache, step, c, copy_from) {
-                    Ok((text, digest, link)) => {
+                    Ok((text, digest, link, record)) => {
                         linked = link;
+                        files.insert(index, record);
                         (text, Some(digest), cache.opts.copy_layers)
                     }
                     Err(e) => {
@@ -321,6 +535,23 @@ pub fn step_keys(
                     Instruction::Onbuild { .. } => step_text(step),
                     _ => created_by,
                 };
+                // what a miss names of an ARG or ENV: as written, not
+                // expanded (the values given, which the key sees)
+                match &step.value {
+                    Instruction::Arg(decls) => {
+                        let names: Vec<String> = decls
+                            .iter()
+                            .map(|(n, d)| d.as_ref().map_or(n.clone(), |d| format!("{n}={d}")))
+                            .collect();
+                        shown = Some(format!("ARG {}", names.join(" ")));
+                    }
+                    Instruction::Env(pairs) => {
+                        let pairs: Vec<String> =
+                            pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        shown = Some(format!("ENV {}", pairs.join(" ")));
+                    }
+                    _ => {}
+                }
                 // WORKDIR may make a directory: its layer is kept too
                 let cached = matches!(step.value, Instruction::Workdir(_)) && cache.opts.run_layers;
                 (text, None, cached)
@@ -338,7 +569,7 @@ pub fn step_keys(
             sources: sources.as_deref(),
             mounts: mounts.as_deref(),
         };
-        let key = if linked {
+        let mut key = if linked {
             let key = link_key(&prev, &view);
             prev = after_link(&prev, &key);
             key
@@ -347,9 +578,43 @@ pub fn step_keys(
             prev = key.key.clone();
             key
         };
+        if cached {
+            let env_now: BTreeMap<String, String> = config.config.env_pairs().into_iter().collect();
+            key.record = InputRecord {
+                base: String::new(),
+                chain: if chain.len() <= CHAIN_STEPS {
+                    chain.clone()
+                } else {
+                    Vec::new()
+                },
+                vars: seen
+                    .iter()
+                    .map(|(name, value)| {
+                        // an arg overrides an env of the same name
+                        let kind = if env_now.get(name) == Some(value) {
+                            "env"
+                        } else {
+                            "arg"
+                        };
+                        (
+                            name.clone(),
+                            format!("{kind} {}", short(&Sha256::digest(value.as_bytes()))),
+                        )
+                    })
+                    .collect(),
+                files: std::mem::take(&mut files),
+            };
+        }
+        chain.push(short_key(&prev));
         keys.push(cached.then_some(key));
+        texts.push(shown.unwrap_or(text));
     }
-    Ok((keys, prev))
+    Ok((keys, prev, texts))
+}
+
+/// A key (64 hex digits) as the chain records it: its first 12.
+pub(super) fn short_key(key: &str) -> String {
+    key.chars().take(12).collect()
 }
 
 /// A RUN's mounts as its key sees them, as BuildKit keys them: one line
@@ -396,7 +661,7 @@ fn copy_key_parts(
     step: &Located<Instruction>,
     c: &crate::dockerfile::Copy,
     copy_from: &CopySources,
-) -> Result<(String, String, bool), CacheError> {
+) -> Result<(String, String, bool, FileRecord), CacheError> {
     let seen = vars.scope.vars(&config.config.env_pairs());
     let words = CopyWords::expand(
         c,
@@ -464,12 +729,112 @@ fn copy_key_parts(
     }
     text.push_str(&format!(" {}", words.dest));
     let tree = copy_from.source_tree(env.dockerfile, env.context, words.from.as_deref())?;
-    let mut digest = if paths.is_empty() {
-        String::new()
+    let (mut digest, record) = if paths.is_empty() {
+        (String::new(), FileRecord::default())
     } else {
         let excludes = crate::dockerfile::DockerIgnore::from_patterns(&c.excludes)?;
-        cache.sources_digest(&tree, &paths, &excludes, c.parents)?
+        cache.sources_digest_record(&tree, &paths, &excludes, c.parents)?
     };
     digest.push_str(&downloads);
-    Ok((text, digest, linked))
+    Ok((text, digest, linked, record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(names: &[String], salt: &str) -> Vec<(String, [u8; 32])> {
+        names
+            .iter()
+            .map(|n| {
+                let d: [u8; 32] = Sha256::digest(format!("{n}{salt}")).into();
+                (n.clone(), d)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_copy_records_every_file_and_names_what_changed() {
+        let names: Vec<String> = ["src", "src/a.rs", "src/b.rs", "src/c.rs"]
+            .map(String::from)
+            .to_vec();
+        let then = FileRecord::of(&entries(&names, ""));
+        assert_eq!((then.depth, then.digests.len()), (0, 4));
+        let mut changed = entries(&names, "");
+        changed[2].1 = [7; 32];
+        let now = FileRecord::of(&changed);
+        let said = now.changed_from(&then).unwrap();
+        assert!(said.starts_with("src/b.rs changed ("), "{said}");
+        assert!(said.contains(&format!("→{})", "070707070707")), "{said}");
+        assert_eq!(now.changed_from(&now), None);
+        // four changes: two named, the rest counted
+        let all = FileRecord::of(&entries(&names, "x"));
+        let said = all.changed_from(&then).unwrap();
+        assert!(said.ends_with(" and 2 more"), "{said}");
+    }
+
+    #[test]
+    fn a_wide_copy_is_recorded_by_the_deepest_grouping_that_fits() {
+        let mut names = Vec::new();
+        for d in 0..20 {
+            names.push(format!("app/d{d}"));
+            for f in 0..100 {
+                names.push(format!("app/d{d}/f{f}"));
+            }
+        }
+        let then = FileRecord::of(&entries(&names, ""));
+        // 2020 entries: grouped by app/dN (20 groups), not by file
+        assert_eq!(then.depth, 2, "{then:?}");
+        assert_eq!(then.digests.len(), 20);
+        let mut changed = entries(&names, "");
+        let at = names.iter().position(|n| n == "app/d7/f3").unwrap();
+        changed[at].1 = [1; 32];
+        let said = FileRecord::of(&changed).changed_from(&then).unwrap();
+        assert!(
+            said.starts_with("something under app/d7 changed ("),
+            "{said}"
+        );
+        // groupings that differ cannot be compared
+        let few = FileRecord::of(&entries(&names[..3], ""));
+        assert_eq!(few.changed_from(&then), None);
+    }
+
+    #[test]
+    fn a_record_stays_within_its_bound_dropping_earlier_files_first() {
+        let long: Vec<String> = (0..250)
+            .map(|i| format!("{}/{i}", "d".repeat(30)))
+            .collect();
+        let files = FileRecord::of(&entries(&long, ""));
+        assert_eq!(files.depth, 0);
+        let record = InputRecord {
+            base: "sha256:00".to_string(),
+            chain: vec!["0".repeat(12); 100],
+            vars: BTreeMap::from([("A".to_string(), "arg 000000000000".to_string())]),
+            files: (0..5).map(|i| (i, files.clone())).collect(),
+        };
+        let text = record.to_annotation().unwrap();
+        assert!(text.len() <= RECORD_BYTES, "{}", text.len());
+        let back: InputRecord = serde_json::from_str(&text).unwrap();
+        // the last step's files (this step's) are kept, the earliest went
+        assert!(back.files.contains_key(&4) && !back.files.contains_key(&0));
+        assert_eq!((back.chain.len(), back.vars.len()), (100, 1));
+    }
+
+    #[test]
+    fn changed_variables_are_named_by_kind_never_by_value() {
+        let rec = |pairs: &[(&str, &str)]| InputRecord {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..InputRecord::default()
+        };
+        let then = rec(&[("A", "arg 111111111111"), ("B", "env 222222222222")]);
+        let now = rec(&[("A", "arg 333333333333"), ("C", "arg 444444444444")]);
+        assert_eq!(
+            now.vars_changed_from(&then).unwrap(),
+            "arg A changed, env B unset and 1 more"
+        );
+        assert_eq!(then.vars_changed_from(&then), None);
+    }
 }

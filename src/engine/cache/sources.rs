@@ -5,7 +5,7 @@
 //! file's size, times and inode are unchanged). Modification times are
 //! left out, so a fresh checkout of the same files hits.
 
-use super::key::put;
+use super::key::{FileRecord, put};
 use super::{Cache, CacheError};
 use crate::dockerfile::DockerIgnore;
 use crate::engine::context::{ParentsSource, SourceTree, WalkFilter};
@@ -54,6 +54,22 @@ impl Cache {
         excludes: &DockerIgnore,
         parents: bool,
     ) -> Result<String, CacheError> {
+        Ok(self
+            .sources_digest_record(tree, sources, excludes, parents)?
+            .0)
+    }
+
+    /// [`Cache::sources_digest`], and a short digest of each entry (its
+    /// name, metadata and content) as a bounded [`FileRecord`], kept in
+    /// the step's cache entry so a later miss can name the file that
+    /// changed.
+    pub fn sources_digest_record(
+        &self,
+        tree: &SourceTree,
+        sources: &[String],
+        excludes: &DockerIgnore,
+        parents: bool,
+    ) -> Result<(String, FileRecord), CacheError> {
         let mut entries = Vec::new();
         for source in sources {
             // with --parents, the directory before the pivot, walked for
@@ -84,12 +100,18 @@ impl Cache {
             })
             .collect::<Result<_, CacheError>>()?;
         let mut h = Sha256::new();
+        let mut each = Vec::with_capacity(entries.len());
         for (e, content) in entries.iter().zip(contents) {
+            let content = content.unwrap_or([0; 32]);
             put(&mut h, e.name.as_bytes());
             put(&mut h, e.meta.as_bytes());
-            h.update(content.unwrap_or([0; 32]));
+            h.update(content);
+            let mut one = Sha256::new();
+            put(&mut one, e.meta.as_bytes());
+            one.update(content);
+            each.push((e.name.clone(), one.finalize().into()));
         }
-        Ok(hex::encode(h.finalize()))
+        Ok((hex::encode(h.finalize()), FileRecord::of(&each)))
     }
 
     /// The blake3 of the file at `path`, whose metadata `stamp` the walk
