@@ -149,8 +149,17 @@ fn write_tree(
         ));
     }
     let data = object(pack, tree, Kind::Tree)?;
+    let mut seen = std::collections::HashSet::new();
     for e in entries(&data)? {
         let name = crate::lexpath::from_bytes(e.name);
+        if !seen.insert(e.name) {
+            // git fsck's duplicateEntries: a symlink and a directory of
+            // one name would have the second written through the first
+            return Err(format!(
+                "the repository's tree names /{} twice (git fsck refuses such a tree)",
+                crate::lexpath::printable(&join(at, &name))
+            ));
+        }
         if !valid_name(e.name) {
             return Err(format!(
                 "the repository holds a path git refuses: {:?} in /{at}",

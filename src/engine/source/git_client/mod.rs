@@ -81,6 +81,15 @@ impl Remote {
             return Err(SSH_NEEDS_GIT.to_string());
         }
         let (transport, advert) = Transport::connect(url, login, insecure, spool)?;
+        log::debug!(
+            "git server {}: protocol version {}",
+            super::super::shown_url(url),
+            if matches!(advert, Advert::V2(_)) {
+                2
+            } else {
+                0
+            }
+        );
         if let Advert::V2(caps) = &advert
             && caps
                 .iter()

@@ -21,6 +21,9 @@ use std::sync::Arc;
 /// A SHA-1 object id.
 pub type Oid = [u8; 20];
 
+/// An object's type and contents.
+pub type Object = (Kind, Arc<Vec<u8>>);
+
 /// What recently resolved objects may take in memory.
 const CACHE_BYTES: usize = 64 << 20;
 /// A longer delta chain is refused (git makes them at most 4095 long).
@@ -93,7 +96,7 @@ pub struct Pack {
 
 #[derive(Debug, Default)]
 struct Cache {
-    objects: HashMap<u64, (Kind, Arc<Vec<u8>>)>,
+    objects: HashMap<u64, Object>,
     bytes: usize,
 }
 
@@ -297,6 +300,10 @@ impl Pack {
                 hex(&sum)
             ));
         }
+        log::debug!(
+            "git pack: {count} objects ({} deltas), {len} bytes",
+            deltas.len()
+        );
         let pack = Pack {
             file,
             entries,
@@ -333,7 +340,7 @@ impl Pack {
     }
 
     /// The object `oid`, if the pack holds it.
-    pub fn get(&self, oid: &Oid) -> Result<Option<(Kind, Arc<Vec<u8>>)>, String> {
+    pub fn get(&self, oid: &Oid) -> Result<Option<Object>, String> {
         match self.ids.get(oid) {
             Some(at) => self.object_at(*at),
             None => Ok(None),
@@ -356,7 +363,7 @@ impl Pack {
 
     /// The object at `at`, deltas applied; `None` when a `REF_DELTA` base
     /// is not known (yet).
-    fn object_at(&self, at: u64) -> Result<Option<(Kind, Arc<Vec<u8>>)>, String> {
+    fn object_at(&self, at: u64) -> Result<Option<Object>, String> {
         // walk back to a whole object (or a cached one)
         let mut chain = Vec::new();
         let mut cur = at;

@@ -39,7 +39,7 @@ pub struct Login {
 
 #[derive(Debug)]
 pub enum Transport {
-    Http(Http),
+    Http(Box<Http>),
     Daemon(Daemon),
 }
 
@@ -201,7 +201,7 @@ impl Http {
         let body = http.get_refs()?;
         let advert = advert(&mut &body[..])?;
         http.v2 = matches!(advert, Advert::V2(_));
-        Ok((Transport::Http(http), advert))
+        Ok((Transport::Http(Box::new(http)), advert))
     }
 
     fn authorize(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
