@@ -139,7 +139,7 @@ impl Remote {
                     pkt::line(&mut body, &format!("ref-prefix {p}"));
                 }
                 pkt::flush(&mut body);
-                let mut answer = self.transport.request(&body)?;
+                let mut answer = self.transport.request(&body, false)?;
                 let mut out = Vec::new();
                 while let Some(p) = pkt::read(&mut answer)? {
                     let Some(text) = p.text() else { break };
@@ -231,7 +231,7 @@ impl Remote {
             }
         };
         let v2 = matches!(self.advert, Advert::V2(_));
-        let mut answer = self.transport.request(&body)?;
+        let mut answer = self.transport.request(&body, true)?;
         // up to the pack: v2's sections, v0's shallow lines and NAK
         loop {
             let Some(p) = pkt::read(&mut answer)? else {

@@ -91,10 +91,14 @@ impl Transport {
         }
     }
 
-    /// Sends one request and returns a reader of the answer.
-    pub fn request(&mut self, body: &[u8]) -> Result<Box<dyn Read + '_>, String> {
+    /// Sends one request and returns a reader of the answer: over HTTP
+    /// saved to a file in the spool directory when `large` (a pack), else
+    /// held in memory (a ref list, at most 64 MiB; `ls-remote` has no
+    /// spool directory, and the executor image may have no `/tmp`).
+    pub fn request(&mut self, body: &[u8], large: bool) -> Result<Box<dyn Read + '_>, String> {
         match self {
-            Transport::Http(h) => Ok(Box::new(h.post(body)?)),
+            Transport::Http(h) if large => Ok(Box::new(h.post(body)?)),
+            Transport::Http(h) => Ok(Box::new(std::io::Cursor::new(h.post_small(body)?))),
             Transport::Daemon(d) => {
                 d.stream
                     .write_all(body)
@@ -245,8 +249,7 @@ impl Http {
         })
     }
 
-    /// POSTs `body` to `git-upload-pack`; the answer, saved to a file.
-    fn post(&self, body: &[u8]) -> Result<std::fs::File, String> {
+    fn post_request(&self, body: &[u8]) -> reqwest::RequestBuilder {
         let mut request = self
             .client
             .post(format!("{}/git-upload-pack", self.url))
@@ -256,7 +259,29 @@ impl Http {
         if self.v2 {
             request = request.header("Git-Protocol", "version=2");
         }
-        let request = self.authorize(request);
+        self.authorize(request)
+    }
+
+    /// POSTs `body` to `git-upload-pack`; the answer, in memory.
+    fn post_small(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let request = self.post_request(body);
+        self.block(async move {
+            let response = request.send().await.map_err(failed)?;
+            let mut response = checked(response, "application/x-git-upload-pack-result")?;
+            let mut out = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(failed)? {
+                out.extend_from_slice(&chunk);
+                if out.len() > 64 << 20 {
+                    return Err("the server's ref list is over 64 MiB".to_string());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// POSTs `body` to `git-upload-pack`; the answer, saved to a file.
+    fn post(&self, body: &[u8]) -> Result<std::fs::File, String> {
+        let request = self.post_request(body);
         let mut file = tempfile::tempfile_in(&self.spool)
             .map_err(|e| format!("{}: {e}", self.spool.display()))?;
         let spool = &self.spool;
