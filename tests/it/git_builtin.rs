@@ -456,3 +456,57 @@ fn smelt_run(args: &[&str], env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A submodule on another server (which takes the same password) is
+/// fetched without the superproject's credentials: it is refused.
+#[test]
+fn builtin_git_credentials_go_to_the_repository_server_only() {
+    let repos = Repos::new();
+    let http = git_http(&repos);
+    let other = git_http(&repos);
+    let work = repos.dir.path().join("elsewhere");
+    let bare = repos.dir.path().join("repo.git");
+    git(
+        repos.dir.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["checkout", "-q", "with-sub"]);
+    fs_err::write(
+        work.join(".gitmodules"),
+        format!(
+            "[submodule \"lib\"]\n\tpath = lib\n\turl = http://127.0.0.1:{}/lib.git\n",
+            other.port
+        ),
+    )
+    .unwrap();
+    git(&work, &["commit", "-qam", "lib elsewhere"]);
+    git(
+        &work,
+        &["push", "-q", "origin", "HEAD:refs/heads/sub-elsewhere"],
+    );
+    let url = format!("http://127.0.0.1:{}/repo.git", http.port);
+    let args = [
+        "--context",
+        &url,
+        "--git",
+        "branch=sub-elsewhere",
+        "--git",
+        "recurse-submodules=true",
+    ];
+    let err = smelt_fails(
+        &args,
+        &[("GIT_USERNAME", USER), ("GIT_PASSWORD", PASSWORD), NO_GIT],
+    );
+    assert!(err.contains("checking out submodules"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}/lib.git", other.port)),
+        "{err}"
+    );
+    assert!(err.contains("Authentication failed"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+}

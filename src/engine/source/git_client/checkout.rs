@@ -120,6 +120,7 @@ pub fn write(
         at = join(&at, part);
         repo_path = join(&repo_path, part);
         root.create_dir(&at, 0o755).map_err(|e| e.to_string())?;
+        root.chmod(&at, 0o755).map_err(|e| e.to_string())?;
     }
     let mut gitlinks = Vec::new();
     write_tree(pack, &tree, root, &at, &repo_path, &mut gitlinks)?;

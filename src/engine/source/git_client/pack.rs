@@ -514,6 +514,22 @@ mod tests {
     }
 
     #[test]
+    fn the_trailing_checksum_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.pack");
+        let mut bytes = b"PACK\0\0\0\x02\0\0\0\0".to_vec();
+        let sum: Oid = Sha1::digest(&bytes).into();
+        bytes.extend_from_slice(&sum);
+        fs_err::write(&path, &bytes).unwrap();
+        assert!(Pack::open(&path).is_ok());
+        *bytes.last_mut().unwrap() ^= 1;
+        fs_err::write(&path, &bytes).unwrap();
+        assert!(Pack::open(&path).unwrap_err().contains("checksum"));
+        fs_err::write(&path, b"PACK\0\0\0\x09").unwrap();
+        assert!(Pack::open(&path).is_err());
+    }
+
+    #[test]
     fn ids_as_git_makes_them() {
         // `git hash-object` of "hello\n"
         assert_eq!(
