@@ -510,3 +510,56 @@ fn builtin_git_credentials_go_to_the_repository_server_only() {
     assert!(err.contains("Authentication failed"), "{err}");
     assert!(!err.contains(PASSWORD), "{err}");
 }
+
+/// A server that redirects every request to `to` (another port: another
+/// server, to git and to smelt).
+fn redirector(to: u16) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut line);
+            let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let _ = (&stream).write_all(
+                format!(
+                    "HTTP/1.1 301 Moved Permanently\r\nLocation: http://127.0.0.1:{to}{target}\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+/// A redirect is followed, but the credentials stay with the server they
+/// were given for: the one redirected to (which takes the same password)
+/// refuses.
+#[test]
+fn builtin_git_follows_a_redirect_without_the_credentials() {
+    let repos = Repos::new();
+    let http = git_http(&repos);
+    let port = redirector(http.port);
+    let url = format!("http://127.0.0.1:{port}/repo.git");
+    let err = smelt_fails(
+        &["--context", &url],
+        &[("GIT_USERNAME", USER), ("GIT_PASSWORD", PASSWORD), NO_GIT],
+    );
+    let target = format!("http://127.0.0.1:{}", http.port);
+    assert!(
+        err.contains(&format!(
+            "Authentication failed ({target} (redirected to) answered 401"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    // and so does git
+    let login = [("GIT_USERNAME", USER), ("GIT_PASSWORD", PASSWORD)];
+    let err = smelt_fails(&["--context", &url], &login);
+    assert!(
+        err.contains(&format!("could not read Username for '{target}'")),
+        "{err}"
+    );
+}

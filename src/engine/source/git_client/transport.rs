@@ -202,7 +202,23 @@ impl Http {
             spool: spool.to_path_buf(),
             v2: false,
         };
-        let body = http.get_refs()?;
+        let (body, base) = http.get_refs()?;
+        if base != http.url {
+            // redirected, as git follows it: later requests go there, and
+            // the credentials only if it is the same server
+            log::debug!(
+                "git server redirected to {}",
+                super::super::super::shown_url(&base)
+            );
+            if http
+                .login
+                .as_ref()
+                .is_some_and(|l| l.scope != scope_of(&base))
+            {
+                http.login = None;
+            }
+            http.url = base;
+        }
         let advert = advert(&mut &body[..])?;
         http.v2 = matches!(advert, Advert::V2(_));
         Ok((Transport::Http(Box::new(http)), advert))
@@ -228,15 +244,24 @@ impl Http {
         })
     }
 
-    fn get_refs(&self) -> Result<Vec<u8>, String> {
+    /// The ref advertisement, and the repository URL it came from after
+    /// redirects.
+    fn get_refs(&self) -> Result<(Vec<u8>, String), String> {
+        const REFS: &str = "/info/refs?service=git-upload-pack";
+        let url = self.url.as_str();
         let request = self
             .client
-            .get(format!("{}/info/refs?service=git-upload-pack", self.url))
+            .get(format!("{}{REFS}", self.url))
             .header("Git-Protocol", "version=2");
         let request = self.authorize(request);
-        self.block(async move {
+        let (body, base) = self.block(async move {
             let response = request.send().await.map_err(failed)?;
-            let response = checked(response, "application/x-git-upload-pack-advertisement")?;
+            let response = checked(response, "application/x-git-upload-pack-advertisement", url)?;
+            let base = response
+                .url()
+                .as_str()
+                .strip_suffix(REFS)
+                .map(str::to_string);
             let mut body = Vec::new();
             let mut response = response;
             while let Some(chunk) = response.chunk().await.map_err(failed)? {
@@ -245,8 +270,9 @@ impl Http {
                     return Err("the server's ref advertisement is over 64 MiB".to_string());
                 }
             }
-            Ok(body)
-        })
+            Ok((body, base))
+        })?;
+        Ok((body, base.unwrap_or_else(|| self.url.clone())))
     }
 
     fn post_request(&self, body: &[u8]) -> reqwest::RequestBuilder {
@@ -265,9 +291,10 @@ impl Http {
     /// POSTs `body` to `git-upload-pack`; the answer, in memory.
     fn post_small(&self, body: &[u8]) -> Result<Vec<u8>, String> {
         let request = self.post_request(body);
+        let url = self.url.as_str();
         self.block(async move {
             let response = request.send().await.map_err(failed)?;
-            let mut response = checked(response, "application/x-git-upload-pack-result")?;
+            let mut response = checked(response, "application/x-git-upload-pack-result", url)?;
             let mut out = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(failed)? {
                 out.extend_from_slice(&chunk);
@@ -282,13 +309,14 @@ impl Http {
     /// POSTs `body` to `git-upload-pack`; the answer, saved to a file.
     fn post(&self, body: &[u8]) -> Result<std::fs::File, String> {
         let request = self.post_request(body);
+        let url = self.url.as_str();
         let mut file = tempfile::tempfile_in(&self.spool)
             .map_err(|e| format!("{}: {e}", self.spool.display()))?;
         let spool = &self.spool;
         let out = &mut file;
         self.block(async move {
             let response = request.send().await.map_err(failed)?;
-            let mut response = checked(response, "application/x-git-upload-pack-result")?;
+            let mut response = checked(response, "application/x-git-upload-pack-result", url)?;
             while let Some(chunk) = response.chunk().await.map_err(failed)? {
                 out.write_all(&chunk)
                     .map_err(|e| format!("{}: {e}", spool.display()))?;
@@ -313,20 +341,27 @@ fn failed(e: reqwest::Error) -> String {
 }
 
 /// The response if it is a smart-HTTP answer of `kind`; else why not.
-fn checked(response: reqwest::Response, kind: &str) -> Result<reqwest::Response, String> {
+fn checked(
+    response: reqwest::Response,
+    kind: &str,
+    requested: &str,
+) -> Result<reqwest::Response, String> {
     let status = response.status();
+    // a redirect's target is named: another server than the URL's
+    let answered = scope_of(&super::super::super::shown_url(response.url().as_str()));
+    let server = if answered == scope_of(requested) {
+        "the server".to_string()
+    } else {
+        format!("{answered} (redirected to)")
+    };
     match status.as_u16() {
         401 | 403 => {
             return Err(format!(
-                "Authentication failed (the server answered {status})"
+                "Authentication failed ({server} answered {status})"
             ));
         }
-        404 => {
-            return Err(format!(
-                "repository not found (the server answered {status})"
-            ));
-        }
-        _ if !status.is_success() => return Err(format!("the server answered {status}")),
+        404 => return Err(format!("repository not found ({server} answered {status})")),
+        _ if !status.is_success() => return Err(format!("{server} answered {status}")),
         _ => {}
     }
     let content_type = response
