@@ -563,3 +563,44 @@ fn builtin_git_follows_a_redirect_without_the_credentials() {
         "{err}"
     );
 }
+
+/// A sub-directory that is a symlink in the repository (out of it) is not
+/// a context, with git or without.
+#[test]
+fn a_sub_directory_that_is_a_symlink_is_refused() {
+    let repos = Repos::new();
+    let bare = repos.dir.path().join("repo.git");
+    let outside = tempfile::tempdir().unwrap();
+    fs_err::write(
+        outside.path().join("Dockerfile"),
+        "FROM scratch\nCOPY . /leaked/\n",
+    )
+    .unwrap();
+    fs_err::write(outside.path().join("secret.txt"), "host secret\n").unwrap();
+    let blob = |text: &str| git_in(&bare, &["hash-object", "-w", "--stdin"], text.as_bytes());
+    let target = blob(outside.path().to_str().unwrap());
+    let up = blob("..");
+    let tree_id = raw_tree(&bare, &[("120000", "out", &target), ("120000", "up", &up)]);
+    let commit = git_in(&bare, &["commit-tree", &tree_id, "-m", "links"], b"");
+    git(&bare, &["update-ref", "refs/heads/links", &commit]);
+    let daemon = git_daemon(&repos);
+    for dir in ["out", "up"] {
+        let context = format!("git://127.0.0.1:{}/repo.git#links:{dir}", daemon.port);
+        for env in [
+            vec![("GIT_PULL_METHOD", "git")],
+            vec![("GIT_PULL_METHOD", "git"), NO_GIT],
+        ] {
+            let err = smelt_fails(&["--context", &context], &env);
+            assert!(err.contains(&format!("sub-directory {dir:?}")), "{err}");
+            assert!(!err.contains("leaked"), "{err}");
+            // nor an ADD source
+            let t = TestContext::new(&format!(
+                "FROM scratch\nADD git://127.0.0.1:{}/repo.git#links:{dir} /leaked/\n",
+                daemon.port
+            ));
+            let ctx = t.ctx();
+            let err = smelt_fails(&["--context", ctx.to_str().unwrap()], &env);
+            assert!(err.contains(&format!("sub-directory {dir:?}")), "{err}");
+        }
+    }
+}

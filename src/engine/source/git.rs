@@ -302,14 +302,33 @@ impl GitSource {
             submodules.len(),
             started.elapsed().as_secs_f64()
         );
-        Ok(match &self.subdir {
-            Some(dir) => into.join(dir.trim_start_matches('/')),
-            None => into.to_path_buf(),
-        })
+        self.context_dir(into, &git.shown)
     }
 }
 
 impl GitSource {
+    /// The directory the checkout in `into` gives: itself, or the named
+    /// sub-directory, which must be a directory of the checkout reached
+    /// through no symlink (one pointing out of the repository would make
+    /// a directory of the host the context).
+    fn context_dir(&self, into: &Path, shown: &str) -> Result<PathBuf, SourceError> {
+        let Some(dir) = &self.subdir else {
+            return Ok(into.to_path_buf());
+        };
+        let dir = dir.trim_matches('/');
+        let root = crate::fs::root::Root::open(into)?;
+        if !root.is_dir(dir).unwrap_or(false) {
+            return Err(SourceError::Git {
+                shown: shown.to_string(),
+                message: format!(
+                    "sub-directory {dir:?} is not a directory in the repository (missing, or a \
+                     symlink)"
+                ),
+            });
+        }
+        Ok(into.join(dir))
+    }
+
     /// [`GitSource::fetch`] without the git binary: smelt's own client.
     fn fetch_builtin(
         &self,
@@ -350,10 +369,7 @@ impl GitSource {
             fetched.submodules,
             started.elapsed().as_secs_f64()
         );
-        Ok(match &self.subdir {
-            Some(dir) => into.join(dir.trim_start_matches('/')),
-            None => into.to_path_buf(),
-        })
+        self.context_dir(into, &git.shown)
     }
 }
 
