@@ -601,3 +601,85 @@ fn several_builds_in_one_container_keep_to_themselves_and_leave_mounts_alone() {
         "from a config map\n"
     );
 }
+
+/// The executor image has no git binary: smelt's own client fetches a git
+/// context over smart HTTP with credentials (a submodule too), an ADD of a
+/// repository over git://, and says what to do instead of ssh.
+#[test]
+fn the_executor_image_fetches_git_repositories_without_a_git_binary() {
+    use crate::git_server::{PASSWORD, Repos, USER, git_daemon, git_http};
+    let images = images();
+    let reg = TestRegistry::start(Auth::None);
+    let repos = Repos::new();
+    let http = git_http(&repos);
+    let daemon = git_daemon(&repos);
+    let dest = format!("{}/from-git:1", reg.host);
+    let out = run(&[
+        "-e",
+        &format!("GIT_USERNAME={USER}"),
+        "-e",
+        &format!("GIT_PASSWORD={PASSWORD}"),
+        &images.executor,
+        "--context",
+        &format!("http://127.0.0.1:{}/repo.git", http.port),
+        "--git",
+        "branch=with-sub",
+        "--git",
+        "recurse-submodules=true",
+        "--destination",
+        &dest,
+    ]);
+    let log = stderr(&out);
+    assert!(out.status.success(), "the executor image failed:\n{log}");
+    assert!(log.contains("built-in git client"), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+    let got = tempfile::tempdir().unwrap();
+    let rootfs = unpack(&reg, &dest, got.path());
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("ctx/hello.txt")).unwrap(),
+        "main\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("ctx/lib/lib.txt")).unwrap(),
+        "from the submodule\n"
+    );
+    assert!(!rootfs.join("ctx/.git").exists());
+
+    let t = TestContext::new(&format!(
+        "FROM scratch\nADD git://127.0.0.1:{}/repo.git#v1:sub /v1sub\n",
+        daemon.port
+    ));
+    let dest = format!("{}/add-git:1", reg.host);
+    let out = run(&[
+        "-v",
+        &volume(&t.ctx(), "/workspace"),
+        &images.executor,
+        "--context",
+        "dir:///workspace",
+        "--destination",
+        &dest,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = tempfile::tempdir().unwrap();
+    let rootfs = unpack(&reg, &dest, got.path());
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("v1sub/only-in-sub.txt")).unwrap(),
+        "sub\n"
+    );
+
+    let t = TestContext::new("FROM scratch\nADD git@127.0.0.1:repo.git /ssh\n");
+    let out = run(&[
+        "-v",
+        &volume(&t.ctx(), "/workspace"),
+        &images.executor,
+        "--context",
+        "dir:///workspace",
+        "--no-push",
+    ]);
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("cloning over ssh needs the git binary; the executor image has none"),
+        "{log}"
+    );
+}

@@ -153,6 +153,16 @@ pub fn git_daemon(repos: &Repos) -> Server {
 /// Git's smart HTTP protocol for `repos`, behind basic auth. The server
 /// thread lives as long as the test process; each test gets its own port.
 pub fn git_http(repos: &Repos) -> Server {
+    git_http_with(repos, true)
+}
+
+/// [`git_http`] for a server that speaks protocol version 0 only: the
+/// client's `Git-Protocol` header is not passed on to git.
+pub fn git_http_v0(repos: &Repos) -> Server {
+    git_http_with(repos, false)
+}
+
+fn git_http_with(repos: &Repos, v2: bool) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let root = repos.dir.path().to_path_buf();
@@ -160,7 +170,7 @@ pub fn git_http(repos: &Repos) -> Server {
         for stream in listener.incoming().flatten() {
             let root = root.clone();
             std::thread::spawn(move || {
-                let _ = serve(stream, &root);
+                let _ = serve(stream, &root, v2);
             });
         }
     });
@@ -168,7 +178,7 @@ pub fn git_http(repos: &Repos) -> Server {
 }
 
 /// One request, one response (`Connection: close`).
-fn serve(stream: TcpStream, root: &PathBuf) -> std::io::Result<()> {
+fn serve(stream: TcpStream, root: &PathBuf, v2: bool) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -244,7 +254,7 @@ fn serve(stream: TcpStream, root: &PathBuf) -> std::io::Result<()> {
     if let Some(t) = header("content-type") {
         cgi.env("CONTENT_TYPE", t);
     }
-    if let Some(p) = header("git-protocol") {
+    if let Some(p) = header("git-protocol").filter(|_| v2) {
         cgi.env("GIT_PROTOCOL", p);
     }
     if let Some(e) = header("content-encoding") {

@@ -23,6 +23,7 @@ mod examples;
 mod executor_image;
 mod faults;
 mod foreign_bases;
+mod git_builtin;
 mod git_contexts;
 mod hostile;
 mod hostile_dockerfile;

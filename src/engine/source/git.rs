@@ -27,6 +27,13 @@
 //! Only the named commit is fetched (`--depth 1`) when the server allows
 //! it. The `.git` directory is left out of the context, as BuildKit does,
 //! unless the build argument `BUILDKIT_CONTEXT_KEEP_GIT_DIR=1` is given.
+//!
+//! Where no `git` is on `PATH` (the executor image), smelt's own client
+//! ([`client`]) does the same over https://, http:// and git:// with the
+//! same ref rules and credentials; ssh and keeping `.git` need the binary.
+
+#[path = "git_client/mod.rs"]
+mod client;
 
 use super::{SourceError, env};
 use crate::fs::tree::remove_any;
@@ -197,6 +204,18 @@ impl GitSource {
     ) -> Result<String, SourceError> {
         let dir = std::env::temp_dir();
         let git = Git::new(&dir, &self.url(), options);
+        if !git_installed() {
+            return client::ls_remote(
+                &git.url,
+                git.login.as_ref(),
+                patterns,
+                options.insecure_skip_tls,
+            )
+            .map_err(|e| SourceError::Git {
+                shown: git.shown.clone(),
+                message: git.redact(&format!("listing refs: {e}")),
+            });
+        }
         let mut args = vec!["ls-remote", "--", git.url.as_str()];
         args.extend_from_slice(patterns);
         git.run(&args).map_err(|e| SourceError::Git {
@@ -224,6 +243,9 @@ impl GitSource {
     pub fn fetch(&self, into: &Path, options: &GitOptions) -> Result<PathBuf, SourceError> {
         let started = Instant::now();
         let git = Git::new(into, &self.url(), options);
+        if !git_installed() {
+            return self.fetch_builtin(&git, into, options, started);
+        }
         let fail = |e: GitFailure| SourceError::Git {
             shown: git.shown.clone(),
             message: git.redact(&e.to_string()),
@@ -280,11 +302,94 @@ impl GitSource {
             submodules.len(),
             started.elapsed().as_secs_f64()
         );
-        Ok(match &self.subdir {
-            Some(dir) => into.join(dir.trim_start_matches('/')),
-            None => into.to_path_buf(),
-        })
+        self.context_dir(into, &git.shown)
     }
+}
+
+impl GitSource {
+    /// The directory the checkout in `into` gives: itself, or the named
+    /// sub-directory, which must be a directory of the checkout reached
+    /// through no symlink (one pointing out of the repository would make
+    /// a directory of the host the context).
+    fn context_dir(&self, into: &Path, shown: &str) -> Result<PathBuf, SourceError> {
+        let Some(dir) = &self.subdir else {
+            return Ok(into.to_path_buf());
+        };
+        let dir = dir.trim_matches('/');
+        let root = crate::fs::root::Root::open(into)?;
+        if !root.is_dir(dir).unwrap_or(false) {
+            return Err(SourceError::Git {
+                shown: shown.to_string(),
+                message: format!(
+                    "sub-directory {dir:?} is not a directory in the repository (missing, or a \
+                     symlink)"
+                ),
+            });
+        }
+        Ok(into.join(dir))
+    }
+
+    /// [`GitSource::fetch`] without the git binary: smelt's own client.
+    fn fetch_builtin(
+        &self,
+        git: &Git<'_>,
+        into: &Path,
+        options: &GitOptions,
+        started: Instant,
+    ) -> Result<PathBuf, SourceError> {
+        let fail = |message: String| SourceError::Git {
+            shown: git.shown.clone(),
+            message: git.redact(&message),
+        };
+        if client::needs_ssh(&git.url) {
+            return Err(fail(client::SSH_NEEDS_GIT.to_string()));
+        }
+        if options.keep_git_dir {
+            return Err(fail(
+                "keeping .git (BUILDKIT_CONTEXT_KEEP_GIT_DIR, --keep-git-dir) needs the git \
+                 binary; the executor image has none"
+                    .to_string(),
+            ));
+        }
+        let want = client::Want {
+            branch: options.branch.as_deref(),
+            reference: self.reference.as_deref(),
+            commit: self.commit.as_deref(),
+            subdir: self.subdir.as_deref().map(|d| d.trim_start_matches('/')),
+            single_branch: options.single_branch,
+            recurse_submodules: options.recurse_submodules,
+            insecure: options.insecure_skip_tls,
+        };
+        let fetched = client::fetch(&git.url, git.login.as_ref(), &want, into).map_err(fail)?;
+        log::info!(
+            "context {}: {} at {} ({} submodules, built-in git client) in {:.2} s",
+            git.shown,
+            fetched.described,
+            fetched.commit,
+            fetched.submodules,
+            started.elapsed().as_secs_f64()
+        );
+        self.context_dir(into, &git.shown)
+    }
+}
+
+/// Whether a `git` binary is on `PATH` (looked for once): else smelt's
+/// own client fetches.
+fn git_installed() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let found = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| {
+                fs_err::metadata(dir.join("git"))
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+        });
+        if !found {
+            log::debug!("no git on PATH: repositories are fetched by smelt's own git client");
+        }
+        found
+    })
 }
 
 /// Why a `git` command failed; the text goes through [`Git::redact`]
@@ -393,6 +498,8 @@ struct Git<'a> {
     shown: String,
     /// Values that must not appear in messages.
     secrets: Vec<String>,
+    /// The user and password for the repository's server, if any.
+    login: Option<client::Login>,
     config: Vec<String>,
     env: Vec<(&'static str, String)>,
 }
@@ -419,6 +526,11 @@ impl<'a> Git<'a> {
         secrets.retain(|s| !s.is_empty());
         let mut config = Vec::new();
         let mut env = vec![("GIT_TERMINAL_PROMPT", "0".to_string())];
+        let login = (user.is_some() || password.is_some()).then(|| client::Login {
+            user: user.clone().unwrap_or_default(),
+            password: password.clone().unwrap_or_default(),
+            scope: credential_scope(&url),
+        });
         if user.is_some() || password.is_some() {
             // The helper answers `get` from the environment it inherits, so
             // no credential is on a command line (git's, the helper
@@ -449,6 +561,7 @@ impl<'a> Git<'a> {
             shown: super::shown_url(&url),
             url,
             secrets,
+            login,
             config,
             env,
         }

@@ -4,7 +4,7 @@
 //! - `tar://PATH` (a tar or tar.gz file) and `tar://stdin`;
 //! - `https://…` tarballs;
 //! - git repositories (`git://…`, `https://…/repo.git`), cloned with the
-//!   `git` binary ([`git`]);
+//!   `git` binary, or smelt's own client where there is none ([`git`]);
 //! - `s3://`, `gs://` and Azure blob (`https://<account>.blob.core.windows.net/…`)
 //!   tarballs, read through `object_store` ([`object`]).
 //!
