@@ -25,6 +25,7 @@
 mod entry;
 mod key;
 mod lookup;
+pub mod prune;
 mod sources;
 
 pub use entry::{CacheEntry, parse_entry};
