@@ -69,6 +69,8 @@ pub struct Remote {
     /// Blobs that live in a registry rather than (yet) in the local store:
     /// digest → the repository holding them.
     pub remote_blobs: std::sync::Mutex<BTreeMap<Digest, Reference>>,
+    /// Blobs the cache uploads are placing, for the push to mount.
+    cache_blobs: Arc<CacheBlobs>,
 }
 
 impl Remote {
@@ -80,6 +82,7 @@ impl Remote {
             uploads: std::sync::Mutex::new(Uploads::new()),
             remote_blobs: std::sync::Mutex::new(BTreeMap::new()),
             base_cache: None,
+            cache_blobs: Arc::default(),
         }
     }
 
@@ -383,7 +386,30 @@ impl Remote {
         image: &PushImage,
         store: &BlobStore,
     ) -> Result<Digest, EngineError> {
-        Ok(self.block_on(self.registry.push(destinations, image, store))??)
+        let image = self.mounted_from_cache(destinations, image);
+        Ok(self.block_on(self.registry.push(destinations, &image, store))??)
+    }
+
+    /// `image` with each blob that a cache upload placed in a repository
+    /// of a destination's registry marked as there, so the push mounts it
+    /// instead of uploading it again (an upload still running is waited
+    /// for; one that failed leaves the blob to be uploaded).
+    fn mounted_from_cache(&self, destinations: &[Reference], image: &PushImage) -> PushImage {
+        let mut image = image.clone();
+        let on_a_destination =
+            |r: &Reference| destinations.iter().any(|d| d.registry == r.registry);
+        for blob in &mut image.blobs {
+            if blob.source.as_ref().is_some_and(on_a_destination) {
+                continue;
+            }
+            if let Some(placed) = self
+                .cache_blobs
+                .placed(&blob.descriptor.digest, &on_a_destination)
+            {
+                blob.source = Some(placed);
+            }
+        }
+        image
     }
 
     /// Whether each of `blobs` (a cache entry's repository and layer) is
@@ -479,6 +505,7 @@ impl Remote {
             })
             .collect();
         let key = tags.first().cloned().unwrap_or_default();
+        let placing = CacheBlobs::start(&self.cache_blobs, repo, &image);
         let registry = Arc::clone(self.cache_registry());
         let store = store.clone();
         let handle = self.runtime()?.handle().clone();
@@ -491,6 +518,7 @@ impl Remote {
             .name("smelt-cache-upload".to_string())
             .spawn(move || {
                 let pushed = handle.block_on(registry.push(&dests, &image, &store));
+                placing.done(pushed.is_ok());
                 if let Err(e @ RegistryError::TimedOut { .. }) = &pushed {
                     turn_off(&e.to_string());
                 }
@@ -566,6 +594,106 @@ impl Uploads {
             sender,
             receiver,
         }
+    }
+}
+
+/// The blobs cache uploads are placing in the cache repository, so a
+/// push to another repository of that registry mounts them from there
+/// rather than sending them again: digest → the cache repository, how
+/// many uploads of it are running, and whether one finished.
+#[derive(Debug, Default)]
+struct CacheBlobs {
+    blobs: std::sync::Mutex<BTreeMap<Digest, CacheBlob>>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug)]
+struct CacheBlob {
+    repo: Reference,
+    running: usize,
+    placed: bool,
+}
+
+/// One cache upload's blobs; they count as running until `done` (or the
+/// upload's thread ends without saying: a failure).
+struct Placing {
+    blobs: Arc<CacheBlobs>,
+    digests: Vec<Digest>,
+    placed: Option<bool>,
+}
+
+impl CacheBlobs {
+    /// Counts `image`'s blobs as being placed in `repo`.
+    fn start(this: &Arc<CacheBlobs>, repo: &Reference, image: &PushImage) -> Placing {
+        let digests: Vec<Digest> = image
+            .blobs
+            .iter()
+            .map(|b| b.descriptor.digest.clone())
+            .collect();
+        let mut blobs = this.lock();
+        for d in &digests {
+            blobs
+                .entry(d.clone())
+                .or_insert_with(|| CacheBlob {
+                    repo: repo.clone(),
+                    running: 0,
+                    placed: false,
+                })
+                .running += 1;
+        }
+        Placing {
+            blobs: Arc::clone(this),
+            digests,
+            placed: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Digest, CacheBlob>> {
+        self.blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The repository a cache upload placed `digest` in, when `wanted`
+    /// takes it; waits while uploads of it are running.
+    fn placed(&self, digest: &Digest, wanted: &dyn Fn(&Reference) -> bool) -> Option<Reference> {
+        let mut blobs = self.lock();
+        loop {
+            let blob = blobs.get(digest).filter(|b| wanted(&b.repo))?;
+            if blob.placed {
+                return Some(blob.repo.clone());
+            }
+            if blob.running == 0 {
+                return None;
+            }
+            log::debug!("waiting for the cache upload of {digest}, to mount it");
+            blobs = self
+                .changed
+                .wait(blobs)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Placing {
+    /// The upload ended: its blobs are in the cache repository if `placed`.
+    fn done(mut self, placed: bool) {
+        self.placed = Some(placed);
+    }
+}
+
+impl Drop for Placing {
+    fn drop(&mut self) {
+        let placed = self.placed.unwrap_or(false);
+        let mut blobs = self.blobs.lock();
+        for d in &self.digests {
+            if let Some(b) = blobs.get_mut(d) {
+                b.running = b.running.saturating_sub(1);
+                b.placed |= placed;
+            }
+        }
+        drop(blobs);
+        self.blobs.changed.notify_all();
     }
 }
 

@@ -96,6 +96,9 @@ impl Registry {
                 }
             }
         }
+        // one line per repository: the tags of one (a cache entry's key
+        // and `next-` tag) would repeat it word for word
+        let mut told = std::collections::BTreeSet::new();
         for d in destinations {
             let ep = self.endpoint(&d.registry, Direction::Push).await?;
             match self.put_manifest(&ep, d, image).await {
@@ -107,7 +110,9 @@ impl Registry {
                 }
                 r => {
                     r?;
-                    log::info!("Pushed {}@{digest}", d.kaniko_repository());
+                    if told.insert(d.kaniko_repository()) {
+                        log::info!("Pushed {}@{digest}", d.kaniko_repository());
+                    }
                 }
             }
         }

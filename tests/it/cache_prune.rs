@@ -1,0 +1,338 @@
+//! `smelt cache prune` against the test registry: entries of several ages
+//! (made by builds, then aged by pushing their manifests back with an
+//! earlier time stored), a manifest that is no cache entry, `--dry-run`,
+//! `--keep-last`, the image repositories left alone, and a registry that
+//! refuses deletes. And each layer crossing the wire once: a build with
+//! `--cache` and a destination on the same registry uploads every layer
+//! once and mounts it into the other repository.
+
+use crate::harness::{TestContext, smelt_bin};
+use crate::registry_server::{Auth, TestRegistry, config_with_diff_ids, gzip_layer, http};
+use std::collections::BTreeMap;
+use std::process::Command;
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const STORED: &str = "dev.smelt.cache.stored";
+
+fn build(t: &TestContext, reg: &TestRegistry, dest: &str) -> String {
+    t.build(&[
+        "--cache",
+        "--cache-repo",
+        &format!("{}/cache", reg.host),
+        "--destination",
+        &format!("{}/{dest}", reg.host),
+    ])
+    .ok()
+    .stderr()
+}
+
+/// `smelt cache prune --cache-repo HOST/cache ARGS`: exit code, stdout, stderr.
+fn prune(reg: &TestRegistry, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(smelt_bin())
+        .args(["cache", "prune", "--cache-repo"])
+        .arg(format!("{}/cache", reg.host))
+        .args(args)
+        .output()
+        .expect("run smelt");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tags(reg: &TestRegistry, repo: &str) -> Vec<String> {
+    let (status, head, body) = http(&reg.host, "GET", &format!("/v2/{repo}/tags/list"), &[], b"");
+    assert_eq!(status, 200, "{head:?}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut tags: Vec<String> = v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    tags.sort();
+    tags
+}
+
+fn manifest(reg: &TestRegistry, repo: &str, tag: &str) -> (u16, Vec<u8>) {
+    let (status, _, body) = http(
+        &reg.host,
+        "GET",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[("Accept", MANIFEST)],
+        b"",
+    );
+    (status, body)
+}
+
+/// The cache's tags by what their entry's RUN wrote (`created_by`), each
+/// with its manifest.
+fn entries(reg: &TestRegistry) -> BTreeMap<String, (Vec<String>, serde_json::Value)> {
+    let mut out: BTreeMap<String, (Vec<String>, serde_json::Value)> = BTreeMap::new();
+    for tag in tags(reg, "cache") {
+        let (status, body) = manifest(reg, "cache", &tag);
+        assert_eq!(status, 200, "{tag}");
+        let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let Some(history) = m["annotations"]["dev.smelt.cache.history"].as_str() else {
+            continue;
+        };
+        let created_by = serde_json::from_str::<serde_json::Value>(history).unwrap()["created_by"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        out.entry(created_by).or_insert((Vec::new(), m)).0.push(tag);
+    }
+    out
+}
+
+/// Pushes the entry back under each of its tags with a time stored
+/// `days` ago (a new manifest digest; the tags move to it).
+fn age(reg: &TestRegistry, tags: &[String], mut m: serde_json::Value, days: i64) {
+    let then = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - days * 86_400;
+    let stamp = jiff::Timestamp::from_second(then).unwrap().to_string();
+    m["annotations"][STORED] = serde_json::Value::String(stamp);
+    let bytes = serde_json::to_vec(&m).unwrap();
+    for tag in tags {
+        let (status, head, _) = http(
+            &reg.host,
+            "PUT",
+            &format!("/v2/cache/manifests/{tag}"),
+            &[("Content-Type", MANIFEST)],
+            &bytes,
+        );
+        assert_eq!(status, 201, "{head:?}");
+    }
+}
+
+/// The tags whose entry's RUN contains `text`.
+fn tags_of(all: &BTreeMap<String, (Vec<String>, serde_json::Value)>, text: &str) -> Vec<String> {
+    all.iter()
+        .find(|(by, _)| by.contains(text))
+        .map(|(_, (tags, _))| tags.clone())
+        .unwrap_or_else(|| panic!("no entry for {text} in {all:?}"))
+}
+
+#[test]
+fn prune_removes_only_old_entries_keeps_the_newest_and_leaves_images_and_foreign_manifests() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN echo month > /a\nRUN echo days > /b\n"
+    ));
+    build(&t, &reg, "app:1");
+    let built = entries(&reg);
+    assert_eq!(built.len(), 2, "{built:?}");
+    for (text, days) in [("month", 30), ("days", 10)] {
+        let by = created_by_of(&built, text);
+        age(&reg, &built[&by].0, built[&by].1.clone(), days);
+    }
+    // a fresh entry, after the same base key: it takes that key's next- tag
+    let fresh = TestContext::new(&format!("FROM {base}\nRUN echo fresh > /c\n"));
+    build(&fresh, &reg, "app:2");
+    let all = entries(&reg);
+    assert_eq!(all.len(), 3, "{all:?}");
+    let month = tags_of(&all, "month");
+    let days = tags_of(&all, "days");
+    // and an old manifest that no smelt wrote
+    let (layer, diff_id) = gzip_layer(&[("foreign", "x")]);
+    let mut config = config_with_diff_ids(&[&diff_id]);
+    config["created"] = "2001-01-01T00:00:00Z".into();
+    reg.push_raw("cache", "foreign", &config, &[(MANIFEST_LAYER, layer)]);
+
+    let before = tags(&reg, "cache");
+    let app_before = manifest(&reg, "app", "1");
+    assert_eq!(app_before.0, 200);
+
+    // a dry run says what would go and deletes nothing
+    let (code, out, err) = prune(&reg, &["--older-than", "7d", "--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let key = |tags: &[String]| {
+        tags.iter()
+            .find(|t| !t.starts_with("next-"))
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        out.contains(&format!("would remove {}/cache:{}", reg.host, key(&month))),
+        "{out}"
+    );
+    assert!(out.contains("stored 30d 0h ago"), "{out}");
+    assert!(out.contains("stored 10d 0h ago"), "{out}");
+    assert!(
+        out.contains("would remove 2 cache entries (1 kept, 1 other manifest left alone)"),
+        "{out}"
+    );
+    assert!(out.contains("nothing was deleted"), "{out}");
+    assert!(
+        out.contains("left alone") && out.contains(":foreign: not a smelt cache entry"),
+        "{out}"
+    );
+    assert_eq!(tags(&reg, "cache"), before);
+
+    // the newest two stay whatever their age: only the month-old goes
+    let (code, out, err) = prune(&reg, &["--older-than", "7d", "--keep-last", "2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("removed 1 cache entry (2 kept"), "{out}");
+    assert!(
+        out.contains(&format!("removed {}/cache:{}", reg.host, key(&month))),
+        "{out}"
+    );
+    assert!(
+        out.contains("of layers freed once the registry garbage-collects"),
+        "{out}"
+    );
+    let now = tags(&reg, "cache");
+    for tag in &month {
+        assert!(!now.contains(tag), "{tag} is still there: {now:?}");
+    }
+    for tag in &days {
+        assert!(now.contains(tag), "{tag} went: {now:?}");
+    }
+
+    // then without --keep-last the ten-day-old entry goes too
+    let (code, out, err) = prune(&reg, &["--older-than", "1w"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("removed 1 cache entry (1 kept, 1 other manifest"),
+        "{out}"
+    );
+    let now = tags(&reg, "cache");
+    for tag in &days {
+        assert!(!now.contains(tag), "{tag} is still there: {now:?}");
+    }
+    // left: the fresh entry's tags and the foreign manifest, whatever its age
+    let left = entries(&reg);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(tags_of(&left, "fresh").iter().all(|t| now.contains(t)));
+    assert!(now.contains(&"foreign".to_string()), "{now:?}");
+    // even asked to remove everything, the foreign manifest stays
+    let (code, out, _) = prune(&reg, &["--older-than", "0", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("would remove 1 cache entry (0 kept, 1 other"),
+        "{out}"
+    );
+
+    // the image repository is untouched: its tags, its manifest, its layers
+    assert_eq!(tags(&reg, "app"), ["1", "2"]);
+    assert_eq!(manifest(&reg, "app", "1"), app_before);
+    let app: serde_json::Value = serde_json::from_slice(&app_before.1).unwrap();
+    for l in app["layers"].as_array().unwrap() {
+        let digest = l["digest"].as_str().unwrap();
+        let (status, _, _) = http(
+            &reg.host,
+            "HEAD",
+            &format!("/v2/app/blobs/{digest}"),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 200, "layer {digest} of app:1");
+    }
+}
+
+const MANIFEST_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// The `created_by` key of the entry whose RUN contains `text`.
+fn created_by_of(all: &BTreeMap<String, (Vec<String>, serde_json::Value)>, text: &str) -> String {
+    all.keys().find(|k| k.contains(text)).unwrap().clone()
+}
+
+#[test]
+fn prune_against_a_registry_that_refuses_deletes_says_what_to_change() {
+    let reg = TestRegistry::start_without_deletes();
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!("FROM {base}\nRUN echo x > /x\n"));
+    build(&t, &reg, "app:1");
+    let before = tags(&reg, "cache");
+    assert!(!before.is_empty());
+    let (code, out, err) = prune(&reg, &["--older-than", "0"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("refuses to delete manifests"), "{err}");
+    assert!(err.contains("UNSUPPORTED"), "{err}");
+    assert!(err.contains("storage: delete: enabled: true"), "{err}");
+    assert_eq!(tags(&reg, "cache"), before);
+    // a dry run needs no deletes
+    let (code, out, err) = prune(&reg, &["--older-than", "0", "--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("would remove 1 cache entry"), "{out}");
+}
+
+#[test]
+fn each_layer_crosses_the_wire_once_with_the_cache_on_the_destination_registry() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    // a layer big enough to be seen going twice (incompressible)
+    let t = TestContext::new(&format!(
+        "FROM {base}\n\
+         RUN head -c 3000000 /dev/urandom > /big\n\
+         RUN echo small > /small\n"
+    ));
+    let log = build(&t, &reg, "app:1");
+    let (status, body) = manifest(&reg, "app", "1");
+    assert_eq!(status, 200);
+    let app: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let layers: Vec<String> = app["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    let built = &layers[layers.len() - 2..];
+    let access = reg.access_log();
+    for digest in built {
+        let puts: Vec<&String> = access
+            .iter()
+            .filter(|l| {
+                l.contains("\"PUT /v2/")
+                    && l.contains(&digest.replace("sha256:", "digest=sha256%3A"))
+            })
+            .collect();
+        assert_eq!(
+            puts.len(),
+            1,
+            "layer {digest} uploaded {} times: {access:#?}",
+            puts.len()
+        );
+        let mounts: Vec<&String> = access
+            .iter()
+            .filter(|l| {
+                l.contains(&format!(
+                    "\"POST /v2/app/blobs/uploads/?mount={digest}&from=cache"
+                )) && l.contains("\" 201 ")
+            })
+            .collect();
+        assert_eq!(
+            mounts.len(),
+            1,
+            "layer {digest} not mounted into app: {access:#?}"
+        );
+        let short = &digest["sha256:".len().."sha256:".len() + 12];
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(short)).collect();
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(" uploaded (")).count(),
+            1,
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.contains(" mounted from cache"))
+                .count(),
+            1,
+            "{lines:#?}"
+        );
+    }
+    // one Pushed line per repository and manifest
+    let mut pushed: Vec<&str> = log.lines().filter(|l| l.contains("Pushed ")).collect();
+    let all = pushed.len();
+    pushed.sort();
+    pushed.dedup();
+    assert_eq!(all, pushed.len(), "a Pushed line repeats: {pushed:#?}");
+}
