@@ -436,7 +436,7 @@ fn cache_prune(f: &CachePruneFlags) -> i32 {
         ""
     };
     println!(
-        "{verb} {} cache entr{} ({} kept, {} other manifest{} left alone): about {} of layers freed once the registry garbage-collects{done}",
+        "{verb} {} cache entr{} ({} kept, {} other manifest{} left alone): about {} freed once the registry garbage-collects{done}",
         report.removed.len(),
         if report.removed.len() == 1 {
             "y"

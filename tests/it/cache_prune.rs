@@ -184,8 +184,21 @@ fn prune_removes_only_old_entries_keeps_the_newest_and_leaves_images_and_foreign
         out.contains(&format!("removed {}/cache:{}", reg.host, key(&month))),
         "{out}"
     );
+    // its config and layer are named by no other manifest
+    let m = &all[&created_by_of(&all, "month")].1;
+    let size: u64 = std::iter::once(&m["config"])
+        .chain(m["layers"].as_array().unwrap())
+        .map(|d| d["size"].as_u64().unwrap())
+        .sum();
+    let shown = if size < 1000 {
+        format!("{size} B")
+    } else {
+        format!("{:.1} kB", size as f64 / 1000.0)
+    };
     assert!(
-        out.contains("of layers freed once the registry garbage-collects"),
+        out.contains(&format!(
+            "about {shown} freed once the registry garbage-collects"
+        )),
         "{out}"
     );
     let now = tags(&reg, "cache");

@@ -293,8 +293,9 @@ struct Chosen {
     kept: usize,
 }
 
-/// The entries older than `opts.older_than` at `now`, less the newest
-/// `opts.keep_last`; manifests that are not cache entries never.
+/// The entries older than `opts.older_than` at `now` (a `--cache-ttl` of
+/// that length would miss them), less the newest `opts.keep_last`;
+/// manifests that are not cache entries never.
 fn choose(listed: &[Listed], now: i64, opts: &PruneOptions) -> Chosen {
     let mut entries: Vec<(usize, i64)> = listed
         .iter()
@@ -308,7 +309,8 @@ fn choose(listed: &[Listed], now: i64, opts: &PruneOptions) -> Chosen {
     let mut remove: Vec<usize> = entries
         .iter()
         .skip(keep)
-        .filter(|(_, stored)| now.saturating_sub(*stored) > limit)
+        // `--older-than 0` is every entry, one stored this second too
+        .filter(|(_, stored)| limit == 0 || now.saturating_sub(*stored) > limit)
         .map(|(i, _)| *i)
         .collect();
     remove.reverse();
@@ -460,6 +462,13 @@ mod tests {
         let c = choose(&listed, now, &opts(5000, None));
         assert_eq!(c.remove, vec![4]);
         assert_eq!(choose(&[], now, &opts(0, None)).remove, Vec::<usize>::new());
+        // 0 is every entry, one stored just now too
+        let just_now = [entry(6, Ok(now), &[])];
+        assert_eq!(choose(&just_now, now, &opts(0, None)).remove, vec![0]);
+        assert_eq!(
+            choose(&just_now, now, &opts(1, None)).remove,
+            Vec::<usize>::new()
+        );
     }
 
     #[test]
