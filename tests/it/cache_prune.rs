@@ -1,15 +1,19 @@
 //! `smelt cache prune` against the test registry: entries of several ages
 //! (made by builds, then aged by pushing their manifests back with an
 //! earlier time stored), a manifest that is no cache entry, `--dry-run`,
-//! `--keep-last`, the image repositories left alone, and a registry that
-//! refuses deletes. And each layer crossing the wire once: a build with
+//! `--keep-last`, the image repositories left alone, a tag list served
+//! page by page, and a registry that refuses deletes. And each layer crossing the wire once: a build with
 //! `--cache` and a destination on the same registry uploads every layer
 //! once and mounts it into the other repository.
 
 use crate::harness::{TestContext, smelt_bin};
+use crate::registry_server::read_head;
 use crate::registry_server::{Auth, TestRegistry, config_with_diff_ids, gzip_layer, http};
 use std::collections::BTreeMap;
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const STORED: &str = "dev.smelt.cache.stored";
@@ -348,4 +352,144 @@ fn each_layer_crosses_the_wire_once_with_the_cache_on_the_destination_registry()
     pushed.sort();
     pushed.dedup();
     assert_eq!(all, pushed.len(), "a Pushed line repeats: {pushed:#?}");
+}
+
+/// A relay in front of `upstream` that answers tag lists itself, at most
+/// `page` tags a page with `Link: <…>; rel="next"`, as registries that cap
+/// `n` do (the distribution registry 2.8 sends the whole list, whatever
+/// `n` says). Everything else goes to the registry as it came. Returns its
+/// host and how many tag-list pages it served.
+fn paging_relay(upstream: &str, page: usize) -> (String, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let pages = Arc::new(Mutex::new(0));
+    let (upstream, served) = (upstream.to_string(), Arc::clone(&pages));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = relay(stream, &upstream, page, &served);
+        }
+    });
+    (host, pages)
+}
+
+fn relay(
+    stream: TcpStream,
+    upstream: &str,
+    page: usize,
+    served: &Mutex<usize>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let head = read_head(&mut reader)?;
+    let mut parts = head.first().map(|l| l.split(' ')).into_iter().flatten();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let header = |name: &str| {
+        head.iter().skip(1).find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        })
+    };
+    let mut body = vec![
+        0;
+        header("content-length")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    ];
+    reader.read_exact(&mut body)?;
+    let mut out = stream;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if method == "GET" && path.ends_with("/tags/list") {
+        let (_, _, all) = http(upstream, "GET", path, &[], b"");
+        let all: serde_json::Value = serde_json::from_slice(&all).unwrap();
+        let mut tags: Vec<String> = all["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        tags.sort();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(str::to_string)
+        };
+        let n = param("n")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(page)
+            .min(page);
+        let after: Vec<&String> = tags
+            .iter()
+            .filter(|t| param("last").is_none_or(|last| **t > last))
+            .collect();
+        let this: Vec<&String> = after.iter().take(n).copied().collect();
+        let link = match (after.len() > n, this.last()) {
+            (true, Some(last)) => {
+                format!("Link: <{path}?n={n}&last={last}>; rel=\"next\"\r\n")
+            }
+            _ => String::new(),
+        };
+        *served.lock().unwrap() += 1;
+        let json = serde_json::json!({"name": "cache", "tags": this}).to_string();
+        return write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{link}Connection: close\r\n\r\n{json}",
+            json.len()
+        );
+    }
+    let forwarded: Vec<(String, String)> = head
+        .iter()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| {
+            !["host", "connection", "content-length"].contains(&k.to_ascii_lowercase().as_str())
+        })
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    let headers: Vec<(&str, &str)> = forwarded
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (_, response_head, response_body) = http(upstream, method, target, &headers, &body);
+    for line in &response_head {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            write!(out, "{line}\r\n")?;
+        }
+    }
+    write!(out, "Connection: close\r\n\r\n")?;
+    out.write_all(&response_body)
+}
+
+#[test]
+fn prune_follows_the_tag_list_page_by_page() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let t = TestContext::new(&format!(
+        "FROM {base}\nRUN echo 1 > /1\nRUN echo 2 > /2\nRUN echo 3 > /3\n"
+    ));
+    build(&t, &reg, "app:1");
+    let all = tags(&reg, "cache");
+    assert_eq!(all.len(), 6, "{all:?}");
+    let (relay, pages) = paging_relay(&reg.host, 2);
+    let out = Command::new(smelt_bin())
+        .args(["cache", "prune", "--older-than", "0", "--cache-repo"])
+        .arg(format!("{relay}/cache"))
+        .output()
+        .expect("run smelt");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // three pages of two tags, every entry found and removed
+    assert!(
+        stderr.contains(&format!("6 tags in {relay}/cache")),
+        "{stderr}"
+    );
+    assert_eq!(*pages.lock().unwrap(), 3);
+    assert!(
+        stdout.contains("removed 3 cache entries (0 kept"),
+        "{stdout}"
+    );
+    assert!(tags(&reg, "cache").is_empty());
 }
