@@ -32,10 +32,18 @@ fn build(t: &TestContext, reg: &TestRegistry, dest: &str) -> String {
 
 /// `smelt cache prune --cache-repo HOST/cache ARGS`: exit code, stdout, stderr.
 fn prune(reg: &TestRegistry, args: &[&str]) -> (i32, String, String) {
+    prune_with(&reg.host, args, &reg.dir.path().join("no-docker-config"))
+}
+
+/// `smelt cache prune --cache-repo HOST/cache ARGS` with the docker
+/// config directory `config`: exit code, stdout, stderr.
+fn prune_with(host: &str, args: &[&str], config: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(smelt_bin())
         .args(["cache", "prune", "--cache-repo"])
-        .arg(format!("{}/cache", reg.host))
+        .arg(format!("{host}/cache"))
         .args(args)
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", config)
         .output()
         .expect("run smelt");
     (
@@ -471,16 +479,12 @@ fn prune_follows_the_tag_list_page_by_page() {
     let all = tags(&reg, "cache");
     assert_eq!(all.len(), 6, "{all:?}");
     let (relay, pages) = paging_relay(&reg.host, 2);
-    let out = Command::new(smelt_bin())
-        .args(["cache", "prune", "--older-than", "0", "--cache-repo"])
-        .arg(format!("{relay}/cache"))
-        .output()
-        .expect("run smelt");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    let (code, stdout, stderr) = prune_with(
+        &relay,
+        &["--older-than", "0"],
+        &reg.dir.path().join("no-docker-config"),
     );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     // three pages of two tags, every entry found and removed
     assert!(
         stderr.contains(&format!("6 tags in {relay}/cache")),
@@ -492,4 +496,43 @@ fn prune_follows_the_tag_list_page_by_page() {
         "{stdout}"
     );
     assert!(tags(&reg, "cache").is_empty());
+}
+
+#[test]
+fn prune_asks_a_token_server_for_delete_with_the_stored_credentials() {
+    let reg = TestRegistry::start(Auth::Token);
+    let base = reg.push_base("base:1", "linux/amd64");
+    let config = reg.docker_config();
+    let t = TestContext::new(&format!("FROM {base}\nRUN echo x > /x\n"));
+    let config_dir = config.to_str().unwrap();
+    let cache = format!("{}/cache", reg.host);
+    let dest = format!("{}/app:1", reg.host);
+    t.build_with(
+        smelt_bin(),
+        &["build"],
+        &["--cache", "--cache-repo", &cache, "--destination", &dest],
+        &[("DOCKER_CONFIG", config_dir)],
+    )
+    .ok();
+    // without credentials the registry refuses, naming what
+    let (code, out, err) = prune(&reg, &["--older-than", "0"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("unauthorized"), "{err}");
+    let (code, out, err) = prune_with(&reg.host, &["--older-than", "0"], &config);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("removed 1 cache entry"), "{out}");
+    assert!(!err.contains(crate::registry_server::PASSWORD), "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&reg.skopeo(
+        "list-tags",
+        &[""],
+        &[&format!("docker://{}/cache", reg.host)],
+    ))
+    .unwrap();
+    assert_eq!(listed["Tags"], serde_json::json!([]), "{listed}");
+    let asked = reg.token_requests.lock().unwrap().clone();
+    assert!(
+        asked.iter().any(|(_, scopes, authed)| *authed
+            && scopes.contains(&"repository:cache:delete".to_string())),
+        "{asked:?}"
+    );
 }
