@@ -448,6 +448,12 @@ fn cache_prune(f: &CachePruneFlags) -> i32 {
         if report.skipped.len() == 1 { "" } else { "s" },
         show_size(report.freed),
     );
+    if report.removed.is_empty() && report.kept == 0 && !report.skipped.is_empty() {
+        ::log::warn!(
+            "{} holds no smelt cache entry: is it the cache repository?",
+            report.repo
+        );
+    }
     match &report.error {
         Some(e) => {
             eprintln!("error: cache prune {}: {e}", f.cache_repo);

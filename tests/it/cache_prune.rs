@@ -32,15 +32,18 @@ fn build(t: &TestContext, reg: &TestRegistry, dest: &str) -> String {
 
 /// `smelt cache prune --cache-repo HOST/cache ARGS`: exit code, stdout, stderr.
 fn prune(reg: &TestRegistry, args: &[&str]) -> (i32, String, String) {
-    prune_with(&reg.host, args, &reg.dir.path().join("no-docker-config"))
+    prune_with(
+        &format!("{}/cache", reg.host),
+        args,
+        &reg.dir.path().join("no-docker-config"),
+    )
 }
 
-/// `smelt cache prune --cache-repo HOST/cache ARGS` with the docker
-/// config directory `config`: exit code, stdout, stderr.
-fn prune_with(host: &str, args: &[&str], config: &std::path::Path) -> (i32, String, String) {
+/// `smelt cache prune --cache-repo REPO ARGS` with the docker config
+/// directory `config`: exit code, stdout, stderr.
+fn prune_with(repo: &str, args: &[&str], config: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(smelt_bin())
-        .args(["cache", "prune", "--cache-repo"])
-        .arg(format!("{host}/cache"))
+        .args(["cache", "prune", "--cache-repo", repo])
         .args(args)
         .env("NO_COLOR", "1")
         .env("DOCKER_CONFIG", config)
@@ -244,6 +247,19 @@ fn prune_removes_only_old_entries_keeps_the_newest_and_leaves_images_and_foreign
         out.contains("would remove 1 cache entry (0 kept, 1 other"),
         "{out}"
     );
+
+    // an image repository named by mistake: nothing in it is an entry
+    let (code, out, err) = prune_with(
+        &format!("{}/app", reg.host),
+        &["--older-than", "0"],
+        &reg.dir.path().join("no-docker-config"),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("removed 0 cache entries (0 kept, 2 other manifests left alone)"),
+        "{out}"
+    );
+    assert!(err.contains("holds no smelt cache entry"), "{err}");
 
     // the image repository is untouched: its tags, its manifest, its layers
     assert_eq!(tags(&reg, "app"), ["1", "2"]);
@@ -480,7 +496,7 @@ fn prune_follows_the_tag_list_page_by_page() {
     assert_eq!(all.len(), 6, "{all:?}");
     let (relay, pages) = paging_relay(&reg.host, 2);
     let (code, stdout, stderr) = prune_with(
-        &relay,
+        &format!("{relay}/cache"),
         &["--older-than", "0"],
         &reg.dir.path().join("no-docker-config"),
     );
@@ -518,7 +534,11 @@ fn prune_asks_a_token_server_for_delete_with_the_stored_credentials() {
     let (code, out, err) = prune(&reg, &["--older-than", "0"]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains("unauthorized"), "{err}");
-    let (code, out, err) = prune_with(&reg.host, &["--older-than", "0"], &config);
+    let (code, out, err) = prune_with(
+        &format!("{}/cache", reg.host),
+        &["--older-than", "0"],
+        &config,
+    );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("removed 1 cache entry"), "{out}");
     assert!(!err.contains(crate::registry_server::PASSWORD), "{err}");

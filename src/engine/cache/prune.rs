@@ -135,9 +135,13 @@ async fn prune_with(registry: &Registry, opts: &PruneOptions) -> Result<PruneRep
             };
             async move {
                 match registry.manifest_at(&r).await {
-                    Ok((bytes, _, digest)) => Ok(Some((r, bytes, digest))),
+                    Ok((bytes, _, digest)) => Ok(Some(Ok((r, bytes, digest)))),
                     // untagged since it was listed
                     Err(RegistryError::Status { status: 404, .. }) => Ok(None),
+                    // what smelt cannot read is no entry of its own
+                    Err(e @ (RegistryError::Invalid { .. } | RegistryError::Digest { .. })) => {
+                        Ok(Some(Err((tag.clone(), e.to_string()))))
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -146,9 +150,18 @@ async fn prune_with(registry: &Registry, opts: &PruneOptions) -> Result<PruneRep
         .collect::<Vec<_>>()
         .await;
     let mut by_digest: BTreeMap<Digest, Listed> = BTreeMap::new();
+    let mut unreadable = Vec::new();
     for read in reads {
-        let Some((r, bytes, digest)) = read? else {
-            continue;
+        let (r, bytes, digest) = match read? {
+            None => continue,
+            Some(Ok(read)) => read,
+            Some(Err((tag, why))) => {
+                unreadable.push((
+                    vec![tag],
+                    format!("unreadable, not a smelt cache entry ({why})"),
+                ));
+                continue;
+            }
         };
         let tag = r.tag.clone().unwrap_or_default();
         by_digest
@@ -172,6 +185,7 @@ async fn prune_with(registry: &Registry, opts: &PruneOptions) -> Result<PruneRep
                     .err()
                     .map(|why| (l.tags.clone(), why.clone()))
             })
+            .chain(unreadable)
             .collect(),
         freed: freed(&listed, &chosen.remove),
         dry_run: opts.dry_run,
@@ -491,6 +505,29 @@ mod tests {
         assert_eq!(show_age(h(15 * 24 + 3)), "15d 3h");
         assert_eq!(show_size(41_800_000), "41.8 MB");
         assert_eq!(show_size(512), "512 B");
+    }
+
+    #[test]
+    fn a_405_is_told_as_deletes_refused_and_what_to_change() {
+        let repo = Reference::parse("127.0.0.1:5000/app/cache").unwrap();
+        let status = |status, message: &str| RegistryError::Status {
+            what: "deleting manifest".to_string(),
+            status,
+            message: message.to_string(),
+        };
+        let e = refused(
+            &repo,
+            status(405, "UNSUPPORTED: The operation is unsupported."),
+        )
+        .to_string();
+        assert!(
+            e.starts_with("127.0.0.1:5000 refuses to delete manifests (405 UNSUPPORTED"),
+            "{e}"
+        );
+        assert!(e.contains("storage: delete: enabled: true"), "{e}");
+        assert!(e.contains("127.0.0.1:5000/app/cache"), "{e}");
+        let e = refused(&repo, status(500, "boom")).to_string();
+        assert_eq!(e, "deleting manifest: the registry answered 500: boom");
     }
 
     #[test]
