@@ -12,6 +12,7 @@ use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, Digest, ImageConfig};
+use crate::registry::push::Placements;
 use crate::registry::{PushImage, Reference, Registry, RegistryError, Settings};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -70,7 +71,7 @@ pub struct Remote {
     /// digest → the repository holding them.
     pub remote_blobs: std::sync::Mutex<BTreeMap<Digest, Reference>>,
     /// Blobs the cache uploads are placing, for the push to mount.
-    cache_blobs: Arc<CacheBlobs>,
+    cache_blobs: Arc<Placements>,
 }
 
 impl Remote {
@@ -505,7 +506,7 @@ impl Remote {
             })
             .collect();
         let key = tags.first().cloned().unwrap_or_default();
-        let placing = CacheBlobs::start(&self.cache_blobs, repo, &image);
+        let placing = Placements::start(&self.cache_blobs, repo, &image);
         let registry = Arc::clone(self.cache_registry());
         let store = store.clone();
         let handle = self.runtime()?.handle().clone();
@@ -594,106 +595,6 @@ impl Uploads {
             sender,
             receiver,
         }
-    }
-}
-
-/// The blobs cache uploads are placing in the cache repository, so a
-/// push to another repository of that registry mounts them from there
-/// rather than sending them again: digest → the cache repository, how
-/// many uploads of it are running, and whether one finished.
-#[derive(Debug, Default)]
-struct CacheBlobs {
-    blobs: std::sync::Mutex<BTreeMap<Digest, CacheBlob>>,
-    changed: std::sync::Condvar,
-}
-
-#[derive(Debug)]
-struct CacheBlob {
-    repo: Reference,
-    running: usize,
-    placed: bool,
-}
-
-/// One cache upload's blobs; they count as running until `done` (or the
-/// upload's thread ends without saying: a failure).
-struct Placing {
-    blobs: Arc<CacheBlobs>,
-    digests: Vec<Digest>,
-    placed: Option<bool>,
-}
-
-impl CacheBlobs {
-    /// Counts `image`'s blobs as being placed in `repo`.
-    fn start(this: &Arc<CacheBlobs>, repo: &Reference, image: &PushImage) -> Placing {
-        let digests: Vec<Digest> = image
-            .blobs
-            .iter()
-            .map(|b| b.descriptor.digest.clone())
-            .collect();
-        let mut blobs = this.lock();
-        for d in &digests {
-            blobs
-                .entry(d.clone())
-                .or_insert_with(|| CacheBlob {
-                    repo: repo.clone(),
-                    running: 0,
-                    placed: false,
-                })
-                .running += 1;
-        }
-        Placing {
-            blobs: Arc::clone(this),
-            digests,
-            placed: None,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Digest, CacheBlob>> {
-        self.blobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The repository a cache upload placed `digest` in, when `wanted`
-    /// takes it; waits while uploads of it are running.
-    fn placed(&self, digest: &Digest, wanted: &dyn Fn(&Reference) -> bool) -> Option<Reference> {
-        let mut blobs = self.lock();
-        loop {
-            let blob = blobs.get(digest).filter(|b| wanted(&b.repo))?;
-            if blob.placed {
-                return Some(blob.repo.clone());
-            }
-            if blob.running == 0 {
-                return None;
-            }
-            log::debug!("waiting for the cache upload of {digest}, to mount it");
-            blobs = self
-                .changed
-                .wait(blobs)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-}
-
-impl Placing {
-    /// The upload ended: its blobs are in the cache repository if `placed`.
-    fn done(mut self, placed: bool) {
-        self.placed = Some(placed);
-    }
-}
-
-impl Drop for Placing {
-    fn drop(&mut self) {
-        let placed = self.placed.unwrap_or(false);
-        let mut blobs = self.blobs.lock();
-        for d in &self.digests {
-            if let Some(b) = blobs.get_mut(d) {
-                b.running = b.running.saturating_sub(1);
-                b.placed |= placed;
-            }
-        }
-        drop(blobs);
-        self.blobs.changed.notify_all();
     }
 }
 
