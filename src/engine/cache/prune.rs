@@ -211,21 +211,23 @@ async fn prune_with(registry: &Registry, opts: &PruneOptions) -> Result<PruneRep
         return Ok(report);
     };
     // the first alone: a registry that refuses deletes refuses them all
-    let (_, answer) = delete(first).await;
-    if let Err(e) = answer {
+    let first = delete(first).await;
+    if let (_, Err(e)) = first {
         return Err(refused(&repo, e));
     }
-    report.removed.push(entry(first));
     let answers = futures_util::stream::iter(rest.iter().copied())
         .map(delete)
         .buffered(DELETES_AT_ONCE)
         .collect::<Vec<_>>()
         .await;
-    for (i, answer) in answers {
+    let mut removed = Vec::new();
+    for (i, answer) in std::iter::once(first).chain(answers) {
         match answer {
-            Ok(Deleted::Yes) => report.removed.push(entry(i)),
-            Ok(Deleted::Gone) => {
-                log::info!("{}@{} was gone already", report.repo, listed[i].digest);
+            Ok(deleted) => {
+                if deleted == Deleted::Gone {
+                    log::info!("{}@{} was gone already", report.repo, listed[i].digest);
+                }
+                removed.push(i);
             }
             Err(e) => {
                 if report.error.is_none() {
@@ -234,6 +236,10 @@ async fn prune_with(registry: &Registry, opts: &PruneOptions) -> Result<PruneRep
             }
         }
     }
+    // what stays after a failed deletion frees nothing
+    report.kept += chosen.remove.len() - removed.len();
+    report.freed = freed(&listed, &removed);
+    report.removed = removed.into_iter().map(entry).collect();
     Ok(report)
 }
 
