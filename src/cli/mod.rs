@@ -1,7 +1,8 @@
 //! The command line: `smelt build` (and the same binary called `executor`)
 //! with kaniko's flags, `smelt warm` (the same binary called `warmer`:
 //! kaniko's cache warmer), `version`, `login` and `push` (kaniko's
-//! executor subcommands, `subcommands.rs`), flags turned into
+//! executor subcommands, `subcommands.rs`), `cache prune` (smelt's, also
+//! under `executor`), flags turned into
 //! [`BuildOptions`], and exit codes: 0 success, 1 build failure, 2 usage
 //! error, 128 + the signal for a build stopped by SIGTERM (143) or SIGINT
 //! (130) (`signals.rs`).
@@ -45,6 +46,11 @@ enum Command {
     Login(subcommands::LoginFlags),
     /// Push an OCI layout or docker archive an earlier build wrote.
     Push(Box<subcommands::PushFlags>),
+    /// The layer cache in a registry: `cache prune`.
+    Cache {
+        #[command(subcommand)]
+        command: subcommands::CacheCommand,
+    },
 }
 
 /// kaniko's executor subcommands, when smelt is called `executor`.
@@ -63,6 +69,11 @@ enum ExecutorCommand {
     Login(subcommands::LoginFlags),
     /// Push an OCI layout or docker archive an earlier build wrote.
     Push(Box<subcommands::PushFlags>),
+    /// The layer cache in a registry: `cache prune`.
+    Cache {
+        #[command(subcommand)]
+        command: subcommands::CacheCommand,
+    },
 }
 
 /// smelt called `warmer`: kaniko's cache warmer.
@@ -113,13 +124,14 @@ pub fn run(args: &[OsString]) -> i32 {
     let mut flags = if invoked == "executor" {
         if args
             .get(1)
-            .is_some_and(|a| ["version", "login", "push"].contains(&&*a.to_string_lossy()))
+            .is_some_and(|a| ["version", "login", "push", "cache"].contains(&&*a.to_string_lossy()))
         {
             return match ExecutorSub::try_parse_from(args) {
                 Ok(ExecutorSub { command }) => match command {
                     ExecutorCommand::Version => print_version(),
                     ExecutorCommand::Login(f) => subcommands::login(&f),
                     ExecutorCommand::Push(f) => subcommands::push(&f),
+                    ExecutorCommand::Cache { command } => subcommands::cache(&command),
                 },
                 Err(e) => clap_exit(&e),
             };
@@ -141,6 +153,7 @@ pub fn run(args: &[OsString]) -> i32 {
                 Command::Warm(flags) => return warm(&flags),
                 Command::Login(f) => return subcommands::login(&f),
                 Command::Push(f) => return subcommands::push(&f),
+                Command::Cache { command } => return subcommands::cache(&command),
             },
             Err(e) => return clap_exit(&e),
         }

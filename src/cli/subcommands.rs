@@ -1,6 +1,8 @@
 //! kaniko's executor subcommands besides the build: `login` (a registry's
 //! credentials into `$DOCKER_CONFIG/config.json`) and `push` (an OCI
-//! layout or docker archive an earlier build wrote, to registries).
+//! layout or docker archive an earlier build wrote, to registries); and
+//! smelt's own `cache prune` (the layer cache's old entries deleted
+//! through the registry API, `engine/cache/prune.rs`).
 
 use super::flags::{LogFlags, RegistryFlags};
 use super::{EXIT_BUILD, EXIT_OK, EXIT_USAGE};
@@ -300,6 +302,165 @@ fn load_layout(dir: &Path, store: &BlobStore) -> Result<PushImage, SubError> {
         manifest_media_type: manifest.media_type,
         blobs,
     })
+}
+
+/// `cache prune`: the layer cache's subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CacheCommand {
+    /// Delete cache entries older than --older-than from the cache repository.
+    Prune(Box<CachePruneFlags>),
+}
+
+/// `cache prune --cache-repo REPO [--older-than D] [--keep-last N] [--dry-run]`.
+#[derive(Debug, Clone, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct CachePruneFlags {
+    /// The cache repository (registry/repository, as the build's --cache-repo).
+    #[arg(long, required = true)]
+    pub cache_repo: String,
+    /// Delete entries stored longer ago than this: 168h, 7d, 2w, 30m
+    /// (default: the build's --cache-ttl default, two weeks).
+    #[arg(long, default_value = "336h")]
+    pub older_than: String,
+    /// Keep the newest N entries whatever their age.
+    #[arg(long)]
+    pub keep_last: Option<usize>,
+    /// Report what would be deleted; delete nothing.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub log: LogFlags,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+/// `cache …`.
+pub fn cache(command: &CacheCommand) -> i32 {
+    match command {
+        CacheCommand::Prune(f) => cache_prune(f),
+    }
+}
+
+/// `cache prune`: prints each entry removed (or, with `--dry-run`, to be
+/// removed) with its age, the manifests left alone, and the totals.
+fn cache_prune(f: &CachePruneFlags) -> i32 {
+    use crate::engine::cache::prune::{PruneOptions, parse_age, prune, show_age, show_size};
+    let progress_bars = match f.log.init() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut registry = f.registry.clone();
+    registry.apply_env(false);
+    let mut settings = match super::registry_settings(&registry, progress_bars) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // a prune reads and deletes in one repository: --insecure and
+    // --skip-tls-verify cover both
+    settings.insecure_pull |= settings.insecure_push;
+    settings.skip_verify_pull |= settings.skip_verify_push;
+    if f.cache_repo.starts_with("oci:") {
+        eprintln!(
+            "error: --cache-repo {}: cache prune works on a registry repository, not a local layout",
+            f.cache_repo
+        );
+        return EXIT_USAGE;
+    }
+    let repo = match Reference::parse(&f.cache_repo) {
+        Ok(r) if r.tag.is_none() && r.digest.is_none() => r,
+        Ok(_) => {
+            eprintln!(
+                "error: --cache-repo {}: a cache repository has no tag or digest",
+                f.cache_repo
+            );
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            eprintln!("error: --cache-repo {}: {e}", f.cache_repo);
+            return EXIT_USAGE;
+        }
+    };
+    let Some(older_than) = parse_age(&f.older_than) else {
+        eprintln!(
+            "error: --older-than {}: not a duration (e.g. 168h, 7d, 2w, 30m)",
+            f.older_than
+        );
+        return EXIT_USAGE;
+    };
+    let opts = PruneOptions {
+        repo,
+        older_than,
+        keep_last: f.keep_last,
+        dry_run: f.dry_run,
+    };
+    let report = match prune(settings, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cache prune {}: {e}", f.cache_repo);
+            return EXIT_BUILD;
+        }
+    };
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for e in &report.removed {
+        let (key, others) = e
+            .tags
+            .split_first()
+            .map_or(("", &[][..]), |(k, o)| (k.as_str(), o));
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (also tagged {})", others.join(", "))
+        };
+        println!(
+            "{verb} {}:{key}{also}, stored {} ago",
+            report.repo,
+            show_age(e.age)
+        );
+    }
+    for (tags, why) in &report.skipped {
+        println!("left alone {}:{}: {why}", report.repo, tags.join(", "));
+    }
+    let done = if report.dry_run {
+        "; a dry run: nothing was deleted"
+    } else {
+        ""
+    };
+    println!(
+        "{verb} {} cache entr{} ({} kept, {} other manifest{} left alone): about {} freed once the registry garbage-collects{done}",
+        report.removed.len(),
+        if report.removed.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+        report.kept,
+        report.skipped.len(),
+        if report.skipped.len() == 1 { "" } else { "s" },
+        show_size(report.freed),
+    );
+    if report.removed.is_empty() && report.kept == 0 && !report.skipped.is_empty() {
+        ::log::warn!(
+            "{} holds no smelt cache entry: is it the cache repository?",
+            report.repo
+        );
+    }
+    match &report.error {
+        Some(e) => {
+            eprintln!("error: cache prune {}: {e}", f.cache_repo);
+            EXIT_BUILD
+        }
+        None => EXIT_OK,
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {

@@ -12,6 +12,7 @@ use crate::fs::extract::{ExtractOptions, extract_tar};
 use crate::fs::ignore::RootIgnores;
 use crate::image::manifest::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
 use crate::image::{BlobStore, Descriptor, Digest, ImageConfig};
+use crate::registry::push::Placements;
 use crate::registry::{PushImage, Reference, Registry, RegistryError, Settings};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -69,6 +70,8 @@ pub struct Remote {
     /// Blobs that live in a registry rather than (yet) in the local store:
     /// digest → the repository holding them.
     pub remote_blobs: std::sync::Mutex<BTreeMap<Digest, Reference>>,
+    /// Blobs the cache uploads are placing, for the push to mount.
+    cache_blobs: Arc<Placements>,
 }
 
 impl Remote {
@@ -80,6 +83,7 @@ impl Remote {
             uploads: std::sync::Mutex::new(Uploads::new()),
             remote_blobs: std::sync::Mutex::new(BTreeMap::new()),
             base_cache: None,
+            cache_blobs: Arc::default(),
         }
     }
 
@@ -383,7 +387,30 @@ impl Remote {
         image: &PushImage,
         store: &BlobStore,
     ) -> Result<Digest, EngineError> {
-        Ok(self.block_on(self.registry.push(destinations, image, store))??)
+        let image = self.mounted_from_cache(destinations, image);
+        Ok(self.block_on(self.registry.push(destinations, &image, store))??)
+    }
+
+    /// `image` with each blob that a cache upload placed in a repository
+    /// of a destination's registry marked as there, so the push mounts it
+    /// instead of uploading it again (an upload still running is waited
+    /// for; one that failed leaves the blob to be uploaded).
+    fn mounted_from_cache(&self, destinations: &[Reference], image: &PushImage) -> PushImage {
+        let mut image = image.clone();
+        let on_a_destination =
+            |r: &Reference| destinations.iter().any(|d| d.registry == r.registry);
+        for blob in &mut image.blobs {
+            if blob.source.as_ref().is_some_and(on_a_destination) {
+                continue;
+            }
+            if let Some(placed) = self
+                .cache_blobs
+                .placed(&blob.descriptor.digest, &on_a_destination)
+            {
+                blob.source = Some(placed);
+            }
+        }
+        image
     }
 
     /// Whether each of `blobs` (a cache entry's repository and layer) is
@@ -479,6 +506,7 @@ impl Remote {
             })
             .collect();
         let key = tags.first().cloned().unwrap_or_default();
+        let placing = Placements::start(&self.cache_blobs, repo, &image);
         let registry = Arc::clone(self.cache_registry());
         let store = store.clone();
         let handle = self.runtime()?.handle().clone();
@@ -491,6 +519,7 @@ impl Remote {
             .name("smelt-cache-upload".to_string())
             .spawn(move || {
                 let pushed = handle.block_on(registry.push(&dests, &image, &store));
+                placing.done(pushed.is_ok());
                 if let Err(e @ RegistryError::TimedOut { .. }) = &pushed {
                     turn_off(&e.to_string());
                 }

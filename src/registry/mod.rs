@@ -1,7 +1,8 @@
 //! Talking to registries over the distribution API: image references,
 //! auth (docker's config.json, credential helpers, basic and bearer),
 //! pulls (index → the platform's manifest → config and layer blobs) and
-//! pushes (blobs first, manifests last), with retries and progress.
+//! pushes (blobs first, manifests last), with retries and progress, and
+//! the tag listing and manifest deletion the cache's pruning needs.
 //!
 //! It must not know about the engine or the filesystem: it moves blobs
 //! between registries and the [`crate::image::BlobStore`], nothing more.
@@ -14,6 +15,7 @@ mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod tags;
 
 pub use auth::Credential;
 pub use client::{Direction, Registry, Settings, ca_roots_der, download_client};
@@ -21,3 +23,4 @@ pub use error::RegistryError;
 pub use pull::{RemoteImage, platform_matches};
 pub use push::{PushBlob, PushImage};
 pub use reference::{Reference, ReferenceError};
+pub use tags::Deleted;

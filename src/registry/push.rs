@@ -2,7 +2,9 @@
 //! place first (HEAD to skip what the registry has, a cross-repository
 //! mount when the blob is known to live in another repository of the same
 //! registry, otherwise a streamed upload), several at a time; the manifests
-//! go last, so a failed push never leaves a tag on half an image.
+//! go last, so a failed push never leaves a tag on half an image. What
+//! background pushes are placing (`Placements`) lets a later push mount
+//! a blob rather than upload it a second time.
 
 use super::client::{Activity, BUILT_IN_ATTEMPTS, Direction, Endpoint, fail, scope};
 use super::{Reference, Registry, RegistryError};
@@ -96,6 +98,9 @@ impl Registry {
                 }
             }
         }
+        // one line per repository: the tags of one (a cache entry's key
+        // and `next-` tag) would repeat it word for word
+        let mut told = std::collections::BTreeSet::new();
         for d in destinations {
             let ep = self.endpoint(&d.registry, Direction::Push).await?;
             match self.put_manifest(&ep, d, image).await {
@@ -107,7 +112,9 @@ impl Registry {
                 }
                 r => {
                     r?;
-                    log::info!("Pushed {}@{digest}", d.kaniko_repository());
+                    if told.insert(d.kaniko_repository()) {
+                        log::info!("Pushed {}@{digest}", d.kaniko_repository());
+                    }
                 }
             }
         }
@@ -317,6 +324,119 @@ impl Registry {
     }
 }
 
+/// Blobs that pushes running in the background (the layer cache's
+/// uploads) are placing in a repository, so that a later push to another
+/// repository of that registry mounts them from there rather than sending
+/// them again: digest → the repository, how many pushes of it are
+/// running, and whether one finished.
+#[derive(Debug, Default)]
+pub struct Placements {
+    blobs: std::sync::Mutex<BTreeMap<Digest, CacheBlob>>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug)]
+struct CacheBlob {
+    repo: Reference,
+    running: usize,
+    placed: bool,
+}
+
+/// One background push's blobs; they count as running until `done` (or
+/// the push's thread ends without saying: a failure).
+#[derive(Debug)]
+pub struct Placing {
+    blobs: std::sync::Arc<Placements>,
+    digests: Vec<Digest>,
+    placed: Option<bool>,
+}
+
+impl Placements {
+    /// Counts `image`'s blobs as being placed in `repo`.
+    pub fn start(
+        this: &std::sync::Arc<Placements>,
+        repo: &Reference,
+        image: &PushImage,
+    ) -> Placing {
+        let digests: Vec<Digest> = image
+            .blobs
+            .iter()
+            .map(|b| b.descriptor.digest.clone())
+            .collect();
+        let mut blobs = this.lock();
+        for d in &digests {
+            blobs
+                .entry(d.clone())
+                .or_insert_with(|| CacheBlob {
+                    repo: repo.clone(),
+                    running: 0,
+                    placed: false,
+                })
+                .running += 1;
+        }
+        Placing {
+            blobs: std::sync::Arc::clone(this),
+            digests,
+            placed: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Digest, CacheBlob>> {
+        self.blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The repository a background push placed `digest` in, when `wanted`
+    /// takes it; waits while pushes of it are running.
+    pub fn placed(
+        &self,
+        digest: &Digest,
+        wanted: &dyn Fn(&Reference) -> bool,
+    ) -> Option<Reference> {
+        let mut blobs = self.lock();
+        loop {
+            let blob = blobs.get(digest).filter(|b| wanted(&b.repo))?;
+            if blob.placed {
+                return Some(blob.repo.clone());
+            }
+            if blob.running == 0 {
+                return None;
+            }
+            log::debug!(
+                "waiting for the upload of {digest} to {}, to mount it",
+                blob.repo
+            );
+            blobs = self
+                .changed
+                .wait(blobs)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Placing {
+    /// The push ended: its blobs are in the repository if `placed`.
+    pub fn done(mut self, placed: bool) {
+        self.placed = Some(placed);
+    }
+}
+
+impl Drop for Placing {
+    fn drop(&mut self) {
+        let placed = self.placed.unwrap_or(false);
+        let mut blobs = self.blobs.lock();
+        for d in &self.digests {
+            if let Some(b) = blobs.get_mut(d) {
+                b.running = b.running.saturating_sub(1);
+                b.placed |= placed;
+            }
+        }
+        drop(blobs);
+        self.blobs.changed.notify_all();
+    }
+}
+
 /// Whether a manifest push failed because the tag is immutable, by the
 /// texts the registries send (kaniko's fork matches the first two):
 /// Google Artifact Registry, Amazon ECR, Harbor.
@@ -399,6 +519,56 @@ mod tests {
             403,
             "DENIED: requested access to the resource is denied"
         )));
+    }
+
+    #[test]
+    fn a_blob_being_placed_is_waited_for_and_mounted_only_once_placed() {
+        use std::sync::Arc;
+        let cache = Reference::parse("127.0.0.1:5000/app/cache").unwrap();
+        let blob = |n: u8| PushBlob {
+            descriptor: Descriptor::new(
+                crate::image::manifest::OCI_LAYER_GZIP,
+                Digest::sha256(&[n]),
+                1,
+            ),
+            source: None,
+        };
+        let image = |blobs: Vec<PushBlob>| PushImage {
+            manifest_bytes: Vec::new(),
+            manifest_media_type: String::new(),
+            blobs,
+        };
+        let placements = Arc::new(Placements::default());
+        let any = |_: &Reference| true;
+        let (one, two) = (Digest::sha256(&[1]), Digest::sha256(&[2]));
+        // nothing placing it: nothing to mount, no wait
+        assert_eq!(placements.placed(&one, &any), None);
+        let first = Placements::start(&placements, &cache, &image(vec![blob(1)]));
+        let second = Placements::start(&placements, &cache, &image(vec![blob(1), blob(2)]));
+        let waiter = {
+            let placements = Arc::clone(&placements);
+            std::thread::spawn(move || placements.placed(&Digest::sha256(&[1]), &|_| true))
+        };
+        // the first push fails, the second places both
+        first.done(false);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "it should wait for the second push");
+        second.done(true);
+        assert_eq!(waiter.join().unwrap(), Some(cache.clone()));
+        assert_eq!(placements.placed(&two, &any), Some(cache.clone()));
+        // a repository on a registry the push does not go to is no use
+        assert_eq!(
+            placements.placed(&two, &|r| r.registry == "elsewhere"),
+            None
+        );
+        // a push whose thread ended without a word placed nothing
+        let three = Digest::sha256(&[3]);
+        drop(Placements::start(
+            &placements,
+            &cache,
+            &image(vec![blob(3)]),
+        ));
+        assert_eq!(placements.placed(&three, &any), None);
     }
 
     #[test]

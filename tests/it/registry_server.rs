@@ -75,6 +75,26 @@ impl TestRegistry {
     /// With `tls`, serves HTTPS with a certificate from [`TestCa`] (and asks
     /// for client certificates when `tls.1`).
     pub fn start_with(auth: Auth, tls: Option<(&TestCa, bool)>) -> TestRegistry {
+        Self::launch(auth, tls, true)
+    }
+
+    /// A registry that refuses deletes, as the distribution registry does
+    /// unless `storage.delete.enabled` is set.
+    pub fn start_without_deletes() -> TestRegistry {
+        Self::launch(Auth::None, None, false)
+    }
+
+    /// The requests this registry served so far, one line each (its
+    /// access log: `"METHOD /path?query HTTP/1.1" status …`).
+    pub fn access_log(&self) -> Vec<String> {
+        fs_err::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn launch(auth: Auth, tls: Option<(&TestCa, bool)>, deletes: bool) -> TestRegistry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -119,16 +139,18 @@ impl TestRegistry {
             }
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{tls_yaml}{auth_yaml}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {deletes}\nhttp:\n  addr: {host}\n{tls_yaml}{auth_yaml}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
         fs_err::write(&config_path, config).expect("write registry config");
         let log = fs_err::File::create(dir.path().join("registry.log")).expect("log file");
+        // the access log goes to stdout
+        let access = fs_err::File::create(dir.path().join("access.log")).expect("log file");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config_path)
-            .stdout(Stdio::null())
+            .stdout(access.into_parts().0)
             .stderr(log.into_parts().0)
             .spawn()
             .expect(

@@ -26,6 +26,7 @@ mod entry;
 mod key;
 mod lookup;
 mod mounts;
+pub mod prune;
 mod sources;
 
 pub use entry::{CacheEntry, parse_entry};
