@@ -13,6 +13,7 @@ mod registry_server;
 mod add_remote;
 mod build_outputs;
 mod cache;
+mod cache_oci;
 mod cli;
 mod conformance;
 mod contexts;
