@@ -70,10 +70,7 @@ pub enum FlagError {
         #[source]
         source: ReferenceError,
     },
-    #[error(
-        "--cache-repo {0}: a cache in an OCI layout (the fork's oci: prefix) is not supported; \
-         use a registry repository (one on loopback works)"
-    )]
+    #[error("--cache-repo {0}: want oci:PATH, an OCI layout directory")]
     CacheRepoLayout(String),
     #[error("--cache-repo {0}: a repository, without a tag or digest")]
     CacheRepoTagged(String),
@@ -173,7 +170,8 @@ pub struct ExecutorFlags {
     /// Do not push cache layers to the registry.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub no_push_cache: bool,
-    /// Repository for cached layers (default: inferred from the destination).
+    /// Repository for cached layers (default: inferred from the destination),
+    /// or `oci:PATH`, an OCI layout directory on disk.
     #[arg(long, default_value = "")]
     pub cache_repo: String,
     /// Local directory of base images filled by the warmer.

@@ -613,10 +613,17 @@ fn cache_options(f: &ExecutorFlags) -> Result<Option<CacheOptions>, FlagError> {
             source,
         })
     };
-    if f.cache_repo.starts_with("oci:") {
-        return Err(FlagError::CacheRepoLayout(f.cache_repo.clone()));
-    }
-    let repo = if f.cache_repo.is_empty() {
+    let repo = if let Some(dir) = f.cache_repo.strip_prefix("oci:") {
+        // an OCI layout on disk (the fork's form), relative to the current
+        // directory; the engine makes it when missing
+        let layout = Path::new(dir);
+        if dir.is_empty() {
+            return Err(FlagError::CacheRepoLayout(f.cache_repo.clone()));
+        }
+        let layout = std::path::absolute(layout)
+            .map_err(|_| FlagError::CacheRepoLayout(f.cache_repo.clone()))?;
+        format!("oci:{}", layout.display())
+    } else if f.cache_repo.is_empty() {
         let first = f.destinations.first().ok_or(FlagError::NoCacheRepo)?;
         let r = reference("destination", first)?;
         format!("{}/{}/cache", r.registry, r.repository)
@@ -781,11 +788,18 @@ mod tests {
             cache_options(&f).err().map(|e| e.to_string()).as_deref(),
             Some("--cache-repo r.example/c:t: a repository, without a tag or digest")
         );
-        let f = flags(&["--cache", "--cache-repo", "oci:/cache"]).unwrap_or_else(|| panic!());
-        assert!(cache_options(&f).err().is_some_and(|e| {
-            e.to_string()
-                .starts_with("--cache-repo oci:/cache: a cache in an OCI layout")
-        }));
+        let f = flags(&["--cache", "--cache-repo", "oci:"]).unwrap_or_else(|| panic!());
+        assert_eq!(
+            cache_options(&f).err().map(|e| e.to_string()).as_deref(),
+            Some("--cache-repo oci:: want oci:PATH, an OCI layout directory")
+        );
+        // a layout: relative to the current directory, no destination needed
+        let f = flags(&["--cache", "--cache-repo", "oci:cache/dir"]).unwrap_or_else(|| panic!());
+        let cwd = std::env::current_dir().unwrap_or_else(|_| panic!());
+        assert_eq!(
+            cache_options(&f).ok().flatten().map(|c| c.repo),
+            Some(format!("oci:{}", cwd.join("cache/dir").display()))
+        );
         let f = flags(&["--registry-map", "a=b;c"]).unwrap_or_else(|| panic!());
         assert_eq!(
             registry_settings(&f.registry, false)

@@ -531,6 +531,29 @@ impl Remote {
         Ok(())
     }
 
+    /// Starts storing a cache entry somewhere other than a registry (an
+    /// OCI layout: `job`) on a thread of its own; it reports as an upload
+    /// does, to `wait_uploads`.
+    pub fn cache_store_with(
+        &self,
+        key: String,
+        job: impl FnOnce() -> Result<Digest, RegistryError> + Send + 'static,
+    ) -> Result<(), EngineError> {
+        let mut uploads = self
+            .uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = uploads.sender.clone();
+        std::thread::Builder::new()
+            .name("smelt-cache-store".to_string())
+            .spawn(move || {
+                // as in cache_upload: nobody may be listening any more
+                let _ = done.send((key, job()));
+            })?;
+        uploads.started += 1;
+        Ok(())
+    }
+
     /// Waits for the cache uploads, at most `limit`; a failed one is a
     /// warning naming its key and what the registry said (one that timed
     /// out has turned the cache off, with its own warning). Uploads still
@@ -538,7 +561,7 @@ impl Remote {
     /// with why. Returns how many succeeded.
     pub fn wait_uploads(
         &self,
-        repo: &Reference,
+        repo: &dyn std::fmt::Display,
         limit: std::time::Duration,
         turn_off: &dyn Fn(&str),
     ) -> usize {

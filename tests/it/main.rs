@@ -15,6 +15,7 @@ mod build_outputs;
 mod cache;
 mod cache_explain;
 mod cache_mounts;
+mod cache_oci;
 mod cache_prune;
 mod cli;
 mod conformance;

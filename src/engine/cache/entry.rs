@@ -6,23 +6,23 @@
 //! annotation, `dev.smelt.cache.record`, at most 48 KiB). Made here (`Cache::entry_image`) and read here
 //! (`parse_entry`); `remote.rs` only moves the bytes.
 
-use super::Cache;
 use super::key::{InputRecord, KeyInputs, LABEL};
+use super::{Cache, EntrySource};
 use crate::engine::{EngineError, Platform};
 use crate::image::config::RootFs;
 use crate::image::{
     BlobStore, BuiltImage, Descriptor, Digest, History, ImageConfig, Manifest, MediaTypes,
 };
-use crate::registry::{PushImage, Reference, RegistryError};
+use crate::registry::{PushImage, RegistryError};
 use std::collections::BTreeMap;
 
-/// A cache entry found in the registry, as its manifest tells it (one
-/// request per lookup): the step's layer (none when the step changed no
+/// A cache entry found in the registry (or layout), as its manifest tells
+/// it (one request per lookup): the step's layer (none when the step changed no
 /// file), its diff ID and history entry, when it was stored, and the
 /// inputs of its key.
 #[derive(Debug, Clone)]
 pub struct CacheEntry {
-    pub source: Reference,
+    pub source: EntrySource,
     pub layers: Vec<Descriptor>,
     pub diff_ids: Vec<Digest>,
     pub history: History,
@@ -94,7 +94,7 @@ impl CacheEntry {
 }
 
 /// Reads a cache entry from its manifest.
-pub fn parse_entry(r: &Reference, bytes: &[u8]) -> Result<CacheEntry, RegistryError> {
+pub fn parse_entry(r: &EntrySource, bytes: &[u8]) -> Result<CacheEntry, RegistryError> {
     let bad = |message: String| RegistryError::Invalid {
         what: r.to_string(),
         message,

@@ -271,7 +271,7 @@ pub fn gone_from_cache(
     hits: &[Option<CacheEntry>],
     lazy: &[usize],
 ) -> Vec<(usize, String)> {
-    let blobs: Vec<(usize, crate::registry::Reference, Descriptor)> = lazy
+    let blobs: Vec<(usize, super::EntrySource, Descriptor)> = lazy
         .iter()
         .filter_map(|&i| {
             let entry = hits[i].as_ref()?;
@@ -290,7 +290,7 @@ pub fn gone_from_cache(
         .iter()
         .map(|(_, r, d)| (r.clone(), d.clone()))
         .collect();
-    let answers = match cache.waiting(|left| remote.cache_blobs_exist(&pairs, left)) {
+    let answers = match cache.waiting(|left| cache.blobs_exist(remote, &pairs, env.store, left)) {
         Some(Ok(answers)) => answers,
         Some(Err(e)) => return blobs.iter().map(|(i, ..)| (*i, e.to_string())).collect(),
         None => {
@@ -332,7 +332,7 @@ pub fn fetch_hit(
         return Err(CacheError::Off);
     };
     let fetched = cache
-        .waiting(|left| remote.fetch_cached(layer, &entry.source, env.store, left))
+        .waiting(|left| cache.fetch_layer(remote, layer, &entry.source, env.store, left))
         .ok_or(CacheError::OutOfTime)?;
     match fetched {
         Ok(Ok(())) => Ok(()),

@@ -1,5 +1,7 @@
-//! The layer cache in a registry (kaniko's `--cache`): a key per step,
-//! one small image per key in the cache repository, tagged by the key.
+//! The layer cache (kaniko's `--cache`): a key per step, one small image
+//! per key in the cache repository, tagged by the key; the repository is
+//! a registry's, or an OCI layout on disk (`--cache-repo oci:DIR`,
+//! `layout.rs`), the one choice `CacheRepo` makes.
 //!
 //! A step's key is sha256 over length-prefixed fields: the previous key
 //! (the first builds on the base image's manifest digest), the instruction
@@ -20,14 +22,17 @@
 //! reads, `entry.rs` makes and reads entries, `lookup.rs` uses the cache
 //! during a stage (lookups, explanations, hit layers, storing results),
 //! and this file holds the cache of one build; `remote.rs` only moves the
-//! bytes.
+//! bytes to and from a registry, `layout.rs` to and from a layout.
 
 mod entry;
 mod key;
+mod layout;
 mod lookup;
 mod mounts;
 pub mod prune;
 mod sources;
+
+pub use layout::LayoutCache;
 
 pub use entry::{CacheEntry, parse_entry};
 pub use mounts::{MountSync, SharedMounts};
@@ -71,7 +76,7 @@ pub enum CacheError {
     #[error(transparent)]
     Fs(#[from] crate::fs::FsError),
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] RegistryError),
     #[error(transparent)]
     Engine(Box<EngineError>),
     /// A RUN's `--mount` values, as the step itself will report them.
@@ -84,18 +89,54 @@ pub use lookup::{fetch_hit, gone_from_cache, look_up, store_in_cache};
 use super::EngineError;
 use super::options::{CacheOptions, stored_within};
 use super::remote::{Remote, TagAnswers};
-use crate::image::BlobStore;
-use crate::registry::{PushImage, Reference};
+use crate::image::{BlobStore, Descriptor};
+use crate::registry::{PushImage, Reference, RegistryError};
 use sources::FileStamp;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Where a build's cache entries live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheRepo {
+    /// A registry repository (`--cache-repo REPO`, or the destination's
+    /// `/cache`).
+    Registry(Reference),
+    /// An OCI layout on disk (`--cache-repo oci:DIR`).
+    Layout(LayoutCache),
+}
+
+impl std::fmt::Display for CacheRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheRepo::Registry(r) => write!(f, "{r}"),
+            CacheRepo::Layout(l) => write!(f, "oci:{}", l.dir().display()),
+        }
+    }
+}
+
+/// Where one entry was found: a tag of the cache repository, or of the
+/// layout (named as skopeo names it, `oci:DIR:TAG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntrySource {
+    Registry(Reference),
+    Layout(LayoutCache, String),
+}
+
+impl std::fmt::Display for EntrySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntrySource::Registry(r) => write!(f, "{r}"),
+            EntrySource::Layout(l, tag) => write!(f, "oci:{}:{tag}", l.dir().display()),
+        }
+    }
+}
+
 /// The cache of one build.
 #[derive(Debug)]
 pub struct Cache {
-    pub repo: Reference,
+    pub repo: CacheRepo,
     pub opts: CacheOptions,
     /// Off once the cache registry failed to answer or the cache's time
     /// ran out: no more lookups or uploads this build (each would fail the
@@ -135,8 +176,13 @@ impl CacheSwitch {
 }
 
 impl Cache {
+    /// The cache `opts` name: `opts.repo` is a registry repository, or
+    /// `oci:` and an absolute path (the layout is made when missing).
     pub fn new(opts: CacheOptions) -> Result<Cache, EngineError> {
-        let repo = Reference::parse(&opts.repo)?;
+        let repo = match opts.repo.strip_prefix("oci:") {
+            Some(dir) => CacheRepo::Layout(LayoutCache::open(std::path::Path::new(dir))?),
+            None => CacheRepo::Registry(Reference::parse(&opts.repo)?),
+        };
         Ok(Cache {
             repo: repo.clone(),
             opts,
@@ -227,32 +273,114 @@ impl Cache {
     }
 
     /// Looks `tags` (keys, or `next-` tags) up in the cache repository,
-    /// 8 at a time, within `limit`. Each answer: an entry, `None` (no such
-    /// tag), or what went wrong (a malformed entry too). The layers of the
-    /// entries found are remembered as in the cache repository, for the
-    /// push to mount.
+    /// 8 at a time, within `limit` (in a layout, all at once). Each answer:
+    /// an entry, `None` (no such tag), or what went wrong (a malformed
+    /// entry too). The layers of the entries found in a registry are
+    /// remembered as in the cache repository, for the push to mount.
     pub fn lookup(
         &self,
         remote: &Remote,
         tags: &[String],
         limit: std::time::Duration,
     ) -> Result<TagAnswers<CacheEntry>, EngineError> {
-        let manifests = remote.cache_manifests(&self.repo, tags, limit)?;
-        let answers: TagAnswers<CacheEntry> = manifests
+        let answers: TagAnswers<CacheEntry> = self
+            .manifests(remote, tags, limit)?
             .into_iter()
             .zip(tags)
             .map(|(answer, tag)| {
-                let r = Reference {
-                    tag: Some(tag.clone()),
-                    ..self.repo.clone()
-                };
-                answer.and_then(|bytes| bytes.map(|b| parse_entry(&r, &b)).transpose())
+                let source = self.source(tag);
+                answer.and_then(|bytes| bytes.map(|b| parse_entry(&source, &b)).transpose())
             })
             .collect();
         for e in answers.iter().flatten().flatten() {
-            remote.remember(&e.layers, &e.source);
+            if let EntrySource::Registry(r) = &e.source {
+                remote.remember(&e.layers, r);
+            }
         }
         Ok(answers)
+    }
+
+    /// The manifests tagged `tags` in the cache repository, as stored:
+    /// 8 at a time within `limit` from a registry, all at once from a
+    /// layout.
+    pub fn manifests(
+        &self,
+        remote: &Remote,
+        tags: &[String],
+        limit: std::time::Duration,
+    ) -> Result<TagAnswers<Vec<u8>>, EngineError> {
+        Ok(match &self.repo {
+            CacheRepo::Registry(repo) => remote.cache_manifests(repo, tags, limit)?,
+            CacheRepo::Layout(layout) => layout.manifests(tags),
+        })
+    }
+
+    /// Where the manifest tagged `tag` is (or would be) in the cache.
+    pub fn source(&self, tag: &str) -> EntrySource {
+        match &self.repo {
+            CacheRepo::Registry(repo) => EntrySource::Registry(Reference {
+                tag: Some(tag.to_string()),
+                ..repo.clone()
+            }),
+            CacheRepo::Layout(layout) => EntrySource::Layout(layout.clone(), tag.to_string()),
+        }
+    }
+
+    /// Whether each of `blobs` (an entry's source and layer) is still in
+    /// the cache, within `limit`. A layout's is linked into `store` as it
+    /// is checked (as cheap as asking, and the push uploads it from there:
+    /// no registry holds it to mount from).
+    pub fn blobs_exist(
+        &self,
+        remote: &Remote,
+        blobs: &[(EntrySource, Descriptor)],
+        store: &BlobStore,
+        limit: std::time::Duration,
+    ) -> Result<Vec<Result<bool, RegistryError>>, EngineError> {
+        let in_registry: Vec<(Reference, Descriptor)> = blobs
+            .iter()
+            .filter_map(|(s, d)| match s {
+                EntrySource::Registry(r) => Some((r.clone(), d.clone())),
+                EntrySource::Layout(..) => None,
+            })
+            .collect();
+        let mut remote_answers = if in_registry.is_empty() {
+            Vec::new()
+        } else {
+            remote.cache_blobs_exist(&in_registry, limit)?
+        }
+        .into_iter();
+        Ok(blobs
+            .iter()
+            .map(|(s, d)| match s {
+                EntrySource::Registry(_) => remote_answers.next().unwrap_or(Ok(false)),
+                EntrySource::Layout(layout, _) => layout.link_into(d, store),
+            })
+            .collect())
+    }
+
+    /// Brings a hit's `layer` from `source` into `store`, within `limit`
+    /// (from a layout: a hard link, else a copy). The outer error is the
+    /// engine's; the inner one says why the layer could not be had.
+    pub fn fetch_layer(
+        &self,
+        remote: &Remote,
+        layer: &Descriptor,
+        source: &EntrySource,
+        store: &BlobStore,
+        limit: std::time::Duration,
+    ) -> Result<Result<(), RegistryError>, EngineError> {
+        match source {
+            EntrySource::Registry(r) => remote.fetch_cached(layer, r, store, limit),
+            EntrySource::Layout(layout, _) => Ok(match layout.link_into(layer, store) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(RegistryError::Invalid {
+                    what: format!("cache entry {source}"),
+                    message: format!("its layer {} is gone from the layout", layer.digest),
+                }),
+                Err(e) => Err(e),
+            }),
+        }
     }
 
     /// Starts uploading an entry (`entry_image`), tagged with each of
@@ -265,10 +393,19 @@ impl Cache {
         image: PushImage,
         store: &BlobStore,
     ) -> Result<(), EngineError> {
-        let switch = self.switch.clone();
-        remote.cache_upload(&self.repo, tags, image, store, move |why| {
-            switch.turn_off(why);
-        })
+        match &self.repo {
+            CacheRepo::Registry(repo) => {
+                let switch = self.switch.clone();
+                remote.cache_upload(repo, tags, image, store, move |why| {
+                    switch.turn_off(why);
+                })
+            }
+            CacheRepo::Layout(layout) => {
+                let (layout, tags, store) = (layout.clone(), tags.to_vec(), store.clone());
+                let key = tags.first().cloned().unwrap_or_default();
+                remote.cache_store_with(key, move || layout.store(&tags, &image, &store))
+            }
+        }
     }
 
     /// Waits for the uploads, at most `limit` (then turns the cache off);
@@ -482,7 +619,9 @@ mod tests {
             bytes.len() as u64,
         );
         let diff_id = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
-        let r = Reference::parse(&format!("127.0.0.1:5000/cache:{}", inputs.key)).unwrap();
+        let r = EntrySource::Registry(
+            Reference::parse(&format!("127.0.0.1:5000/cache:{}", inputs.key)).unwrap(),
+        );
         let c = cache();
 
         let image = c

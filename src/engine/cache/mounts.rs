@@ -41,7 +41,7 @@ use crate::image::{
     BlobStore, BuiltImage, Descriptor, Digest, History, ImageConfig, Manifest, MediaTypes,
 };
 use crate::lexpath;
-use crate::registry::{PushImage, Reference, RegistryError};
+use crate::registry::{PushImage, RegistryError};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -229,12 +229,9 @@ impl<'a> MountSync<'a> {
             return Ok(false);
         }
         let tag = mount_tag(info, &self.platform);
-        let r = Reference {
-            tag: Some(tag.clone()),
-            ..cache.repo.clone()
-        };
+        let r = cache.source(&tag);
         let tags = [tag];
-        let looked = cache.waiting(|left| self.remote.cache_manifests(&cache.repo, &tags, left));
+        let looked = cache.waiting(|left| cache.manifests(self.remote, &tags, left));
         let bytes = match looked {
             None => return Ok(false),
             Some(Err(e)) => return Err(e.to_string()),
@@ -253,7 +250,8 @@ impl<'a> MountSync<'a> {
         };
         let (layer, diff_id) = parse_saved(&r, info, &bytes).map_err(|e| e.to_string())?;
         let had = self.store.path(&layer.digest).exists();
-        let fetched = cache.waiting(|left| self.remote.fetch_cached(&layer, &r, &self.store, left));
+        let fetched =
+            cache.waiting(|left| cache.fetch_layer(self.remote, &layer, &r, &self.store, left));
         match fetched {
             None => return Ok(false),
             Some(Err(e)) => return Err(e.to_string()),
@@ -516,7 +514,7 @@ fn mount_image(
 /// A saved mount's layer and diff ID, from its manifest; refused unless
 /// it is the image `mount_image` makes, for this mount.
 fn parse_saved(
-    r: &Reference,
+    r: &impl std::fmt::Display,
     info: &CacheMountInfo,
     bytes: &[u8],
 ) -> Result<(Descriptor, Digest), RegistryError> {

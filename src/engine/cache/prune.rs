@@ -12,6 +12,7 @@
 //! It must not delete anything when asked for a dry run, nor delete
 //! before every manifest was read.
 
+use super::EntrySource;
 use super::entry::parse_entry;
 use super::key::LABEL;
 use crate::image::{Digest, Manifest};
@@ -275,12 +276,21 @@ fn classify(r: &Reference, bytes: &[u8], digest: Digest) -> Listed {
                 .collect()
         })
         .unwrap_or_default();
-    let stored = parse_entry(r, bytes)
+    // a step's entry, or a saved cache mount (`cache/mounts.rs`)
+    let annotations = parse_entry(&EntrySource::Registry(r.clone()), bytes)
+        .map(|e| e.annotations)
+        .or_else(|_| {
+            serde_json::from_slice::<Manifest>(bytes)
+                .ok()
+                .and_then(|m| m.annotations)
+                .filter(|a| a.contains_key(&format!("{LABEL}mount")))
+                .ok_or(())
+        });
+    let stored = annotations
         .map_err(|_| "not a smelt cache entry".to_string())
-        .and_then(|e| {
+        .and_then(|annotations| {
             // the marker every entry carries: when it was stored
-            let stored = e
-                .annotations
+            let stored = annotations
                 .get(&format!("{LABEL}stored"))
                 .ok_or_else(|| "a cache entry with no time stored".to_string())?;
             stored
