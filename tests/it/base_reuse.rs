@@ -264,3 +264,76 @@ fn a_kept_base_without_its_marker_is_not_used() {
         "{listing}"
     );
 }
+
+/// Whether a process's environment holds `entry` (the RUN's, through ENV).
+fn a_process_has_env(entry: &str) -> bool {
+    let Ok(procs) = fs_err::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        fs_err::read(p.path().join("environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry.as_bytes()))
+    })
+}
+
+#[test]
+fn sigterm_during_a_run_on_a_kept_base_unmounts_and_removes_everything() {
+    use std::time::{Duration, Instant};
+    let reg = TestRegistry::start(Auth::None);
+    let base = push_base(&reg);
+    let t = app(&base);
+    let cache = t.path("cache");
+    let cache_flag = ["--cache-dir", cache.to_str().unwrap()];
+    build(&t, "first", &cache_flag);
+    let trees = kept_trees(&cache);
+    let before = checksum(&trees[0].join("rootfs"));
+
+    let mark = format!("SMELT_BASE_REUSE_SIGNAL={}", std::process::id());
+    fs_err::write(
+        t.ctx().join("Dockerfile"),
+        format!("FROM {base}\nENV {mark}\nRUN echo x >> /data/append.txt && sleep 60\n"),
+    )
+    .unwrap();
+    let kaniko = t.path("kaniko");
+    fs_err::create_dir_all(&kaniko).unwrap();
+    let mut child = std::process::Command::new(crate::harness::smelt_bin())
+        .args(["build", "--no-push", "--context"])
+        .arg(t.ctx())
+        .args(cache_flag)
+        .arg("--kaniko-dir")
+        .arg(&kaniko)
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", t.path("no-config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !a_process_has_env(&mark) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "smelt ended before its RUN"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no RUN after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !mounts_under(&kaniko).is_empty(),
+        "the stage root is no overlay"
+    );
+    tool("kill", &["-TERM", &child.id().to_string()]);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{log}");
+    assert!(log.contains("reusing"), "{log}");
+    assert_eq!(mounts_under(t.dir.path()), Vec::<String>::new(), "{log}");
+    let left: Vec<_> = fs_err::read_dir(&kaniko)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}\n{log}");
+    assert_eq!(checksum(&trees[0].join("rootfs")), before);
+}
