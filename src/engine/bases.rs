@@ -72,8 +72,10 @@ impl KeptBases {
     /// The kept trees of the cache directory `cache_dir` (made when the
     /// first one is kept).
     pub fn new(cache_dir: &Path) -> KeptBases {
+        // absolute: the overlay's options name it, whatever the working directory
+        let dir = std::path::absolute(cache_dir).unwrap_or_else(|_| cache_dir.to_path_buf());
         KeptBases {
-            dir: cache_dir.join("bases"),
+            dir: dir.join("bases"),
         }
     }
 
