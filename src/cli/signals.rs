@@ -159,6 +159,8 @@ pub fn cleanup_main(args: &[OsString]) -> i32 {
 fn clean_up(code: i32, dirs: &[PathBuf]) -> i32 {
     kill_children();
     for dir in dirs {
+        // a kept base's overlay (engine/bases.rs) goes before its directory
+        crate::fs::overlay::unmount_beneath(dir);
         // in place a writer thread may still add files: a few more tries
         for attempt in 1..=3 {
             match fs_err::remove_dir_all(dir) {

@@ -78,10 +78,18 @@ pub fn build(opts: &BuildOptions) -> Result<Option<BuildOutcome>, EngineError> {
             Some(cache) => {
                 remote = remote.with_base_cache(cache, *ttl, store.clone());
             }
-            None => log::warn!(
+            None if opts.in_place => log::warn!(
                 "--cache-dir {}: no base images there (fill it with smelt warm)",
                 dir.display()
             ),
+            None => log::info!(
+                "--cache-dir {}: no warmed base images there (smelt warm fills it)",
+                dir.display()
+            ),
+        }
+        // in place the root is `/`: bases are extracted there as before
+        if !opts.in_place {
+            remote = remote.with_kept_bases(super::bases::KeptBases::new(dir));
         }
     }
 

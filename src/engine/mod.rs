@@ -3,6 +3,7 @@
 //! finished image to its outputs.
 
 pub mod add_git;
+pub mod bases;
 pub mod build;
 pub mod cache;
 pub mod chmod;

@@ -5,6 +5,7 @@
 //! cache (`cache/`) it only moves bytes: entry manifests by tag, blob
 //! checks, and entry uploads in the background.
 
+use super::bases::KeptBases;
 use super::warm::BaseCache;
 use super::{EngineError, Platform};
 use crate::fs::compress::decompressor;
@@ -67,6 +68,8 @@ pub struct Remote {
     /// `--cache-dir`: base images are looked for there first (with the
     /// TTL), and their blobs put in the build's store.
     base_cache: Option<(BaseCache, std::time::Duration, BlobStore)>,
+    /// `--cache-dir` too: bases kept unpacked there between builds.
+    kept_bases: Option<KeptBases>,
     /// Blobs that live in a registry rather than (yet) in the local store:
     /// digest → the repository holding them.
     pub remote_blobs: std::sync::Mutex<BTreeMap<Digest, Reference>>,
@@ -84,7 +87,19 @@ impl Remote {
             remote_blobs: std::sync::Mutex::new(BTreeMap::new()),
             base_cache: None,
             cache_blobs: Arc::default(),
+            kept_bases: None,
         }
+    }
+
+    /// Keeps registry bases unpacked in `kept` between builds.
+    pub fn with_kept_bases(mut self, kept: KeptBases) -> Remote {
+        self.kept_bases = Some(kept);
+        self
+    }
+
+    /// Where bases are kept unpacked between builds, if anywhere.
+    pub fn kept_bases(&self) -> Option<&KeptBases> {
+        self.kept_bases.as_ref()
     }
 
     /// Reads base images from `cache` (a warmer's directory) before any

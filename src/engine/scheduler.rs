@@ -82,6 +82,9 @@ impl Runner<'_> {
     /// Builds every stage of `plan`; returns the target's output. The
     /// plan grows when a registry base's ONBUILD triggers name a stage.
     pub fn run(&self, plan: &mut Plan, args: &mut BuildArgs) -> Result<StageOutput, EngineError> {
+        // the kept bases' overlays go before the work directory, however
+        // the build ends
+        let _unmount = Unmount(self.work);
         let df = self.env.dockerfile;
         let Resolved {
             mut bases,
@@ -223,6 +226,8 @@ impl Runner<'_> {
         if out.root.as_os_str().is_empty() || !out.root.starts_with(self.work) {
             return;
         }
+        // a kept base's overlay goes first (bases.rs)
+        crate::fs::overlay::unmount_beneath(&out.root);
         if let Err(e) = fs_err::remove_dir_all(&out.root) {
             log::warn!("removing {}: {e}", out.root.display());
         }
@@ -604,6 +609,9 @@ impl Runner<'_> {
         let live = self.env.in_place && root == Path::new("/");
         let how = if live { Transfer::Copy } else { Transfer::Move };
         let kept = keep::transfer(root, &into, &selection, how)?;
+        if !live {
+            crate::fs::overlay::unmount_beneath(root);
+        }
         if !live && let Err(e) = fs_err::remove_dir_all(root) {
             log::warn!("removing {}: {e}", root.display());
         }
@@ -617,8 +625,41 @@ impl Runner<'_> {
         Ok(Some(into))
     }
 
-    /// Downloads and applies a registry base, with `--image-fs-extract-retry`.
+    /// Makes `root` a registry base: with `--cache-dir` (not in place), an
+    /// overlay of the base kept unpacked there (`engine/bases.rs`, which
+    /// unpacks it there first when it is not), else by extraction.
     fn unpack_base(
+        &self,
+        label: &str,
+        source: &crate::registry::Reference,
+        layers: ImageLayers<'_>,
+        root: &Path,
+    ) -> Result<(), EngineError> {
+        if !self.env.in_place
+            && let Some(kept) = self.remote.kept_bases()
+        {
+            let extract = |tree: &Path| self.extract_base(label, source, layers, tree);
+            match kept.mount_base(
+                label,
+                layers.image,
+                layers.diff_ids,
+                root,
+                self.work,
+                extract,
+            ) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => log::warn!(
+                    "[{label}] keeping {} unpacked in the cache directory failed ({e}); unpacking it here",
+                    layers.image
+                ),
+            }
+        }
+        self.extract_base(label, source, layers, root)
+    }
+
+    /// Downloads and applies a registry base, with `--image-fs-extract-retry`.
+    fn extract_base(
         &self,
         label: &str,
         source: &crate::registry::Reference,
@@ -648,6 +689,15 @@ impl Runner<'_> {
             layers.layers.len()
         );
         Ok(())
+    }
+}
+
+/// Detaches every mount under a directory when dropped.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        crate::fs::overlay::unmount_beneath(self.0);
     }
 }
 

@@ -10,6 +10,7 @@ pub mod compress;
 pub mod extract;
 pub mod ignore;
 pub mod layer;
+pub mod overlay;
 pub mod pargz;
 pub mod root;
 pub mod scope;

@@ -11,6 +11,7 @@ mod harness;
 mod registry_server;
 
 mod add_remote;
+mod base_reuse;
 mod build_outputs;
 mod cache;
 mod cache_explain;
