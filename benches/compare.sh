@@ -5,7 +5,7 @@
 # (`buildah build --isolation chroot --layers`), all FROM the same
 # debootstrap'd Debian base in a registry on loopback.
 #
-# ./benches/compare.sh [small|stages|cache|context]
+# ./benches/compare.sh [small|stages|cache|context|image]
 # small (default), bench-small: FROM debian; RUN making 2,000 files; COPY of
 # 500 context files (64..4095 bytes, fixed seed); RUN deleting some; ENV,
 # WORKDIR, CMD.
@@ -16,7 +16,19 @@
 # smelt cold (a new cache repository each run, so it fills it), smelt warm
 # on an empty runner (no local state; the cache repository was filled by
 # one build before the series), the same warm build on a base 10x the
-# size, and buildah cold.
+# size, and buildah cold. Then the changed-file rebuild (a prepare step
+# rewrites one context file, so the COPY and the RUN after it miss):
+# smelt on an empty runner (registry cache only) and on a persistent one
+# (`--cache-dir`, where the base stays unpacked between builds), BuildKit
+# on a persistent runner (its local cache) and an empty one (pruned, its
+# inline cache pulled with `--cache-from`), buildah with its local layers.
+# Then a cache-mount build on an empty runner: a RUN whose cache mount
+# holds 200 MB that take a while to make (stand-in for a package
+# manager's or compiler's cache: 200 files of 1 MiB of gzip -1 output,
+# about 10 s of CPU here), made again unless the mount already holds
+# them; the RUN always runs (a build arg per run). smelt restores the
+# mount from the cache repository; BuildKit (pruned) and buildah (its
+# cache-mount directory removed) make it again.
 # context: reading and hashing a 50,000-file context (500 directories of
 # 100 files, 64..4095 bytes, fixed seed; `FROM scratch`, `COPY tree/
 # /tree/`): BuildKit, buildah and smelt from the directory, smelt from a
@@ -25,6 +37,16 @@
 # cache filled before the series): read, hash every file (the COPY key),
 # find the layer in the cache, push nothing new. Prints files/s and MB/s
 # (context bytes over the mean time) and smelt's own fetch figures.
+#
+# image: bench-small built by the executor image (`scripts/build-images.sh`)
+# in place under podman (`podman run --network host`, the context mounted
+# at /workspace, as a CI job runs it), next to the same static musl binary
+# and the glibc release binary in chroot mode, BuildKit and buildah; each
+# cold, then warm from a registry cache on an empty runner (smelt:
+# `--cache --cache-copy-layers`, the cache repository filled by one build
+# before the series; BuildKit: an inline cache, `--cache-from` the image
+# one build pushed, after its prune; buildah: `--cache-to`/`--cache-from`
+# a registry repository, after its `rmi -af`).
 #
 # Cold means: every builder starts with no image and no cache. Each one's
 # prepare step empties its store (BuildKit: image and builder prune;
@@ -228,6 +250,77 @@ for b in smelt-dir smelt-s3 smelt-warm-s3; do
 done
 exit 0
 fi
+if [ "$bench" = image ]; then
+scripts/build-images.sh >/dev/null
+musl=$PWD/target/x86_64-unknown-linux-musl/release/smelt
+podman_=(podman --root "$state/podman/root" --runroot /run/smelt-compare-podman
+  --storage-driver vfs --cgroup-manager cgroupfs --runtime runc --events-backend file)
+"${podman_[@]}" load -q -i target/images/executor.tar >/dev/null
+executor=localhost/smelt/executor:latest
+nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+[ "$nofile" = unlimited ] && nofile=1048576
+[ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
+run_image="${podman_[*]} run --rm --network host --ulimit=nofile=$nofile:$nofile --ulimit=nproc=$nproc:$nproc -v $ctx:/workspace $executor"
+for v in glibc musl image; do
+  case $v in
+    glibc) cmd="$smelt build -c $ctx -v error" ;;
+    musl) cmd="$musl build -c $ctx -v error" ;;
+    image) cmd="$run_image --context dir:///workspace -v error" ;;
+  esac
+  cat > "$work/smelt-$v-cold" <<SH
+#!/bin/sh
+set -e
+$cmd -d $reg/smelt-$v-\$($work/next):1 >/dev/null 2>&1
+SH
+  cat > "$work/smelt-$v-warm" <<SH
+#!/bin/sh
+set -e
+$cmd --cache --cache-copy-layers --cache-repo $reg/cache-$v -d $reg/smelt-$v-warm-\$($work/next):1 >/dev/null 2>&1
+SH
+  chmod +x "$work/smelt-$v-cold" "$work/smelt-$v-warm"
+  "$work/smelt-$v-warm" # fills cache-$v
+done
+cat > "$work/docker-warm" <<SH
+#!/bin/sh
+set -e
+export DOCKER_HOST=$sock DOCKER_BUILDKIT=1
+tag=$reg/buildkit-warm-\$($work/next):1
+/usr/bin/docker build -q --network host --cache-from $reg/buildkit-cache:1 -t "\$tag" $ctx >/dev/null
+/usr/bin/docker push -q "\$tag" >/dev/null
+SH
+cat > "$work/buildah-warm" <<SH
+#!/bin/sh
+set -e
+tag=$reg/buildah-warm-\$($work/next):1
+buildah ${buildah_store[*]} build -q --isolation chroot --layers --tls-verify=false --cache-from $reg/buildah-cache --cache-to $reg/buildah-cache -t "\$tag" $ctx >/dev/null
+buildah ${buildah_store[*]} push -q --tls-verify=false "\$tag" "docker://\$tag"
+SH
+chmod +x "$work/docker-warm" "$work/buildah-warm"
+# fill BuildKit's inline cache and buildah's cache repository
+"$work/docker-reset"
+DOCKER_HOST=$sock DOCKER_BUILDKIT=1 /usr/bin/docker build -q --network host --build-arg BUILDKIT_INLINE_CACHE=1 -t "$reg/buildkit-cache:1" "$ctx" >/dev/null
+DOCKER_HOST=$sock /usr/bin/docker push -q "$reg/buildkit-cache:1" >/dev/null
+"$work/buildah-reset"
+"$work/buildah-warm"
+hyperfine --runs "$runs" --warmup 1 --export-markdown "$out/compare.md" \
+  --prepare "$work/docker-reset" -n buildkit "$work/docker-build" \
+  --prepare "$work/buildah-reset" -n buildah "$work/buildah-build" \
+  --prepare true -n smelt "$work/smelt-glibc-cold" \
+  --prepare true -n smelt-musl "$work/smelt-musl-cold" \
+  --prepare true -n smelt-image "$work/smelt-image-cold" \
+  --prepare "$work/docker-reset" -n buildkit-warm "$work/docker-warm" \
+  --prepare "$work/buildah-reset" -n buildah-warm "$work/buildah-warm" \
+  --prepare true -n smelt-warm "$work/smelt-glibc-warm" \
+  --prepare true -n smelt-musl-warm "$work/smelt-musl-warm" \
+  --prepare true -n smelt-image-warm "$work/smelt-image-warm"
+cat "$out/compare.md"
+echo "peak RSS (one run each, /usr/bin/time -v; the image's is podman's, not the build's):"
+for b in smelt-glibc-cold smelt-musl-cold smelt-glibc-warm smelt-musl-warm; do
+  kb=$(/usr/bin/time -v "$work/$b" 2>&1 >/dev/null | awk -F': ' '/Maximum resident/ {print $2}')
+  echo "  $b: $kb kB"
+done
+exit 0
+fi
 if [ "$bench" = cache ]; then
 cat > "$work/smelt-cold" <<SH
 #!/bin/sh
@@ -254,14 +347,96 @@ cat > "$work/smelt-warm-big" <<SH
 set -e
 $smelt build -c $work/small-big -v error --cache --cache-copy-layers --cache-repo $reg/cache-warm-big -d $reg/smelt-warm-big-\$($work/next):1 >/dev/null
 SH
-chmod +x "$work/smelt-cold" "$work/smelt-warm" "$work/smelt-warm-big"
+# the changed-file rebuild: a copy of bench-small whose file-000.txt a
+# prepare step rewrites before each run
+changed=$work/changed
+cp -r "$ctx" "$changed"
+change="sh -c 'head -c 2048 /dev/urandom > $changed/ctx/file-000.txt'"
+cat > "$work/smelt-changed" <<SH
+#!/bin/sh
+set -e
+$smelt build -c $changed -v error --cache --cache-copy-layers --cache-repo $reg/cache-changed \$SMELT_EXTRA -d $reg/smelt-changed-\$($work/next):1 >/dev/null
+SH
+cat > "$work/docker-changed" <<SH
+#!/bin/sh
+set -e
+export DOCKER_HOST=$sock DOCKER_BUILDKIT=1
+tag=$reg/buildkit-changed-\$($work/next):1
+/usr/bin/docker build -q --network host --build-arg BUILDKIT_INLINE_CACHE=1 \$DOCKER_EXTRA -t "\$tag" $changed >/dev/null 2>$state/docker-changed.log
+/usr/bin/docker push -q "\$tag" >/dev/null 2>>$state/docker-changed.log
+echo "\$tag" > $work/docker-changed.last
+SH
+cat > "$work/docker-changed-empty" <<SH
+#!/bin/sh
+DOCKER_EXTRA="--cache-from \$(cat $work/docker-changed.last)" exec $work/docker-changed
+SH
+cat > "$work/buildah-changed" <<SH
+#!/bin/sh
+set -e
+tag=$reg/buildah-changed-\$($work/next):1
+buildah ${buildah_store[*]} build -q --isolation chroot --layers --tls-verify=false -t "\$tag" $changed >/dev/null
+buildah ${buildah_store[*]} push -q --tls-verify=false "\$tag" "docker://\$tag"
+SH
+# the cache-mount build
+cm=$work/cachemount
+mkdir -p "$cm"
+cat > "$cm/Dockerfile" <<DF
+FROM $base
+ARG RUN_ID
+RUN --mount=type=cache,id=bench,target=/var/cache/bench \\
+    if [ ! -f /var/cache/bench/done ]; then \\
+      for i in \$(seq 200); do seq 1 600000 | gzip -1 | head -c 1048576 > /var/cache/bench/f\$i; done; \\
+      touch /var/cache/bench/done; \\
+    fi; du -sm /var/cache/bench > /cache-size; echo \$RUN_ID > /run-id
+DF
+cat > "$work/smelt-cachemount" <<SH
+#!/bin/sh
+set -e
+n=\$($work/next)
+$smelt build -c $cm -v error --cache --cache-repo $reg/cache-cm --kaniko-dir $work/kaniko-\$n \\
+  --build-arg RUN_ID=\$n -d $reg/smelt-cm-\$n:1 >/dev/null
+SH
+cat > "$work/docker-cachemount" <<SH
+#!/bin/sh
+set -e
+export DOCKER_HOST=$sock DOCKER_BUILDKIT=1
+tag=$reg/buildkit-cm-\$($work/next):1
+/usr/bin/docker build -q --network host --build-arg RUN_ID=\$tag -t "\$tag" $cm >/dev/null
+/usr/bin/docker push -q "\$tag" >/dev/null
+SH
+cat > "$work/buildah-cachemount" <<SH
+#!/bin/sh
+set -e
+tag=$reg/buildah-cm-\$($work/next):1
+buildah ${buildah_store[*]} build -q --isolation chroot --layers --tls-verify=false --build-arg RUN_ID=\$tag -t "\$tag" $cm >/dev/null
+buildah ${buildah_store[*]} push -q --tls-verify=false "\$tag" "docker://\$tag"
+SH
+cat > "$work/buildah-cm-reset" <<SH
+#!/bin/sh
+$work/buildah-reset
+rm -rf /var/tmp/buildah-cache-* 2>/dev/null || true
+SH
+chmod +x "$work/smelt-cold" "$work/smelt-warm" "$work/smelt-warm-big" "$work"/*-changed* "$work"/*-cachemount "$work/buildah-cm-reset"
 "$work/smelt-warm" # fills cache-warm
 "$work/smelt-warm-big" # fills cache-warm-big
+"$work/smelt-changed" # fills cache-changed
+SMELT_EXTRA="--cache-dir $work/bases" "$work/smelt-changed" # keeps the base unpacked
+"$work/docker-changed" # BuildKit's local and inline cache
+"$work/buildah-changed" # buildah's local layers
+"$work/smelt-cachemount" # fills cache-cm and its cache mount
 hyperfine --runs "$runs" --warmup 1 --export-markdown "$out/compare.md" \
   --prepare true -n smelt-cold "$work/smelt-cold" \
   --prepare true -n smelt-warm "$work/smelt-warm" \
   --prepare true -n smelt-warm-10x-base "$work/smelt-warm-big" \
-  --prepare "$work/buildah-reset" -n buildah "$work/buildah-build"
+  --prepare "$work/buildah-reset" -n buildah "$work/buildah-build" \
+  --prepare "$change" -n smelt-changed-empty-runner "$work/smelt-changed" \
+  --prepare "$change" -n smelt-changed-persistent-runner "SMELT_EXTRA='--cache-dir $work/bases' $work/smelt-changed" \
+  --prepare "$change" -n buildkit-changed-persistent-runner "$work/docker-changed" \
+  --prepare "$change && $work/docker-reset" -n buildkit-changed-empty-runner "$work/docker-changed-empty" \
+  --prepare "$change" -n buildah-changed-persistent-runner "$work/buildah-changed" \
+  --prepare true -n smelt-cachemount-empty-runner "$work/smelt-cachemount" \
+  --prepare "$work/docker-reset" -n buildkit-cachemount-empty-runner "$work/docker-cachemount" \
+  --prepare "$work/buildah-cm-reset" -n buildah-cachemount-empty-runner "$work/buildah-cachemount"
 cat "$out/compare.md"
 echo "peak RSS (one run each, /usr/bin/time -v):"
 "$work/buildah-reset"

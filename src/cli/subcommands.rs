@@ -190,23 +190,25 @@ fn store_login(f: &LoginFlags, dir: &Path) -> Result<PathBuf, SubError> {
     Ok(path)
 }
 
+/// Starts the logger and makes the registry settings `registry` gives
+/// (the `KANIKO_*` environment applied), or says why not and gives the
+/// usage error's exit code.
+fn start(log: &LogFlags, registry: &RegistryFlags) -> Result<crate::registry::Settings, i32> {
+    let usage = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    };
+    let progress_bars = log.init().map_err(|e| usage(&e))?;
+    let mut registry = registry.clone();
+    registry.apply_env(false);
+    super::registry_settings(&registry, progress_bars).map_err(|e| usage(&e))
+}
+
 /// `push`: reads the image at `f.path` and pushes it to every destination.
 pub fn push(f: &PushFlags) -> i32 {
-    let progress_bars = match f.log.init() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let mut registry = f.registry.clone();
-    registry.apply_env(false);
-    let settings = match super::registry_settings(&registry, progress_bars) {
+    let settings = match start(&f.log, &f.registry) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let mut destinations = Vec::new();
     for d in &f.destinations {
@@ -345,21 +347,9 @@ pub fn cache(command: &CacheCommand) -> i32 {
 /// removed) with its age, the manifests left alone, and the totals.
 fn cache_prune(f: &CachePruneFlags) -> i32 {
     use crate::engine::cache::prune::{PruneOptions, parse_age, prune, show_age, show_size};
-    let progress_bars = match f.log.init() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let mut registry = f.registry.clone();
-    registry.apply_env(false);
-    let mut settings = match super::registry_settings(&registry, progress_bars) {
+    let mut settings = match start(&f.log, &f.registry) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     // a prune reads and deletes in one repository: --insecure and
     // --skip-tls-verify cover both

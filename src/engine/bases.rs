@@ -148,7 +148,10 @@ impl KeptBases {
         {
             log::debug!("touching {}: {e}", marker.display());
         }
-        let layers = tempdir_in(work, "overlay-")?;
+        // beside the root, named after it: the root's removal takes it
+        // too (`scheduler::remove_root`)
+        let layers = overlay_dir(root);
+        fs_err::create_dir(&layers)?;
         let (upper, scratch) = (layers.join("upper"), layers.join("work"));
         fs_err::create_dir(&upper)?;
         fs_err::create_dir(&scratch)?;
@@ -327,6 +330,14 @@ fn flock(
 
 /// A new directory in `dir` whose name starts with `prefix` and ends in a
 /// random part (ext4 spreads those; see `scheduler::stage_root`), kept.
+/// Where the upper and work directories of `root`'s overlay are: beside
+/// it, `ROOT.overlay`.
+pub fn overlay_dir(root: &Path) -> PathBuf {
+    let mut name = root.as_os_str().to_owned();
+    name.push(".overlay");
+    PathBuf::from(name)
+}
+
 fn tempdir_in(dir: &Path, prefix: &str) -> Result<PathBuf, EngineError> {
     tempfile::Builder::new()
         .prefix(prefix)

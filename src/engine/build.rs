@@ -196,6 +196,9 @@ pub fn build(opts: &BuildOptions) -> Result<Option<BuildOutcome>, EngineError> {
         materialize: opts.materialize,
     };
     let final_state = runner.run(&mut plan, &mut args)?;
+    // the image is the target's layers: its root goes while they are
+    // assembled and pushed (joined before the work directory goes)
+    let _removing = RemovedRoot::start(&final_state.root, work.path(), opts.in_place)?;
     // the cache mounts that changed are written while the image is made
     // and pushed, and pushed with the cache entries
     if let (Some(sync), Some(cache)) = (&env.mount_sync, &env.cache) {
@@ -370,6 +373,31 @@ struct PendingUploads<'a> {
     remote: &'a Remote,
     cache: &'a super::cache::Cache,
     mounts: Option<&'a super::cache::MountSync<'a>>,
+}
+
+/// The target stage's root, removed on a thread of its own; joined when
+/// dropped.
+struct RemovedRoot(Option<std::thread::JoinHandle<()>>);
+
+impl RemovedRoot {
+    fn start(root: &Path, work: &Path, in_place: bool) -> Result<RemovedRoot, EngineError> {
+        if in_place {
+            return Ok(RemovedRoot(None));
+        }
+        let (root, work) = (root.to_path_buf(), work.to_path_buf());
+        let thread = std::thread::Builder::new()
+            .name("smelt-remove-root".to_string())
+            .spawn(move || super::scheduler::remove_root(&root, &work))?;
+        Ok(RemovedRoot(Some(thread)))
+    }
+}
+
+impl Drop for RemovedRoot {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Drop for PendingUploads<'_> {

@@ -525,30 +525,18 @@ impl Remote {
         let registry = Arc::clone(self.cache_registry());
         let store = store.clone();
         let handle = self.runtime()?.handle().clone();
-        let mut uploads = self
-            .uploads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let done = uploads.sender.clone();
-        std::thread::Builder::new()
-            .name("smelt-cache-upload".to_string())
-            .spawn(move || {
-                let pushed = handle.block_on(registry.push(&dests, &image, &store));
-                placing.done(pushed.is_ok());
-                if let Err(e @ RegistryError::TimedOut { .. }) = &pushed {
-                    turn_off(&e.to_string());
-                }
-                // the receiver lives as long as the Remote; a build that
-                // stopped waiting does not read this
-                let _ = done.send((key, pushed));
-            })?;
-        uploads.started += 1;
-        Ok(())
+        self.cache_store_with(key, move || {
+            let pushed = handle.block_on(registry.push(&dests, &image, &store));
+            placing.done(pushed.is_ok());
+            if let Err(e @ RegistryError::TimedOut { .. }) = &pushed {
+                turn_off(&e.to_string());
+            }
+            pushed
+        })
     }
 
-    /// Starts storing a cache entry somewhere other than a registry (an
-    /// OCI layout: `job`) on a thread of its own; it reports as an upload
-    /// does, to `wait_uploads`.
+    /// Starts storing a cache entry (`job`: a push, or a store into an OCI
+    /// layout) on a thread of its own; it reports to `wait_uploads`.
     pub fn cache_store_with(
         &self,
         key: String,
@@ -562,7 +550,8 @@ impl Remote {
         std::thread::Builder::new()
             .name("smelt-cache-store".to_string())
             .spawn(move || {
-                // as in cache_upload: nobody may be listening any more
+                // the receiver lives as long as the Remote; a build that
+                // stopped waiting does not read this
                 let _ = done.send((key, job()));
             })?;
         uploads.started += 1;

@@ -223,14 +223,7 @@ impl Runner<'_> {
 
     /// Removes a root no stage will read again (not `/`, not one handed on).
     fn release(&self, out: &StageOutput) {
-        if out.root.as_os_str().is_empty() || !out.root.starts_with(self.work) {
-            return;
-        }
-        // a kept base's overlay goes first (bases.rs)
-        crate::fs::overlay::unmount_beneath(&out.root);
-        if let Err(e) = fs_err::remove_dir_all(&out.root) {
-            log::warn!("removing {}: {e}", out.root.display());
-        }
+        remove_root(&out.root, self.work);
     }
 
     /// Resolves every image the plan names: each stage's registry base
@@ -610,10 +603,7 @@ impl Runner<'_> {
         let how = if live { Transfer::Copy } else { Transfer::Move };
         let kept = keep::transfer(root, &into, &selection, how)?;
         if !live {
-            crate::fs::overlay::unmount_beneath(root);
-        }
-        if !live && let Err(e) = fs_err::remove_dir_all(root) {
-            log::warn!("removing {}: {e}", root.display());
+            remove_root(root, self.work);
         }
         log::info!(
             "[{label}] kept {} path{} ({} entries, {} bytes) that COPY --from reads; dropped the rest",
@@ -689,6 +679,23 @@ impl Runner<'_> {
             layers.layers.len()
         );
         Ok(())
+    }
+}
+
+/// Removes a stage's root in the work directory `work` (not `/`): a kept
+/// base's overlay is detached first, and its upper and work directories
+/// beside the root go with it (`bases::overlay_dir`).
+pub(crate) fn remove_root(root: &Path, work: &Path) {
+    if root.as_os_str().is_empty() || !root.starts_with(work) {
+        return;
+    }
+    crate::fs::overlay::unmount_beneath(root);
+    for dir in [root.to_path_buf(), super::bases::overlay_dir(root)] {
+        if let Err(e) = fs_err::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("removing {}: {e}", dir.display());
+        }
     }
 }
 

@@ -676,6 +676,7 @@ fn human(bytes: u64) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::registry::Reference;
 
     fn info(id: &str) -> CacheMountInfo {
         CacheMountInfo {
