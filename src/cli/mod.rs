@@ -338,6 +338,32 @@ impl InputError {
     }
 }
 
+/// `--kaniko-dir` when given, else `KANIKO_DIR`.
+fn kaniko_dir(f: &ExecutorFlags) -> Option<PathBuf> {
+    (f.kaniko_dir != "/kaniko")
+        .then(|| PathBuf::from(&f.kaniko_dir))
+        .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from))
+}
+
+/// Whether the build runs in place: `--in-place`, else whether smelt is
+/// the executor image's `/kaniko/executor`.
+fn in_place(f: &ExecutorFlags) -> bool {
+    f.in_place.unwrap_or_else(is_executor_image)
+}
+
+/// Where a fetched context and a Dockerfile from stdin go: beside the
+/// work directory (the kaniko directory, `/kaniko` in place: the executor
+/// image has no `/tmp`), else the system's temporary directory.
+fn inputs_dir(f: &ExecutorFlags) -> std::io::Result<PathBuf> {
+    let dir = match kaniko_dir(f) {
+        Some(d) => d,
+        None if in_place(f) => PathBuf::from(engine::IN_PLACE_WORK_DIR),
+        None => return Ok(std::env::temp_dir()),
+    };
+    fs_err::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// Fetches a context that is not a local directory (tarball, git, object
 /// store) into a directory, and reads `--dockerfile -` from stdin.
 fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, InputError> {
@@ -348,7 +374,7 @@ fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, 
         let dir = engine::interrupt::temp_dir(|| {
             tempfile::Builder::new()
                 .prefix("smelt-dockerfile-")
-                .tempdir()
+                .tempdir_in(inputs_dir(f)?)
         })
         .map_err(InputError::Dockerfile)?;
         let mut text = String::new();
@@ -362,7 +388,9 @@ fn prepare_inputs(f: &ExecutorFlags, choice: ContextChoice) -> Result<Prepared, 
         ContextSource::Dir(path) => (path, None),
         remote => {
             let dir = engine::interrupt::temp_dir(|| {
-                tempfile::Builder::new().prefix("smelt-context-").tempdir()
+                tempfile::Builder::new()
+                    .prefix("smelt-context-")
+                    .tempdir_in(inputs_dir(f)?)
             })
             .map_err(|source| InputError::ContextDir { shown, source })?;
             let context = remote.fetch(dir.path(), &git)?;
@@ -469,10 +497,8 @@ pub fn to_options(
         &f.tar_path
     };
     let registry = registry_settings(&f.registry, progress_bars)?;
-    let kaniko_dir = (f.kaniko_dir != "/kaniko")
-        .then(|| PathBuf::from(&f.kaniko_dir))
-        .or_else(|| std::env::var_os("KANIKO_DIR").map(PathBuf::from));
-    let in_place = f.in_place.unwrap_or_else(is_executor_image);
+    let kaniko_dir = kaniko_dir(f);
+    let in_place = in_place(f);
     let targets: Vec<String> = f
         .target
         .iter()

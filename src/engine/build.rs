@@ -418,7 +418,7 @@ impl Drop for PendingUploads<'_> {
 }
 
 /// Where an in-place build keeps its own state unless `--kaniko-dir` says.
-const IN_PLACE_WORK_DIR: &str = "/kaniko";
+pub const IN_PLACE_WORK_DIR: &str = "/kaniko";
 
 /// What snapshots leave out. In place, the root is `/`: every mount point,
 /// the work directory (`work_base`), smelt's binary and `/kaniko` when it

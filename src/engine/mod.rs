@@ -29,7 +29,7 @@ pub mod unsupported;
 pub mod users;
 pub mod warm;
 
-pub use build::{BuildOutcome, build, dockerfile_images};
+pub use build::{BuildOutcome, IN_PLACE_WORK_DIR, build, dockerfile_images};
 pub use options::{BuildOptions, CacheOptions};
 pub use platform::Platform;
 

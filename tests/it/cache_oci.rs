@@ -34,7 +34,8 @@ fn build(t: &TestContext, reg: &TestRegistry, layout: &Path, dest: &str, extra: 
     t.build(&args).ok().stderr()
 }
 
-/// The keys (tags) the layout's index names, without the `next-` ones.
+/// The keys (tags) the layout's index names, without the `next-` and
+/// `line-` ones.
 fn keys(layout: &Path) -> Vec<String> {
     let index: serde_json::Value =
         serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap();
@@ -48,7 +49,7 @@ fn keys(layout: &Path) -> Vec<String> {
                 .unwrap()
                 .to_string()
         })
-        .filter(|t| !t.starts_with("next-"))
+        .filter(|t| !t.starts_with("next-") && !t.starts_with("line-"))
         .collect()
 }
 

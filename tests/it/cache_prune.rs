@@ -493,7 +493,8 @@ fn prune_follows_the_tag_list_page_by_page() {
     ));
     build(&t, &reg, "app:1");
     let all = tags(&reg, "cache");
-    assert_eq!(all.len(), 6, "{all:?}");
+    // each entry: its key, `next-` and `line-` tags
+    assert_eq!(all.len(), 9, "{all:?}");
     let (relay, pages) = paging_relay(&reg.host, 2);
     let (code, stdout, stderr) = prune_with(
         &format!("{relay}/cache"),
@@ -501,12 +502,12 @@ fn prune_follows_the_tag_list_page_by_page() {
         &reg.dir.path().join("no-docker-config"),
     );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    // three pages of two tags, every entry found and removed
+    // five pages of two tags, every entry found and removed
     assert!(
-        stderr.contains(&format!("6 tags in {relay}/cache")),
+        stderr.contains(&format!("9 tags in {relay}/cache")),
         "{stderr}"
     );
-    assert_eq!(*pages.lock().unwrap(), 3);
+    assert_eq!(*pages.lock().unwrap(), 5);
     assert!(
         stdout.contains("removed 3 cache entries (0 kept"),
         "{stdout}"
