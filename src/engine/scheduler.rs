@@ -629,37 +629,40 @@ impl Runner<'_> {
     }
 
     /// The cache hits a stage's kept tree can hold with its base (with
-    /// `--cache-dir`, not in place): those before the first miss, each
-    /// layer fetched now (a layer that cannot be had ends them there; the
-    /// step loop then tries it again and runs it as a miss). Returns how
-    /// many steps they are and their layers.
+    /// `--cache-dir`, not in place): those before the first miss. Their
+    /// layers are not downloaded here (a tree kept whole needs none; the
+    /// push mounts or fetches them as a lazy hit's), so one that is gone
+    /// from the cache repository ends them there (the step loop then
+    /// tries it and runs it as a miss). Returns how many steps they are
+    /// and their layers.
     fn chain_hits(&self, hits: &[Option<cache::CacheEntry>]) -> (usize, Vec<ChainLayer>) {
-        let mut layers = Vec::new();
         if self.env.in_place || self.remote.kept_bases().is_none() {
-            return (0, layers);
+            return (0, Vec::new());
         }
-        let mut steps = 0;
-        for entry in hits.iter().map_while(Option::as_ref) {
-            if let (Some(layer), Some(diff_id)) = (entry.layers.first(), entry.diff_ids.first()) {
-                if cache::fetch_hit(self.env, self.remote, entry).is_err() {
-                    break;
-                }
-                layers.push(ChainLayer {
+        let prefix: Vec<usize> = (0..hits.iter().map_while(Option::as_ref).count()).collect();
+        let gone = cache::gone_from_cache(self.env, self.remote, hits, &prefix);
+        let steps = gone.iter().map(|(i, _)| *i).min().unwrap_or(prefix.len());
+        let layers = hits[..steps]
+            .iter()
+            .flatten()
+            .filter_map(|entry| {
+                Some(ChainLayer {
                     image: format!("cache entry {}", entry.source),
-                    layer: layer.clone(),
-                    diff_id: diff_id.clone(),
-                });
-            }
-            steps += 1;
-        }
+                    layer: entry.layers.first()?.clone(),
+                    diff_id: entry.diff_ids.first()?.clone(),
+                    entry: entry.clone(),
+                })
+            })
+            .collect();
         (steps, layers)
     }
 
     /// Makes `root` a registry base: with `--cache-dir` (not in place), an
     /// overlay of the base kept unpacked there (`engine/bases.rs`, which
     /// unpacks it there first when it is not), else by extraction. With
-    /// `chain` (cache hits' layers the stage applies next, in order, in
-    /// the store), the kept tree is that of the base and those layers;
+    /// `chain` (cache hits' layers the stage applies next, in order,
+    /// fetched only if the tree is made), the kept tree is that of the
+    /// base and those layers;
     /// `Ok(true)` says the root holds them too (the caller does not apply
     /// them again).
     fn unpack_base(
@@ -687,6 +690,9 @@ impl Runner<'_> {
                 let extract = |tree: &Path| {
                     self.extract_base(label, source, layers, tree)?;
                     for c in chain {
+                        cache::fetch_hit(self.env, self.remote, &c.entry).map_err(|e| {
+                            EngineError::Invalid(format!("fetching the layer of {}: {e}", c.image))
+                        })?;
                         let hit = ImageLayers {
                             image: &c.image,
                             layers: std::slice::from_ref(&c.layer),
@@ -771,6 +777,8 @@ struct ChainLayer {
     image: String,
     layer: Descriptor,
     diff_id: crate::image::Digest,
+    /// Fetched only when the tree is made.
+    entry: cache::CacheEntry,
 }
 
 /// Removes a stage's root in the work directory `work` (not `/`): a kept
