@@ -662,9 +662,8 @@ impl Runner<'_> {
     /// unpacks it there first when it is not), else by extraction. With
     /// `chain` (cache hits' layers the stage applies next, in order,
     /// fetched only if the tree is made), the kept tree is that of the
-    /// base and those layers;
-    /// `Ok(true)` says the root holds them too (the caller does not apply
-    /// them again).
+    /// base and those layers; `Ok(true)` says the root holds them too (the
+    /// caller does not apply them again).
     fn unpack_base(
         &self,
         label: &str,
