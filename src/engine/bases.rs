@@ -164,7 +164,13 @@ impl KeptBases {
         let (upper, scratch) = (layers.join("upper"), layers.join("work"));
         fs_err::create_dir(&upper)?;
         fs_err::create_dir(&scratch)?;
-        crate::fs::overlay::mount(&tree.join("rootfs"), &upper, &scratch, root)?;
+        if let Err(e) = crate::fs::overlay::mount(&tree.join("rootfs"), &upper, &scratch, root) {
+            // gone, so the caller may try another tree (or extract) here
+            if let Err(e) = fs_err::remove_dir_all(&layers) {
+                log::warn!("removing {}: {e}", layers.display());
+            }
+            return Err(e.into());
+        }
         log::debug!(
             "[{label}] {} is an overlay of {} (changes in {})",
             root.display(),
