@@ -4,7 +4,10 @@
 //! overlay mount (`fs/overlay.rs`) of that tree under an empty directory
 //! of the build's work directory, instead of a new extraction. The
 //! kept tree is never written by a build: every change lands in the upper
-//! directory, which goes with the work directory.
+//! directory, which goes with the work directory. The same holds for a
+//! chain: a base with the layers of the cache hits its stage applies
+//! before its first miss is one tree of its own (unpacked afresh from all
+//! its layers, never from another kept tree).
 //!
 //! A tree is named by the chain ID of its layers (OCI's: the first diff
 //! ID, then sha256 of `previous + " " + next diff ID`), so two images with
@@ -30,8 +33,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 /// How many kept trees stay after a new one is made (most recently used
-/// first). Each is a base's full unpacked size.
-pub const KEEP: usize = 4;
+/// first), bases and chains counted alike. Each is a base's full unpacked
+/// size. A Dockerfile whose cached steps change makes a new chain each
+/// time and its old one goes unused, so the least recently used trees are
+/// the ones to go; 8 leaves room for a few projects with a chain or two
+/// each (and the base alone) on one runner.
+pub const KEEP: usize = 8;
 
 /// The marker that says a kept tree is whole.
 const MARKER: &str = "kept.json";
@@ -80,7 +87,9 @@ impl KeptBases {
     }
 
     /// Makes `root`, an empty stage root in the work directory `work`,
-    /// the base whose layers have `diff_ids`: an overlay of its kept tree,
+    /// the tree whose layers have `diff_ids` (a base's, or a base's with
+    /// cache hits' after them; `image` names it in the log and the
+    /// marker): an overlay of its kept tree,
     /// first unpacked into the cache directory by `extract` (given the
     /// directory to unpack into) when there is no whole one. `Ok(false)`:
     /// no overlay can be mounted here, nothing was done (the caller
@@ -155,7 +164,13 @@ impl KeptBases {
         let (upper, scratch) = (layers.join("upper"), layers.join("work"));
         fs_err::create_dir(&upper)?;
         fs_err::create_dir(&scratch)?;
-        crate::fs::overlay::mount(&tree.join("rootfs"), &upper, &scratch, root)?;
+        if let Err(e) = crate::fs::overlay::mount(&tree.join("rootfs"), &upper, &scratch, root) {
+            // gone, so the caller may try another tree (or extract) here
+            if let Err(e) = fs_err::remove_dir_all(&layers) {
+                log::warn!("removing {}: {e}", layers.display());
+            }
+            return Err(e.into());
+        }
         log::debug!(
             "[{label}] {} is an overlay of {} (changes in {})",
             root.display(),

@@ -445,6 +445,9 @@ impl Runner<'_> {
             }
         };
         let materialize = forced || *keep != Keep::Nothing || last_reader.is_some();
+        // the first steps whose layers the kept tree under the root holds
+        // (a kept chain: the base and the hits before the first miss)
+        let mut chained = 0;
         if let Some((image, source)) = &unpack {
             if materialize {
                 let layers = state.layers.clone();
@@ -454,10 +457,15 @@ impl Runner<'_> {
                     layers: &layers,
                     diff_ids: &diff_ids,
                 };
-                self.unpack_base(&label, source, layers, &state.root)
+                let (steps_held, chain) = self.chain_hits(&hits);
+                if self
+                    .unpack_base(&label, source, layers, &chain, &state.root)
                     .map_err(|e| {
                         EngineError::step(&env.dockerfile.file, stage.from.line, "FROM", e)
-                    })?;
+                    })?
+                {
+                    chained = steps_held;
+                }
             } else {
                 log::info!("[{label}] not unpacking {image}: no step that runs reads its files");
             }
@@ -493,7 +501,10 @@ impl Runner<'_> {
                 );
             }
             let fetched = hits[i].as_ref().map(|entry| {
-                let extract = materialized
+                // a layer of the kept chain under the root is there already
+                let in_tree = i < chained;
+                let extract = !in_tree
+                    && materialized
                     && (forced
                         || *keep != Keep::Nothing
                         || last_reader.is_some_and(|last| i < last));
@@ -502,6 +513,8 @@ impl Runner<'_> {
                     "[{label}] cache hit {key}{}",
                     if extract {
                         ""
+                    } else if in_tree {
+                        " (in the kept tree)"
                     } else {
                         " (layer not downloaded)"
                     }
@@ -615,19 +628,93 @@ impl Runner<'_> {
         Ok(Some(into))
     }
 
+    /// The cache hits a stage's kept tree can hold with its base (with
+    /// `--cache-dir`, not in place): those before the first miss. Their
+    /// layers are not downloaded here (a tree kept whole needs none; the
+    /// push mounts or fetches them as a lazy hit's), so one that is gone
+    /// from the cache repository ends them there (the step loop then
+    /// tries it and runs it as a miss). Returns how many steps they are
+    /// and their layers.
+    fn chain_hits(&self, hits: &[Option<cache::CacheEntry>]) -> (usize, Vec<ChainLayer>) {
+        if self.env.in_place || self.remote.kept_bases().is_none() {
+            return (0, Vec::new());
+        }
+        let prefix: Vec<usize> = (0..hits.iter().map_while(Option::as_ref).count()).collect();
+        let gone = cache::gone_from_cache(self.env, self.remote, hits, &prefix);
+        let steps = gone.iter().map(|(i, _)| *i).min().unwrap_or(prefix.len());
+        let layers = hits[..steps]
+            .iter()
+            .flatten()
+            .filter_map(|entry| {
+                Some(ChainLayer {
+                    image: format!("cache entry {}", entry.source),
+                    layer: entry.layers.first()?.clone(),
+                    diff_id: entry.diff_ids.first()?.clone(),
+                    entry: entry.clone(),
+                })
+            })
+            .collect();
+        (steps, layers)
+    }
+
     /// Makes `root` a registry base: with `--cache-dir` (not in place), an
     /// overlay of the base kept unpacked there (`engine/bases.rs`, which
-    /// unpacks it there first when it is not), else by extraction.
+    /// unpacks it there first when it is not), else by extraction. With
+    /// `chain` (cache hits' layers the stage applies next, in order,
+    /// fetched only if the tree is made), the kept tree is that of the
+    /// base and those layers; `Ok(true)` says the root holds them too (the
+    /// caller does not apply them again).
     fn unpack_base(
         &self,
         label: &str,
         source: &crate::registry::Reference,
         layers: ImageLayers<'_>,
+        chain: &[ChainLayer],
         root: &Path,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         if !self.env.in_place
             && let Some(kept) = self.remote.kept_bases()
         {
+            if !chain.is_empty() {
+                let mut diff_ids = layers.diff_ids.to_vec();
+                diff_ids.extend(chain.iter().map(|c| c.diff_id.clone()));
+                let what = format!(
+                    "{} and {} cache hit layer{}",
+                    layers.image,
+                    chain.len(),
+                    if chain.len() == 1 { "" } else { "s" }
+                );
+                // afresh from every layer: the base's kept tree is never read
+                // to make it, so nothing done here can change that one
+                let extract = |tree: &Path| {
+                    self.extract_base(label, source, layers, tree)?;
+                    for c in chain {
+                        cache::fetch_hit(self.env, self.remote, &c.entry).map_err(|e| {
+                            EngineError::Invalid(format!("fetching the layer of {}: {e}", c.image))
+                        })?;
+                        let hit = ImageLayers {
+                            image: &c.image,
+                            layers: std::slice::from_ref(&c.layer),
+                            diff_ids: std::slice::from_ref(&c.diff_id),
+                        };
+                        self.remote.unpack(hit, self.env.store, tree, None)?;
+                    }
+                    Ok(())
+                };
+                match kept.mount_base(label, &what, &diff_ids, root, self.work, extract) {
+                    Ok(true) => return Ok(true),
+                    // no overlay here: the base alone cannot have one either
+                    Ok(false) => {
+                        return self
+                            .extract_base(label, source, layers, root)
+                            .map(|()| false);
+                    }
+                    Err(e) => log::warn!(
+                        "[{label}] keeping {what} unpacked in the cache directory failed ({e}); \
+                         trying the base alone"
+                    ),
+                }
+            }
             let extract = |tree: &Path| self.extract_base(label, source, layers, tree);
             match kept.mount_base(
                 label,
@@ -637,7 +724,7 @@ impl Runner<'_> {
                 self.work,
                 extract,
             ) {
-                Ok(true) => return Ok(()),
+                Ok(true) => return Ok(false),
                 Ok(false) => {}
                 Err(e) => log::warn!(
                     "[{label}] keeping {} unpacked in the cache directory failed ({e}); unpacking it here",
@@ -646,6 +733,7 @@ impl Runner<'_> {
             }
         }
         self.extract_base(label, source, layers, root)
+            .map(|()| false)
     }
 
     /// Downloads and applies a registry base, with `--image-fs-extract-retry`.
@@ -680,6 +768,16 @@ impl Runner<'_> {
         );
         Ok(())
     }
+}
+
+/// A cache hit's layer that a kept tree holds above its base.
+struct ChainLayer {
+    /// The cache entry it comes from, for errors.
+    image: String,
+    layer: Descriptor,
+    diff_id: crate::image::Digest,
+    /// Fetched only when the tree is made.
+    entry: cache::CacheEntry,
 }
 
 /// Removes a stage's root in the work directory `work` (not `/`): a kept

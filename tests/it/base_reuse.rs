@@ -337,3 +337,124 @@ fn sigterm_during_a_run_on_a_kept_base_unmounts_and_removes_everything() {
     assert!(left.is_empty(), "{left:?}\n{log}");
     assert_eq!(checksum(&trees[0].join("rootfs")), before);
 }
+
+/// The build under test for kept chains: a RUN that makes files (a cache
+/// hit from the second build on), a COPY of `new.txt` (changed before
+/// each build, so it misses) and a RUN that appends to, chmods and
+/// deletes files of both the base and the first RUN's layer.
+fn chained_app(base: &str) -> TestContext {
+    let t = TestContext::new(&format!(
+        "FROM {base}\n\
+         RUN mkdir /hit && echo hit > /hit/append.txt && echo mode > /hit/mode.txt \
+         && echo gone > /hit/gone.txt && for i in $(seq 0 99); do echo $i > /hit/$i.txt; done\n\
+         COPY new.txt /new.txt\n\
+         RUN echo appended >> /data/append.txt && echo appended >> /hit/append.txt \
+         && chmod 600 /data/mode.txt /hit/mode.txt && rm /data/gone.txt /hit/gone.txt \
+         && cat /data/append-link.txt /hit/append.txt > /seen.txt\n"
+    ));
+    t.file("new.txt", "new 1\n");
+    t
+}
+
+/// The lines of two checksums that differ.
+fn changes(before: &str, after: &str) -> Vec<String> {
+    after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .chain(before.lines().filter(|l| !after.lines().any(|a| a == *l)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_kept_chain_of_cache_hits_is_reused_and_never_written() {
+    let reg = TestRegistry::start(Auth::None);
+    let base = push_base(&reg);
+    let t = chained_app(&base);
+    let cache = t.path("cache");
+    let repo = format!("{}/cache", reg.host);
+    let flags = [
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--cache",
+        "--cache-copy-layers",
+        "--cache-repo",
+        &repo,
+    ];
+
+    // the first build: every step misses, the base alone is kept
+    build(&t, "first", &flags);
+    let trees = kept_trees(&cache);
+    assert_eq!(trees.len(), 1, "{trees:?}");
+    let base_tree = trees[0].join("rootfs");
+    let base_sum = checksum(&base_tree);
+
+    // the second: the first RUN hits, the COPY misses; the base with the
+    // RUN's layer is kept as a tree of its own, made afresh
+    t.file("new.txt", "new 2\n");
+    let (_, log) = build(&t, "second", &flags);
+    let chain = format!("{base} and 1 cache hit layer");
+    assert!(
+        log.contains(&format!("kept {chain} unpacked in the cache directory")),
+        "{log}"
+    );
+    let trees = kept_trees(&cache);
+    assert_eq!(trees.len(), 2, "{trees:?}");
+    let chain_tree = trees
+        .iter()
+        .map(|t| t.join("rootfs"))
+        .find(|t| *t != base_tree)
+        .unwrap();
+    assert_eq!(
+        fs_err::read_to_string(chain_tree.join("hit/append.txt")).unwrap(),
+        "hit\n"
+    );
+    assert!(chain_tree.join("hit/99.txt").is_file() && chain_tree.join("data/gone.txt").is_file());
+    assert!(!chain_tree.join("new.txt").exists() && !chain_tree.join("seen.txt").exists());
+    assert_eq!(
+        changes(&base_sum, &checksum(&base_tree)),
+        Vec::<String>::new(),
+        "making the chain changed the kept base"
+    );
+    let chain_sum = checksum(&chain_tree);
+
+    // the third reuses the chain: nothing is unpacked
+    t.file("new.txt", "new 3\n");
+    let (third, log) = build(&t, "third", &flags);
+    assert!(
+        log.contains(&format!(
+            "reusing {chain}, kept unpacked in the cache directory"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("(in the kept tree)"), "{log}");
+    assert!(!log.contains(&format!("layers of {base}")), "{log}");
+    assert!(!log.contains("for later builds"), "{log}");
+    let rootfs_out = t.path("rootfs-third");
+    crate::harness::Layout(t.path("third")).unpack("t1", &rootfs_out);
+    assert_eq!(
+        fs_err::read_to_string(rootfs_out.join("seen.txt")).unwrap(),
+        "first line\nappended\nhit\nappended\n"
+    );
+    assert!(!rootfs_out.join("hit/gone.txt").exists());
+    // neither kept tree was written by the RUN
+    assert_eq!(
+        changes(&base_sum, &checksum(&base_tree)),
+        Vec::<String>::new(),
+        "a build changed the kept base"
+    );
+    assert_eq!(
+        changes(&chain_sum, &checksum(&chain_tree)),
+        Vec::<String>::new(),
+        "a build changed the kept chain"
+    );
+    assert_eq!(kept_trees(&cache), trees);
+    assert_eq!(mounts_under(t.dir.path()), Vec::<String>::new());
+
+    // the same image as a build with neither the cache nor --cache-dir
+    let (plain, _) = build(&t, "plain", &[]);
+    assert_eq!(
+        third, plain,
+        "the image differs from one built without --cache-dir"
+    );
+}
