@@ -414,7 +414,7 @@ SH
 cat > "$work/buildah-cm-reset" <<SH
 #!/bin/sh
 $work/buildah-reset
-rm -rf /var/tmp/buildah-cache-* 2>/dev/null || true
+rm -rf /var/tmp/buildah-cache /var/tmp/buildah-cache-* 2>/dev/null || true
 SH
 chmod +x "$work/smelt-cold" "$work/smelt-warm" "$work/smelt-warm-big" "$work"/*-changed* "$work"/*-cachemount "$work/buildah-cm-reset"
 "$work/smelt-warm" # fills cache-warm
