@@ -40,7 +40,8 @@
 #
 # image: bench-small built by the executor image (`scripts/build-images.sh`)
 # in place under podman (`podman run --network host`, the context mounted
-# at /workspace, as a CI job runs it), next to the same static musl binary
+# at /workspace, as a CI job runs it; vfs storage; the container removed
+# in the next run's prepare step), next to the same static musl binary
 # and the glibc release binary in chroot mode, BuildKit and buildah; each
 # cold, then warm from a registry cache on an empty runner (smelt:
 # `--cache --cache-copy-layers`, the cache repository filled by one build
@@ -260,7 +261,15 @@ executor=localhost/smelt/executor:latest
 nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
 [ "$nofile" = unlimited ] && nofile=1048576
 [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
-run_image="${podman_[*]} run --rm --network host --ulimit=nofile=$nofile:$nofile --ulimit=nproc=$nproc:$nproc -v $ctx:/workspace $executor"
+run_image="${podman_[*]} run --network host --ulimit=nofile=$nofile:$nofile --ulimit=nproc=$nproc:$nproc -v $ctx:/workspace $executor"
+# the container (its root now holds the built image's files) is removed by
+# the next run's prepare step, outside the timed window, as the other
+# builders' stores are emptied
+cat > "$work/podman-reset" <<SH
+#!/bin/sh
+${podman_[*]} rm -af >/dev/null 2>&1 || true
+SH
+chmod +x "$work/podman-reset"
 for v in glibc musl image; do
   case $v in
     glibc) cmd="$smelt build -c $ctx -v error" ;;
@@ -307,12 +316,12 @@ hyperfine --runs "$runs" --warmup 1 --export-markdown "$out/compare.md" \
   --prepare "$work/buildah-reset" -n buildah "$work/buildah-build" \
   --prepare true -n smelt "$work/smelt-glibc-cold" \
   --prepare true -n smelt-musl "$work/smelt-musl-cold" \
-  --prepare true -n smelt-image "$work/smelt-image-cold" \
+  --prepare "$work/podman-reset" -n smelt-image "$work/smelt-image-cold" \
   --prepare "$work/docker-reset" -n buildkit-warm "$work/docker-warm" \
   --prepare "$work/buildah-reset" -n buildah-warm "$work/buildah-warm" \
   --prepare true -n smelt-warm "$work/smelt-glibc-warm" \
   --prepare true -n smelt-musl-warm "$work/smelt-musl-warm" \
-  --prepare true -n smelt-image-warm "$work/smelt-image-warm"
+  --prepare "$work/podman-reset" -n smelt-image-warm "$work/smelt-image-warm"
 cat "$out/compare.md"
 echo "peak RSS (one run each, /usr/bin/time -v; the image's is podman's, not the build's):"
 for b in smelt-glibc-cold smelt-musl-cold smelt-glibc-warm smelt-musl-warm; do
