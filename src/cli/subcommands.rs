@@ -346,7 +346,8 @@ pub fn cache(command: &CacheCommand) -> i32 {
 /// `cache prune`: prints each entry removed (or, with `--dry-run`, to be
 /// removed) with its age, the manifests left alone, and the totals.
 fn cache_prune(f: &CachePruneFlags) -> i32 {
-    use crate::engine::cache::prune::{PruneOptions, parse_age, prune, show_age, show_size};
+    use crate::engine::cache::prune::{PruneOptions, parse_age, prune, show_age};
+    use crate::registry::human_size;
     let mut settings = match start(&f.log, &f.registry) {
         Ok(s) => s,
         Err(code) => return code,
@@ -436,7 +437,7 @@ fn cache_prune(f: &CachePruneFlags) -> i32 {
         report.kept,
         report.skipped.len(),
         if report.skipped.len() == 1 { "" } else { "s" },
-        show_size(report.freed),
+        human_size(report.freed),
     );
     if report.removed.is_empty() && report.kept == 0 && !report.skipped.is_empty() {
         ::log::warn!(

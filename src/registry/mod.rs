@@ -20,6 +20,7 @@ pub mod tags;
 pub use auth::Credential;
 pub use client::{Direction, Registry, Settings, ca_roots_der, download_client};
 pub use error::RegistryError;
+pub use progress::human_size;
 pub use pull::{RemoteImage, platform_matches};
 pub use push::{PushBlob, PushImage};
 pub use reference::{Reference, ReferenceError};

@@ -97,6 +97,11 @@ fn short(digest: &Digest) -> String {
     format!("{}:{}", digest.algorithm(), &hex[..hex.len().min(12)])
 }
 
+/// Bytes in decimal units, one decimal: `41.8 MB`.
+pub fn human_size(bytes: u64) -> String {
+    human(bytes as f64)
+}
+
 fn human(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes;

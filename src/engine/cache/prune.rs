@@ -413,25 +413,10 @@ pub fn show_age(age: Duration) -> String {
     }
 }
 
-/// Bytes in decimal units, one decimal: `41.8 MB`.
-pub fn show_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::human_size;
 
     fn digest(n: u8) -> Digest {
         Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
@@ -519,8 +504,8 @@ mod tests {
         assert_eq!(show_age(Duration::from_secs(250)), "4m 10s");
         assert_eq!(show_age(h(3) + Duration::from_secs(720)), "3h 12m");
         assert_eq!(show_age(h(15 * 24 + 3)), "15d 3h");
-        assert_eq!(show_size(41_800_000), "41.8 MB");
-        assert_eq!(show_size(512), "512 B");
+        assert_eq!(human_size(41_800_000), "41.8 MB");
+        assert_eq!(human_size(512), "512 B");
     }
 
     #[test]
