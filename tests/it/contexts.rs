@@ -60,16 +60,27 @@ pub fn smelt(t: &TestContext, args: &[&str], stdin: &[u8], env: &[(&str, &str)])
     log
 }
 
-/// Runs `smelt build --no-push` with `args` and `env`, which must fail as
-/// a build does (exit 1); returns its stderr.
-pub fn smelt_fails(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(crate::harness::smelt_bin())
+/// Fails the test unless `listing` (a `tree` listing) holds `line`.
+#[track_caller]
+pub fn has(listing: &str, line: &str) {
+    assert!(listing.contains(line), "no {line:?} in\n{listing}");
+}
+
+/// Runs `smelt build --no-push` with `args` and `env`.
+pub fn smelt_output(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(crate::harness::smelt_bin())
         .args(["build", "--no-push"])
         .args(args)
         .env("NO_COLOR", "1")
         .envs(env.iter().copied())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `smelt build --no-push` with `args` and `env`, which must fail as
+/// a build does (exit 1); returns its stderr.
+pub fn smelt_fails(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = smelt_output(args, env);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
     err

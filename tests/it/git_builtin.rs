@@ -3,7 +3,7 @@
 //! `PATH=/nonexistent`, against real `git daemon` and `git http-backend`
 //! servers, and the two images must hold the same files.
 
-use crate::contexts::{smelt, smelt_fails};
+use crate::contexts::{has, smelt, smelt_fails, smelt_output};
 use crate::git_server::{PASSWORD, Repos, TOKEN, USER, git, git_daemon, git_http, git_http_v0};
 use crate::harness::{TestContext, tree};
 use std::path::Path;
@@ -47,11 +47,6 @@ fn same(context: &str, extra: &[&str], env: &[(&str, &str)]) -> (String, String)
     let (builtin, log) = build(unused, &args, env, true);
     pretty_assertions::assert_eq!(with_git, builtin, "{context} {extra:?}");
     (builtin, log)
-}
-
-#[track_caller]
-fn has(listing: &str, line: &str) {
-    assert!(listing.contains(line), "no {line:?} in\n{listing}");
 }
 
 #[test]
@@ -443,13 +438,7 @@ mod tmp {}
 
 /// Runs `smelt build --no-push`: its exit code and stderr.
 fn smelt_run(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(crate::harness::smelt_bin())
-        .args(["build", "--no-push"])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    let out = smelt_output(args, env);
     format!(
         "{:?} {}",
         out.status.code(),

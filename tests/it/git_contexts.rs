@@ -3,7 +3,7 @@
 //! tags, commits, sub-directories, submodules, and errors that name what
 //! failed without the credentials.
 
-use crate::contexts::{smelt, smelt_fails};
+use crate::contexts::{has, smelt, smelt_fails};
 use crate::git_server::{PASSWORD, Repos, TOKEN, USER, git_daemon, git_http};
 use crate::harness::{TestContext, tree};
 use std::process::Command;
@@ -21,11 +21,6 @@ fn listing(context: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
 /// Runs a build from `--context context` that must fail; its stderr.
 fn failure(context: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
     smelt_fails(&[&["--context", context], extra].concat(), env)
-}
-
-#[track_caller]
-fn has(listing: &str, line: &str) {
-    assert!(listing.contains(line), "no {line:?} in\n{listing}");
 }
 
 #[test]
